@@ -1,0 +1,207 @@
+//! Layered, typed settings: config/default.toml, then config/<CREDITPHONE_ENV>.toml, then
+//! `CREDITPHONE__SECTION__KEY` environment variables (API.md section 10).
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::fmt;
+use std::path::PathBuf;
+
+/// A string that never prints: `Debug` and `Display` show `***`.
+#[derive(Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub pii: PiiSettings,
+    pub clock: ClockSettings,
+    pub business: BusinessSettings,
+    pub idempotency: IdempotencySettings,
+    pub eod: EodSettings,
+    pub notices: NoticeSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// 0 means one worker per core.
+    pub workers: usize,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// A PostgreSQL URL; absent or empty: the embedded cluster under `data_dir`.
+    pub url: Option<Secret>,
+    pub data_dir: PathBuf,
+    pub pool_size: usize,
+    /// How long a request waits for a connection (or for the database to answer a connect) before `503 unavailable`.
+    pub timeout_ms: u64,
+    /// Server-side statement timeout for request transactions.
+    pub statement_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// A bootstrap admin key accepted besides created ones (empty: none).
+    pub admin_key: Secret,
+    pub default_rate_limit_per_minute: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiSettings {
+    /// 32 bytes, hex: the key of the lookup hash of ID numbers and phones. Empty: generated once under `data_dir`.
+    pub hash_key: Secret,
+    /// 32 bytes, hex: the AES-256-GCM key of the encrypted identity copy. Empty: generated once under `data_dir`.
+    pub encryption_key: Secret,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSettings {
+    pub allow_future_dates: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessSettings {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub apr_cap: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub partner_min_deposit: Decimal,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    pub retention_days: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EodSettings {
+    pub enabled: bool,
+    /// Asia/Shanghai wall-clock time `HH:MM` of the daily run.
+    pub run_at: String,
+    pub chunk_size: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeSettings {
+    pub enabled: bool,
+    pub timeout_secs: u64,
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    pub max_attempts: u32,
+    pub workers: usize,
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// An EnvFilter directive, e.g. `info` or `creditphone=debug,info`.
+    pub level: String,
+    /// `json` or `text`.
+    pub format: String,
+}
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+impl Settings {
+    /// Loads the layers from `config_dir` (the built-in default when the file is absent) and the environment.
+    pub fn load(config_dir: &std::path::Path) -> anyhow::Result<Settings> {
+        let mut builder = config::Config::builder();
+        let default_file = config_dir.join("default.toml");
+        if default_file.exists() {
+            builder = builder.add_source(config::File::from(default_file));
+        } else {
+            builder = builder.add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        }
+        if let Ok(env_name) = std::env::var("CREDITPHONE_ENV") {
+            if !env_name.is_empty() {
+                builder = builder.add_source(config::File::from(config_dir.join(format!("{env_name}.toml"))).required(true));
+            }
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("CREDITPHONE").prefix_separator("__").separator("__").try_parsing(true),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The built-in defaults alone (tests start from these and override fields).
+    pub fn defaults() -> Settings {
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("config/default.toml is valid (checked by a unit test)");
+        settings
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.idempotency.retention_days >= 7, "idempotency.retention_days must be at least 7");
+        anyhow::ensure!(self.database.pool_size >= 1 && self.database.pool_size <= 1000, "database.pool_size must be 1-1000");
+        anyhow::ensure!(self.notices.max_attempts >= 1, "notices.max_attempts must be at least 1");
+        anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
+        anyhow::ensure!(self.auth.default_rate_limit_per_minute >= 1, "auth.default_rate_limit_per_minute must be at least 1");
+        parse_hh_mm(&self.eod.run_at).ok_or_else(|| anyhow::anyhow!("eod.run_at must be HH:MM"))?;
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.url.as_ref().map(Secret::expose).filter(|u| !u.is_empty())
+    }
+}
+
+pub fn parse_hh_mm(s: &str) -> Option<chrono::NaiveTime> {
+    chrono::NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_hide_secrets() {
+        let mut s = Settings::defaults();
+        s.auth.admin_key = Secret::new("super-secret-admin-key");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("super-secret-admin-key"));
+        assert_eq!(s.server.port, 8080);
+        assert!(!s.clock.allow_future_dates);
+        assert_eq!(s.notices.retry_initial_secs, 5);
+        s.check().unwrap();
+    }
+}

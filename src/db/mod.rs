@@ -1,0 +1,123 @@
+//! PostgreSQL access: the pool, migrations, transactions and error classification.
+//! One module per aggregate below; every function there takes a transaction (or a client).
+
+pub mod api_keys;
+pub mod banks;
+pub mod business_days;
+pub mod credit_lines;
+pub mod idempotency;
+pub mod journal;
+pub mod notices;
+pub mod orders;
+pub mod plans;
+pub mod setup;
+
+use crate::error::{ApiError, ErrorCode};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+mod embedded_migrations {
+    refinery::embed_migrations!("sql");
+}
+
+/// The advisory lock that serialises migrations across instances starting at once.
+const MIGRATION_LOCK_KEY: i64 = 0x6372_6564_6974_0001;
+
+pub type Tx<'a> = tokio_postgres::Transaction<'a>;
+
+/// A pool whose waits are bounded by `timeout`, so a lost database answers 503 quickly.
+pub fn make_pool(mut pg: tokio_postgres::Config, size: usize, timeout: Duration, statement_timeout: Duration) -> anyhow::Result<Pool> {
+    pg.connect_timeout(timeout);
+    pg.options(format!("-c statement_timeout={} -c lock_timeout={}", statement_timeout.as_millis(), statement_timeout.as_millis()));
+    pg.application_name("creditphone");
+    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
+        .runtime(Runtime::Tokio1)
+        .build()?;
+    Ok(pool)
+}
+
+/// Connects one client (for migrations and commands), driving the connection on a task.
+pub async fn connect(pg: &tokio_postgres::Config) -> anyhow::Result<Client> {
+    let (client, connection) = pg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the embedded migrations under an advisory lock; safe when several instances start together.
+pub async fn migrate(client: &mut Client) -> anyhow::Result<usize> {
+    let started = std::time::Instant::now();
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    let result = embedded_migrations::migrations::runner().set_abort_divergent(true).run_async(client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    let report = result?;
+    let applied = report.applied_migrations().len();
+    tracing::info!(applied, elapsed_ms = started.elapsed().as_millis() as u64, "migrations done");
+    Ok(applied)
+}
+
+/// The newest migration version embedded in this binary.
+pub fn latest_migration_version() -> i64 {
+    embedded_migrations::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Is the database reachable with every migration applied?
+pub async fn ready(pool: &Pool) -> bool {
+    let Ok(client) = pool.get().await else { return false };
+    let query = client.query_one("SELECT coalesce(max(version), 0)::int8 FROM refinery_schema_history", &[]);
+    match tokio::time::timeout(Duration::from_secs(2), query).await {
+        Ok(Ok(row)) => row.get::<_, i64>(0) >= latest_migration_version(),
+        _ => false,
+    }
+}
+
+/// Maps a database error to the API: lost connections and timeouts are `503 unavailable`,
+/// anything else is a bug (`500 internal`, logged).
+pub fn classify_error(e: &tokio_postgres::Error) -> ApiError {
+    if is_retryable(e) {
+        return ApiError::retry(format!("transient conflict: {e}"));
+    }
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS
+        {
+            tracing::warn!(error = %e, "database busy or going away");
+            return ApiError::unavailable();
+        }
+        tracing::error!(error = %e, code = code.code(), constraint = db.constraint(), "unexpected database error");
+        return ApiError::internal();
+    }
+    if e.is_closed() || e.to_string().contains("timed out") || e.to_string().contains("connect") {
+        tracing::warn!(error = %e, "database unreachable");
+        return ApiError::unavailable();
+    }
+    tracing::error!(error = %e, "database error");
+    ApiError::new(ErrorCode::Unavailable, "the database answered unexpectedly; retry later")
+}
+
+/// The constraint a unique violation hit, if that is what `e` is.
+pub fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
+    let db = e.as_db_error()?;
+    (*db.code() == SqlState::UNIQUE_VIOLATION).then(|| db.constraint().unwrap_or(""))
+}
+
+/// A serialization failure or deadlock: the transaction may simply be run again.
+pub fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}

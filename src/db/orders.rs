@@ -1,0 +1,310 @@
+//! Orders and their holds.
+
+use super::Tx;
+use crate::domain::money::Amount;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio_postgres::{GenericClient, Row};
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub seq: i64,
+    pub owner_scope: String,
+    pub out_order_no: String,
+    pub channel: String,
+    pub store_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub region_code: String,
+    pub product_id: String,
+    pub term_months: i32,
+    pub pricing: String,
+    pub rate: Decimal,
+    pub hold_ratio: Decimal,
+    pub grace_days: i32,
+    pub penalty_daily_rate: Decimal,
+    pub partner_referral_fee: Amount,
+    pub principal: Amount,
+    pub apr_irr: String,
+    pub device_sku: String,
+    pub imei_masked: String,
+    pub device_price: Amount,
+    pub down_payment: Amount,
+    pub consent: Option<Value>,
+    pub credit_line_id: String,
+    pub bank_id: String,
+    pub hold_id: String,
+    pub funding_deadline: DateTime<Utc>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub created_on: NaiveDate,
+    pub decided_on: Option<NaiveDate>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const ORDER_COLUMNS: &str = "id, seq, owner_scope, out_order_no, channel, store_id, partner_id, agent_id, region_code, product_id,
+    term_months, pricing, rate, hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen, apr_irr,
+    device_sku, imei_masked, device_price_fen, down_payment_fen, consent, credit_line_id, bank_id, hold_id, funding_deadline,
+    status, reason, created_on, decided_on, created_at, updated_at";
+
+fn order(r: &Row) -> Order {
+    Order {
+        id: r.get("id"),
+        seq: r.get("seq"),
+        owner_scope: r.get("owner_scope"),
+        out_order_no: r.get("out_order_no"),
+        channel: r.get("channel"),
+        store_id: r.get("store_id"),
+        partner_id: r.get("partner_id"),
+        agent_id: r.get("agent_id"),
+        region_code: r.get("region_code"),
+        product_id: r.get("product_id"),
+        term_months: r.get("term_months"),
+        pricing: r.get("pricing"),
+        rate: r.get("rate"),
+        hold_ratio: r.get("hold_ratio"),
+        grace_days: r.get("grace_days"),
+        penalty_daily_rate: r.get("penalty_daily_rate"),
+        partner_referral_fee: Amount::from_fen(r.get("partner_referral_fee_fen")),
+        principal: Amount::from_fen(r.get("principal_fen")),
+        apr_irr: r.get("apr_irr"),
+        device_sku: r.get("device_sku"),
+        imei_masked: r.get("imei_masked"),
+        device_price: Amount::from_fen(r.get("device_price_fen")),
+        down_payment: Amount::from_fen(r.get("down_payment_fen")),
+        consent: r.get("consent"),
+        credit_line_id: r.get("credit_line_id"),
+        bank_id: r.get("bank_id"),
+        hold_id: r.get::<_, Option<String>>("hold_id").unwrap_or_default(),
+        funding_deadline: r.get("funding_deadline"),
+        status: r.get("status"),
+        reason: r.get("reason"),
+        created_on: r.get("created_on"),
+        decided_on: r.get("decided_on"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    }
+}
+
+pub struct NewOrder<'a> {
+    pub id: &'a str,
+    pub owner_scope: &'a str,
+    pub out_order_no: &'a str,
+    pub channel: &'a str,
+    pub store_id: Option<&'a str>,
+    pub partner_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub region_code: &'a str,
+    pub product_id: &'a str,
+    pub term_months: i32,
+    pub pricing: &'a str,
+    pub rate: Decimal,
+    pub hold_ratio: Decimal,
+    pub grace_days: i32,
+    pub penalty_daily_rate: Decimal,
+    pub partner_referral_fee: Amount,
+    pub principal: Amount,
+    pub apr_irr: &'a str,
+    pub device_sku: &'a str,
+    pub imei_masked: &'a str,
+    pub device_price: Amount,
+    pub down_payment: Amount,
+    pub consent: Option<&'a Value>,
+    pub identity_sealed: &'a [u8],
+    pub credit_line_id: &'a str,
+    pub bank_id: &'a str,
+    pub hold_id: &'a str,
+    pub funding_deadline: DateTime<Utc>,
+    pub created_on: NaiveDate,
+}
+
+/// Inserts; `None` when the caller already used this `out_order_no`.
+pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, tokio_postgres::Error> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "INSERT INTO orders (id, owner_scope, out_order_no, channel, store_id, partner_id, agent_id, region_code, product_id,
+                     term_months, pricing, rate, hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen,
+                     apr_irr, device_sku, imei_masked, device_price_fen, down_payment_fen, consent, identity_sealed, credit_line_id,
+                     bank_id, hold_id, funding_deadline, status, created_on)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
+                     $25, $26, $27, $28, 'awaiting_funding', $29)
+                 ON CONFLICT ON CONSTRAINT orders_out_order_no_unique DO NOTHING
+                 RETURNING {ORDER_COLUMNS}"
+            ),
+            &[
+                &o.id, &o.owner_scope, &o.out_order_no, &o.channel, &o.store_id, &o.partner_id, &o.agent_id, &o.region_code,
+                &o.product_id, &o.term_months, &o.pricing, &o.rate, &o.hold_ratio, &o.grace_days, &o.penalty_daily_rate,
+                &o.partner_referral_fee.fen(), &o.principal.fen(), &o.apr_irr, &o.device_sku, &o.imei_masked, &o.device_price.fen(),
+                &o.down_payment.fen(), &o.consent, &o.identity_sealed, &o.credit_line_id, &o.bank_id, &o.hold_id, &o.funding_deadline,
+                &o.created_on,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(order))
+}
+
+pub async fn out_order_no_taken(c: &impl GenericClient, owner_scope: &str, out_order_no: &str) -> Result<bool, tokio_postgres::Error> {
+    Ok(c
+        .query_opt("SELECT 1 FROM orders WHERE owner_scope = $1 AND out_order_no = $2", &[&owner_scope, &out_order_no])
+        .await?
+        .is_some())
+}
+
+pub async fn get(c: &impl GenericClient, id: &str) -> Result<Option<Order>, tokio_postgres::Error> {
+    Ok(c.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"), &[&id]).await?.as_ref().map(order))
+}
+
+pub async fn lock(tx: &Tx<'_>, id: &str) -> Result<Option<Order>, tokio_postgres::Error> {
+    Ok(tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"), &[&id]).await?.as_ref().map(order))
+}
+
+pub async fn sealed_identity(c: &impl GenericClient, id: &str) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
+    Ok(c.query_opt("SELECT identity_sealed FROM orders WHERE id = $1", &[&id]).await?.map(|r| r.get(0)))
+}
+
+pub async fn set_status(
+    tx: &Tx<'_>,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+    decided_on: Option<NaiveDate>,
+) -> Result<Order, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE orders SET status = $2, reason = coalesce($3, reason), decided_on = coalesce($4, decided_on), updated_at = now()
+                 WHERE id = $1 RETURNING {ORDER_COLUMNS}"
+            ),
+            &[&id, &status, &reason, &decided_on],
+        )
+        .await?;
+    Ok(order(&row))
+}
+
+/// Whose orders a list shows.
+pub enum Scope<'a> {
+    All,
+    Owner(&'a str),
+    Bank(&'a str),
+}
+
+/// Newest first, before `before_seq` (0: from the newest).
+pub async fn list(
+    c: &impl GenericClient,
+    scope: Scope<'_>,
+    status: Option<&str>,
+    before_seq: i64,
+    limit: i64,
+) -> Result<Vec<Order>, tokio_postgres::Error> {
+    let before = if before_seq <= 0 { i64::MAX } else { before_seq };
+    let (filter, who): (&str, Option<&str>) = match scope {
+        Scope::All => ("true", None),
+        Scope::Owner(s) => ("owner_scope = $4", Some(s)),
+        Scope::Bank(b) => ("bank_id = $4", Some(b)),
+    };
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE seq < $1 AND ($2::text IS NULL OR status = $2) AND {filter}
+         ORDER BY seq DESC LIMIT $3"
+    );
+    let rows = match who {
+        Some(w) => c.query(&sql, &[&before, &status, &limit, &w]).await?,
+        None => c.query(&sql, &[&before, &status, &limit]).await?,
+    };
+    Ok(rows.iter().map(order).collect())
+}
+
+// ---------- holds ----------
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Hold {
+    pub id: String,
+    pub credit_line_id: String,
+    pub provider_id: String,
+    pub order_id: String,
+    pub amount: Amount,
+    pub released: Amount,
+    pub converted: Amount,
+    pub voided: Amount,
+    pub remaining: Amount,
+    /// active, closed or voided.
+    pub status: String,
+}
+
+impl Hold {
+    pub fn assert_balanced(&self) {
+        assert_eq!(
+            self.amount,
+            self.released + self.converted + self.voided + self.remaining,
+            "hold {} must balance: amount = released + converted + voided + remaining",
+            self.id
+        );
+    }
+}
+
+const HOLD_COLUMNS: &str = "id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen, status";
+
+fn hold(r: &Row) -> Hold {
+    let h = Hold {
+        id: r.get("id"),
+        credit_line_id: r.get("credit_line_id"),
+        provider_id: r.get("provider_id"),
+        order_id: r.get("order_id"),
+        amount: Amount::from_fen(r.get("amount_fen")),
+        released: Amount::from_fen(r.get("released_fen")),
+        converted: Amount::from_fen(r.get("converted_fen")),
+        voided: Amount::from_fen(r.get("voided_fen")),
+        remaining: Amount::from_fen(r.get("remaining_fen")),
+        status: r.get("status"),
+    };
+    h.assert_balanced();
+    h
+}
+
+pub async fn insert_hold(tx: &Tx<'_>, id: &str, line_id: &str, provider_id: &str, order_id: &str, amount: Amount) -> Result<Hold, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO holds (id, credit_line_id, provider_id, order_id, amount_fen, remaining_fen, status)
+                 VALUES ($1, $2, $3, $4, $5, $5, 'active') RETURNING {HOLD_COLUMNS}"
+            ),
+            &[&id, &line_id, &provider_id, &order_id, &amount.fen()],
+        )
+        .await?;
+    Ok(hold(&row))
+}
+
+pub async fn get_hold(c: &impl GenericClient, id: &str) -> Result<Option<Hold>, tokio_postgres::Error> {
+    Ok(c.query_opt(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"), &[&id]).await?.as_ref().map(hold))
+}
+
+pub async fn lock_hold(tx: &Tx<'_>, id: &str) -> Result<Hold, tokio_postgres::Error> {
+    Ok(hold(&tx.query_one(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1 FOR UPDATE"), &[&id]).await?))
+}
+
+/// What leaves the hold's remaining: released, converted or voided amounts. Sets the status.
+pub async fn take_from_hold(
+    tx: &Tx<'_>,
+    id: &str,
+    released_fen: i64,
+    converted_fen: i64,
+    voided_fen: i64,
+) -> Result<Hold, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE holds SET released_fen = released_fen + $2, converted_fen = converted_fen + $3, voided_fen = voided_fen + $4,
+                     remaining_fen = remaining_fen - $2 - $3 - $4,
+                     status = CASE WHEN $4 > 0 THEN 'voided'
+                                   WHEN remaining_fen - $2 - $3 - $4 = 0 THEN 'closed' ELSE status END,
+                     updated_at = now()
+                 WHERE id = $1 RETURNING {HOLD_COLUMNS}"
+            ),
+            &[&id, &released_fen, &converted_fen, &voided_fen],
+        )
+        .await?;
+    Ok(hold(&row))
+}

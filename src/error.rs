@@ -1,0 +1,198 @@
+//! The one error type of the service: every refusal is an `ApiError` with a stable code from API.md.
+
+use actix_web::http::StatusCode;
+use serde_json::Value;
+use std::fmt;
+
+/// Stable error codes of API.md. The HTTP status is a function of the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidAmount,
+    InvalidDate,
+    InvalidIdNumber,
+    InvalidPhone,
+    InvalidImei,
+    PayloadTooLarge,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RateLimited,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    IdempotencyKeyInUse,
+    AlreadyExists,
+    InvalidState,
+    UnknownReference,
+    AprAboveCap,
+    LimitBelowExposure,
+    Overpayment,
+    PrincipalOutOfRange,
+    UnsupportedTerm,
+    RegionNotOpen,
+    PartnerNotEligible,
+    NoMatchingCreditLine,
+    NoFundingBank,
+    BusinessDateRegression,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            InvalidAmount => "invalid_amount",
+            InvalidDate => "invalid_date",
+            InvalidIdNumber => "invalid_id_number",
+            InvalidPhone => "invalid_phone",
+            InvalidImei => "invalid_imei",
+            PayloadTooLarge => "payload_too_large",
+            Unauthenticated => "unauthenticated",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            RateLimited => "rate_limited",
+            IdempotencyKeyRequired => "idempotency_key_required",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            IdempotencyKeyInUse => "idempotency_key_in_use",
+            AlreadyExists => "already_exists",
+            InvalidState => "invalid_state",
+            UnknownReference => "unknown_reference",
+            AprAboveCap => "apr_above_cap",
+            LimitBelowExposure => "limit_below_exposure",
+            Overpayment => "overpayment",
+            PrincipalOutOfRange => "principal_out_of_range",
+            UnsupportedTerm => "unsupported_term",
+            RegionNotOpen => "region_not_open",
+            PartnerNotEligible => "partner_not_eligible",
+            NoMatchingCreditLine => "no_matching_credit_line",
+            NoFundingBank => "no_funding_bank",
+            BusinessDateRegression => "business_date_regression",
+            Unavailable => "unavailable",
+            Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest | InvalidAmount | InvalidDate | InvalidIdNumber | InvalidPhone
+            | InvalidImei | IdempotencyKeyReused | UnknownReference | AprAboveCap | Overpayment
+            | PrincipalOutOfRange | UnsupportedTerm | RegionNotOpen | PartnerNotEligible
+            | NoMatchingCreditLine | NoFundingBank => StatusCode::UNPROCESSABLE_ENTITY,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Unauthenticated => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
+            IdempotencyKeyInUse | AlreadyExists | InvalidState | LimitBelowExposure
+            | BusinessDateRegression => StatusCode::CONFLICT,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A refusal with its code, a human message, the JSON path of the offending field and optional details.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+    pub details: Option<Value>,
+    /// Seconds for `Retry-After` (rate limiting).
+    pub retry_after_secs: Option<u64>,
+    /// A transient conflict (serialization failure, deadlock, a concurrent insert): the whole
+    /// transaction may simply run again.
+    pub retryable: bool,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), field: None, details: None, retry_after_secs: None, retryable: false }
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message).field(field)
+    }
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "no such object")
+    }
+    pub fn forbidden() -> Self {
+        Self::new(ErrorCode::Forbidden, "this endpoint is not for your kind of principal")
+    }
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidState, message)
+    }
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::AlreadyExists, message)
+    }
+    pub fn unavailable() -> Self {
+        Self::new(ErrorCode::Unavailable, "the database cannot be reached; retry later")
+    }
+    /// A transient conflict; the transaction runs again (answered 503 if it keeps happening).
+    pub fn retry(message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorCode::Unavailable, message);
+        e.retryable = true;
+        e
+    }
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// The API.md error body.
+    pub fn body(&self, request_id: &str) -> Value {
+        let mut error = serde_json::json!({
+            "code": self.code.as_str(),
+            "message": self.message,
+            "field": self.field,
+            "request_id": request_id,
+        });
+        if let Some(details) = &self.details {
+            error["details"] = details.clone();
+        }
+        serde_json::json!({ "error": error })
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)?;
+        if let Some(field) = &self.field {
+            write!(f, " (field {field})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        crate::db::classify_error(&e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        tracing::warn!(error = %e, "database pool unavailable");
+        ApiError::unavailable()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,93 @@
+//! The outermost middleware: a request id on every response and log line, the body-size
+//! check (413, first of all checks), an access log line with timing, and request metrics.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::http::AppState;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
+use std::time::Instant;
+use tracing::Instrument;
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled (`-` outside one).
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_string())
+}
+
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+fn new_request_id() -> String {
+    format!("req_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub async fn request_context(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let request_id = new_request_id();
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let too_large = state.as_ref().is_some_and(|s| content_length(&req).is_some_and(|n| n > s.settings.server.body_limit_bytes as u64));
+
+    let id = request_id.clone();
+    let result = REQUEST_ID
+        .scope(id, async move {
+            if too_large {
+                let e = ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit");
+                return Ok(req.into_response(e.error_response()));
+            }
+            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+        })
+        .instrument(span.clone())
+        .await;
+    let mut res = match result {
+        Ok(res) => res,
+        Err(e) => return Err(e),
+    };
+    if !res.headers().contains_key(REQUEST_ID_HEADER) {
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            res.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+    }
+    let status = res.status().as_u16();
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let elapsed = started.elapsed();
+    if let Some(state) = state {
+        state.metrics.http_requests.with_label_values(&[&method, &route, &status.to_string()]).inc();
+        state.metrics.http_duration.with_label_values(&[&method, &route]).observe(elapsed.as_secs_f64());
+    }
+    span.in_scope(|| {
+        tracing::info!(status, route = %route, elapsed_ms = elapsed.as_micros() as f64 / 1000.0, "request done");
+    });
+    Ok(res)
+}
+
+fn content_length(req: &ServiceRequest) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status());
+        if let Some(secs) = self.retry_after_secs {
+            builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "answered with a server error");
+        }
+        builder.json(self.body(&current_request_id()))
+    }
+}

@@ -1,0 +1,206 @@
+//! Thin HTTP handlers: parse → one service call → response. Cross-cutting parts (request
+//! context, auth, bodies, idempotency, pagination) live here once and are used by every route.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod context;
+pub mod credit_lines;
+pub mod ops;
+pub mod openapi;
+pub mod orders;
+pub mod setup;
+
+use crate::auth::Caller;
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::idempotency::{Answer, IdempotentRequest, parse_key};
+use crate::metrics::Metrics;
+use crate::pii::PiiKeys;
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Everything a handler needs, shared by all workers.
+pub struct AppState {
+    pub pool: Pool,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub pii: Arc<PiiKeys>,
+    pub rate_limiter: auth::RateLimiter,
+}
+
+pub type State = web::Data<AppState>;
+
+/// The raw body, read up to the configured limit (`413 payload_too_large` beyond it).
+pub struct Body(pub web::Bytes);
+
+impl FromRequest for Body {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Body, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<State>().map(|s| s.settings.server.body_limit_bytes).unwrap_or(1 << 20);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let mut buf = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| ApiError::invalid("$", "the body could not be read"))?;
+                if buf.len() + chunk.len() > limit {
+                    return Err(ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit"));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(Body(buf.freeze()))
+        })
+    }
+}
+
+pub fn request_id(req: &HttpRequest) -> String {
+    req.extensions().get::<context::RequestId>().map(|r| r.0.clone()).unwrap_or_default()
+}
+
+/// The idempotency key of an (I) endpoint: `400` when missing (checked before the body).
+pub fn idempotency_key(req: &HttpRequest) -> ApiResult<String> {
+    parse_key(req.headers().get("Idempotency-Key").map(|v| v.as_bytes()))
+}
+
+/// Binds the key to this request once the body has been parsed.
+pub fn idempotent_request(req: &HttpRequest, caller: &Caller, key: String, body: &Value) -> IdempotentRequest {
+    IdempotentRequest::new(caller.principal.scope(), key, req.method().as_str(), req.path(), body, &request_id(req))
+}
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    HttpResponse::build(status).json(value)
+}
+
+pub fn ok<T: Serialize>(value: &T) -> ApiResult<HttpResponse> {
+    Ok(json(StatusCode::OK, value))
+}
+
+pub fn created<T: Serialize>(value: &T) -> ApiResult<HttpResponse> {
+    Ok(json(StatusCode::CREATED, value))
+}
+
+/// The response of an idempotent endpoint, replayed answers marked as such.
+pub fn answer(a: Answer) -> ApiResult<HttpResponse> {
+    let mut builder = HttpResponse::build(a.status);
+    if let Some(original) = a.replayed_request_id {
+        builder.insert_header(("Idempotent-Replayed", "true"));
+        builder.insert_header((context::REQUEST_ID_HEADER, original));
+    }
+    Ok(builder.json(a.body))
+}
+
+/// `?limit=` (1-200, default 50) and an opaque `?cursor=`.
+pub struct Page {
+    pub limit: i64,
+    pub cursor: Option<String>,
+}
+
+pub fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect()
+}
+
+pub fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    query_pairs(req).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+impl Page {
+    pub fn from_request(req: &HttpRequest) -> ApiResult<Page> {
+        let limit = match query_param(req, "limit") {
+            None => 50,
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=200).contains(n))
+                .ok_or_else(|| ApiError::invalid("limit", "limit must be an integer from 1 to 200"))?,
+        };
+        let cursor = query_param(req, "cursor");
+        Ok(Page { limit, cursor })
+    }
+
+    /// A cursor over a sequence number.
+    pub fn after_seq(&self) -> ApiResult<i64> {
+        match &self.cursor {
+            None => Ok(0),
+            Some(c) => decode_cursor(c).ok_or_else(|| ApiError::invalid("cursor", "not a cursor this API gave")),
+        }
+    }
+}
+
+pub fn encode_cursor(seq: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("s{seq}"))
+}
+
+pub fn decode_cursor(c: &str) -> Option<i64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    text.strip_prefix('s')?.parse::<i64>().ok().filter(|n| *n >= 0)
+}
+
+/// A `{data, next_cursor}` page from items fetched with `limit + 1` rows.
+pub fn page_of<T, V: Serialize>(mut items: Vec<T>, limit: i64, seq: impl Fn(&T) -> i64, view: impl Fn(T) -> V) -> HttpResponse {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next_cursor = if more { items.last().map(|i| encode_cursor(seq(i))) } else { None };
+    let data: Vec<V> = items.into_iter().map(view).collect();
+    json(StatusCode::OK, &serde_json::json!({ "data": data, "next_cursor": next_cursor }))
+}
+
+pub async fn not_found() -> ApiResult<HttpResponse> {
+    Err(ApiError::new(ErrorCode::NotFound, "no such path"))
+}
+
+pub async fn method_not_allowed() -> ApiResult<HttpResponse> {
+    Err(ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method"))
+}
+
+/// A resource whose other methods answer `405 method_not_allowed` in the API's error format.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// The whole route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    ops::routes(cfg);
+    setup::routes(cfg);
+    credit_lines::routes(cfg);
+    orders::routes(cfg);
+    admin::routes(cfg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("zzz"), None);
+        assert_eq!(decode_cursor(""), None);
+    }
+}
+
+/// Routes of later modules for the OpenAPI document: (method, path, summary, request, status, response schema, idempotent).
+#[allow(clippy::type_complexity)]
+pub fn extra_routes() -> Vec<(
+    utoipa::openapi::path::HttpMethod,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<&'static str>,
+    bool,
+)> {
+    Vec::new()
+}

@@ -1,0 +1,201 @@
+//! Credit lines (API.md section 3): the whitelist registered by providers, debt repayments, holds.
+
+use crate::auth::{Principal, PrincipalKind, new_object_id};
+use crate::db::credit_lines::{self as lines, CreditLine, NewLine};
+use crate::db::journal::{Entry, Refs, account};
+use crate::db::{self, Tx};
+use crate::domain::dates::shanghai_date;
+use crate::domain::identity::{IdNumber, Phone};
+use crate::domain::money::Amount;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::AppState;
+use crate::idempotency::{self, Answer, IdempotentRequest};
+use actix_web::http::StatusCode;
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineStatus {
+    Active,
+    Frozen,
+    Closed,
+}
+
+impl LineStatus {
+    pub fn parse(s: &str) -> Option<LineStatus> {
+        match s {
+            "active" => Some(LineStatus::Active),
+            "frozen" => Some(LineStatus::Frozen),
+            "closed" => Some(LineStatus::Closed),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineStatus::Active => "active",
+            LineStatus::Frozen => "frozen",
+            LineStatus::Closed => "closed",
+        }
+    }
+}
+
+pub struct Registration {
+    pub id_number: IdNumber,
+    pub phone: Phone,
+    pub name: Option<String>,
+    pub limit: Amount,
+    pub expires_on: NaiveDate,
+    pub status: Option<LineStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerMasked {
+    pub id_number_masked: String,
+    pub phone_masked: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreditLineView {
+    pub id: String,
+    pub provider_id: String,
+    pub customer: CustomerMasked,
+    pub limit: Amount,
+    pub available: Amount,
+    pub held: Amount,
+    pub drawn: Amount,
+    pub expires_on: NaiveDate,
+    /// active, frozen, closed, or expired (expires_on before today).
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub fn today() -> NaiveDate {
+    shanghai_date(chrono::Utc::now())
+}
+
+pub fn view(l: CreditLine) -> CreditLineView {
+    let status = if l.status != "closed" && l.expires_on < today() { "expired".to_string() } else { l.status.clone() };
+    CreditLineView {
+        available: l.available(),
+        id: l.id,
+        provider_id: l.provider_id,
+        customer: CustomerMasked { id_number_masked: l.id_number_masked, phone_masked: l.phone_masked },
+        limit: l.limit,
+        held: l.held,
+        drawn: l.drawn,
+        expires_on: l.expires_on,
+        status,
+        created_at: l.created_at,
+        updated_at: l.updated_at,
+    }
+}
+
+/// The encrypted identity copy: the values as given, for the funding bank alone.
+pub fn seal_identity(state: &AppState, id_number: &IdNumber, phone: &Phone, name: Option<&str>) -> Vec<u8> {
+    let plain = json!({ "id_number": id_number.as_str(), "phone": phone.as_str(), "name": name });
+    state.pii.encrypt(plain.to_string().as_bytes())
+}
+
+/// Moves the line's limit in the journal by the signed `delta_fen`.
+fn limit_entry<'a>(booked_on: NaiveDate, line_id: &'a str, delta_fen: i64) -> Entry<'a> {
+    let mut e = Entry::new("line.limit_changed", booked_on, Refs { credit_line_id: Some(line_id), ..Default::default() });
+    if delta_fen > 0 {
+        e.transfer(account::line_limit_source(line_id), account::line_available(line_id), delta_fen);
+    } else {
+        e.transfer(account::line_available(line_id), account::line_limit_source(line_id), -delta_fen);
+    }
+    e
+}
+
+/// `POST /v1/credit-lines`: registers (201) or updates (200) the provider's line for this customer.
+pub async fn register(state: &AppState, provider_id: &str, request: &IdempotentRequest, r: Registration) -> ApiResult<Answer> {
+    let id_hash = state.pii.lookup_hash(r.id_number.as_str());
+    let phone_hash = state.pii.lookup_hash(r.phone.as_str());
+    let sealed = seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
+    idempotency::execute(&state.pool, request, async |_tx: &Tx<'_>| Ok(()), async |tx: &Tx<'_>, ()| {
+        let booked_on = db::business_days::booking_date(tx, today()).await?;
+        if let Some(current) = lines::lock_by_customer(tx, provider_id, &id_hash).await? {
+            let status = r.status.unwrap_or(LineStatus::parse(&current.status).unwrap_or(LineStatus::Active));
+            if current.status == "closed" && status != LineStatus::Closed {
+                return Err(ApiError::invalid_state("the line is closed; a closed line cannot be reopened"));
+            }
+            let exposure = current.held + current.drawn;
+            if r.limit < exposure {
+                return Err(ApiError::new(ErrorCode::LimitBelowExposure, format!("the limit may not go below held + drawn = {exposure}"))
+                    .field("limit")
+                    .details(json!({ "held": current.held, "drawn": current.drawn })));
+            }
+            let updated = lines::update_registration(tx, &current.id, &phone_hash, &r.phone.masked(), &sealed, r.limit, r.expires_on, status.as_str()).await?;
+            limit_entry(booked_on, &current.id, r.limit.fen() - current.limit.fen()).post(tx).await?;
+            assert_eq!(updated.held, current.held, "re-registration never moves held");
+            return Ok((StatusCode::OK, view(updated)));
+        }
+        let id = new_object_id("line");
+        let status = r.status.unwrap_or(LineStatus::Active);
+        let new = NewLine {
+            id: &id,
+            provider_id,
+            id_number_hash: &id_hash,
+            id_number_masked: &r.id_number.masked(),
+            phone_hash: &phone_hash,
+            phone_masked: &r.phone.masked(),
+            identity_sealed: &sealed,
+            limit: r.limit,
+            expires_on: r.expires_on,
+            status: status.as_str(),
+        };
+        let Some(created) = lines::insert(tx, &new).await? else {
+            // Another request registered this customer at the same moment: run again and update it.
+            return Err(ApiError::retry("a concurrent registration of this customer"));
+        };
+        limit_entry(booked_on, &id, r.limit.fen()).post(tx).await?;
+        Ok((StatusCode::CREATED, view(created)))
+    })
+    .await
+}
+
+/// The line, if the caller may see it (its provider, admin); else 404.
+pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<CreditLineView> {
+    let client = state.pool.get().await?;
+    let line = lines::get(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    if !caller.is_admin() && !caller.is(PrincipalKind::Provider, &line.provider_id) {
+        return Err(ApiError::not_found());
+    }
+    Ok(view(line))
+}
+
+/// `POST /v1/credit-lines/{id}/debt-repayments`: the customer repaid the provider part of what was converted.
+pub async fn repay_debt(state: &AppState, caller: &Principal, line_id: &str, request: &IdempotentRequest, amount: Amount) -> ApiResult<Answer> {
+    idempotency::execute(
+        &state.pool,
+        request,
+        async |tx: &Tx<'_>| {
+            let line = lines::get(tx, line_id).await?.ok_or_else(ApiError::not_found)?;
+            if !caller.is(PrincipalKind::Provider, &line.provider_id) {
+                return Err(ApiError::not_found());
+            }
+            Ok(())
+        },
+        async |tx: &Tx<'_>, ()| {
+            let line = lines::lock(tx, line_id).await?.ok_or_else(ApiError::not_found)?;
+            if amount > line.drawn {
+                return Err(ApiError::new(ErrorCode::Overpayment, format!("more than the drawn {}", line.drawn))
+                    .field("amount")
+                    .details(json!({ "drawn": line.drawn })));
+            }
+            let booked_on = db::business_days::booking_date(tx, today()).await?;
+            let id = new_object_id("drp");
+            lines::insert_debt_repayment(tx, &id, line_id, amount, booked_on).await?;
+            let after = lines::move_balances(tx, line_id, 0, -amount.fen()).await?;
+            assert_eq!(after.drawn.fen(), line.drawn.fen() - amount.fen(), "drawn fell by the repayment");
+            let mut e = Entry::new("line.debt_repaid", booked_on, Refs { credit_line_id: Some(line_id), reference: Some(&id), ..Default::default() });
+            e.transfer(account::line_drawn(line_id), account::line_available(line_id), amount.fen());
+            e.post(tx).await?;
+            Ok((StatusCode::OK, view(after)))
+        },
+    )
+    .await
+}

@@ -1,0 +1,7 @@
+//! Services own the transaction: they call `db` and `domain` and return views or `ApiError`s.
+
+pub mod credit_lines;
+pub mod orders;
+pub mod plans;
+pub mod setup;
+pub mod verify;

@@ -1,0 +1,628 @@
+//! Quotes and orders (API.md section 4): the matching credit line, the hold, the funding bank.
+
+use super::credit_lines::today;
+use super::plans::{PlanView, plan_view};
+use crate::auth::{Principal, PrincipalKind, new_object_id};
+use crate::db::journal::{Entry, Refs, account};
+use crate::db::notices::{NewNotice, record};
+use crate::db::orders::{self as orders_db, Hold, NewOrder, Order, Scope};
+use crate::db::setup::{self as setup_db, Product, rate_string};
+use crate::db::{self, Tx, banks, credit_lines, plans};
+use crate::domain::dates::{SHANGHAI, add_months_clamped};
+use crate::domain::hold::hold_amount;
+use crate::domain::identity::{IdNumber, Imei, Phone, RegionCode, RegionPattern};
+use crate::domain::irr::{format_apr, schedule_apr_irr};
+use crate::domain::money::{Amount, Rate};
+use crate::domain::schedule::{Pricing, ScheduledInstallment, build_schedule, total_repayable};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::AppState;
+use crate::idempotency::{self, Answer, IdempotentRequest};
+use actix_web::http::StatusCode;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+// ---------- pricing ----------
+
+/// A product's term priced for one principal.
+pub struct Priced {
+    pub pricing: Pricing,
+    pub rate: Rate,
+    pub schedule: Vec<ScheduledInstallment>,
+    pub apr: Decimal,
+    pub hold_amount: Amount,
+}
+
+/// Product active, term offered, principal within bounds with no negative component (in that order).
+pub fn price(product: &Product, term_months: u32, principal: Option<Amount>, start: NaiveDate) -> ApiResult<Priced> {
+    if !product.active {
+        return Err(ApiError::new(ErrorCode::UnknownReference, "the product is not open for new orders").field("product_id"));
+    }
+    let term = product
+        .terms
+        .iter()
+        .find(|t| t.months as u32 == term_months)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnsupportedTerm, format!("the product has no {term_months}-month term")).field("term_months"))?;
+    let out_of_range = || {
+        ApiError::new(
+            ErrorCode::PrincipalOutOfRange,
+            format!("the principal (device price − down payment) must be from {} to {}", product.min_principal, product.max_principal),
+        )
+        .field("down_payment")
+        .details(json!({ "min_principal": product.min_principal, "max_principal": product.max_principal }))
+    };
+    let principal = principal.ok_or_else(out_of_range)?;
+    if principal < product.min_principal || principal > product.max_principal {
+        return Err(out_of_range());
+    }
+    let pricing = Pricing::parse(&product.pricing).map_err(|_| ApiError::internal())?;
+    let rate = Rate::parse(&term.rate).map_err(|_| ApiError::internal())?;
+    let schedule = build_schedule(principal, term_months, pricing, rate, start).map_err(|_| out_of_range())?;
+    let apr = schedule_apr_irr(&schedule);
+    let hold_amount = hold_amount(&schedule, product.hold_ratio_decimal);
+    Ok(Priced { pricing, rate, schedule, apr, hold_amount })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleLine {
+    pub seq: u32,
+    pub due_on: NaiveDate,
+    pub principal: Amount,
+    pub interest: Amount,
+    pub fee: Amount,
+    pub total: Amount,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Quote {
+    pub product_id: String,
+    pub principal: Amount,
+    pub term_months: u32,
+    pub pricing: String,
+    pub rate: String,
+    pub apr_irr: String,
+    pub hold_amount: Amount,
+    pub total_repayable: Amount,
+    pub installments: Vec<ScheduleLine>,
+}
+
+pub struct QuoteRequest {
+    pub product_id: String,
+    pub term_months: u32,
+    pub device_price: Amount,
+    pub down_payment: Amount,
+}
+
+pub async fn quote(state: &AppState, q: QuoteRequest) -> ApiResult<Quote> {
+    let client = state.pool.get().await?;
+    let product = setup_db::get_product(&**client, &q.product_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
+    let principal = q.device_price.checked_sub(q.down_payment);
+    let priced = price(&product, q.term_months, principal, today())?;
+    let principal = principal.ok_or_else(ApiError::internal)?;
+    Ok(Quote {
+        product_id: product.id,
+        principal,
+        term_months: q.term_months,
+        pricing: priced.pricing.as_str().to_string(),
+        rate: rate_string(priced.rate.as_decimal()),
+        apr_irr: format_apr(priced.apr),
+        hold_amount: priced.hold_amount,
+        total_repayable: total_repayable(&priced.schedule),
+        installments: priced
+            .schedule
+            .iter()
+            .map(|i| ScheduleLine { seq: i.seq, due_on: i.due_on, principal: i.principal, interest: i.interest, fee: i.fee, total: i.total() })
+            .collect(),
+    })
+}
+
+// ---------- views ----------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Device {
+    pub sku: String,
+    pub imei_masked: String,
+    pub price: Amount,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: String,
+    pub out_order_no: String,
+    pub status: String,
+    pub channel: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    pub region_code: String,
+    pub product_id: String,
+    pub term_months: i32,
+    pub principal: Amount,
+    pub apr_irr: String,
+    pub device: Device,
+    pub down_payment: Amount,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub consent: Option<Value>,
+    pub bank_id: String,
+    pub funding_deadline: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub hold: Hold,
+    pub plan: Option<PlanView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub fn order_view(o: Order, hold: Hold, plan: Option<PlanView>) -> OrderView {
+    OrderView {
+        id: o.id,
+        out_order_no: o.out_order_no,
+        status: o.status,
+        channel: o.channel,
+        store_id: o.store_id,
+        partner_id: o.partner_id,
+        agent_id: o.agent_id,
+        region_code: o.region_code,
+        product_id: o.product_id,
+        term_months: o.term_months,
+        principal: o.principal,
+        apr_irr: o.apr_irr,
+        device: Device { sku: o.device_sku, imei_masked: o.imei_masked, price: o.device_price },
+        down_payment: o.down_payment,
+        consent: o.consent,
+        bank_id: o.bank_id,
+        funding_deadline: o.funding_deadline,
+        reason: o.reason,
+        hold,
+        plan,
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+    }
+}
+
+/// The order with its hold and plan, read in the same transaction or connection.
+pub async fn load_view(c: &impl tokio_postgres::GenericClient, o: Order) -> ApiResult<OrderView> {
+    let hold = orders_db::get_hold(c, &o.hold_id).await?.ok_or_else(ApiError::internal)?;
+    let plan = match plans::get_by_order(c, &o.id).await? {
+        Some(p) => {
+            let insts = plans::installments(c, &p.id).await?;
+            Some(plan_view(p, &insts))
+        }
+        None => None,
+    };
+    Ok(order_view(o, hold, plan))
+}
+
+/// May this caller see the order? Its owner, its bank, the admin.
+pub fn can_see(caller: &Principal, o: &Order) -> bool {
+    caller.is_admin() || caller.scope() == o.owner_scope || caller.is(PrincipalKind::Bank, &o.bank_id)
+}
+
+fn owner_of(o: &Order) -> (&'static str, String) {
+    match (&o.store_id, &o.partner_id) {
+        (Some(s), _) => ("store", s.clone()),
+        (_, Some(p)) => ("partner", p.clone()),
+        _ => ("store", String::new()),
+    }
+}
+
+/// `order.updated` to the order's store or partner.
+pub fn order_updated(o: &Order) -> NewNotice {
+    let (kind, id) = owner_of(o);
+    NewNotice {
+        kind: "order.updated",
+        recipient_kind: kind,
+        recipient_id: id,
+        data: json!({ "order_id": o.id, "out_order_no": o.out_order_no, "status": o.status, "hold_id": o.hold_id, "credit_line_id": o.credit_line_id }),
+    }
+}
+
+pub fn hold_notice(kind: &'static str, h: &Hold, amount: Amount, extra: Value) -> NewNotice {
+    let mut data = json!({
+        "hold_id": h.id, "order_id": h.order_id, "credit_line_id": h.credit_line_id,
+        "amount": amount, "remaining": h.remaining,
+    });
+    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    NewNotice { kind, recipient_kind: "provider", recipient_id: h.provider_id.clone(), data }
+}
+
+pub fn bank_notice(kind: &'static str, bank_id: &str, data: Value) -> NewNotice {
+    NewNotice { kind, recipient_kind: "bank", recipient_id: bank_id.to_string(), data }
+}
+
+// ---------- placing an order ----------
+
+pub struct OrderRequest {
+    pub out_order_no: String,
+    pub product_id: String,
+    pub term_months: u32,
+    pub id_number: IdNumber,
+    pub phone: Phone,
+    pub name: Option<String>,
+    pub device_sku: String,
+    pub imei: Imei,
+    pub device_price: Amount,
+    pub down_payment: Amount,
+    pub consent: Option<Value>,
+    pub region_code: Option<RegionCode>,
+    pub agent_id: Option<String>,
+}
+
+fn covers_any(patterns: &[String], code: &RegionCode) -> bool {
+    patterns.iter().any(|p| RegionPattern::parse(p).is_ok_and(|p| p.covers(code)))
+}
+
+pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
+    let id_hash = state.pii.lookup_hash(r.id_number.as_str());
+    let sealed = super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
+    let owner_scope = caller.scope();
+    idempotency::execute(&state.pool, request, async |_tx: &Tx<'_>| Ok(()), async |tx: &Tx<'_>, ()| {
+        if orders_db::out_order_no_taken(tx, &owner_scope, &r.out_order_no).await? {
+            return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
+        }
+        let product = setup_db::get_product(tx, &r.product_id)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
+        let now = Utc::now();
+        let created_on = now.with_timezone(&SHANGHAI).date_naive();
+        let principal = r.device_price.checked_sub(r.down_payment);
+        let priced = price(&product, r.term_months, principal, created_on)?;
+        let principal = principal.ok_or_else(ApiError::internal)?;
+
+        // Region and partner.
+        let (channel, store_id, partner_id, region, providers) = match caller.kind() {
+            PrincipalKind::Store => {
+                let id = caller.id().unwrap_or_default();
+                let store = setup_db::get_store(tx, id).await?.ok_or_else(ApiError::forbidden)?;
+                let code = RegionCode::parse_order(&store.region_code).map_err(|_| ApiError::internal())?;
+                ("store", Some(id.to_string()), None, code, product.providers.clone())
+            }
+            _ => {
+                let id = caller.id().unwrap_or_default();
+                let partner = setup_db::get_partner(tx, id).await?.ok_or_else(ApiError::forbidden)?;
+                let code = r.region_code.clone().ok_or_else(ApiError::internal)?;
+                if !covers_any(&product.regions, &code) || !covers_any(&partner.regions, &code) {
+                    return Err(region_not_open(&code));
+                }
+                let mut reasons = super::setup::partner_reasons(state, &partner);
+                let authorised: Vec<String> =
+                    product.providers.iter().filter(|p| partner.authorized_providers.contains(p)).cloned().collect();
+                if authorised.is_empty() {
+                    reasons.push("not_authorized_for_product".to_string());
+                }
+                if !reasons.is_empty() {
+                    return Err(ApiError::new(ErrorCode::PartnerNotEligible, format!("the partner may not take this order: {}", reasons.join(", ")))
+                        .details(json!({ "reasons": reasons })));
+                }
+                ("partner", None, Some(id.to_string()), code, authorised)
+            }
+        };
+        if !covers_any(&product.regions, &region) {
+            return Err(region_not_open(&region));
+        }
+
+        // The matching line, in the product's preference order.
+        let funding_deadline = now + chrono::Duration::hours(i64::from(product.funding_timeout_hours));
+        let deadline_date = funding_deadline.with_timezone(&SHANGHAI).date_naive();
+        let must_run_until = add_months_clamped(deadline_date, r.term_months);
+        let lines = credit_lines::lock_customer_lines(tx, &id_hash, &providers).await?;
+        let line = providers
+            .iter()
+            .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
+            .find(|l| l.status == "active" && l.expires_on >= must_run_until && l.available() >= priced.hold_amount)
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::NoMatchingCreditLine, "the customer has no active credit line with enough available, valid for the whole plan")
+                    .details(json!({ "hold_amount": priced.hold_amount, "valid_until_at_least": must_run_until }))
+            })?
+            .clone();
+
+        // The funding bank: first by priority whose APR range and regions fit and whose exposure has room.
+        let apr_text = format_apr(priced.apr);
+        let mut bank_id = None;
+        for b in banks::routing_order(tx).await? {
+            let regions_ok = b.regions.as_ref().is_none_or(|rs| covers_any(rs, &region));
+            if priced.apr < b.apr_min || priced.apr > b.apr_max || !regions_ok {
+                continue;
+            }
+            if banks::try_reserve(tx, &b.id, principal).await? {
+                bank_id = Some(b.id);
+                break;
+            }
+        }
+        let bank_id = bank_id.ok_or_else(|| ApiError::new(ErrorCode::NoFundingBank, "no funding bank can take this order now"))?;
+
+        let order_id = new_object_id("ord");
+        let hold_id = new_object_id("hold");
+        let new = NewOrder {
+            id: &order_id,
+            owner_scope: &owner_scope,
+            out_order_no: &r.out_order_no,
+            channel,
+            store_id: store_id.as_deref(),
+            partner_id: partner_id.as_deref(),
+            agent_id: r.agent_id.as_deref(),
+            region_code: region.as_str(),
+            product_id: &product.id,
+            term_months: r.term_months as i32,
+            pricing: priced.pricing.as_str(),
+            rate: priced.rate.as_decimal(),
+            hold_ratio: product.hold_ratio_decimal,
+            grace_days: product.grace_days,
+            penalty_daily_rate: product.penalty_daily_rate_decimal,
+            partner_referral_fee: product.partner_referral_fee,
+            principal,
+            apr_irr: &apr_text,
+            device_sku: &r.device_sku,
+            imei_masked: &r.imei.masked(),
+            device_price: r.device_price,
+            down_payment: r.down_payment,
+            consent: r.consent.as_ref(),
+            identity_sealed: &sealed,
+            credit_line_id: &line.id,
+            bank_id: &bank_id,
+            hold_id: &hold_id,
+            funding_deadline,
+            created_on,
+        };
+        let order = orders_db::insert(tx, &new)
+            .await?
+            .ok_or_else(|| ApiError::already_exists("this out_order_no was already used").field("out_order_no"))?;
+        let hold = orders_db::insert_hold(tx, &hold_id, &line.id, &line.provider_id, &order_id, priced.hold_amount).await?;
+        let after = credit_lines::move_balances(tx, &line.id, priced.hold_amount.fen(), 0).await?;
+        assert_eq!(after.held.fen(), line.held.fen() + priced.hold_amount.fen(), "the hold is added to the line's held");
+
+        let booked_on = db::business_days::booking_date(tx, created_on).await?;
+        let refs = Refs { order_id: Some(&order_id), hold_id: Some(&hold_id), credit_line_id: Some(&line.id), bank_id: Some(&bank_id), ..Default::default() };
+        let amount = priced.hold_amount.fen();
+        let mut e = Entry::new("hold.placed", booked_on, refs.clone());
+        e.transfer(account::line_available(&line.id), account::line_held(&line.id), amount)
+            .transfer(account::hold_origin(&hold_id), account::hold_remaining(&hold_id), amount);
+        e.post(tx).await?;
+        let mut e = Entry::new("exposure.reserved", booked_on, refs);
+        e.transfer(account::bank_exposure_source(&bank_id), account::bank_exposure(&bank_id), principal.fen());
+        e.post(tx).await?;
+
+        record(
+            tx,
+            &[
+                bank_notice(
+                    "funding.requested",
+                    &bank_id,
+                    json!({ "order_id": order_id, "hold_id": hold_id, "credit_line_id": line.id, "amount": principal,
+                            "principal": principal, "term_months": r.term_months, "apr_irr": apr_text, "funding_deadline": funding_deadline }),
+                ),
+                hold_notice("hold.placed", &hold, priced.hold_amount, json!({})),
+                order_updated(&order),
+            ],
+        )
+        .await?;
+        Ok((StatusCode::CREATED, order_view(order, hold, None)))
+    })
+    .await
+}
+
+fn region_not_open(code: &RegionCode) -> ApiError {
+    ApiError::new(ErrorCode::RegionNotOpen, format!("the product is not open in region {}", code.as_str())).field("region_code")
+}
+
+// ---------- reading ----------
+
+pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<OrderView> {
+    let client = state.pool.get().await?;
+    let o = orders_db::get(&**client, id).await?.filter(|o| can_see(caller, o)).ok_or_else(ApiError::not_found)?;
+    load_view(&**client, o).await
+}
+
+pub async fn list(state: &AppState, caller: &Principal, status: Option<&str>, before_seq: i64, limit: i64) -> ApiResult<(Vec<OrderView>, Option<i64>)> {
+    let client = state.pool.get().await?;
+    let scope_text = caller.scope();
+    let scope = match caller.kind() {
+        PrincipalKind::Admin => Scope::All,
+        PrincipalKind::Bank => Scope::Bank(caller.id().unwrap_or_default()),
+        _ => Scope::Owner(&scope_text),
+    };
+    let mut rows = orders_db::list(&**client, scope, status, before_seq, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(|o| o.seq) } else { None };
+    let mut out = Vec::with_capacity(rows.len());
+    for o in rows {
+        out.push(load_view(&**client, o).await?);
+    }
+    Ok((out, next))
+}
+
+pub async fn get_hold(state: &AppState, caller: &Principal, id: &str) -> ApiResult<Hold> {
+    let client = state.pool.get().await?;
+    let hold = orders_db::get_hold(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    if caller.is_admin() || caller.is(PrincipalKind::Provider, &hold.provider_id) {
+        return Ok(hold);
+    }
+    let order = orders_db::get(&**client, &hold.order_id).await?.ok_or_else(ApiError::not_found)?;
+    if caller.kind() != PrincipalKind::Provider && can_see(caller, &order) { Ok(hold) } else { Err(ApiError::not_found()) }
+}
+
+/// The borrower in clear for the order's funding bank; every read is written to the audit log.
+pub async fn borrower(state: &AppState, caller: &Principal, id: &str, request_id: &str) -> ApiResult<Value> {
+    let client = state.pool.get().await?;
+    let o = orders_db::get(&**client, id).await?.filter(|o| caller.is(PrincipalKind::Bank, &o.bank_id)).ok_or_else(ApiError::not_found)?;
+    let sealed = orders_db::sealed_identity(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    let plain = state.pii.decrypt(&sealed).ok_or_else(|| {
+        tracing::error!(order_id = %o.id, "the borrower's identity cannot be decrypted with the configured key");
+        ApiError::internal()
+    })?;
+    let identity: Value = serde_json::from_slice(&plain).map_err(|_| ApiError::internal())?;
+    client
+        .execute(
+            "INSERT INTO audit_log (actor, action, object_id, request_id) VALUES ($1, 'borrower.read', $2, $3)",
+            &[&caller.scope(), &o.id, &request_id],
+        )
+        .await?;
+    tracing::info!(order_id = %o.id, actor = %caller.scope(), "borrower identity read");
+    Ok(identity)
+}
+
+// ---------- cancel, fund, reject ----------
+
+/// Voids what is left of the hold and frees the bank's exposure: cancellation, rejection, expiry.
+pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: NaiveDate) -> ApiResult<Hold> {
+    let before = orders_db::lock_hold(tx, &order.hold_id).await?;
+    let voided = before.remaining;
+    let line_before = credit_lines::lock(tx, &before.credit_line_id).await?.ok_or_else(ApiError::internal)?;
+    let hold = orders_db::take_from_hold(tx, &before.id, 0, 0, voided.fen()).await?;
+    assert!(hold.remaining.is_zero() && hold.status == "voided", "an unwound hold is voided to zero");
+    let line = credit_lines::move_balances(tx, &before.credit_line_id, -voided.fen(), 0).await?;
+    assert_eq!(line.held.fen(), line_before.held.fen() - voided.fen(), "the line's held falls by what was voided");
+    banks::release(tx, &order.bank_id, order.principal).await?;
+    let refs = Refs {
+        order_id: Some(&order.id),
+        hold_id: Some(&hold.id),
+        credit_line_id: Some(&hold.credit_line_id),
+        bank_id: Some(&order.bank_id),
+        ..Default::default()
+    };
+    let mut e = Entry::new("hold.voided", booked_on, refs.clone());
+    e.transfer(account::line_held(&hold.credit_line_id), account::line_available(&hold.credit_line_id), voided.fen())
+        .transfer(account::hold_remaining(&hold.id), account::hold_voided(&hold.id), voided.fen());
+    e.post(tx).await?;
+    let mut e = Entry::new(kind, booked_on, refs);
+    e.transfer(account::bank_exposure(&order.bank_id), account::bank_exposure_source(&order.bank_id), order.principal.fen());
+    e.post(tx).await?;
+    Ok(hold)
+}
+
+/// Finds the order for a write: 404 unless the caller may act on it.
+async fn visible_order(tx: &Tx<'_>, id: &str, allowed: impl Fn(&Order) -> bool) -> ApiResult<()> {
+    match orders_db::get(tx, id).await? {
+        Some(o) if allowed(&o) => Ok(()),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+pub async fn cancel(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, reason: Option<String>) -> ApiResult<Answer> {
+    let scope = caller.scope();
+    idempotency::execute(
+        &state.pool,
+        request,
+        async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is_admin() || o.owner_scope == scope).await,
+        async |tx: &Tx<'_>, ()| {
+            let order = orders_db::lock(tx, id).await?.ok_or_else(ApiError::not_found)?;
+            if order.status != "awaiting_funding" {
+                return Err(ApiError::invalid_state(format!("only an order awaiting funding can be cancelled; this one is {}", order.status)));
+            }
+            let today = today();
+            let booked_on = db::business_days::booking_date(tx, today).await?;
+            let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
+            let order = orders_db::set_status(tx, id, "cancelled", reason.as_deref(), Some(today)).await?;
+            record(
+                tx,
+                &[
+                    bank_notice("order.cancelled", &order.bank_id, json!({ "order_id": order.id, "hold_id": hold.id, "amount": order.principal, "reason": order.reason })),
+                    hold_notice("hold.voided", &hold, hold.voided, json!({})),
+                    order_updated(&order),
+                ],
+            )
+            .await?;
+            Ok((StatusCode::OK, load_view(tx, order).await?))
+        },
+    )
+    .await
+}
+
+pub enum FundingDecision {
+    Approved { loan_no: String, funded_on: NaiveDate },
+    Rejected { reason: String },
+}
+
+pub async fn fund(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, decision: FundingDecision) -> ApiResult<Answer> {
+    idempotency::execute(
+        &state.pool,
+        request,
+        async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is(PrincipalKind::Bank, &o.bank_id)).await,
+        async |tx: &Tx<'_>, ()| {
+            if let FundingDecision::Approved { loan_no, .. } = &decision {
+                let bank_id = caller.id().unwrap_or_default();
+                if plans::loan_no_taken(tx, bank_id, loan_no).await? {
+                    return Err(ApiError::already_exists("this bank already used this loan_no").field("loan_no"));
+                }
+            }
+            let order = orders_db::lock(tx, id).await?.ok_or_else(ApiError::not_found)?;
+            if order.status != "awaiting_funding" {
+                return Err(ApiError::invalid_state(format!("the order is {}, not awaiting funding", order.status)));
+            }
+            if Utc::now() > order.funding_deadline {
+                return Err(ApiError::invalid_state("the funding deadline has passed"));
+            }
+            match &decision {
+                FundingDecision::Approved { loan_no, funded_on } => approve(tx, order, loan_no, *funded_on).await,
+                FundingDecision::Rejected { reason } => reject(tx, order, reason).await,
+            }
+        },
+    )
+    .await
+}
+
+async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate) -> ApiResult<(StatusCode, OrderView)> {
+    let deadline_date = order.funding_deadline.with_timezone(&SHANGHAI).date_naive();
+    if funded_on < order.created_on || funded_on > deadline_date {
+        return Err(ApiError::new(ErrorCode::InvalidDate, format!("funded_on must be from {} to {}", order.created_on, deadline_date))
+            .field("funded_on"));
+    }
+    let pricing = Pricing::parse(&order.pricing).map_err(|_| ApiError::internal())?;
+    let rate = Rate::try_from_decimal(order.rate.normalize()).map_err(|_| ApiError::internal())?;
+    let schedule = build_schedule(order.principal, order.term_months as u32, pricing, rate, funded_on).map_err(|_| ApiError::internal())?;
+    let plan_id = new_object_id("plan");
+    let new = plans::NewPlan {
+        id: &plan_id,
+        order_id: &order.id,
+        bank_id: &order.bank_id,
+        loan_no,
+        principal: order.principal,
+        pricing: &order.pricing,
+        rate: order.rate,
+        apr_irr: &order.apr_irr,
+        term_months: order.term_months,
+        funded_on,
+    };
+    plans::insert(tx, &new, &schedule)
+        .await?
+        .ok_or_else(|| ApiError::already_exists("this bank already used this loan_no").field("loan_no"))?;
+    let booked_on = db::business_days::booking_date(tx, funded_on).await?;
+    let refs = Refs { order_id: Some(&order.id), plan_id: Some(&plan_id), bank_id: Some(&order.bank_id), reference: Some(loan_no), ..Default::default() };
+    let mut e = Entry::new("plan.opened", booked_on, refs);
+    e.transfer(account::bank_funded(&order.bank_id), account::plan_principal(&plan_id), order.principal.fen());
+    e.post(tx).await?;
+    let order = orders_db::set_status(tx, &order.id, "active", None, None).await?;
+    record(
+        tx,
+        &[
+            bank_notice(
+                "plan.opened",
+                &order.bank_id,
+                json!({ "order_id": order.id, "plan_id": plan_id, "hold_id": order.hold_id, "loan_no": loan_no,
+                        "amount": order.principal, "principal": order.principal, "funded_on": funded_on }),
+            ),
+            order_updated(&order),
+        ],
+    )
+    .await?;
+    Ok((StatusCode::OK, load_view(tx, order).await?))
+}
+
+async fn reject(tx: &Tx<'_>, order: Order, reason: &str) -> ApiResult<(StatusCode, OrderView)> {
+    let today = today();
+    let booked_on = db::business_days::booking_date(tx, today).await?;
+    let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
+    let order = orders_db::set_status(tx, &order.id, "rejected", Some(reason), Some(today)).await?;
+    record(tx, &[hold_notice("hold.voided", &hold, hold.voided, json!({})), order_updated(&order)]).await?;
+    Ok((StatusCode::OK, load_view(tx, order).await?))
+}

@@ -1,0 +1,281 @@
+//! Test support: one throwaway PostgreSQL cluster per test binary, a fresh database per test
+//! (cloned from a migrated template), and the real service on a loopback port.
+#![allow(dead_code)]
+
+use creditphone::config::{Secret, Settings};
+use creditphone::http::AppState;
+use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster, PgBinaries};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+const TEMPLATE_DB: &str = "cp_template";
+
+/// The cluster's connection settings; the cluster itself lives on a thread that never ends, so
+/// that the postmaster (tied to that thread by PR_SET_PDEATHSIG) dies with the test process.
+pub struct Cluster {
+    pub base: tokio_postgres::Config,
+    pub socket_dir: std::path::PathBuf,
+    pub port: u16,
+    pub user: String,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static DB_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("test-postgres".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let started = rt.block_on(async {
+                    PgBinaries::ensure()?;
+                    let dir = tempfile::Builder::new().prefix("cp-test-").tempdir_in("/tmp")?.keep();
+                    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+                    let cluster = EmbeddedCluster::start(ClusterOptions {
+                        dir,
+                        db_name: TEMPLATE_DB.to_string(),
+                        extra_settings: vec![
+                            ("fsync".into(), "off".into()),
+                            ("synchronous_commit".into(), "off".into()),
+                            ("full_page_writes".into(), "off".into()),
+                            ("max_connections".into(), "400".into()),
+                            ("shared_buffers".into(), "128MB".into()),
+                        ],
+                        die_with_parent: true,
+                    })
+                    .await?;
+                    let mut client = creditphone::db::connect(&cluster.pg_config(TEMPLATE_DB)).await?;
+                    creditphone::db::migrate(&mut client).await?;
+                    drop(client);
+                    anyhow::Ok(cluster)
+                });
+                match started {
+                    Ok(cluster) => {
+                        let info = Cluster {
+                            base: cluster.pg_config("postgres"),
+                            socket_dir: cluster.socket_dir().to_path_buf(),
+                            port: cluster.port(),
+                            user: cluster.user().to_string(),
+                        };
+                        tx.send(Ok(info)).expect("test waits");
+                        let _keep = cluster;
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("{e:#}")));
+                    }
+                }
+            })
+            .expect("spawn the cluster thread");
+        match rx.recv().expect("cluster thread answers") {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start the test PostgreSQL cluster: {e}"),
+        }
+    })
+}
+
+/// A fresh, migrated database of its own.
+pub async fn fresh_database() -> tokio_postgres::Config {
+    let c = cluster();
+    let name = format!("t_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
+    let admin = creditphone::db::connect(&c.base).await.expect("connect to the test cluster");
+    admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")).await.expect("create a test database");
+    let mut cfg = c.base.clone();
+    cfg.dbname(&name);
+    cfg
+}
+
+pub fn test_settings() -> Settings {
+    let mut s = Settings::defaults();
+    s.auth.admin_key = Secret::new(format!("admin-{}", uuid::Uuid::new_v4().simple()));
+    s.pii.hash_key = Secret::new("11".repeat(32));
+    s.pii.encryption_key = Secret::new("22".repeat(32));
+    s.clock.allow_future_dates = true;
+    s.server.workers = 2;
+    s.database.pool_size = 24;
+    s.eod.enabled = false;
+    s.notices.enabled = false;
+    s
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub admin_key: String,
+    pub state: actix_web::web::Data<AppState>,
+    pub pg: tokio_postgres::Config,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: HeaderMap,
+}
+
+impl Resp {
+    pub fn code(&self) -> Option<&str> {
+        self.body.get("error")?.get("code")?.as_str()
+    }
+    pub fn field(&self) -> Option<&str> {
+        self.body.get("error")?.get("field")?.as_str()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        self.body
+    }
+    #[track_caller]
+    pub fn expect_err(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code()), (status, Some(code)), "unexpected answer: {}", self.body);
+    }
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let pg = fresh_database().await;
+        Self::start_on(pg, adjust).await
+    }
+
+    /// Another instance of the service on the same database.
+    pub async fn start_on(pg: tokio_postgres::Config, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = test_settings();
+        adjust(&mut settings);
+        let admin_key = settings.auth.admin_key.expose().to_string();
+        let settings = Arc::new(settings);
+        let state = creditphone::app::prepare(settings.clone(), &pg).await.expect("prepare the service");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("address").port();
+        let server = creditphone::app::server(state.clone(), listener, settings.server.workers).expect("server");
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        TestApp {
+            url: format!("http://127.0.0.1:{port}"),
+            admin_key,
+            state,
+            pg,
+            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
+            handle,
+        }
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        creditphone::db::connect(&self.pg).await.expect("connect")
+    }
+
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<&Value>, idem: Option<&str>) -> Resp {
+        let raw = body.map(|b| serde_json::to_vec(b).expect("json"));
+        self.call_raw(method, path, key, raw, idem, &[]).await
+    }
+
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+        idem: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{}", self.url, path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(i) = idem {
+            req = req.header("Idempotency-Key", i);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b);
+        }
+        let res = req.send().await.expect("request reaches the service");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, body, headers }
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Resp {
+        self.call("GET", path, Some(key), None, None).await
+    }
+
+    /// A POST with a fresh idempotency key.
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> Resp {
+        let idem = format!("k-{}", uuid::Uuid::new_v4().simple());
+        self.call("POST", path, Some(key), Some(&body), Some(&idem)).await
+    }
+
+    pub async fn post_idem(&self, key: &str, path: &str, body: Value, idem: &str) -> Resp {
+        self.call("POST", path, Some(key), Some(&body), Some(idem)).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Resp {
+        self.call("POST", path, Some(&self.admin_key.clone()), Some(&body), None).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Resp {
+        self.get(&self.admin_key.clone(), path).await
+    }
+
+    /// Creates an API key for a principal and answers the secret.
+    pub async fn key_for(&self, kind: &str, id: Option<&str>) -> String {
+        let principal = match id {
+            Some(id) => json!({"kind": kind, "id": id}),
+            None => json!({"kind": kind}),
+        };
+        let body = self.admin_post("/v1/admin/api-keys", json!({ "principal": principal })).await.expect(201);
+        body["key"].as_str().expect("key").to_string()
+    }
+}
+
+/// A valid PRC resident ID number (GB 11643 check character).
+pub fn id_number(seed: u64) -> String {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let body = format!("44030519{:02}{:02}{:02}{:03}", 70 + seed % 30, 1 + seed % 12, 1 + seed % 28, seed % 1000);
+    let s: u32 = body.chars().zip(W).map(|(c, w)| c.to_digit(10).expect("digit") * w).sum();
+    let check = b"10X98765432"[(s % 11) as usize] as char;
+    format!("{body}{check}")
+}
+
+pub fn phone(seed: u64) -> String {
+    format!("138{:08}", seed % 100_000_000)
+}
+
+/// A Luhn-valid IMEI.
+pub fn imei(seed: u64) -> String {
+    let body = format!("{:014}", seed % 100_000_000_000_000);
+    let mut total = 0;
+    for (i, c) in body.chars().rev().enumerate() {
+        let mut d = c.to_digit(10).expect("digit");
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        total += d;
+    }
+    format!("{body}{}", (10 - total % 10) % 10)
+}
