@@ -126,8 +126,9 @@ CREATE TABLE installments (
 CREATE INDEX installments_open_by_due ON installments (due_on, plan_id) WHERE status IN ('pending', 'overdue');
 
 -- Double entry: every movement of money is one entry whose lines sum to zero (debits positive).
+CREATE SEQUENCE journal_entry_seq;
 CREATE TABLE journal_entries (
-    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id             bigint PRIMARY KEY DEFAULT nextval('journal_entry_seq'),
     kind           text NOT NULL,
     booked_on      date NOT NULL,
     order_id       text,
@@ -138,6 +139,7 @@ CREATE TABLE journal_entries (
     reference      text,
     created_at     timestamptz NOT NULL DEFAULT now()
 );
+ALTER SEQUENCE journal_entry_seq OWNED BY journal_entries.id;
 CREATE INDEX journal_entries_booked ON journal_entries (booked_on, id);
 
 CREATE TABLE journal_lines (
@@ -190,3 +192,40 @@ CREATE TABLE debt_repayments (
     booked_on      date NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT now()
 );
+
+CREATE TABLE repayments (
+    id            text PRIMARY KEY,
+    plan_id       text NOT NULL REFERENCES plans (id),
+    amount_fen    bigint NOT NULL CHECK (amount_fen > 0),
+    paid_on       date NOT NULL,
+    booked_on     date NOT NULL,
+    reference     text NOT NULL,
+    principal_fen bigint NOT NULL,
+    interest_fen  bigint NOT NULL,
+    fee_fen       bigint NOT NULL,
+    penalty_fen   bigint NOT NULL,
+    allocations   jsonb NOT NULL,
+    hold_released_fen bigint NOT NULL,
+    seq           bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT repayments_reference_unique UNIQUE (plan_id, reference),
+    CHECK (amount_fen = principal_fen + interest_fen + fee_fen + penalty_fen)
+);
+CREATE INDEX repayments_booked ON repayments (booked_on);
+
+-- Compensations (the hold converted and applied to an installment), one row per installment and event.
+CREATE TABLE compensations (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    plan_id         text NOT NULL REFERENCES plans (id),
+    installment_seq integer NOT NULL,
+    amount_fen      bigint NOT NULL CHECK (amount_fen > 0),
+    principal_fen   bigint NOT NULL,
+    interest_fen    bigint NOT NULL,
+    fee_fen         bigint NOT NULL,
+    penalty_fen     bigint NOT NULL,
+    value_date      date NOT NULL,
+    booked_on       date NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    CHECK (amount_fen = principal_fen + interest_fen + fee_fen + penalty_fen)
+);
+CREATE INDEX compensations_booked ON compensations (booked_on);

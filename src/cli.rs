@@ -20,6 +20,13 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Run end of day for a business date (YYYY-MM-DD) and print its summary.
+    Eod {
+        #[arg(long)]
+        date: String,
+    },
+    /// Check every ledger invariant; exits 1 when any is violated.
+    Verify,
 }
 
 pub fn init_logging(settings: &Settings) {
@@ -39,14 +46,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => crate::app::serve(settings).await,
         Command::Migrate => {
-            let mut database = crate::app::open_database(&settings).await?;
-            let mut client = crate::db::connect(&database.pg_config).await?;
-            let applied = crate::db::migrate(&mut client).await?;
-            println!("migrations applied: {applied}");
-            if let Some(cluster) = database.cluster.as_mut() {
-                cluster.stop().await?;
-            }
-            Ok(())
+            with_database(&settings, async |client, _| {
+                let applied = crate::db::migrate(client).await?;
+                println!("migrations applied: {applied}");
+                Ok(true)
+            })
+            .await
         }
+        Command::Eod { date } => {
+            let date = crate::domain::dates::parse_date(&date).map_err(|_| anyhow::anyhow!("--date must be YYYY-MM-DD"))?;
+            with_database(&settings, async |client, pg| {
+                crate::db::migrate(client).await?;
+                let pool = crate::db::make_pool(pg.clone(), 4, std::time::Duration::from_secs(10), std::time::Duration::from_secs(3600))?;
+                let summary = crate::service::eod::run(&pool, date, settings.clock.allow_future_dates, settings.eod.chunk_size)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+                Ok(true)
+            })
+            .await
+        }
+        Command::Verify => {
+            with_database(&settings, async |client, _| {
+                let report = crate::service::verify::verify(client).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(report.ok)
+            })
+            .await
+        }
+    }
+}
+
+/// Opens the configured or embedded database for a one-off command; `Ok(false)` from `f` exits 1.
+async fn with_database(
+    settings: &Settings,
+    f: impl AsyncFnOnce(&mut tokio_postgres::Client, &tokio_postgres::Config) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut database = crate::app::open_database(settings).await?;
+    let result = async {
+        let mut client = crate::db::connect(&database.pg_config).await?;
+        f(&mut client, &database.pg_config).await
+    }
+    .await;
+    if let Some(cluster) = database.cluster.as_mut() {
+        cluster.stop().await?;
+    }
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(1),
+        Err(e) => Err(e),
     }
 }

@@ -45,9 +45,6 @@ pub mod account {
     pub fn bank_collected(bank: &str) -> String {
         format!("bank:{bank}:collected")
     }
-    pub fn provider_paid_out(provider: &str) -> String {
-        format!("provider:{provider}:paid_out")
-    }
     pub fn plan_principal(plan: &str) -> String {
         format!("plan:{plan}:principal")
     }
@@ -58,29 +55,60 @@ pub mod account {
 
 /// What an entry is about; ids that do not apply stay `None`.
 #[derive(Default, Debug, Clone)]
-pub struct Refs<'a> {
-    pub order_id: Option<&'a str>,
-    pub plan_id: Option<&'a str>,
-    pub hold_id: Option<&'a str>,
-    pub credit_line_id: Option<&'a str>,
-    pub bank_id: Option<&'a str>,
-    pub reference: Option<&'a str>,
+pub struct Refs {
+    pub order_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub hold_id: Option<String>,
+    pub credit_line_id: Option<String>,
+    pub bank_id: Option<String>,
+    pub reference: Option<String>,
+}
+
+impl Refs {
+    pub fn new() -> Refs {
+        Refs::default()
+    }
+    pub fn order(mut self, id: &str) -> Self {
+        self.order_id = Some(id.to_string());
+        self
+    }
+    pub fn plan(mut self, id: &str) -> Self {
+        self.plan_id = Some(id.to_string());
+        self
+    }
+    pub fn hold(mut self, id: &str) -> Self {
+        self.hold_id = Some(id.to_string());
+        self
+    }
+    pub fn line(mut self, id: &str) -> Self {
+        self.credit_line_id = Some(id.to_string());
+        self
+    }
+    pub fn bank(mut self, id: &str) -> Self {
+        self.bank_id = Some(id.to_string());
+        self
+    }
+    pub fn reference(mut self, r: &str) -> Self {
+        self.reference = Some(r.to_string());
+        self
+    }
 }
 
 /// One entry under construction.
-#[derive(Debug)]
-pub struct Entry<'a> {
+#[derive(Debug, Clone)]
+pub struct Entry {
     pub kind: &'static str,
     pub booked_on: NaiveDate,
-    pub refs: Refs<'a>,
+    pub refs: Refs,
     accounts: Vec<String>,
     amounts_fen: Vec<i64>,
 }
 
 const ENTRY_MAX_LINES: usize = 64;
+const BATCH_MAX_ENTRIES: usize = 100_000;
 
-impl<'a> Entry<'a> {
-    pub fn new(kind: &'static str, booked_on: NaiveDate, refs: Refs<'a>) -> Self {
+impl Entry {
+    pub fn new(kind: &'static str, booked_on: NaiveDate, refs: Refs) -> Self {
         Entry { kind, booked_on, refs, accounts: Vec::new(), amounts_fen: Vec::new() }
     }
 
@@ -100,25 +128,55 @@ impl<'a> Entry<'a> {
         self.accounts.is_empty()
     }
 
-    /// Writes the entry and its lines in one statement; an empty entry writes nothing.
-    pub async fn post(&self, tx: &Tx<'_>) -> Result<Option<i64>, tokio_postgres::Error> {
-        if self.is_empty() {
-            return Ok(None);
-        }
+    fn assert_valid(&self) {
         assert!(self.accounts.len() <= ENTRY_MAX_LINES, "journal entry {} has too many lines", self.kind);
         assert_eq!(self.amounts_fen.iter().sum::<i64>(), 0, "journal entry {} does not balance", self.kind);
-        let r = &self.refs;
-        let row = tx
-            .query_one(
-                "WITH e AS (
-                     INSERT INTO journal_entries (kind, booked_on, order_id, plan_id, hold_id, credit_line_id, bank_id, reference)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
-                 , l AS (INSERT INTO journal_lines (entry_id, account, amount_fen)
-                     SELECT e.id, a, x FROM e, unnest($9::text[], $10::int8[]) AS t(a, x))
-                 SELECT id FROM e",
-                &[&self.kind, &self.booked_on, &r.order_id, &r.plan_id, &r.hold_id, &r.credit_line_id, &r.bank_id, &r.reference, &self.accounts, &self.amounts_fen],
-            )
-            .await?;
-        Ok(Some(row.get(0)))
     }
+
+    pub async fn post(&self, tx: &Tx<'_>) -> Result<(), tokio_postgres::Error> {
+        post_all(tx, std::slice::from_ref(self)).await
+    }
+}
+
+/// Writes entries and their lines in one statement; empty entries are skipped.
+pub async fn post_all(tx: &Tx<'_>, entries: &[Entry]) -> Result<(), tokio_postgres::Error> {
+    let entries: Vec<&Entry> = entries.iter().filter(|e| !e.is_empty()).collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    assert!(entries.len() <= BATCH_MAX_ENTRIES, "too many journal entries in one batch");
+    let mut kinds = Vec::with_capacity(entries.len());
+    let mut booked = Vec::with_capacity(entries.len());
+    let (mut order, mut plan, mut hold, mut line, mut bank, mut reference) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut line_entry, mut line_account, mut line_amount) = (vec![], vec![], vec![]);
+    for (i, e) in entries.iter().enumerate() {
+        e.assert_valid();
+        kinds.push(e.kind);
+        booked.push(e.booked_on);
+        order.push(e.refs.order_id.as_deref());
+        plan.push(e.refs.plan_id.as_deref());
+        hold.push(e.refs.hold_id.as_deref());
+        line.push(e.refs.credit_line_id.as_deref());
+        bank.push(e.refs.bank_id.as_deref());
+        reference.push(e.refs.reference.as_deref());
+        for (a, x) in e.accounts.iter().zip(&e.amounts_fen) {
+            line_entry.push(i as i32 + 1);
+            line_account.push(a.as_str());
+            line_amount.push(*x);
+        }
+    }
+    tx.execute(
+        "WITH input AS MATERIALIZED (
+             SELECT nextval('journal_entry_seq') AS id, t.*
+             FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  WITH ORDINALITY AS t(kind, booked_on, order_id, plan_id, hold_id, credit_line_id, bank_id, reference, n)),
+         e AS (INSERT INTO journal_entries (id, kind, booked_on, order_id, plan_id, hold_id, credit_line_id, bank_id, reference)
+               SELECT id, kind, booked_on, order_id, plan_id, hold_id, credit_line_id, bank_id, reference FROM input)
+         INSERT INTO journal_lines (entry_id, account, amount_fen)
+         SELECT i.id, l.account, l.amount FROM unnest($9::int4[], $10::text[], $11::int8[]) AS l(n, account, amount)
+         JOIN input i ON i.n = l.n",
+        &[&kinds, &booked, &order, &plan, &hold, &line, &bank, &reference, &line_entry, &line_account, &line_amount],
+    )
+    .await?;
+    Ok(())
 }

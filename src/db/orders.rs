@@ -308,3 +308,9 @@ pub async fn take_from_hold(
         .await?;
     Ok(hold(&row))
 }
+
+/// Holds locked in id order.
+pub async fn lock_holds(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Hold>, tokio_postgres::Error> {
+    let rows = tx.query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"), &[&ids]).await?;
+    Ok(rows.iter().map(hold).collect())
+}

@@ -155,30 +155,45 @@ pub async fn installments(c: &impl GenericClient, plan_id: &str) -> Result<Vec<I
     Ok(rows.iter().map(installment).collect())
 }
 
-/// Writes back the changed installments with their statuses.
-pub async fn save_installments(tx: &Tx<'_>, plan_id: &str, rows: &[(&InstallmentState, &str)]) -> Result<(), tokio_postgres::Error> {
+/// Writes back changed installments (of any plans) with their statuses, in one statement.
+pub async fn save_installments(tx: &Tx<'_>, rows: &[(&str, &InstallmentState, &str)]) -> Result<(), tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    let col = |f: &dyn Fn(&InstallmentState) -> Amount| rows.iter().map(|(s, _)| f(s).fen()).collect::<Vec<i64>>();
-    let seqs: Vec<i32> = rows.iter().map(|(s, _)| s.seq as i32).collect();
+    let col = |f: &dyn Fn(&InstallmentState) -> Amount| rows.iter().map(|(_, s, _)| f(s).fen()).collect::<Vec<i64>>();
+    let plan_ids: Vec<&str> = rows.iter().map(|(p, _, _)| *p).collect();
+    let seqs: Vec<i32> = rows.iter().map(|(_, s, _)| s.seq as i32).collect();
     let penalty = col(&|s| s.penalty);
-    let through: Vec<Option<NaiveDate>> = rows.iter().map(|(s, _)| s.penalty_through).collect();
+    let through: Vec<Option<NaiveDate>> = rows.iter().map(|(_, s, _)| s.penalty_through).collect();
     let pp = col(&|s| s.paid_principal);
     let pi = col(&|s| s.paid_interest);
     let pf = col(&|s| s.paid_fee);
     let ppen = col(&|s| s.paid_penalty);
     let comp = col(&|s| s.compensated);
     let waived = col(&|s| s.waived);
-    let status: Vec<&str> = rows.iter().map(|(_, st)| *st).collect();
-    tx.execute(
-        "UPDATE installments i SET penalty_fen = t.pen, penalty_through = t.thr, paid_principal_fen = t.pp, paid_interest_fen = t.pi,
-             paid_fee_fen = t.pf, paid_penalty_fen = t.ppen, compensated_fen = t.comp, waived_fen = t.w, status = t.st
-         FROM unnest($2::int4[], $3::int8[], $4::date[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[])
-              AS t(seq, pen, thr, pp, pi, pf, ppen, comp, w, st)
-         WHERE i.plan_id = $1 AND i.seq = t.seq",
-        &[&plan_id, &seqs, &penalty, &through, &pp, &pi, &pf, &ppen, &comp, &waived, &status],
-    )
-    .await?;
+    let status: Vec<&str> = rows.iter().map(|(_, _, st)| *st).collect();
+    let n = tx
+        .execute(
+            "UPDATE installments i SET penalty_fen = t.pen, penalty_through = t.thr, paid_principal_fen = t.pp, paid_interest_fen = t.pi,
+                 paid_fee_fen = t.pf, paid_penalty_fen = t.ppen, compensated_fen = t.comp, waived_fen = t.w, status = t.st
+             FROM unnest($1::text[], $2::int4[], $3::int8[], $4::date[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
+                         $10::int8[], $11::text[])
+                  AS t(plan_id, seq, pen, thr, pp, pi, pf, ppen, comp, w, st)
+             WHERE i.plan_id = t.plan_id AND i.seq = t.seq",
+            &[&plan_ids, &seqs, &penalty, &through, &pp, &pi, &pf, &ppen, &comp, &waived, &status],
+        )
+        .await?;
+    assert_eq!(n as usize, rows.len(), "every changed installment was written");
     Ok(())
+}
+
+/// Plans, locked in id order, with their installments.
+pub async fn lock_many(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Plan>, tokio_postgres::Error> {
+    let rows = tx.query(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE id = ANY($1) ORDER BY id FOR UPDATE"), &[&ids]).await?;
+    Ok(rows.iter().map(plan).collect())
+}
+
+pub async fn installments_of(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<(String, InstallmentRow)>, tokio_postgres::Error> {
+    let rows = tx.query("SELECT * FROM installments WHERE plan_id = ANY($1) ORDER BY plan_id, seq", &[&ids]).await?;
+    Ok(rows.iter().map(|r| (r.get("plan_id"), installment(r))).collect())
 }

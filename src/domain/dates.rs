@@ -89,7 +89,16 @@ mod tests {
 
     #[test]
     fn parse_impossible_dates() {
-        for text in ["2027-02-29", "2027-02-30", "2100-02-29", "2027-13-01", "2027-00-10", "2027-04-31", "2027-01-00", "0000-01-01"] {
+        for text in [
+            "2027-02-29",
+            "2027-02-30",
+            "2100-02-29",
+            "2027-13-01",
+            "2027-00-10",
+            "2027-04-31",
+            "2027-01-00",
+            "0000-01-01",
+        ] {
             assert_eq!(parse_date(text), Err(DateError::Impossible), "{text}");
         }
     }
@@ -97,9 +106,23 @@ mod tests {
     #[test]
     fn parse_malformed_dates() {
         let cases = [
-            "", "2027-1-31", "2027-01-1", "27-01-31", "2027/01/31", "20270131", " 2027-01-31", "2027-01-31 ",
-            "2027-01-31T00:00:00Z", "+2027-01-31", "-2027-01-31", "2027-01-3a", "2027-0１-31", "２027-01-31",
-            "12027-01-31", "2027-01--1", "2027--1-31",
+            "",
+            "2027-1-31",
+            "2027-01-1",
+            "27-01-31",
+            "2027/01/31",
+            "20270131",
+            " 2027-01-31",
+            "2027-01-31 ",
+            "2027-01-31T00:00:00Z",
+            "+2027-01-31",
+            "-2027-01-31",
+            "2027-01-3a",
+            "2027-0１-31",
+            "２027-01-31",
+            "12027-01-31",
+            "2027-01--1",
+            "2027--1-31",
         ];
         for text in cases {
             assert_eq!(parse_date(text), Err(DateError::Malformed), "{text:?}");
@@ -111,11 +134,23 @@ mod tests {
         assert_eq!(add_months_clamped(d(2027, 1, 31), 1), d(2027, 2, 28));
         assert_eq!(add_months_clamped(d(2027, 1, 31), 2), d(2027, 3, 31));
         assert_eq!(add_months_clamped(d(2027, 1, 31), 3), d(2027, 4, 30));
-        assert_eq!(add_months_clamped(d(2028, 1, 31), 1), d(2028, 2, 29), "leap year");
+        assert_eq!(
+            add_months_clamped(d(2028, 1, 31), 1),
+            d(2028, 2, 29),
+            "leap year"
+        );
         assert_eq!(add_months_clamped(d(2028, 1, 29), 1), d(2028, 2, 29));
         assert_eq!(add_months_clamped(d(2028, 1, 30), 1), d(2028, 2, 29));
-        assert_eq!(add_months_clamped(d(2100, 1, 31), 1), d(2100, 2, 28), "2100 is not a leap year");
-        assert_eq!(add_months_clamped(d(2000, 1, 31), 1), d(2000, 2, 29), "2000 is a leap year");
+        assert_eq!(
+            add_months_clamped(d(2100, 1, 31), 1),
+            d(2100, 2, 28),
+            "2100 is not a leap year"
+        );
+        assert_eq!(
+            add_months_clamped(d(2000, 1, 31), 1),
+            d(2000, 2, 29),
+            "2000 is a leap year"
+        );
         assert_eq!(add_months_clamped(d(2027, 2, 28), 12), d(2028, 2, 28));
         assert_eq!(add_months_clamped(d(2028, 2, 29), 12), d(2029, 2, 28));
         assert_eq!(add_months_clamped(d(2028, 2, 29), 48), d(2032, 2, 29));
@@ -131,7 +166,15 @@ mod tests {
     fn clamping_is_always_from_the_start_date() {
         let funded_on = d(2027, 1, 31);
         let dues: Vec<_> = (1..=4).map(|k| add_months_clamped(funded_on, k)).collect();
-        assert_eq!(dues, vec![d(2027, 2, 28), d(2027, 3, 31), d(2027, 4, 30), d(2027, 5, 31)]);
+        assert_eq!(
+            dues,
+            vec![
+                d(2027, 2, 28),
+                d(2027, 3, 31),
+                d(2027, 4, 30),
+                d(2027, 5, 31)
+            ]
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub enum AmountError {
 /// Invariants: `0 <= value <= Amount::MAX_FEN` fen and scale is exactly 2.
 /// Parsed amounts have at most 12 integer digits; sums (schedule totals,
 /// hold amounts) may be larger but always fit in an `i64` of fen.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Amount(Decimal);
 
 impl Amount {
@@ -82,7 +82,10 @@ impl Amount {
     /// If `amount_fen` is negative (a programming error: use [`Amount::try_from_fen`]
     /// for untrusted values).
     pub fn from_fen(amount_fen: i64) -> Amount {
-        assert!(amount_fen >= 0, "amount in fen must not be negative: {amount_fen}");
+        assert!(
+            amount_fen >= 0,
+            "amount in fen must not be negative: {amount_fen}"
+        );
         Amount(Decimal::new(amount_fen, AMOUNT_SCALE))
     }
 
@@ -126,7 +129,9 @@ impl Amount {
     pub fn round_half_up(value: Decimal) -> Amount {
         match Amount::checked_round_half_up(value) {
             Some(amount) => amount,
-            None => panic!("round_half_up: value must be in 0..=Amount::MAX: {value}"),
+            None => panic!(
+                "round_half_up: value must be non-negative and within Amount::MAX_FEN: {value}"
+            ),
         }
     }
 
@@ -135,7 +140,8 @@ impl Amount {
         if value.is_sign_negative() && !value.is_zero() {
             return None;
         }
-        let rounded = value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::MidpointAwayFromZero);
+        let rounded =
+            value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::MidpointAwayFromZero);
         Amount::from_rounded(rounded)
     }
 
@@ -146,7 +152,9 @@ impl Amount {
     pub fn round_up(value: Decimal) -> Amount {
         match Amount::checked_round_up(value) {
             Some(amount) => amount,
-            None => panic!("round_up: value must be in 0..=Amount::MAX: {value}"),
+            None => {
+                panic!("round_up: value must be non-negative and within Amount::MAX_FEN: {value}")
+            }
         }
     }
 
@@ -155,13 +163,17 @@ impl Amount {
         if value.is_sign_negative() && !value.is_zero() {
             return None;
         }
-        let rounded = value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::ToPositiveInfinity);
+        let rounded =
+            value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::ToPositiveInfinity);
         Amount::from_rounded(rounded)
     }
 
     /// Builds an amount from a decimal already at most 2 decimals, non-negative.
     fn from_rounded(rounded: Decimal) -> Option<Amount> {
-        debug_assert!(rounded.scale() <= AMOUNT_SCALE, "value must be rounded to the fen");
+        debug_assert!(
+            rounded.scale() <= AMOUNT_SCALE,
+            "value must be rounded to the fen"
+        );
         let mut value = rounded;
         if value.is_zero() {
             return Some(Amount::ZERO);
@@ -207,6 +219,13 @@ impl Amount {
     /// True for anything above 0.00.
     pub fn is_positive(&self) -> bool {
         !self.is_zero()
+    }
+}
+
+impl Default for Amount {
+    /// [`Amount::ZERO`] (with its 2 decimals).
+    fn default() -> Amount {
+        Amount::ZERO
     }
 }
 
@@ -360,7 +379,10 @@ pub(crate) fn parse_rate_decimal(text: &str) -> Result<Decimal, RateError> {
     let scale = u32::try_from(fraction.len()).map_err(|_| RateError::Malformed)?;
     let mantissa = digits_value(integer_part) * 10_i64.pow(scale) + digits_value(fraction);
     let value = Decimal::new(mantissa, scale).normalize();
-    debug_assert!(!value.is_sign_negative() && value < Decimal::ONE_HUNDRED, "rate in [0, 100)");
+    debug_assert!(
+        !value.is_sign_negative() && value < Decimal::ONE_HUNDRED,
+        "rate in [0, 100)"
+    );
     Ok(value)
 }
 
@@ -379,7 +401,10 @@ fn is_digits(text: &str, min: usize, max: usize) -> bool {
 
 /// The value of an ASCII digit string of at most 12 digits.
 fn digits_value(text: &str) -> i64 {
-    debug_assert!(text.len() <= AMOUNT_MAX_INTEGER_DIGITS, "digit string too long");
+    debug_assert!(
+        text.len() <= AMOUNT_MAX_INTEGER_DIGITS,
+        "digit string too long"
+    );
     text.bytes().fold(0_i64, |value, b| {
         debug_assert!(b.is_ascii_digit(), "digits only");
         value * 10 + i64::from(b - b'0')
@@ -416,9 +441,34 @@ mod tests {
     #[test]
     fn parse_invalid_amounts() {
         let cases = [
-            "", " ", "1.", ".5", ".", "1.234", "0.001", "1000000000000", "1000000000000.00", "+1", "-1",
-            "-0", " 1", "1 ", "1\n", "1e3", "1E3", "1.0e1", "1,00", "1..0", "1.2.3", "abc", "１２", "0x10",
-            "NaN", "inf", "1_000", "٣",
+            "",
+            " ",
+            "1.",
+            ".5",
+            ".",
+            "1.234",
+            "0.001",
+            "1000000000000",
+            "1000000000000.00",
+            "+1",
+            "-1",
+            "-0",
+            " 1",
+            "1 ",
+            "1\n",
+            "1e3",
+            "1E3",
+            "1.0e1",
+            "1,00",
+            "1..0",
+            "1.2.3",
+            "abc",
+            "１２",
+            "0x10",
+            "NaN",
+            "inf",
+            "1_000",
+            "٣",
         ];
         for text in cases {
             assert_eq!(Amount::parse(text), Err(AmountError::Malformed), "{text:?}");
@@ -428,7 +478,10 @@ mod tests {
     #[test]
     fn parse_positive_refuses_zero() {
         assert_eq!(Amount::parse_positive("0"), Err(AmountError::NotPositive));
-        assert_eq!(Amount::parse_positive("0.00"), Err(AmountError::NotPositive));
+        assert_eq!(
+            Amount::parse_positive("0.00"),
+            Err(AmountError::NotPositive)
+        );
         assert_eq!(Amount::parse_positive("0.01").map(|a| a.fen()), Ok(1));
         assert_eq!(Amount::parse_positive("x"), Err(AmountError::Malformed));
     }
@@ -449,7 +502,10 @@ mod tests {
         assert_eq!(Amount::round_up(dec!(0.0000001)).to_string(), "0.01");
         assert_eq!(Amount::checked_round_half_up(dec!(-0.01)), None);
         assert_eq!(Amount::checked_round_up(dec!(-0.001)), None);
-        assert_eq!(Amount::checked_round_half_up(dec!(100000000000000000)), None);
+        assert_eq!(
+            Amount::checked_round_half_up(dec!(100000000000000000)),
+            None
+        );
     }
 
     #[test]
@@ -471,10 +527,23 @@ mod tests {
         assert_eq!(Amount::try_from_fen(-5), Err(AmountError::Negative));
         assert_eq!(Amount::ZERO.to_string(), "0.00");
         assert_eq!(Amount::default(), Amount::ZERO);
-        assert_eq!(Amount::try_from_decimal(dec!(1.5)).map(|a| a.to_string()), Ok("1.50".into()));
-        assert_eq!(Amount::try_from_decimal(dec!(1.500)).map(|a| a.fen()), Ok(150));
-        assert_eq!(Amount::try_from_decimal(dec!(1.505)), Err(AmountError::OutOfRange));
-        assert_eq!(Amount::try_from_decimal(dec!(-1)), Err(AmountError::Negative));
+        assert_eq!(Amount::default().to_string(), "0.00");
+        assert_eq!(
+            Amount::try_from_decimal(dec!(1.5)).map(|a| a.to_string()),
+            Ok("1.50".into())
+        );
+        assert_eq!(
+            Amount::try_from_decimal(dec!(1.500)).map(|a| a.fen()),
+            Ok(150)
+        );
+        assert_eq!(
+            Amount::try_from_decimal(dec!(1.505)),
+            Err(AmountError::OutOfRange)
+        );
+        assert_eq!(
+            Amount::try_from_decimal(dec!(-1)),
+            Err(AmountError::Negative)
+        );
     }
 
     #[test]
@@ -494,16 +563,25 @@ mod tests {
         assert!(Amount::ZERO.is_zero() && !Amount::ZERO.is_positive());
         assert!(b.is_positive());
         assert!(a > b);
-        assert_eq!(Amount::from_fen(Amount::MAX_FEN).checked_add(Amount::from_fen(1)), None);
+        assert_eq!(
+            Amount::from_fen(Amount::MAX_FEN).checked_add(Amount::from_fen(1)),
+            None
+        );
     }
 
     #[test]
     fn amount_serde_is_a_string() {
         let amount = Amount::parse("2999.5").unwrap_or(Amount::ZERO);
-        assert_eq!(serde_json::to_string(&amount).ok(), Some("\"2999.50\"".to_string()));
+        assert_eq!(
+            serde_json::to_string(&amount).ok(),
+            Some("\"2999.50\"".to_string())
+        );
         let back: Result<Amount, _> = serde_json::from_str("\"12.3\"");
         assert_eq!(back.ok().map(|a| a.fen()), Some(1230));
-        assert!(serde_json::from_str::<Amount>("12.3").is_err(), "a JSON number is refused");
+        assert!(
+            serde_json::from_str::<Amount>("12.3").is_err(),
+            "a JSON number is refused"
+        );
         assert!(serde_json::from_str::<Amount>("\"1.234\"").is_err());
     }
 
@@ -531,8 +609,21 @@ mod tests {
     #[test]
     fn parse_invalid_rates() {
         let cases = [
-            "", "100", "123.4", "0.123456789", "1.", ".5", "+0.1", "-0.1", " 0.1", "0.1 ", "1e-2", "0,1", "0..1",
-            "a", "0.1.2",
+            "",
+            "100",
+            "123.4",
+            "0.123456789",
+            "1.",
+            ".5",
+            "+0.1",
+            "-0.1",
+            " 0.1",
+            "0.1 ",
+            "1e-2",
+            "0,1",
+            "0..1",
+            "a",
+            "0.1.2",
         ];
         for text in cases {
             assert_eq!(Rate::parse(text), Err(RateError::Malformed), "{text:?}");
@@ -541,12 +632,54 @@ mod tests {
 
     #[test]
     fn rate_from_decimal() {
-        assert_eq!(Rate::try_from_decimal(dec!(0.1800)).map(|r| r.to_string()), Ok("0.18".to_string()));
-        assert_eq!(Rate::try_from_decimal(dec!(-0.1)), Err(RateError::Malformed));
+        assert_eq!(
+            Rate::try_from_decimal(dec!(0.1800)).map(|r| r.to_string()),
+            Ok("0.18".to_string())
+        );
+        assert_eq!(
+            Rate::try_from_decimal(dec!(-0.1)),
+            Err(RateError::Malformed)
+        );
         assert_eq!(Rate::try_from_decimal(dec!(100)), Err(RateError::Malformed));
-        assert_eq!(Rate::try_from_decimal(dec!(0.000000001)), Err(RateError::Malformed));
+        assert_eq!(
+            Rate::try_from_decimal(dec!(0.000000001)),
+            Err(RateError::Malformed)
+        );
         assert!(Rate::ZERO.is_zero());
         let json = serde_json::to_string(&Rate::parse("0.075").unwrap_or(Rate::ZERO)).ok();
         assert_eq!(json, Some("\"0.075\"".to_string()));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Display and parse are inverse on every parseable amount.
+        #[test]
+        fn amount_display_round_trips(amount_fen in 0_i64..=99_999_999_999_999) {
+            let amount = Amount::from_fen(amount_fen);
+            let shown = amount.to_string();
+            proptest::prop_assert_eq!(Amount::parse(&shown), Ok(amount));
+            proptest::prop_assert_eq!(shown.split_once('.').map(|(_, f)| f.len()), Some(2));
+        }
+
+        /// Every string the API grammar allows parses, to the value it spells.
+        #[test]
+        fn grammar_strings_parse(text in "[0-9]{1,12}(\\.[0-9]{1,2})?") {
+            let amount = Amount::parse(&text);
+            proptest::prop_assert!(amount.is_ok(), "{}", text);
+            let value = amount.map(|a| a.as_decimal()).unwrap_or_default();
+            proptest::prop_assert_eq!(Some(value), text.parse::<Decimal>().ok());
+        }
+
+        /// Strings with signs, blanks, exponents or stray dots never parse.
+        #[test]
+        fn other_strings_do_not_parse(text in "[0-9.+ eE-]{0,16}") {
+            let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            let one_dot_at_most = text.matches('.').count() <= 1;
+            let parsed = Amount::parse(&text);
+            if !plain || !one_dot_at_most || text.starts_with('.') || text.ends_with('.') || text.is_empty() {
+                proptest::prop_assert_eq!(parsed, Err(AmountError::Malformed), "{}", text);
+            }
+        }
     }
 }

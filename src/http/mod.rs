@@ -9,6 +9,7 @@ pub mod credit_lines;
 pub mod ops;
 pub mod openapi;
 pub mod orders;
+pub mod plans;
 pub mod setup;
 
 use crate::auth::Caller;
@@ -176,6 +177,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     setup::routes(cfg);
     credit_lines::routes(cfg);
     orders::routes(cfg);
+    plans::routes(cfg);
     admin::routes(cfg);
 }
 

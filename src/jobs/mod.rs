@@ -23,7 +23,10 @@ impl Jobs {
 
 pub fn spawn_all(state: web::Data<AppState>) -> Jobs {
     let (stop, stopped) = watch::channel(false);
-    let handles = vec![tokio::spawn(housekeeping(state, stopped))];
+    let mut handles = vec![tokio::spawn(housekeeping(state.clone(), stopped.clone()))];
+    if state.settings.eod.enabled {
+        handles.push(tokio::spawn(daily_eod(state, stopped)));
+    }
     Jobs { stop, handles }
 }
 
@@ -40,6 +43,40 @@ async fn housekeeping(state: web::Data<AppState>, mut stopped: watch::Receiver<b
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Every day at `eod.run_at` (Asia/Shanghai): end of day for the previous date, unless closed already.
+/// Several instances may run this; the end-of-day lock lets one work and the others find it done.
+async fn daily_eod(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>) {
+    use crate::domain::dates::SHANGHAI;
+    let Some(run_at) = crate::config::parse_hh_mm(&state.settings.eod.run_at) else { return };
+    loop {
+        let now = chrono::Utc::now().with_timezone(&SHANGHAI);
+        let mut next = now.date_naive().and_time(run_at);
+        if next <= now.naive_local() {
+            next += chrono::Duration::days(1);
+        }
+        let wait = (next - now.naive_local()).to_std().unwrap_or(Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => return,
+        }
+        let date = chrono::Utc::now().with_timezone(&SHANGHAI).date_naive() - chrono::Duration::days(1);
+        let s = &state.settings;
+        match crate::service::eod::run(&state.pool, date, s.clock.allow_future_dates, s.eod.chunk_size).await {
+            Ok(summary) => {
+                state.metrics.job_runs.with_label_values(&["eod", "ok"]).inc();
+                tracing::info!(business_date = %summary.business_date, "scheduled end of day done");
+            }
+            Err(e) if e.code == crate::error::ErrorCode::BusinessDateRegression => {
+                tracing::info!(business_date = %date, "scheduled end of day: a later date is already closed");
+            }
+            Err(e) => {
+                state.metrics.job_runs.with_label_values(&["eod", "error"]).inc();
+                tracing::error!(business_date = %date, error = %e, "scheduled end of day failed; it will be retried at the next run");
+            }
         }
     }
 }

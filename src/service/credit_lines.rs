@@ -100,8 +100,8 @@ pub fn seal_identity(state: &AppState, id_number: &IdNumber, phone: &Phone, name
 }
 
 /// Moves the line's limit in the journal by the signed `delta_fen`.
-fn limit_entry<'a>(booked_on: NaiveDate, line_id: &'a str, delta_fen: i64) -> Entry<'a> {
-    let mut e = Entry::new("line.limit_changed", booked_on, Refs { credit_line_id: Some(line_id), ..Default::default() });
+fn limit_entry(booked_on: NaiveDate, line_id: &str, delta_fen: i64) -> Entry {
+    let mut e = Entry::new("line.limit_changed", booked_on, Refs::new().line(line_id));
     if delta_fen > 0 {
         e.transfer(account::line_limit_source(line_id), account::line_available(line_id), delta_fen);
     } else {
@@ -191,7 +191,7 @@ pub async fn repay_debt(state: &AppState, caller: &Principal, line_id: &str, req
             lines::insert_debt_repayment(tx, &id, line_id, amount, booked_on).await?;
             let after = lines::move_balances(tx, line_id, 0, -amount.fen()).await?;
             assert_eq!(after.drawn.fen(), line.drawn.fen() - amount.fen(), "drawn fell by the repayment");
-            let mut e = Entry::new("line.debt_repaid", booked_on, Refs { credit_line_id: Some(line_id), reference: Some(&id), ..Default::default() });
+            let mut e = Entry::new("line.debt_repaid", booked_on, Refs::new().line(line_id).reference(&id));
             e.transfer(account::line_drawn(line_id), account::line_available(line_id), amount.fen());
             e.post(tx).await?;
             Ok((StatusCode::OK, view(after)))

@@ -1,6 +1,8 @@
 //! Services own the transaction: they call `db` and `domain` and return views or `ApiError`s.
 
 pub mod credit_lines;
+pub mod eod;
+pub mod lifecycle;
 pub mod orders;
 pub mod plans;
 pub mod setup;

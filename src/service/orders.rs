@@ -381,7 +381,7 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
         assert_eq!(after.held.fen(), line.held.fen() + priced.hold_amount.fen(), "the hold is added to the line's held");
 
         let booked_on = db::business_days::booking_date(tx, created_on).await?;
-        let refs = Refs { order_id: Some(&order_id), hold_id: Some(&hold_id), credit_line_id: Some(&line.id), bank_id: Some(&bank_id), ..Default::default() };
+        let refs = Refs::new().order(&order_id).hold(&hold_id).line(&line.id).bank(&bank_id);
         let amount = priced.hold_amount.fen();
         let mut e = Entry::new("hold.placed", booked_on, refs.clone());
         e.transfer(account::line_available(&line.id), account::line_held(&line.id), amount)
@@ -483,13 +483,7 @@ pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: N
     let line = credit_lines::move_balances(tx, &before.credit_line_id, -voided.fen(), 0).await?;
     assert_eq!(line.held.fen(), line_before.held.fen() - voided.fen(), "the line's held falls by what was voided");
     banks::release(tx, &order.bank_id, order.principal).await?;
-    let refs = Refs {
-        order_id: Some(&order.id),
-        hold_id: Some(&hold.id),
-        credit_line_id: Some(&hold.credit_line_id),
-        bank_id: Some(&order.bank_id),
-        ..Default::default()
-    };
+    let refs = Refs::new().order(&order.id).hold(&hold.id).line(&hold.credit_line_id).bank(&order.bank_id);
     let mut e = Entry::new("hold.voided", booked_on, refs.clone());
     e.transfer(account::line_held(&hold.credit_line_id), account::line_available(&hold.credit_line_id), voided.fen())
         .transfer(account::hold_remaining(&hold.id), account::hold_voided(&hold.id), voided.fen());
@@ -597,7 +591,7 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
         .await?
         .ok_or_else(|| ApiError::already_exists("this bank already used this loan_no").field("loan_no"))?;
     let booked_on = db::business_days::booking_date(tx, funded_on).await?;
-    let refs = Refs { order_id: Some(&order.id), plan_id: Some(&plan_id), bank_id: Some(&order.bank_id), reference: Some(loan_no), ..Default::default() };
+    let refs = Refs::new().order(&order.id).plan(&plan_id).bank(&order.bank_id).reference(loan_no);
     let mut e = Entry::new("plan.opened", booked_on, refs);
     e.transfer(account::bank_funded(&order.bank_id), account::plan_principal(&plan_id), order.principal.fen());
     e.post(tx).await?;

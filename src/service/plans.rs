@@ -4,6 +4,7 @@ use crate::db::plans::{InstallmentRow, Plan};
 use crate::db::setup::rate_string;
 use crate::domain::money::Amount;
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -91,4 +92,270 @@ pub fn plan_view(p: Plan, installments: &[InstallmentRow]) -> PlanView {
         compensated,
         installments: installments.iter().map(installment_view).collect(),
     }
+}
+
+// ---------- reading, repaying, paying off, accelerating ----------
+
+use super::credit_lines::today;
+use super::lifecycle::{Book, Effects, load_books};
+use crate::auth::{Principal, PrincipalKind, new_object_id};
+use crate::db::{self, Tx, orders as orders_db, plans as plans_db};
+use crate::domain::installment::{AllocError, Split, allocate, bring_all_up_to, payoff, waive_beyond_payoff};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::AppState;
+use crate::idempotency::{self, Answer, IdempotentRequest};
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+/// Its bank and the admin act on a plan; its order's owner may also read it.
+async fn plan_visible(c: &impl tokio_postgres::GenericClient, caller: &Principal, id: &str, owner_may_read: bool) -> ApiResult<Plan> {
+    let plan = plans_db::get(c, id).await?.ok_or_else(ApiError::not_found)?;
+    if caller.is_admin() || caller.is(PrincipalKind::Bank, &plan.bank_id) {
+        return Ok(plan);
+    }
+    if owner_may_read {
+        let order = orders_db::get(c, &plan.order_id).await?.ok_or_else(ApiError::not_found)?;
+        if order.owner_scope == caller.scope() {
+            return Ok(plan);
+        }
+    }
+    Err(ApiError::not_found())
+}
+
+pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<PlanView> {
+    let client = state.pool.get().await?;
+    let plan = plan_visible(&**client, caller, id, true).await?;
+    let insts = plans_db::installments(&**client, id).await?;
+    Ok(plan_view(plan, &insts))
+}
+
+/// A date the bank reports: not before `funded_on`, not after today unless configured.
+fn check_value_date(state: &AppState, plan: &Plan, date: NaiveDate, field: &str) -> ApiResult<()> {
+    if date < plan.funded_on {
+        return Err(ApiError::new(ErrorCode::InvalidDate, format!("{field} is before the plan was funded on {}", plan.funded_on)).field(field));
+    }
+    if date > today() && !state.settings.clock.allow_future_dates {
+        return Err(ApiError::new(ErrorCode::InvalidDate, format!("{field} is after today")).field(field));
+    }
+    Ok(())
+}
+
+/// Brings due installments' penalty up to `date` (a defaulted plan's penalty has stopped).
+fn bring_up(book: &mut Book, date: NaiveDate) {
+    if book.plan.status != "active" {
+        return;
+    }
+    let rate = book.penalty_daily_rate;
+    for i in 0..book.insts.len() {
+        if bring_all_up_to(std::slice::from_mut(&mut book.insts[i]), date, rate).is_positive() {
+            book.touch(i);
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PayoffView {
+    pub as_of: NaiveDate,
+    pub amount: Amount,
+    pub principal: Amount,
+    pub interest: Amount,
+    pub fee: Amount,
+    pub penalty: Amount,
+}
+
+pub async fn payoff_quote(state: &AppState, caller: &Principal, id: &str, as_of: Option<NaiveDate>) -> ApiResult<PayoffView> {
+    let client = state.pool.get().await?;
+    let plan = plan_visible(&**client, caller, id, false).await?;
+    if plan.status == "settled" {
+        return Err(ApiError::invalid_state("the plan is settled"));
+    }
+    let as_of = as_of.unwrap_or_else(today);
+    if as_of < plan.funded_on {
+        return Err(ApiError::new(ErrorCode::InvalidDate, format!("as_of is before the plan was funded on {}", plan.funded_on)).field("as_of"));
+    }
+    let rows = plans_db::installments(&**client, id).await?;
+    let rate: Decimal = client.query_one("SELECT penalty_daily_rate FROM orders WHERE id = $1", &[&plan.order_id]).await?.get(0);
+    let mut insts: Vec<_> = rows.into_iter().map(|r| r.state).collect();
+    if plan.status == "active" {
+        bring_all_up_to(&mut insts, as_of, rate);
+    }
+    let s = payoff(&insts, as_of);
+    Ok(PayoffView { as_of, amount: s.total(), principal: s.principal, interest: s.interest, fee: s.fee, penalty: s.penalty })
+}
+
+pub struct RepaymentRequest {
+    pub amount: Amount,
+    pub paid_on: NaiveDate,
+    pub reference: String,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AllocationView {
+    pub seq: u32,
+    pub penalty: Amount,
+    pub fee: Amount,
+    pub interest: Amount,
+    pub principal: Amount,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RepaymentView {
+    pub id: String,
+    pub plan_id: String,
+    pub amount: Amount,
+    pub paid_on: NaiveDate,
+    pub booked_on: NaiveDate,
+    pub reference: String,
+    pub allocations: Vec<AllocationView>,
+    pub hold_released: Amount,
+    pub plan_status: String,
+}
+
+async fn precheck_plan(tx: &Tx<'_>, caller: &Principal, id: &str) -> ApiResult<()> {
+    plan_visible(tx, caller, id, false).await.map(|_| ())
+}
+
+async fn lock_book(tx: &Tx<'_>, id: &str) -> ApiResult<Book> {
+    load_books(tx, &[id.to_string()]).await?.pop().ok_or_else(ApiError::not_found)
+}
+
+pub async fn repay(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, r: RepaymentRequest) -> ApiResult<Answer> {
+    idempotency::execute(&state.pool, request, async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await, async |tx: &Tx<'_>, ()| {
+        if tx.query_opt("SELECT 1 FROM repayments WHERE plan_id = $1 AND reference = $2", &[&id, &r.reference]).await?.is_some() {
+            return Err(ApiError::already_exists("this reference was already used on this plan").field("reference"));
+        }
+        let mut book = lock_book(tx, id).await?;
+        if book.plan.status == "settled" {
+            return Err(ApiError::invalid_state("the plan is settled"));
+        }
+        check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
+        bring_up(&mut book, r.paid_on);
+        let allocation = match allocate(&mut book.insts, r.amount, r.paid_on) {
+            Ok(a) => a,
+            Err(AllocError::Overpayment { payoff }) => {
+                return Err(ApiError::new(ErrorCode::Overpayment, format!("more than the payoff of {payoff} as of {}", r.paid_on))
+                    .field("amount")
+                    .details(json!({ "payoff": payoff })));
+            }
+            Err(e) => return Err(ApiError::invalid("amount", e.to_string())),
+        };
+        for line in &allocation.lines {
+            if let Some(i) = book.insts.iter().position(|x| x.seq == line.seq) {
+                book.touch(i);
+            }
+        }
+        if allocation.settled {
+            (0..book.insts.len()).for_each(|i| book.touch(i));
+        }
+        let split = allocation.split();
+        assert_eq!(split.total(), r.amount, "the allocation spends exactly the repayment");
+        let booked_on = db::business_days::booking_date(tx, r.paid_on).await?;
+        let repayment_id = new_object_id("rep");
+        let mut fx = Effects::default();
+        book.book_repayment(&mut fx, &split, booked_on, &repayment_id);
+        book.release_to_target(&mut fx, booked_on);
+        book.settle_if_paid_off(&mut fx, booked_on);
+        book.collect_installments(&mut fx, None);
+        let hold_released = Amount::from_fen(fx.released_fen);
+        let allocations: Vec<AllocationView> = allocation
+            .lines
+            .iter()
+            .map(|l| AllocationView { seq: l.seq, penalty: l.split.penalty, fee: l.split.fee, interest: l.split.interest, principal: l.split.principal })
+            .collect();
+        let mut data = json!({ "repayment_id": repayment_id, "reference": r.reference, "amount": r.amount, "paid_on": r.paid_on,
+                               "booked_on": booked_on, "plan_id": book.plan.id, "order_id": book.order_id, "loan_no": book.plan.loan_no,
+                               "hold_id": book.hold.id, "hold_released": hold_released, "plan_status": book.plan.status });
+        for (k, v) in [("principal", split.principal), ("interest", split.interest), ("fee", split.fee), ("penalty", split.penalty)] {
+            data[k] = json!(v);
+        }
+        fx.notices.insert(0, crate::db::notices::NewNotice { kind: "repayment.recorded", recipient_kind: "bank", recipient_id: book.plan.bank_id.clone(), data });
+        insert_repayment(tx, &repayment_id, id, &r, booked_on, &split, &allocations, hold_released).await?;
+        fx.apply(tx).await?;
+        let view = RepaymentView {
+            id: repayment_id,
+            plan_id: id.to_string(),
+            amount: r.amount,
+            paid_on: r.paid_on,
+            booked_on,
+            reference: r.reference.clone(),
+            allocations,
+            hold_released,
+            plan_status: book.plan.status.clone(),
+        };
+        Ok((StatusCode::CREATED, view))
+    })
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_repayment(
+    tx: &Tx<'_>,
+    id: &str,
+    plan_id: &str,
+    r: &RepaymentRequest,
+    booked_on: NaiveDate,
+    split: &Split,
+    allocations: &[AllocationView],
+    hold_released: Amount,
+) -> ApiResult<()> {
+    let allocations = serde_json::to_value(allocations).map_err(|_| ApiError::internal())?;
+    let n = tx
+        .execute(
+            "INSERT INTO repayments (id, plan_id, amount_fen, paid_on, booked_on, reference, principal_fen, interest_fen, fee_fen, penalty_fen,
+                 allocations, hold_released_fen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT ON CONSTRAINT repayments_reference_unique DO NOTHING",
+            &[&id, &plan_id, &r.amount.fen(), &r.paid_on, &booked_on, &r.reference, &split.principal.fen(), &split.interest.fen(),
+              &split.fee.fen(), &split.penalty.fen(), &allocations, &hold_released.fen()],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ApiError::already_exists("this reference was already used on this plan").field("reference"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/plans/{id}/accelerate`: the payoff falls due at once; the hold converts what it covers.
+pub async fn accelerate(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, as_of: NaiveDate, reason: String) -> ApiResult<Answer> {
+    idempotency::execute(&state.pool, request, async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await, async |tx: &Tx<'_>, ()| {
+        let mut book = lock_book(tx, id).await?;
+        if book.plan.status != "active" {
+            return Err(ApiError::invalid_state(format!("the plan is {}; only an active plan can be accelerated", book.plan.status)));
+        }
+        check_value_date(state, &book.plan, as_of, "as_of")?;
+        bring_up(&mut book, as_of);
+        if waive_beyond_payoff(&mut book.insts, as_of).is_positive() {
+            (0..book.insts.len()).for_each(|i| book.touch(i));
+        }
+        let booked_on = db::business_days::booking_date(tx, as_of).await?;
+        let mut fx = Effects::default();
+        plans_db::set_accelerated(tx, id, as_of, &reason).await?;
+        fx.notices.push(crate::db::notices::NewNotice {
+            kind: "plan.accelerated",
+            recipient_kind: "bank",
+            recipient_id: book.plan.bank_id.clone(),
+            data: json!({ "plan_id": book.plan.id, "order_id": book.order_id, "hold_id": book.hold.id, "as_of": as_of, "reason": reason,
+                          "amount": payoff(&book.insts, as_of).total() }),
+        });
+        for i in 0..book.insts.len() {
+            if book.insts[i].is_settled() {
+                continue;
+            }
+            let shortfall = book.compensate_installment(&mut fx, i, as_of, booked_on);
+            if shortfall.is_positive() {
+                let total_short: Amount = book.insts.iter().map(|x| x.unpaid_total()).sum();
+                book.default_uncovered(&mut fx, i, total_short);
+                break;
+            }
+        }
+        book.settle_if_paid_off(&mut fx, booked_on);
+        if book.plan.status == "defaulted" {
+            book.release_to_target(&mut fx, booked_on);
+        }
+        book.collect_installments(&mut fx, None);
+        fx.apply(tx).await?;
+        let insts = plans_db::installments(tx, id).await?;
+        let plan = plans_db::get(tx, id).await?.ok_or_else(ApiError::internal)?;
+        Ok((StatusCode::OK, plan_view(plan, &insts)))
+    })
+    .await
 }

@@ -1,0 +1,225 @@
+//! End of day for a business date D (API.md section 6): expire unfunded orders, mark overdue,
+//! accrue penalty, convert holds past grace, report shortfalls. Set-based over what is due only,
+//! in bounded chunks each in its own transaction, one run at a time across instances.
+
+use super::credit_lines::today;
+use super::lifecycle::{Book, Effects, load_books};
+use crate::db::notices::record;
+use crate::db::orders as orders_db;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use chrono::NaiveDate;
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+const EOD_LOCK_KEY: i64 = 0x6372_6564_6974_0002;
+
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Counted {
+    pub count: i64,
+    pub amount: crate::domain::money::Amount,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EodSummary {
+    pub business_date: NaiveDate,
+    pub overdue_marked: i64,
+    pub penalties: Counted,
+    pub compensations: Counted,
+    pub uncovered: Counted,
+    pub holds_expired: i64,
+}
+
+#[derive(Default)]
+struct Totals {
+    overdue_marked: i64,
+    penalties: (i64, i64),
+    compensations: (i64, i64),
+    uncovered: (i64, i64),
+    holds_expired: i64,
+}
+
+impl Totals {
+    fn summary(&self, date: NaiveDate) -> EodSummary {
+        let c = |(count, fen): (i64, i64)| Counted { count, amount: crate::domain::money::Amount::from_fen(fen) };
+        EodSummary {
+            business_date: date,
+            overdue_marked: self.overdue_marked,
+            penalties: c(self.penalties),
+            compensations: c(self.compensations),
+            uncovered: c(self.uncovered),
+            holds_expired: self.holds_expired,
+        }
+    }
+}
+
+/// Runs end of day for `date`, waiting for any other run to finish first.
+pub async fn run(pool: &Pool, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
+    if date > today() && !allow_future_dates {
+        return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
+    }
+    let client = pool.get().await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&EOD_LOCK_KEY]).await?;
+    let result = run_locked(pool, &client, date, chunk_size.clamp(1, 100_000) as i64).await;
+    if let Err(e) = client.execute("SELECT pg_advisory_unlock($1)", &[&EOD_LOCK_KEY]).await {
+        tracing::error!(error = %e, "releasing the end-of-day lock failed; dropping the connection");
+        let _ = deadpool_postgres::Object::take(client);
+    }
+    result
+}
+
+async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: NaiveDate, chunk: i64) -> ApiResult<EodSummary> {
+    let last = crate::db::business_days::last_closed(&***client).await?;
+    if let Some(last) = last {
+        if date < last {
+            return Err(ApiError::new(ErrorCode::BusinessDateRegression, format!("{last} is already closed; end of day cannot go back to {date}"))
+                .field("business_date")
+                .details(json!({ "last_closed": last })));
+        }
+        if date == last {
+            return Ok(Totals::default().summary(date));
+        }
+    }
+    let started = Instant::now();
+    tracing::info!(business_date = %date, "end of day started");
+    let mut totals = Totals::default();
+    expire_orders(pool, date, chunk, &mut totals).await?;
+    process_plans(pool, date, chunk, &mut totals).await?;
+    let summary = totals.summary(date);
+    let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
+    client
+        .execute("INSERT INTO business_days (business_date, summary) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&date, &summary_json])
+        .await?;
+    tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
+    Ok(summary)
+}
+
+/// Orders still awaiting funding whose deadline's date is before D: the hold is voided.
+async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
+    let started = Instant::now();
+    let mut chunks = 0;
+    loop {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let ids: Vec<String> = tx
+            .query(
+                "SELECT id FROM orders WHERE status = 'awaiting_funding'
+                   AND funding_deadline < ($1::date::timestamp AT TIME ZONE 'Asia/Shanghai')
+                 ORDER BY funding_deadline, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                &[&date, &chunk],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        let mut notices = Vec::with_capacity(ids.len() * 3);
+        for id in &ids {
+            let order = orders_db::lock(&tx, id).await?.ok_or_else(ApiError::internal)?;
+            assert_eq!(order.status, "awaiting_funding", "only orders awaiting funding expire");
+            let hold = super::orders::unwind(&tx, &order, "exposure.released", date).await?;
+            let order = orders_db::set_status(&tx, id, "expired", Some("funding timeout"), Some(date)).await?;
+            notices.push(super::orders::bank_notice(
+                "order.expired",
+                &order.bank_id,
+                json!({ "order_id": order.id, "hold_id": hold.id, "amount": order.principal, "principal": order.principal }),
+            ));
+            notices.push(super::orders::hold_notice("hold.voided", &hold, hold.voided, json!({})));
+            notices.push(super::orders::order_updated(&order));
+        }
+        record(&tx, &notices).await?;
+        tx.commit().await?;
+        chunks += 1;
+        totals.holds_expired += ids.len() as i64;
+        tracing::info!(business_date = %date, chunks, orders = totals.holds_expired, elapsed_ms = started.elapsed().as_millis() as u64, "end of day: expiring unfunded orders");
+    }
+    Ok(())
+}
+
+/// Active plans with an unpaid installment due before D, a chunk of plans per transaction.
+async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
+    let started = Instant::now();
+    let mut after = String::new();
+    let mut chunks = 0u64;
+    let mut plans_done = 0u64;
+    loop {
+        let mut client = pool.get().await?;
+        let ids: Vec<String> = client
+            .query(
+                "SELECT DISTINCT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id
+                 WHERE i.status IN ('pending', 'overdue') AND i.due_on < $1 AND p.status = 'active' AND i.plan_id > $2
+                 ORDER BY i.plan_id LIMIT $3",
+                &[&date, &after, &chunk],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        let tx = client.transaction().await?;
+        let mut books = load_books(&tx, &ids).await?;
+        let mut fx = Effects::default();
+        for book in books.iter_mut().filter(|b| b.plan.status == "active") {
+            close_day(book, date, &mut fx, totals);
+        }
+        totals.compensations.0 += fx.compensated.count;
+        totals.compensations.1 += fx.compensated.amount_fen;
+        totals.uncovered.0 += fx.uncovered.count;
+        totals.uncovered.1 += fx.uncovered.amount_fen;
+        fx.apply(&tx).await?;
+        tx.commit().await?;
+        chunks += 1;
+        plans_done += ids.len() as u64;
+        tracing::info!(business_date = %date, chunks, plans = plans_done, elapsed_ms = started.elapsed().as_millis() as u64, "end of day: due installments");
+    }
+    Ok(())
+}
+
+/// One plan's end of day: mark overdue, accrue penalty, then convert past grace oldest first,
+/// stopping at the first shortfall.
+fn close_day(book: &mut Book, date: NaiveDate, fx: &mut Effects, totals: &mut Totals) {
+    let rate = book.penalty_daily_rate;
+    for i in 0..book.insts.len() {
+        let inst = &mut book.insts[i];
+        if inst.is_settled() || inst.due_on >= date {
+            continue;
+        }
+        let added = inst.bring_up_to(date, rate);
+        if added.is_positive() {
+            totals.penalties.0 += 1;
+            totals.penalties.1 += added.fen();
+        }
+        if book.statuses[i] == "pending" {
+            totals.overdue_marked += 1;
+            let (seq, due_on, unpaid) = (inst.seq, inst.due_on, inst.unpaid_total());
+            fx.notices.push(crate::db::notices::NewNotice {
+                kind: "installment.overdue",
+                recipient_kind: "bank",
+                recipient_id: book.plan.bank_id.clone(),
+                data: json!({ "plan_id": book.plan.id, "order_id": book.order_id, "hold_id": book.hold.id, "loan_no": book.plan.loan_no,
+                              "installment_seq": seq, "due_on": due_on, "amount": unpaid }),
+            });
+        }
+        book.touch(i);
+    }
+    for i in 0..book.insts.len() {
+        let inst = &book.insts[i];
+        if inst.is_settled() || date < inst.due_on + chrono::Duration::days(book.grace_days) {
+            continue;
+        }
+        let shortfall = book.compensate_installment(fx, i, date, date);
+        if shortfall.is_positive() {
+            book.default_uncovered(fx, i, shortfall);
+            break;
+        }
+    }
+    if book.plan.status == "active" {
+        book.release_to_target(fx, date);
+        book.settle_if_paid_off(fx, date);
+    }
+    book.collect_installments(fx, Some(date));
+}
