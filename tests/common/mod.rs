@@ -37,7 +37,7 @@ pub fn cluster() -> &'static Cluster {
                     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
                     let cluster = EmbeddedCluster::start(ClusterOptions {
                         dir,
-                        db_name: TEMPLATE_DB.to_string(),
+                        db_name: "postgres".to_string(),
                         extra_settings: vec![
                             ("fsync".into(), "off".into()),
                             ("synchronous_commit".into(), "off".into()),
@@ -48,9 +48,23 @@ pub fn cluster() -> &'static Cluster {
                         die_with_parent: true,
                     })
                     .await?;
+                    let admin = creditphone::db::connect(&cluster.pg_config("postgres")).await?;
+                    admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE_DB}")).await?;
                     let mut client = creditphone::db::connect(&cluster.pg_config(TEMPLATE_DB)).await?;
                     creditphone::db::migrate(&mut client).await?;
                     drop(client);
+                    // Databases are cloned from the template only while nobody is connected to it.
+                    for _ in 0..500 {
+                        let n: i64 = admin
+                            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[&TEMPLATE_DB])
+                            .await?
+                            .get(0);
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    admin.batch_execute(&format!("ALTER DATABASE {TEMPLATE_DB} WITH ALLOW_CONNECTIONS false")).await?;
                     anyhow::Ok(cluster)
                 });
                 match started {

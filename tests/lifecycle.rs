@@ -1,0 +1,407 @@
+//! The whole life of an order against a real PostgreSQL: repayments releasing the hold step by
+//! step, overdue and compensation after grace, exhausted holds, prepayment, acceleration, expiry,
+//! and end of day's idempotence, regression and races.
+
+mod common;
+
+use common::{TestApp, id_number, imei, phone};
+use serde_json::{Value, json};
+
+/// One provider, bank, store and product, with keys, and a customer line.
+struct World {
+    app: TestApp,
+    store: String,
+    bank: String,
+    provider: String,
+    product: String,
+    line_id: String,
+    seed: u64,
+}
+
+fn d(s: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+impl World {
+    async fn new(product_extra: Value) -> World {
+        Self::with_app(TestApp::start().await, product_extra).await
+    }
+
+    async fn with_app(app: TestApp, product_extra: Value) -> World {
+        app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
+        app.admin_post(
+            "/v1/admin/banks",
+            json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"}),
+        )
+        .await
+        .expect(201);
+        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
+        let mut product = json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}],
+            "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"});
+        for (k, v) in product_extra.as_object().unwrap() {
+            product[k] = v.clone();
+        }
+        app.admin_post("/v1/admin/products", product).await.expect(201);
+        let store = app.key_for("store", Some("st")).await;
+        let bank = app.key_for("bank", Some("bk")).await;
+        let provider = app.key_for("provider", Some("wld")).await;
+        let line = app
+            .post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "100000", "expires_on": "2035-12-31"}))
+            .await
+            .expect(201);
+        World { line_id: line["id"].as_str().unwrap().to_string(), app, store, bank, provider, product: "p12".into(), seed: 7 }
+    }
+
+    /// Places an order for principal 3000.00 (device 3999, down 999) and answers it.
+    async fn order(&self, n: u32) -> Value {
+        self.app
+            .post(
+                &self.store,
+                "/v1/orders",
+                json!({"out_order_no": format!("POS-{n}"), "product_id": self.product, "term_months": 12,
+                       "customer": {"id_number": id_number(self.seed), "phone": phone(self.seed)},
+                       "device": {"sku": "phone", "imei": imei(n as u64), "price": "3999"}, "down_payment": "999"}),
+            )
+            .await
+            .expect(201)
+    }
+
+    /// Places an order as if created on `date` and funds it on that date; answers the plan id.
+    async fn funded_on(&self, n: u32, date: &str) -> (String, Value) {
+        let order = self.order(n).await;
+        let id = order["id"].as_str().unwrap();
+        let db = self.app.db().await;
+        db.execute(
+            "UPDATE orders SET created_on = $2, funding_deadline = ($2::date + 3)::timestamp AT TIME ZONE 'Asia/Shanghai' WHERE id = $1",
+            &[&id, &d(date)],
+        )
+        .await
+        .unwrap();
+        let funded = self
+            .app
+            .post(&self.bank, &format!("/v1/orders/{id}/funding"), json!({"decision": "approved", "loan_no": format!("L{n}"), "funded_on": date}))
+            .await
+            .expect(200);
+        (funded["plan"]["id"].as_str().unwrap().to_string(), funded)
+    }
+
+    async fn repay(&self, plan: &str, amount: &str, paid_on: &str, reference: &str) -> common::Resp {
+        self.app.post(&self.bank, &format!("/v1/plans/{plan}/repayments"), json!({"amount": amount, "paid_on": paid_on, "reference": reference})).await
+    }
+
+    async fn eod(&self, date: &str) -> common::Resp {
+        let key = self.app.admin_key.clone();
+        self.app.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": date})), None).await
+    }
+
+    async fn line(&self) -> Value {
+        self.app.get(&self.provider, &format!("/v1/credit-lines/{}", self.line_id)).await.expect(200)
+    }
+
+    async fn plan(&self, id: &str) -> Value {
+        self.app.get(&self.bank, &format!("/v1/plans/{id}")).await.expect(200)
+    }
+
+    async fn hold(&self, plan: &Value) -> Value {
+        let order = self.app.get(&self.bank, &format!("/v1/orders/{}", plan["order_id"].as_str().unwrap())).await.expect(200);
+        order["hold"].clone()
+    }
+
+    async fn verify_ok(&self) {
+        let v = self.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+        assert_eq!(v["ok"], json!(true), "ledger verify: {v}");
+    }
+
+    async fn notices(&self, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut path = "/v1/notices?limit=200".to_string();
+        loop {
+            let page = self.app.get(key, &path).await.expect(200);
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/notices?limit=200&cursor={c}"),
+                None => return out,
+            }
+        }
+    }
+}
+
+fn count_type(notices: &[Value], kind: &str) -> usize {
+    notices.iter().filter(|n| n["type"] == kind).count()
+}
+
+#[actix_web::test]
+async fn on_time_repayments_release_the_hold_step_by_step_to_zero() {
+    let w = World::new(json!({})).await;
+    let (plan_id, funded) = w.funded_on(1, "2027-01-31").await;
+    assert_eq!(funded["hold"]["amount"], "3300.46");
+    let plan = w.plan(&plan_id).await;
+    let insts = plan["installments"].as_array().unwrap().clone();
+    assert_eq!(insts[0]["due_on"], "2027-02-28");
+    let mut held = 330046i64;
+    for inst in &insts {
+        let total_fen = fen(&inst["principal"]) + fen(&inst["interest"]);
+        let due = inst["due_on"].as_str().unwrap();
+        let r = w.repay(&plan_id, &money(total_fen), due, &format!("R{}", inst["seq"])).await.expect(201);
+        assert_eq!(fen(&r["hold_released"]), total_fen, "the hold falls by exactly the scheduled total: {r}");
+        held -= total_fen;
+        assert_eq!(fen(&w.line().await["held"]), held);
+        assert_eq!(r["allocations"].as_array().unwrap().len(), 1);
+    }
+    assert_eq!(held, 0);
+    let plan = w.plan(&plan_id).await;
+    assert_eq!(plan["status"], "settled");
+    assert_eq!(plan["outstanding_principal"], "0.00");
+    assert!(plan["installments"].as_array().unwrap().iter().all(|i| i["status"] == "paid"));
+    let hold = w.hold(&plan).await;
+    assert_eq!((hold["status"].as_str(), hold["released"].as_str(), hold["remaining"].as_str()), (Some("closed"), Some("3300.46"), Some("0.00")));
+    let order = w.app.get(&w.store, &format!("/v1/orders/{}", plan["order_id"].as_str().unwrap())).await.expect(200);
+    assert_eq!(order["status"], "settled");
+    // A settled plan takes no more repayments and has no payoff.
+    w.repay(&plan_id, "1.00", "2028-02-01", "late").await.expect_err(409, "invalid_state");
+    w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff")).await.expect_err(409, "invalid_state");
+    let bank = w.notices(&w.bank).await;
+    assert_eq!(count_type(&bank, "repayment.recorded"), 12);
+    assert_eq!(count_type(&bank, "plan.settled"), 1);
+    assert_eq!(count_type(&w.notices(&w.provider).await, "hold.released"), 12);
+    let exposure = w.app.admin_get("/v1/admin/banks/bk").await.expect(200);
+    assert_eq!(exposure["exposure_used"], "0.00");
+    w.verify_ok().await;
+}
+
+fn fen(v: &Value) -> i64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("money string: {v}"));
+    let (y, f) = s.split_once('.').unwrap();
+    y.parse::<i64>().unwrap() * 100 + f.parse::<i64>().unwrap()
+}
+
+fn money(fen: i64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+#[actix_web::test]
+async fn overdue_then_compensated_after_grace_with_its_penalty() {
+    let w = World::new(json!({})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let first = w.eod("2027-03-01").await.expect(200);
+    assert_eq!(first["overdue_marked"], 1);
+    assert_eq!(first["penalties"], json!({"count": 1, "amount": "0.12"}));
+    assert_eq!(first["compensations"]["count"], 0);
+    let plan = w.plan(&plan_id).await;
+    assert_eq!(plan["installments"][0]["status"], "overdue");
+    assert_eq!(plan["installments"][0]["penalty"], "0.12");
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-03-01")).await.expect(200);
+    assert_eq!(payoff["penalty"], "0.12");
+    let second = w.eod("2027-03-03").await.expect(200);
+    assert_eq!(second["overdue_marked"], 0, "already marked");
+    assert_eq!(second["penalties"], json!({"count": 1, "amount": "0.23"}));
+    assert_eq!(second["compensations"], json!({"count": 1, "amount": "275.39"}));
+    assert_eq!(second["uncovered"]["count"], 0);
+    let plan = w.plan(&plan_id).await;
+    let i1 = &plan["installments"][0];
+    assert_eq!((i1["status"].as_str(), i1["penalty"].as_str(), i1["compensated"].as_str()), (Some("paid"), Some("0.35"), Some("275.39")));
+    assert_eq!(plan["compensated"], "275.39");
+    assert_eq!(plan["status"], "active");
+    let line = w.line().await;
+    assert_eq!((line["drawn"].as_str(), line["held"].as_str()), (Some("275.39"), Some("3025.07")));
+    let hold = w.hold(&plan).await;
+    assert_eq!((hold["converted"].as_str(), hold["remaining"].as_str()), (Some("275.39"), Some("3025.07")));
+    let bank = w.notices(&w.bank).await;
+    assert_eq!(count_type(&bank, "installment.overdue"), 1);
+    let comp: Vec<_> = bank.iter().filter(|n| n["type"] == "default.compensated").collect();
+    assert_eq!(comp.len(), 1);
+    assert_eq!(comp[0]["data"]["amount"], "275.39");
+    assert_eq!(comp[0]["data"]["penalty"], "0.35");
+    assert_eq!(comp[0]["data"]["installment_seq"], 1);
+    assert_eq!(count_type(&w.notices(&w.provider).await, "hold.converted"), 1);
+    // The customer repays the provider part of what was converted.
+    let after = w.app.post(&w.provider, &format!("/v1/credit-lines/{}/debt-repayments", w.line_id), json!({"amount": "100.00"})).await.expect(200);
+    assert_eq!(after["drawn"], "175.39");
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn a_small_ratio_hold_is_exhausted_into_default_uncovered() {
+    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let (plan_id, funded) = w.funded_on(1, "2027-01-31").await;
+    assert_eq!(funded["hold"]["amount"], "330.05");
+    let first = w.eod("2027-03-03").await.expect(200);
+    assert_eq!(first["compensations"], json!({"count": 1, "amount": "275.39"}));
+    let second = w.eod("2027-04-03").await.expect(200);
+    assert_eq!(second["compensations"], json!({"count": 1, "amount": "54.66"}));
+    assert_eq!(second["uncovered"]["count"], 1);
+    let plan = w.plan(&plan_id).await;
+    assert_eq!(plan["status"], "defaulted");
+    let hold = w.hold(&plan).await;
+    assert_eq!((hold["status"].as_str(), hold["remaining"].as_str(), hold["converted"].as_str()), (Some("closed"), Some("0.00"), Some("330.05")));
+    let unc: Vec<_> = w.notices(&w.bank).await.into_iter().filter(|n| n["type"] == "default.uncovered").collect();
+    assert_eq!(unc.len(), 1);
+    let i2 = &plan["installments"][1];
+    let owed2 = fen(&i2["principal"]) + fen(&i2["interest"]) + fen(&i2["penalty"]);
+    assert_eq!(fen(&unc[0]["data"]["shortfall"]), owed2 - 5466, "{}", unc[0]);
+    // Defaulted plans are left alone by end of day; recoveries still settle them.
+    let third = w.eod("2027-05-10").await.expect(200);
+    assert_eq!((third["overdue_marked"].as_i64(), third["penalties"]["count"].as_i64()), (Some(0), Some(0)));
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-05-10")).await.expect(200);
+    w.repay(&plan_id, payoff["amount"].as_str().unwrap(), "2027-05-10", "recovery").await.expect(201);
+    assert_eq!(w.plan(&plan_id).await["status"], "settled");
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn prepayment_with_the_exact_payoff_settles_and_waives() {
+    let w = World::new(json!({})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-02-10")).await.expect(200);
+    assert_eq!(payoff, json!({"as_of": "2027-02-10", "amount": "3045.00", "principal": "3000.00", "interest": "45.00", "fee": "0.00", "penalty": "0.00"}));
+    w.repay(&plan_id, "3045.01", "2027-02-10", "too-much").await.expect_err(422, "overpayment");
+    w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-01-30")).await.expect_err(422, "invalid_date");
+    w.repay(&plan_id, "10.00", "2027-01-30", "early").await.expect_err(422, "invalid_date");
+    let r = w.repay(&plan_id, "3045.00", "2027-02-10", "payoff").await.expect(201);
+    assert_eq!(r["plan_status"], "settled");
+    assert_eq!(r["hold_released"], "3300.46");
+    w.repay(&plan_id, "1.00", "2027-02-10", "payoff").await.expect_err(409, "already_exists");
+    let plan = w.plan(&plan_id).await;
+    let insts = plan["installments"].as_array().unwrap();
+    assert_eq!(insts[0]["status"], "paid");
+    assert!(insts[1..].iter().all(|i| i["status"] == "waived"), "{plan}");
+    assert_eq!(w.line().await["held"], "0.00");
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn partial_prepayment_pays_whole_future_installments_oldest_first() {
+    let w = World::new(json!({})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let r = w.repay(&plan_id, "600.00", "2027-02-01", "R1").await.expect(201);
+    let alloc = r["allocations"].as_array().unwrap();
+    assert_eq!(alloc.len(), 3);
+    assert_eq!(alloc[0], json!({"seq": 1, "penalty": "0.00", "fee": "0.00", "interest": "45.00", "principal": "230.04"}));
+    assert_eq!(alloc[2]["interest"], "38.05");
+    assert_eq!(fen(&alloc[2]["principal"]), 60000 - 2 * 27504 - 3805);
+    assert_eq!(r["hold_released"], "600.00");
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn acceleration_converts_what_the_hold_covers_and_releases_the_rest() {
+    let w = World::new(json!({})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    w.repay(&plan_id, "275.04", "2027-02-28", "R1").await.expect(201);
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-03-05")).await.expect(200);
+    let plan = w
+        .app
+        .post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), json!({"as_of": "2027-03-05", "reason": "fraud"}))
+        .await
+        .expect(200);
+    assert_eq!(plan["status"], "settled");
+    assert_eq!(plan["accelerated"], json!({"as_of": "2027-03-05", "reason": "fraud"}));
+    assert_eq!(plan["compensated"], payoff["amount"]);
+    let hold = w.hold(&plan).await;
+    assert_eq!(hold["converted"], payoff["amount"]);
+    assert_eq!(fen(&hold["released"]), 330046 - fen(&payoff["amount"]), "what was not converted was released");
+    assert_eq!(hold["remaining"], "0.00");
+    let bank = w.notices(&w.bank).await;
+    assert_eq!(count_type(&bank, "default.compensated"), 11, "one per installment paid from the hold");
+    assert_eq!(count_type(&bank, "plan.accelerated"), 1);
+    w.app
+        .post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), json!({"as_of": "2027-03-05", "reason": "again"}))
+        .await
+        .expect_err(409, "invalid_state");
+    assert_eq!(w.line().await["drawn"], payoff["amount"]);
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn unfunded_orders_expire_at_end_of_day_after_their_deadline() {
+    let w = World::new(json!({"funding_timeout_hours": 1})).await;
+    let order = w.order(1).await;
+    let deadline = chrono::DateTime::parse_from_rfc3339(order["funding_deadline"].as_str().unwrap()).unwrap();
+    let deadline_date = deadline.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive();
+    let same_day = w.eod(&deadline_date.to_string()).await.expect(200);
+    assert_eq!(same_day["holds_expired"], 0, "not before a date after the deadline's");
+    let next = (deadline_date + chrono::Duration::days(1)).to_string();
+    let r = w.eod(&next).await.expect(200);
+    assert_eq!(r["holds_expired"], 1);
+    let o = w.app.get(&w.store, &format!("/v1/orders/{}", order["id"].as_str().unwrap())).await.expect(200);
+    assert_eq!(o["status"], "expired");
+    assert_eq!((o["hold"]["status"].as_str(), o["hold"]["voided"].as_str()), (Some("voided"), Some("3300.46")));
+    assert_eq!(w.line().await["held"], "0.00");
+    assert_eq!(w.app.admin_get("/v1/admin/banks/bk").await.expect(200)["exposure_used"], "0.00");
+    assert_eq!(count_type(&w.notices(&w.bank).await, "order.expired"), 1);
+    assert_eq!(count_type(&w.notices(&w.provider).await, "hold.voided"), 1);
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default() {
+    let w = World::new(json!({})).await;
+    w.funded_on(1, "2027-01-31").await;
+    let first = w.eod("2027-03-03").await.expect(200);
+    assert_eq!(first["compensations"]["count"], 1);
+    let again = w.eod("2027-03-03").await.expect(200);
+    assert_eq!(again, json!({"business_date": "2027-03-03", "overdue_marked": 0, "penalties": {"count": 0, "amount": "0.00"},
+        "compensations": {"count": 0, "amount": "0.00"}, "uncovered": {"count": 0, "amount": "0.00"}, "holds_expired": 0}));
+    w.eod("2027-03-02").await.expect_err(409, "business_date_regression");
+    w.eod("2027-02-30").await.expect_err(422, "invalid_date");
+    // A repayment valued on a closed date is booked on the next open one.
+    let plan_id = w.plan_ids().await.pop().unwrap();
+    let r = w.repay(&plan_id, "10.00", "2027-03-02", "late-report").await.expect(201);
+    assert_eq!((r["paid_on"].as_str(), r["booked_on"].as_str()), (Some("2027-03-02"), Some("2027-03-04")));
+    w.verify_ok().await;
+
+    let strict = TestApp::start_with(|s| s.clock.allow_future_dates = false).await;
+    let key = strict.admin_key.clone();
+    strict.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2099-01-01"})), None).await.expect_err(422, "invalid_date");
+}
+
+impl World {
+    async fn plan_ids(&self) -> Vec<String> {
+        let db = self.app.db().await;
+        db.query("SELECT id FROM plans ORDER BY seq", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    }
+}
+
+#[actix_web::test]
+async fn two_end_of_day_runs_racing_do_the_work_once() {
+    let w = World::new(json!({})).await;
+    for n in 1..=5 {
+        w.funded_on(n, "2027-01-31").await;
+    }
+    let (a, b) = futures_util::join!(w.eod("2027-03-03"), w.eod("2027-03-03"));
+    let (a, b) = (a.expect(200), b.expect(200));
+    let total = a["compensations"]["count"].as_i64().unwrap() + b["compensations"]["count"].as_i64().unwrap();
+    assert_eq!(total, 5, "each installment compensated once: {a} {b}");
+    assert_eq!(fen(&w.line().await["drawn"]), 5 * 27539);
+    // Another instance on the same database sees the date closed.
+    let other = TestApp::start_on(w.app.pg.clone(), |_| {}).await;
+    let key = other.admin_key.clone();
+    let r = other.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2027-03-03"})), None).await;
+    assert_eq!(r.expect(200)["compensations"]["count"], 0);
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn a_repayment_racing_end_of_day_on_the_same_plan_is_never_applied_twice() {
+    for round in 0..4u32 {
+        let w = World::new(json!({})).await;
+        let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+        w.eod("2027-03-02").await.expect(200);
+        // The installment now owes 275.04 + 0.23 penalty as of 03-02, 0.35 as of 03-03.
+        let reference = format!("race-{round}");
+        let (eod, rep) = futures_util::join!(w.eod("2027-03-03"), w.repay(&plan_id, "275.27", "2027-03-02", &reference));
+        let eod = eod.expect(200);
+        let rep = rep.expect(201);
+        let plan = w.plan(&plan_id).await;
+        let paid: i64 = plan["installments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| fen(&i["paid_principal"]) + fen(&i["paid_interest"]) + fen(&i["paid_fee"]) + fen(&i["paid_penalty"]))
+            .sum();
+        let compensated = fen(&eod["compensations"]["amount"]);
+        assert_eq!(paid, 27527 + compensated, "paid = repayment + compensation, nothing twice: {eod} {rep}");
+        assert!(compensated == 0 || compensated == 27539, "either the repayment came first or the hold paid it: {eod}");
+        w.verify_ok().await;
+    }
+}
