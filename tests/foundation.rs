@@ -11,6 +11,28 @@ use std::time::{Duration, Instant};
 
 // ---------- helpers ----------
 
+/// Works around tests/common: `cluster()` migrates the template with a client whose connection task
+/// lives on a runtime that is no longer driven, so that session never closes and every
+/// `CREATE DATABASE ... TEMPLATE cp_template` fails ("being accessed by other users"). Ending the
+/// template's sessions first lets `fresh_database()` work.
+async fn release_template() {
+    let admin = creditphone::db::connect(&cluster().base).await.expect("connect to the test cluster");
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'cp_template' AND pid <> pg_backend_pid()", &[])
+        .await
+        .expect("end sessions on the template");
+}
+
+async fn start() -> TestApp {
+    release_template().await;
+    TestApp::start().await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut creditphone::config::Settings)) -> TestApp {
+    release_template().await;
+    TestApp::start_with(adjust).await
+}
+
 /// The X-Request-Id of an answer; on an error body, `error.request_id` must be the same.
 #[track_caller]
 fn request_id(r: &Resp) -> String {
@@ -127,7 +149,7 @@ fn chunked(size: usize) -> Vec<u8> {
 
 #[actix_web::test]
 async fn auth_rules_answer_401_403_404_405_with_request_ids() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let store = store_with_key(&app, "st-auth").await;
 
     // No key, an unknown key, malformed Authorization headers: 401, also on unknown paths.
@@ -192,7 +214,7 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
 #[actix_web::test]
 async fn oversized_bodies_are_413_before_anything_else() {
     // The default limit (1 MiB) with a declared length.
-    let app = TestApp::start().await;
+    let app = start().await;
     let store = store_with_key(&app, "st-big").await;
     let big = vec![b' '; (1 << 20) + 1];
     let r = app.call_raw("POST", "/v1/admin/providers", None, Some(big.clone()), None, &[]).await;
@@ -208,7 +230,7 @@ async fn oversized_bodies_are_413_before_anything_else() {
     assert_eq!(r.status, 201, "{}", r.body);
 
     // Chunked bodies (no Content-Length) over a small limit: still 413 first.
-    let small = TestApp::start_with(|s| s.server.body_limit_bytes = 2048).await;
+    let small = start_with(|s| s.server.body_limit_bytes = 2048).await;
     let store = store_with_key(&small, "st-small").await;
     for (path, auth) in [
         ("/v1/admin/providers", String::new()),
@@ -238,7 +260,7 @@ async fn oversized_bodies_are_413_before_anything_else() {
 
 #[actix_web::test]
 async fn rate_limit_per_key_is_429_with_retry_after_before_routing() {
-    let app = TestApp::start().await;
+    let app = start().await;
     store_with_key(&app, "st-rate").await;
     let created = app
         .admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "st-rate"}, "rate_limit_per_minute": 3}))
@@ -266,7 +288,7 @@ async fn rate_limit_per_key_is_429_with_retry_after_before_routing() {
 
 #[actix_web::test]
 async fn replays_give_the_original_answer_and_reuse_is_refused() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let key = provider_with_key(&app, "prov-a").await;
     let body = line_body(1);
     let first = app.post_idem(&key, "/v1/credit-lines", body.clone(), "idem-1").await;
@@ -312,7 +334,7 @@ async fn replays_give_the_original_answer_and_reuse_is_refused() {
 
 #[actix_web::test]
 async fn idempotency_key_is_required_well_formed_and_checked_before_the_body() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let key = provider_with_key(&app, "prov-k").await;
     let body = serde_json::to_vec(&line_body(2)).unwrap();
     let long = "k".repeat(256);
@@ -351,7 +373,7 @@ async fn idempotency_key_is_required_well_formed_and_checked_before_the_body() {
 
 #[actix_web::test]
 async fn invalid_requests_are_not_stored_business_refusals_are() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let key = provider_with_key(&app, "prov-s").await;
 
     // A 422 invalid_* is not stored: fixing the body with the same key executes it.
@@ -393,7 +415,7 @@ async fn invalid_requests_are_not_stored_business_refusals_are() {
 
 #[actix_web::test]
 async fn concurrent_requests_with_one_key_execute_once() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let key = provider_with_key(&app, "prov-c").await;
     let body = line_body(5);
     let answers = futures_util::future::join_all((0..16).map(|_| app.post_idem(&key, "/v1/credit-lines", body.clone(), "race"))).await;
@@ -429,7 +451,7 @@ async fn concurrent_requests_with_one_key_execute_once() {
 
 #[actix_web::test]
 async fn idempotency_keys_are_scoped_per_principal() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let a = provider_with_key(&app, "prov-one").await;
     let b = provider_with_key(&app, "prov-two").await;
     let ra = app.post_idem(&a, "/v1/credit-lines", line_body(6), "shared-key").await;
@@ -449,7 +471,7 @@ async fn idempotency_keys_are_scoped_per_principal() {
 
 #[actix_web::test]
 async fn money_is_a_string_of_yuan() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let thirteen = "1".repeat(13);
     for bad in [json!(5000), json!(5000.5), json!("1.234"), json!("-1"), json!("1e3"), json!(" 1"), json!("1 "), json!(""), json!(thirteen), json!("1."), json!(".5"), json!("1,000"), json!("０"), json!(true), json!({"yuan": "1"}), json!(["1"])] {
         let r = app.admin_post("/v1/admin/banks", with(&bank_body("b-money"), "exposure_limit", Some(bad.clone()))).await;
@@ -480,7 +502,7 @@ async fn money_is_a_string_of_yuan() {
 
 #[actix_web::test]
 async fn bodies_are_one_strict_json_object() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let admin = app.admin_key.clone();
     let raw = |bytes: &[u8]| app.call_raw("POST", "/v1/admin/providers", Some(&admin), Some(bytes.to_vec()), None, &[]);
 
@@ -540,7 +562,7 @@ async fn bodies_are_one_strict_json_object() {
 
 #[actix_web::test]
 async fn ids_rates_and_dates_are_checked() {
-    let app = TestApp::start().await;
+    let app = start().await;
     // Reference ids.
     let long = "a".repeat(65);
     for bad in ["A", "-x", "x", "", "a b", "ab.c", "Ab", long.as_str(), "abc/d", "ünï"] {
@@ -611,7 +633,7 @@ async fn ids_rates_and_dates_are_checked() {
 
 #[actix_web::test]
 async fn existing_ids_and_missing_references_are_refused_without_changes() {
-    let app = TestApp::start().await;
+    let app = start().await;
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
     app.admin_post("/v1/admin/banks", bank_body("b1")).await.expect(201);
     app.admin_post("/v1/admin/stores", json!({"id": "s1", "name": "S1", "region_code": "440305"})).await.expect(201);
@@ -661,7 +683,7 @@ async fn existing_ids_and_missing_references_are_refused_without_changes() {
 
 #[actix_web::test]
 async fn partner_eligibility_boundaries_against_today() {
-    let app = TestApp::start().await;
+    let app = start().await;
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
     let reasons = |v: &Value| -> (bool, Vec<String>) {
         let list = v["ineligible_reasons"].as_array().expect("reasons").iter().map(|r| r.as_str().unwrap().to_string()).collect();
@@ -717,7 +739,7 @@ async fn partner_eligibility_boundaries_against_today() {
 
 #[actix_web::test]
 async fn apr_cap_on_products_and_product_defaults() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let admin = app.admin_key.clone();
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
     let product = |id: &str, pricing: &str, terms: Value| {
@@ -784,7 +806,7 @@ async fn apr_cap_on_products_and_product_defaults() {
 
 #[actix_web::test]
 async fn patch_rules_on_banks_and_providers() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let admin = app.admin_key.clone();
     let patch = |path: String, body: Value| {
         let admin = admin.clone();
@@ -830,7 +852,7 @@ async fn patch_rules_on_banks_and_providers() {
 
 #[actix_web::test]
 async fn lists_page_in_creation_order() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let ids = ["st-e", "st-a", "st-c", "st-b", "st-d"];
     for id in ids {
         app.admin_post("/v1/admin/stores", json!({"id": id, "name": format!("Store {id}"), "region_code": "440305"})).await.expect(201);
@@ -874,7 +896,7 @@ async fn lists_page_in_creation_order() {
 
 #[actix_web::test]
 async fn api_keys_show_their_secret_only_once() {
-    let app = TestApp::start().await;
+    let app = start().await;
     app.admin_post("/v1/admin/stores", json!({"id": "s1", "name": "S", "region_code": "440305"})).await.expect(201);
     let created = app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "s1"}})).await.expect(201);
     let key = created["key"].as_str().expect("key shown at creation").to_string();
@@ -920,7 +942,7 @@ async fn api_keys_show_their_secret_only_once() {
 
 #[actix_web::test]
 async fn webhook_secrets_are_shown_at_creation_and_rotation_only() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let bank = with(&bank_body("b1"), "webhook_url", Some(json!("https://bank.example.com/notices")));
     let created = app.admin_post("/v1/admin/banks", bank).await.expect(201);
     let secret = created["webhook_secret"].as_str().expect("webhook_secret at creation").to_string();
@@ -959,7 +981,7 @@ async fn webhook_secrets_are_shown_at_creation_and_rotation_only() {
 
 #[actix_web::test]
 async fn operations_endpoints() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let r = app.call("GET", "/healthz", None, None, None).await;
     assert_eq!(r.status, 200);
     request_id(&r);
@@ -988,6 +1010,7 @@ async fn operations_endpoints() {
 #[actix_web::test]
 async fn migrations_run_twice_and_concurrently() {
     // A migrated database: running again applies nothing.
+    release_template().await;
     let pg = fresh_database().await;
     let mut client = creditphone::db::connect(&pg).await.expect("connect");
     assert_eq!(creditphone::db::migrate(&mut client).await.expect("again"), 0);
@@ -1039,7 +1062,7 @@ async fn wait_for_status(app: &TestApp, path: &str, status: u16, within: Duratio
 
 #[actix_web::test]
 async fn database_outage_answers_503_and_recovers_by_itself() {
-    let app = TestApp::start_with(|s| s.database.timeout_ms = 1500).await;
+    let app = start_with(|s| s.database.timeout_ms = 1500).await;
     let provider = provider_with_key(&app, "prov-o").await;
     assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
     let dbname = app.pg.get_dbname().expect("dbname").to_string();

@@ -405,3 +405,64 @@ async fn a_repayment_racing_end_of_day_on_the_same_plan_is_never_applied_twice()
         w.verify_ok().await;
     }
 }
+
+#[actix_web::test]
+async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
+    let app = TestApp::start_with(|s| s.eod.chunk_size = 1).await;
+    let w = World::with_app(app, json!({})).await;
+    let mut plans = Vec::new();
+    for n in 1..=5 {
+        plans.push(w.funded_on(n, "2027-01-31").await.0);
+    }
+    plans.sort();
+    // Fail the transaction of the third plan in processing order (chunks of one plan).
+    let db = w.app.db().await;
+    db.batch_execute(&format!(
+        "CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
+             IF NEW.plan_id = '{}' THEN RAISE EXCEPTION 'injected crash'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER crash BEFORE UPDATE ON installments FOR EACH ROW EXECUTE FUNCTION fail_once();",
+        plans[2]
+    ))
+    .await
+    .unwrap();
+    let crashed = w.eod("2027-03-03").await;
+    assert!(crashed.status >= 500, "the injected failure stops the run: {:?}", crashed.body);
+    let compensated: i64 = db.query_one("SELECT count(*) FROM compensations", &[]).await.unwrap().get(0);
+    assert_eq!(compensated, 2, "the two chunks before the failure are applied whole, nothing of the failed one");
+    let closed: i64 = db.query_one("SELECT count(*) FROM business_days", &[]).await.unwrap().get(0);
+    assert_eq!(closed, 0, "a failed run does not close the date");
+    w.verify_ok().await;
+    db.batch_execute("DROP TRIGGER crash ON installments").await.unwrap();
+    let rerun = w.eod("2027-03-03").await.expect(200);
+    assert_eq!(rerun["compensations"]["count"], 3, "the rerun finishes the job: {rerun}");
+    let per_installment: Vec<i64> = db
+        .query("SELECT count(*) FROM compensations GROUP BY plan_id, installment_seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(per_installment, vec![1; 5], "each installment compensated exactly once");
+    w.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn fee_priced_plans_allocate_fee_before_principal_and_replay_repayments() {
+    let w = World::new(json!({"pricing": "fee", "terms": [{"months": 12, "rate": "0.06"}]})).await;
+    let (plan_id, funded) = w.funded_on(1, "2027-01-31").await;
+    // total fee = 180.00, 15.00 a month; principal 250.00 a month.
+    assert_eq!(funded["hold"]["amount"], "3180.00");
+    let plan = w.plan(&plan_id).await;
+    assert_eq!((plan["installments"][0]["fee"].as_str(), plan["installments"][0]["principal"].as_str()), (Some("15.00"), Some("250.00")));
+    let body = json!({"amount": "20.00", "paid_on": "2027-02-01", "reference": "F1"});
+    let first = w.app.post_idem(&w.bank, &format!("/v1/plans/{plan_id}/repayments"), body.clone(), "rep-key").await;
+    let replay = w.app.post_idem(&w.bank, &format!("/v1/plans/{plan_id}/repayments"), body, "rep-key").await;
+    assert_eq!(first.status, 201);
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(first.body, replay.body);
+    assert_eq!(first.body["allocations"][0], json!({"seq": 1, "penalty": "0.00", "fee": "15.00", "interest": "0.00", "principal": "5.00"}));
+    let n: i64 = w.app.db().await.query_one("SELECT count(*) FROM repayments", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "applied once");
+    w.verify_ok().await;
+}

@@ -29,14 +29,17 @@ fn new_request_id() -> String {
     format!("req_{}", uuid::Uuid::new_v4().simple())
 }
 
-pub async fn request_context(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn request_context(mut req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let request_id = new_request_id();
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let started = Instant::now();
     let method = req.method().to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let too_large = state.as_ref().is_some_and(|s| content_length(&req).is_some_and(|n| n > s.settings.server.body_limit_bytes as u64));
+    let limit = state.as_ref().map(|s| s.settings.server.body_limit_bytes);
+    let too_large = limit.is_some_and(|limit| content_length(&req).is_some_and(|n| n > limit as u64));
+    // A body of unknown length (chunked) is read here, up to the limit, so that 413 still comes first.
+    let read_first = limit.filter(|_| content_length(&req).is_none() && req.headers().contains_key(header::TRANSFER_ENCODING));
 
     let id = request_id.clone();
     let result = REQUEST_ID
@@ -44,6 +47,12 @@ pub async fn request_context(req: ServiceRequest, next: Next<impl MessageBody + 
             if too_large {
                 let e = ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit");
                 return Ok(req.into_response(e.error_response()));
+            }
+            if let Some(limit) = read_first {
+                match crate::http::read_body(req.take_payload(), limit).await {
+                    Ok(bytes) => req.set_payload(bytes.into()),
+                    Err(e) => return Ok(req.into_response(e.error_response())),
+                }
             }
             next.call(req).await.map(ServiceResponse::map_into_boxed_body)
         })

@@ -49,19 +49,22 @@ impl FromRequest for Body {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req.app_data::<State>().map(|s| s.settings.server.body_limit_bytes).unwrap_or(1 << 20);
-        let mut payload = payload.take();
-        Box::pin(async move {
-            let mut buf = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| ApiError::invalid("$", "the body could not be read"))?;
-                if buf.len() + chunk.len() > limit {
-                    return Err(ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit"));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(Body(buf.freeze()))
-        })
+        let payload = payload.take();
+        Box::pin(async move { read_body(payload, limit).await.map(Body) })
     }
+}
+
+/// Reads a whole body, refusing it (`413 payload_too_large`) as soon as it goes over `limit` bytes.
+pub async fn read_body(mut payload: Payload, limit: usize) -> ApiResult<web::Bytes> {
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::invalid("$", "the body could not be read"))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 pub fn request_id(req: &HttpRequest) -> String {

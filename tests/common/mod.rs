@@ -33,6 +33,7 @@ pub fn cluster() -> &'static Cluster {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 let started = rt.block_on(async {
                     PgBinaries::ensure()?;
+                    remove_stale_clusters();
                     let dir = tempfile::Builder::new().prefix("cp-test-").tempdir_in("/tmp")?.keep();
                     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
                     let cluster = EmbeddedCluster::start(ClusterOptions {
@@ -92,6 +93,23 @@ pub fn cluster() -> &'static Cluster {
             Err(e) => panic!("cannot start the test PostgreSQL cluster: {e}"),
         }
     })
+}
+
+/// Test clusters of earlier runs whose process is gone (their lock file is free) are removed.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with("cp-test-") {
+            continue;
+        }
+        let Ok(lock) = std::fs::File::open(path.join("creditphone.lock")) else { continue };
+        #[allow(deprecated)]
+        let free = nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok();
+        if free {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// A fresh, migrated database of its own.
