@@ -118,12 +118,44 @@ pub struct EodSettings {
 #[serde(deny_unknown_fields)]
 pub struct NoticeSettings {
     pub enabled: bool,
+    /// A 2xx must arrive within this long, else the attempt failed.
     pub timeout_secs: u64,
+    /// Backoff after the first failed attempt, doubling after each further one up to `retry_max_secs`.
     pub retry_initial_secs: u64,
     pub retry_max_secs: u64,
+    /// Attempts in all before a notice is `dead`.
     pub max_attempts: u32,
+    /// Recipients served at once by one instance (each by one worker; a slow receiver holds only its own).
     pub workers: usize,
+    /// How often an idle instance looks for due notices.
     pub poll_interval_ms: u64,
+    /// Deliveries in flight to one recipient at once; 1 keeps first attempts strictly in creation order.
+    #[serde(default = "default_per_recipient")]
+    pub per_recipient: usize,
+    /// Due notices of one recipient read per query.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Tests only: the first backoff in milliseconds instead of `retry_initial_secs` (0: unused).
+    #[serde(default)]
+    pub retry_initial_ms: u64,
+}
+
+fn default_per_recipient() -> usize {
+    1
+}
+
+fn default_batch_size() -> u32 {
+    50
+}
+
+impl NoticeSettings {
+    /// The wait after failed attempt number `attempts` (1-based): initial × 2^(attempts-1), capped.
+    pub fn backoff(&self, attempts: u32) -> std::time::Duration {
+        let initial_ms = if self.retry_initial_ms > 0 { self.retry_initial_ms } else { self.retry_initial_secs.saturating_mul(1000) };
+        let max_ms = self.retry_max_secs.saturating_mul(1000).max(1);
+        let factor = 1u64.checked_shl(attempts.saturating_sub(1).min(62)).unwrap_or(u64::MAX);
+        std::time::Duration::from_millis(initial_ms.saturating_mul(factor).min(max_ms))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -174,6 +206,9 @@ impl Settings {
         anyhow::ensure!(self.idempotency.retention_days >= 7, "idempotency.retention_days must be at least 7");
         anyhow::ensure!(self.database.pool_size >= 1 && self.database.pool_size <= 1000, "database.pool_size must be 1-1000");
         anyhow::ensure!(self.notices.max_attempts >= 1, "notices.max_attempts must be at least 1");
+        anyhow::ensure!(self.notices.timeout_secs >= 1, "notices.timeout_secs must be at least 1");
+        anyhow::ensure!(self.notices.workers >= 1 && self.notices.per_recipient >= 1, "notices.workers and notices.per_recipient must be at least 1");
+        anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
         anyhow::ensure!(self.auth.default_rate_limit_per_minute >= 1, "auth.default_rate_limit_per_minute must be at least 1");
         parse_hh_mm(&self.eod.run_at).ok_or_else(|| anyhow::anyhow!("eod.run_at must be HH:MM"))?;
@@ -203,5 +238,13 @@ mod tests {
         assert!(!s.clock.allow_future_dates);
         assert_eq!(s.notices.retry_initial_secs, 5);
         s.check().unwrap();
+    }
+
+    #[test]
+    fn notice_backoff_doubles_up_to_the_cap() {
+        let s = Settings::defaults().notices;
+        let secs: Vec<u64> = (1..=12).map(|n| s.backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600]);
+        assert_eq!(s.backoff(200).as_secs(), 3600);
     }
 }

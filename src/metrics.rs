@@ -11,6 +11,14 @@ pub struct Metrics {
     pub pool_waiting: IntGauge,
     pub job_runs: IntCounterVec,
     pub gauges: IntGaugeVec,
+    /// Notices by delivery state (`pending`, `delivered`, `dead`, `pull_only`), refreshed by the delivery workers.
+    pub notices: IntGaugeVec,
+    /// Webhook attempts by outcome (`delivered`, `failed`, `dead`).
+    pub notice_attempts: IntCounterVec,
+    /// One webhook attempt, request to answer (or timeout).
+    pub notice_attempt_duration: HistogramVec,
+    /// A notice's creation to its delivery.
+    pub notice_delivery_latency: HistogramVec,
 }
 
 impl Metrics {
@@ -34,6 +42,21 @@ impl Metrics {
             .expect("static metric definition");
         let gauges = IntGaugeVec::new(Opts::new("state", "Counts of things by kind (notices by state, ...)"), &["kind"])
             .expect("static metric definition");
+        let notices = IntGaugeVec::new(Opts::new("notices", "Notices by delivery state"), &["state"]).expect("static metric definition");
+        let notice_attempts = IntCounterVec::new(Opts::new("notice_attempts_total", "Webhook delivery attempts, by outcome"), &["outcome"])
+            .expect("static metric definition");
+        let notice_attempt_duration = HistogramVec::new(
+            HistogramOpts::new("notice_attempt_duration_seconds", "One webhook attempt, request to answer, by outcome")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let notice_delivery_latency = HistogramVec::new(
+            HistogramOpts::new("notice_delivery_latency_seconds", "From a notice's creation to its delivery, by recipient kind")
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0]),
+            &["recipient_kind"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -42,10 +65,27 @@ impl Metrics {
             Box::new(pool_waiting.clone()),
             Box::new(job_runs.clone()),
             Box::new(gauges.clone()),
+            Box::new(notices.clone()),
+            Box::new(notice_attempts.clone()),
+            Box::new(notice_attempt_duration.clone()),
+            Box::new(notice_delivery_latency.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
-        Metrics { registry, http_requests, http_duration, pool_size, pool_available, pool_waiting, job_runs, gauges }
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            pool_size,
+            pool_available,
+            pool_waiting,
+            job_runs,
+            gauges,
+            notices,
+            notice_attempts,
+            notice_attempt_duration,
+            notice_delivery_latency,
+        }
     }
 
     pub fn observe_pool(&self, status: deadpool_postgres::Status) {

@@ -330,6 +330,19 @@ async fn replays_give_the_original_answer_and_reuse_is_refused() {
     let limit: i64 = db.query_one("SELECT limit_fen FROM credit_lines WHERE id = $1", &[&line_id]).await.unwrap().get(0);
     let entries: i64 = db.query_one("SELECT count(*) FROM journal_entries WHERE credit_line_id = $1", &[&line_id]).await.unwrap().get(0);
     assert_eq!((n, limit, entries), (1, 1_000_000, 1));
+
+    // Answers are kept at least 7 days (the retention), then forgotten by housekeeping.
+    let second = app.post_idem(&key, "/v1/credit-lines", line_body(2), "idem-2").await.expect(201);
+    db.execute("UPDATE idempotency_keys SET created_at = now() - interval '6 days 23 hours' WHERE key = 'idem-2'", &[]).await.unwrap();
+    db.execute("UPDATE idempotency_keys SET created_at = now() - interval '7 days 1 hour' WHERE key = 'idem-1'", &[]).await.unwrap();
+    let purged = creditphone::db::idempotency::purge_older_than_days(&db, app.state.settings.idempotency.retention_days).await.unwrap();
+    assert_eq!(purged, 1);
+    let r = app.post_idem(&key, "/v1/credit-lines", line_body(2), "idem-2").await;
+    assert_eq!((r.status, &r.body, r.header("idempotent-replayed")), (201, &second, Some("true")));
+    // The forgotten key runs again: the line exists, so this time it is an update (200).
+    let r = app.post_idem(&key, "/v1/credit-lines", other, "idem-1").await;
+    assert_eq!((r.status, r.header("idempotent-replayed")), (200, None), "{}", r.body);
+    assert_eq!(r.body["limit"], "20000.00");
 }
 
 #[actix_web::test]
@@ -518,6 +531,15 @@ async fn bodies_are_one_strict_json_object() {
     expect_field(&r, 422, "invalid_request", "id");
     let r = raw(br#"{"id": "p1", "name": "x", "name": "x"}"#).await;
     expect_field(&r, 422, "invalid_request", "name");
+    // Nested duplicates are named by their path.
+    let r = app
+        .call_raw("POST", "/v1/admin/api-keys", Some(&admin), Some(br#"{"principal": {"kind": "store", "id": "s1", "kind": "bank"}}"#.to_vec()), None, &[])
+        .await;
+    expect_field(&r, 422, "invalid_request", "principal.kind");
+    let r = app
+        .call_raw("POST", "/v1/admin/products", Some(&admin), Some(br#"{"id": "pr-d", "terms": [{"months": 1, "rate": "0"}, {"months": 12, "rate": "0.1", "months": 13}]}"#.to_vec()), None, &[])
+        .await;
+    expect_field(&r, 422, "invalid_request", "terms[1].months");
     // Unknown fields, named, also nested.
     expect_field(&app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "x", "colour": "red"})).await, 422, "invalid_request", "colour");
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "x"})).await.expect(201);
@@ -846,6 +868,57 @@ async fn patch_rules_on_banks_and_providers() {
     app.admin_post("/v1/admin/stores", json!({"id": "s1", "name": "S", "region_code": "440305"})).await.expect(201);
     expect_field(&patch("/v1/admin/stores/s1".into(), json!({"region_code": "44"})).await, 422, "invalid_request", "region_code");
     assert_eq!(patch("/v1/admin/stores/s1".into(), json!({"region_code": "110105"})).await.expect(200)["region_code"], "110105");
+}
+
+#[actix_web::test]
+async fn concurrent_patches_of_different_fields_are_all_kept() {
+    let app = start().await;
+    let admin = app.admin_key.clone();
+    app.admin_post("/v1/admin/banks", bank_body("b1")).await.expect(201);
+    app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
+    app.admin_post("/v1/admin/partners", partner_body("pa1", &["p1"])).await.expect(201);
+    let regions = ["44", "11", "31", "32", "33"];
+    for round in 0..5usize {
+        let bank = [
+            json!({"name": format!("Bank {round}")}),
+            json!({"priority": 100 + round}),
+            json!({"apr_min": format!("0.0{round}")}),
+            json!({"exposure_limit": format!("{}", 1000 + round)}),
+            json!({"regions": [regions[round]]}),
+            json!({"webhook_url": format!("https://h{round}.example.com/")}),
+        ];
+        let partner = [
+            json!({"name": format!("Partner {round}")}),
+            json!({"deposit_paid": format!("{}", 3_000_000 + round)}),
+            json!({"major_violation_last_year": round % 2 == 1}),
+            json!({"regions": [regions[round]]}),
+            json!({"established_on": days_ago(400 + round as i64)}),
+        ];
+        let calls = bank
+            .iter()
+            .map(|b| ("/v1/admin/banks/b1", b))
+            .chain(partner.iter().map(|p| ("/v1/admin/partners/pa1", p)))
+            .map(|(path, body)| app.call("PATCH", path, Some(&admin), Some(body), None));
+        for r in futures_util::future::join_all(calls).await {
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+        let b = app.admin_get("/v1/admin/banks/b1").await.expect(200);
+        let want = json!({
+            "name": format!("Bank {round}"), "priority": 100 + round, "apr_min": if round == 0 { "0".to_string() } else { format!("0.0{round}") },
+            "exposure_limit": format!("{}.00", 1000 + round), "regions": [regions[round]], "webhook_url": format!("https://h{round}.example.com/"),
+        });
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&b[k], v, "round {round}: bank field {k} lost: {b}");
+        }
+        let p = app.admin_get("/v1/admin/partners/pa1").await.expect(200);
+        let want = json!({
+            "name": format!("Partner {round}"), "deposit_paid": format!("{}.00", 3_000_000 + round),
+            "major_violation_last_year": round % 2 == 1, "regions": [regions[round]], "established_on": days_ago(400 + round as i64),
+        });
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&p[k], v, "round {round}: partner field {k} lost: {p}");
+        }
+    }
 }
 
 // ---------- 6. read-back, pagination, api keys, webhook secrets ----------
@@ -1248,4 +1321,46 @@ async fn embedded_default_serves_stops_and_restarts() {
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["name"], "Kept");
     terminate(&serve, child, "serve-3.log").await;
+}
+
+#[actix_web::test]
+async fn configured_database_url_and_settings_from_the_environment() {
+    // An empty database on the test cluster, given as CREDITPHONE__DATABASE__URL: no embedded cluster.
+    let c = cluster();
+    let admin = creditphone::db::connect(&c.base).await.expect("connect");
+    let name = format!("url_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0")).await.expect("create");
+    let url = format!("postgresql://{}@/{name}?host={}&port={}", c.user, c.socket_dir.display(), c.port);
+
+    let tmp = tempfile::Builder::new().prefix("cp-url-").tempdir_in("/tmp").expect("tempdir");
+    // Secrets that look like numbers stay as written.
+    let serve = Serve { dir: tmp.path().to_path_buf(), port: free_port(), admin_key: "00123456789".to_string() };
+    let mut cmd = serve.command(&["serve"], serve.port, "serve.log");
+    cmd.env("CREDITPHONE__DATABASE__URL", &url).env("CREDITPHONE__SERVER__BODY_LIMIT_BYTES", "4096").env("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true");
+    let mut child = cmd.spawn().expect("spawn serve");
+    wait_ready(&serve, &mut child, "serve.log").await;
+    assert!(!serve.dir.join("var/pgdata").exists(), "no embedded cluster with a database URL");
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", serve.port);
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let r = http.get(format!("{base}/v1/admin/providers")).bearer_auth("00123456789").send().await.expect("send");
+    assert_eq!(status(r), 200, "the admin key as written:\n{}", serve.log("serve.log"));
+    let r = http.get(format!("{base}/v1/admin/providers")).bearer_auth("123456789").send().await.expect("send");
+    assert_eq!(status(r), 401, "a key that only parses to the same number is another key");
+    // The body limit from the environment.
+    let r = http.post(format!("{base}/v1/admin/providers")).bearer_auth("00123456789").body(vec![b' '; 5000]).send().await.expect("send");
+    assert_eq!(status(r), 413);
+    // Migrated by serve.
+    let client = creditphone::db::connect(&url.parse().expect("url")).await.expect("connect");
+    let latest: i64 = client.query_one("SELECT max(version)::int8 FROM refinery_schema_history", &[]).await.unwrap().get(0);
+    assert_eq!(latest, creditphone::db::latest_migration_version());
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = wait_exit(&mut child, Duration::from_secs(30)).await.expect("serve stops");
+    assert!(status.success(), "{status}:\n{}", serve.log("serve.log"));
+    // `migrate` against the URL.
+    let mut migrate = serve.command(&["migrate"], serve.port, "migrate.log");
+    let status = migrate.env("CREDITPHONE__DATABASE__URL", &url).status().expect("migrate");
+    assert!(status.success() && serve.log("migrate.log").contains("migrations applied: 0"), "{}", serve.log("migrate.log"));
 }

@@ -466,3 +466,16 @@ async fn fee_priced_plans_allocate_fee_before_principal_and_replay_repayments() 
     assert_eq!(n, 1, "applied once");
     w.verify_ok().await;
 }
+
+#[actix_web::test]
+async fn with_no_grace_days_the_hold_converts_at_the_end_of_the_due_date() {
+    let w = World::new(json!({"grace_days": 0})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let before = w.eod("2027-02-27").await.expect(200);
+    assert_eq!(before["compensations"]["count"], 0);
+    let on_due = w.eod("2027-02-28").await.expect(200);
+    assert_eq!(on_due["compensations"], json!({"count": 1, "amount": "275.04"}), "no penalty on the due date itself");
+    assert_eq!(on_due["overdue_marked"], 0, "not overdue on its due date");
+    assert_eq!(w.plan(&plan_id).await["installments"][0]["status"], "paid");
+    w.verify_ok().await;
+}

@@ -10,6 +10,7 @@ pub mod journal;
 pub mod notices;
 pub mod orders;
 pub mod plans;
+pub mod reports;
 pub mod setup;
 
 use crate::error::{ApiError, ErrorCode};

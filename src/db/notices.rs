@@ -15,11 +15,20 @@ pub struct NewNotice {
     pub data: Value,
 }
 
+/// Serialises the outbox's tail: held from a transaction's first notice to its commit.
+const NOTICE_ORDER_LOCK_KEY: i64 = 0x6372_6564_6974_0003;
+
 /// Records notices; each is `pending` delivery when its recipient has a webhook URL, else `pull_only`.
+///
+/// Notice ids must become visible in id order: a reader of the feed (`after=<id>`) or the webhook
+/// workers (first attempts in creation order) must never see `ntc_…42` and later find `ntc_…41`
+/// committed by a slower transaction. So ids are drawn under a transaction lock held to commit:
+/// writers queue only for the short tail from their notices to their commit.
 pub async fn record(tx: &Tx<'_>, notices: &[NewNotice]) -> Result<(), tokio_postgres::Error> {
     if notices.is_empty() {
         return Ok(());
     }
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NOTICE_ORDER_LOCK_KEY]).await?;
     let types: Vec<&str> = notices.iter().map(|n| n.kind).collect();
     let kinds: Vec<&str> = notices.iter().map(|n| n.recipient_kind).collect();
     let ids: Vec<&str> = notices.iter().map(|n| n.recipient_id.as_str()).collect();
@@ -94,4 +103,230 @@ pub fn seq_of_id(id: &str) -> Option<i64> {
         return None;
     }
     digits.parse().ok()
+}
+
+// ---------- delivery (API.md section 7, webhooks) ----------
+
+/// A notice as the admin sees it: the feed item and where its delivery stands.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AdminNotice {
+    #[serde(flatten)]
+    pub notice: Notice,
+    /// `pending`, `delivered`, `dead` or `pull_only`.
+    pub state: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+fn admin_notice(r: &Row) -> AdminNotice {
+    AdminNotice {
+        notice: notice(r),
+        state: r.get("state"),
+        attempts: r.get("attempts"),
+        next_attempt_at: r.get("next_attempt_at"),
+        last_attempt_at: r.get("last_attempt_at"),
+        last_status: r.get("last_status"),
+        last_error: r.get("last_error"),
+        delivered_at: r.get("delivered_at"),
+    }
+}
+
+/// Notices after `after_seq` in creation order, optionally of one state and one recipient.
+pub async fn list_admin(
+    c: &impl GenericClient,
+    state: Option<&str>,
+    recipient: Option<(&str, &str)>,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AdminNotice>, tokio_postgres::Error> {
+    let (kind, id) = recipient.unzip();
+    let rows = c
+        .query(
+            "SELECT * FROM notices
+             WHERE seq > $1 AND ($2::text IS NULL OR state = $2)
+               AND ($3::text IS NULL OR (recipient_kind = $3 AND recipient_id = $4))
+             ORDER BY seq LIMIT $5",
+            &[&after_seq, &state, &kind, &id, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(admin_notice).collect())
+}
+
+pub async fn get_admin(c: &impl GenericClient, seq: i64) -> Result<Option<AdminNotice>, tokio_postgres::Error> {
+    Ok(c.query_opt("SELECT * FROM notices WHERE seq = $1", &[&seq]).await?.as_ref().map(admin_notice))
+}
+
+/// Locks one notice and answers it with its recipient's current webhook URL (if any).
+pub async fn lock_with_url(tx: &Tx<'_>, seq: i64) -> Result<Option<(AdminNotice, Option<String>)>, tokio_postgres::Error> {
+    let Some(row) = tx.query_opt("SELECT * FROM notices WHERE seq = $1 FOR UPDATE", &[&seq]).await? else { return Ok(None) };
+    let n = admin_notice(&row);
+    let url = recipient_webhook(tx, &row.get::<_, String>("recipient_kind"), &row.get::<_, String>("recipient_id")).await?.map(|w| w.0);
+    Ok(Some((n, url)))
+}
+
+/// Pending again from attempt one, due now.
+pub async fn reset_for_redelivery(tx: &Tx<'_>, seq: i64) -> Result<AdminNotice, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "UPDATE notices SET state = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL WHERE seq = $1 RETURNING *",
+            &[&seq],
+        )
+        .await?;
+    Ok(admin_notice(&row))
+}
+
+/// The recipient's current `(webhook_url, webhook_secret)`, when it has a URL.
+pub async fn recipient_webhook(c: &impl GenericClient, kind: &str, id: &str) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
+    let sql = match kind {
+        "bank" => "SELECT webhook_url, webhook_secret FROM banks WHERE id = $1",
+        "provider" => "SELECT webhook_url, webhook_secret FROM providers WHERE id = $1",
+        _ => return Ok(None),
+    };
+    let row = c.query_opt(sql, &[&id]).await?;
+    Ok(row.and_then(|r| r.get::<_, Option<String>>(0).map(|url| (url, r.get(1)))))
+}
+
+/// Every bank and provider gets a lane (idempotent; cheap for reference data).
+pub async fn refresh_lanes(c: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO notice_lanes (recipient_kind, recipient_id)
+         SELECT 'bank', id FROM banks UNION ALL SELECT 'provider', id FROM providers
+         ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await
+}
+
+/// Leases up to `limit` free lanes that have a due notice, the longest unserved first.
+pub async fn claim_lanes(c: &impl GenericClient, owner: &str, lease_ms: i64, limit: i64) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "WITH free AS (
+                 SELECT l.recipient_kind, l.recipient_id FROM notice_lanes l
+                 WHERE l.leased_until <= now()
+                   AND EXISTS (SELECT 1 FROM notices n WHERE n.state = 'pending' AND n.recipient_kind = l.recipient_kind
+                                 AND n.recipient_id = l.recipient_id AND n.next_attempt_at <= now())
+                 ORDER BY l.leased_until, l.recipient_kind, l.recipient_id
+                 LIMIT $3
+                 FOR UPDATE OF l SKIP LOCKED)
+             UPDATE notice_lanes l SET leased_by = $1, leased_until = now() + $2::int8 * interval '1 millisecond'
+             FROM free f WHERE l.recipient_kind = f.recipient_kind AND l.recipient_id = f.recipient_id
+             RETURNING l.recipient_kind, l.recipient_id",
+            &[&owner, &lease_ms, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Gives a lane back; it goes behind the lanes that waited longer.
+pub async fn release_lane(c: &impl GenericClient, owner: &str, kind: &str, id: &str) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "UPDATE notice_lanes SET leased_by = NULL, leased_until = now() WHERE recipient_kind = $1 AND recipient_id = $2 AND leased_by = $3",
+        &[&kind, &id, &owner],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A due notice of a lane and how many attempts it has had.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub notice: Notice,
+    pub attempts: i32,
+}
+
+/// A lane's due notices in creation order: retries that came due and first attempts alike.
+pub async fn due_in_lane(c: &impl GenericClient, kind: &str, id: &str, limit: i64) -> Result<Vec<Due>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT * FROM notices WHERE state = 'pending' AND recipient_kind = $1 AND recipient_id = $2 AND next_attempt_at <= now()
+             ORDER BY seq LIMIT $3",
+            &[&kind, &id, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| Due { notice: notice(r), attempts: r.get("attempts") }).collect())
+}
+
+/// What starting an attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Go: this is attempt number `n`; the notice is not due again before the lease ends.
+    Attempt(i32),
+    /// The notice changed meanwhile (delivered elsewhere, redelivered, no longer due): skip it.
+    Skip,
+    /// The lane's lease was lost: stop serving it.
+    LaneLost,
+}
+
+/// Counts the attempt before it is made and renews the lane's lease, in one statement.
+pub async fn start_attempt(
+    c: &impl GenericClient,
+    owner: &str,
+    seq: i64,
+    kind: &str,
+    id: &str,
+    attempts_before: i32,
+    lease_ms: i64,
+) -> Result<Start, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "WITH lane AS (
+                 UPDATE notice_lanes SET leased_until = now() + $6::int8 * interval '1 millisecond'
+                 WHERE recipient_kind = $2 AND recipient_id = $3 AND leased_by = $1 RETURNING 1),
+             n AS (
+                 UPDATE notices SET attempts = attempts + 1, last_attempt_at = now(),
+                        next_attempt_at = now() + $6::int8 * interval '1 millisecond'
+                 WHERE seq = $4 AND state = 'pending' AND attempts = $5 AND next_attempt_at <= now() AND EXISTS (SELECT 1 FROM lane)
+                 RETURNING attempts)
+             SELECT EXISTS (SELECT 1 FROM lane), (SELECT attempts FROM n)",
+            &[&owner, &kind, &id, &seq, &attempts_before, &lease_ms],
+        )
+        .await?;
+    Ok(match (row.get::<_, bool>(0), row.get::<_, Option<i32>>(1)) {
+        (false, _) => Start::LaneLost,
+        (true, None) => Start::Skip,
+        (true, Some(n)) => Start::Attempt(n),
+    })
+}
+
+/// Records attempt `attempt`'s outcome unless the notice changed meanwhile (then `None`).
+/// A failure is retried after `retry_in`, or is `dead` once `attempt` reaches `max_attempts`.
+pub async fn finish_attempt(
+    c: &impl GenericClient,
+    seq: i64,
+    attempt: i32,
+    delivered: bool,
+    status: Option<i32>,
+    error: Option<&str>,
+    max_attempts: i32,
+    retry_in_ms: i64,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = if delivered {
+        c.query_opt(
+            "UPDATE notices SET state = 'delivered', delivered_at = now(), next_attempt_at = NULL, last_status = $3
+             WHERE seq = $1 AND attempts = $2 AND state = 'pending' RETURNING state",
+            &[&seq, &attempt, &status],
+        )
+        .await?
+    } else {
+        c.query_opt(
+            "UPDATE notices SET last_status = $3, last_error = $4,
+                    state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'pending' END,
+                    next_attempt_at = CASE WHEN attempts >= $5 THEN NULL ELSE now() + $6::int8 * interval '1 millisecond' END
+             WHERE seq = $1 AND attempts = $2 AND state = 'pending' RETURNING state",
+            &[&seq, &attempt, &status, &error, &max_attempts, &retry_in_ms],
+        )
+        .await?
+    };
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// How many notices are in each delivery state.
+pub async fn counts_by_state(c: &impl GenericClient) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let rows = c.query("SELECT state, count(*) FROM notices GROUP BY state", &[]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

@@ -1,16 +1,57 @@
-//! Admin operations: ledger verification, the audit log, and the notice feed for every caller.
+//! Admin operations: ledger verification, the audit log, notice delivery, and the notice feed for every caller.
 
-use super::{Page, State, encode_cursor, ok, query_param, resource};
+use super::{Page, State, encode_cursor, json as json_response, ok, page_of, query_param, resource};
 use crate::auth::{Caller, PrincipalKind};
 use crate::db::notices::{feed, seq_of_id};
 use crate::error::{ApiError, ApiResult};
+use crate::service::notices as notices_svc;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/admin/ledger/verify").route(web::get().to(verify)))
         .service(resource("/v1/admin/audit-log").route(web::get().to(audit_log)))
+        .service(resource("/v1/admin/notices").route(web::get().to(admin_notices)))
+        .service(resource("/v1/admin/notices/{id}").route(web::get().to(admin_notice)))
+        .service(resource("/v1/admin/notices/{id}/redeliver").route(web::post().to(redeliver)))
         .service(resource("/v1/notices").route(web::get().to(notices)));
+}
+
+/// `GET /v1/admin/notices?state=&recipient=<kind>:<id>&limit=&cursor=`: with delivery state, in creation order.
+async fn admin_notices(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    caller.principal.require(&[PrincipalKind::Admin])?;
+    let page = Page::from_request(&req)?;
+    let delivery_state = query_param(&req, "state");
+    if let Some(s) = &delivery_state {
+        if !notices_svc::STATES.contains(&s.as_str()) {
+            return Err(ApiError::invalid("state", "state is pending, delivered, dead or pull_only"));
+        }
+    }
+    let recipient = query_param(&req, "recipient");
+    let parsed = match &recipient {
+        None => None,
+        Some(r) => Some(
+            notices_svc::parse_recipient(r)
+                .ok_or_else(|| ApiError::invalid("recipient", "recipient is <kind>:<id>, kind bank, provider, store or partner"))?,
+        ),
+    };
+    let items = notices_svc::list(&state, delivery_state.as_deref(), parsed, page.after_seq()?, page.limit + 1).await?;
+    Ok(page_of(items, page.limit, |n| n.notice.seq, |n| n))
+}
+
+async fn admin_notice(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    caller.principal.require(&[PrincipalKind::Admin])?;
+    let seq = seq_of_id(&path).ok_or_else(ApiError::not_found)?;
+    let client = state.pool.get().await?;
+    ok(&crate::db::notices::get_admin(&**client, seq).await?.ok_or_else(ApiError::not_found)?)
+}
+
+/// `POST /v1/admin/notices/{id}/redeliver` → 202: pending again, attempts reset, due now.
+async fn redeliver(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    caller.principal.require(&[PrincipalKind::Admin])?;
+    let notice = notices_svc::redeliver(&state, &path).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &notice))
 }
 
 async fn verify(state: State, caller: Caller) -> ApiResult<HttpResponse> {

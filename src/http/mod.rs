@@ -10,6 +10,7 @@ pub mod ops;
 pub mod openapi;
 pub mod orders;
 pub mod plans;
+pub mod reports;
 pub mod setup;
 
 use crate::auth::Caller;
@@ -182,6 +183,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     orders::routes(cfg);
     plans::routes(cfg);
     admin::routes(cfg);
+    reports::routes(cfg);
 }
 
 #[cfg(test)]
@@ -207,5 +209,12 @@ pub fn extra_routes() -> Vec<(
     Option<&'static str>,
     bool,
 )> {
-    Vec::new()
+    use utoipa::openapi::path::HttpMethod::{Get, Post};
+    vec![
+        (Get, "/v1/admin/notices", "Notices with their delivery state (?state=&recipient=<kind>:<id>), in creation order", None, "200", None, false),
+        (Get, "/v1/admin/notices/{id}", "One notice with its delivery state", None, "200", None, false),
+        (Post, "/v1/admin/notices/{id}/redeliver", "Deliver a notice again: pending, attempts reset, due now", None, "202", None, false),
+        (Get, "/v1/reconciliation/{business_date}", "A bank's movements booked on a date (JSON, or CSV with Accept: text/csv)", None, "200", None, false),
+        (Get, "/v1/partners/{id}/statement", "A partner's monthly statement by agent (?month=YYYY-MM)", None, "200", None, false),
+    ]
 }

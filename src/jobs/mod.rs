@@ -1,6 +1,8 @@
 //! Background jobs inside `serve` (end of day, notice delivery, housekeeping). Each can run in
 //! several instances at once: they coordinate through the database, never through memory.
 
+pub mod notices;
+
 use crate::http::AppState;
 use actix_web::web;
 use std::time::Duration;
@@ -24,6 +26,9 @@ impl Jobs {
 pub fn spawn_all(state: web::Data<AppState>) -> Jobs {
     let (stop, stopped) = watch::channel(false);
     let mut handles = vec![tokio::spawn(housekeeping(state.clone(), stopped.clone()))];
+    if state.settings.notices.enabled {
+        handles.push(tokio::spawn(notices::run(state.clone(), stopped.clone())));
+    }
     if state.settings.eod.enabled {
         handles.push(tokio::spawn(daily_eod(state, stopped)));
     }

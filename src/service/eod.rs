@@ -139,7 +139,7 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
     Ok(())
 }
 
-/// Active plans with an unpaid installment due before D, a chunk of plans per transaction.
+/// Active plans with an unpaid installment due before D (or on D with no grace), a chunk of plans per transaction.
 async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
     let started = Instant::now();
     let mut after = String::new();
@@ -150,7 +150,9 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         let ids: Vec<String> = client
             .query(
                 "SELECT DISTINCT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id
-                 WHERE i.status IN ('pending', 'overdue') AND i.due_on < $1 AND p.status = 'active' AND i.plan_id > $2
+                 WHERE i.status IN ('pending', 'overdue') AND p.status = 'active' AND i.plan_id > $2
+                   AND (i.due_on < $1
+                        OR (i.due_on = $1 AND EXISTS (SELECT 1 FROM orders o WHERE o.id = p.order_id AND o.grace_days = 0)))
                  ORDER BY i.plan_id LIMIT $3",
                 &[&date, &after, &chunk],
             )

@@ -3,7 +3,9 @@
 pub mod credit_lines;
 pub mod eod;
 pub mod lifecycle;
+pub mod notices;
 pub mod orders;
 pub mod plans;
+pub mod reports;
 pub mod setup;
 pub mod verify;

@@ -1,0 +1,370 @@
+//! Webhook delivery of the notice outbox (API.md section 7), safe with any number of instances.
+//!
+//! Each instance runs one dispatcher and at most `notices.workers` lane workers. A *lane* is one
+//! recipient (a bank or a provider). The dispatcher leases free lanes that have a due notice
+//! (`FOR UPDATE SKIP LOCKED` on `notice_lanes`, the longest unserved first) and hands each to a
+//! worker, which delivers that recipient's due notices in creation order, `notices.per_recipient`
+//! at a time, renewing the lease with every attempt. So:
+//! - first attempts to one recipient go in creation order (one lane holder across all instances);
+//! - a failed notice waits for its backoff without holding the lane: later ones go on;
+//! - a slow or dead receiver holds one worker of one instance, never another recipient's lane;
+//! - every attempt is counted and leased in the database before the request is sent, so a crash
+//!   loses nothing: the notice comes due again once the lease runs out (at least once).
+
+use crate::db::notices::{self as db, Due, Start};
+use crate::http::AppState;
+use crate::service::notices::signature_header;
+use actix_web::web;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+/// How long a worker serves one lane before giving it back (others may be waiting for a worker).
+const LANE_SLICE: Duration = Duration::from_secs(10);
+/// A lease lasts an attempt's timeout plus this margin.
+const LEASE_MARGIN_MS: i64 = 10_000;
+/// How often the state gauges are counted.
+const GAUGES_EVERY: Duration = Duration::from_secs(10);
+/// How much of a receiver's answer is read: enough for an error message, and to reuse the connection.
+const ANSWER_READ_LIMIT: usize = 16 * 1024;
+
+struct Ctx {
+    state: web::Data<AppState>,
+    http: reqwest::Client,
+    owner: String,
+    timeout: Duration,
+    lease_ms: i64,
+    stop: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+/// The HTTP client of deliveries: no redirects followed, every attempt bounded by the timeout.
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("creditphone-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The dispatcher: runs until `stopped`, then lets the lanes in hand finish their attempt.
+pub async fn run(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>) {
+    let settings = state.settings.notices.clone();
+    let timeout = Duration::from_secs(settings.timeout_secs);
+    let http = match http_client(timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook delivery cannot start: no HTTP client");
+            return;
+        }
+    };
+    let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let ctx = Arc::new(Ctx {
+        state: state.clone(),
+        http,
+        owner: owner.clone(),
+        timeout,
+        lease_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_MS,
+        stop: stopped.clone(),
+    });
+    let workers = settings.workers.max(1);
+    let permits = Arc::new(Semaphore::new(workers));
+    let wake = Arc::new(Notify::new());
+    let poll = Duration::from_millis(settings.poll_interval_ms.max(10));
+    let mut gauges_at: Option<Instant> = None;
+    tracing::info!(owner = %owner, workers, per_recipient = settings.per_recipient, timeout_secs = settings.timeout_secs, "webhook delivery started");
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        if gauges_at.is_none_or(|t| t.elapsed() >= GAUGES_EVERY) {
+            refresh_gauges(&state).await;
+            gauges_at = Some(Instant::now());
+        }
+        let free = permits.available_permits();
+        if free > 0 {
+            match claim(&ctx, free).await {
+                Ok(lanes) => {
+                    for lane in lanes {
+                        match permits.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                tokio::spawn(serve_lane(ctx.clone(), lane, permit, wake.clone()));
+                            }
+                            Err(_) => release(&ctx, &lane).await,
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "webhook delivery: claiming recipients failed; trying again"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = wake.notified() => {}
+            changed = stopped.changed() => if changed.is_err() { break },
+        }
+    }
+    // Lanes finish the attempt in hand (bounded by the timeout) and give their lease back.
+    let _ = tokio::time::timeout(timeout + Duration::from_secs(2), permits.acquire_many(workers as u32)).await;
+    tracing::info!(owner = %owner, "webhook delivery stopped");
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+async fn claim(ctx: &Ctx, free: usize) -> Result<Vec<(String, String)>, Error> {
+    let client = ctx.state.pool.get().await?;
+    db::refresh_lanes(&**client).await?;
+    Ok(db::claim_lanes(&**client, &ctx.owner, ctx.lease_ms, free as i64).await?)
+}
+
+async fn release(ctx: &Ctx, (kind, id): &(String, String)) {
+    let result = match ctx.state.pool.get().await {
+        Ok(client) => db::release_lane(&**client, &ctx.owner, kind, id).await.map_err(Error::from),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(recipient = %format!("{kind}:{id}"), error = %e, "webhook delivery: giving a recipient back failed; its lease will run out");
+    }
+}
+
+async fn refresh_gauges(state: &AppState) {
+    let counts = match state.pool.get().await {
+        Ok(client) => db::counts_by_state(&**client).await.map_err(Error::from),
+        Err(e) => Err(e.into()),
+    };
+    match counts {
+        Ok(counts) => {
+            for s in crate::service::notices::STATES {
+                let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+                state.metrics.notices.with_label_values(&[s]).set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "counting notices by state failed"),
+    }
+}
+
+#[derive(Default)]
+struct LaneStats {
+    delivered: u64,
+    failed: u64,
+    dead: u64,
+}
+
+/// What one attempt came to.
+enum Outcome {
+    Delivered,
+    Failed,
+    Dead,
+    /// Not attempted: the notice changed meanwhile.
+    Skipped,
+    LaneLost,
+}
+
+async fn serve_lane(ctx: Arc<Ctx>, lane: (String, String), permit: OwnedSemaphorePermit, wake: Arc<Notify>) {
+    let started = Instant::now();
+    let mut stats = LaneStats::default();
+    let recipient = format!("{}:{}", lane.0, lane.1);
+    if let Err(e) = serve_lane_until_done(&ctx, &lane, started, &mut stats).await {
+        tracing::warn!(recipient = %recipient, error = %e, "webhook delivery: a recipient's lane stopped early; its lease will run out");
+    }
+    release(&ctx, &lane).await;
+    drop(permit);
+    let attempts = stats.delivered + stats.failed + stats.dead;
+    if attempts > 0 {
+        tracing::info!(
+            recipient = %recipient,
+            delivered = stats.delivered,
+            failed = stats.failed,
+            dead = stats.dead,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "webhook delivery: served a recipient"
+        );
+        wake.notify_one();
+    }
+}
+
+async fn serve_lane_until_done(ctx: &Ctx, lane: &(String, String), started: Instant, stats: &mut LaneStats) -> Result<(), Error> {
+    let settings = &ctx.state.settings.notices;
+    let (kind, id) = (lane.0.as_str(), lane.1.as_str());
+    loop {
+        if ctx.stopping() || started.elapsed() >= LANE_SLICE {
+            return Ok(());
+        }
+        let (batch, webhook) = {
+            let client = ctx.state.pool.get().await?;
+            let batch = db::due_in_lane(&**client, kind, id, i64::from(settings.batch_size)).await?;
+            let webhook = db::recipient_webhook(&**client, kind, id).await?;
+            (batch, webhook)
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let webhook = &webhook;
+        let mut attempts = futures_util::stream::iter(batch).map(|due| attempt(ctx, kind, id, webhook, due)).buffered(settings.per_recipient.max(1));
+        while let Some(outcome) = attempts.next().await {
+            match outcome? {
+                Outcome::Delivered => stats.delivered += 1,
+                Outcome::Failed => stats.failed += 1,
+                Outcome::Dead => stats.dead += 1,
+                Outcome::Skipped => {}
+                Outcome::LaneLost => {
+                    tracing::warn!(recipient = %format!("{kind}:{id}"), "webhook delivery: lost a recipient's lease; another worker has it");
+                    return Ok(());
+                }
+            }
+            if ctx.stopping() || started.elapsed() >= LANE_SLICE {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One attempt: counted and leased first, then sent, then its outcome recorded.
+async fn attempt(ctx: &Ctx, kind: &str, id: &str, webhook: &Option<(String, Option<String>)>, due: Due) -> Result<Outcome, Error> {
+    let settings = &ctx.state.settings.notices;
+    let seq = due.notice.seq;
+    let start = {
+        let client = ctx.state.pool.get().await?;
+        db::start_attempt(&**client, &ctx.owner, seq, kind, id, due.attempts, ctx.lease_ms).await?
+    };
+    let n = match start {
+        Start::Attempt(n) => n,
+        Start::Skip => return Ok(Outcome::Skipped),
+        Start::LaneLost => return Ok(Outcome::LaneLost),
+    };
+    let t0 = Instant::now();
+    let sent = match webhook {
+        Some((url, Some(secret))) => send(ctx, url, secret, &due, n).await,
+        Some((_, None)) => Sent::failed(None, "the recipient has a webhook_url but no webhook_secret; rotate it".into()),
+        None => Sent::failed(None, "the recipient has no webhook_url now".into()),
+    };
+    let elapsed = t0.elapsed();
+    let retry_in = settings.backoff(n.max(1) as u32);
+    let retry_in_ms = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX / 2);
+    let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
+    let recorded = {
+        let client = ctx.state.pool.get().await?;
+        db::finish_attempt(&**client, seq, n, sent.delivered, sent.status, sent.error.as_deref(), max_attempts, retry_in_ms).await?
+    };
+    let notice_id = due.notice.id.as_str();
+    let recipient = format!("{kind}:{id}");
+    let outcome = match recorded.as_deref() {
+        Some("delivered") => Outcome::Delivered,
+        Some("dead") => Outcome::Dead,
+        Some(_) => Outcome::Failed,
+        None => {
+            tracing::info!(notice_id, recipient = %recipient, attempt = n, "webhook delivery: the notice changed during the attempt; its new state stands");
+            return Ok(Outcome::Skipped);
+        }
+    };
+    let m = &ctx.state.metrics;
+    let label = match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Dead => "dead",
+        _ => "failed",
+    };
+    m.notice_attempts.with_label_values(&[label]).inc();
+    m.notice_attempt_duration.with_label_values(&[label]).observe(elapsed.as_secs_f64());
+    let elapsed_ms = elapsed.as_millis() as u64;
+    match outcome {
+        Outcome::Delivered => {
+            let lag = (chrono::Utc::now() - due.notice.created_at).to_std().unwrap_or_default();
+            m.notice_delivery_latency.with_label_values(&[kind]).observe(lag.as_secs_f64());
+            tracing::debug!(notice_id, recipient = %recipient, attempt = n, status = sent.status, elapsed_ms, lag_ms = lag.as_millis() as u64, "webhook delivered");
+        }
+        Outcome::Dead => tracing::error!(
+            notice_id, recipient = %recipient, attempt = n, status = sent.status, error = sent.error.as_deref().unwrap_or(""), elapsed_ms,
+            "webhook delivery gave up: the notice is dead (redeliver with POST /v1/admin/notices/{{id}}/redeliver)"
+        ),
+        _ => tracing::warn!(
+            notice_id, recipient = %recipient, attempt = n, status = sent.status, error = sent.error.as_deref().unwrap_or(""), elapsed_ms,
+            retry_in_ms = retry_in.as_millis() as u64, "webhook attempt failed; will retry"
+        ),
+    }
+    Ok(outcome)
+}
+
+/// What a receiver answered.
+struct Sent {
+    delivered: bool,
+    status: Option<i32>,
+    error: Option<String>,
+}
+
+impl Sent {
+    fn failed(status: Option<i32>, error: String) -> Sent {
+        Sent { delivered: false, status, error: Some(error) }
+    }
+}
+
+/// POSTs the feed item, signed, and reads a bounded piece of the answer.
+async fn send(ctx: &Ctx, url: &str, secret: &str, due: &Due, attempt: i32) -> Sent {
+    let body = match serde_json::to_vec(&due.notice) {
+        Ok(b) => b,
+        Err(e) => return Sent::failed(None, format!("the notice could not be encoded: {e}")),
+    };
+    let t = chrono::Utc::now().timestamp();
+    let request = ctx
+        .http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("CreditPhone-Event-Id", due.notice.id.as_str())
+        .header("CreditPhone-Event-Type", due.notice.kind.as_str())
+        .header("CreditPhone-Signature", signature_header(secret, t, &body))
+        .header("CreditPhone-Delivery-Attempt", attempt.to_string())
+        .body(body);
+    let mut response = match tokio::time::timeout(ctx.timeout, request.send()).await {
+        Err(_) => return Sent::failed(None, format!("no answer within {} s", ctx.timeout.as_secs())),
+        Ok(Err(e)) if e.is_timeout() => return Sent::failed(None, format!("no answer within {} s", ctx.timeout.as_secs())),
+        Ok(Err(e)) => return Sent::failed(None, format!("request failed: {}", error_chain(&e.without_url()))),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let mut answer = Vec::new();
+    while answer.len() < ANSWER_READ_LIMIT {
+        match tokio::time::timeout(ctx.timeout, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => answer.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let code = Some(i32::from(status.as_u16()));
+    if status.is_success() {
+        return Sent { delivered: true, status: code, error: None };
+    }
+    let mut error = format!("HTTP {}", status.as_u16());
+    if status.is_redirection() {
+        let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        error.push_str(&format!(" redirect to {location:?} not followed"));
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if !text.is_empty() {
+        error.push_str(": ");
+        error.push_str(&text);
+    }
+    Sent::failed(code, error)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,345 @@
+//! Reports (API.md section 8): a bank's daily reconciliation and a partner's monthly statement.
+
+use crate::auth::{Principal, PrincipalKind};
+use crate::db::reports::{self as db, AgentRow, MovementRow};
+use crate::db::setup as setup_db;
+use crate::domain::money::Amount;
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use chrono::NaiveDate;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The movement kinds, in the order of the totals.
+pub const KINDS: [&str; 6] = ["funding", "repayment", "compensation", "expiry", "cancellation", "rejection"];
+
+/// The CSV header, exactly.
+pub const CSV_HEADER: &str =
+    "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,fee,penalty,count";
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Movement {
+    pub kind: String,
+    pub booked_on: NaiveDate,
+    /// The bank's date for fundings and repayments, the end-of-day date for compensations and
+    /// expiries, the decision's date for cancellations and rejections.
+    pub value_date: NaiveDate,
+    pub bank_id: String,
+    pub order_id: String,
+    pub plan_id: Option<String>,
+    pub loan_no: Option<String>,
+    pub installment_seq: Option<i32>,
+    pub repayment_id: Option<String>,
+    pub reference: Option<String>,
+    pub amount: Amount,
+    pub principal: Amount,
+    pub interest: Amount,
+    pub fee: Amount,
+    pub penalty: Amount,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Total {
+    pub count: i64,
+    pub amount: Amount,
+    pub principal: Amount,
+    pub interest: Amount,
+    pub fee: Amount,
+    pub penalty: Amount,
+}
+
+impl Total {
+    fn add(&mut self, m: &Movement) {
+        self.count += 1;
+        self.amount += m.amount;
+        self.principal += m.principal;
+        self.interest += m.interest;
+        self.fee += m.fee;
+        self.penalty += m.penalty;
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Totals {
+    pub funding: Total,
+    pub repayment: Total,
+    pub compensation: Total,
+    pub expiry: Total,
+    pub cancellation: Total,
+    pub rejection: Total,
+}
+
+impl Totals {
+    pub fn get(&self, kind: &str) -> Option<&Total> {
+        Some(match kind {
+            "funding" => &self.funding,
+            "repayment" => &self.repayment,
+            "compensation" => &self.compensation,
+            "expiry" => &self.expiry,
+            "cancellation" => &self.cancellation,
+            "rejection" => &self.rejection,
+            _ => return None,
+        })
+    }
+
+    fn get_mut(&mut self, kind: &str) -> Option<&mut Total> {
+        Some(match kind {
+            "funding" => &mut self.funding,
+            "repayment" => &mut self.repayment,
+            "compensation" => &mut self.compensation,
+            "expiry" => &mut self.expiry,
+            "cancellation" => &mut self.cancellation,
+            "rejection" => &mut self.rejection,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reconciliation {
+    pub business_date: NaiveDate,
+    /// The bank reported on; `null` for the admin's report of all banks.
+    pub bank_id: Option<String>,
+    /// End of day has closed the date: the report no longer changes.
+    pub closed: bool,
+    pub movements: Vec<Movement>,
+    pub totals: Totals,
+}
+
+fn movement(r: MovementRow) -> Movement {
+    Movement {
+        kind: r.kind,
+        booked_on: r.booked_on,
+        value_date: r.value_date,
+        bank_id: r.bank_id,
+        order_id: r.order_id,
+        plan_id: r.plan_id,
+        loan_no: r.loan_no,
+        installment_seq: r.installment_seq,
+        repayment_id: r.repayment_id,
+        reference: r.reference,
+        amount: Amount::from_fen(r.amount_fen),
+        principal: Amount::from_fen(r.principal_fen),
+        interest: Amount::from_fen(r.interest_fen),
+        fee: Amount::from_fen(r.fee_fen),
+        penalty: Amount::from_fen(r.penalty_fen),
+    }
+}
+
+/// A bank sees its own report (`?bank_id=` another bank: 404); the admin one bank's or all.
+pub async fn reconciliation(state: &AppState, caller: &Principal, date: NaiveDate, bank_param: Option<&str>) -> ApiResult<Reconciliation> {
+    let client = state.pool.get().await?;
+    let bank_id = match caller.kind() {
+        PrincipalKind::Bank => {
+            let own = caller.id().unwrap_or_default();
+            if bank_param.is_some_and(|b| b != own) {
+                return Err(ApiError::not_found());
+            }
+            Some(own.to_string())
+        }
+        PrincipalKind::Admin => match bank_param {
+            None => None,
+            Some(b) => Some(setup_db::get_bank(&**client, b).await?.ok_or_else(ApiError::not_found)?.id),
+        },
+        _ => return Err(ApiError::forbidden()),
+    };
+    let last_closed = crate::db::business_days::last_closed(&**client).await?;
+    let rows = db::movements(&**client, date, bank_id.as_deref()).await?;
+    let movements: Vec<Movement> = rows.into_iter().map(movement).collect();
+    let mut totals = Totals::default();
+    for m in &movements {
+        if let Some(t) = totals.get_mut(&m.kind) {
+            t.add(m);
+        }
+    }
+    Ok(Reconciliation { business_date: date, bank_id, closed: last_closed.is_some_and(|c| c >= date), movements, totals })
+}
+
+/// RFC 4180: a field with a comma, a quote or a line break is quoted, quotes doubled.
+fn csv_field(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+fn csv_row(out: &mut String, fields: &[&str]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, f);
+    }
+    out.push_str("\r\n");
+}
+
+/// The report as CSV: the header, a row per movement in booking order, a `total_<kind>` row per kind.
+pub fn to_csv(r: &Reconciliation) -> String {
+    let mut out = String::with_capacity(256 + r.movements.len() * 160);
+    out.push_str(CSV_HEADER);
+    out.push_str("\r\n");
+    for m in &r.movements {
+        let seq = m.installment_seq.map(|s| s.to_string()).unwrap_or_default();
+        csv_row(
+            &mut out,
+            &[
+                &m.kind,
+                &m.booked_on.to_string(),
+                &m.value_date.to_string(),
+                &m.bank_id,
+                &m.order_id,
+                m.plan_id.as_deref().unwrap_or(""),
+                m.loan_no.as_deref().unwrap_or(""),
+                &seq,
+                m.reference.as_deref().unwrap_or(""),
+                &m.amount.to_string(),
+                &m.principal.to_string(),
+                &m.interest.to_string(),
+                &m.fee.to_string(),
+                &m.penalty.to_string(),
+                "",
+            ],
+        );
+    }
+    let date = r.business_date.to_string();
+    for kind in KINDS {
+        let t = r.totals.get(kind).cloned().unwrap_or_default();
+        csv_row(
+            &mut out,
+            &[
+                &format!("total_{kind}"),
+                &date,
+                "",
+                r.bank_id.as_deref().unwrap_or(""),
+                "",
+                "",
+                "",
+                "",
+                "",
+                &t.amount.to_string(),
+                &t.principal.to_string(),
+                &t.interest.to_string(),
+                &t.fee.to_string(),
+                &t.penalty.to_string(),
+                &t.count.to_string(),
+            ],
+        );
+    }
+    out
+}
+
+// ---------- partner statement ----------
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct AgentLine {
+    pub agent_id: String,
+    pub placed: i64,
+    pub funded: i64,
+    pub cancelled: i64,
+    pub rejected: i64,
+    pub expired: i64,
+    pub funded_principal: Amount,
+    pub referral_fees: Amount,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct StatementTotal {
+    pub placed: i64,
+    pub funded: i64,
+    pub cancelled: i64,
+    pub rejected: i64,
+    pub expired: i64,
+    pub funded_principal: Amount,
+    pub referral_fees: Amount,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Statement {
+    pub partner_id: String,
+    pub month: String,
+    pub agents: Vec<AgentLine>,
+    pub total: StatementTotal,
+}
+
+/// `YYYY-MM` → the month's first and last dates.
+pub fn parse_month(s: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let b = s.as_bytes();
+    if b.len() != 7 || b[4] != b'-' || !b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit()) {
+        return None;
+    }
+    let year: i32 = s[0..4].parse().ok().filter(|y| *y >= 1)?;
+    let month: u32 = s[5..7].parse().ok()?;
+    let first = NaiveDate::from_ymd_opt(year, month, 1)?;
+    let last = first.checked_add_months(chrono::Months::new(1))?.pred_opt()?;
+    Some((first, last))
+}
+
+/// The partner itself or the admin; another partner's id answers 404 like a missing one.
+pub async fn statement(
+    state: &AppState,
+    caller: &Principal,
+    partner_id: &str,
+    month: &str,
+    (first, last): (NaiveDate, NaiveDate),
+) -> ApiResult<Statement> {
+    match caller.kind() {
+        PrincipalKind::Admin => {}
+        PrincipalKind::Partner if caller.id() == Some(partner_id) => {}
+        PrincipalKind::Partner => return Err(ApiError::not_found()),
+        _ => return Err(ApiError::forbidden()),
+    }
+    let client = state.pool.get().await?;
+    setup_db::get_partner(&**client, partner_id).await?.ok_or_else(ApiError::not_found)?;
+    let rows = db::partner_month(&**client, partner_id, first, last).await?;
+    let mut total = StatementTotal::default();
+    let agents: Vec<AgentLine> = rows
+        .into_iter()
+        .map(|r: AgentRow| {
+            let line = AgentLine {
+                agent_id: r.agent_id,
+                placed: r.placed,
+                funded: r.funded,
+                cancelled: r.cancelled,
+                rejected: r.rejected,
+                expired: r.expired,
+                funded_principal: Amount::from_fen(r.funded_principal_fen),
+                referral_fees: Amount::from_fen(r.referral_fees_fen),
+            };
+            total.placed += line.placed;
+            total.funded += line.funded;
+            total.cancelled += line.cancelled;
+            total.rejected += line.rejected;
+            total.expired += line.expired;
+            total.funded_principal += line.funded_principal;
+            total.referral_fees += line.referral_fees;
+            line
+        })
+        .collect();
+    Ok(Statement { partner_id: partner_id.to_string(), month: month.to_string(), agents, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_parse_strictly() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(parse_month("2027-02"), Some((d("2027-02-01"), d("2027-02-28"))));
+        assert_eq!(parse_month("2028-02"), Some((d("2028-02-01"), d("2028-02-29"))));
+        assert_eq!(parse_month("2027-12"), Some((d("2027-12-01"), d("2027-12-31"))));
+        for bad in ["2027-13", "2027-00", "2027-1", "27-01", "2027/01", "0000-01", "2027-01-01", "+027-01", ""] {
+            assert_eq!(parse_month(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn csv_quotes_only_what_needs_it() {
+        let mut s = String::new();
+        csv_row(&mut s, &["a", "b,c", "say \"hi\"", "line\nbreak", ""]);
+        assert_eq!(s, "a,\"b,c\",\"say \"\"hi\"\"\",\"line\nbreak\",\r\n");
+    }
+}
