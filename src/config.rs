@@ -184,9 +184,9 @@ impl Settings {
                 builder = builder.add_source(config::File::from(config_dir.join(format!("{env_name}.toml"))).required(true));
             }
         }
-        builder = builder.add_source(
-            config::Environment::with_prefix("CREDITPHONE").prefix_separator("__").separator("__").try_parsing(true),
-        );
+        // Values stay strings (no `try_parsing`): numbers and booleans are converted when a typed field
+        // is read, while secrets and URLs such as an admin key "00123" or "1e5" are kept as written.
+        builder = builder.add_source(config::Environment::with_prefix("CREDITPHONE").prefix_separator("__").separator("__"));
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.check()?;
         Ok(settings)

@@ -304,6 +304,35 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     assert_eq!(app.get(&w.wld, &format!("/v1/holds/{}", st(&o["hold"]["id"]))).await.expect(200)["amount"], json!(HOLD));
     admin_line(app, &l2_id).await;
     err(&app.get(&w.store, &format!("/v1/credit-lines/{l2_id}")).await, 403, "forbidden", None);
+
+    // Once the hold converted, `drawn` can be repaid, and no more than it.
+    let bank = app.key_for("bank", Some("bk-a")).await;
+    let funding = json!({"decision": "approved", "loan_no": "LBE-L", "funded_on": today().to_string()});
+    app.post(&bank, &format!("/v1/orders/{}/funding", st(&o["id"])), funding).await.expect(200);
+    let eod_date = add_months_clamped(today(), 1) + chrono::Duration::days(3);
+    app.admin_post("/v1/admin/eod", json!({"business_date": eod_date.to_string()})).await.expect(200);
+    let converted = app.get(&w.wld, &format!("/v1/credit-lines/{l2_id}")).await.expect(200);
+    let drawn = fen(&st(&converted["drawn"]));
+    assert!(drawn > 27_504, "the first installment converted: {converted}");
+    assert_eq!(fen(&st(&converted["held"])) + drawn, fen(HOLD), "{converted}");
+    let over = format!("{}.{:02}", (drawn + 1) / 100, (drawn + 1) % 100);
+    let r = app.post(&w.wld, &path, json!({"amount": over})).await;
+    err(&r, 422, "overpayment", Some("amount"));
+    assert_eq!(r.body["error"]["details"]["drawn"], converted["drawn"]);
+    let part = app.post(&w.wld, &path, json!({"amount": "100"})).await.expect(200);
+    assert_eq!((fen(&st(&part["drawn"])), fen(&st(&part["available"]))), (drawn - 10_000, 10_000));
+    let rest = format!("{}.{:02}", (drawn - 10_000) / 100, (drawn - 10_000) % 100);
+    let done = app.post(&w.wld, &path, json!({"amount": rest})).await.expect(200);
+    assert_eq!((st(&done["drawn"]), fen(&st(&done["available"]))), ("0.00".to_string(), drawn));
+    err(&app.post(&w.wld, &path, json!({"amount": "0.01"})).await, 422, "overpayment", Some("amount"));
+
+    // Re-registration updates the phone; a line past its expiry reads expired.
+    let r = post(with(&line_body(2, HOLD, FAR), "customer.phone", Some(json!("13912345678")))).await.expect(200);
+    assert_eq!(r["customer"]["phone_masked"], json!("139****5678"));
+    let r = post(line_body(4, "1000", &days_from_today(-1))).await.expect(201);
+    assert_eq!(r["status"], json!("expired"));
+    let r = post(with(&line_body(5, "1000", FAR), "status", Some(json!("frozen")))).await.expect(201);
+    assert_eq!(r["status"], json!("frozen"));
     err(&app.post(&w.store, "/v1/credit-lines", line_body(3, "1", FAR)).await, 403, "forbidden", None);
     verify_ok(app).await;
 }
@@ -488,6 +517,10 @@ async fn line_matching_and_bank_routing_refusals_change_no_balance() {
     line(&w, &w.wld, 308, "10000").await;
     line(&w, &w.huabei, 308, "10000").await;
     assert_eq!(place(&w, &w.store, order("PF-2", 308)).await["hold"]["provider_id"], json!("wld"));
+    // APR ranges are inclusive: 0.2000 is within bk-gd's 0-0.20.
+    app.admin_post("/v1/admin/products", product("p-20", "0.20", &["wld"], &["44"])).await.expect(201);
+    let o = place(&w, &w.store, with(&order("APR-20", 308), "product_id", Some(json!("p-20")))).await;
+    assert_eq!((st(&o["apr_irr"]), st(&o["bank_id"])), ("0.2000".into(), "bk-gd".into()));
     // Exposure: once bk-bj has room for exactly one principal it takes it, then is full.
     patch(app, "/v1/admin/banks/bk-bj", json!({"exposure_limit": "3000"})).await.expect(200);
     let o = place(&w, &bj, order("NB-4", 306)).await;
@@ -1144,6 +1177,12 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
     let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
     assert!(has_violation(&v, "bank_exposure_matches_book", "bk-a") && has_violation(&v, "bank_exposure_journal", "bk-a"), "{v}");
     db.execute("UPDATE banks SET exposure_used_fen = exposure_used_fen - 1 WHERE id = 'bk-a'", &[]).await.expect("repair");
+
+    let entry: i64 = db.query_one("SELECT min(id) FROM journal_entries", &[]).await.expect("entry").get(0);
+    db.execute("INSERT INTO journal_lines (entry_id, account, amount_fen) VALUES ($1, 'test:x', 5)", &[&entry]).await.expect("corrupt");
+    let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert!(has_violation(&v, "journal_entry_balanced", &entry.to_string()), "{v}");
+    db.execute("DELETE FROM journal_lines WHERE account = 'test:x'", &[]).await.expect("repair");
 
     let plan_id = db.query_one("SELECT id FROM plans", &[]).await.expect("plan").get::<_, String>(0);
     db.execute("UPDATE installments SET principal_fen = principal_fen + 1 WHERE plan_id = $1 AND seq = 1", &[&plan_id]).await.expect("corrupt");

@@ -466,6 +466,14 @@ pub async fn update_product(c: &impl GenericClient, id: &str, p: &ProductInput) 
     Ok(row.as_ref().map(product))
 }
 
+/// Locks the row `id` of a reference-data table (`providers`, `banks`, ...) until the transaction
+/// ends, so that concurrent PATCHes of one object run one after the other instead of each writing
+/// back what it read and losing the other's change.
+pub async fn lock_row(c: &impl GenericClient, table: &'static str, id: &str) -> Result<(), tokio_postgres::Error> {
+    c.query_opt(&format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"), &[&id]).await?;
+    Ok(())
+}
+
 /// Which of `ids` have no provider row.
 pub async fn missing_providers(c: &impl GenericClient, ids: &[String]) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = c

@@ -19,7 +19,7 @@ pub fn parse_object(bytes: &[u8]) -> ApiResult<Value> {
     }
     let text = std::str::from_utf8(bytes).map_err(|_| ApiError::invalid("$", "the body is not valid UTF-8"))?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = StrictValue::deserialize_with_depth(&mut deserializer, 0).map_err(|e| {
+    let value = StrictValue::deserialize_at(&mut deserializer, 0, String::new()).map_err(|e| {
         let msg = e.to_string();
         match msg.strip_prefix("duplicate key ") {
             Some(rest) => {
@@ -39,23 +39,26 @@ pub fn parse_object(bytes: &[u8]) -> ApiResult<Value> {
 struct StrictValue;
 
 impl StrictValue {
-    fn deserialize_with_depth<'de, D: Deserializer<'de>>(d: D, depth: usize) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor { depth })
+    /// `path` is the JSON path of the value being read, so that a duplicate key is named by its path.
+    fn deserialize_at<'de, D: Deserializer<'de>>(d: D, depth: usize, path: String) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor { depth, path })
     }
 }
 
 struct StrictVisitor {
     depth: usize,
+    path: String,
 }
 
 struct Seed {
     depth: usize,
+    path: String,
 }
 
 impl<'de> de::DeserializeSeed<'de> for Seed {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        StrictValue::deserialize_with_depth(d, self.depth)
+        StrictValue::deserialize_at(d, self.depth, self.path)
     }
 }
 
@@ -94,7 +97,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
             return Err(de::Error::custom("nested too deeply"));
         }
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(Seed { depth: self.depth + 1 })? {
+        while let Some(item) = seq.next_element_seed(Seed { depth: self.depth + 1, path: format!("{}[{}]", self.path, items.len()) })? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -105,10 +108,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            let path = join(&self.path, &key);
             if out.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                return Err(de::Error::custom(format!("duplicate key `{path}`")));
             }
-            let value = map.next_value_seed(Seed { depth: self.depth + 1 })?;
+            let value = map.next_value_seed(Seed { depth: self.depth + 1, path })?;
             out.insert(key, value);
         }
         Ok(Value::Object(out))
@@ -418,6 +422,7 @@ mod tests {
         assert_eq!(err("[1]").field.as_deref(), Some("$"));
         assert_eq!(err("\"x\"").code, ErrorCode::InvalidRequest);
         assert_eq!(err("{\"a\":1,\"a\":2}").field.as_deref(), Some("a"));
+        assert_eq!(err("{\"a\":[{\"b\":1},{\"b\":1,\"b\":2}]}").field.as_deref(), Some("a[1].b"));
         assert_eq!(err("{\"a\":1} x").field.as_deref(), Some("$"));
         assert!(parse_object(b"{\"a\":{\"b\":[1,2]}}").is_ok());
         let deep = "[".repeat(40) + &"]".repeat(40);

@@ -60,8 +60,32 @@ fn route_table() -> Vec<Route> {
     v.push(r(Get, "/v1/admin/api-keys", "List API keys", None, "200", None, false));
     v.push(r(Get, "/v1/admin/api-keys/{id}", "Read an API key (no secret)", None, "200", Some("ApiKeyView"), false));
     v.push(r(Delete, "/v1/admin/api-keys/{id}", "Revoke", None, "204", None, false));
+    v.push(r(Post, "/v1/credit-lines", "Register (201) or update (200) a customer's credit line", Some("object"), "201", Some("CreditLineView"), true));
+    v.push(r(Get, "/v1/credit-lines/{id}", "A credit line", None, "200", Some("CreditLineView"), false));
+    v.push(r(Post, "/v1/credit-lines/{id}/debt-repayments", "The customer repaid the provider part of what was converted", Some("object"), "200", Some("CreditLineView"), true));
+    v.push(r(Get, "/v1/holds/{id}", "A hold", None, "200", Some("Hold"), false));
+    v.push(r(Post, "/v1/quotes", "Quote a plan", Some("object"), "200", Some("Quote"), false));
+    v.push(r(Post, "/v1/orders", "Place an order: the hold and the funding bank in one transaction", Some("object"), "201", Some("OrderView"), true));
+    v.push(r(Get, "/v1/orders", "The caller's orders, newest first (?status=&limit=&cursor=)", None, "200", None, false));
+    v.push(r(Get, "/v1/orders/{id}", "An order with its hold and plan", None, "200", Some("OrderView"), false));
+    v.push(r(Post, "/v1/orders/{id}/cancel", "Cancel before funding", Some("object"), "200", Some("OrderView"), true));
+    v.push(r(Post, "/v1/orders/{id}/funding", "Approve (opens the plan) or reject (voids the hold)", Some("object"), "200", Some("OrderView"), true));
+    v.push(r(Get, "/v1/orders/{id}/borrower", "The borrower in clear, for the order's bank; audited", None, "200", None, false));
+    v.push(r(Get, "/v1/plans/{id}", "A plan with its installments", None, "200", Some("PlanView"), false));
+    v.push(r(Get, "/v1/plans/{id}/payoff", "The payoff as of a date (?as_of=)", None, "200", Some("PayoffView"), false));
+    v.push(r(Post, "/v1/plans/{id}/repayments", "Record a repayment", Some("object"), "201", Some("RepaymentView"), true));
+    v.push(r(Post, "/v1/plans/{id}/accelerate", "Declare the whole loan due", Some("object"), "200", Some("PlanView"), true));
+    v.push(r(Post, "/v1/admin/eod", "Close a business date", Some("object"), "200", Some("EodSummary"), false));
+    v.push(r(Get, "/v1/admin/ledger/verify", "Check every ledger invariant", None, "200", Some("Report"), false));
+    v.push(r(Get, "/v1/admin/audit-log", "Reads of personal data", None, "200", None, false));
+    v.push(r(Get, "/v1/notices", "The caller's notices in order (?after=<notice id>&limit=)", None, "200", None, false));
     v.extend(crate::http::extra_routes().into_iter().map(|(m, p, s, req, st, resp, i)| r(m, p, s, req, st, resp, i)));
     v
+}
+
+/// The `{name}` segments of a path.
+fn path_parameters(path: &str) -> Vec<&str> {
+    path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
 
 fn method_name(m: &HttpMethod) -> &'static str {
@@ -85,8 +109,8 @@ pub fn document() -> OpenApi {
             method_name(&route.method),
             route.path.replace(['/', '{', '}', '-', '.'], "_")
         )));
-        if route.path.contains("{id}") {
-            op = op.parameter(ParameterBuilder::new().name("id").parameter_in(ParameterIn::Path).required(Required::True).schema(Some(String::schema())));
+        for name in path_parameters(route.path) {
+            op = op.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(String::schema())));
         }
         if route.idempotent {
             op = op.parameter(
@@ -138,6 +162,25 @@ pub fn document() -> OpenApi {
         .schema_from::<ProductTerm>()
         .schema_from::<Product>()
         .schema_from::<ApiKeyView>()
+        .schema_from::<crate::service::credit_lines::CreditLineView>()
+        .schema_from::<crate::db::orders::Hold>()
+        .schema_from::<crate::service::orders::Quote>()
+        .schema_from::<crate::service::orders::OrderView>()
+        .schema_from::<crate::service::plans::PlanView>()
+        .schema_from::<crate::service::plans::PayoffView>()
+        .schema_from::<crate::service::plans::RepaymentView>()
+        .schema_from::<crate::service::eod::EodSummary>()
+        .schema_from::<crate::service::verify::Report>()
+        .schema_from::<crate::db::notices::Notice>()
+        .schema_from::<crate::service::credit_lines::CustomerMasked>()
+        .schema_from::<crate::service::orders::Device>()
+        .schema_from::<crate::service::orders::ScheduleLine>()
+        .schema_from::<crate::service::plans::InstallmentView>()
+        .schema_from::<crate::service::plans::Accelerated>()
+        .schema_from::<crate::service::plans::AllocationView>()
+        .schema_from::<crate::service::eod::Counted>()
+        .schema_from::<crate::service::verify::Checked>()
+        .schema_from::<crate::service::verify::Violation>()
         .security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)))
         .build();
     OpenApiBuilder::new()

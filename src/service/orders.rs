@@ -520,7 +520,12 @@ pub async fn cancel(state: &AppState, caller: &Principal, id: &str, request: &Id
             record(
                 tx,
                 &[
-                    bank_notice("order.cancelled", &order.bank_id, json!({ "order_id": order.id, "hold_id": hold.id, "amount": order.principal, "reason": order.reason })),
+                    bank_notice(
+                        "order.cancelled",
+                        &order.bank_id,
+                        json!({ "order_id": order.id, "hold_id": hold.id, "credit_line_id": hold.credit_line_id, "amount": order.principal,
+                                "reason": order.reason }),
+                    ),
                     hold_notice("hold.voided", &hold, hold.voided, json!({})),
                     order_updated(&order),
                 ],
@@ -602,7 +607,7 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
             bank_notice(
                 "plan.opened",
                 &order.bank_id,
-                json!({ "order_id": order.id, "plan_id": plan_id, "hold_id": order.hold_id, "loan_no": loan_no,
+                json!({ "order_id": order.id, "plan_id": plan_id, "hold_id": order.hold_id, "credit_line_id": order.credit_line_id, "loan_no": loan_no,
                         "amount": order.principal, "principal": order.principal, "funded_on": funded_on }),
             ),
             order_updated(&order),

@@ -44,12 +44,15 @@ pub async fn create_provider(state: &AppState, id: &str, input: ProviderInput) -
 }
 
 pub async fn update_provider(state: &AppState, id: &str, patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>) -> ApiResult<Value> {
-    let client = state.pool.get().await?;
-    let current = q::get_provider(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    q::lock_row(&*tx, "providers", id).await?;
+    let current = q::get_provider(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let had_url = current.webhook_url.is_some();
     let input = patch(ProviderInput { name: current.name, webhook_url: current.webhook_url })?;
     let secret = (!had_url && input.webhook_url.is_some()).then(new_webhook_secret);
-    let updated = q::update_provider(&**client, id, &input, secret.as_deref()).await?.ok_or_else(ApiError::not_found)?;
+    let updated = q::update_provider(&*tx, id, &input, secret.as_deref()).await?.ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
     Ok(with_secret(updated, secret))
 }
 
@@ -63,8 +66,10 @@ pub async fn create_bank(state: &AppState, id: &str, input: BankInput) -> ApiRes
 }
 
 pub async fn update_bank(state: &AppState, id: &str, patch: impl FnOnce(BankInput) -> ApiResult<BankInput>) -> ApiResult<Value> {
-    let client = state.pool.get().await?;
-    let current = q::get_bank(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    q::lock_row(&*tx, "banks", id).await?;
+    let current = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let had_url = current.webhook_url.is_some();
     let input = patch(BankInput {
         name: current.name,
@@ -76,7 +81,8 @@ pub async fn update_bank(state: &AppState, id: &str, patch: impl FnOnce(BankInpu
         webhook_url: current.webhook_url,
     })?;
     let secret = (!had_url && input.webhook_url.is_some()).then(new_webhook_secret);
-    let updated = q::update_bank(&**client, id, &input, secret.as_deref()).await?.ok_or_else(ApiError::not_found)?;
+    let updated = q::update_bank(&*tx, id, &input, secret.as_deref()).await?.ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
     Ok(with_secret(updated, secret))
 }
 
@@ -98,10 +104,14 @@ pub async fn create_store(state: &AppState, id: &str, input: StoreInput) -> ApiR
 }
 
 pub async fn update_store(state: &AppState, id: &str, patch: impl FnOnce(StoreInput) -> ApiResult<StoreInput>) -> ApiResult<q::Store> {
-    let client = state.pool.get().await?;
-    let current = q::get_store(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    q::lock_row(&*tx, "stores", id).await?;
+    let current = q::get_store(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let input = patch(StoreInput { name: current.name, region_code: current.region_code })?;
-    q::update_store(&**client, id, &input).await?.ok_or_else(ApiError::not_found)
+    let updated = q::update_store(&*tx, id, &input).await?.ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
+    Ok(updated)
 }
 
 // ---------- partners ----------
@@ -148,8 +158,8 @@ pub fn partner_view(state: &AppState, p: q::Partner) -> PartnerView {
     }
 }
 
-async fn check_providers_exist(client: &deadpool_postgres::Client, ids: &[String], field: &str) -> ApiResult<()> {
-    let missing = q::missing_providers(&***client, ids).await?;
+async fn check_providers_exist(c: &impl tokio_postgres::GenericClient, ids: &[String], field: &str) -> ApiResult<()> {
+    let missing = q::missing_providers(c, ids).await?;
     if let Some(first) = missing.first() {
         let index = ids.iter().position(|x| x == first).unwrap_or(0);
         return Err(ApiError::new(ErrorCode::UnknownReference, format!("no provider `{first}`"))
@@ -164,14 +174,16 @@ pub async fn create_partner(state: &AppState, id: &str, input: PartnerInput) -> 
     if q::get_partner(&**client, id).await?.is_some() {
         return Err(exists("partner", id));
     }
-    check_providers_exist(&client, &input.authorized_providers, "authorized_providers").await?;
+    check_providers_exist(&**client, &input.authorized_providers, "authorized_providers").await?;
     let created = q::insert_partner(&**client, id, &input).await?.ok_or_else(|| exists("partner", id))?;
     Ok(partner_view(state, created))
 }
 
 pub async fn update_partner(state: &AppState, id: &str, patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>) -> ApiResult<PartnerView> {
-    let client = state.pool.get().await?;
-    let p = q::get_partner(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    q::lock_row(&*tx, "partners", id).await?;
+    let p = q::get_partner(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let input = patch(PartnerInput {
         name: p.name,
         established_on: p.established_on,
@@ -180,8 +192,9 @@ pub async fn update_partner(state: &AppState, id: &str, patch: impl FnOnce(Partn
         major_violation_last_year: p.major_violation_last_year,
         regions: p.regions,
     })?;
-    check_providers_exist(&client, &input.authorized_providers, "authorized_providers").await?;
-    let updated = q::update_partner(&**client, id, &input).await?.ok_or_else(ApiError::not_found)?;
+    check_providers_exist(&*tx, &input.authorized_providers, "authorized_providers").await?;
+    let updated = q::update_partner(&*tx, id, &input).await?.ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
     Ok(partner_view(state, updated))
 }
 
@@ -234,7 +247,7 @@ pub async fn create_product(state: &AppState, id: &str, input: ProductInput, ter
     if q::get_product(&**client, id).await?.is_some() {
         return Err(exists("product", id));
     }
-    check_providers_exist(&client, &input.providers, "providers").await?;
+    check_providers_exist(&**client, &input.providers, "providers").await?;
     let input = priced(state, input, terms)?;
     q::insert_product(&**client, id, &input).await?.ok_or_else(|| exists("product", id))
 }
@@ -245,12 +258,16 @@ pub async fn update_product(
     id: &str,
     patch: impl FnOnce(ProductInput) -> ApiResult<(ProductInput, Option<Vec<TermInput>>)>,
 ) -> ApiResult<q::Product> {
-    let client = state.pool.get().await?;
-    let current = q::get_product(&**client, id).await?.ok_or_else(ApiError::not_found)?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    q::lock_row(&*tx, "products", id).await?;
+    let current = q::get_product(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let (input, terms) = patch(ProductInput::from(&current))?;
-    check_providers_exist(&client, &input.providers, "providers").await?;
+    check_providers_exist(&*tx, &input.providers, "providers").await?;
     let input = priced(state, input, terms)?;
-    q::update_product(&**client, id, &input).await?.ok_or_else(ApiError::not_found)
+    let updated = q::update_product(&*tx, id, &input).await?.ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
+    Ok(updated)
 }
 
 // ---------- api keys ----------
