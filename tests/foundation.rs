@@ -399,6 +399,11 @@ async fn invalid_requests_are_not_stored_business_refusals_are() {
     assert!(fixed.header("idempotent-replayed").is_none());
     let line_id = fixed.body["id"].as_str().unwrap().to_string();
 
+    // The body (422) is checked before the object (404), the object before the key's reuse.
+    let r = app.post_idem(&key, "/v1/credit-lines/line_nope/debt-repayments", json!({"amount": "-1"}), "fix-me").await;
+    expect_field(&r, 422, "invalid_amount", "amount");
+    let r = app.post_idem(&key, "/v1/credit-lines/line_nope/debt-repayments", json!({"amount": "1"}), "fix-me").await;
+    expect_error(&r, 404, "not_found");
     // A 404 (the object) is not stored either.
     let r = app.post_idem(&key, "/v1/credit-lines/line_nope/debt-repayments", json!({"amount": "1"}), "after-404").await;
     expect_error(&r, 404, "not_found");
@@ -788,6 +793,11 @@ async fn apr_cap_on_products_and_product_defaults() {
 
     let r = app.admin_post("/v1/admin/products", product("pr-over", "interest", json!([{"months": 12, "rate": "0.18"}, {"months": 24, "rate": "0.2401"}]))).await;
     expect_field(&r, 422, "apr_above_cap", "terms[1].rate");
+    // Compared after rounding half-up to 4 decimals.
+    let edge = app.admin_post("/v1/admin/products", product("pr-edge", "interest", json!([{"months": 12, "rate": "0.24004999"}]))).await.expect(201);
+    assert_eq!(edge["terms"][0]["apr_irr"], "0.2400");
+    let r = app.admin_post("/v1/admin/products", product("pr-over", "interest", json!([{"months": 12, "rate": "0.24005"}]))).await;
+    expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
     // Fee pricing: the IRR of equal payments of principal × (1 + rate) / n.
     let r = app.admin_post("/v1/admin/products", product("pr-fee-over", "fee", json!([{"months": 12, "rate": "0.14"}]))).await;
     expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
@@ -961,7 +971,8 @@ async fn lists_page_in_creation_order() {
 
     for bad in ["limit=0", "limit=201", "limit=x", "limit=", "limit=-1", "limit=1.5", "cursor=zzz", "cursor=", "cursor=cy0x", "limit=2&cursor=%00"] {
         let r = app.admin_get(&format!("/v1/admin/stores?{bad}")).await;
-        expect_error(&r, 422, "invalid_request");
+        let field = if bad.contains("cursor") { "cursor" } else { "limit" };
+        expect_field(&r, 422, "invalid_request", field);
     }
     assert_eq!(app.admin_get("/v1/admin/stores?limit=200").await.status, 200);
     expect_error(&app.admin_get("/v1/admin/stores/st-zz").await, 404, "not_found");
@@ -1176,12 +1187,13 @@ struct Serve {
     dir: std::path::PathBuf,
     port: u16,
     admin_key: String,
+    config_dir: std::path::PathBuf,
 }
 
 impl Serve {
     fn command(&self, args: &[&str], port: u16, log: &str) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_creditphone"));
-        cmd.arg("--config-dir").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).args(args).current_dir(&self.dir);
+        cmd.arg("--config-dir").arg(&self.config_dir).args(args).current_dir(&self.dir);
         for (name, _) in std::env::vars() {
             if name.starts_with("CREDITPHONE") {
                 cmd.env_remove(name);
@@ -1273,7 +1285,12 @@ async fn terminate(serve: &Serve, mut child: std::process::Child, log: &str) {
 async fn embedded_default_serves_stops_and_restarts() {
     let tmp = tempfile::Builder::new().prefix("cp-serve-").tempdir_in("/tmp").expect("tempdir");
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    let serve = Serve { dir: tmp.path().to_path_buf(), port: free_port(), admin_key: format!("adm-{}", uuid::Uuid::new_v4().simple()) };
+    let serve = Serve {
+        dir: tmp.path().to_path_buf(),
+        port: free_port(),
+        admin_key: format!("adm-{}", uuid::Uuid::new_v4().simple()),
+        config_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/config").into(),
+    };
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{}", serve.port);
 
@@ -1320,7 +1337,21 @@ async fn embedded_default_serves_stops_and_restarts() {
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["name"], "Kept");
-    terminate(&serve, child, "serve-3.log").await;
+
+    // A crash (SIGKILL) takes its PostgreSQL down too, and the next start recovers on the same var/.
+    let postmaster = serve.postmaster_pid().expect("postmaster.pid");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while process_alive(postmaster) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!process_alive(postmaster), "the postmaster outlives a killed serve");
+    let mut child = serve.command(&["serve"], serve.port, "serve-4.log").spawn().expect("spawn serve after a crash");
+    wait_ready(&serve, &mut child, "serve-4.log").await;
+    let r = http.get(format!("{base}/v1/admin/providers/kept-provider")).bearer_auth(&serve.admin_key).send().await.expect("read");
+    assert_eq!(r.status().as_u16(), 200);
+    terminate(&serve, child, "serve-4.log").await;
 }
 
 #[actix_web::test]
@@ -1333,10 +1364,26 @@ async fn configured_database_url_and_settings_from_the_environment() {
     let url = format!("postgresql://{}@/{name}?host={}&port={}", c.user, c.socket_dir.display(), c.port);
 
     let tmp = tempfile::Builder::new().prefix("cp-url-").tempdir_in("/tmp").expect("tempdir");
-    // Secrets that look like numbers stay as written.
-    let serve = Serve { dir: tmp.path().to_path_buf(), port: free_port(), admin_key: "00123456789".to_string() };
+    // No default.toml in the config dir (the built-in one is used), a ci.toml layer on top of it,
+    // then environment variables; secrets that look like numbers stay as written.
+    let config_dir = tmp.path().join("config");
+    std::fs::create_dir(&config_dir).expect("config dir");
+    std::fs::write(config_dir.join("ci.toml"), "[server]\nbody_limit_bytes = 4096\nport = 1\n").expect("ci.toml");
+    let serve = Serve { dir: tmp.path().to_path_buf(), port: free_port(), admin_key: "00123456789".to_string(), config_dir };
+    let env = |cmd: &mut std::process::Command| {
+        cmd.env("CREDITPHONE__DATABASE__URL", &url).env("CREDITPHONE_ENV", "ci").env("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true");
+    };
+
+    // A port that is taken: a clear error and a non-zero exit.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut cmd = serve.command(&["serve"], taken.local_addr().unwrap().port(), "taken.log");
+    env(&mut cmd);
+    let status = cmd.status().expect("serve on a taken port");
+    assert!(!status.success() && serve.log("taken.log").contains("cannot listen"), "{status}: {}", serve.log("taken.log"));
+    drop(taken);
+
     let mut cmd = serve.command(&["serve"], serve.port, "serve.log");
-    cmd.env("CREDITPHONE__DATABASE__URL", &url).env("CREDITPHONE__SERVER__BODY_LIMIT_BYTES", "4096").env("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true");
+    env(&mut cmd);
     let mut child = cmd.spawn().expect("spawn serve");
     wait_ready(&serve, &mut child, "serve.log").await;
     assert!(!serve.dir.join("var/pgdata").exists(), "no embedded cluster with a database URL");
@@ -1361,6 +1408,7 @@ async fn configured_database_url_and_settings_from_the_environment() {
     assert!(status.success(), "{status}:\n{}", serve.log("serve.log"));
     // `migrate` against the URL.
     let mut migrate = serve.command(&["migrate"], serve.port, "migrate.log");
-    let status = migrate.env("CREDITPHONE__DATABASE__URL", &url).status().expect("migrate");
+    env(&mut migrate);
+    let status = migrate.status().expect("migrate");
     assert!(status.success() && serve.log("migrate.log").contains("migrations applied: 0"), "{}", serve.log("migrate.log"));
 }

@@ -628,6 +628,8 @@ async fn funding_cancellation_and_rejection_rules() {
     // Past the deadline: 409 invalid_state for approvals and rejections alike.
     app.db().await.execute("UPDATE orders SET funding_deadline = now() - interval '1 minute' WHERE id = $1", &[&orders[5]]).await.expect("move the deadline");
     err(&fund(&orders[5], approve("L-5", created_on.to_string())).await, 409, "invalid_state", None);
+    let r = fund(&orders[5], approve("L-5", (created_on - chrono::Duration::days(1)).to_string())).await;
+    err(&r, 409, "invalid_state", None);
     err(&fund(&orders[5], json!({"decision": "rejected", "reason": "late"})).await, 409, "invalid_state", None);
     assert_eq!(app.get(&bank, &format!("/v1/orders/{}", orders[5])).await.expect(200)["status"], json!("awaiting_funding"));
 
@@ -722,9 +724,9 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     assert_eq!(ids(&app.get(&bank_a, "/v1/orders").await.expect(200)), [a2_id.clone(), a1_id.clone()]);
     assert_eq!(ids(&app.get(&bank_b, "/v1/orders").await.expect(200)), [id(&p1), id(&b1), id(&a3)]);
     assert_eq!(ids(&app.admin_get("/v1/orders").await.expect(200)), all);
-    assert_eq!(ids(&app.get(&w.store, "/v1/orders?status=cancelled").await.expect(200)), [a2_id.clone()]);
+    assert_eq!(ids(&app.get(&w.store, "/v1/orders?status=cancelled").await.expect(200)), std::slice::from_ref(&a2_id));
     assert_eq!(ids(&app.get(&w.store, "/v1/orders?status=awaiting_funding").await.expect(200)), [id(&a3)]);
-    assert_eq!(ids(&app.get(&bank_a, "/v1/orders?status=active").await.expect(200)), [a1_id.clone()]);
+    assert_eq!(ids(&app.get(&bank_a, "/v1/orders?status=active").await.expect(200)), std::slice::from_ref(&a1_id));
     assert_eq!(ids(&app.get(&bank_b, "/v1/orders?status=active").await.expect(200)), Vec::<String>::new());
     let mut paged = Vec::new();
     let mut path = "/v1/orders?limit=2".to_string();
@@ -927,9 +929,11 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
             .call("POST", "/v1/quotes", Some(&w.store), Some(&json!({"product_id": pid, "term_months": months, "device_price": v["principal"], "down_payment": "0"})), None)
             .await
             .expect(200);
-        for k in ["principal", "apr_irr", "hold_amount", "total_repayable", "pricing"] {
-            assert_eq!(q[k], v[k], "{ctx}: quote {k}");
+        for k in ["principal", "apr_irr", "hold_amount", "total_repayable", "pricing", "product_id", "term_months"] {
+            assert_eq!(q[k], if k == "product_id" { json!(pid) } else { v[k].clone() }, "{ctx}: quote {k}");
         }
+        let rate = |x: &Value| st(x).parse::<rust_decimal::Decimal>().expect("a decimal rate");
+        assert_eq!(rate(&q["rate"]), rate(&v["rate"]), "{ctx}: quote rate");
         let (qi, vi) = (q["installments"].as_array().expect("installments"), v["installments"].as_array().expect("installments"));
         assert_eq!(qi.len(), vi.len(), "{ctx}");
         for (a, b) in qi.iter().zip(vi) {

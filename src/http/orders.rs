@@ -105,10 +105,10 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     caller.principal.require(&[PrincipalKind::Store, PrincipalKind::Partner, PrincipalKind::Bank, PrincipalKind::Admin])?;
     let page = Page::from_request(&req)?;
     let status = query_param(&req, "status");
-    if let Some(s) = &status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::invalid("status", "not an order status"));
-        }
+    if let Some(s) = &status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(ApiError::invalid("status", "not an order status"));
     }
     let (data, next) = svc::list(&state, &caller.principal, status.as_deref(), page.after_seq()?, page.limit).await?;
     ok(&json!({ "data": data, "next_cursor": next.map(encode_cursor) }))

@@ -125,7 +125,8 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
             notices.push(super::orders::bank_notice(
                 "order.expired",
                 &order.bank_id,
-                json!({ "order_id": order.id, "hold_id": hold.id, "amount": order.principal, "principal": order.principal }),
+                json!({ "order_id": order.id, "hold_id": hold.id, "credit_line_id": order.credit_line_id, "amount": order.principal,
+                        "principal": order.principal }),
             ));
             notices.push(super::orders::hold_notice("hold.voided", &hold, hold.voided, json!({})));
             notices.push(super::orders::order_updated(&order));

@@ -144,6 +144,7 @@ impl Book {
             d.insert("order_id".into(), json!(self.order_id));
             d.insert("hold_id".into(), json!(self.hold.id));
             d.insert("loan_no".into(), json!(self.plan.loan_no));
+            d.insert("credit_line_id".into(), json!(self.hold.credit_line_id));
         }
         NewNotice { kind, recipient_kind: "bank", recipient_id: self.plan.bank_id.clone(), data }
     }

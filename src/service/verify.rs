@@ -48,10 +48,8 @@ impl Collector {
 pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio_postgres::Error> {
     let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
     let mut c = Collector { violations: Vec::new() };
-    let mut checked = Checked::default();
-
     // Every entry balances.
-    checked.journal_entries = tx.query_one("SELECT count(*) FROM journal_entries", &[]).await?.get(0);
+    let mut checked = Checked { journal_entries: tx.query_one("SELECT count(*) FROM journal_entries", &[]).await?.get(0), ..Checked::default() };
     for r in tx.query("SELECT entry_id, sum(amount_fen)::int8 FROM journal_lines GROUP BY entry_id HAVING sum(amount_fen) <> 0", &[]).await? {
         let (id, sum): (i64, i64) = (r.get(0), r.get(1));
         c.check(false, "journal_entry_balanced", &id.to_string(), || format!("lines sum to {sum} fen, not 0"));

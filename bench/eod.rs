@@ -1,0 +1,460 @@
+//! End of day over a large book: N active plans (12 installments each) bulk-loaded with binary
+//! COPY straight into the tables, consistent with each other, then `service::eod::run` (the
+//! library, in this process) for the day after grace of the installment everyone has due on one
+//! date, and for the next day, when nothing is due.
+//!
+//! The book: every plan funded on the same date F, 12 months at 18% (seven principals in turn),
+//! so installment 3 of every plan is due on D0 = F + 3 months. Installments 1-2 are paid, 90% of
+//! installment 3 is paid, 10% is not; 4-12 are pending. Each plan has its own order, hold and
+//! credit line: the hold's remaining is its target (the unpaid scheduled amount, hold ratio 1),
+//! the rest of it released; the line's held is its hold's remaining; each bank's exposure is the
+//! unpaid principal of its plans. Nothing is in the journal (end of day only adds to it).
+
+use crate::Params;
+use crate::cluster::Cluster;
+use crate::observe::{Observation, Observer};
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
+use creditphone::domain::hold::{hold_amount, hold_target};
+use creditphone::domain::irr::{format_apr, schedule_apr_irr};
+use creditphone::domain::money::{Amount, Rate};
+use creditphone::domain::schedule::{Pricing, ScheduledInstallment, build_schedule};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+const DB: &str = "eod";
+const PROVIDER: &str = "eod-wld";
+const STORE: &str = "eod-st";
+const PRODUCT: &str = "eod-12";
+const BANKS: [&str; 4] = ["eod-bank-a", "eod-bank-b", "eod-bank-c", "eod-bank-d"];
+const TERM: usize = 12;
+const GRACE_DAYS: i64 = 3;
+/// The installment every plan has due on D0.
+const DUE_SEQ: usize = 3;
+/// Principals (fen) the plans take in turn.
+const PRINCIPALS: [i64; 7] = [150_000, 200_000, 299_900, 300_000, 450_000, 599_900, 800_000];
+const LINE_LIMIT_FEN: i64 = 2_000_000;
+
+#[derive(Debug, Clone)]
+pub struct EodRun {
+    pub date: NaiveDate,
+    pub secs: f64,
+    pub summary: Value,
+    /// The run's own phase timings, from its log lines.
+    pub phases: Vec<String>,
+    pub obs: Observation,
+}
+
+#[derive(Debug, Clone)]
+pub struct EodResult {
+    pub plans: usize,
+    pub installments: usize,
+    pub due_on_d0: usize,
+    pub unpaid: usize,
+    pub d0: NaiveDate,
+    pub chunk_size: u32,
+    pub copy_secs: f64,
+    pub vacuum_secs: f64,
+    pub database_mb: f64,
+    pub due: EodRun,
+    pub nothing_due: EodRun,
+}
+
+impl EodResult {
+    /// Installments due on D0 per second of the end of day after grace.
+    pub fn installments_per_sec(&self) -> f64 {
+        if self.due.secs > 0.0 { self.due_on_d0 as f64 / self.due.secs } else { 0.0 }
+    }
+}
+
+/// One plan template: a principal's schedule and hold.
+struct Template {
+    principal: i64,
+    schedule: Vec<ScheduledInstallment>,
+    hold_amount: i64,
+    apr: String,
+}
+
+struct Book {
+    funded_on: NaiveDate,
+    funding_deadline: DateTime<Utc>,
+    templates: Vec<Template>,
+    rate: Decimal,
+    penalty_rate: Decimal,
+}
+
+/// What plan `j` is.
+struct PlanShape<'a> {
+    t: &'a Template,
+    bank: &'static str,
+    /// Installment 3 unpaid (10% of the plans).
+    unpaid: bool,
+}
+
+impl Book {
+    fn new() -> Result<Book> {
+        let funded_on = NaiveDate::from_ymd_opt(2026, 1, 15).context("date")?;
+        let rate = Rate::parse("0.18").map_err(|e| anyhow!("rate: {e}"))?;
+        let mut templates = Vec::new();
+        for p in PRINCIPALS {
+            let schedule = build_schedule(Amount::from_fen(p), TERM as u32, Pricing::Interest, rate, funded_on)
+                .map_err(|e| anyhow!("schedule of {p} fen: {e}"))?;
+            let hold = hold_amount(&schedule, Decimal::ONE).fen();
+            let apr = format_apr(schedule_apr_irr(&schedule));
+            templates.push(Template { principal: p, schedule, hold_amount: hold, apr });
+        }
+        let deadline = funded_on.and_hms_opt(0, 0, 0).context("time")? - Days::hours(8) + Days::hours(72);
+        Ok(Book {
+            funded_on,
+            funding_deadline: DateTime::from_naive_utc_and_offset(deadline, Utc),
+            templates,
+            rate: rate.as_decimal(),
+            penalty_rate: Decimal::new(5, 4),
+        })
+    }
+
+    fn d0(&self) -> NaiveDate {
+        self.templates[0].schedule[DUE_SEQ - 1].due_on
+    }
+
+    fn shape(&self, j: usize) -> PlanShape<'_> {
+        PlanShape { t: &self.templates[j % self.templates.len()], bank: BANKS[j % BANKS.len()], unpaid: j % 10 == 3 }
+    }
+}
+
+impl PlanShape<'_> {
+    fn paid(&self, seq: usize) -> bool {
+        seq < DUE_SEQ || (seq == DUE_SEQ && !self.unpaid)
+    }
+
+    fn first_unpaid(&self) -> usize {
+        if self.unpaid { DUE_SEQ } else { DUE_SEQ + 1 }
+    }
+
+    fn unpaid_principal(&self) -> i64 {
+        self.t.schedule[self.first_unpaid() - 1..].iter().map(|i| i.principal.fen()).sum()
+    }
+
+    /// The hold's remaining: its target for what is still scheduled.
+    fn hold_remaining(&self) -> i64 {
+        let unpaid: Amount = self.t.schedule[self.first_unpaid() - 1..].iter().map(ScheduledInstallment::total).sum();
+        hold_target(unpaid, Decimal::ONE).fen()
+    }
+}
+
+fn id(prefix: &str, j: usize) -> String {
+    format!("{prefix}_{j:016}")
+}
+
+pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path) -> Result<EodResult> {
+    let n = params.plans;
+    println!("\n== end of day: loading {n} active plans ({} installments) with COPY", n * TERM);
+    cluster.create_database(DB).await?;
+    let mut client = cluster.connect(DB).await?;
+    creditphone::db::migrate(&mut client).await.context("migrating the end-of-day database")?;
+    let book = Arc::new(Book::new()?);
+    let d0 = book.d0();
+
+    let t = Instant::now();
+    insert_reference_data(&client, &book, n).await?;
+    let ranges = |parts: usize| -> Vec<Range<usize>> { (0..parts).map(|k| n * k / parts..n * (k + 1) / parts).collect() };
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<(&'static str, u64)>>> = Vec::new();
+    for table in [Table::Lines, Table::Orders, Table::Holds, Table::Plans] {
+        tasks.push(tokio::spawn(copy(cluster.connect(DB).await?, table, 0..n, book.clone())));
+    }
+    for r in ranges(2) {
+        tasks.push(tokio::spawn(copy(cluster.connect(DB).await?, Table::Installments, r, book.clone())));
+    }
+    let mut copied: Vec<(&'static str, u64)> = Vec::new();
+    for task in tasks {
+        copied.push(task.await.context("a COPY task failed")??);
+    }
+    let copy_secs = t.elapsed().as_secs_f64();
+    let total: u64 = copied.iter().map(|c| c.1).sum();
+    println!("   copied {total} rows in {copy_secs:.1} s ({:.0} rows/s)", total as f64 / copy_secs.max(1e-9));
+
+    let t = Instant::now();
+    for table in ["credit_lines", "orders", "holds", "plans", "installments", "banks"] {
+        client.batch_execute(&format!("VACUUM (ANALYZE) {table}")).await.with_context(|| format!("VACUUM {table}"))?;
+    }
+    client.batch_execute("CHECKPOINT").await.context("CHECKPOINT")?;
+    let vacuum_secs = t.elapsed().as_secs_f64();
+    let database_mb: f64 = client.query_one("SELECT pg_database_size(current_database())::float8 / 1048576", &[]).await?.get(0);
+    println!("   VACUUM (ANALYZE) and CHECKPOINT in {vacuum_secs:.1} s; database {database_mb:.0} MiB");
+    check_book(&client, n).await?;
+
+    let chunk_size = creditphone::config::Settings::defaults().eod.chunk_size;
+    let pool = creditphone::db::make_pool(cluster.pg_config(DB), 4, Duration::from_secs(10), Duration::from_secs(3600))?;
+    let unpaid = (0..n).filter(|j| book.shape(*j).unpaid).count();
+    let log = crate::log_path(workdir);
+
+    let date = d0 + Days::days(GRACE_DAYS + 1);
+    println!("== end of day for {date} (installment {DUE_SEQ} of every plan was due {d0}, grace {GRACE_DAYS} days; {unpaid} unpaid)");
+    let due = run_once(cluster, &pool, date, chunk_size, &log).await?;
+    let compensations = due.summary["compensations"]["count"].as_i64().unwrap_or(-1);
+    let overdue = due.summary["overdue_marked"].as_i64().unwrap_or(-1);
+    let uncovered = due.summary["uncovered"]["count"].as_i64().unwrap_or(-1);
+    if compensations != unpaid as i64 || overdue != unpaid as i64 || uncovered != 0 {
+        bail!(
+            "end of day for {date} should mark and compensate the {unpaid} unpaid installments (none uncovered); its summary: {}",
+            due.summary
+        );
+    }
+
+    let date = date + Days::days(1);
+    println!("== end of day for {date}: nothing is due");
+    let nothing_due = run_once(cluster, &pool, date, chunk_size, &log).await?;
+    let touched = ["overdue_marked", "holds_expired"].iter().map(|k| nothing_due.summary[k].as_i64().unwrap_or(-1)).sum::<i64>()
+        + ["penalties", "compensations", "uncovered"].iter().map(|k| nothing_due.summary[k]["count"].as_i64().unwrap_or(-1)).sum::<i64>();
+    if touched != 0 {
+        bail!("end of day for {date} should find nothing to do; its summary: {}", nothing_due.summary);
+    }
+    pool.close();
+    drop(client);
+    cluster.drop_database(DB).await?;
+    Ok(EodResult {
+        plans: n,
+        installments: n * TERM,
+        due_on_d0: n,
+        unpaid,
+        d0,
+        chunk_size,
+        copy_secs,
+        vacuum_secs,
+        database_mb,
+        due,
+        nothing_due,
+    })
+}
+
+async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: NaiveDate, chunk_size: u32, log: &Path) -> Result<EodRun> {
+    let obs = Observer::start(cluster, DB, std::process::id()).await?;
+    let t = Instant::now();
+    let summary = creditphone::service::eod::run(pool, date, true, chunk_size).await.map_err(|e| anyhow!("end of day for {date}: {e}"))?;
+    let secs = t.elapsed().as_secs_f64();
+    let obs = obs.finish().await?;
+    let summary = serde_json::to_value(&summary).context("the end-of-day summary")?;
+    let phases = phases_from_log(log, date);
+    println!("   {secs:.2} s; summary {summary}");
+    for p in &phases {
+        println!("   {p}");
+    }
+    println!("   {}", obs.cpu_line());
+    println!("   {}", obs.waits_line(6));
+    Ok(EodRun { date, secs, summary, phases, obs })
+}
+
+/// The end-of-day log lines of `date` (JSON, in bench.log): the last progress line of each
+/// phase, with the spread of its chunks' durations.
+fn phases_from_log(log: &Path, date: NaiveDate) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let date = date.to_string();
+    let mut out = Vec::new();
+    for (message, unit) in [("end of day: expiring unfunded orders", "orders"), ("end of day: due installments", "plans")] {
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == message && v["business_date"] == date.as_str())
+            .collect();
+        let Some(last) = lines.last() else {
+            out.push(format!("{message}: nothing to do"));
+            continue;
+        };
+        let elapsed: Vec<f64> = lines.iter().filter_map(|v| v["elapsed_ms"].as_f64()).collect();
+        let steps: Vec<f64> = elapsed.iter().scan(0.0, |prev, e| {
+            let step = e - *prev;
+            *prev = *e;
+            Some(step)
+        }).collect();
+        let min = steps.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = steps.iter().copied().fold(0.0, f64::max);
+        out.push(format!(
+            "{message}: {} chunks, {} {unit}, {:.2} s (a chunk {:.0}-{:.0} ms)",
+            last["chunks"],
+            last[unit],
+            last["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            min,
+            max
+        ));
+    }
+    out
+}
+
+async fn insert_reference_data(client: &tokio_postgres::Client, book: &Book, n: usize) -> Result<()> {
+    client
+        .execute("INSERT INTO providers (id, name) VALUES ($1, 'EOD bench provider')", &[&PROVIDER])
+        .await
+        .context("provider")?;
+    client
+        .execute("INSERT INTO stores (id, name, region_code) VALUES ($1, 'EOD bench store', '440305')", &[&STORE])
+        .await
+        .context("store")?;
+    let terms = json!([{"months": TERM, "rate": "0.18", "apr_irr": book.templates[0].apr}]);
+    let providers = vec![PROVIDER.to_string()];
+    let regions = vec!["44".to_string()];
+    client
+        .execute(
+            "INSERT INTO products (id, name, pricing, terms, providers, regions, min_principal_fen, max_principal_fen, hold_ratio,
+                 grace_days, penalty_daily_rate, funding_timeout_hours, partner_referral_fee_fen)
+             VALUES ($1, 'EOD bench 12 months', 'interest', $2, $3, $4, 50000, 2000000, 1, $5, $6, 72, 0)",
+            &[&PRODUCT, &terms, &providers, &regions, &(GRACE_DAYS as i32), &book.penalty_rate],
+        )
+        .await
+        .context("product")?;
+    let mut exposure = [0i64; BANKS.len()];
+    for j in 0..n {
+        exposure[j % BANKS.len()] += book.shape(j).unpaid_principal();
+    }
+    for (k, bank) in BANKS.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO banks (id, name, priority, apr_min, apr_max, exposure_limit_fen, exposure_used_fen)
+                 VALUES ($1, $1, $2, 0, 0.24, 900000000000000, $3)",
+                &[bank, &(k as i32 + 1), &exposure[k]],
+            )
+            .await
+            .with_context(|| format!("bank {bank}"))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Lines,
+    Orders,
+    Holds,
+    Plans,
+    Installments,
+}
+
+/// COPYs rows `range` of one table on its own connection, foreign-key triggers off
+/// (`session_replication_role = replica`: the rows are consistent by construction).
+async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>, book: Arc<Book>) -> Result<(&'static str, u64)> {
+    client.batch_execute("SET session_replication_role = replica").await.context("SET session_replication_role")?;
+    let (name, sql, types): (&'static str, &str, Vec<Type>) = match table {
+        Table::Lines => (
+            "credit_lines",
+            "COPY credit_lines (id, provider_id, id_number_hash, id_number_masked, phone_hash, phone_masked, identity_sealed,
+                 limit_fen, held_fen, drawn_fen, expires_on, status) FROM STDIN (FORMAT binary)",
+            vec![Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA, Type::INT8, Type::INT8, Type::INT8, Type::DATE, Type::TEXT],
+        ),
+        Table::Orders => (
+            "orders",
+            "COPY orders (id, owner_scope, out_order_no, channel, store_id, region_code, product_id, term_months, pricing, rate,
+                 hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen, apr_irr, device_sku, imei_masked,
+                 device_price_fen, down_payment_fen, identity_sealed, credit_line_id, bank_id, hold_id, funding_deadline, status,
+                 created_on) FROM STDIN (FORMAT binary)",
+            vec![
+                Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT4, Type::TEXT, Type::NUMERIC,
+                Type::NUMERIC, Type::INT4, Type::NUMERIC, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT,
+                Type::INT8, Type::INT8, Type::BYTEA, Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT,
+                Type::DATE,
+            ],
+        ),
+        Table::Holds => (
+            "holds",
+            "COPY holds (id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen,
+                 status) FROM STDIN (FORMAT binary)",
+            vec![Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
+        ),
+        Table::Plans => (
+            "plans",
+            "COPY plans (id, order_id, bank_id, loan_no, principal_fen, pricing, rate, apr_irr, term_months, funded_on, status)
+             FROM STDIN (FORMAT binary)",
+            vec![Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::NUMERIC, Type::TEXT, Type::INT4, Type::DATE, Type::TEXT],
+        ),
+        Table::Installments => (
+            "installments",
+            "COPY installments (plan_id, seq, due_on, principal_fen, interest_fen, fee_fen, paid_principal_fen, paid_interest_fen,
+                 paid_fee_fen, status) FROM STDIN (FORMAT binary)",
+            vec![Type::TEXT, Type::INT4, Type::DATE, Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
+        ),
+    };
+    let sink = client.copy_in(sql).await.with_context(|| format!("COPY {name}"))?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    let b = &*book;
+    let sealed: &[u8] = b"bench-sealed-identity";
+    let expires = NaiveDate::from_ymd_opt(2040, 12, 31).context("date")?;
+    let (zero, one, twelve, grace) = (0i64, Decimal::ONE, TERM as i32, GRACE_DAYS as i32);
+    for j in range {
+        let s = b.shape(j);
+        let (line, order, hold, plan) = (id("line", j), id("ord", j), id("hold", j), id("plan", j));
+        match table {
+            Table::Lines => {
+                let (hash, phone_hash, held) = (format!("bench-id-{j}"), format!("bench-phone-{j}"), s.hold_remaining());
+                let row: [&(dyn ToSql + Sync); 12] = [
+                    &line, &PROVIDER, &hash, &"110101********0000", &phone_hash, &"139****0000", &sealed, &LINE_LIMIT_FEN, &held, &zero,
+                    &expires, &"active",
+                ];
+                writer.as_mut().write(&row).await?;
+            }
+            Table::Orders => {
+                let (scope, out_no, principal) = (format!("store:{STORE}"), format!("E{j}"), s.t.principal);
+                let row: [&(dyn ToSql + Sync); 27] = [
+                    &order, &scope, &out_no, &"store", &STORE, &"440305", &PRODUCT, &twelve, &"interest", &b.rate,
+                    &one, &grace, &b.penalty_rate, &zero, &principal, &s.t.apr, &"bench-phone", &"490154*****7518",
+                    &principal, &zero, &sealed, &line, &s.bank, &hold, &b.funding_deadline, &"active",
+                    &b.funded_on,
+                ];
+                writer.as_mut().write(&row).await?;
+            }
+            Table::Holds => {
+                let remaining = s.hold_remaining();
+                let released = s.t.hold_amount - remaining;
+                let row: [&(dyn ToSql + Sync); 10] =
+                    [&hold, &line, &PROVIDER, &order, &s.t.hold_amount, &released, &zero, &zero, &remaining, &"active"];
+                writer.as_mut().write(&row).await?;
+            }
+            Table::Plans => {
+                let loan_no = format!("L{j}");
+                let row: [&(dyn ToSql + Sync); 11] =
+                    [&plan, &order, &s.bank, &loan_no, &s.t.principal, &"interest", &b.rate, &s.t.apr, &twelve, &b.funded_on, &"active"];
+                writer.as_mut().write(&row).await?;
+            }
+            Table::Installments => {
+                for inst in &s.t.schedule {
+                    let seq = inst.seq as i32;
+                    let (p, i, f) = (inst.principal.fen(), inst.interest.fen(), inst.fee.fen());
+                    let paid = s.paid(inst.seq as usize);
+                    let (pp, pi, pf) = if paid { (p, i, f) } else { (0, 0, 0) };
+                    let status = if paid { "paid" } else { "pending" };
+                    let row: [&(dyn ToSql + Sync); 10] = [&plan, &seq, &inst.due_on, &p, &i, &f, &pp, &pi, &pf, &status];
+                    writer.as_mut().write(&row).await?;
+                }
+            }
+        }
+    }
+    let rows = writer.as_mut().finish().await.with_context(|| format!("COPY {name}"))?;
+    Ok((name, rows))
+}
+
+/// The loaded book balances: lines' held equal their holds' remaining, holds balance, banks'
+/// exposure equals the unpaid principal of their plans, and the counts are right.
+async fn check_book(client: &tokio_postgres::Client, n: usize) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM plans), (SELECT count(*) FROM installments),
+                    (SELECT count(*) FROM credit_lines l JOIN holds h ON h.credit_line_id = l.id WHERE l.held_fen <> h.remaining_fen),
+                    (SELECT count(*) FROM holds WHERE amount_fen <> released_fen + converted_fen + voided_fen + remaining_fen),
+                    (WITH e AS (SELECT p.bank_id, sum(i.principal_fen - i.paid_principal_fen)::int8 AS unpaid
+                                FROM plans p JOIN installments i ON i.plan_id = p.id GROUP BY p.bank_id)
+                     SELECT count(*) FROM banks b LEFT JOIN e ON e.bank_id = b.id WHERE b.exposure_used_fen <> coalesce(e.unpaid, 0))",
+            &[],
+        )
+        .await
+        .context("checking the loaded book")?;
+    let (plans, insts, lines_off, holds_off, banks_off): (i64, i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    if plans != n as i64 || insts != (n * TERM) as i64 || lines_off != 0 || holds_off != 0 || banks_off != 0 {
+        bail!(
+            "the loaded book does not balance: {plans} plans, {insts} installments, {lines_off} lines off their hold, {holds_off} holds unbalanced, {banks_off} banks off their exposure"
+        );
+    }
+    Ok(())
+}

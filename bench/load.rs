@@ -1,0 +1,328 @@
+//! The load generator: `POST /v1/orders` over HTTP with a unique `out_order_no` and
+//! `Idempotency-Key` per request, round-robin over customers and stores.
+//!
+//! - Closed loop: N connections, each sends its next request as soon as the previous answered;
+//!   latency is from send to answer.
+//! - Open loop: request i is due at t0 + i / rate whatever happened before (a fixed arrival rate);
+//!   latency is counted from the due time, so a request that could only start late carries its
+//!   lateness (no coordinated omission). A request started more than 5 ms after its due time is
+//!   counted late.
+
+use crate::api::{Customer, PRODUCT, World, imei};
+use crate::service::Service;
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const LATE_AFTER: Duration = Duration::from_millis(5);
+const ERROR_SAMPLES: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Stores in eight provinces, each with its own bank.
+    Spread,
+    /// Stores in the one province only the hot bank covers.
+    HotBank,
+}
+
+#[derive(Clone)]
+pub struct OrderTarget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    url: String,
+    keys: Vec<String>,
+    customers: Arc<Vec<Customer>>,
+}
+
+/// One request's outcome: its status (0 when no answer came) and, for failures, a short reason.
+struct Outcome {
+    status: u16,
+    error: Option<String>,
+}
+
+impl OrderTarget {
+    pub fn new(world: &World, service: &Service, route: Route) -> Result<OrderTarget> {
+        let keys = match route {
+            Route::Spread => world.spread_store_keys.clone(),
+            Route::HotBank => world.hot_store_keys.clone(),
+        };
+        anyhow::ensure!(!keys.is_empty() && !world.customers.is_empty(), "no stores or no customers to order with");
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("HTTP client")?;
+        Ok(OrderTarget {
+            inner: Arc::new(Inner { http, url: format!("{}/v1/orders", service.url), keys, customers: world.customers.clone() }),
+        })
+    }
+
+    async fn place(&self, prefix: &str, i: u64) -> Outcome {
+        let t = &self.inner;
+        let customer = &t.customers[(i % t.customers.len() as u64) as usize];
+        let key = &t.keys[(i % t.keys.len() as u64) as usize];
+        let reference = format!("{prefix}-{i}");
+        let body = json!({
+            "out_order_no": reference, "product_id": PRODUCT, "term_months": 12,
+            "customer": {"id_number": customer.id_number, "phone": customer.phone},
+            "device": {"sku": "bench-phone", "imei": imei(i), "price": "3999"}, "down_payment": "999",
+        });
+        let sent = t.http.post(&t.url).bearer_auth(key).header("Idempotency-Key", &reference).json(&body).send().await;
+        match sent {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                if status == 201 {
+                    // Read the whole answer, as a client would.
+                    let _ = res.bytes().await;
+                    Outcome { status, error: None }
+                } else {
+                    let text = res.text().await.unwrap_or_default();
+                    Outcome { status, error: Some(format!("{status}: {}", text.chars().take(300).collect::<String>())) }
+                }
+            }
+            Err(e) => Outcome { status: 0, error: Some(format!("no answer: {e}")) },
+        }
+    }
+}
+
+/// What one load phase measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadResult {
+    pub mode: &'static str,
+    pub connections: usize,
+    pub planned_secs: f64,
+    pub elapsed_secs: f64,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Answers by status ("201", "503", "no answer").
+    pub statuses: BTreeMap<String, u64>,
+    pub error_samples: Vec<String>,
+    /// Of successful requests, milliseconds.
+    pub latency: Percentiles,
+    /// Open loop: the fixed arrival rate and how many requests started late.
+    pub rate: Option<f64>,
+    pub late: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    fn of(mut micros: Vec<u64>) -> Percentiles {
+        if micros.is_empty() {
+            return Percentiles::default();
+        }
+        micros.sort_unstable();
+        let n = micros.len();
+        let at = |q: f64| {
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+            micros[rank - 1] as f64 / 1000.0
+        };
+        Percentiles {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: micros[n - 1] as f64 / 1000.0,
+            mean: micros.iter().sum::<u64>() as f64 / n as f64 / 1000.0,
+        }
+    }
+}
+
+impl LoadResult {
+    /// Successful orders per second.
+    pub fn per_sec(&self) -> f64 {
+        if self.elapsed_secs > 0.0 { self.ok as f64 / self.elapsed_secs } else { 0.0 }
+    }
+
+    pub fn summary(&self) -> String {
+        let l = &self.latency;
+        let mut s = format!(
+            "{} requests, {} ok, {} errors in {:.1} s: {:.1} orders/s; latency ms p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1}",
+            self.requests,
+            self.ok,
+            self.errors,
+            self.elapsed_secs,
+            self.per_sec(),
+            l.p50,
+            l.p95,
+            l.p99,
+            l.max
+        );
+        if let Some(late) = self.late {
+            s.push_str(&format!("; {late} started late (> 5 ms after due)"));
+        }
+        if self.errors > 0 {
+            s.push_str(&format!("\n   errors: {}", self.error_summary()));
+        }
+        s
+    }
+
+    pub fn error_summary(&self) -> String {
+        let by_status: Vec<String> = self.statuses.iter().filter(|(k, _)| k.as_str() != "201").map(|(k, v)| format!("{k} ×{v}")).collect();
+        format!("{}; e.g. {}", by_status.join(", "), self.error_samples.join(" | "))
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<u64>,
+    statuses: BTreeMap<String, u64>,
+    samples: Vec<String>,
+    errors: u64,
+    late: u64,
+    last_done: Option<Instant>,
+}
+
+impl Tally {
+    fn record(&mut self, outcome: Outcome, latency: Duration) {
+        let label = if outcome.status == 0 { "no answer".to_string() } else { outcome.status.to_string() };
+        *self.statuses.entry(label).or_default() += 1;
+        match outcome.error {
+            None => self.latencies.push(latency.as_micros() as u64),
+            Some(e) => {
+                self.errors += 1;
+                if self.samples.len() < ERROR_SAMPLES {
+                    self.samples.push(e);
+                }
+            }
+        }
+        self.last_done = Some(Instant::now());
+    }
+
+    fn merge(mut tallies: Vec<Tally>) -> Tally {
+        let mut all = tallies.pop().unwrap_or_default();
+        for t in tallies {
+            all.latencies.extend(t.latencies);
+            for (k, v) in t.statuses {
+                *all.statuses.entry(k).or_default() += v;
+            }
+            for s in t.samples {
+                if all.samples.len() < ERROR_SAMPLES {
+                    all.samples.push(s);
+                }
+            }
+            all.errors += t.errors;
+            all.late += t.late;
+            all.last_done = all.last_done.max(t.last_done);
+        }
+        all
+    }
+
+    fn into_result(self, mode: &'static str, connections: usize, planned: Duration, started: Instant) -> LoadResult {
+        let requests = self.statuses.values().sum();
+        let elapsed = self.last_done.unwrap_or(started).saturating_duration_since(started);
+        LoadResult {
+            mode,
+            connections,
+            planned_secs: planned.as_secs_f64(),
+            elapsed_secs: elapsed.as_secs_f64(),
+            requests,
+            ok: requests - self.errors,
+            errors: self.errors,
+            statuses: self.statuses,
+            error_samples: self.samples,
+            latency: Percentiles::of(self.latencies),
+            rate: None,
+            late: None,
+        }
+    }
+}
+
+async fn join(handles: Vec<tokio::task::JoinHandle<Tally>>) -> Vec<Tally> {
+    let mut tallies = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(t) => tallies.push(t),
+            Err(e) => eprintln!("creditphone-bench: a load worker failed: {e}"),
+        }
+    }
+    tallies
+}
+
+/// `connections` workers, each sending its next order as soon as the last one answered, until
+/// `duration` has passed (requests in flight then are completed and counted).
+pub async fn closed_loop(target: &OrderTarget, prefix: &str, connections: usize, duration: Duration) -> LoadResult {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let handles: Vec<_> = (0..connections)
+        .map(|_| {
+            let (target, next, prefix) = (target.clone(), next.clone(), prefix.to_string());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let t0 = Instant::now();
+                    let outcome = target.place(&prefix, i).await;
+                    tally.record(outcome, t0.elapsed());
+                }
+                tally
+            })
+        })
+        .collect();
+    Tally::merge(join(handles).await).into_result("closed", connections, duration, started)
+}
+
+/// A fixed arrival rate for `duration`: request i is due at t0 + i / rate and is sent by the
+/// first free one of `max_connections` workers; its latency runs from its due time.
+pub async fn open_loop(target: &OrderTarget, prefix: &str, rate: f64, duration: Duration, max_connections: usize) -> LoadResult {
+    let total = (rate * duration.as_secs_f64()).floor().max(1.0) as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
+    let started = t0.into_std();
+    let handles: Vec<_> = (0..max_connections)
+        .map(|_| {
+            let (target, next, prefix) = (target.clone(), next.clone(), prefix.to_string());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due).await;
+                    let start = tokio::time::Instant::now();
+                    if start.saturating_duration_since(due) > LATE_AFTER {
+                        tally.late += 1;
+                    }
+                    let outcome = target.place(&prefix, i).await;
+                    tally.record(outcome, due.elapsed());
+                }
+                tally
+            })
+        })
+        .collect();
+    let tally = Tally::merge(join(handles).await);
+    let late = tally.late;
+    let mut result = tally.into_result("open", max_connections, duration, started);
+    result.rate = Some(rate);
+    result.late = Some(late);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Percentiles;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let p = Percentiles::of((1..=100).map(|ms| ms * 1000).collect());
+        assert_eq!((p.p50, p.p95, p.p99, p.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(Percentiles::of(vec![]).max, 0.0);
+    }
+}

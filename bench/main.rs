@@ -1,0 +1,323 @@
+//! `creditphone-bench`: the benchmark harness (README "Benchmarks", docs/BENCHMARKS.md).
+//!
+//! On a fresh throwaway PostgreSQL cluster (synchronous commit on) it measures, in order:
+//! 1. `pgbench` TPC-B-like: the machine's reference transactions per second;
+//! 2. `POST /v1/orders` over HTTP against the release `creditphone serve`, closed loop, then open
+//!    loop at half that rate;
+//! 3. the same closed loop with every order routed to one bank (the hot-bank case);
+//! 4. webhook delivery of pending notices to a local receiver;
+//! 5. end of day over a million plans loaded with COPY, and over the same books with nothing due;
+//! 6. the service's peak RSS.
+//!
+//! It prints a table, writes the markdown report and ends with one line `BENCH {json}`.
+//! Everything runs on 127.0.0.1 and in a directory under /tmp, and stops by itself.
+
+mod api;
+mod cluster;
+mod eod;
+mod load;
+mod notices;
+mod observe;
+mod pgbench;
+mod report;
+mod service;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "creditphone-bench", about = "The creditphone benchmark harness (see docs/BENCHMARKS.md)")]
+pub struct Args {
+    /// A short run (seconds per phase, tiny data) that checks the harness works; CI runs it.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write the markdown report [default: docs/BENCHMARKS.md for a full run, none for --smoke].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep the throwaway directory (cluster, logs) instead of removing it at the end.
+    #[arg(long)]
+    keep: bool,
+    /// Seconds of each measured HTTP load phase [default: 30; smoke 2].
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Connections of the closed-loop load [default: 48; smoke 8].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Customers (credit lines) registered for the order phases [default: 20000; smoke 200].
+    #[arg(long)]
+    customers: Option<usize>,
+    /// Active plans loaded for end of day [default: 1000000; smoke 1000].
+    #[arg(long)]
+    plans: Option<usize>,
+    /// Pending notices delivered [default: 100000; smoke 1000].
+    #[arg(long)]
+    notices: Option<usize>,
+    /// Do not load pg_stat_statements (it costs a little; it names the expensive statements).
+    #[arg(long)]
+    no_stat_statements: bool,
+}
+
+/// What one run measures, resolved from the mode and the options.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub smoke: bool,
+    pub pgbench_scale: u32,
+    pub pgbench_clients: u32,
+    pub pgbench_secs: u64,
+    pub warmup: Duration,
+    pub load_secs: u64,
+    pub connections: usize,
+    pub open_loop_max_connections: usize,
+    pub customers: usize,
+    pub plans: usize,
+    pub notices: usize,
+    pub notices_deadline: Duration,
+    pub service_pool_size: usize,
+    pub shared_buffers: &'static str,
+    pub stat_statements: bool,
+}
+
+impl Params {
+    fn from_args(a: &Args) -> Params {
+        let smoke = a.smoke;
+        let pick = |given: Option<usize>, full: usize, small: usize| given.unwrap_or(if smoke { small } else { full });
+        let connections = pick(a.connections, 48, 8);
+        Params {
+            smoke,
+            pgbench_scale: if smoke { 1 } else { 10 },
+            pgbench_clients: if smoke { 4 } else { 16 },
+            pgbench_secs: if smoke { 2 } else { 20 },
+            warmup: if smoke { Duration::ZERO } else { Duration::from_secs(3) },
+            load_secs: a.duration.unwrap_or(if smoke { 2 } else { 30 }).max(1),
+            connections: connections.max(1),
+            open_loop_max_connections: connections.max(1) + 16,
+            customers: pick(a.customers, 20_000, 200).max(10),
+            plans: pick(a.plans, 1_000_000, 1_000).max(10),
+            notices: pick(a.notices, 100_000, 1_000).max(1),
+            notices_deadline: Duration::from_secs(if smoke { 60 } else { 1200 }),
+            service_pool_size: 32,
+            shared_buffers: if smoke { "128MB" } else { "1GB" },
+            stat_statements: !a.no_stat_statements,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("creditphone-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // `block_on` runs on this (the main) thread: children spawned from here (the service) are tied
+    // to it by PR_SET_PDEATHSIG, and it lives as long as the process.
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("creditphone-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let params = Params::from_args(&args);
+    let started = Instant::now();
+    let server_bin = server_binary()?;
+    let out = match (&args.out, params.smoke) {
+        (Some(p), _) => Some(p.clone()),
+        (None, false) => Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md")),
+        (None, true) => None,
+    };
+    let workdir = make_workdir()?;
+    init_logging(&workdir)?;
+    println!(
+        "creditphone-bench {} mode; work directory {}; server binary {}",
+        if params.smoke { "smoke" } else { "full" },
+        workdir.display(),
+        server_bin.display()
+    );
+    let machine = report::Machine::probe();
+    println!("{}", machine.one_line());
+
+    let outcome = run_phases(&params, &server_bin, &workdir, machine).await;
+    if args.keep {
+        println!("kept {}", workdir.display());
+    } else if let Err(e) = std::fs::remove_dir_all(&workdir) {
+        eprintln!("creditphone-bench: could not remove {}: {e}", workdir.display());
+    }
+    let mut results = outcome?;
+    results.total_secs = started.elapsed().as_secs_f64();
+
+    println!();
+    println!("{}", report::table(&results));
+    if let Some(path) = &out {
+        let md = report::markdown(&results);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+        }
+        std::fs::write(path, md).with_context(|| format!("could not write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    println!("BENCH {}", report::bench_json(&results));
+    Ok(())
+}
+
+/// Every phase, on one cluster that is stopped whatever happens.
+async fn run_phases(params: &Params, server_bin: &Path, workdir: &Path, machine: report::Machine) -> Result<report::Results> {
+    let mut cluster = cluster::Cluster::start(&workdir.join("pg"), params).await?;
+    let result = async {
+        let mut results = report::Results::new(params.clone(), machine, cluster.settings.clone());
+        results.pgbench = Some(pgbench::run(&cluster, params).await.context("pgbench")?);
+        orders_and_notices(&cluster, params, server_bin, workdir, &mut results).await?;
+        results.eod = Some(eod::run(&cluster, params, workdir).await.context("end of day")?);
+        anyhow::Ok(results)
+    }
+    .await;
+    if let Err(e) = cluster.stop().await {
+        eprintln!("creditphone-bench: stopping PostgreSQL: {e:#}");
+    }
+    result
+}
+
+/// Phases 2, 3 and 5: the service over HTTP, then its notice delivery; its peak RSS at the end.
+async fn orders_and_notices(
+    cluster: &cluster::Cluster,
+    params: &Params,
+    server_bin: &Path,
+    workdir: &Path,
+    results: &mut report::Results,
+) -> Result<()> {
+    const DB: &str = "orders";
+    cluster.create_database(DB).await?;
+    let receiver = notices::Receiver::start().context("the local webhook receiver")?;
+    let service = service::Service::start(server_bin, &cluster.url(DB), workdir, params).await?;
+    let outcome = async {
+        println!("\n== orders: setting up banks, stores, a product and {} customers over HTTP", params.customers);
+        let t = Instant::now();
+        let world = api::World::setup(&service, params, &receiver.url()).await.context("seeding over the API")?;
+        results.seed_http_secs = t.elapsed().as_secs_f64();
+        println!("   seeded in {:.1} s ({} credit lines)", results.seed_http_secs, world.customers.len());
+
+        let spread = load::OrderTarget::new(&world, &service, load::Route::Spread)?;
+        if !params.warmup.is_zero() {
+            let w = load::closed_loop(&spread, "warm", params.connections, params.warmup).await;
+            println!("   warm-up: {} orders in {:.1} s", w.ok, w.elapsed_secs);
+        }
+
+        println!("\n== orders, spread over {} banks: closed loop, {} connections, {} s", world.spread_banks, params.connections, params.load_secs);
+        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let closed = load::closed_loop(&spread, "spread", params.connections, Duration::from_secs(params.load_secs)).await;
+        let closed_obs = obs.finish().await?;
+        println!("   {}", closed.summary());
+        if closed.ok == 0 {
+            bail!("no order succeeded in the closed loop: {}", closed.error_summary());
+        }
+
+        let rate = (closed.per_sec() * 0.5).max(1.0);
+        println!("\n== orders: open loop at {rate:.1}/s (half the closed-loop rate), {} s", params.load_secs);
+        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let open = load::open_loop(&spread, "open", rate, Duration::from_secs(params.load_secs), params.open_loop_max_connections).await;
+        let open_obs = obs.finish().await?;
+        println!("   {}", open.summary());
+
+        println!("\n== orders, every one to bank {}: closed loop, {} connections, {} s", api::HOT_BANK, params.connections, params.load_secs);
+        let hot = load::OrderTarget::new(&world, &service, load::Route::HotBank)?;
+        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let hot_closed = load::closed_loop(&hot, "hot", params.connections, Duration::from_secs(params.load_secs)).await;
+        let hot_obs = obs.finish().await?;
+        println!("   {}", hot_closed.summary());
+
+        results.orders = Some(report::OrderResults {
+            closed,
+            closed_obs,
+            open_rate: rate,
+            open,
+            open_obs,
+            hot: hot_closed,
+            hot_obs,
+        });
+
+        println!("\n== notices: {} pending to a local receiver", params.notices);
+        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let delivered = notices::run(cluster, DB, &receiver, params).await?;
+        let obs = obs.finish().await?;
+        println!("   {}", delivered.summary());
+        results.notices = Some((delivered, obs));
+        anyhow::Ok(())
+    }
+    .await;
+    results.rss_mb = service.peak_rss_mb();
+    results.service_log_tail = service.log_tail(15);
+    if let Err(e) = service.stop().await {
+        eprintln!("creditphone-bench: stopping the service: {e:#}");
+    }
+    receiver.stop();
+    outcome
+}
+
+/// The `creditphone` server binary built next to this one (same target directory and profile).
+fn server_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this program's path")?;
+    let dir = me.parent().context("this program's path has no directory")?;
+    let mut candidates = vec![dir.join("creditphone")];
+    // Test harnesses may run us from target/<profile>/deps.
+    if dir.file_name().is_some_and(|n| n == "deps")
+        && let Some(up) = dir.parent()
+    {
+        candidates.push(up.join("creditphone"));
+    }
+    candidates.into_iter().find(|p| p.is_file()).with_context(|| {
+        format!("the creditphone server binary is not next to {} (build it: cargo build --release --bins)", me.display())
+    })
+}
+
+/// A fresh directory under /tmp, traversable by the unprivileged user PostgreSQL runs as; leftovers
+/// of earlier runs whose process is gone are removed first.
+fn make_workdir() -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    remove_stale_workdirs();
+    let dir = PathBuf::from(format!("/tmp/cp-bench-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("could not clear {}", dir.display()))?;
+    }
+    std::fs::create_dir(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).with_context(|| format!("chmod {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn remove_stale_workdirs() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("cp-bench-").and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if pid == std::process::id() as i32 || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
+/// Library logs (the embedded cluster, end of day's chunks) go to `bench.log` in the work
+/// directory, as JSON lines; the end-of-day phase reads its timings back from there.
+fn init_logging(workdir: &Path) -> Result<()> {
+    let path = workdir.join("bench.log");
+    let file = std::fs::File::create(&path).with_context(|| format!("could not create {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_new("info").context("log filter")?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .json()
+        .flatten_event(true)
+        .try_init();
+    Ok(())
+}
+
+pub fn log_path(workdir: &Path) -> PathBuf {
+    workdir.join("bench.log")
+}

@@ -1,0 +1,218 @@
+//! What a phase was bound by: CPU time of the service, of PostgreSQL and of this process (the
+//! load generator and receiver) over the phase, what the database's sessions were doing
+//! (`pg_stat_activity` sampled every 100 ms: lock waits, WAL flushes, idle in transaction), and
+//! the statements that took the most time (`pg_stat_statements`).
+
+use crate::cluster::Cluster;
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+const TOP_STATEMENTS: i64 = 8;
+
+#[derive(Debug, Clone, Default)]
+pub struct Cpu {
+    /// Average cores busy over the phase.
+    pub service: f64,
+    pub postgres: f64,
+    pub bench: f64,
+    /// The whole machine (every process), and its core count.
+    pub machine: f64,
+    pub cores: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub calls: i64,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+    pub query: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub wall_secs: f64,
+    pub cpu: Cpu,
+    /// (what a session was doing, average number of sessions doing it), most first.
+    pub waits: Vec<(String, f64)>,
+    pub samples: u64,
+    pub statements: Vec<Statement>,
+}
+
+impl Observation {
+    pub fn cpu_line(&self) -> String {
+        let c = &self.cpu;
+        format!(
+            "CPU cores busy: service {:.2}, PostgreSQL {:.2}, load generator {:.2}; machine {:.2} of {}",
+            c.service, c.postgres, c.bench, c.machine, c.cores
+        )
+    }
+
+    pub fn waits_line(&self, n: usize) -> String {
+        let parts: Vec<String> = self.waits.iter().take(n).map(|(k, v)| format!("{k} {v:.1}")).collect();
+        format!("sessions (avg): {}", if parts.is_empty() { "-".to_string() } else { parts.join(", ") })
+    }
+}
+
+pub struct Observer {
+    started: Instant,
+    cpu0: CpuSnapshot,
+    service_pid: u32,
+    postmaster_pid: Option<u32>,
+    stop: Arc<AtomicBool>,
+    sampler: tokio::task::JoinHandle<(HashMap<String, u64>, u64)>,
+    stats: Option<tokio_postgres::Client>,
+    db: String,
+}
+
+impl Observer {
+    pub async fn start(cluster: &Cluster, db: &str, service_pid: u32) -> Result<Observer> {
+        let stats = if cluster.stat_statements {
+            let c = cluster.connect("postgres").await?;
+            c.execute("SELECT pg_stat_statements_reset()", &[]).await?;
+            Some(c)
+        } else {
+            None
+        };
+        let sampler_client = cluster.connect("postgres").await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = tokio::spawn(sample(sampler_client, db.to_string(), stop.clone()));
+        let postmaster_pid = cluster.postmaster_pid();
+        Ok(Observer {
+            started: Instant::now(),
+            cpu0: CpuSnapshot::take(service_pid, postmaster_pid),
+            service_pid,
+            postmaster_pid,
+            stop,
+            sampler,
+            stats,
+            db: db.to_string(),
+        })
+    }
+
+    pub async fn finish(self) -> Result<Observation> {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cpu1 = CpuSnapshot::take(self.service_pid, self.postmaster_pid);
+        self.stop.store(true, Ordering::Relaxed);
+        let (counts, samples) = self.sampler.await.unwrap_or_default();
+        let mut waits: Vec<(String, f64)> = counts.into_iter().map(|(k, n)| (k, n as f64 / samples.max(1) as f64)).collect();
+        waits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let statements = match &self.stats {
+            Some(c) => top_statements(c, &self.db).await?,
+            None => Vec::new(),
+        };
+        Ok(Observation { wall_secs: wall, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements })
+    }
+}
+
+async fn sample(client: tokio_postgres::Client, db: String, stop: Arc<AtomicBool>) -> (HashMap<String, u64>, u64) {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut samples = 0;
+    let query = "SELECT state, wait_event_type, wait_event, count(*) FROM pg_stat_activity
+                 WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND state <> 'idle'
+                 GROUP BY 1, 2, 3";
+    let Ok(statement) = client.prepare(query).await else { return (counts, 0) };
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(rows) = client.query(&statement, &[&db]).await {
+            samples += 1;
+            for r in rows {
+                let state: Option<String> = r.get(0);
+                let kind: Option<String> = r.get(1);
+                let event: Option<String> = r.get(2);
+                let n: i64 = r.get(3);
+                let state = state.unwrap_or_else(|| "?".into());
+                let label = match (kind, event) {
+                    (Some(k), Some(e)) => format!("{state}: {k}/{e}"),
+                    _ if state == "active" => "active: on CPU".to_string(),
+                    _ => state,
+                };
+                *counts.entry(label).or_default() += n as u64;
+            }
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    (counts, samples)
+}
+
+async fn top_statements(client: &tokio_postgres::Client, db: &str) -> Result<Vec<Statement>> {
+    let rows = client
+        .query(
+            "SELECT s.calls, s.total_exec_time, s.mean_exec_time, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 140)
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+             WHERE d.datname = $1 ORDER BY s.total_exec_time DESC LIMIT $2",
+            &[&db, &TOP_STATEMENTS],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| Statement { calls: r.get(0), total_ms: r.get(1), mean_ms: r.get(2), query: r.get(3) }).collect())
+}
+
+/// CPU seconds used so far by each party, and the machine's busy and total time.
+#[derive(Debug, Clone, Default)]
+struct CpuSnapshot {
+    service: f64,
+    postgres: f64,
+    bench: f64,
+    machine_busy: f64,
+}
+
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// (ppid, utime + stime, cutime + cstime) in ticks, from /proc/<pid>/stat.
+fn proc_times(pid: u32) -> Option<(u32, f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((f.get(1)?.parse().ok()?, num(11)? + num(12)?, num(13)? + num(14)?))
+}
+
+impl CpuSnapshot {
+    fn take(service_pid: u32, postmaster_pid: Option<u32>) -> CpuSnapshot {
+        let tick = ticks_per_sec();
+        let service = proc_times(service_pid).map_or(0.0, |t| t.1);
+        let bench = proc_times(std::process::id()).map_or(0.0, |t| t.1);
+        // The postmaster with its reaped children, plus every live child (backends, walwriter, ...).
+        let mut postgres = 0.0;
+        if let Some(pm) = postmaster_pid {
+            postgres += proc_times(pm).map_or(0.0, |t| t.1 + t.2);
+            if let Ok(entries) = std::fs::read_dir("/proc") {
+                for e in entries.flatten() {
+                    let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+                    if let Some((ppid, own, _)) = proc_times(pid)
+                        && ppid == pm
+                    {
+                        postgres += own;
+                    }
+                }
+            }
+        }
+        let machine_busy = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().next()?.to_string();
+                let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                // user nice system idle iowait irq softirq steal
+                Some(v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum::<f64>())
+            })
+            .unwrap_or(0.0);
+        CpuSnapshot { service: service / tick, postgres: postgres / tick, bench: bench / tick, machine_busy: machine_busy / tick }
+    }
+
+    fn until(&self, later: &CpuSnapshot, wall: f64) -> Cpu {
+        let per = |a: f64, b: f64| if wall > 0.0 { ((b - a) / wall).max(0.0) } else { 0.0 };
+        Cpu {
+            service: per(self.service, later.service),
+            postgres: per(self.postgres, later.postgres),
+            bench: per(self.bench, later.bench),
+            machine: per(self.machine_busy, later.machine_busy),
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The figures: a table on stdout, the markdown report, and the final `BENCH {json}` line.
+
+use crate::Params;
+use crate::eod::{EodResult, EodRun};
+use crate::load::LoadResult;
+use crate::notices::NoticeResult;
+use crate::observe::Observation;
+use crate::pgbench::PgbenchResult;
+use serde_json::json;
+use std::fmt::Write as _;
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub load_average: String,
+    pub date: String,
+}
+
+impl Machine {
+    pub fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kb: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpu_model,
+            memory_gib: mem_kb / 1024.0 / 1024.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        }
+    }
+
+    pub fn one_line(&self) -> String {
+        format!(
+            "machine: {} cores ({}), {:.1} GiB memory, Linux {}, load average at start {}",
+            self.cores, self.cpu_model, self.memory_gib, self.kernel, self.load_average
+        )
+    }
+}
+
+pub struct OrderResults {
+    pub closed: LoadResult,
+    pub closed_obs: Observation,
+    pub open_rate: f64,
+    pub open: LoadResult,
+    pub open_obs: Observation,
+    pub hot: LoadResult,
+    pub hot_obs: Observation,
+}
+
+pub struct Results {
+    pub params: Params,
+    pub machine: Machine,
+    pub settings: Vec<(String, String)>,
+    pub pgbench: Option<PgbenchResult>,
+    pub seed_http_secs: f64,
+    pub orders: Option<OrderResults>,
+    pub notices: Option<(NoticeResult, Observation)>,
+    pub eod: Option<EodResult>,
+    pub rss_mb: Option<f64>,
+    pub service_log_tail: String,
+    pub total_secs: f64,
+}
+
+/// A headline figure, its target and whether it is met.
+struct Figure {
+    key: &'static str,
+    label: &'static str,
+    value: Option<f64>,
+    decimals: usize,
+    target: Option<(&'static str, f64)>,
+}
+
+impl Figure {
+    fn value_text(&self) -> String {
+        self.value.map_or("-".to_string(), |v| format!("{v:.*}", self.decimals))
+    }
+
+    fn target_text(&self) -> String {
+        self.target.map_or(String::new(), |(op, t)| format!("{op} {t}"))
+    }
+
+    fn met(&self) -> &'static str {
+        match (self.value, self.target) {
+            (Some(v), Some((">=", t))) => {
+                if v >= t {
+                    "yes"
+                } else {
+                    "NO"
+                }
+            }
+            (Some(v), Some(("<=", t))) => {
+                if v <= t {
+                    "yes"
+                } else {
+                    "NO"
+                }
+            }
+            _ => "",
+        }
+    }
+}
+
+impl Results {
+    pub fn new(params: Params, machine: Machine, settings: Vec<(String, String)>) -> Results {
+        Results {
+            params,
+            machine,
+            settings,
+            pgbench: None,
+            seed_http_secs: 0.0,
+            orders: None,
+            notices: None,
+            eod: None,
+            rss_mb: None,
+            service_log_tail: String::new(),
+            total_secs: 0.0,
+        }
+    }
+
+    fn pgbench_tps(&self) -> Option<f64> {
+        self.pgbench.as_ref().map(|p| p.tps)
+    }
+
+    fn orders_per_s(&self) -> Option<f64> {
+        self.orders.as_ref().map(|o| o.closed.per_sec())
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        let o = self.orders.as_ref();
+        let ratio = match (self.orders_per_s(), self.pgbench_tps()) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        let hot_ratio = o.and_then(|o| {
+            let spread = o.closed.per_sec();
+            (spread > 0.0).then(|| o.hot.per_sec() / spread)
+        });
+        let f = |key, label, value, decimals, target| Figure { key, label, value, decimals, target };
+        vec![
+            f("pgbench_tps", "pgbench TPC-B-like tps", self.pgbench_tps(), 0, None),
+            f("orders_per_s", "POST /v1/orders, closed loop, orders/s", self.orders_per_s(), 1, None),
+            f("ratio", "orders/s ÷ pgbench tps", ratio, 3, Some((">=", 0.5))),
+            f("p50_ms", "closed loop p50 ms", o.map(|o| o.closed.latency.p50), 1, None),
+            f("p99_ms", "closed loop p99 ms", o.map(|o| o.closed.latency.p99), 1, None),
+            f("open_loop_p99_ms", "open loop (half rate) p99 ms", o.map(|o| o.open.latency.p99), 1, Some(("<=", 25.0))),
+            f("hot_bank_ratio", "hot-bank orders/s ÷ spread orders/s", hot_ratio, 3, Some((">=", 0.8))),
+            f("eod_1m_due_s", "end of day, due date + grace + 1, s", self.eod.as_ref().map(|e| e.due.secs), 2, Some(("<=", 60.0))),
+            f("eod_nothing_due_s", "end of day, nothing due, s", self.eod.as_ref().map(|e| e.nothing_due.secs), 3, Some(("<=", 1.0))),
+            f("notices_per_s", "webhook notices delivered/s", self.notices.as_ref().map(|n| n.0.per_sec()), 0, Some((">=", 2000.0))),
+            f("rss_mb", "service peak RSS MiB", self.rss_mb, 1, Some(("<=", 150.0))),
+        ]
+    }
+}
+
+/// The final machine-readable line's JSON (without the `BENCH ` prefix).
+pub fn bench_json(r: &Results) -> String {
+    let mut map = serde_json::Map::new();
+    for f in r.figures() {
+        let v = f.value.map(|v| {
+            let scale = 10f64.powi(f.decimals.max(1) as i32);
+            (v * scale).round() / scale
+        });
+        map.insert(f.key.to_string(), json!(v));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+pub fn table(r: &Results) -> String {
+    let mut s = String::new();
+    let smoke = r.params.smoke;
+    let _ = writeln!(s, "{:<44} {:>12}  {:<10} {}", "figure", "value", "target", if smoke { "(smoke: targets not comparable)" } else { "met" });
+    let _ = writeln!(s, "{}", "-".repeat(76));
+    for f in r.figures() {
+        let _ = writeln!(s, "{:<44} {:>12}  {:<10} {}", f.label, f.value_text(), f.target_text(), if smoke { "" } else { f.met() });
+    }
+    if let Some(o) = &r.orders {
+        let _ = writeln!(s);
+        for (name, l) in [("spread, closed", &o.closed), ("spread, open", &o.open), ("hot bank, closed", &o.hot)] {
+            let _ = writeln!(s, "{name:<17} {}", l.summary().replace('\n', "\n                  "));
+        }
+    }
+    if let Some(e) = &r.eod {
+        let _ = writeln!(
+            s,
+            "end of day        {} plans, {} installments, {} due on {}, {} unpaid: {:.2} s ({:.0} due installments/s); nothing due: {:.3} s",
+            e.plans,
+            e.installments,
+            e.due_on_d0,
+            e.d0,
+            e.unpaid,
+            e.due.secs,
+            e.installments_per_sec(),
+            e.nothing_due.secs
+        );
+    }
+    if let Some((n, _)) = &r.notices {
+        let _ = writeln!(s, "notices           {}", n.summary());
+    }
+    let _ = write!(s, "total {:.0} s", r.total_secs);
+    s
+}
+
+fn obs_md(s: &mut String, o: &Observation, who: &str) {
+    let c = &o.cpu;
+    let _ = writeln!(
+        s,
+        "- CPU, average cores busy over {:.1} s: {who} {:.2}, PostgreSQL {:.2}, this harness {:.2}; whole machine {:.2} of {}.",
+        o.wall_secs, c.service, c.postgres, c.bench, c.machine, c.cores
+    );
+    if !o.waits.is_empty() {
+        let parts: Vec<String> = o.waits.iter().take(8).map(|(k, v)| format!("`{k}` {v:.2}")).collect();
+        let _ = writeln!(s, "- Database sessions, average over {} samples of `pg_stat_activity` (100 ms apart): {}.", o.samples, parts.join(", "));
+    }
+    if !o.statements.is_empty() {
+        let _ = writeln!(s, "- Statements by total time (`pg_stat_statements`):\n");
+        let _ = writeln!(s, "  | calls | total ms | mean ms | statement |");
+        let _ = writeln!(s, "  | ---: | ---: | ---: | --- |");
+        for st in &o.statements {
+            let q = st.query.replace('|', "\\|");
+            let _ = writeln!(s, "  | {} | {:.0} | {:.3} | `{}` |", st.calls, st.total_ms, st.mean_ms, q);
+        }
+    }
+    let _ = writeln!(s);
+}
+
+fn load_md(s: &mut String, title: &str, l: &LoadResult, o: &Observation) {
+    let _ = writeln!(s, "### {title}\n");
+    let p = &l.latency;
+    let _ = writeln!(
+        s,
+        "- {} requests in {:.1} s over {} connections{}: **{} ok, {} errors**, **{:.1} orders/s**.",
+        l.requests,
+        l.elapsed_secs,
+        l.connections,
+        l.rate.map_or(String::new(), |r| format!(" at a fixed {r:.1} requests/s")),
+        l.ok,
+        l.errors,
+        l.per_sec()
+    );
+    let _ = writeln!(s, "- Latency of successful orders, ms: p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1} (mean {:.1}).", p.p50, p.p95, p.p99, p.max, p.mean);
+    if let Some(late) = l.late {
+        let _ = writeln!(s, "- Started more than 5 ms after their due time: {late} (their lateness is in the latency).");
+    }
+    if l.errors > 0 {
+        let _ = writeln!(s, "- Errors: {}.", l.error_summary().replace('|', "/"));
+    }
+    obs_md(s, o, "service");
+}
+
+fn eod_run_md(s: &mut String, title: &str, run: &EodRun) {
+    let _ = writeln!(s, "### {title}\n");
+    let _ = writeln!(s, "- Business date {}: **{:.3} s**.", run.date, run.secs);
+    let _ = writeln!(s, "- Summary: `{}`", run.summary);
+    for p in &run.phases {
+        let _ = writeln!(s, "- {p}");
+    }
+    obs_md(s, &run.obs, "creditphone end of day (in this process)");
+}
+
+pub fn markdown(r: &Results) -> String {
+    let mut s = String::new();
+    let p = &r.params;
+    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Generated by `bench/run`{} on {} ({:.0} s in all). Do not edit by hand: run it again.\n",
+        if p.smoke { " --smoke (a short check of the harness: the figures mean nothing)" } else { "" },
+        r.machine.date,
+        r.total_secs
+    );
+    let _ = writeln!(s, "## Figures\n");
+    let _ = writeln!(s, "| figure | key | value | target | met |");
+    let _ = writeln!(s, "| --- | --- | ---: | --- | --- |");
+    for f in r.figures() {
+        let _ = writeln!(s, "| {} | `{}` | {} | {} | {} |", f.label, f.key, f.value_text(), f.target_text(), if p.smoke { "" } else { f.met() });
+    }
+    let _ = writeln!(s, "\n```\nBENCH {}\n```\n", bench_json(r));
+
+    let _ = writeln!(s, "## Machine\n");
+    let m = &r.machine;
+    let _ = writeln!(s, "- {} cores (`nproc`), {}; {:.1} GiB memory; Linux {}.", m.cores, m.cpu_model, m.memory_gib, m.kernel);
+    let _ = writeln!(s, "- Load average when the run started: {}.", m.load_average);
+    let _ = writeln!(
+        s,
+        "- PostgreSQL, the service and the load generator (this harness, in Rust) **share these {} cores**: every figure \
+         includes the cost of the other two. Everything talks over 127.0.0.1 and a unix socket.",
+        m.cores
+    );
+    let _ = writeln!(
+        s,
+        "- PostgreSQL is a throwaway cluster (`initdb` in a directory under /tmp, removed afterwards), durable: fsync and \
+         synchronous commit on. `SHOW`:\n"
+    );
+    let _ = writeln!(s, "  | setting | value |\n  | --- | --- |");
+    for (k, v) in &r.settings {
+        let _ = writeln!(s, "  | `{k}` | {v} |");
+    }
+    let _ = writeln!(s);
+
+    if let Some(pg) = &r.pgbench {
+        let _ = writeln!(s, "## 1. pgbench (the machine's reference)\n");
+        let _ = writeln!(
+            s,
+            "`pgbench -i -s {}` ({:.1} s), then `{}`: **{:.0} tps** (TPC-B-like: 5 statements and a commit per transaction){}{}.\n",
+            pg.scale,
+            pg.init_secs,
+            pg.command,
+            pg.tps,
+            pg.latency_avg_ms.map_or(String::new(), |l| format!(", average latency {l:.2} ms")),
+            pg.transactions.map_or(String::new(), |t| format!(", {t} transactions"))
+        );
+    }
+
+    if let Some(o) = &r.orders {
+        let _ = writeln!(s, "## 2-3. `POST /v1/orders` over HTTP\n");
+        let _ = writeln!(
+            s,
+            "The release `creditphone serve` (its own process: {} HTTP workers = cores, database pool {}, log level warn, end of \
+             day off, notice workers on) on its own database. Seeded through the API in {:.1} s: one provider, 8 banks each \
+             covering one province and 16 stores in those provinces, one more bank alone in a ninth province with 4 \"hot\" \
+             stores, a bank for the notices phase, one product (12 months at 18%) open in all nine provinces, and {} \
+             customers' credit lines with limits that never run out. Every order: principal 3000.00 (device 3999, down \
+             payment 999), a unique `out_order_no` and `Idempotency-Key`, round-robin over customers and stores, so no credit \
+             line is hot. {}\n",
+            m.cores,
+            p.service_pool_size,
+            r.seed_http_secs,
+            p.customers,
+            if p.warmup.is_zero() { String::new() } else { format!("A {} s closed-loop warm-up precedes the measurements.", p.warmup.as_secs()) }
+        );
+        load_md(&mut s, "Spread over 8 banks, closed loop", &o.closed, &o.closed_obs);
+        load_md(&mut s, "Spread, open loop at half the closed-loop rate", &o.open, &o.open_obs);
+        load_md(&mut s, "Hot bank: every order reserves exposure at one bank, closed loop", &o.hot, &o.hot_obs);
+    }
+
+    if let Some(e) = &r.eod {
+        let _ = writeln!(s, "## 4. End of day\n");
+        let _ = writeln!(
+            s,
+            "{} active plans of 12 installments ({} installments) loaded with binary `COPY` straight into the tables (foreign-key \
+             triggers off for the load; the rows are consistent by construction and checked afterwards: lines' held = their \
+             holds' remaining, holds balance, banks' exposure = unpaid principal) in {:.1} s, then `VACUUM (ANALYZE)` and \
+             `CHECKPOINT` in {:.1} s; the database is {:.0} MiB. All plans were funded on the same date, so installment 3 of \
+             every plan ({} installments) is due on {}; installments 1-2 are paid, 90% of installment 3 is paid and {} are not; \
+             4-12 are pending. `service::eod::run` (the library, in this process, pool of 4, chunk size {}) then closes the day \
+             after grace, and the next day over the same books, when nothing is due. The journal holds no history for these \
+             plans (end of day only appends to it).\n",
+            e.plans, e.installments, e.copy_secs, e.vacuum_secs, e.database_mb, e.due_on_d0, e.d0, e.unpaid, e.chunk_size
+        );
+        eod_run_md(&mut s, &format!("After grace: {:.0} due installments/s", e.installments_per_sec()), &e.due);
+        eod_run_md(&mut s, "Nothing due", &e.nothing_due);
+    }
+
+    if let Some((n, o)) = &r.notices {
+        let _ = writeln!(s, "## 5. Webhook notices\n");
+        let _ = writeln!(
+            s,
+            "{} `pending` notices inserted with SQL into the outbox of the order database for one bank whose `webhook_url` is a \
+             receiver in the harness (it answers 200 at once), delivered by the service's notice workers ({}): **{} delivered in \
+             {:.1} s, {:.0} notices/s**{}, {} dead; the receiver got {} requests. The time runs from the first notice's \
+             `created_at` to the last `delivered_at`.\n",
+            n.count,
+            n.per_recipient,
+            n.delivered,
+            n.db_secs.unwrap_or(n.secs),
+            n.per_sec(),
+            if n.complete { "" } else { " (the deadline came first)" },
+            n.dead,
+            n.received
+        );
+        obs_md(&mut s, o, "service");
+    }
+
+    let _ = writeln!(s, "## 6. Memory\n");
+    let _ = writeln!(
+        s,
+        "Peak resident set of the service process over phases 2-5 (`VmHWM` in `/proc/<pid>/status`): **{}**.\n",
+        r.rss_mb.map_or("unknown".to_string(), |v| format!("{v:.1} MiB"))
+    );
+
+    let _ = writeln!(s, "## How to reproduce\n");
+    let _ = writeln!(
+        s,
+        "```sh\nbench/run             # cargo build --release --bins, then the full run (about 10 minutes); rewrites this file\n\
+         bench/run --smoke     # seconds per phase and tiny data; what CI runs (tests/bench_smoke.rs), writes nothing\n\
+         bench/run --help      # --duration, --connections, --customers, --plans, --notices, --out, --keep\n```\n"
+    );
+    let _ = writeln!(
+        s,
+        "It needs the PostgreSQL server binaries and `pgbench` (Debian's `postgresql` package), and runs as any user (as root \
+         the cluster runs as `postgres`). Stop other work on the machine first: the figures are only as quiet as the box. \
+         Parameters of this run: pgbench scale {}, {} clients, {} s; HTTP phases {} s each, closed loop at {} connections, \
+         open loop with up to {} connections; {} customers; {} plans; {} notices.",
+        p.pgbench_scale,
+        p.pgbench_clients,
+        p.pgbench_secs,
+        p.load_secs,
+        p.connections,
+        p.open_loop_max_connections,
+        p.customers,
+        p.plans,
+        p.notices
+    );
+    s
+}

@@ -1,0 +1,144 @@
+//! The service under test: the `creditphone serve` binary as a child process on a free loopback
+//! port, configured only through its environment.
+
+use crate::Params;
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Service {
+    child: Option<Child>,
+    pub pid: u32,
+    pub url: String,
+    pub admin_key: String,
+    log_path: PathBuf,
+}
+
+impl Service {
+    pub async fn start(bin: &Path, database_url: &str, workdir: &Path, params: &Params) -> Result<Service> {
+        let port = free_port()?;
+        let admin_key = format!("bench-admin-{}", uuid::Uuid::new_v4().simple());
+        let log_path = workdir.join("service.log");
+        let log = std::fs::File::create(&log_path).with_context(|| format!("could not create {}", log_path.display()))?;
+        let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config-dir").arg(&config_dir).arg("serve").current_dir(workdir);
+        // Only what is set here configures it.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CREDITPHONE") {
+                cmd.env_remove(&key);
+            }
+        }
+        let envs: Vec<(&str, String)> = vec![
+            ("CREDITPHONE__DATABASE__URL", database_url.to_string()),
+            ("CREDITPHONE__DATABASE__DATA_DIR", workdir.join("service-var").display().to_string()),
+            ("CREDITPHONE__DATABASE__POOL_SIZE", params.service_pool_size.to_string()),
+            ("CREDITPHONE__SERVER__HOST", "127.0.0.1".into()),
+            ("CREDITPHONE__SERVER__PORT", port.to_string()),
+            ("CREDITPHONE__AUTH__ADMIN_KEY", admin_key.clone()),
+            // The load generator is the only caller: no key should be throttled.
+            ("CREDITPHONE__AUTH__DEFAULT_RATE_LIMIT_PER_MINUTE", "1000000000".into()),
+            ("CREDITPHONE__PII__HASH_KEY", "3a".repeat(32)),
+            ("CREDITPHONE__PII__ENCRYPTION_KEY", "5c".repeat(32)),
+            ("CREDITPHONE__LOG__LEVEL", "warn".into()),
+            ("CREDITPHONE__EOD__ENABLED", "false".into()),
+            ("CREDITPHONE__NOTICES__ENABLED", "true".into()),
+        ];
+        cmd.envs(envs).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+        let parent = nix::unistd::getpid();
+        // SAFETY: runs in the forked child before exec; only async-signal-safe calls.
+        unsafe {
+            cmd.pre_exec(move || {
+                // The service dies with us (SIGTERM) even if we are killed.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("could not start {}", bin.display()))?;
+        let pid = child.id();
+        let mut service = Service { child: Some(child), pid, url: format!("http://127.0.0.1:{port}"), admin_key, log_path };
+        println!("\n== service: {} serve (pid {pid}) on {}", bin.display(), service.url);
+        service.wait_ready().await?;
+        Ok(service)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().context("HTTP client")?;
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait().context("waiting for the service")?
+            {
+                bail!("the service exited during start-up ({status}); end of its log:\n{}", self.log_tail(25));
+            }
+            if let Ok(r) = http.get(format!("{}/readyz", self.url)).send().await
+                && r.status().is_success()
+            {
+                println!("   ready in {:.1} s", started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                bail!("the service was not ready within {} s; end of its log:\n{}", READY_TIMEOUT.as_secs(), self.log_tail(25));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Peak resident set size so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()?;
+        Some(kb / 1024.0)
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// SIGTERM, then SIGKILL if it is still there after 30 s.
+    pub async fn stop(mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().context("waiting for the service")? {
+                if !status.success() {
+                    eprintln!("creditphone-bench: the service exited with {status}; end of its log:\n{}", self.log_tail(10));
+                }
+                return Ok(());
+            }
+            if started.elapsed() > STOP_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the service did not stop within {} s of SIGTERM; killed it", STOP_TIMEOUT.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("could not find a free loopback port")?;
+    Ok(listener.local_addr().context("local address")?.port())
+}

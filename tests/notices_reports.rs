@@ -1,0 +1,1104 @@
+//! Notice delivery and reports against the real service: signed webhooks to real HTTP receivers
+//! (retries with backoff, dead letters and redelivery, a slow receiver, two instances, a lost
+//! instance's lease, the Python example receiver), the bank reconciliation against the journal
+//! (JSON and CSV, byte-stable once closed), and the partner statement.
+
+mod common;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::{Resp, TestApp, id_number, imei, phone};
+use creditphone::config::Settings;
+use creditphone::jobs::Jobs;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------- a real HTTP receiver ----------
+
+#[derive(Clone, Debug)]
+struct Hit {
+    at: Instant,
+    path: String,
+    event_id: String,
+    event_type: String,
+    signature: String,
+    attempt: String,
+    body: Vec<u8>,
+}
+
+impl Hit {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Accept,
+    /// The first event id seen answers 500 this many times, then 200; others 200 at once.
+    FailFirstEvent(usize),
+    /// 302 to /landed (which must never be requested).
+    Redirect,
+    /// Sleeps this long, then 200.
+    Sleep(Duration),
+}
+
+struct RecvState {
+    mode: Mutex<Mode>,
+    hits: Mutex<Vec<Hit>>,
+    first_event: Mutex<Option<String>>,
+    failures: Mutex<HashMap<String, usize>>,
+}
+
+struct Receiver {
+    url: String,
+    state: Arc<RecvState>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+async fn receive(state: web::Data<RecvState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let hit = Hit {
+        at: Instant::now(),
+        path: req.path().to_string(),
+        event_id: header("CreditPhone-Event-Id"),
+        event_type: header("CreditPhone-Event-Type"),
+        signature: header("CreditPhone-Signature"),
+        attempt: header("CreditPhone-Delivery-Attempt"),
+        body: body.to_vec(),
+    };
+    let id = hit.event_id.clone();
+    state.hits.lock().unwrap().push(hit);
+    let mode = *state.mode.lock().unwrap();
+    match mode {
+        Mode::Accept => HttpResponse::Ok().body("ok"),
+        Mode::FailFirstEvent(n) => {
+            let first = state.first_event.lock().unwrap().get_or_insert_with(|| id.clone()).clone();
+            let mut failures = state.failures.lock().unwrap();
+            let count = failures.entry(id.clone()).or_default();
+            if id == first && *count < n {
+                *count += 1;
+                HttpResponse::InternalServerError().body("try again later")
+            } else {
+                HttpResponse::Ok().finish()
+            }
+        }
+        Mode::Redirect => HttpResponse::Found().insert_header(("Location", "/landed")).finish(),
+        Mode::Sleep(d) => {
+            actix_web::rt::time::sleep(d).await;
+            HttpResponse::Ok().finish()
+        }
+    }
+}
+
+impl Receiver {
+    async fn start(mode: Mode) -> Receiver {
+        let state = Arc::new(RecvState {
+            mode: Mutex::new(mode),
+            hits: Mutex::new(Vec::new()),
+            first_event: Mutex::new(None),
+            failures: Mutex::new(HashMap::new()),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let data = web::Data::from(state.clone());
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(receive)))
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Receiver { url: format!("http://127.0.0.1:{port}/hook"), state, handle }
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.state.hits.lock().unwrap().clone()
+    }
+
+    fn hits_of(&self, event_id: &str) -> Vec<Hit> {
+        self.hits().into_iter().filter(|h| h.event_id == event_id).collect()
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// Stripe's scheme, verified independently of the service's code.
+fn signature_ok(secret: &str, header: &str, body: &[u8]) -> bool {
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => v1 = hex::decode(v).ok(),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else { return false };
+    if (chrono::Utc::now().timestamp() - t).abs() > 300 {
+        return false;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&v1).is_ok()
+}
+
+// ---------- a world with webhooks ----------
+
+fn fast(s: &mut Settings) {
+    s.notices.enabled = true;
+    s.notices.poll_interval_ms = 50;
+    s.notices.timeout_secs = 2;
+    s.notices.retry_initial_secs = 1;
+    s.notices.retry_max_secs = 8;
+    s.notices.max_attempts = 5;
+}
+
+struct World {
+    app: TestApp,
+    jobs: Option<Jobs>,
+    store: String,
+    bank: String,
+    provider: String,
+    bank_secret: Option<String>,
+    provider_secret: Option<String>,
+}
+
+impl World {
+    /// Provider `wld`, bank `bk`, store `st`, product `p12` (3000.00 over 12 months at 0.18), a line.
+    async fn new(adjust: impl FnOnce(&mut Settings), bank_url: Option<&str>, provider_url: Option<&str>, start_jobs: bool) -> World {
+        let app = TestApp::start_with(|s| {
+            fast(s);
+            adjust(s)
+        })
+        .await;
+        let mut provider = json!({"id": "wld", "name": "微粒贷"});
+        if let Some(u) = provider_url {
+            provider["webhook_url"] = json!(u);
+        }
+        let p = app.admin_post("/v1/admin/providers", provider).await.expect(201);
+        let mut bank = json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"});
+        if let Some(u) = bank_url {
+            bank["webhook_url"] = json!(u);
+        }
+        let b = app.admin_post("/v1/admin/banks", bank).await.expect(201);
+        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
+        app.admin_post(
+            "/v1/admin/products",
+            json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}],
+                   "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"}),
+        )
+        .await
+        .expect(201);
+        let store = app.key_for("store", Some("st")).await;
+        let bank = app.key_for("bank", Some("bk")).await;
+        let provider = app.key_for("provider", Some("wld")).await;
+        app.post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "1000000", "expires_on": "2035-12-31"}))
+            .await
+            .expect(201);
+        let mut w = World {
+            bank_secret: b["webhook_secret"].as_str().map(String::from),
+            provider_secret: p["webhook_secret"].as_str().map(String::from),
+            app,
+            jobs: None,
+            store,
+            bank,
+            provider,
+        };
+        if start_jobs {
+            w.start_jobs();
+        }
+        w
+    }
+
+    fn start_jobs(&mut self) {
+        self.jobs = Some(creditphone::jobs::spawn_all(self.app.state.clone()));
+    }
+
+    async fn stop_jobs(&mut self) {
+        if let Some(j) = self.jobs.take() {
+            j.stop().await;
+        }
+    }
+
+    async fn order(&self, n: u32) -> Value {
+        self.app
+            .post(
+                &self.store,
+                "/v1/orders",
+                json!({"out_order_no": format!("POS-{n}"), "product_id": "p12", "term_months": 12,
+                       "customer": {"id_number": id_number(7), "phone": phone(7)},
+                       "device": {"sku": "phone", "imei": imei(n as u64), "price": "3999"}, "down_payment": "999"}),
+            )
+            .await
+            .expect(201)
+    }
+
+    /// Every notice as the admin sees it, following cursors.
+    async fn admin_notices(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut path = format!("/v1/admin/notices?limit=200&{query}");
+        loop {
+            let page = self.app.admin_get(&path).await.expect(200);
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/admin/notices?limit=200&{query}&cursor={c}"),
+                None => return out,
+            }
+        }
+    }
+
+    async fn notice(&self, id: &str) -> Value {
+        self.app.admin_get(&format!("/v1/admin/notices/{id}")).await.expect(200)
+    }
+
+    /// A caller's pull feed, all of it.
+    async fn feed(&self, key: &str) -> Vec<Value> {
+        let page = self.app.get(key, "/v1/notices?limit=200").await.expect(200);
+        page["data"].as_array().unwrap().clone()
+    }
+}
+
+/// Polls `check` until it holds or `within` has passed (then fails with `what`).
+async fn wait_for<F: AsyncFnMut() -> bool>(what: &str, within: Duration, mut check: F) {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < within, "timed out after {within:?} waiting for {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+fn ids(notices: &[Value]) -> Vec<String> {
+    notices.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect()
+}
+
+async fn metrics(app: &TestApp) -> String {
+    app.http.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap()
+}
+
+// ---------- webhooks ----------
+
+#[actix_web::test]
+async fn webhooks_are_signed_in_creation_order_and_carry_the_feed_item() {
+    let bank_rx = Receiver::start(Mode::Accept).await;
+    let prov_rx = Receiver::start(Mode::Accept).await;
+    let mut w = World::new(|_| {}, Some(&bank_rx.url), Some(&prov_rx.url), true).await;
+    let bank_secret = w.bank_secret.clone().expect("a bank with a webhook_url gets a secret");
+    let provider_secret = w.provider_secret.clone().expect("a provider with a webhook_url gets a secret");
+    for n in 1..=4 {
+        w.order(n).await;
+    }
+    wait_for("4 notices to the bank and 4 to the provider", Duration::from_secs(10), async || {
+        bank_rx.hits().len() >= 4 && prov_rx.hits().len() >= 4
+    })
+    .await;
+    for (rx, secret, key, kind) in [(&bank_rx, &bank_secret, &w.bank, "bank"), (&prov_rx, &provider_secret, &w.provider, "provider")] {
+        let feed = w.feed(key).await;
+        let hits = rx.hits();
+        assert_eq!(hits.len(), 4, "each notice once: {hits:?}");
+        assert_eq!(hits.iter().map(|h| h.event_id.clone()).collect::<Vec<_>>(), ids(&feed), "first attempts in creation order");
+        for (hit, item) in hits.iter().zip(&feed) {
+            assert_eq!(hit.path, "/hook");
+            assert!(signature_ok(secret, &hit.signature, &hit.body), "signature {} over {:?}", hit.signature, String::from_utf8_lossy(&hit.body));
+            assert!(!signature_ok("whsec_wrong", &hit.signature, &hit.body));
+            assert_eq!(&hit.json(), item, "the body is the feed item");
+            assert_eq!(hit.event_id, item["id"].as_str().unwrap());
+            assert_eq!(hit.event_type, item["type"].as_str().unwrap());
+            assert_eq!(item["recipient"]["kind"], kind);
+            assert_eq!(hit.attempt, "1");
+        }
+        let delivered = w.admin_notices(&format!("state=delivered&recipient={kind}:{}", if kind == "bank" { "bk" } else { "wld" })).await;
+        assert_eq!(ids(&delivered), ids(&feed));
+        for n in &delivered {
+            assert_eq!((n["state"].as_str(), n["attempts"].as_i64(), n["last_status"].as_i64()), (Some("delivered"), Some(1), Some(200)), "{n}");
+            assert!(n["delivered_at"].is_string() && n["last_error"].is_null(), "{n}");
+        }
+    }
+    // Stores and partners have no webhook: their notices are pull only.
+    let store_notices = w.admin_notices("recipient=store:st").await;
+    assert_eq!(store_notices.len(), 4);
+    assert!(store_notices.iter().all(|n| n["state"] == "pull_only" && n["attempts"] == 0));
+    assert!(w.admin_notices("state=pending").await.is_empty());
+    assert_eq!(w.admin_notices("").await.len(), 12);
+
+    let text = metrics(&w.app).await;
+    assert!(text.contains("creditphone_notice_attempts_total{outcome=\"delivered\"} 8"), "{text}");
+    assert!(text.contains("creditphone_notice_delivery_latency_seconds_count{recipient_kind=\"bank\"} 4"), "{text}");
+    assert!(text.contains("creditphone_notices{state=\"delivered\"}"), "{text}");
+    w.stop_jobs().await;
+    bank_rx.stop().await;
+    prov_rx.stop().await;
+}
+
+#[actix_web::test]
+async fn a_failing_receiver_gets_the_same_event_again_after_backoff_without_holding_back_later_ones() {
+    let rx = Receiver::start(Mode::FailFirstEvent(2)).await;
+    let mut w = World::new(|_| {}, Some(&rx.url), None, true).await;
+    w.order(1).await;
+    w.order(2).await;
+    let bank_ids = ids(&w.admin_notices("recipient=bank:bk").await);
+    assert_eq!(bank_ids.len(), 2);
+    wait_for("both bank notices delivered", Duration::from_secs(15), async || {
+        w.admin_notices("recipient=bank:bk&state=delivered").await.len() == 2
+    })
+    .await;
+    let first = rx.hits_of(&bank_ids[0]);
+    let second = rx.hits_of(&bank_ids[1]);
+    assert_eq!(first.len(), 3, "two failures, then accepted");
+    assert_eq!(first.iter().map(|h| h.attempt.as_str()).collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert!(first.iter().all(|h| h.body == first[0].body || h.json() == first[0].json()), "the same event every time");
+    let gap1 = first[1].at - first[0].at;
+    let gap2 = first[2].at - first[1].at;
+    assert!(gap1 >= Duration::from_millis(950), "first retry after retry_initial_secs (1 s), was {gap1:?}");
+    assert!(gap2 >= Duration::from_millis(1950), "then doubled (2 s), was {gap2:?}");
+    assert!(gap2 < Duration::from_secs(4), "and not much later: {gap2:?}");
+    assert_eq!(second.len(), 1);
+    assert!(second[0].at < first[1].at, "the later notice went while the first one waited for its retry");
+    let n = w.notice(&bank_ids[0]).await;
+    assert_eq!((n["state"].as_str(), n["attempts"].as_i64(), n["last_status"].as_i64()), (Some("delivered"), Some(3), Some(200)), "{n}");
+    assert!(n["last_error"].as_str().unwrap().starts_with("HTTP 500"), "{n}");
+    let text = metrics(&w.app).await;
+    assert!(text.contains("creditphone_notice_attempts_total{outcome=\"failed\"} 2"), "{text}");
+    w.stop_jobs().await;
+    rx.stop().await;
+}
+
+#[actix_web::test]
+async fn a_receiver_that_never_accepts_makes_notices_dead_and_redelivery_brings_them_back() {
+    let rx = Receiver::start(Mode::Redirect).await;
+    let mut w = World::new(|s| s.notices.max_attempts = 3, Some(&rx.url), None, true).await;
+    w.order(1).await;
+    let bank_id = ids(&w.admin_notices("recipient=bank:bk").await).remove(0);
+    wait_for("the bank notice to be dead", Duration::from_secs(10), async || w.notice(&bank_id).await["state"] == "dead").await;
+    let n = w.notice(&bank_id).await;
+    assert_eq!((n["attempts"].as_i64(), n["last_status"].as_i64(), n["next_attempt_at"].is_null()), (Some(3), Some(302), true), "{n}");
+    assert!(n["last_error"].as_str().unwrap().contains("not followed"), "{n}");
+    assert_eq!(rx.hits_of(&bank_id).len(), 3, "3 attempts in all");
+    assert!(rx.hits().iter().all(|h| h.path == "/hook"), "redirects are not followed");
+    assert_eq!(w.admin_notices("state=dead").await.len(), 1);
+
+    // Redelivery: admin only, known ids only; then pending from attempt one, due now.
+    let path = format!("/v1/admin/notices/{bank_id}/redeliver");
+    w.app.call("POST", &path, Some(&w.bank), None, None).await.expect_err(403, "forbidden");
+    w.app.admin_post("/v1/admin/notices/ntc_9999999999999999/redeliver", json!({})).await.expect_err(404, "not_found");
+    w.app.admin_post("/v1/admin/notices/nope/redeliver", json!({})).await.expect_err(404, "not_found");
+    w.app.admin_get("/v1/admin/notices/nope").await.expect_err(404, "not_found");
+    rx.set_mode(Mode::Accept);
+    let again = w.app.admin_post(&path, json!({})).await.expect(202);
+    assert_eq!((again["id"].as_str(), again["state"].as_str(), again["attempts"].as_i64()), (Some(bank_id.as_str()), Some("pending"), Some(0)));
+    wait_for("the redelivered notice", Duration::from_secs(5), async || w.notice(&bank_id).await["state"] == "delivered").await;
+    assert_eq!(w.notice(&bank_id).await["attempts"], 1);
+
+    // A pull-only notice: refused while its recipient has no webhook_url, delivered once it has one.
+    let hold_placed = w.admin_notices("recipient=provider:wld").await.remove(0);
+    assert_eq!(hold_placed["state"], "pull_only");
+    let hold_path = format!("/v1/admin/notices/{}/redeliver", hold_placed["id"].as_str().unwrap());
+    w.app.admin_post(&hold_path, json!({})).await.expect_err(409, "invalid_state");
+    let store_notice = w.admin_notices("recipient=store:st").await.remove(0);
+    w.app.admin_post(&format!("/v1/admin/notices/{}/redeliver", store_notice["id"].as_str().unwrap()), json!({})).await.expect_err(409, "invalid_state");
+    let patched = w.app.call("PATCH", "/v1/admin/providers/wld", Some(&w.app.admin_key.clone()), Some(&json!({"webhook_url": rx.url})), None).await;
+    let secret = patched.expect(200)["webhook_secret"].as_str().expect("a new secret with the first URL").to_string();
+    w.app.admin_post(&hold_path, json!({})).await.expect(202);
+    let hold_id = hold_placed["id"].as_str().unwrap().to_string();
+    wait_for("the pull-only notice delivered", Duration::from_secs(5), async || !rx.hits_of(&hold_id).is_empty()).await;
+    let hit = rx.hits_of(&hold_id).remove(0);
+    assert!(signature_ok(&secret, &hit.signature, &hit.body));
+    assert_eq!(hit.json()["type"], "hold.placed");
+
+    // The admin list checks its query.
+    w.app.admin_get("/v1/admin/notices?state=bogus").await.expect_err(422, "invalid_request");
+    let r = w.app.admin_get("/v1/admin/notices?recipient=bk").await;
+    r.expect_err(422, "invalid_request");
+    assert_eq!(r.field(), Some("recipient"));
+    w.app.admin_get("/v1/admin/notices?limit=0").await.expect_err(422, "invalid_request");
+    w.app.get(&w.bank, "/v1/admin/notices").await.expect_err(403, "forbidden");
+    let mut paged = Vec::new();
+    let mut path = "/v1/admin/notices?limit=1".to_string();
+    loop {
+        let page = w.app.admin_get(&path).await.expect(200);
+        paged.extend(ids(page["data"].as_array().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/admin/notices?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids(&w.admin_notices("").await));
+    w.stop_jobs().await;
+    rx.stop().await;
+}
+
+#[actix_web::test]
+async fn a_slow_receiver_does_not_hold_up_another_recipient() {
+    let slow = Receiver::start(Mode::Sleep(Duration::from_secs(3))).await;
+    let quick = Receiver::start(Mode::Accept).await;
+    let mut w = World::new(
+        |s| {
+            s.notices.timeout_secs = 1;
+            s.notices.workers = 2;
+        },
+        Some(&slow.url),
+        Some(&quick.url),
+        true,
+    )
+    .await;
+    for n in 1..=3 {
+        w.order(n).await;
+    }
+    wait_for("the provider's 3 notices", Duration::from_secs(5), async || quick.hits().len() >= 3).await;
+    let provider = w.admin_notices("recipient=provider:wld").await;
+    for n in &provider {
+        assert_eq!(n["state"], "delivered");
+        let created = chrono::DateTime::parse_from_rfc3339(n["created_at"].as_str().unwrap()).unwrap();
+        let delivered = chrono::DateTime::parse_from_rfc3339(n["delivered_at"].as_str().unwrap()).unwrap();
+        let lag = (delivered - created).to_std().unwrap();
+        assert!(lag < Duration::from_millis(900), "the provider waited {lag:?} behind the slow bank");
+    }
+    wait_for("the bank's first attempt to time out", Duration::from_secs(5), async || {
+        w.admin_notices("recipient=bank:bk").await[0]["last_error"].as_str().is_some_and(|e| e.contains("no answer within 1 s"))
+    })
+    .await;
+    let bank = w.admin_notices("recipient=bank:bk").await;
+    assert!(bank.iter().all(|n| n["state"] == "pending"), "timeouts are retried: {bank:?}");
+    w.stop_jobs().await;
+    slow.stop().await;
+    quick.stop().await;
+}
+
+#[actix_web::test]
+async fn two_instances_deliver_each_notice_once_in_order() {
+    let rx = Receiver::start(Mode::Accept).await;
+    let mut w = World::new(|_| {}, Some(&rx.url), Some(&rx.url), true).await;
+    let app2 = TestApp::start_on(w.app.pg.clone(), fast).await;
+    let jobs2 = creditphone::jobs::spawn_all(app2.state.clone());
+    let started = Instant::now();
+    for n in 1..=12 {
+        w.order(n).await;
+    }
+    let placed = started.elapsed();
+    wait_for("24 webhook notices delivered", Duration::from_secs(15), async || {
+        w.admin_notices("state=delivered").await.len() == 24
+    })
+    .await;
+    let hits = rx.hits();
+    let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
+    for h in &hits {
+        *per_event.entry(h.event_id.clone()).or_default() += 1;
+    }
+    assert_eq!(per_event.len(), 24);
+    assert!(per_event.values().all(|n| *n == 1), "each notice delivered once: {per_event:?}");
+    for kind in ["bank", "provider"] {
+        let seen: Vec<String> = hits.iter().filter(|h| h.json()["recipient"]["kind"] == kind).map(|h| h.event_id.clone()).collect();
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted, "{kind}: first attempts in creation order across instances");
+    }
+    let delivered_by = |app: &TestApp| app.state.metrics.notice_attempts.with_label_values(&["delivered"]).get();
+    assert_eq!(delivered_by(&w.app) + delivered_by(&app2), 24);
+    eprintln!(
+        "two instances: 12 orders placed in {placed:?}, 24 notices delivered {:?} after the first order (instance 1: {}, instance 2: {})",
+        started.elapsed(),
+        delivered_by(&w.app),
+        delivered_by(&app2)
+    );
+
+    // A burst straight into the outbox: 300 notices to each recipient.
+    let db = w.app.db().await;
+    let burst = Instant::now();
+    db.execute(
+        "INSERT INTO notices (type, recipient_kind, recipient_id, data, state, next_attempt_at)
+         SELECT 'test.burst', k, i, jsonb_build_object('n', n), 'pending', now()
+         FROM generate_series(1, 300) n, (VALUES ('bank', 'bk'), ('provider', 'wld')) r(k, i) ORDER BY n, k",
+        &[],
+    )
+    .await
+    .unwrap();
+    wait_for("the burst delivered", Duration::from_secs(30), async || {
+        db.query_one("SELECT count(*) FROM notices WHERE state = 'pending'", &[]).await.unwrap().get::<_, i64>(0) == 0
+    })
+    .await;
+    let took = burst.elapsed();
+    eprintln!("burst: 600 notices to 2 recipients (per_recipient = 1) delivered in {took:?}, {:.0}/s", 600.0 / took.as_secs_f64());
+    assert_eq!(rx.hits().len(), 624, "each once");
+    jobs2.stop().await;
+    w.stop_jobs().await;
+    app2.stop().await;
+    rx.stop().await;
+}
+
+#[actix_web::test]
+async fn a_lost_instance_or_a_restart_loses_nothing() {
+    let rx = Receiver::start(Mode::Accept).await;
+    let mut w = World::new(|_| {}, Some(&rx.url), None, false).await;
+    w.order(1).await;
+    w.order(2).await;
+    let bank_ids = ids(&w.admin_notices("recipient=bank:bk").await);
+    // An instance died holding the bank's lane, in the middle of an attempt at the first notice.
+    let db = w.app.db().await;
+    db.execute("UPDATE notices SET attempts = 1, next_attempt_at = now() + interval '2 seconds' WHERE id = $1", &[&bank_ids[0]]).await.unwrap();
+    db.execute(
+        "INSERT INTO notice_lanes (recipient_kind, recipient_id, leased_by, leased_until) VALUES ('bank', 'bk', 'crashed', now() + interval '2 seconds')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    w.start_jobs();
+    wait_for("both delivered after the lease ran out", Duration::from_secs(8), async || rx.hits().len() == 2).await;
+    let hits = rx.hits();
+    assert!(hits[0].at - t0 >= Duration::from_millis(1500), "nobody took the lane before its lease ended");
+    assert_eq!(hits.iter().map(|h| (h.event_id.as_str(), h.attempt.as_str())).collect::<Vec<_>>(), [(bank_ids[0].as_str(), "2"), (bank_ids[1].as_str(), "1")]);
+    // Stopped: notices wait in the outbox; started again: delivered.
+    w.stop_jobs().await;
+    w.order(3).await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.hits().len(), 2);
+    assert_eq!(w.admin_notices("state=pending").await.len(), 1);
+    w.start_jobs();
+    wait_for("the notice left while stopped", Duration::from_secs(5), async || rx.hits().len() == 3).await;
+    w.stop_jobs().await;
+    rx.stop().await;
+}
+
+/// The example receiver in docs/examples (Python standard library) verifies and deduplicates
+/// real deliveries; with the `stripe` package installed, Stripe's verifier accepts them too.
+#[actix_web::test]
+async fn the_python_example_receiver_verifies_real_deliveries() {
+    use std::io::BufRead;
+    let python = std::env::var("CREDITPHONE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/webhook_receiver.py");
+    let Ok(out) = std::process::Command::new(&python).args([script, "--self-test"]).output() else {
+        eprintln!("skipped: no {python} on this machine");
+        return;
+    };
+    assert!(out.status.success(), "self-test: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut w = World::new(|_| {}, None, Some("http://127.0.0.1:9/not-yet"), false).await;
+    let secret = w.provider_secret.clone().unwrap();
+    let mut child = std::process::Command::new(&python)
+        .args([script, "--port", "0"])
+        .env("CREDITPHONE_WEBHOOK_SECRET", &secret)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || lines.recv_timeout(Duration::from_secs(10)).expect("a line from the receiver");
+    let url = next_line().strip_prefix("listening on ").expect("the receiver's address").to_string();
+    let key = w.app.admin_key.clone();
+    let patched = w.app.call("PATCH", "/v1/admin/providers/wld", Some(&key), Some(&json!({"webhook_url": url})), None).await.expect(200);
+    assert!(patched.get("webhook_secret").is_none(), "changing the URL keeps the secret");
+    w.start_jobs();
+    w.order(1).await;
+    w.order(2).await;
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        events.push(serde_json::from_str::<Value>(&next_line()).unwrap());
+    }
+    let feed = w.feed(&w.provider).await;
+    assert_eq!(events.iter().map(|e| e["event"].as_str().unwrap().to_string()).collect::<Vec<_>>(), ids(&feed));
+    assert!(events.iter().all(|e| e["duplicate"] == false && e["type"] == "hold.placed"));
+
+    // A retry of the same event is acknowledged and skipped; tampering and stale timestamps are refused.
+    let body = serde_json::to_vec(&feed[0]).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let post = |body: Vec<u8>, signature: String| {
+        w.app
+            .http
+            .post(&url)
+            .header("CreditPhone-Event-Id", feed[0]["id"].as_str().unwrap())
+            .header("CreditPhone-Signature", signature)
+            .body(body)
+            .send()
+    };
+    let signed = creditphone::service::notices::signature_header(&secret, now, &body);
+    assert_eq!(post(body.clone(), signed.clone()).await.unwrap().status(), 200);
+    let dup: Value = serde_json::from_str(&next_line()).unwrap();
+    assert_eq!((dup["event"].as_str(), dup["duplicate"].as_bool()), (feed[0]["id"].as_str(), Some(true)));
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    assert_eq!(post(tampered, signed).await.unwrap().status(), 400);
+    let stale = creditphone::service::notices::signature_header(&secret, now - 301, &body);
+    assert_eq!(post(body.clone(), stale).await.unwrap().status(), 400);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Stripe's own verifier, where the package is installed.
+    let has_stripe = std::process::Command::new(&python).args(["-c", "import stripe"]).output().is_ok_and(|o| o.status.success());
+    if has_stripe {
+        let signed = creditphone::service::notices::signature_header(&secret, chrono::Utc::now().timestamp(), &body);
+        let check = "import os, stripe; stripe.WebhookSignature.verify_header(os.environ['P'], os.environ['H'], os.environ['S'], tolerance=300); print('ok')";
+        let out = std::process::Command::new(&python)
+            .args(["-c", check])
+            .env("P", String::from_utf8(body.clone()).unwrap())
+            .env("H", signed)
+            .env("S", &secret)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "stripe refused: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("stripe.WebhookSignature.verify_header accepted a creditphone signature");
+    } else {
+        eprintln!("stripe not installed for {python}: Stripe's own verifier not tried");
+    }
+    w.stop_jobs().await;
+}
+
+// ---------- reconciliation ----------
+
+fn fen(s: &Value) -> i64 {
+    let s = s.as_str().unwrap_or_else(|| panic!("money as a string: {s}"));
+    let (int, dec) = s.split_once('.').expect("2 decimals");
+    assert_eq!(dec.len(), 2, "{s}");
+    int.parse::<i64>().unwrap() * 100 + dec.parse::<i64>().unwrap()
+}
+
+/// RFC 4180 records (quoted fields may hold commas, quotes and line breaks).
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') => {
+                assert_eq!(chars.next(), Some('\n'), "CRLF line ends");
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, '\n') => panic!("a bare LF line end"),
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(row.is_empty() && field.is_empty(), "the last record ends with CRLF");
+    rows
+}
+
+/// What the journal says was booked on `date` (for a bank or all), by movement kind:
+/// (count, amount, principal, interest + fee + penalty) in fen.
+async fn journal_totals(db: &tokio_postgres::Client, date: chrono::NaiveDate, bank: Option<&str>) -> BTreeMap<String, (i64, i64, i64, i64)> {
+    let rows = db
+        .query(
+            "SELECT CASE WHEN e.kind = 'plan.opened' THEN 'funding'
+                         WHEN e.kind = 'repayment.recorded' THEN 'repayment'
+                         WHEN e.kind = 'default.compensated' THEN 'compensation'
+                         WHEN o.status = 'expired' THEN 'expiry'
+                         WHEN o.status = 'cancelled' THEN 'cancellation'
+                         WHEN o.status = 'rejected' THEN 'rejection' END AS kind,
+                    count(DISTINCT e.id),
+                    coalesce(sum(CASE WHEN e.kind = 'plan.opened' AND l.account = 'bank:' || e.bank_id || ':funded' THEN l.amount_fen
+                                      WHEN e.kind IN ('repayment.recorded', 'default.compensated') AND l.account = 'bank:' || e.bank_id || ':collected' THEN l.amount_fen
+                                      WHEN e.kind = 'exposure.released' AND l.account = 'bank:' || e.bank_id || ':exposure' THEN -l.amount_fen END), 0)::int8,
+                    coalesce(sum(CASE WHEN e.kind = 'plan.opened' AND l.account = 'bank:' || e.bank_id || ':funded' THEN l.amount_fen
+                                      WHEN e.kind IN ('repayment.recorded', 'default.compensated') AND l.account LIKE 'plan:%:principal' THEN -l.amount_fen
+                                      WHEN e.kind = 'exposure.released' AND l.account = 'bank:' || e.bank_id || ':exposure' THEN -l.amount_fen END), 0)::int8,
+                    coalesce(sum(CASE WHEN l.account LIKE 'plan:%:income' THEN -l.amount_fen END), 0)::int8
+             FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id LEFT JOIN orders o ON o.id = e.order_id
+             WHERE e.booked_on = $1 AND ($2::text IS NULL OR e.bank_id = $2)
+               AND e.kind IN ('plan.opened', 'repayment.recorded', 'default.compensated', 'exposure.released')
+             GROUP BY 1",
+            &[&date, &bank],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2), r.get(3), r.get(4)))).collect()
+}
+
+const KINDS: [&str; 6] = ["funding", "repayment", "compensation", "expiry", "cancellation", "rejection"];
+const CSV_HEADER: &str = "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,fee,penalty,count";
+
+/// The JSON report and its CSV twin agree field by field, totals included.
+fn assert_csv_matches(json_report: &Value, csv: &str) {
+    assert!(!csv.starts_with('\u{feff}'), "no byte-order mark");
+    let rows = parse_csv(csv);
+    assert_eq!(rows[0].join(","), CSV_HEADER);
+    let movements = json_report["movements"].as_array().unwrap();
+    assert_eq!(rows.len(), 1 + movements.len() + 6);
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (row, m) in rows[1..].iter().zip(movements) {
+        let expected: Vec<String> = CSV_HEADER.split(',').map(|k| if k == "count" { String::new() } else { text(&m[k]) }).collect();
+        assert_eq!(row, &expected);
+    }
+    for (row, kind) in rows[1 + movements.len()..].iter().zip(KINDS) {
+        let t = &json_report["totals"][kind];
+        assert_eq!(row[0], format!("total_{kind}"));
+        assert_eq!(row[1], json_report["business_date"].as_str().unwrap());
+        assert_eq!(row[3], text(&json_report["bank_id"]));
+        assert_eq!(row[9..14], ["amount", "principal", "interest", "fee", "penalty"].map(|k| text(&t[k])));
+        assert_eq!(row[14], t["count"].to_string());
+    }
+}
+
+struct Books {
+    app: TestApp,
+    store: String,
+    bank_a: String,
+    bank_b: String,
+}
+
+impl Books {
+    /// Banks `bka` (APR 0.15-0.24, first) and `bkb` (APR 0-0.24); products at 0.18 (→ bka) and 0.10 (→ bkb).
+    async fn new() -> Books {
+        let app = TestApp::start().await;
+        app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
+        for (id, priority, min) in [("bka", 1, "0.15"), ("bkb", 2, "0")] {
+            app.admin_post(
+                "/v1/admin/banks",
+                json!({"id": id, "name": id, "priority": priority, "apr_min": min, "apr_max": "0.24", "exposure_limit": "10000000"}),
+            )
+            .await
+            .expect(201);
+        }
+        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
+        for (id, rate) in [("p18", "0.18"), ("p10", "0.10")] {
+            app.admin_post(
+                "/v1/admin/products",
+                json!({"id": id, "name": id, "pricing": "interest", "terms": [{"months": 12, "rate": rate}],
+                       "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"}),
+            )
+            .await
+            .expect(201);
+        }
+        let provider = app.key_for("provider", Some("wld")).await;
+        app.post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(9), "phone": phone(9)}, "limit": "1000000", "expires_on": "2035-12-31"}))
+            .await
+            .expect(201);
+        let store = app.key_for("store", Some("st")).await;
+        let bank_a = app.key_for("bank", Some("bka")).await;
+        let bank_b = app.key_for("bank", Some("bkb")).await;
+        Books { app, store, bank_a, bank_b }
+    }
+
+    async fn order(&self, n: u32, product: &str) -> String {
+        let o = self
+            .app
+            .post(
+                &self.store,
+                "/v1/orders",
+                json!({"out_order_no": format!("R-{n}"), "product_id": product, "term_months": 12,
+                       "customer": {"id_number": id_number(9), "phone": phone(9)},
+                       "device": {"sku": "phone", "imei": imei(1000 + n as u64), "price": "3999"}, "down_payment": "999"}),
+            )
+            .await
+            .expect(201);
+        o["id"].as_str().unwrap().to_string()
+    }
+
+    /// Funds an order as if it had been placed on `date`; answers the plan id.
+    async fn fund_on(&self, order: &str, key: &str, loan_no: &str, date: &str) -> String {
+        self.app
+            .db()
+            .await
+            .execute(
+                "UPDATE orders SET created_on = $2::text::date, funding_deadline = ($2::text::date + 3)::timestamp AT TIME ZONE 'Asia/Shanghai' WHERE id = $1",
+                &[&order, &date],
+            )
+            .await
+            .unwrap();
+        let r = self.app.post(key, &format!("/v1/orders/{order}/funding"), json!({"decision": "approved", "loan_no": loan_no, "funded_on": date})).await;
+        r.expect(200)["plan"]["id"].as_str().unwrap().to_string()
+    }
+
+    async fn eod(&self, date: &str) -> Value {
+        let key = self.app.admin_key.clone();
+        self.app.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": date})), None).await.expect(200)
+    }
+
+    async fn report(&self, key: &str, date: &str, query: &str) -> Resp {
+        self.app.get(key, &format!("/v1/reconciliation/{date}{query}")).await
+    }
+
+    async fn csv(&self, key: &str, date: &str, query: &str) -> (u16, String, Vec<u8>) {
+        let res = self
+            .app
+            .http
+            .get(format!("{}/v1/reconciliation/{date}{query}", self.app.url))
+            .bearer_auth(key)
+            .header("Accept", "text/csv")
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        (status, content_type, res.bytes().await.unwrap().to_vec())
+    }
+}
+
+#[actix_web::test]
+async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_changes_once_closed() {
+    let b = Books::new().await;
+    let admin = b.app.admin_key.clone();
+    let o1 = b.order(1, "p18").await;
+    let o2 = b.order(2, "p10").await;
+    let o3 = b.order(3, "p18").await;
+    let o4 = b.order(4, "p18").await;
+    let o5 = b.order(5, "p18").await;
+    let plan1 = b.fund_on(&o1, &b.bank_a, "L-1", "2027-01-31").await;
+    let plan2 = b.fund_on(&o2, &b.bank_b, "L-2", "2027-01-31").await;
+    b.app.post(&b.store, &format!("/v1/orders/{o3}/cancel"), json!({"reason": "changed mind"})).await.expect(200);
+    b.app.post(&b.bank_a, &format!("/v1/orders/{o4}/funding"), json!({"decision": "rejected", "reason": "kyc"})).await.expect(200);
+    let decided: chrono::NaiveDate = b.app.db().await.query_one("SELECT decided_on FROM orders WHERE id = $1", &[&o3]).await.unwrap().get(0);
+    let decided = decided.to_string();
+
+    // Before any end of day: cancellations and rejections are booked on their decision's date, still open.
+    let open = b.report(&admin, &decided, "").await.expect(200);
+    assert_eq!(open["closed"], false);
+    assert_eq!(open["movements"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["cancellation", "rejection"]);
+
+    let eod = b.eod("2027-01-31").await;
+    assert_eq!(eod["holds_expired"], 1, "o5 was never funded");
+    let closed_csv = b.csv(&admin, "2027-01-31", "").await;
+    let closed_json = b.report(&admin, "2027-01-31", "").await.expect(200);
+
+    // After the close: a late repayment valued on the closed date is booked on the next open one.
+    b.app
+        .post(&b.bank_b, &format!("/v1/plans/{plan2}/repayments"), json!({"amount": "10.00", "paid_on": "2027-01-31", "reference": "late,\"1\""}))
+        .await
+        .expect(201);
+    let first = b.app.get(&b.bank_a, &format!("/v1/plans/{plan1}")).await.expect(200)["installments"][0].clone();
+    let due1 = fen(&first["principal"]) + fen(&first["interest"]);
+    b.app
+        .post(&b.bank_a, &format!("/v1/plans/{plan1}/repayments"), json!({"amount": format!("{}.{:02}", due1 / 100, due1 % 100), "paid_on": "2027-02-28", "reference": "R1"}))
+        .await
+        .expect(201);
+    // o2's first installment is short: after 3 days of grace the hold pays it.
+    let eod = b.eod("2027-03-03").await;
+    assert_eq!(eod["compensations"]["count"], 1, "{eod}");
+
+    // A closed date answers the same bytes every time, whatever happened since.
+    assert_eq!(b.csv(&admin, "2027-01-31", "").await, closed_csv);
+    assert_eq!(b.csv(&admin, "2027-01-31", "").await, closed_csv);
+    assert_eq!(b.report(&admin, "2027-01-31", "").await.expect(200), closed_json);
+    let (status, content_type, bytes) = &closed_csv;
+    assert_eq!((*status, content_type.as_str()), (200, "text/csv; charset=utf-8"));
+    assert_csv_matches(&closed_json, std::str::from_utf8(bytes).unwrap());
+
+    // Every movement kind, with its fields filled.
+    let day = |date: &str| {
+        let b = &b;
+        let admin = admin.clone();
+        let date = date.to_string();
+        async move { b.report(&admin, &date, "").await.expect(200) }
+    };
+    let jan31 = day("2027-01-31").await;
+    let kinds: Vec<(&str, &str, &str)> = jan31["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["kind"].as_str().unwrap(), m["bank_id"].as_str().unwrap(), m["order_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("funding", "bka", o1.as_str()), ("funding", "bkb", o2.as_str()), ("expiry", "bka", o5.as_str())]);
+    let funding = &jan31["movements"][0];
+    assert_eq!((funding["plan_id"].as_str(), funding["loan_no"].as_str(), funding["value_date"].as_str()), (Some(plan1.as_str()), Some("L-1"), Some("2027-01-31")));
+    assert_eq!((funding["amount"].as_str(), funding["principal"].as_str(), funding["interest"].as_str()), (Some("3000.00"), Some("3000.00"), Some("0.00")));
+    let expiry = &jan31["movements"][2];
+    assert_eq!((expiry["value_date"].as_str(), expiry["principal"].as_str(), expiry["plan_id"].is_null()), (Some("2027-01-31"), Some("3000.00"), true));
+    assert_eq!((jan31["closed"].as_bool(), jan31["bank_id"].is_null()), (Some(true), true));
+
+    let cancel_day = day(&decided).await;
+    let m = cancel_day["movements"].as_array().unwrap();
+    assert_eq!((m[0]["kind"].as_str(), m[0]["order_id"].as_str(), m[0]["value_date"].as_str()), (Some("cancellation"), Some(o3.as_str()), Some(decided.as_str())));
+    assert_eq!((m[1]["kind"].as_str(), m[1]["order_id"].as_str(), m[1]["amount"].as_str()), (Some("rejection"), Some(o4.as_str()), Some("3000.00")));
+
+    let feb1 = day("2027-02-01").await;
+    let late = &feb1["movements"][0];
+    assert_eq!(feb1["movements"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (late["kind"].as_str(), late["booked_on"].as_str(), late["value_date"].as_str(), late["reference"].as_str(), late["loan_no"].as_str()),
+        (Some("repayment"), Some("2027-02-01"), Some("2027-01-31"), Some("late,\"1\""), Some("L-2"))
+    );
+    assert!(late["repayment_id"].as_str().unwrap().starts_with("rep_") && late["plan_id"] == plan2.as_str() && late["order_id"] == o2.as_str());
+    assert_eq!(fen(&late["amount"]), fen(&late["principal"]) + fen(&late["interest"]) + fen(&late["fee"]) + fen(&late["penalty"]));
+    assert_csv_matches(&feb1, std::str::from_utf8(&b.csv(&admin, "2027-02-01", "").await.2).unwrap());
+
+    let mar3 = day("2027-03-03").await;
+    let comp = &mar3["movements"][0];
+    assert_eq!(
+        (comp["kind"].as_str(), comp["bank_id"].as_str(), comp["plan_id"].as_str(), comp["installment_seq"].as_i64(), comp["value_date"].as_str()),
+        (Some("compensation"), Some("bkb"), Some(plan2.as_str()), Some(1), Some("2027-03-03"))
+    );
+    assert_eq!(fen(&comp["amount"]), fen(&comp["principal"]) + fen(&comp["interest"]) + fen(&comp["fee"]) + fen(&comp["penalty"]));
+    assert!(fen(&comp["penalty"]) > 0, "penalty accrued over the grace days: {comp}");
+    assert_eq!(fen(&mar3["totals"]["compensation"]["amount"]), fen(&eod["compensations"]["amount"]));
+
+    // Totals equal the journal's, for every date, for each bank and for all.
+    let db = b.app.db().await;
+    for date in [decided.as_str(), "2027-01-31", "2027-02-01", "2027-02-28", "2027-03-03", "2027-03-04"] {
+        for (bank, key, query) in [(None, &admin, String::new()), (Some("bka"), &b.bank_a, String::new()), (Some("bkb"), &admin, "?bank_id=bkb".to_string())] {
+            let report = b.report(key, date, &query).await.expect(200);
+            assert_eq!(report["bank_id"].as_str(), bank);
+            assert!(report["movements"].as_array().unwrap().iter().all(|m| bank.is_none_or(|bk| m["bank_id"] == bk)));
+            let journal = journal_totals(&db, date.parse().unwrap(), bank).await;
+            for kind in KINDS {
+                let t = &report["totals"][kind];
+                let (count, amount, principal, income) = journal.get(kind).copied().unwrap_or_default();
+                let ours = (
+                    t["count"].as_i64().unwrap(),
+                    fen(&t["amount"]),
+                    fen(&t["principal"]),
+                    fen(&t["interest"]) + fen(&t["fee"]) + fen(&t["penalty"]),
+                );
+                assert_eq!(ours, (count, amount, principal, income), "{date} {bank:?} {kind}");
+                let listed = report["movements"].as_array().unwrap().iter().filter(|m| m["kind"] == kind).count() as i64;
+                assert_eq!(listed, count);
+            }
+            let csv = b.csv(key, date, &query).await;
+            assert_csv_matches(&report, std::str::from_utf8(&csv.2).unwrap());
+        }
+    }
+    let later = day("2027-03-04").await;
+    assert_eq!((later["closed"].as_bool(), later["movements"].as_array().unwrap().len()), (Some(false), 0));
+    assert_eq!(day("2027-03-03").await["closed"], true);
+
+    // Who may ask, and how.
+    b.report(&b.store, "2027-01-31", "").await.expect_err(403, "forbidden");
+    b.report(&b.bank_a, "2027-01-31", "?bank_id=bkb").await.expect_err(404, "not_found");
+    assert_eq!(b.report(&b.bank_a, "2027-01-31", "?bank_id=bka").await.expect(200)["bank_id"], "bka");
+    b.report(&admin, "2027-01-31", "?bank_id=nope").await.expect_err(404, "not_found");
+    for bad in ["2027-02-30", "20270131", "yesterday"] {
+        let r = b.report(&b.bank_a, bad, "").await;
+        r.expect_err(422, "invalid_date");
+        assert_eq!(r.field(), Some("business_date"));
+    }
+    let bank_b_view = b.report(&b.bank_b, "2027-01-31", "").await.expect(200);
+    assert_eq!(bank_b_view["movements"].as_array().unwrap().len(), 1);
+    let v = b.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+// ---------- partner statement ----------
+
+#[actix_web::test]
+async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees() {
+    let app = TestApp::start().await;
+    app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
+    app.admin_post("/v1/admin/banks", json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"}))
+        .await
+        .expect(201);
+    let established = (chrono::Utc::now().date_naive() - chrono::Duration::days(800)).to_string();
+    for id in ["pa", "pb"] {
+        app.admin_post(
+            "/v1/admin/partners",
+            json!({"id": id, "name": "Agent Co", "established_on": established, "deposit_paid": "3000000.00",
+                   "authorized_providers": ["wld"], "major_violation_last_year": false, "regions": ["44"]}),
+        )
+        .await
+        .expect(201);
+    }
+    app.admin_post(
+        "/v1/admin/products",
+        json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}], "providers": ["wld"],
+               "regions": ["44"], "min_principal": "500", "max_principal": "20000", "partner_referral_fee": "30"}),
+    )
+    .await
+    .expect(201);
+    let provider = app.key_for("provider", Some("wld")).await;
+    app.post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(5), "phone": phone(5)}, "limit": "1000000", "expires_on": "2035-12-31"}))
+        .await
+        .expect(201);
+    let pa = app.key_for("partner", Some("pa")).await;
+    let pb = app.key_for("partner", Some("pb")).await;
+    let bank = app.key_for("bank", Some("bk")).await;
+    let store_key = {
+        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
+        app.key_for("store", Some("st")).await
+    };
+    let order = async |n: u32, agent: &str| -> String {
+        let o = app
+            .post(
+                &pa,
+                "/v1/orders",
+                json!({"out_order_no": format!("PA-{n}"), "product_id": "p12", "term_months": 12, "region_code": "440305", "agent_id": agent,
+                       "customer": {"id_number": id_number(5), "phone": phone(5)},
+                       "device": {"sku": "phone", "imei": imei(2000 + n as u64), "price": "3999"}, "down_payment": "999"}),
+            )
+            .await
+            .expect(201);
+        o["id"].as_str().unwrap().to_string()
+    };
+    let db = app.db().await;
+    let set_created = async |id: &str, date: &str| {
+        db.execute(
+            "UPDATE orders SET created_on = $2::text::date, funding_deadline = ($2::text::date + 3)::timestamp AT TIME ZONE 'Asia/Shanghai' WHERE id = $1",
+            &[&id, &date],
+        )
+        .await
+        .unwrap();
+    };
+    // Agent a-1: three placed in November 2027; two funded (one in November, one on 1 December); one cancelled.
+    let (a1, a2, a3) = (order(1, "a-1").await, order(2, "a-1").await, order(3, "a-1").await);
+    set_created(&a1, "2027-11-10").await;
+    set_created(&a2, "2027-11-30").await;
+    set_created(&a3, "2027-11-12").await;
+    let fund = async |id: &str, loan: &str, date: &str| {
+        app.post(&bank, &format!("/v1/orders/{id}/funding"), json!({"decision": "approved", "loan_no": loan, "funded_on": date})).await.expect(200);
+    };
+    fund(&a1, "L1", "2027-11-11").await;
+    fund(&a2, "L2", "2027-12-01").await;
+    app.post(&pa, &format!("/v1/orders/{a3}/cancel"), json!({})).await.expect(200);
+    db.execute("UPDATE orders SET decided_on = '2027-11-12' WHERE id = $1", &[&a3]).await.unwrap();
+    // Agent a-2: one rejected, one expired by the end of day of 2027-11-20.
+    let (b1, b2) = (order(4, "a-2").await, order(5, "a-2").await);
+    set_created(&b1, "2027-11-02").await;
+    app.post(&bank, &format!("/v1/orders/{b1}/funding"), json!({"decision": "rejected", "reason": "kyc"})).await.expect(200);
+    db.execute("UPDATE orders SET decided_on = '2027-11-02' WHERE id = $1", &[&b1]).await.unwrap();
+    set_created(&b2, "2027-11-15").await;
+    let key = app.admin_key.clone();
+    let eod = app.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2027-11-20"})), None).await.expect(200);
+    assert_eq!(eod["holds_expired"], 1);
+
+    let nov = app.get(&pa, "/v1/partners/pa/statement?month=2027-11").await.expect(200);
+    assert_eq!(
+        nov,
+        json!({"partner_id": "pa", "month": "2027-11", "agents": [
+            {"agent_id": "a-1", "placed": 3, "funded": 1, "cancelled": 1, "rejected": 0, "expired": 0, "funded_principal": "3000.00", "referral_fees": "30.00"},
+            {"agent_id": "a-2", "placed": 2, "funded": 0, "cancelled": 0, "rejected": 1, "expired": 1, "funded_principal": "0.00", "referral_fees": "0.00"}],
+            "total": {"placed": 5, "funded": 1, "cancelled": 1, "rejected": 1, "expired": 1, "funded_principal": "3000.00", "referral_fees": "30.00"}})
+    );
+    let dec = app.admin_get("/v1/partners/pa/statement?month=2027-12").await.expect(200);
+    assert_eq!(dec["agents"], json!([{"agent_id": "a-1", "placed": 0, "funded": 1, "cancelled": 0, "rejected": 0, "expired": 0, "funded_principal": "3000.00", "referral_fees": "30.00"}]));
+    let empty = app.get(&pb, "/v1/partners/pb/statement?month=2027-11").await.expect(200);
+    assert_eq!((empty["agents"].clone(), empty["total"]["referral_fees"].clone()), (json!([]), json!("0.00")));
+
+    app.get(&pb, "/v1/partners/pa/statement?month=2027-11").await.expect_err(404, "not_found");
+    app.get(&store_key, "/v1/partners/pa/statement?month=2027-11").await.expect_err(403, "forbidden");
+    app.admin_get("/v1/partners/nope/statement?month=2027-11").await.expect_err(404, "not_found");
+    for bad in ["2027-13", "2027-1", "nov", "2027-11-01"] {
+        let r = app.get(&pa, &format!("/v1/partners/pa/statement?month={bad}")).await;
+        r.expect_err(422, "invalid_date");
+        assert_eq!(r.field(), Some("month"));
+    }
+    app.get(&pa, "/v1/partners/pa/statement").await.expect_err(422, "invalid_request");
+    app.get(&pb, "/v1/partners/pa/statement?month=bad").await.expect_err(422, "invalid_date");
+}
