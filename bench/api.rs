@@ -34,7 +34,6 @@ pub struct Customer {
 }
 
 pub struct World {
-    pub http: reqwest::Client,
     pub spread_store_keys: Vec<String>,
     pub hot_store_keys: Vec<String>,
     pub customers: Arc<Vec<Customer>>,
@@ -49,7 +48,7 @@ impl World {
             .timeout(Duration::from_secs(60))
             .build()
             .context("HTTP client")?;
-        let api = Api { http: http.clone(), base: service.url.clone(), admin_key: service.admin_key.clone() };
+        let api = Api { http, base: service.url.clone(), admin_key: service.admin_key.clone() };
 
         api.admin("/v1/admin/providers", json!({"id": PROVIDER, "name": "Bench provider"})).await?;
         let bank = |id: &str, regions: Value, priority: i64| {
@@ -120,7 +119,7 @@ impl World {
         if let Some(first) = failed.first() {
             bail!("{} of {} credit lines could not be registered; the first: {first:#}", failed.len(), results.len());
         }
-        Ok(World { http, spread_store_keys, hot_store_keys, customers, spread_banks: SPREAD_PROVINCES.len() })
+        Ok(World { spread_store_keys, hot_store_keys, customers, spread_banks: SPREAD_PROVINCES.len() })
     }
 }
 

@@ -56,10 +56,15 @@ impl Cluster {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        // auto_explain logs the plan of any statement over 1 s (plan only, no ANALYZE: it costs
+        // nothing on fast statements); end of day reports those of its runs.
+        let mut preload = vec!["auto_explain"];
+        extra.push(("auto_explain.log_min_duration".into(), "1s".into()));
         if params.stat_statements {
-            extra.push(("shared_preload_libraries".into(), "pg_stat_statements".into()));
+            preload.insert(0, "pg_stat_statements");
             extra.push(("pg_stat_statements.max".into(), "1000".into()));
         }
+        extra.push(("shared_preload_libraries".into(), preload.join(",")));
         let inner = EmbeddedCluster::start(ClusterOptions {
             dir: dir.to_path_buf(),
             db_name: "postgres".to_string(),
@@ -125,12 +130,13 @@ impl Cluster {
         self.inner.binaries().bin_dir.clone()
     }
 
-    pub fn postmaster_pid(&self) -> Option<u32> {
-        self.inner.pid()
+    /// The server's log (stderr), where auto_explain writes.
+    pub fn log_path(&self) -> &Path {
+        self.inner.log_path()
     }
 
-    pub fn setting(&self, name: &str) -> Option<&str> {
-        self.settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        self.inner.pid()
     }
 
     pub async fn stop(&mut self) -> Result<()> {

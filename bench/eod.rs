@@ -48,6 +48,8 @@ pub struct EodRun {
     pub summary: Value,
     /// The run's own phase timings, from its log lines.
     pub phases: Vec<String>,
+    /// Plans of its statements that took over a second (auto_explain, from the server's log).
+    pub slow_plans: Vec<String>,
     pub obs: Observation,
 }
 
@@ -234,6 +236,7 @@ pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path) -> Result<E
 }
 
 async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: NaiveDate, chunk_size: u32, log: &Path) -> Result<EodRun> {
+    let pg_log_offset = std::fs::metadata(cluster.log_path()).map_or(0, |m| m.len());
     let obs = Observer::start(cluster, DB, std::process::id()).await?;
     let t = Instant::now();
     let summary = creditphone::service::eod::run(pool, date, true, chunk_size).await.map_err(|e| anyhow!("end of day for {date}: {e}"))?;
@@ -241,13 +244,58 @@ async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: Naive
     let obs = obs.finish().await?;
     let summary = serde_json::to_value(&summary).context("the end-of-day summary")?;
     let phases = phases_from_log(log, date);
+    let slow_plans = slow_plans(cluster.log_path(), pg_log_offset);
     println!("   {secs:.2} s; summary {summary}");
     for p in &phases {
         println!("   {p}");
     }
+    if !slow_plans.is_empty() {
+        println!("   {} statements over 1 s (plans in the report)", slow_plans.len());
+    }
     println!("   {}", obs.cpu_line());
     println!("   {}", obs.waits_line(6));
-    Ok(EodRun { date, secs, summary, phases, obs })
+    Ok(EodRun { date, secs, summary, phases, slow_plans, obs })
+}
+
+/// The auto_explain entries (`LOG:  duration: … plan:` and its tab-indented lines) written to the
+/// server's log after `offset`; at most 4, each cut to 40 lines.
+fn slow_plans(pg_log: &Path, offset: u64) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    let read = std::fs::File::open(pg_log).and_then(|mut f| {
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_to_string(&mut text)
+    });
+    if read.is_err() {
+        return Vec::new();
+    }
+    let mut plans: Vec<Vec<&str>> = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        if line.contains("LOG:  duration: ") && line.ends_with("plan:") {
+            plans.extend(current.take());
+            current = Some(vec![line.split_once("LOG:  ").map_or(line, |(_, rest)| rest)]);
+        } else if line.starts_with('\t') {
+            if let Some(c) = current.as_mut() {
+                c.push(line.trim_start_matches('\t'));
+            }
+        } else {
+            plans.extend(current.take());
+        }
+    }
+    plans.extend(current.take());
+    plans
+        .into_iter()
+        .take(4)
+        .map(|p| {
+            let n = p.len();
+            let mut kept: Vec<&str> = p.into_iter().take(40).collect();
+            if n > 40 {
+                kept.push("...");
+            }
+            kept.join("\n")
+        })
+        .collect()
 }
 
 /// The end-of-day log lines of `date` (JSON, in bench.log): the last progress line of each

@@ -95,7 +95,6 @@ impl OrderTarget {
 /// What one load phase measured.
 #[derive(Debug, Clone, Default)]
 pub struct LoadResult {
-    pub mode: &'static str,
     pub connections: usize,
     pub planned_secs: f64,
     pub elapsed_secs: f64,
@@ -222,11 +221,10 @@ impl Tally {
         all
     }
 
-    fn into_result(self, mode: &'static str, connections: usize, planned: Duration, started: Instant) -> LoadResult {
+    fn into_result(self, connections: usize, planned: Duration, started: Instant) -> LoadResult {
         let requests = self.statuses.values().sum();
         let elapsed = self.last_done.unwrap_or(started).saturating_duration_since(started);
         LoadResult {
-            mode,
             connections,
             planned_secs: planned.as_secs_f64(),
             elapsed_secs: elapsed.as_secs_f64(),
@@ -274,7 +272,7 @@ pub async fn closed_loop(target: &OrderTarget, prefix: &str, connections: usize,
             })
         })
         .collect();
-    Tally::merge(join(handles).await).into_result("closed", connections, duration, started)
+    Tally::merge(join(handles).await).into_result(connections, duration, started)
 }
 
 /// A fixed arrival rate for `duration`: request i is due at t0 + i / rate and is sent by the
@@ -309,7 +307,7 @@ pub async fn open_loop(target: &OrderTarget, prefix: &str, rate: f64, duration: 
         .collect();
     let tally = Tally::merge(join(handles).await);
     let late = tally.late;
-    let mut result = tally.into_result("open", max_connections, duration, started);
+    let mut result = tally.into_result(max_connections, duration, started);
     result.rate = Some(rate);
     result.late = Some(late);
     result

@@ -236,7 +236,6 @@ async fn orders_and_notices(
         results.orders = Some(report::OrderResults {
             closed,
             closed_obs,
-            open_rate: rate,
             open,
             open_obs,
             hot: hot_closed,

@@ -10,9 +10,6 @@ const DB: &str = "pgbench";
 #[derive(Debug, Clone)]
 pub struct PgbenchResult {
     pub scale: u32,
-    pub clients: u32,
-    pub threads: u32,
-    pub secs: u64,
     pub tps: f64,
     pub latency_avg_ms: Option<f64>,
     pub transactions: Option<u64>,
@@ -64,9 +61,6 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
     cluster.drop_database(DB).await?;
     Ok(PgbenchResult {
         scale: params.pgbench_scale,
-        clients: params.pgbench_clients,
-        threads,
-        secs: params.pgbench_secs,
         tps,
         latency_avg_ms,
         transactions,
@@ -82,7 +76,8 @@ async fn run_to_end(mut cmd: tokio::process::Command, limit: Duration) -> Result
         .await
         .with_context(|| format!("did not finish within {} s", limit.as_secs()))?
         .context("could not run it")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    // pgbench's progress goes to stderr, its summary to stdout.
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
     if !output.status.success() {
         bail!("exited with {}:\n{text}", output.status);
     }

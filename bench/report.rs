@@ -60,7 +60,6 @@ impl Machine {
 pub struct OrderResults {
     pub closed: LoadResult,
     pub closed_obs: Observation,
-    pub open_rate: f64,
     pub open: LoadResult,
     pub open_obs: Observation,
     pub hot: LoadResult,
@@ -248,9 +247,10 @@ fn load_md(s: &mut String, title: &str, l: &LoadResult, o: &Observation) {
     let p = &l.latency;
     let _ = writeln!(
         s,
-        "- {} requests in {:.1} s over {} connections{}: **{} ok, {} errors**, **{:.1} orders/s**.",
+        "- {} requests in {:.1} s (planned {:.0} s) over {} connections{}: **{} ok, {} errors**, **{:.1} orders/s**.",
         l.requests,
         l.elapsed_secs,
+        l.planned_secs,
         l.connections,
         l.rate.map_or(String::new(), |r| format!(" at a fixed {r:.1} requests/s")),
         l.ok,
@@ -273,6 +273,9 @@ fn eod_run_md(s: &mut String, title: &str, run: &EodRun) {
     let _ = writeln!(s, "- Summary: `{}`", run.summary);
     for p in &run.phases {
         let _ = writeln!(s, "- {p}");
+    }
+    for plan in &run.slow_plans {
+        let _ = writeln!(s, "- A statement over 1 s (auto_explain):\n\n```\n{plan}\n```\n");
     }
     obs_md(s, &run.obs, "creditphone end of day (in this process)");
 }

@@ -85,10 +85,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let mut database = open_database(&settings).await?;
     let result = serve_on(settings, &database.pg_config).await;
-    if let Some(cluster) = database.cluster.as_mut() {
-        if let Err(e) = cluster.stop().await {
-            tracing::error!(error = %e, "stopping the embedded cluster failed");
-        }
+    if let Some(cluster) = database.cluster.as_mut()
+        && let Err(e) = cluster.stop().await
+    {
+        tracing::error!(error = %e, "stopping the embedded cluster failed");
     }
     result
 }

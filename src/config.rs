@@ -179,10 +179,10 @@ impl Settings {
         } else {
             builder = builder.add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
         }
-        if let Ok(env_name) = std::env::var("CREDITPHONE_ENV") {
-            if !env_name.is_empty() {
-                builder = builder.add_source(config::File::from(config_dir.join(format!("{env_name}.toml"))).required(true));
-            }
+        if let Ok(env_name) = std::env::var("CREDITPHONE_ENV")
+            && !env_name.is_empty()
+        {
+            builder = builder.add_source(config::File::from(config_dir.join(format!("{env_name}.toml"))).required(true));
         }
         // Values stay strings (no `try_parsing`): numbers and booleans are converted when a typed field
         // is read, while secrets and URLs such as an admin key "00123" or "1e5" are kept as written.

@@ -11,28 +11,6 @@ use std::time::{Duration, Instant};
 
 // ---------- helpers ----------
 
-/// Works around tests/common: `cluster()` migrates the template with a client whose connection task
-/// lives on a runtime that is no longer driven, so that session never closes and every
-/// `CREATE DATABASE ... TEMPLATE cp_template` fails ("being accessed by other users"). Ending the
-/// template's sessions first lets `fresh_database()` work.
-async fn release_template() {
-    let admin = creditphone::db::connect(&cluster().base).await.expect("connect to the test cluster");
-    admin
-        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'cp_template' AND pid <> pg_backend_pid()", &[])
-        .await
-        .expect("end sessions on the template");
-}
-
-async fn start() -> TestApp {
-    release_template().await;
-    TestApp::start().await
-}
-
-async fn start_with(adjust: impl FnOnce(&mut creditphone::config::Settings)) -> TestApp {
-    release_template().await;
-    TestApp::start_with(adjust).await
-}
-
 /// The X-Request-Id of an answer; on an error body, `error.request_id` must be the same.
 #[track_caller]
 fn request_id(r: &Resp) -> String {
@@ -149,7 +127,7 @@ fn chunked(size: usize) -> Vec<u8> {
 
 #[actix_web::test]
 async fn auth_rules_answer_401_403_404_405_with_request_ids() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let store = store_with_key(&app, "st-auth").await;
 
     // No key, an unknown key, malformed Authorization headers: 401, also on unknown paths.
@@ -213,15 +191,23 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
 
 #[actix_web::test]
 async fn oversized_bodies_are_413_before_anything_else() {
-    // The default limit (1 MiB) with a declared length.
-    let app = start().await;
+    // The default limit (1 MiB): a declared length over it is refused from the headers alone.
+    let app = TestApp::start().await;
     let store = store_with_key(&app, "st-big").await;
-    let big = vec![b' '; (1 << 20) + 1];
-    let r = app.call_raw("POST", "/v1/admin/providers", None, Some(big.clone()), None, &[]).await;
-    expect_error(&r, 413, "payload_too_large");
-    let r = app.call_raw("POST", "/v1/admin/providers", Some(&store), Some(big.clone()), None, &[]).await;
-    expect_error(&r, 413, "payload_too_large");
-    let r = app.call_raw("POST", "/v1/nowhere", Some(&store), Some(big), None, &[]).await;
+    let over = (1 << 20) + 1;
+    for (path, auth) in [
+        ("/v1/admin/providers", String::new()),
+        ("/v1/admin/providers", format!("Authorization: Bearer {store}\r\n")),
+        ("/v1/nowhere", format!("Authorization: Bearer {store}\r\n")),
+        ("/healthz", String::new()),
+    ] {
+        let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {over}\r\nConnection: close\r\n\r\n");
+        let (status, text) = raw_http(&app, &head, b"").await;
+        assert_eq!(status, 413, "{path} {auth}: {text}");
+        assert!(text.contains("payload_too_large") && text.to_ascii_lowercase().contains("x-request-id"), "{text}");
+    }
+    // A whole body just over the limit, sent by an ordinary client.
+    let r = app.call_raw("POST", "/v1/admin/providers", None, Some(vec![b' '; over]), None, &[]).await;
     expect_error(&r, 413, "payload_too_large");
     // Exactly at the limit is read and executed.
     let mut at_limit = b"{\"id\": \"p-limit\", \"name\": \"x\"}".to_vec();
@@ -230,7 +216,7 @@ async fn oversized_bodies_are_413_before_anything_else() {
     assert_eq!(r.status, 201, "{}", r.body);
 
     // Chunked bodies (no Content-Length) over a small limit: still 413 first.
-    let small = start_with(|s| s.server.body_limit_bytes = 2048).await;
+    let small = TestApp::start_with(|s| s.server.body_limit_bytes = 2048).await;
     let store = store_with_key(&small, "st-small").await;
     for (path, auth) in [
         ("/v1/admin/providers", String::new()),
@@ -260,7 +246,7 @@ async fn oversized_bodies_are_413_before_anything_else() {
 
 #[actix_web::test]
 async fn rate_limit_per_key_is_429_with_retry_after_before_routing() {
-    let app = start().await;
+    let app = TestApp::start().await;
     store_with_key(&app, "st-rate").await;
     let created = app
         .admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "st-rate"}, "rate_limit_per_minute": 3}))
@@ -288,7 +274,7 @@ async fn rate_limit_per_key_is_429_with_retry_after_before_routing() {
 
 #[actix_web::test]
 async fn replays_give_the_original_answer_and_reuse_is_refused() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let key = provider_with_key(&app, "prov-a").await;
     let body = line_body(1);
     let first = app.post_idem(&key, "/v1/credit-lines", body.clone(), "idem-1").await;
@@ -347,7 +333,7 @@ async fn replays_give_the_original_answer_and_reuse_is_refused() {
 
 #[actix_web::test]
 async fn idempotency_key_is_required_well_formed_and_checked_before_the_body() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let key = provider_with_key(&app, "prov-k").await;
     let body = serde_json::to_vec(&line_body(2)).unwrap();
     let long = "k".repeat(256);
@@ -386,7 +372,7 @@ async fn idempotency_key_is_required_well_formed_and_checked_before_the_body() {
 
 #[actix_web::test]
 async fn invalid_requests_are_not_stored_business_refusals_are() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let key = provider_with_key(&app, "prov-s").await;
 
     // A 422 invalid_* is not stored: fixing the body with the same key executes it.
@@ -433,7 +419,7 @@ async fn invalid_requests_are_not_stored_business_refusals_are() {
 
 #[actix_web::test]
 async fn concurrent_requests_with_one_key_execute_once() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let key = provider_with_key(&app, "prov-c").await;
     let body = line_body(5);
     let answers = futures_util::future::join_all((0..16).map(|_| app.post_idem(&key, "/v1/credit-lines", body.clone(), "race"))).await;
@@ -469,7 +455,7 @@ async fn concurrent_requests_with_one_key_execute_once() {
 
 #[actix_web::test]
 async fn idempotency_keys_are_scoped_per_principal() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let a = provider_with_key(&app, "prov-one").await;
     let b = provider_with_key(&app, "prov-two").await;
     let ra = app.post_idem(&a, "/v1/credit-lines", line_body(6), "shared-key").await;
@@ -489,7 +475,7 @@ async fn idempotency_keys_are_scoped_per_principal() {
 
 #[actix_web::test]
 async fn money_is_a_string_of_yuan() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let thirteen = "1".repeat(13);
     for bad in [json!(5000), json!(5000.5), json!("1.234"), json!("-1"), json!("1e3"), json!(" 1"), json!("1 "), json!(""), json!(thirteen), json!("1."), json!(".5"), json!("1,000"), json!("０"), json!(true), json!({"yuan": "1"}), json!(["1"])] {
         let r = app.admin_post("/v1/admin/banks", with(&bank_body("b-money"), "exposure_limit", Some(bad.clone()))).await;
@@ -520,7 +506,7 @@ async fn money_is_a_string_of_yuan() {
 
 #[actix_web::test]
 async fn bodies_are_one_strict_json_object() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let admin = app.admin_key.clone();
     let raw = |bytes: &[u8]| app.call_raw("POST", "/v1/admin/providers", Some(&admin), Some(bytes.to_vec()), None, &[]);
 
@@ -589,7 +575,7 @@ async fn bodies_are_one_strict_json_object() {
 
 #[actix_web::test]
 async fn ids_rates_and_dates_are_checked() {
-    let app = start().await;
+    let app = TestApp::start().await;
     // Reference ids.
     let long = "a".repeat(65);
     for bad in ["A", "-x", "x", "", "a b", "ab.c", "Ab", long.as_str(), "abc/d", "ünï"] {
@@ -660,7 +646,7 @@ async fn ids_rates_and_dates_are_checked() {
 
 #[actix_web::test]
 async fn existing_ids_and_missing_references_are_refused_without_changes() {
-    let app = start().await;
+    let app = TestApp::start().await;
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
     app.admin_post("/v1/admin/banks", bank_body("b1")).await.expect(201);
     app.admin_post("/v1/admin/stores", json!({"id": "s1", "name": "S1", "region_code": "440305"})).await.expect(201);
@@ -710,7 +696,7 @@ async fn existing_ids_and_missing_references_are_refused_without_changes() {
 
 #[actix_web::test]
 async fn partner_eligibility_boundaries_against_today() {
-    let app = start().await;
+    let app = TestApp::start().await;
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
     let reasons = |v: &Value| -> (bool, Vec<String>) {
         let list = v["ineligible_reasons"].as_array().expect("reasons").iter().map(|r| r.as_str().unwrap().to_string()).collect();
@@ -766,7 +752,7 @@ async fn partner_eligibility_boundaries_against_today() {
 
 #[actix_web::test]
 async fn apr_cap_on_products_and_product_defaults() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let admin = app.admin_key.clone();
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
     let product = |id: &str, pricing: &str, terms: Value| {
@@ -838,7 +824,7 @@ async fn apr_cap_on_products_and_product_defaults() {
 
 #[actix_web::test]
 async fn patch_rules_on_banks_and_providers() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let admin = app.admin_key.clone();
     let patch = |path: String, body: Value| {
         let admin = admin.clone();
@@ -882,26 +868,26 @@ async fn patch_rules_on_banks_and_providers() {
 
 #[actix_web::test]
 async fn concurrent_patches_of_different_fields_are_all_kept() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let admin = app.admin_key.clone();
     app.admin_post("/v1/admin/banks", bank_body("b1")).await.expect(201);
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
     app.admin_post("/v1/admin/partners", partner_body("pa1", &["p1"])).await.expect(201);
     let regions = ["44", "11", "31", "32", "33"];
-    for round in 0..5usize {
+    for (round, region) in regions.into_iter().enumerate() {
         let bank = [
             json!({"name": format!("Bank {round}")}),
             json!({"priority": 100 + round}),
             json!({"apr_min": format!("0.0{round}")}),
             json!({"exposure_limit": format!("{}", 1000 + round)}),
-            json!({"regions": [regions[round]]}),
+            json!({"regions": [region]}),
             json!({"webhook_url": format!("https://h{round}.example.com/")}),
         ];
         let partner = [
             json!({"name": format!("Partner {round}")}),
             json!({"deposit_paid": format!("{}", 3_000_000 + round)}),
             json!({"major_violation_last_year": round % 2 == 1}),
-            json!({"regions": [regions[round]]}),
+            json!({"regions": [region]}),
             json!({"established_on": days_ago(400 + round as i64)}),
         ];
         let calls = bank
@@ -915,7 +901,7 @@ async fn concurrent_patches_of_different_fields_are_all_kept() {
         let b = app.admin_get("/v1/admin/banks/b1").await.expect(200);
         let want = json!({
             "name": format!("Bank {round}"), "priority": 100 + round, "apr_min": if round == 0 { "0".to_string() } else { format!("0.0{round}") },
-            "exposure_limit": format!("{}.00", 1000 + round), "regions": [regions[round]], "webhook_url": format!("https://h{round}.example.com/"),
+            "exposure_limit": format!("{}.00", 1000 + round), "regions": [region], "webhook_url": format!("https://h{round}.example.com/"),
         });
         for (k, v) in want.as_object().unwrap() {
             assert_eq!(&b[k], v, "round {round}: bank field {k} lost: {b}");
@@ -923,7 +909,7 @@ async fn concurrent_patches_of_different_fields_are_all_kept() {
         let p = app.admin_get("/v1/admin/partners/pa1").await.expect(200);
         let want = json!({
             "name": format!("Partner {round}"), "deposit_paid": format!("{}.00", 3_000_000 + round),
-            "major_violation_last_year": round % 2 == 1, "regions": [regions[round]], "established_on": days_ago(400 + round as i64),
+            "major_violation_last_year": round % 2 == 1, "regions": [region], "established_on": days_ago(400 + round as i64),
         });
         for (k, v) in want.as_object().unwrap() {
             assert_eq!(&p[k], v, "round {round}: partner field {k} lost: {p}");
@@ -935,7 +921,7 @@ async fn concurrent_patches_of_different_fields_are_all_kept() {
 
 #[actix_web::test]
 async fn lists_page_in_creation_order() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let ids = ["st-e", "st-a", "st-c", "st-b", "st-d"];
     for id in ids {
         app.admin_post("/v1/admin/stores", json!({"id": id, "name": format!("Store {id}"), "region_code": "440305"})).await.expect(201);
@@ -980,7 +966,7 @@ async fn lists_page_in_creation_order() {
 
 #[actix_web::test]
 async fn api_keys_show_their_secret_only_once() {
-    let app = start().await;
+    let app = TestApp::start().await;
     app.admin_post("/v1/admin/stores", json!({"id": "s1", "name": "S", "region_code": "440305"})).await.expect(201);
     let created = app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "s1"}})).await.expect(201);
     let key = created["key"].as_str().expect("key shown at creation").to_string();
@@ -1026,7 +1012,7 @@ async fn api_keys_show_their_secret_only_once() {
 
 #[actix_web::test]
 async fn webhook_secrets_are_shown_at_creation_and_rotation_only() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let bank = with(&bank_body("b1"), "webhook_url", Some(json!("https://bank.example.com/notices")));
     let created = app.admin_post("/v1/admin/banks", bank).await.expect(201);
     let secret = created["webhook_secret"].as_str().expect("webhook_secret at creation").to_string();
@@ -1065,7 +1051,7 @@ async fn webhook_secrets_are_shown_at_creation_and_rotation_only() {
 
 #[actix_web::test]
 async fn operations_endpoints() {
-    let app = start().await;
+    let app = TestApp::start().await;
     let r = app.call("GET", "/healthz", None, None, None).await;
     assert_eq!(r.status, 200);
     request_id(&r);
@@ -1082,11 +1068,47 @@ async fn operations_endpoints() {
 
     let doc = app.call("GET", "/openapi.json", None, None, None).await.expect(200);
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
-    for path in ["/v1/admin/banks", "/v1/admin/banks/{id}", "/v1/admin/api-keys", "/healthz"] {
-        assert!(doc["paths"][path].is_object(), "{path} in the document");
+    // Every operation of API.md is in the document; the idempotent ones take an Idempotency-Key.
+    let mut operations = vec![
+        ("get", "/healthz", false), ("get", "/readyz", false), ("get", "/metrics", false),
+        ("post", "/v1/admin/api-keys", false), ("get", "/v1/admin/api-keys", false), ("get", "/v1/admin/api-keys/{id}", false),
+        ("delete", "/v1/admin/api-keys/{id}", false), ("post", "/v1/admin/providers/{id}/webhook-secret", false),
+        ("post", "/v1/admin/banks/{id}/webhook-secret", false), ("post", "/v1/admin/eod", false), ("get", "/v1/admin/audit-log", false),
+        ("get", "/v1/admin/ledger/verify", false), ("get", "/v1/admin/notices", false), ("post", "/v1/admin/notices/{id}/redeliver", false),
+        ("post", "/v1/credit-lines", true), ("get", "/v1/credit-lines/{id}", false), ("post", "/v1/credit-lines/{id}/debt-repayments", true),
+        ("get", "/v1/holds/{id}", false), ("post", "/v1/quotes", false), ("post", "/v1/orders", true), ("get", "/v1/orders", false),
+        ("get", "/v1/orders/{id}", false), ("get", "/v1/orders/{id}/borrower", false), ("post", "/v1/orders/{id}/cancel", true),
+        ("post", "/v1/orders/{id}/funding", true), ("get", "/v1/plans/{id}", false), ("get", "/v1/plans/{id}/payoff", false),
+        ("post", "/v1/plans/{id}/repayments", true), ("post", "/v1/plans/{id}/accelerate", true), ("get", "/v1/notices", false),
+        ("get", "/v1/reconciliation/{business_date}", false), ("get", "/v1/partners/{id}/statement", false),
+    ];
+    for kind in ["providers", "banks", "stores", "partners", "products"] {
+        let base: &'static str = format!("/v1/admin/{kind}").leak();
+        let one: &'static str = format!("/v1/admin/{kind}/{{id}}").leak();
+        operations.extend([("post", base, false), ("get", base, false), ("get", one, false), ("patch", one, false)]);
     }
-    assert!(doc["paths"]["/v1/admin/banks"]["post"].is_object());
+    for (method, path, idempotent) in operations {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is in the OpenAPI document");
+        let takes_key = op["parameters"].as_array().is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
+        assert_eq!(takes_key, idempotent, "{method} {path}: Idempotency-Key parameter");
+    }
     assert!(doc["components"]["schemas"]["Bank"].is_object());
+
+    // Not ready while the database lacks this binary's newest migration; ready again once it has it.
+    let db = app.db().await;
+    let latest = creditphone::db::latest_migration_version() as i32;
+    let removed = db.query_one("DELETE FROM refinery_schema_history WHERE version = $1 RETURNING name, applied_on, checksum", &[&latest]).await.unwrap();
+    let r = app.call("GET", "/readyz", None, None, None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let (name, applied_on, checksum): (String, String, String) = (removed.get(0), removed.get(1), removed.get(2));
+    db.execute(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)",
+        &[&latest, &name, &applied_on, &checksum],
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
 }
 
 // ---------- 8. migrations and database outages ----------
@@ -1094,7 +1116,6 @@ async fn operations_endpoints() {
 #[actix_web::test]
 async fn migrations_run_twice_and_concurrently() {
     // A migrated database: running again applies nothing.
-    release_template().await;
     let pg = fresh_database().await;
     let mut client = creditphone::db::connect(&pg).await.expect("connect");
     assert_eq!(creditphone::db::migrate(&mut client).await.expect("again"), 0);
@@ -1146,7 +1167,7 @@ async fn wait_for_status(app: &TestApp, path: &str, status: u16, within: Duratio
 
 #[actix_web::test]
 async fn database_outage_answers_503_and_recovers_by_itself() {
-    let app = start_with(|s| s.database.timeout_ms = 1500).await;
+    let app = TestApp::start_with(|s| s.database.timeout_ms = 1500).await;
     let provider = provider_with_key(&app, "prov-o").await;
     assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
     let dbname = app.pg.get_dbname().expect("dbname").to_string();
@@ -1222,6 +1243,37 @@ impl Serve {
     }
 }
 
+/// A spawned `creditphone`, killed (with its PostgreSQL, by the death signal) if a test fails while it runs.
+struct Running(std::process::Child);
+
+impl Running {
+    fn spawn(mut cmd: std::process::Command) -> Running {
+        Running(cmd.spawn().expect("spawn creditphone"))
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -1254,10 +1306,10 @@ async fn wait_ready(serve: &Serve, child: &mut std::process::Child, log: &str) {
         if let Some(status) = child.try_wait().expect("wait") {
             panic!("serve exited early ({status}):\n{}", serve.log(log));
         }
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{}/readyz", serve.port)).send().await {
-            if r.status().as_u16() == 200 {
-                return;
-            }
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{}/readyz", serve.port)).send().await
+            && r.status().as_u16() == 200
+        {
+            return;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -1267,7 +1319,7 @@ async fn wait_ready(serve: &Serve, child: &mut std::process::Child, log: &str) {
     }
 }
 
-async fn terminate(serve: &Serve, mut child: std::process::Child, log: &str) {
+async fn terminate(serve: &Serve, mut child: Running, log: &str) {
     let postmaster = serve.postmaster_pid().expect("a running postmaster has a postmaster.pid");
     assert!(process_alive(postmaster));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
@@ -1295,7 +1347,7 @@ async fn embedded_default_serves_stops_and_restarts() {
     let base = format!("http://127.0.0.1:{}", serve.port);
 
     // First start: creates the cluster under var/, migrates, serves.
-    let mut child = serve.command(&["serve"], serve.port, "serve-1.log").spawn().expect("spawn serve");
+    let mut child = Running::spawn(serve.command(&["serve"], serve.port, "serve-1.log"));
     wait_ready(&serve, &mut child, "serve-1.log").await;
     assert!(serve.dir.join("var/pgdata/PG_VERSION").is_file());
     let r = http
@@ -1309,7 +1361,7 @@ async fn embedded_default_serves_stops_and_restarts() {
 
     // A second serve on the same data directory refuses clearly.
     let other_port = free_port();
-    let mut second = serve.command(&["serve"], other_port, "serve-2.log").spawn().expect("spawn second serve");
+    let mut second = Running::spawn(serve.command(&["serve"], other_port, "serve-2.log"));
     let status = wait_exit(&mut second, Duration::from_secs(30)).await;
     let Some(status) = status else {
         let _ = second.kill();
@@ -1324,14 +1376,14 @@ async fn embedded_default_serves_stops_and_restarts() {
     terminate(&serve, child, "serve-1.log").await;
 
     // `migrate` with the same settings.
-    let mut migrate = serve.command(&["migrate"], serve.port, "migrate.log").spawn().expect("spawn migrate");
+    let mut migrate = Running::spawn(serve.command(&["migrate"], serve.port, "migrate.log"));
     let status = wait_exit(&mut migrate, Duration::from_secs(60)).await.expect("migrate finishes");
     assert!(status.success(), "migrate: {status}\n{}", serve.log("migrate.log"));
     assert!(serve.log("migrate.log").contains("migrations applied: 0"), "{}", serve.log("migrate.log"));
     assert!(serve.postmaster_pid().is_none(), "migrate stops its PostgreSQL");
 
     // Restart on the existing var/: the provider is still there.
-    let mut child = serve.command(&["serve"], serve.port, "serve-3.log").spawn().expect("spawn serve again");
+    let mut child = Running::spawn(serve.command(&["serve"], serve.port, "serve-3.log"));
     wait_ready(&serve, &mut child, "serve-3.log").await;
     let r = http.get(format!("{base}/v1/admin/providers/kept-provider")).bearer_auth(&serve.admin_key).send().await.expect("read");
     assert_eq!(r.status().as_u16(), 200);
@@ -1347,7 +1399,7 @@ async fn embedded_default_serves_stops_and_restarts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!process_alive(postmaster), "the postmaster outlives a killed serve");
-    let mut child = serve.command(&["serve"], serve.port, "serve-4.log").spawn().expect("spawn serve after a crash");
+    let mut child = Running::spawn(serve.command(&["serve"], serve.port, "serve-4.log"));
     wait_ready(&serve, &mut child, "serve-4.log").await;
     let r = http.get(format!("{base}/v1/admin/providers/kept-provider")).bearer_auth(&serve.admin_key).send().await.expect("read");
     assert_eq!(r.status().as_u16(), 200);
@@ -1384,7 +1436,7 @@ async fn configured_database_url_and_settings_from_the_environment() {
 
     let mut cmd = serve.command(&["serve"], serve.port, "serve.log");
     env(&mut cmd);
-    let mut child = cmd.spawn().expect("spawn serve");
+    let mut child = Running::spawn(cmd);
     wait_ready(&serve, &mut child, "serve.log").await;
     assert!(!serve.dir.join("var/pgdata").exists(), "no embedded cluster with a database URL");
 
@@ -1411,4 +1463,48 @@ async fn configured_database_url_and_settings_from_the_environment() {
     env(&mut migrate);
     let status = migrate.status().expect("migrate");
     assert!(status.success() && serve.log("migrate.log").contains("migrations applied: 0"), "{}", serve.log("migrate.log"));
+}
+
+#[actix_web::test]
+async fn hostile_input_never_answers_5xx() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    app.admin_post("/v1/admin/banks", bank_body("b1")).await.expect(201);
+    let store = store_with_key(&app, "s1").await;
+    // A NUL in a path id names nothing: 404 (PostgreSQL text cannot hold it).
+    for (method, path) in [
+        ("GET", "/v1/admin/banks/%00"),
+        ("GET", "/v1/admin/banks/b1%00"),
+        ("PATCH", "/v1/admin/banks/%00"),
+        ("POST", "/v1/admin/banks/%00/webhook-secret"),
+        ("GET", "/v1/admin/api-keys/%00"),
+        ("DELETE", "/v1/admin/api-keys/%00"),
+        ("GET", "/v1/admin/partners/%00"),
+        ("GET", "/v1/admin/products/%00"),
+        ("GET", "/v1/credit-lines/%00"),
+        ("GET", "/v1/admin/banks/%FF"),
+        ("GET", "/v1/admin/banks/%E4%B8%AD"),
+    ] {
+        let r = app.call_raw(method, path, Some(&admin), Some(b"{}".to_vec()), Some("k"), &[]).await;
+        expect_error(&r, 404, "not_found");
+    }
+    // Still 401 first, and 404 (not 403) for a store.
+    expect_error(&app.call("GET", "/v1/admin/banks/%00", None, None, None).await, 401, "unauthenticated");
+    expect_error(&app.get(&store, "/v1/admin/banks/%00").await, 404, "not_found");
+    let long = format!("/v1/admin/banks/{}", "x".repeat(4000));
+    expect_error(&app.admin_get(&long).await, 404, "not_found");
+    // NULs in bodies and in query values.
+    for (path, body, field) in [
+        ("/v1/admin/providers", json!({"id": "p1", "name": "a\u{0}b"}), "name"),
+        ("/v1/admin/providers", json!({"id": "p1", "name": "P", "webhook_url": "https://x.example.com/\u{0}"}), "webhook_url"),
+        ("/v1/admin/stores", json!({"id": "s2", "name": "S", "region_code": "44030\u{0}"}), "region_code"),
+        ("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "s1\u{0}"}}), "principal.id"),
+    ] {
+        expect_field(&app.admin_post(path, body).await, 422, "invalid_request", field);
+    }
+    let r = app.admin_get("/v1/admin/notices?recipient=store:%00").await;
+    assert!(r.status < 500, "{}", r.body);
+    expect_error(&r, 422, "invalid_request");
+    expect_field(&app.admin_get("/v1/admin/stores?limit=%00").await, 422, "invalid_request", "limit");
+    assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 0);
 }

@@ -572,6 +572,16 @@ async fn a_lost_instance_or_a_restart_loses_nothing() {
     rx.stop().await;
 }
 
+/// A child process ended however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The example receiver in docs/examples (Python standard library) verifies and deduplicates
 /// real deliveries; with the `stripe` package installed, Stripe's verifier accepts them too.
 #[actix_web::test]
@@ -587,14 +597,16 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
 
     let mut w = World::new(|_| {}, None, Some("http://127.0.0.1:9/not-yet"), false).await;
     let secret = w.provider_secret.clone().unwrap();
-    let mut child = std::process::Command::new(&python)
-        .args([script, "--port", "0"])
-        .env("CREDITPHONE_WEBHOOK_SECRET", &secret)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(&python)
+            .args([script, "--port", "0"])
+            .env("CREDITPHONE_WEBHOOK_SECRET", &secret)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, lines) = std::sync::mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -612,7 +624,10 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
     w.order(2).await;
     let mut events = Vec::new();
     for _ in 0..2 {
-        events.push(serde_json::from_str::<Value>(&next_line()).unwrap());
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) else {
+            panic!("no event at the Python receiver: {:?}", w.admin_notices("recipient=provider:wld").await);
+        };
+        events.push(serde_json::from_str::<Value>(&line).unwrap());
     }
     let feed = w.feed(&w.provider).await;
     assert_eq!(events.iter().map(|e| e["event"].as_str().unwrap().to_string()).collect::<Vec<_>>(), ids(&feed));
@@ -639,8 +654,7 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
     assert_eq!(post(tampered, signed).await.unwrap().status(), 400);
     let stale = creditphone::service::notices::signature_header(&secret, now - 301, &body);
     assert_eq!(post(body.clone(), stale).await.unwrap().status(), 400);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     // Stripe's own verifier, where the package is installed.
     let has_stripe = std::process::Command::new(&python).args(["-c", "import stripe"]).output().is_ok_and(|o| o.status.success());

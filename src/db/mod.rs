@@ -101,6 +101,10 @@ pub fn classify_error(e: &tokio_postgres::Error) -> ApiError {
             tracing::warn!(error = %e, "database busy or going away");
             return ApiError::unavailable();
         }
+        if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER {
+            // Text PostgreSQL cannot hold (a NUL character) that got past the checks: the request's fault.
+            return ApiError::new(ErrorCode::InvalidRequest, "the request holds text with a NUL character");
+        }
         tracing::error!(error = %e, code = code.code(), constraint = db.constraint(), "unexpected database error");
         return ApiError::internal();
     }

@@ -62,10 +62,10 @@ pub async fn request_context(mut req: ServiceRequest, next: Next<impl MessageBod
         Ok(res) => res,
         Err(e) => return Err(e),
     };
-    if !res.headers().contains_key(REQUEST_ID_HEADER) {
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            res.headers_mut().insert(REQUEST_ID_HEADER, v);
-        }
+    if !res.headers().contains_key(REQUEST_ID_HEADER)
+        && let Ok(v) = HeaderValue::from_str(&request_id)
+    {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     let status = res.status().as_u16();
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());

@@ -170,9 +170,13 @@ pub async fn method_not_allowed() -> ApiResult<HttpResponse> {
     Err(ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method"))
 }
 
-/// A resource whose other methods answer `405 method_not_allowed` in the API's error format.
+/// A resource whose other methods answer `405 method_not_allowed` in the API's error format. A path
+/// with a NUL character (`%00`) matches no resource (`404 not_found`): no id holds one, and
+/// PostgreSQL text cannot (it would be a 500).
 pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+    web::resource(path)
+        .guard(actix_web::guard::fn_guard(|ctx| !ctx.head().uri.path().contains("%00")))
+        .default_service(web::to(method_not_allowed))
 }
 
 /// The whole route table.
@@ -184,18 +188,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     plans::routes(cfg);
     admin::routes(cfg);
     reports::routes(cfg);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
-        assert_eq!(decode_cursor("zzz"), None);
-        assert_eq!(decode_cursor(""), None);
-    }
 }
 
 /// Routes of later modules for the OpenAPI document: (method, path, summary, request, status, response schema, idempotent).
@@ -217,4 +209,16 @@ pub fn extra_routes() -> Vec<(
         (Get, "/v1/reconciliation/{business_date}", "A bank's movements booked on a date (JSON, or CSV with Accept: text/csv)", None, "200", None, false),
         (Get, "/v1/partners/{id}/statement", "A partner's monthly statement by agent (?month=YYYY-MM)", None, "200", None, false),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("zzz"), None);
+        assert_eq!(decode_cursor(""), None);
+    }
 }

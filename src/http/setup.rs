@@ -65,10 +65,10 @@ fn patch_obj<'a>(v: &'a serde_json::Value, id: &str, allowed: &[&str]) -> ApiRes
     let mut keys: Vec<&str> = allowed.to_vec();
     keys.push("id");
     let o = Obj::root(v, &keys)?;
-    if let Patch::Set(given) = o.patch_value("id") {
-        if given.as_str() != Some(id) {
-            return Err(ApiError::invalid("id", "`id` cannot be changed"));
-        }
+    if let Patch::Set(given) = o.patch_value("id")
+        && given.as_str() != Some(id)
+    {
+        return Err(ApiError::invalid("id", "`id` cannot be changed"));
     }
     Ok(o)
 }

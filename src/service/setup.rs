@@ -294,10 +294,10 @@ pub fn api_key_view(k: api_keys::ApiKeyRecord) -> ApiKeyView {
 
 pub async fn create_api_key(state: &AppState, principal: Principal, rate_limit_per_minute: Option<i32>) -> ApiResult<Value> {
     let client = state.pool.get().await?;
-    if let Some(id) = principal.id() {
-        if !q::principal_exists(&**client, principal.kind(), id).await? {
-            return Err(ApiError::new(ErrorCode::UnknownReference, format!("no {} `{id}`", principal.kind().as_str())).field("principal.id"));
-        }
+    if let Some(id) = principal.id()
+        && !q::principal_exists(&**client, principal.kind(), id).await?
+    {
+        return Err(ApiError::new(ErrorCode::UnknownReference, format!("no {} `{id}`", principal.kind().as_str())).field("principal.id"));
     }
     let key = generate_api_key();
     let record = api_keys::insert(&**client, &new_object_id("key"), &hash_api_key(&key), &principal, rate_limit_per_minute).await?;
