@@ -252,8 +252,7 @@ async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: Naive
     if !slow_plans.is_empty() {
         println!("   {} statements over 1 s (plans in the report)", slow_plans.len());
     }
-    println!("   {}", obs.cpu_line());
-    println!("   {}", obs.waits_line(6));
+    crate::print_obs(&obs, summary["overdue_marked"].as_u64().unwrap_or(0), "overdue installment");
     Ok(EodRun { date, secs, summary, phases, slow_plans, obs })
 }
 

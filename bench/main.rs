@@ -58,6 +58,9 @@ pub struct Args {
     /// Do not load pg_stat_statements (it costs a little; it names the expensive statements).
     #[arg(long)]
     no_stat_statements: bool,
+    /// What source was measured, for the report [default: `git describe --always --dirty` of the crate].
+    #[arg(long)]
+    source_label: Option<String>,
 }
 
 /// What one run measures, resolved from the mode and the options.
@@ -142,7 +145,8 @@ async fn run(args: Args) -> Result<()> {
         workdir.display(),
         server_bin.display()
     );
-    let machine = report::Machine::probe();
+    let mut machine = report::Machine::probe();
+    machine.source = args.source_label.clone().unwrap_or_else(source_revision);
     println!("{}", machine.one_line());
 
     let outcome = run_phases(&params, &server_bin, &workdir, machine).await;
@@ -215,6 +219,7 @@ async fn orders_and_notices(
         let closed = load::closed_loop(&spread, "spread", params.connections, Duration::from_secs(params.load_secs)).await;
         let closed_obs = obs.finish().await?;
         println!("   {}", closed.summary());
+        print_obs(&closed_obs, closed.requests, "order");
         if closed.ok == 0 {
             bail!("no order succeeded in the closed loop: {}", closed.error_summary());
         }
@@ -225,6 +230,7 @@ async fn orders_and_notices(
         let open = load::open_loop(&spread, "open", rate, Duration::from_secs(params.load_secs), params.open_loop_max_connections).await;
         let open_obs = obs.finish().await?;
         println!("   {}", open.summary());
+        print_obs(&open_obs, open.requests, "order");
 
         println!("\n== orders, every one to bank {}: closed loop, {} connections, {} s", api::HOT_BANK, params.connections, params.load_secs);
         let hot = load::OrderTarget::new(&world, &service, load::Route::HotBank)?;
@@ -232,6 +238,7 @@ async fn orders_and_notices(
         let hot_closed = load::closed_loop(&hot, "hot", params.connections, Duration::from_secs(params.load_secs)).await;
         let hot_obs = obs.finish().await?;
         println!("   {}", hot_closed.summary());
+        print_obs(&hot_obs, hot_closed.requests, "order");
 
         results.orders = Some(report::OrderResults {
             closed,
@@ -247,6 +254,7 @@ async fn orders_and_notices(
         let delivered = notices::run(cluster, DB, &receiver, params).await?;
         let obs = obs.finish().await?;
         println!("   {}", delivered.summary());
+        print_obs(&obs, delivered.delivered.max(0) as u64, "notice");
         results.notices = Some((delivered, obs));
         anyhow::Ok(())
     }
@@ -258,6 +266,25 @@ async fn orders_and_notices(
     }
     receiver.stop();
     outcome
+}
+
+/// `git describe --always --dirty` of the crate the harness was built from, if it is a checkout.
+fn source_revision() -> String {
+    std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn print_obs(obs: &observe::Observation, n: u64, unit: &str) {
+    println!("   {}", obs.cpu_line());
+    println!("   {}", obs.waits_line(6));
+    println!("   database {}", obs.db.per(n, unit));
 }
 
 /// The `creditphone` server binary built next to this one (same target directory and profile).

@@ -24,6 +24,14 @@ pub struct Cpu {
     pub cores: usize,
 }
 
+impl Cpu {
+    /// What processes other than ours used: builds, other tests.
+    pub fn others(&self) -> f64 {
+        let ours = if (self.service - self.bench).abs() < f64::EPSILON { self.service } else { self.service + self.bench };
+        (self.machine - ours - self.postgres).max(0.0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Statement {
     pub calls: i64,
@@ -32,9 +40,40 @@ pub struct Statement {
     pub query: String,
 }
 
+/// Counters of the database over the phase (`pg_stat_database`, flushed by backends about once a
+/// second, so exact to within that) and totals of `pg_stat_statements`.
+#[derive(Debug, Clone, Default)]
+pub struct DbDelta {
+    pub sessions: i64,
+    pub commits: i64,
+    pub rollbacks: i64,
+    pub rows_inserted: i64,
+    pub rows_updated: i64,
+    pub statement_calls: i64,
+    pub statement_ms: f64,
+}
+
+impl DbDelta {
+    /// Per unit of work (an order, a notice), for the report.
+    pub fn per(&self, n: u64, unit: &str) -> String {
+        let n = n.max(1) as f64;
+        format!(
+            "per {unit}: {:.1} statements executing {:.2} ms; ≈ {:.1} commits, {:.1} rows inserted, {:.1} updated; {} new sessions, {} rollbacks in all",
+            self.statement_calls as f64 / n,
+            self.statement_ms / n,
+            self.commits as f64 / n,
+            self.rows_inserted as f64 / n,
+            self.rows_updated as f64 / n,
+            self.sessions,
+            self.rollbacks
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
     pub wall_secs: f64,
+    pub db: DbDelta,
     pub cpu: Cpu,
     /// (what a session was doing, average number of sessions doing it), most first.
     pub waits: Vec<(String, f64)>,
@@ -46,8 +85,13 @@ impl Observation {
     pub fn cpu_line(&self) -> String {
         let c = &self.cpu;
         format!(
-            "CPU cores busy: service {:.2}, PostgreSQL {:.2}, load generator {:.2}; machine {:.2} of {}",
-            c.service, c.postgres, c.bench, c.machine, c.cores
+            "CPU cores busy: service {:.2}, PostgreSQL {:.2}, load generator {:.2}; machine {:.2} of {} (other processes {:.2})",
+            c.service,
+            c.postgres,
+            c.bench,
+            c.machine,
+            c.cores,
+            c.others()
         )
     }
 
@@ -65,6 +109,8 @@ pub struct Observer {
     stop: Arc<AtomicBool>,
     sampler: tokio::task::JoinHandle<(HashMap<String, u64>, u64)>,
     stats: Option<tokio_postgres::Client>,
+    counters: tokio_postgres::Client,
+    db0: DbDelta,
     db: String,
 }
 
@@ -78,6 +124,8 @@ impl Observer {
             None
         };
         let sampler_client = cluster.connect("postgres").await?;
+        let counters = cluster.connect("postgres").await?;
+        let db0 = db_counters(&counters, db).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = tokio::spawn(sample(sampler_client, db.to_string(), stop.clone()));
         let postmaster_pid = cluster.postmaster_pid();
@@ -89,6 +137,8 @@ impl Observer {
             stop,
             sampler,
             stats,
+            counters,
+            db0,
             db: db.to_string(),
         })
     }
@@ -96,15 +146,28 @@ impl Observer {
     pub async fn finish(self) -> Result<Observation> {
         let wall = self.started.elapsed().as_secs_f64();
         let cpu1 = CpuSnapshot::take(self.service_pid, self.postmaster_pid);
+        // Backends publish their counters at most once a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let db1 = db_counters(&self.counters, &self.db).await?;
         self.stop.store(true, Ordering::Relaxed);
         let (counts, samples) = self.sampler.await.unwrap_or_default();
         let mut waits: Vec<(String, f64)> = counts.into_iter().map(|(k, n)| (k, n as f64 / samples.max(1) as f64)).collect();
         waits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let statements = match &self.stats {
-            Some(c) => top_statements(c, &self.db).await?,
-            None => Vec::new(),
+        let (statements, (calls, ms)) = match &self.stats {
+            Some(c) => (top_statements(c, &self.db).await?, statement_totals(c, &self.db).await?),
+            None => (Vec::new(), (0, 0.0)),
         };
-        Ok(Observation { wall_secs: wall, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements })
+        let d0 = &self.db0;
+        let db = DbDelta {
+            sessions: db1.sessions - d0.sessions,
+            commits: db1.commits - d0.commits,
+            rollbacks: db1.rollbacks - d0.rollbacks,
+            rows_inserted: db1.rows_inserted - d0.rows_inserted,
+            rows_updated: db1.rows_updated - d0.rows_updated,
+            statement_calls: calls,
+            statement_ms: ms,
+        };
+        Ok(Observation { wall_secs: wall, db, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements })
     }
 }
 
@@ -135,6 +198,35 @@ async fn sample(client: tokio_postgres::Client, db: String, stop: Arc<AtomicBool
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
     (counts, samples)
+}
+
+async fn db_counters(client: &tokio_postgres::Client, db: &str) -> Result<DbDelta> {
+    let r = client
+        .query_one(
+            "SELECT coalesce(sessions, 0)::int8, xact_commit, xact_rollback, tup_inserted, tup_updated FROM pg_stat_database WHERE datname = $1",
+            &[&db],
+        )
+        .await?;
+    Ok(DbDelta {
+        sessions: r.get(0),
+        commits: r.get(1),
+        rollbacks: r.get(2),
+        rows_inserted: r.get(3),
+        rows_updated: r.get(4),
+        ..DbDelta::default()
+    })
+}
+
+/// Calls and execution time of every statement in `db` since the last reset.
+async fn statement_totals(client: &tokio_postgres::Client, db: &str) -> Result<(i64, f64)> {
+    let r = client
+        .query_one(
+            "SELECT coalesce(sum(s.calls), 0)::int8, coalesce(sum(s.total_exec_time), 0)::float8
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
+            &[&db],
+        )
+        .await?;
+    Ok((r.get(0), r.get(1)))
 }
 
 async fn top_statements(client: &tokio_postgres::Client, db: &str) -> Result<Vec<Statement>> {

@@ -207,7 +207,10 @@ impl Settings {
         anyhow::ensure!(self.database.pool_size >= 1 && self.database.pool_size <= 1000, "database.pool_size must be 1-1000");
         anyhow::ensure!(self.notices.max_attempts >= 1, "notices.max_attempts must be at least 1");
         anyhow::ensure!(self.notices.timeout_secs >= 1, "notices.timeout_secs must be at least 1");
-        anyhow::ensure!(self.notices.workers >= 1 && self.notices.per_recipient >= 1, "notices.workers and notices.per_recipient must be at least 1");
+        anyhow::ensure!(
+            self.notices.workers >= 1 && self.notices.per_recipient >= 1,
+            "notices.workers and notices.per_recipient must be at least 1"
+        );
         anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
         anyhow::ensure!(self.auth.default_rate_limit_per_minute >= 1, "auth.default_rate_limit_per_minute must be at least 1");

@@ -203,9 +203,13 @@ impl World {
         let store = app.key_for("store", Some("st")).await;
         let bank = app.key_for("bank", Some("bk")).await;
         let provider = app.key_for("provider", Some("wld")).await;
-        app.post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "1000000", "expires_on": "2035-12-31"}))
-            .await
-            .expect(201);
+        app.post(
+            &provider,
+            "/v1/credit-lines",
+            json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "1000000", "expires_on": "2035-12-31"}),
+        )
+        .await
+        .expect(201);
         let mut w = World {
             bank_secret: b["webhook_secret"].as_str().map(String::from),
             provider_secret: p["webhook_secret"].as_str().map(String::from),
@@ -312,7 +316,12 @@ async fn webhooks_are_signed_in_creation_order_and_carry_the_feed_item() {
         assert_eq!(hits.iter().map(|h| h.event_id.clone()).collect::<Vec<_>>(), ids(&feed), "first attempts in creation order");
         for (hit, item) in hits.iter().zip(&feed) {
             assert_eq!(hit.path, "/hook");
-            assert!(signature_ok(secret, &hit.signature, &hit.body), "signature {} over {:?}", hit.signature, String::from_utf8_lossy(&hit.body));
+            assert!(
+                signature_ok(secret, &hit.signature, &hit.body),
+                "signature {} over {:?}",
+                hit.signature,
+                String::from_utf8_lossy(&hit.body)
+            );
             assert!(!signature_ok("whsec_wrong", &hit.signature, &hit.body));
             assert_eq!(&hit.json(), item, "the body is the feed item");
             assert_eq!(hit.event_id, item["id"].as_str().unwrap());
@@ -323,7 +332,11 @@ async fn webhooks_are_signed_in_creation_order_and_carry_the_feed_item() {
         let delivered = w.admin_notices(&format!("state=delivered&recipient={kind}:{}", if kind == "bank" { "bk" } else { "wld" })).await;
         assert_eq!(ids(&delivered), ids(&feed));
         for n in &delivered {
-            assert_eq!((n["state"].as_str(), n["attempts"].as_i64(), n["last_status"].as_i64()), (Some("delivered"), Some(1), Some(200)), "{n}");
+            assert_eq!(
+                (n["state"].as_str(), n["attempts"].as_i64(), n["last_status"].as_i64()),
+                (Some("delivered"), Some(1), Some(200)),
+                "{n}"
+            );
             assert!(n["delivered_at"].is_string() && n["last_error"].is_null(), "{n}");
         }
     }
@@ -398,7 +411,10 @@ async fn a_receiver_that_never_accepts_makes_notices_dead_and_redelivery_brings_
     w.app.admin_get("/v1/admin/notices/nope").await.expect_err(404, "not_found");
     rx.set_mode(Mode::Accept);
     let again = w.app.admin_post(&path, json!({})).await.expect(202);
-    assert_eq!((again["id"].as_str(), again["state"].as_str(), again["attempts"].as_i64()), (Some(bank_id.as_str()), Some("pending"), Some(0)));
+    assert_eq!(
+        (again["id"].as_str(), again["state"].as_str(), again["attempts"].as_i64()),
+        (Some(bank_id.as_str()), Some("pending"), Some(0))
+    );
     wait_for("the redelivered notice", Duration::from_secs(5), async || w.notice(&bank_id).await["state"] == "delivered").await;
     assert_eq!(w.notice(&bank_id).await["attempts"], 1);
 
@@ -408,8 +424,12 @@ async fn a_receiver_that_never_accepts_makes_notices_dead_and_redelivery_brings_
     let hold_path = format!("/v1/admin/notices/{}/redeliver", hold_placed["id"].as_str().unwrap());
     w.app.admin_post(&hold_path, json!({})).await.expect_err(409, "invalid_state");
     let store_notice = w.admin_notices("recipient=store:st").await.remove(0);
-    w.app.admin_post(&format!("/v1/admin/notices/{}/redeliver", store_notice["id"].as_str().unwrap()), json!({})).await.expect_err(409, "invalid_state");
-    let patched = w.app.call("PATCH", "/v1/admin/providers/wld", Some(&w.app.admin_key.clone()), Some(&json!({"webhook_url": rx.url})), None).await;
+    w.app
+        .admin_post(&format!("/v1/admin/notices/{}/redeliver", store_notice["id"].as_str().unwrap()), json!({}))
+        .await
+        .expect_err(409, "invalid_state");
+    let patched =
+        w.app.call("PATCH", "/v1/admin/providers/wld", Some(&w.app.admin_key.clone()), Some(&json!({"webhook_url": rx.url})), None).await;
     let secret = patched.expect(200)["webhook_secret"].as_str().expect("a new secret with the first URL").to_string();
     w.app.admin_post(&hold_path, json!({})).await.expect(202);
     let hold_id = hold_placed["id"].as_str().unwrap().to_string();
@@ -488,10 +508,7 @@ async fn two_instances_deliver_each_notice_once_in_order() {
         w.order(n).await;
     }
     let placed = started.elapsed();
-    wait_for("24 webhook notices delivered", Duration::from_secs(15), async || {
-        w.admin_notices("state=delivered").await.len() == 24
-    })
-    .await;
+    wait_for("24 webhook notices delivered", Duration::from_secs(15), async || w.admin_notices("state=delivered").await.len() == 24).await;
     let hits = rx.hits();
     let mut per_event: BTreeMap<String, usize> = BTreeMap::new();
     for h in &hits {
@@ -547,7 +564,9 @@ async fn a_lost_instance_or_a_restart_loses_nothing() {
     let bank_ids = ids(&w.admin_notices("recipient=bank:bk").await);
     // An instance died holding the bank's lane, in the middle of an attempt at the first notice.
     let db = w.app.db().await;
-    db.execute("UPDATE notices SET attempts = 1, next_attempt_at = now() + interval '2 seconds' WHERE id = $1", &[&bank_ids[0]]).await.unwrap();
+    db.execute("UPDATE notices SET attempts = 1, next_attempt_at = now() + interval '2 seconds' WHERE id = $1", &[&bank_ids[0]])
+        .await
+        .unwrap();
     db.execute(
         "INSERT INTO notice_lanes (recipient_kind, recipient_id, leased_by, leased_until) VALUES ('bank', 'bk', 'crashed', now() + interval '2 seconds')",
         &[],
@@ -559,7 +578,10 @@ async fn a_lost_instance_or_a_restart_loses_nothing() {
     wait_for("both delivered after the lease ran out", Duration::from_secs(8), async || rx.hits().len() == 2).await;
     let hits = rx.hits();
     assert!(hits[0].at - t0 >= Duration::from_millis(1500), "nobody took the lane before its lease ended");
-    assert_eq!(hits.iter().map(|h| (h.event_id.as_str(), h.attempt.as_str())).collect::<Vec<_>>(), [(bank_ids[0].as_str(), "2"), (bank_ids[1].as_str(), "1")]);
+    assert_eq!(
+        hits.iter().map(|h| (h.event_id.as_str(), h.attempt.as_str())).collect::<Vec<_>>(),
+        [(bank_ids[0].as_str(), "2"), (bank_ids[1].as_str(), "1")]
+    );
     // Stopped: notices wait in the outbox; started again: delivered.
     w.stop_jobs().await;
     w.order(3).await;
@@ -570,6 +592,46 @@ async fn a_lost_instance_or_a_restart_loses_nothing() {
     wait_for("the notice left while stopped", Duration::from_secs(5), async || rx.hits().len() == 3).await;
     w.stop_jobs().await;
     rx.stop().await;
+}
+
+#[actix_web::test]
+async fn the_feed_never_skips_a_notice_that_commits_late() {
+    let w = World::new(|_| {}, None, None, false).await;
+    w.order(1).await;
+    let first = w.app.get(&w.bank, "/v1/notices").await.expect(200);
+    let last = ids(first["data"].as_array().unwrap()).pop().unwrap();
+    // A slow transaction draws a notice id now and commits after a later one is read.
+    let mut slow = w.app.db().await;
+    let tx = slow.transaction().await.unwrap();
+    let late: String = tx
+        .query_one(
+            "INSERT INTO notices (type, recipient_kind, recipient_id, data, state) VALUES ('test.late', 'bank', 'bk', '{}', 'pull_only') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    w.order(2).await;
+    let second = w.app.get(&w.bank, &format!("/v1/notices?after={last}")).await.expect(200);
+    let second = ids(second["data"].as_array().unwrap());
+    assert_eq!(second.len(), 1, "order 2's funding.requested");
+    assert!(late < second[0], "the late notice has the smaller id");
+    tx.commit().await.unwrap();
+    let third = w.app.get(&w.bank, &format!("/v1/notices?after={}", second[0])).await.expect(200);
+    assert_eq!(ids(third["data"].as_array().unwrap()), std::slice::from_ref(&late), "the late notice comes next, not never");
+    // The whole feed, paged, has every notice once.
+    let mut all = Vec::new();
+    let mut path = "/v1/notices?limit=1".to_string();
+    loop {
+        let page = w.app.get(&w.bank, &path).await.expect(200);
+        all.extend(ids(page["data"].as_array().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/notices?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2], late);
 }
 
 /// A child process ended however the test ends.
@@ -595,7 +657,8 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
     };
     assert!(out.status.success(), "self-test: {}", String::from_utf8_lossy(&out.stderr));
 
-    let mut w = World::new(|_| {}, None, Some("http://127.0.0.1:9/not-yet"), false).await;
+    let rx = Receiver::start(Mode::Accept).await;
+    let mut w = World::new(|_| {}, Some(&rx.url), Some("http://127.0.0.1:9/not-yet"), false).await;
     let secret = w.provider_secret.clone().unwrap();
     let mut child = KillOnDrop(
         std::process::Command::new(&python)
@@ -614,8 +677,18 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
             }
         }
     });
-    let next_line = || lines.recv_timeout(Duration::from_secs(10)).expect("a line from the receiver");
-    let url = next_line().strip_prefix("listening on ").expect("the receiver's address").to_string();
+    // The test's runtime also runs the delivery workers: wait without blocking it.
+    let next_line = async || {
+        let start = Instant::now();
+        loop {
+            match lines.try_recv() {
+                Ok(line) => return Some(line),
+                Err(_) if start.elapsed() > Duration::from_secs(10) => return None,
+                Err(_) => actix_web::rt::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    let url = next_line().await.expect("the receiver's address").strip_prefix("listening on ").expect("the receiver's address").to_string();
     let key = w.app.admin_key.clone();
     let patched = w.app.call("PATCH", "/v1/admin/providers/wld", Some(&key), Some(&json!({"webhook_url": url})), None).await.expect(200);
     assert!(patched.get("webhook_secret").is_none(), "changing the URL keeps the secret");
@@ -624,7 +697,7 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
     w.order(2).await;
     let mut events = Vec::new();
     for _ in 0..2 {
-        let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) else {
+        let Some(line) = next_line().await else {
             panic!("no event at the Python receiver: {:?}", w.admin_notices("recipient=provider:wld").await);
         };
         events.push(serde_json::from_str::<Value>(&line).unwrap());
@@ -647,7 +720,7 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
     };
     let signed = creditphone::service::notices::signature_header(&secret, now, &body);
     assert_eq!(post(body.clone(), signed.clone()).await.unwrap().status(), 200);
-    let dup: Value = serde_json::from_str(&next_line()).unwrap();
+    let dup: Value = serde_json::from_str(&next_line().await.expect("the duplicate's line")).unwrap();
     assert_eq!((dup["event"].as_str(), dup["duplicate"].as_bool()), (feed[0]["id"].as_str(), Some(true)));
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
@@ -656,24 +729,27 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
     assert_eq!(post(body.clone(), stale).await.unwrap().status(), 400);
     drop(child);
 
-    // Stripe's own verifier, where the package is installed.
+    // Stripe's own verifier, where the package is installed, on a real delivery (to the bank).
     let has_stripe = std::process::Command::new(&python).args(["-c", "import stripe"]).output().is_ok_and(|o| o.status.success());
     if has_stripe {
-        let signed = creditphone::service::notices::signature_header(&secret, chrono::Utc::now().timestamp(), &body);
-        let check = "import os, stripe; stripe.WebhookSignature.verify_header(os.environ['P'], os.environ['H'], os.environ['S'], tolerance=300); print('ok')";
+        wait_for("a delivery to the bank", Duration::from_secs(5), async || !rx.hits().is_empty()).await;
+        let hit = rx.hits().remove(0);
+        let check =
+            "import os, stripe; stripe.WebhookSignature.verify_header(os.environ['P'], os.environ['H'], os.environ['S'], tolerance=300)";
         let out = std::process::Command::new(&python)
             .args(["-c", check])
-            .env("P", String::from_utf8(body.clone()).unwrap())
-            .env("H", signed)
-            .env("S", &secret)
+            .env("P", String::from_utf8(hit.body.clone()).unwrap())
+            .env("H", &hit.signature)
+            .env("S", w.bank_secret.as_deref().unwrap())
             .output()
             .unwrap();
         assert!(out.status.success(), "stripe refused: {}", String::from_utf8_lossy(&out.stderr));
-        eprintln!("stripe.WebhookSignature.verify_header accepted a creditphone signature");
+        eprintln!("stripe.WebhookSignature.verify_header accepted a delivered creditphone signature: {}", hit.signature);
     } else {
         eprintln!("stripe not installed for {python}: Stripe's own verifier not tried");
     }
     w.stop_jobs().await;
+    rx.stop().await;
 }
 
 // ---------- reconciliation ----------
@@ -717,7 +793,11 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 /// What the journal says was booked on `date` (for a bank or all), by movement kind:
 /// (count, amount, principal, interest + fee + penalty) in fen.
-async fn journal_totals(db: &tokio_postgres::Client, date: chrono::NaiveDate, bank: Option<&str>) -> BTreeMap<String, (i64, i64, i64, i64)> {
+async fn journal_totals(
+    db: &tokio_postgres::Client,
+    date: chrono::NaiveDate,
+    bank: Option<&str>,
+) -> BTreeMap<String, (i64, i64, i64, i64)> {
     let rows = db
         .query(
             "SELECT CASE WHEN e.kind = 'plan.opened' THEN 'funding'
@@ -727,10 +807,10 @@ async fn journal_totals(db: &tokio_postgres::Client, date: chrono::NaiveDate, ba
                          WHEN o.status = 'cancelled' THEN 'cancellation'
                          WHEN o.status = 'rejected' THEN 'rejection' END AS kind,
                     count(DISTINCT e.id),
-                    coalesce(sum(CASE WHEN e.kind = 'plan.opened' AND l.account = 'bank:' || e.bank_id || ':funded' THEN l.amount_fen
+                    coalesce(sum(CASE WHEN e.kind = 'plan.opened' AND l.account = 'bank:' || e.bank_id || ':funded' THEN -l.amount_fen
                                       WHEN e.kind IN ('repayment.recorded', 'default.compensated') AND l.account = 'bank:' || e.bank_id || ':collected' THEN l.amount_fen
                                       WHEN e.kind = 'exposure.released' AND l.account = 'bank:' || e.bank_id || ':exposure' THEN -l.amount_fen END), 0)::int8,
-                    coalesce(sum(CASE WHEN e.kind = 'plan.opened' AND l.account = 'bank:' || e.bank_id || ':funded' THEN l.amount_fen
+                    coalesce(sum(CASE WHEN e.kind = 'plan.opened' AND l.account LIKE 'plan:%:principal' THEN l.amount_fen
                                       WHEN e.kind IN ('repayment.recorded', 'default.compensated') AND l.account LIKE 'plan:%:principal' THEN -l.amount_fen
                                       WHEN e.kind = 'exposure.released' AND l.account = 'bank:' || e.bank_id || ':exposure' THEN -l.amount_fen END), 0)::int8,
                     coalesce(sum(CASE WHEN l.account LIKE 'plan:%:income' THEN -l.amount_fen END), 0)::int8
@@ -746,7 +826,8 @@ async fn journal_totals(db: &tokio_postgres::Client, date: chrono::NaiveDate, ba
 }
 
 const KINDS: [&str; 6] = ["funding", "repayment", "compensation", "expiry", "cancellation", "rejection"];
-const CSV_HEADER: &str = "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,fee,penalty,count";
+const CSV_HEADER: &str =
+    "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,fee,penalty,count";
 
 /// The JSON report and its CSV twin agree field by field, totals included.
 fn assert_csv_matches(json_report: &Value, csv: &str) {
@@ -805,9 +886,13 @@ impl Books {
             .expect(201);
         }
         let provider = app.key_for("provider", Some("wld")).await;
-        app.post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(9), "phone": phone(9)}, "limit": "1000000", "expires_on": "2035-12-31"}))
-            .await
-            .expect(201);
+        app.post(
+            &provider,
+            "/v1/credit-lines",
+            json!({"customer": {"id_number": id_number(9), "phone": phone(9)}, "limit": "1000000", "expires_on": "2035-12-31"}),
+        )
+        .await
+        .expect(201);
         let store = app.key_for("store", Some("st")).await;
         let bank_a = app.key_for("bank", Some("bka")).await;
         let bank_b = app.key_for("bank", Some("bkb")).await;
@@ -840,7 +925,10 @@ impl Books {
             )
             .await
             .unwrap();
-        let r = self.app.post(key, &format!("/v1/orders/{order}/funding"), json!({"decision": "approved", "loan_no": loan_no, "funded_on": date})).await;
+        let r = self
+            .app
+            .post(key, &format!("/v1/orders/{order}/funding"), json!({"decision": "approved", "loan_no": loan_no, "funded_on": date}))
+            .await;
         r.expect(200)["plan"]["id"].as_str().unwrap().to_string()
     }
 
@@ -882,13 +970,17 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
     let plan2 = b.fund_on(&o2, &b.bank_b, "L-2", "2027-01-31").await;
     b.app.post(&b.store, &format!("/v1/orders/{o3}/cancel"), json!({"reason": "changed mind"})).await.expect(200);
     b.app.post(&b.bank_a, &format!("/v1/orders/{o4}/funding"), json!({"decision": "rejected", "reason": "kyc"})).await.expect(200);
-    let decided: chrono::NaiveDate = b.app.db().await.query_one("SELECT decided_on FROM orders WHERE id = $1", &[&o3]).await.unwrap().get(0);
+    let decided: chrono::NaiveDate =
+        b.app.db().await.query_one("SELECT decided_on FROM orders WHERE id = $1", &[&o3]).await.unwrap().get(0);
     let decided = decided.to_string();
 
     // Before any end of day: cancellations and rejections are booked on their decision's date, still open.
     let open = b.report(&admin, &decided, "").await.expect(200);
     assert_eq!(open["closed"], false);
-    assert_eq!(open["movements"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["cancellation", "rejection"]);
+    assert_eq!(
+        open["movements"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["cancellation", "rejection"]
+    );
 
     let eod = b.eod("2027-01-31").await;
     assert_eq!(eod["holds_expired"], 1, "o5 was never funded");
@@ -897,13 +989,21 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
 
     // After the close: a late repayment valued on the closed date is booked on the next open one.
     b.app
-        .post(&b.bank_b, &format!("/v1/plans/{plan2}/repayments"), json!({"amount": "10.00", "paid_on": "2027-01-31", "reference": "late,\"1\""}))
+        .post(
+            &b.bank_b,
+            &format!("/v1/plans/{plan2}/repayments"),
+            json!({"amount": "10.00", "paid_on": "2027-01-31", "reference": "late,\"1\""}),
+        )
         .await
         .expect(201);
     let first = b.app.get(&b.bank_a, &format!("/v1/plans/{plan1}")).await.expect(200)["installments"][0].clone();
     let due1 = fen(&first["principal"]) + fen(&first["interest"]);
     b.app
-        .post(&b.bank_a, &format!("/v1/plans/{plan1}/repayments"), json!({"amount": format!("{}.{:02}", due1 / 100, due1 % 100), "paid_on": "2027-02-28", "reference": "R1"}))
+        .post(
+            &b.bank_a,
+            &format!("/v1/plans/{plan1}/repayments"),
+            json!({"amount": format!("{}.{:02}", due1 / 100, due1 % 100), "paid_on": "2027-02-28", "reference": "R1"}),
+        )
         .await
         .expect(201);
     // o2's first installment is short: after 3 days of grace the hold pays it.
@@ -934,32 +1034,61 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
         .collect();
     assert_eq!(kinds, [("funding", "bka", o1.as_str()), ("funding", "bkb", o2.as_str()), ("expiry", "bka", o5.as_str())]);
     let funding = &jan31["movements"][0];
-    assert_eq!((funding["plan_id"].as_str(), funding["loan_no"].as_str(), funding["value_date"].as_str()), (Some(plan1.as_str()), Some("L-1"), Some("2027-01-31")));
-    assert_eq!((funding["amount"].as_str(), funding["principal"].as_str(), funding["interest"].as_str()), (Some("3000.00"), Some("3000.00"), Some("0.00")));
+    assert_eq!(
+        (funding["plan_id"].as_str(), funding["loan_no"].as_str(), funding["value_date"].as_str()),
+        (Some(plan1.as_str()), Some("L-1"), Some("2027-01-31"))
+    );
+    assert_eq!(
+        (funding["amount"].as_str(), funding["principal"].as_str(), funding["interest"].as_str()),
+        (Some("3000.00"), Some("3000.00"), Some("0.00"))
+    );
     let expiry = &jan31["movements"][2];
-    assert_eq!((expiry["value_date"].as_str(), expiry["principal"].as_str(), expiry["plan_id"].is_null()), (Some("2027-01-31"), Some("3000.00"), true));
+    assert_eq!(
+        (expiry["value_date"].as_str(), expiry["principal"].as_str(), expiry["plan_id"].is_null()),
+        (Some("2027-01-31"), Some("3000.00"), true)
+    );
     assert_eq!((jan31["closed"].as_bool(), jan31["bank_id"].is_null()), (Some(true), true));
 
     let cancel_day = day(&decided).await;
     let m = cancel_day["movements"].as_array().unwrap();
-    assert_eq!((m[0]["kind"].as_str(), m[0]["order_id"].as_str(), m[0]["value_date"].as_str()), (Some("cancellation"), Some(o3.as_str()), Some(decided.as_str())));
-    assert_eq!((m[1]["kind"].as_str(), m[1]["order_id"].as_str(), m[1]["amount"].as_str()), (Some("rejection"), Some(o4.as_str()), Some("3000.00")));
+    assert_eq!(
+        (m[0]["kind"].as_str(), m[0]["order_id"].as_str(), m[0]["value_date"].as_str()),
+        (Some("cancellation"), Some(o3.as_str()), Some(decided.as_str()))
+    );
+    assert_eq!(
+        (m[1]["kind"].as_str(), m[1]["order_id"].as_str(), m[1]["amount"].as_str()),
+        (Some("rejection"), Some(o4.as_str()), Some("3000.00"))
+    );
 
     let feb1 = day("2027-02-01").await;
     let late = &feb1["movements"][0];
     assert_eq!(feb1["movements"].as_array().unwrap().len(), 1);
     assert_eq!(
-        (late["kind"].as_str(), late["booked_on"].as_str(), late["value_date"].as_str(), late["reference"].as_str(), late["loan_no"].as_str()),
+        (
+            late["kind"].as_str(),
+            late["booked_on"].as_str(),
+            late["value_date"].as_str(),
+            late["reference"].as_str(),
+            late["loan_no"].as_str()
+        ),
         (Some("repayment"), Some("2027-02-01"), Some("2027-01-31"), Some("late,\"1\""), Some("L-2"))
     );
-    assert!(late["repayment_id"].as_str().unwrap().starts_with("rep_") && late["plan_id"] == plan2.as_str() && late["order_id"] == o2.as_str());
+    assert!(
+        late["repayment_id"].as_str().unwrap().starts_with("rep_") && late["plan_id"] == plan2.as_str() && late["order_id"] == o2.as_str()
+    );
     assert_eq!(fen(&late["amount"]), fen(&late["principal"]) + fen(&late["interest"]) + fen(&late["fee"]) + fen(&late["penalty"]));
     assert_csv_matches(&feb1, std::str::from_utf8(&b.csv(&admin, "2027-02-01", "").await.2).unwrap());
 
     let mar3 = day("2027-03-03").await;
     let comp = &mar3["movements"][0];
     assert_eq!(
-        (comp["kind"].as_str(), comp["bank_id"].as_str(), comp["plan_id"].as_str(), comp["installment_seq"].as_i64(), comp["value_date"].as_str()),
+        (
+            comp["kind"].as_str(),
+            comp["bank_id"].as_str(),
+            comp["plan_id"].as_str(),
+            comp["installment_seq"].as_i64(),
+            comp["value_date"].as_str()
+        ),
         (Some("compensation"), Some("bkb"), Some(plan2.as_str()), Some(1), Some("2027-03-03"))
     );
     assert_eq!(fen(&comp["amount"]), fen(&comp["principal"]) + fen(&comp["interest"]) + fen(&comp["fee"]) + fen(&comp["penalty"]));
@@ -969,7 +1098,9 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
     // Totals equal the journal's, for every date, for each bank and for all.
     let db = b.app.db().await;
     for date in [decided.as_str(), "2027-01-31", "2027-02-01", "2027-02-28", "2027-03-03", "2027-03-04"] {
-        for (bank, key, query) in [(None, &admin, String::new()), (Some("bka"), &b.bank_a, String::new()), (Some("bkb"), &admin, "?bank_id=bkb".to_string())] {
+        for (bank, key, query) in
+            [(None, &admin, String::new()), (Some("bka"), &b.bank_a, String::new()), (Some("bkb"), &admin, "?bank_id=bkb".to_string())]
+        {
             let report = b.report(key, date, &query).await.expect(200);
             assert_eq!(report["bank_id"].as_str(), bank);
             assert!(report["movements"].as_array().unwrap().iter().all(|m| bank.is_none_or(|bk| m["bank_id"] == bk)));
@@ -1017,9 +1148,12 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
 async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees() {
     let app = TestApp::start().await;
     app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
-    app.admin_post("/v1/admin/banks", json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"}))
-        .await
-        .expect(201);
+    app.admin_post(
+        "/v1/admin/banks",
+        json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"}),
+    )
+    .await
+    .expect(201);
     let established = (chrono::Utc::now().date_naive() - chrono::Duration::days(800)).to_string();
     for id in ["pa", "pb"] {
         app.admin_post(
@@ -1038,9 +1172,13 @@ async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees()
     .await
     .expect(201);
     let provider = app.key_for("provider", Some("wld")).await;
-    app.post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(5), "phone": phone(5)}, "limit": "1000000", "expires_on": "2035-12-31"}))
-        .await
-        .expect(201);
+    app.post(
+        &provider,
+        "/v1/credit-lines",
+        json!({"customer": {"id_number": id_number(5), "phone": phone(5)}, "limit": "1000000", "expires_on": "2035-12-31"}),
+    )
+    .await
+    .expect(201);
     let pa = app.key_for("partner", Some("pa")).await;
     let pb = app.key_for("partner", Some("pb")).await;
     let bank = app.key_for("bank", Some("bk")).await;
@@ -1076,7 +1214,9 @@ async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees()
     set_created(&a2, "2027-11-30").await;
     set_created(&a3, "2027-11-12").await;
     let fund = async |id: &str, loan: &str, date: &str| {
-        app.post(&bank, &format!("/v1/orders/{id}/funding"), json!({"decision": "approved", "loan_no": loan, "funded_on": date})).await.expect(200);
+        app.post(&bank, &format!("/v1/orders/{id}/funding"), json!({"decision": "approved", "loan_no": loan, "funded_on": date}))
+            .await
+            .expect(200);
     };
     fund(&a1, "L1", "2027-11-11").await;
     fund(&a2, "L2", "2027-12-01").await;
@@ -1101,7 +1241,10 @@ async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees()
             "total": {"placed": 5, "funded": 1, "cancelled": 1, "rejected": 1, "expired": 1, "funded_principal": "3000.00", "referral_fees": "30.00"}})
     );
     let dec = app.admin_get("/v1/partners/pa/statement?month=2027-12").await.expect(200);
-    assert_eq!(dec["agents"], json!([{"agent_id": "a-1", "placed": 0, "funded": 1, "cancelled": 0, "rejected": 0, "expired": 0, "funded_principal": "3000.00", "referral_fees": "30.00"}]));
+    assert_eq!(
+        dec["agents"],
+        json!([{"agent_id": "a-1", "placed": 0, "funded": 1, "cancelled": 0, "rejected": 0, "expired": 0, "funded_principal": "3000.00", "referral_fees": "30.00"}])
+    );
     let empty = app.get(&pb, "/v1/partners/pb/statement?month=2027-11").await.expect(200);
     assert_eq!((empty["agents"].clone(), empty["total"]["referral_fees"].clone()), (json!([]), json!("0.00")));
 

@@ -168,7 +168,7 @@ async fn snapshot(app: &TestApp) -> Vec<String> {
     let mut out = Vec::new();
     for sql in [
         "SELECT coalesce(string_agg(id || ' ' || limit_fen || ' ' || held_fen || ' ' || drawn_fen || ' ' || status, '; ' ORDER BY id), '') FROM credit_lines",
-        "SELECT coalesce(string_agg(id || ' ' || exposure_used_fen, '; ' ORDER BY id), '') FROM banks",
+        "SELECT coalesce(string_agg(bank_id || '#' || stripe || ' ' || used_fen || '/' || limit_fen, '; ' ORDER BY bank_id, stripe), '') FROM bank_exposure_stripes",
         "SELECT 'holds ' || count(*) FROM holds",
         "SELECT 'orders ' || count(*) FROM orders",
         "SELECT 'plans ' || count(*) FROM plans",
@@ -864,6 +864,40 @@ async fn concurrent_orders_fill_each_bank_exactly_to_its_limit() {
 }
 
 #[actix_web::test]
+async fn a_hundred_orders_racing_for_one_banks_striped_exposure_never_over_reserve_it() {
+    // 37 principals of 3000.00 fit; the room is spread over the bank's stripes, so the last
+    // reservations need a rebalance under locks on every stripe.
+    let w = world(&[bank("bk-1", 1, "0.24", "111000", None)]).await;
+    let app = &w.app;
+    for seed in 200..300 {
+        line(&w, &w.wld, seed, "10000").await;
+    }
+    let store = w.store.as_str();
+    let race = |tag: &'static str| {
+        futures_util::future::join_all((200..300u64).map(move |seed| app.post(store, "/v1/orders", order(&format!("{tag}-{seed}"), seed))))
+    };
+    let answers = tokio::time::timeout(Duration::from_secs(90), race("H")).await.expect("every request answers: no deadlock");
+    let created = answers.iter().filter(|r| r.status == 201).count();
+    for r in answers.iter().filter(|r| r.status != 201) {
+        err(r, 422, "no_funding_bank", None);
+    }
+    assert_eq!(created, 37, "exactly as many as the limit holds");
+    let bk = admin_bank(app, "bk-1").await;
+    assert_eq!(st(&bk["exposure_used"]), "111000.00", "{bk}");
+    let over: i64 = count(app, "SELECT count(*) FROM bank_exposure_stripes WHERE used_fen > limit_fen").await;
+    assert_eq!(over, 0, "no stripe over its limit");
+    // Raising the limit by two principals makes room for exactly two more.
+    patch(app, "/v1/admin/banks/bk-1", json!({"exposure_limit": "117000"})).await.expect(200);
+    let more = race("M").await;
+    assert_eq!(more.iter().filter(|r| r.status == 201).count(), 2);
+    // Lowering it below what is in use refuses every new order and keeps the book.
+    patch(app, "/v1/admin/banks/bk-1", json!({"exposure_limit": "50000"})).await.expect(200);
+    err(&po(app, &w.store, order("LOW-1", 201)).await, 422, "no_funding_bank", None);
+    assert_eq!(st(&admin_bank(app, "bk-1").await["exposure_used"]), "117000.00");
+    verify_ok(app).await;
+}
+
+#[actix_web::test]
 async fn concurrent_requests_with_one_idempotency_key_place_one_order() {
     let w = world(&std_banks()).await;
     let app = &w.app;
@@ -1177,10 +1211,14 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
     assert!(has_violation(&v, "hold_released_journal", &hold_id), "{v}");
     db.execute("UPDATE holds SET remaining_fen = remaining_fen + 1, released_fen = released_fen - 1 WHERE id = $1", &[&hold_id]).await.expect("repair");
 
-    db.execute("UPDATE banks SET exposure_used_fen = exposure_used_fen + 1 WHERE id = 'bk-a'", &[]).await.expect("corrupt");
+    db.execute("UPDATE bank_exposure_stripes SET used_fen = used_fen + 1 WHERE bank_id = 'bk-a' AND stripe = 0", &[]).await.expect("corrupt");
     let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
-    assert!(has_violation(&v, "bank_exposure_matches_book", "bk-a") && has_violation(&v, "bank_exposure_journal", "bk-a"), "{v}");
-    db.execute("UPDATE banks SET exposure_used_fen = exposure_used_fen - 1 WHERE id = 'bk-a'", &[]).await.expect("repair");
+    assert!(has_violation(&v, "bank_exposure_matches_book", "bk-a#0") && has_violation(&v, "bank_exposure_journal", "bk-a"), "{v}");
+    db.execute("UPDATE bank_exposure_stripes SET used_fen = used_fen - 1 WHERE bank_id = 'bk-a' AND stripe = 0", &[]).await.expect("repair");
+    db.execute("UPDATE bank_exposure_stripes SET limit_fen = limit_fen + 1 WHERE bank_id = 'bk-a' AND stripe = 1", &[]).await.expect("corrupt");
+    let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert!(has_violation(&v, "bank_stripes_add_up", "bk-a"), "{v}");
+    db.execute("UPDATE bank_exposure_stripes SET limit_fen = limit_fen - 1 WHERE bank_id = 'bk-a' AND stripe = 1", &[]).await.expect("repair");
 
     let entry: i64 = db.query_one("SELECT min(id) FROM journal_entries", &[]).await.expect("entry").get(0);
     db.execute("INSERT INTO journal_lines (entry_id, account, amount_fen) VALUES ($1, 'test:x', 5)", &[&entry]).await.expect("corrupt");

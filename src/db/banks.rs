@@ -1,8 +1,12 @@
-//! Funding banks' exposure: reserved by orders, freed by cancellation, rejection, expiry and repaid principal.
+//! Funding banks' exposure, kept in stripes (see sql/V4__exposure_stripes.sql): reserved by
+//! orders, freed by cancellation, rejection, expiry and repaid principal.
 
 use super::Tx;
 use crate::domain::money::Amount;
 use rust_decimal::Decimal;
+
+/// How many stripes a new bank's exposure is spread over.
+pub const STRIPES: i16 = 8;
 
 #[derive(Debug, Clone)]
 pub struct BankCandidate {
@@ -21,26 +25,177 @@ pub async fn routing_order(tx: &Tx<'_>) -> Result<Vec<BankCandidate>, tokio_post
         .collect())
 }
 
-/// Reserves `principal` if the bank has room; `false` when it does not. Locks the bank row.
-pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount) -> Result<bool, tokio_postgres::Error> {
-    let n = tx
-        .execute(
-            "UPDATE banks SET exposure_used_fen = exposure_used_fen + $2
-             WHERE id = $1 AND exposure_used_fen + $2 <= exposure_limit_fen",
-            &[&bank_id, &principal.fen()],
-        )
-        .await?;
-    Ok(n == 1)
+/// Splits `limit_fen` over the stripes given their `used_fen`: each gets its used amount plus an
+/// even share of what is free (which may be negative after a limit cut); the limits add up exactly.
+pub fn stripe_limits(limit_fen: i64, used_fen: &[i64]) -> Vec<i64> {
+    assert!(!used_fen.is_empty(), "a bank has at least one stripe");
+    let n = used_fen.len() as i64;
+    let free = limit_fen - used_fen.iter().sum::<i64>();
+    let share = free.div_euclid(n);
+    let rest = free.rem_euclid(n);
+    let limits: Vec<i64> = used_fen.iter().enumerate().map(|(i, u)| u + share + if i == 0 { rest } else { 0 }).collect();
+    assert_eq!(limits.iter().sum::<i64>(), limit_fen, "stripe limits add up to the bank's limit");
+    limits
 }
 
-/// Frees exposure (the database refuses going below zero).
-pub async fn release(tx: &Tx<'_>, bank_id: &str, principal: Amount) -> Result<(), tokio_postgres::Error> {
+/// Creates the stripes of a new bank.
+pub async fn create_stripes(tx: &Tx<'_>, bank_id: &str, limit: Amount) -> Result<(), tokio_postgres::Error> {
+    let stripes: Vec<i16> = (0..STRIPES).collect();
+    let limits = stripe_limits(limit.fen(), &vec![0; STRIPES as usize]);
+    tx.execute(
+        "INSERT INTO bank_exposure_stripes (bank_id, stripe, limit_fen) SELECT $1, s, l FROM unnest($2::int2[], $3::int8[]) AS t(s, l)",
+        &[&bank_id, &stripes, &limits],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Spreads the bank's limit over its stripes again (all stripes locked in order): after a limit change.
+pub async fn rebalance(tx: &Tx<'_>, bank_id: &str, limit_fen: i64) -> Result<(), tokio_postgres::Error> {
+    let rows = tx
+        .query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id])
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let stripes: Vec<i16> = rows.iter().map(|r| r.get(0)).collect();
+    let used: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+    let limits = stripe_limits(limit_fen, &used);
+    tx.execute(
+        "UPDATE bank_exposure_stripes s SET limit_fen = t.l FROM unnest($2::int2[], $3::int8[]) AS t(stripe, l)
+         WHERE s.bank_id = $1 AND s.stripe = t.stripe",
+        &[&bank_id, &stripes, &limits],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reserves `principal` on one stripe of the bank; answers the stripe, or `None` when the bank has
+/// no room. A transaction never waits for a stripe while it holds another one, or it takes them
+/// all in stripe order, so reservations cannot deadlock each other. A failed attempt may leave a
+/// row lock behind (PostgreSQL keeps the lock of a row whose re-check failed), so every failed
+/// attempt rolls back to a savepoint, which drops it.
+/// 1. A stripe with room that no one holds, from a random start: no waiting.
+/// 2. A random stripe with room (as last committed), waiting for that one row only.
+/// 3. When the room is split across stripes: all stripes locked in order, and rebalanced.
+pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i16) -> Result<Option<i16>, tokio_postgres::Error> {
+    let p = principal.fen();
+    tx.batch_execute("SAVEPOINT reserve_exposure").await?;
+    let free = tx
+        .query_opt(
+            &format!(
+                "UPDATE bank_exposure_stripes s SET used_fen = s.used_fen + $2
+                 FROM (SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen
+                       ORDER BY (stripe + {STRIPES} - $3::int2) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED) c
+                 WHERE s.bank_id = $1 AND s.stripe = c.stripe RETURNING s.stripe"
+            ),
+            &[&bank_id, &p, &start],
+        )
+        .await?;
+    if let Some(r) = free {
+        return Ok(Some(r.get(0)));
+    }
+    for _ in 0..2 {
+        tx.batch_execute("ROLLBACK TO SAVEPOINT reserve_exposure").await?;
+        let pick = tx
+            .query_opt(
+                "SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen ORDER BY random() LIMIT 1",
+                &[&bank_id, &p],
+            )
+            .await?;
+        let Some(pick) = pick else { break };
+        let stripe: i16 = pick.get(0);
+        let taken = tx
+            .execute(
+                "UPDATE bank_exposure_stripes SET used_fen = used_fen + $3 WHERE bank_id = $1 AND stripe = $2 AND used_fen + $3 <= limit_fen",
+                &[&bank_id, &stripe, &p],
+            )
+            .await?;
+        if taken == 1 {
+            return Ok(Some(stripe));
+        }
+    }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT reserve_exposure").await?;
+    // The room may be split across stripes. Without locks first: a full bank answers at once.
+    let room: i64 = tx
+        .query_one(
+            "SELECT b.exposure_limit_fen - coalesce((SELECT sum(used_fen) FROM bank_exposure_stripes WHERE bank_id = b.id), 0)::int8
+             FROM banks b WHERE b.id = $1",
+            &[&bank_id],
+        )
+        .await?
+        .get(0);
+    if room < p {
+        return Ok(None);
+    }
+    // Then under locks on every stripe, in order: give stripe 0 the room it needs.
+    let limit: i64 = tx.query_one("SELECT exposure_limit_fen FROM banks WHERE id = $1", &[&bank_id]).await?.get(0);
+    let rows = tx
+        .query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id])
+        .await?;
+    let stripes: Vec<i16> = rows.iter().map(|r| r.get(0)).collect();
+    let mut used: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
+    if stripes.is_empty() || limit - used.iter().sum::<i64>() < p {
+        return Ok(None);
+    }
+    let mut limits = stripe_limits(limit - p, &used);
+    limits[0] += p;
+    used[0] += p;
+    assert!(used.iter().zip(&limits).all(|(u, l)| u <= l) || limits.iter().sum::<i64>() == limit, "rebalanced within the limit");
+    tx.execute(
+        "UPDATE bank_exposure_stripes s SET limit_fen = t.l, used_fen = t.u FROM unnest($2::int2[], $3::int8[], $4::int8[]) AS t(stripe, l, u)
+         WHERE s.bank_id = $1 AND s.stripe = t.stripe",
+        &[&bank_id, &stripes, &limits, &used],
+    )
+    .await?;
+    Ok(Some(stripes[0]))
+}
+
+/// Frees exposure on the stripe it was reserved on (the database refuses going below zero).
+pub async fn release(tx: &Tx<'_>, bank_id: &str, stripe: i16, principal: Amount) -> Result<(), tokio_postgres::Error> {
     if principal.is_zero() {
         return Ok(());
     }
     let n = tx
-        .execute("UPDATE banks SET exposure_used_fen = exposure_used_fen - $2 WHERE id = $1", &[&bank_id, &principal.fen()])
+        .execute(
+            "UPDATE bank_exposure_stripes SET used_fen = used_fen - $3 WHERE bank_id = $1 AND stripe = $2",
+            &[&bank_id, &stripe, &principal.fen()],
+        )
         .await?;
-    assert_eq!(n, 1, "the bank of an order exists");
+    assert_eq!(n, 1, "the stripe of an order exists");
     Ok(())
+}
+
+/// Frees several (bank, stripe) amounts in one statement, in key order.
+pub async fn release_many(tx: &Tx<'_>, freed: &[(&str, i16, i64)]) -> Result<(), tokio_postgres::Error> {
+    if freed.is_empty() {
+        return Ok(());
+    }
+    let banks: Vec<&str> = freed.iter().map(|f| f.0).collect();
+    let stripes: Vec<i16> = freed.iter().map(|f| f.1).collect();
+    let amounts: Vec<i64> = freed.iter().map(|f| f.2).collect();
+    let n = tx
+        .execute(
+            "UPDATE bank_exposure_stripes s SET used_fen = used_fen - t.x FROM unnest($1::text[], $2::int2[], $3::int8[]) AS t(b, st, x)
+             WHERE s.bank_id = t.b AND s.stripe = t.st",
+            &[&banks, &stripes, &amounts],
+        )
+        .await?;
+    assert_eq!(n as usize, freed.len(), "every stripe freed exists");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripe_limits_add_up_and_follow_use() {
+        assert_eq!(stripe_limits(800, &[0; 8]), vec![100; 8]);
+        assert_eq!(stripe_limits(803, &[0; 8]), vec![103, 100, 100, 100, 100, 100, 100, 100]);
+        assert_eq!(stripe_limits(100, &[50, 10]), vec![70, 30]);
+        let cut = stripe_limits(10, &[50, 10]);
+        assert_eq!(cut.iter().sum::<i64>(), 10);
+        assert!(cut[0] < 50 && cut[1] < 10, "after a cut no stripe has room: {cut:?}");
+    }
 }

@@ -15,20 +15,15 @@ pub struct NewNotice {
     pub data: Value,
 }
 
-/// Serialises the outbox's tail: held from a transaction's first notice to its commit.
-const NOTICE_ORDER_LOCK_KEY: i64 = 0x6372_6564_6974_0003;
+/// One sequencer at a time gives positions (sql/V5__notice_positions.sql).
+const NOTICE_SEQUENCER_LOCK_KEY: i64 = 0x6372_6564_6974_0003;
 
 /// Records notices; each is `pending` delivery when its recipient has a webhook URL, else `pull_only`.
-///
-/// Notice ids must become visible in id order: a reader of the feed (`after=<id>`) or the webhook
-/// workers (first attempts in creation order) must never see `ntc_…42` and later find `ntc_…41`
-/// committed by a slower transaction. So ids are drawn under a transaction lock held to commit:
-/// writers queue only for the short tail from their notices to their commit.
+/// Readers see them once `position_new` has given them a position, after commit.
 pub async fn record(tx: &Tx<'_>, notices: &[NewNotice]) -> Result<(), tokio_postgres::Error> {
     if notices.is_empty() {
         return Ok(());
     }
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NOTICE_ORDER_LOCK_KEY]).await?;
     let types: Vec<&str> = notices.iter().map(|n| n.kind).collect();
     let kinds: Vec<&str> = notices.iter().map(|n| n.recipient_kind).collect();
     let ids: Vec<&str> = notices.iter().map(|n| n.recipient_id.as_str()).collect();
@@ -63,6 +58,9 @@ pub struct Notice {
     pub data: Value,
     #[serde(skip)]
     pub seq: i64,
+    /// The read order: given after commit (`None` until then).
+    #[serde(skip)]
+    pub pos: Option<i64>,
 }
 
 fn notice(r: &Row) -> Notice {
@@ -73,25 +71,57 @@ fn notice(r: &Row) -> Notice {
         recipient: serde_json::json!({"kind": r.get::<_, String>("recipient_kind"), "id": r.get::<_, String>("recipient_id")}),
         data: r.get("data"),
         seq: r.get("seq"),
+        pos: r.get("pos"),
     }
 }
 
-/// A recipient's notices after `after_seq`, in order (`None` recipient: all, for the admin).
+/// Gives positions to the committed notices without one, in id order, after every position given
+/// so far; answers how many. Waits for a sequencer already running (they are quick), so a reader
+/// that calls this first sees every notice committed before it.
+pub async fn position_new(client: &mut tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NOTICE_SEQUENCER_LOCK_KEY]).await?;
+    let n = tx
+        .execute(
+            "UPDATE notices n SET pos = b.base + c.rn
+             FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM notices WHERE pos IS NULL ORDER BY seq LIMIT 100000) c,
+                  (SELECT coalesce(max(pos), 0) AS base FROM notices) b
+             WHERE n.seq = c.seq",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// The position a feed continues after, for `after=<notice id>`: that notice's, or for an id
+/// not (yet) positioned, the last position among smaller ids.
+pub async fn position_after(c: &impl GenericClient, seq: i64) -> Result<i64, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT coalesce((SELECT pos FROM notices WHERE seq = $1), (SELECT max(pos) FROM notices WHERE seq < $1), 0)::int8",
+            &[&seq],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// A recipient's notices after position `after_pos`, in position order (`None` recipient: all, for the admin).
 pub async fn feed(
     c: &impl GenericClient,
     recipient: Option<(&str, &str)>,
-    after_seq: i64,
+    after_pos: i64,
     limit: i64,
 ) -> Result<Vec<Notice>, tokio_postgres::Error> {
     let rows = match recipient {
         Some((kind, id)) => {
             c.query(
-                "SELECT * FROM notices WHERE recipient_kind = $1 AND recipient_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
-                &[&kind, &id, &after_seq, &limit],
+                "SELECT * FROM notices WHERE recipient_kind = $1 AND recipient_id = $2 AND pos > $3 ORDER BY pos LIMIT $4",
+                &[&kind, &id, &after_pos, &limit],
             )
             .await?
         }
-        None => c.query("SELECT * FROM notices WHERE seq > $1 ORDER BY seq LIMIT $2", &[&after_seq, &limit]).await?,
+        None => c.query("SELECT * FROM notices WHERE pos > $1 ORDER BY pos LIMIT $2", &[&after_pos, &limit]).await?,
     };
     Ok(rows.iter().map(notice).collect())
 }
@@ -180,7 +210,11 @@ pub async fn reset_for_redelivery(tx: &Tx<'_>, seq: i64) -> Result<AdminNotice, 
 }
 
 /// The recipient's current `(webhook_url, webhook_secret)`, when it has a URL.
-pub async fn recipient_webhook(c: &impl GenericClient, kind: &str, id: &str) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
+pub async fn recipient_webhook(
+    c: &impl GenericClient,
+    kind: &str,
+    id: &str,
+) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
     let sql = match kind {
         "bank" => "SELECT webhook_url, webhook_secret FROM banks WHERE id = $1",
         "provider" => "SELECT webhook_url, webhook_secret FROM providers WHERE id = $1",
@@ -202,14 +236,19 @@ pub async fn refresh_lanes(c: &impl GenericClient) -> Result<u64, tokio_postgres
 }
 
 /// Leases up to `limit` free lanes that have a due notice, the longest unserved first.
-pub async fn claim_lanes(c: &impl GenericClient, owner: &str, lease_ms: i64, limit: i64) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+pub async fn claim_lanes(
+    c: &impl GenericClient,
+    owner: &str,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
     let rows = c
         .query(
             "WITH free AS (
                  SELECT l.recipient_kind, l.recipient_id FROM notice_lanes l
                  WHERE l.leased_until <= now()
                    AND EXISTS (SELECT 1 FROM notices n WHERE n.state = 'pending' AND n.recipient_kind = l.recipient_kind
-                                 AND n.recipient_id = l.recipient_id AND n.next_attempt_at <= now())
+                                 AND n.recipient_id = l.recipient_id AND n.next_attempt_at <= now() AND n.pos IS NOT NULL)
                  ORDER BY l.leased_until, l.recipient_kind, l.recipient_id
                  LIMIT $3
                  FOR UPDATE OF l SKIP LOCKED)
@@ -239,12 +278,14 @@ pub struct Due {
     pub attempts: i32,
 }
 
-/// A lane's due notices in creation order: retries that came due and first attempts alike.
+/// A lane's due notices in read order (positioned, so in commit order): retries that came due and
+/// first attempts alike.
 pub async fn due_in_lane(c: &impl GenericClient, kind: &str, id: &str, limit: i64) -> Result<Vec<Due>, tokio_postgres::Error> {
     let rows = c
         .query(
             "SELECT * FROM notices WHERE state = 'pending' AND recipient_kind = $1 AND recipient_id = $2 AND next_attempt_at <= now()
-             ORDER BY seq LIMIT $3",
+               AND pos IS NOT NULL
+             ORDER BY pos LIMIT $3",
             &[&kind, &id, &limit],
         )
         .await?;
@@ -293,18 +334,27 @@ pub async fn start_attempt(
     })
 }
 
-/// Records attempt `attempt`'s outcome unless the notice changed meanwhile (then `None`).
-/// A failure is retried after `retry_in`, or is `dead` once `attempt` reaches `max_attempts`.
+/// What a receiver answered to one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered<'a> {
+    pub delivered: bool,
+    /// The HTTP status, when an answer came.
+    pub status: Option<i32>,
+    pub error: Option<&'a str>,
+}
+
+/// Records attempt `attempt`'s outcome unless the notice changed meanwhile (then `None`); answers
+/// the new state. A failure is retried after `retry_in_ms`, or is `dead` once `attempt` reaches
+/// `max_attempts`.
 pub async fn finish_attempt(
     c: &impl GenericClient,
     seq: i64,
     attempt: i32,
-    delivered: bool,
-    status: Option<i32>,
-    error: Option<&str>,
+    answered: Answered<'_>,
     max_attempts: i32,
     retry_in_ms: i64,
 ) -> Result<Option<String>, tokio_postgres::Error> {
+    let Answered { delivered, status, error } = answered;
     let row = if delivered {
         c.query_opt(
             "UPDATE notices SET state = 'delivered', delivered_at = now(), next_attempt_at = NULL, last_status = $3

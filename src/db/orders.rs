@@ -35,6 +35,7 @@ pub struct Order {
     pub consent: Option<Value>,
     pub credit_line_id: String,
     pub bank_id: String,
+    pub exposure_stripe: i16,
     pub hold_id: String,
     pub funding_deadline: DateTime<Utc>,
     pub status: String,
@@ -47,8 +48,8 @@ pub struct Order {
 
 const ORDER_COLUMNS: &str = "id, seq, owner_scope, out_order_no, channel, store_id, partner_id, agent_id, region_code, product_id,
     term_months, pricing, rate, hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen, apr_irr,
-    device_sku, imei_masked, device_price_fen, down_payment_fen, consent, credit_line_id, bank_id, hold_id, funding_deadline,
-    status, reason, created_on, decided_on, created_at, updated_at";
+    device_sku, imei_masked, device_price_fen, down_payment_fen, consent, credit_line_id, bank_id, exposure_stripe, hold_id,
+    funding_deadline, status, reason, created_on, decided_on, created_at, updated_at";
 
 fn order(r: &Row) -> Order {
     Order {
@@ -78,6 +79,7 @@ fn order(r: &Row) -> Order {
         consent: r.get("consent"),
         credit_line_id: r.get("credit_line_id"),
         bank_id: r.get("bank_id"),
+        exposure_stripe: r.get("exposure_stripe"),
         hold_id: r.get::<_, Option<String>>("hold_id").unwrap_or_default(),
         funding_deadline: r.get("funding_deadline"),
         status: r.get("status"),
@@ -116,6 +118,7 @@ pub struct NewOrder<'a> {
     pub identity_sealed: &'a [u8],
     pub credit_line_id: &'a str,
     pub bank_id: &'a str,
+    pub exposure_stripe: i16,
     pub hold_id: &'a str,
     pub funding_deadline: DateTime<Utc>,
     pub created_on: NaiveDate,
@@ -129,9 +132,9 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
                 "INSERT INTO orders (id, owner_scope, out_order_no, channel, store_id, partner_id, agent_id, region_code, product_id,
                      term_months, pricing, rate, hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen,
                      apr_irr, device_sku, imei_masked, device_price_fen, down_payment_fen, consent, identity_sealed, credit_line_id,
-                     bank_id, hold_id, funding_deadline, status, created_on)
+                     bank_id, hold_id, funding_deadline, status, created_on, exposure_stripe)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-                     $25, $26, $27, $28, 'awaiting_funding', $29)
+                     $25, $26, $27, $28, 'awaiting_funding', $29, $30)
                  ON CONFLICT ON CONSTRAINT orders_out_order_no_unique DO NOTHING
                  RETURNING {ORDER_COLUMNS}"
             ),
@@ -140,7 +143,7 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
                 &o.product_id, &o.term_months, &o.pricing, &o.rate, &o.hold_ratio, &o.grace_days, &o.penalty_daily_rate,
                 &o.partner_referral_fee.fen(), &o.principal.fen(), &o.apr_irr, &o.device_sku, &o.imei_masked, &o.device_price.fen(),
                 &o.down_payment.fen(), &o.consent, &o.identity_sealed, &o.credit_line_id, &o.bank_id, &o.hold_id, &o.funding_deadline,
-                &o.created_on,
+                &o.created_on, &o.exposure_stripe,
             ],
         )
         .await?;

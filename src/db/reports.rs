@@ -109,7 +109,12 @@ pub struct AgentRow {
 }
 
 /// A partner's orders with an event in `[first, last]`, grouped by agent (agent id order).
-pub async fn partner_month(c: &impl GenericClient, partner_id: &str, first: NaiveDate, last: NaiveDate) -> Result<Vec<AgentRow>, tokio_postgres::Error> {
+pub async fn partner_month(
+    c: &impl GenericClient,
+    partner_id: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<Vec<AgentRow>, tokio_postgres::Error> {
     let rows = c
         .query(
             "SELECT coalesce(o.agent_id, '') AS agent_id,

@@ -136,38 +136,50 @@ pub struct BankInput {
     pub webhook_url: Option<String>,
 }
 
-pub async fn insert_bank(c: &impl GenericClient, id: &str, b: &BankInput, secret: Option<&str>) -> Result<Option<Bank>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
+/// A bank with its exposure in use: the sum of its stripes.
+const BANK_SELECT: &str = "SELECT b.*, (SELECT coalesce(sum(s.used_fen), 0)::int8 FROM bank_exposure_stripes s WHERE s.bank_id = b.id)
+    AS exposure_used_fen FROM banks b";
+
+/// Inserts a bank with its exposure stripes; `false` when the id exists.
+pub async fn insert_bank(tx: &super::Tx<'_>, id: &str, b: &BankInput, secret: Option<&str>) -> Result<bool, tokio_postgres::Error> {
+    let n = tx
+        .execute(
             "INSERT INTO banks (id, name, priority, apr_min, apr_max, exposure_limit_fen, regions, webhook_url, webhook_secret)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING RETURNING *",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
             &[&id, &b.name, &b.priority, &b.apr_min, &b.apr_max, &b.exposure_limit.fen(), &b.regions, &b.webhook_url, &secret],
         )
         .await?;
-    Ok(row.as_ref().map(bank))
+    if n == 1 {
+        super::banks::create_stripes(tx, id, b.exposure_limit).await?;
+    }
+    Ok(n == 1)
 }
 
 pub async fn get_bank(c: &impl GenericClient, id: &str) -> Result<Option<Bank>, tokio_postgres::Error> {
-    Ok(c.query_opt("SELECT * FROM banks WHERE id = $1", &[&id]).await?.as_ref().map(bank))
+    Ok(c.query_opt(&format!("{BANK_SELECT} WHERE b.id = $1"), &[&id]).await?.as_ref().map(bank))
 }
 
 pub async fn list_banks(c: &impl GenericClient, after: i64, limit: i64) -> Result<Vec<Bank>, tokio_postgres::Error> {
-    let rows = c.query("SELECT * FROM banks WHERE seq > $1 ORDER BY seq LIMIT $2", &[&after, &limit]).await?;
+    let rows = c.query(&format!("{BANK_SELECT} WHERE b.seq > $1 ORDER BY b.seq LIMIT $2"), &[&after, &limit]).await?;
     Ok(rows.iter().map(bank).collect())
 }
 
-pub async fn update_bank(c: &impl GenericClient, id: &str, b: &BankInput, new_secret: Option<&str>) -> Result<Option<Bank>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
+/// Updates a bank (the caller holds its row lock); a limit change rebalances its stripes.
+pub async fn update_bank(tx: &super::Tx<'_>, id: &str, b: &BankInput, new_secret: Option<&str>) -> Result<bool, tokio_postgres::Error> {
+    let n = tx
+        .execute(
             "UPDATE banks SET name = $2, priority = $3, apr_min = $4, apr_max = $5, exposure_limit_fen = $6, regions = $7,
                  webhook_url = $8,
                  webhook_secret = CASE WHEN $8::text IS NULL THEN NULL ELSE coalesce(webhook_secret, $9) END,
                  updated_at = now()
-             WHERE id = $1 RETURNING *",
+             WHERE id = $1",
             &[&id, &b.name, &b.priority, &b.apr_min, &b.apr_max, &b.exposure_limit.fen(), &b.regions, &b.webhook_url, &new_secret],
         )
         .await?;
-    Ok(row.as_ref().map(bank))
+    if n == 1 {
+        super::banks::rebalance(tx, id, b.exposure_limit.fen()).await?;
+    }
+    Ok(n == 1)
 }
 
 /// Sets a new webhook secret on a bank or provider that has a webhook URL. `None`: no such object.

@@ -2,7 +2,7 @@
 
 use super::{Page, State, encode_cursor, json as json_response, ok, page_of, query_param, resource};
 use crate::auth::{Caller, PrincipalKind};
-use crate::db::notices::{feed, seq_of_id};
+use crate::db::notices::{feed, position_after, position_new, seq_of_id};
 use crate::error::{ApiError, ApiResult};
 use crate::service::notices as notices_svc;
 use actix_web::http::StatusCode;
@@ -23,10 +23,10 @@ async fn admin_notices(state: State, caller: Caller, req: HttpRequest) -> ApiRes
     caller.principal.require(&[PrincipalKind::Admin])?;
     let page = Page::from_request(&req)?;
     let delivery_state = query_param(&req, "state");
-    if let Some(s) = &delivery_state {
-        if !notices_svc::STATES.contains(&s.as_str()) {
-            return Err(ApiError::invalid("state", "state is pending, delivered, dead or pull_only"));
-        }
+    if let Some(s) = &delivery_state
+        && !notices_svc::STATES.contains(&s.as_str())
+    {
+        return Err(ApiError::invalid("state", "state is pending, delivered, dead or pull_only"));
     }
     let recipient = query_param(&req, "recipient");
     let parsed = match &recipient {
@@ -85,24 +85,32 @@ async fn audit_log(state: State, caller: Caller, req: HttpRequest) -> ApiResult<
 }
 
 /// `GET /v1/notices?after=<notice id>&limit=`: the caller's own notices in order (admin: all).
+/// The order is the notices' positions, given after commit (so a page never skips a notice that
+/// commits late); cursors carry positions.
 async fn notices(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let after = match query_param(&req, "after") {
-        None => 0,
-        Some(id) => seq_of_id(&id).ok_or_else(|| ApiError::invalid("after", "not a notice id"))?,
+        None => None,
+        Some(id) => Some(seq_of_id(&id).ok_or_else(|| ApiError::invalid("after", "not a notice id"))?),
     };
-    let after = match &page.cursor {
-        Some(_) => page.after_seq()?,
-        None => after,
+    let cursor = match &page.cursor {
+        Some(_) => Some(page.after_seq()?),
+        None => None,
     };
     let recipient = match caller.principal.kind() {
         PrincipalKind::Admin => None,
         kind => Some((kind.as_str(), caller.principal.id().unwrap_or_default())),
     };
-    let client = state.pool.get().await?;
-    let mut items = feed(&**client, recipient, after, page.limit + 1).await?;
+    let mut client = state.pool.get().await?;
+    position_new(&mut client).await?;
+    let after_pos = match (cursor, after) {
+        (Some(pos), _) => pos,
+        (None, Some(seq)) => position_after(&**client, seq).await?,
+        (None, None) => 0,
+    };
+    let mut items = feed(&**client, recipient, after_pos, page.limit + 1).await?;
     let more = items.len() as i64 > page.limit;
     items.truncate(page.limit as usize);
-    let next = if more { items.last().map(|n| encode_cursor(n.seq)) } else { None };
+    let next = if more { items.last().and_then(|n| n.pos).map(encode_cursor) } else { None };
     ok(&json!({ "data": items, "next_cursor": next }))
 }

@@ -47,6 +47,7 @@ async fn reconciliation(state: State, caller: Caller, req: HttpRequest, path: we
 async fn statement(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
     caller.principal.require(&[PrincipalKind::Partner, PrincipalKind::Admin])?;
     let month = query_param(&req, "month").ok_or_else(|| ApiError::invalid("month", "`month` (YYYY-MM) is required"))?;
-    let dates = svc::parse_month(&month).ok_or_else(|| ApiError::new(ErrorCode::InvalidDate, "`month` must be a month YYYY-MM").field("month"))?;
+    let dates =
+        svc::parse_month(&month).ok_or_else(|| ApiError::new(ErrorCode::InvalidDate, "`month` must be a month YYYY-MM").field("month"))?;
     ok(&svc::statement(&state, &caller.principal, &path, &month, dates).await?)
 }

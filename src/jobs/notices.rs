@@ -1,11 +1,13 @@
 //! Webhook delivery of the notice outbox (API.md section 7), safe with any number of instances.
 //!
 //! Each instance runs one dispatcher and at most `notices.workers` lane workers. A *lane* is one
-//! recipient (a bank or a provider). The dispatcher leases free lanes that have a due notice
+//! recipient (a bank or a provider). The dispatcher gives committed notices their positions (the
+//! feed's order, see sql/V5__notice_positions.sql), leases free lanes that have a due notice
 //! (`FOR UPDATE SKIP LOCKED` on `notice_lanes`, the longest unserved first) and hands each to a
-//! worker, which delivers that recipient's due notices in creation order, `notices.per_recipient`
+//! worker, which delivers that recipient's due notices in position order, `notices.per_recipient`
 //! at a time, renewing the lease with every attempt. So:
-//! - first attempts to one recipient go in creation order (one lane holder across all instances);
+//! - first attempts to one recipient go in creation (commit) order, one lane holder across all
+//!   instances; a notice committed late is never overtaken by one positioned after it;
 //! - a failed notice waits for its backoff without holding the lane: later ones go on;
 //! - a slow or dead receiver holds one worker of one instance, never another recipient's lane;
 //! - every attempt is counted and leased in the database before the request is sent, so a crash
@@ -125,7 +127,8 @@ enum Error {
 }
 
 async fn claim(ctx: &Ctx, free: usize) -> Result<Vec<(String, String)>, Error> {
-    let client = ctx.state.pool.get().await?;
+    let mut client = ctx.state.pool.get().await?;
+    db::position_new(&mut client).await?;
     db::refresh_lanes(&**client).await?;
     Ok(db::claim_lanes(&**client, &ctx.owner, ctx.lease_ms, free as i64).await?)
 }
@@ -213,7 +216,8 @@ async fn serve_lane_until_done(ctx: &Ctx, lane: &(String, String), started: Inst
             return Ok(());
         }
         let webhook = &webhook;
-        let mut attempts = futures_util::stream::iter(batch).map(|due| attempt(ctx, kind, id, webhook, due)).buffered(settings.per_recipient.max(1));
+        let mut attempts =
+            futures_util::stream::iter(batch).map(|due| attempt(ctx, kind, id, webhook, due)).buffered(settings.per_recipient.max(1));
         while let Some(outcome) = attempts.next().await {
             match outcome? {
                 Outcome::Delivered => stats.delivered += 1,
@@ -257,7 +261,8 @@ async fn attempt(ctx: &Ctx, kind: &str, id: &str, webhook: &Option<(String, Opti
     let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
     let recorded = {
         let client = ctx.state.pool.get().await?;
-        db::finish_attempt(&**client, seq, n, sent.delivered, sent.status, sent.error.as_deref(), max_attempts, retry_in_ms).await?
+        let answered = db::Answered { delivered: sent.delivered, status: sent.status, error: sent.error.as_deref() };
+        db::finish_attempt(&**client, seq, n, answered, max_attempts, retry_in_ms).await?
     };
     let notice_id = due.notice.id.as_str();
     let recipient = format!("{kind}:{id}");

@@ -29,6 +29,7 @@ pub struct Book {
     pub hold_ratio: Decimal,
     pub penalty_daily_rate: Decimal,
     pub grace_days: i64,
+    pub exposure_stripe: i16,
     pub insts: Vec<InstallmentState>,
     pub statuses: Vec<String>,
     changed: Vec<bool>,
@@ -43,7 +44,8 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
     let ids: Vec<String> = plans.iter().map(|p| p.id.clone()).collect();
     let order_rows = tx
         .query(
-            "SELECT o.id, o.store_id, o.partner_id, o.out_order_no, o.hold_id, o.hold_ratio, o.penalty_daily_rate, o.grace_days
+            "SELECT o.id, o.store_id, o.partner_id, o.out_order_no, o.hold_id, o.hold_ratio, o.penalty_daily_rate, o.grace_days,
+                    o.exposure_stripe
              FROM orders o JOIN plans p ON p.order_id = o.id WHERE p.id = ANY($1)",
             &[&ids],
         )
@@ -76,6 +78,7 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
             hold_ratio: o.get(5),
             penalty_daily_rate: o.get(6),
             grace_days: i64::from(o.get::<_, i32>(7)),
+            exposure_stripe: o.get(8),
             statuses: rows.iter().map(|r| r.status.clone()).collect(),
             insts: rows.into_iter().map(|r| r.state).collect(),
             changed: vec![false; n],
@@ -93,8 +96,8 @@ pub struct Effects {
     holds: BTreeMap<String, (String, i64, i64)>,
     /// line id → (held delta, drawn delta)
     lines: BTreeMap<String, (i64, i64)>,
-    /// bank id → principal repaid (exposure freed)
-    exposure_freed: BTreeMap<String, i64>,
+    /// (bank id, stripe) → principal repaid (exposure freed)
+    exposure_freed: BTreeMap<(String, i16), i64>,
     plan_status: BTreeMap<String, String>,
     order_status: BTreeMap<String, String>,
     compensations: Vec<(String, u32, Split, NaiveDate, NaiveDate)>,
@@ -172,7 +175,7 @@ impl Book {
             .transfer(account::plan_income(&self.plan.id), account::bank_collected(bank), (split.interest + split.fee + split.penalty).fen())
             .transfer(account::bank_exposure(bank), account::bank_exposure_source(bank), split.principal.fen());
         fx.entries.push(e);
-        *fx.exposure_freed.entry(bank.clone()).or_default() += split.principal.fen();
+        *fx.exposure_freed.entry((bank.clone(), self.exposure_stripe)).or_default() += split.principal.fen();
     }
 
     /// Takes `amount` out of the hold into the credit line's drawn (代偿).
@@ -332,16 +335,9 @@ impl Effects {
                 .await?;
             assert_eq!(n as usize, ids.len(), "every line changed was written");
         }
-        let freed: Vec<(&str, i64)> = self.exposure_freed.iter().filter(|(_, x)| **x > 0).map(|(b, x)| (b.as_str(), *x)).collect();
-        if !freed.is_empty() {
-            let ids: Vec<&str> = freed.iter().map(|f| f.0).collect();
-            let amounts: Vec<i64> = freed.iter().map(|f| f.1).collect();
-            tx.execute(
-                "UPDATE banks b SET exposure_used_fen = exposure_used_fen - t.x FROM unnest($1::text[], $2::int8[]) AS t(id, x) WHERE b.id = t.id",
-                &[&ids, &amounts],
-            )
-            .await?;
-        }
+        let freed: Vec<(&str, i16, i64)> =
+            self.exposure_freed.iter().filter(|(_, x)| **x > 0).map(|((b, stripe), x)| (b.as_str(), *stripe, *x)).collect();
+        crate::db::banks::release_many(tx, &freed).await?;
         for (table, changes) in [("plans", &self.plan_status), ("orders", &self.order_status)] {
             if changes.is_empty() {
                 continue;

@@ -327,18 +327,20 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
 
         // The funding bank: first by priority whose APR range and regions fit and whose exposure has room.
         let apr_text = format_apr(priced.apr);
-        let mut bank_id = None;
+        let mut reserved = None;
+        let start_stripe = rand::random::<u16>() as i16 & i16::MAX;
         for b in banks::routing_order(tx).await? {
             let regions_ok = b.regions.as_ref().is_none_or(|rs| covers_any(rs, &region));
             if priced.apr < b.apr_min || priced.apr > b.apr_max || !regions_ok {
                 continue;
             }
-            if banks::try_reserve(tx, &b.id, principal).await? {
-                bank_id = Some(b.id);
+            if let Some(stripe) = banks::try_reserve(tx, &b.id, principal, start_stripe % banks::STRIPES).await? {
+                reserved = Some((b.id, stripe));
                 break;
             }
         }
-        let bank_id = bank_id.ok_or_else(|| ApiError::new(ErrorCode::NoFundingBank, "no funding bank can take this order now"))?;
+        let (bank_id, exposure_stripe) =
+            reserved.ok_or_else(|| ApiError::new(ErrorCode::NoFundingBank, "no funding bank can take this order now"))?;
 
         let order_id = new_object_id("ord");
         let hold_id = new_object_id("hold");
@@ -369,6 +371,7 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
             identity_sealed: &sealed,
             credit_line_id: &line.id,
             bank_id: &bank_id,
+            exposure_stripe,
             hold_id: &hold_id,
             funding_deadline,
             created_on,
@@ -482,7 +485,7 @@ pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: N
     assert!(hold.remaining.is_zero() && hold.status == "voided", "an unwound hold is voided to zero");
     let line = credit_lines::move_balances(tx, &before.credit_line_id, -voided.fen(), 0).await?;
     assert_eq!(line.held.fen(), line_before.held.fen() - voided.fen(), "the line's held falls by what was voided");
-    banks::release(tx, &order.bank_id, order.principal).await?;
+    banks::release(tx, &order.bank_id, order.exposure_stripe, order.principal).await?;
     let refs = Refs::new().order(&order.id).hold(&hold.id).line(&hold.credit_line_id).bank(&order.bank_id);
     let mut e = Entry::new("hold.voided", booked_on, refs.clone());
     e.transfer(account::line_held(&hold.credit_line_id), account::line_available(&hold.credit_line_id), voided.fen())

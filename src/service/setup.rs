@@ -59,9 +59,14 @@ pub async fn update_provider(state: &AppState, id: &str, patch: impl FnOnce(Prov
 // ---------- banks ----------
 
 pub async fn create_bank(state: &AppState, id: &str, input: BankInput) -> ApiResult<Value> {
-    let client = state.pool.get().await?;
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
     let secret = input.webhook_url.as_ref().map(|_| new_webhook_secret());
-    let created = q::insert_bank(&**client, id, &input, secret.as_deref()).await?.ok_or_else(|| exists("bank", id))?;
+    if !q::insert_bank(&tx, id, &input, secret.as_deref()).await? {
+        return Err(exists("bank", id));
+    }
+    let created = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::internal)?;
+    tx.commit().await?;
     Ok(with_secret(created, secret))
 }
 
@@ -81,7 +86,10 @@ pub async fn update_bank(state: &AppState, id: &str, patch: impl FnOnce(BankInpu
         webhook_url: current.webhook_url,
     })?;
     let secret = (!had_url && input.webhook_url.is_some()).then(new_webhook_secret);
-    let updated = q::update_bank(&*tx, id, &input, secret.as_deref()).await?.ok_or_else(ApiError::not_found)?;
+    if !q::update_bank(&tx, id, &input, secret.as_deref()).await? {
+        return Err(ApiError::not_found());
+    }
+    let updated = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::internal)?;
     tx.commit().await?;
     Ok(with_secret(updated, secret))
 }

@@ -137,22 +137,34 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
         });
     }
 
-    // Banks: exposure = awaiting principal + unpaid principal of active and defaulted plans, as the journal says.
-    let banks = tx
+    // Banks: exposure = awaiting principal + unpaid principal of active and defaulted plans, stripe by
+    // stripe, and as the journal says; the stripes' limits add up to the bank's limit.
+    let stripes = tx
         .query(
-            "SELECT b.id, b.exposure_used_fen,
-                    coalesce((SELECT sum(principal_fen) FROM orders o WHERE o.bank_id = b.id AND o.status = 'awaiting_funding'), 0)::int8
-                  + coalesce((SELECT sum(i.principal_fen - i.paid_principal_fen) FROM plans p JOIN installments i ON i.plan_id = p.id
-                              WHERE p.bank_id = b.id AND p.status IN ('active', 'defaulted')), 0)::int8
-             FROM banks b",
+            "SELECT s.bank_id, s.stripe, s.used_fen,
+                    coalesce((SELECT sum(principal_fen) FROM orders o
+                              WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND o.status = 'awaiting_funding'), 0)::int8
+                  + coalesce((SELECT sum(i.principal_fen - i.paid_principal_fen) FROM orders o JOIN plans p ON p.order_id = o.id
+                              JOIN installments i ON i.plan_id = p.id
+                              WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND p.status IN ('active', 'defaulted')), 0)::int8
+             FROM bank_exposure_stripes s ORDER BY s.bank_id, s.stripe",
             &[],
         )
         .await?;
-    for r in &banks {
-        let (id, used, expected): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
-        c.check(used == expected, "bank_exposure_matches_book", &id, || format!("exposure_used {used} but its orders and plans add up to {expected}"));
+    let mut used_by_bank: HashMap<String, i64> = HashMap::new();
+    for r in &stripes {
+        let (bank, stripe, used, expected): (String, i16, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        c.check(used == expected, "bank_exposure_matches_book", &format!("{bank}#{stripe}"), || {
+            format!("stripe {stripe} has {used} in use but its orders and plans add up to {expected}")
+        });
+        *used_by_bank.entry(bank).or_default() += used;
+    }
+    for r in &tx.query("SELECT b.id, b.exposure_limit_fen, (SELECT coalesce(sum(limit_fen), 0)::int8 FROM bank_exposure_stripes s WHERE s.bank_id = b.id) FROM banks b", &[]).await? {
+        let (id, limit, stripe_limits): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        c.check(limit == stripe_limits, "bank_stripes_add_up", &id, || format!("the limit is {limit} but its stripes' limits add up to {stripe_limits}"));
+        let used = used_by_bank.get(&id).copied().unwrap_or(0);
         let journal = bal(account::bank_exposure(&id));
-        c.check(used == journal, "bank_exposure_journal", &id, || format!("exposure_used {used} but the journal says {journal}"));
+        c.check(used == journal, "bank_exposure_journal", &id, || format!("exposure in use {used} but the journal says {journal}"));
     }
     tx.commit().await?;
     Ok(Report { ok: c.violations.is_empty(), checked, violations: c.violations })

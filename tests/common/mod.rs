@@ -45,6 +45,7 @@ pub fn cluster() -> &'static Cluster {
                             ("full_page_writes".into(), "off".into()),
                             ("max_connections".into(), "400".into()),
                             ("shared_buffers".into(), "128MB".into()),
+                            ("log_lock_waits".into(), "on".into()),
                         ],
                         die_with_parent: true,
                     })
@@ -56,10 +57,8 @@ pub fn cluster() -> &'static Cluster {
                     drop(client);
                     // Databases are cloned from the template only while nobody is connected to it.
                     for _ in 0..500 {
-                        let n: i64 = admin
-                            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[&TEMPLATE_DB])
-                            .await?
-                            .get(0);
+                        let n: i64 =
+                            admin.query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[&TEMPLATE_DB]).await?.get(0);
                         if n == 0 {
                             break;
                         }
