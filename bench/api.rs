@@ -17,8 +17,12 @@ pub const PRODUCT: &str = "bench-12";
 pub const HOT_BANK: &str = "bank-hot";
 /// The recipient of the notices phase; its webhook is the local receiver.
 pub const NOTICE_BANK: &str = "bank-notice";
-/// One bank per province; stores spread over them.
-const SPREAD_PROVINCES: [&str; 8] = ["11", "31", "44", "32", "33", "51", "42", "43"];
+/// One bank per province (GB/T 2260 province-level codes but the two below); stores spread over
+/// them, so with 48 connections no bank has more than two orders in flight on average.
+const SPREAD_PROVINCES: [&str; 29] = [
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "36", "37", "41", "42", "43", "44", "45", "46", "50", "51",
+    "52", "53", "54", "61", "62", "63", "64",
+];
 const STORES_PER_PROVINCE: usize = 2;
 /// Only the hot bank covers this province, and only hot stores are in it.
 const HOT_PROVINCE: &str = "35";
@@ -38,6 +42,20 @@ pub struct World {
     pub hot_store_keys: Vec<String>,
     pub customers: Arc<Vec<Customer>>,
     pub spread_banks: usize,
+}
+
+/// How the order world is laid out, for the report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout {
+    pub spread_banks: usize,
+    pub spread_stores: usize,
+    pub hot_stores: usize,
+}
+
+impl World {
+    pub fn layout(&self) -> Layout {
+        Layout { spread_banks: self.spread_banks, spread_stores: self.spread_store_keys.len(), hot_stores: self.hot_store_keys.len() }
+    }
 }
 
 impl World {

@@ -22,7 +22,7 @@ const ERROR_SAMPLES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// Stores in eight provinces, each with its own bank.
+    /// Stores in many provinces, each province with its own bank.
     Spread,
     /// Stores in the one province only the hot bank covers.
     HotBank,

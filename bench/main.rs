@@ -207,6 +207,7 @@ async fn orders_and_notices(
         let world = api::World::setup(&service, params, &receiver.url()).await.context("seeding over the API")?;
         results.seed_http_secs = t.elapsed().as_secs_f64();
         println!("   seeded in {:.1} s ({} credit lines)", results.seed_http_secs, world.customers.len());
+        results.layout = world.layout();
 
         let spread = load::OrderTarget::new(&world, &service, load::Route::Spread)?;
         if !params.warmup.is_zero() {

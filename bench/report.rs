@@ -75,6 +75,7 @@ pub struct Results {
     pub settings: Vec<(String, String)>,
     pub pgbench: Option<PgbenchResult>,
     pub seed_http_secs: f64,
+    pub layout: crate::api::Layout,
     pub orders: Option<OrderResults>,
     pub notices: Option<(NoticeResult, Observation)>,
     pub eod: Option<EodResult>,
@@ -130,6 +131,7 @@ impl Results {
             settings,
             pgbench: None,
             seed_http_secs: 0.0,
+            layout: Default::default(),
             orders: None,
             notices: None,
             eod: None,
@@ -358,19 +360,22 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(
             s,
             "The release `creditphone serve` (its own process: {} HTTP workers = cores, database pool {}, log level warn, end of \
-             day off, notice workers on) on its own database. Seeded through the API in {:.1} s: one provider, 8 banks each \
-             covering one province and 16 stores in those provinces, one more bank alone in a ninth province with 4 \"hot\" \
-             stores, a bank for the notices phase, one product (12 months at 18%) open in all nine provinces, and {} \
+             day off, notice workers on) on its own database. Seeded through the API in {:.1} s: one provider, {} banks each \
+             covering one province and {} stores in those provinces, one more bank alone in another province with {} \"hot\" \
+             stores, a bank for the notices phase, one product (12 months at 18%) open in all those provinces, and {} \
              customers' credit lines with limits that never run out. Every order: principal 3000.00 (device 3999, down \
              payment 999), a unique `out_order_no` and `Idempotency-Key`, round-robin over customers and stores, so no credit \
              line is hot. {}\n",
             m.cores,
             p.service_pool_size,
             r.seed_http_secs,
+            r.layout.spread_banks,
+            r.layout.spread_stores,
+            r.layout.hot_stores,
             p.customers,
             if p.warmup.is_zero() { String::new() } else { format!("A {} s closed-loop warm-up precedes the measurements.", p.warmup.as_secs()) }
         );
-        load_md(&mut s, "Spread over 8 banks, closed loop", &o.closed, &o.closed_obs);
+        load_md(&mut s, &format!("Spread over {} banks, closed loop", r.layout.spread_banks), &o.closed, &o.closed_obs);
         load_md(&mut s, "Spread, open loop at half the closed-loop rate", &o.open, &o.open_obs);
         load_md(&mut s, "Hot bank: every order reserves exposure at one bank, closed loop", &o.hot, &o.hot_obs);
     }

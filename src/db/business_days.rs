@@ -8,10 +8,23 @@ pub async fn last_closed(c: &impl GenericClient) -> Result<Option<NaiveDate>, to
     Ok(c.query_one("SELECT max(business_date) FROM business_days", &[]).await?.get(0))
 }
 
+/// Bookers hold this advisory lock shared until they commit; end of day takes it exclusively in
+/// the transaction that closes a date, so nothing can be booked on a date as it closes.
+const CLOSING_LOCK_KEY: i64 = 0x6372_6564_6974_0003;
+
 /// The booking date of something valued `value_date`: itself while open, else the first open date.
+/// Read under the shared closing lock (a statement of its own, so the read's snapshot follows it).
 pub async fn booking_date(tx: &Tx<'_>, value_date: NaiveDate) -> Result<NaiveDate, tokio_postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&CLOSING_LOCK_KEY]).await?;
     Ok(match last_closed(tx).await? {
         Some(closed) if closed >= value_date => closed.succ_opt().unwrap_or(closed),
         _ => value_date,
     })
+}
+
+/// Closes `date` once every booking in flight has committed.
+pub async fn close(tx: &Tx<'_>, date: NaiveDate, summary: &serde_json::Value) -> Result<(), tokio_postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLOSING_LOCK_KEY]).await?;
+    tx.execute("INSERT INTO business_days (business_date, summary) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&date, summary]).await?;
+    Ok(())
 }

@@ -204,10 +204,10 @@ pub fn extra_routes() -> Vec<(
     use utoipa::openapi::path::HttpMethod::{Get, Post};
     vec![
         (Get, "/v1/admin/notices", "Notices with their delivery state (?state=&recipient=<kind>:<id>), in creation order", None, "200", None, false),
-        (Get, "/v1/admin/notices/{id}", "One notice with its delivery state", None, "200", None, false),
-        (Post, "/v1/admin/notices/{id}/redeliver", "Deliver a notice again: pending, attempts reset, due now", None, "202", None, false),
-        (Get, "/v1/reconciliation/{business_date}", "A bank's movements booked on a date (JSON, or CSV with Accept: text/csv)", None, "200", None, false),
-        (Get, "/v1/partners/{id}/statement", "A partner's monthly statement by agent (?month=YYYY-MM)", None, "200", None, false),
+        (Get, "/v1/admin/notices/{id}", "One notice with its delivery state", None, "200", Some("AdminNotice"), false),
+        (Post, "/v1/admin/notices/{id}/redeliver", "Deliver a notice again: pending, attempts reset, due now", None, "202", Some("AdminNotice"), false),
+        (Get, "/v1/reconciliation/{business_date}", "A bank's movements booked on a date (JSON, or CSV with Accept: text/csv)", None, "200", Some("Reconciliation"), false),
+        (Get, "/v1/partners/{id}/statement", "A partner's monthly statement by agent (?month=YYYY-MM)", None, "200", Some("Statement"), false),
     ]
 }
 

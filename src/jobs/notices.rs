@@ -91,6 +91,9 @@ pub async fn run(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>)
             refresh_gauges(&state).await;
             gauges_at = Some(Instant::now());
         }
+        if let Err(e) = position(&ctx).await {
+            tracing::warn!(error = %e, "webhook delivery: positioning new notices failed; trying again");
+        }
         let free = permits.available_permits();
         if free > 0 {
             match claim(&ctx, free).await {
@@ -126,9 +129,15 @@ enum Error {
     Pool(#[from] deadpool_postgres::PoolError),
 }
 
-async fn claim(ctx: &Ctx, free: usize) -> Result<Vec<(String, String)>, Error> {
+/// Committed notices get their read order (also while every worker is busy).
+async fn position(ctx: &Ctx) -> Result<(), Error> {
     let mut client = ctx.state.pool.get().await?;
     db::position_new(&mut client).await?;
+    Ok(())
+}
+
+async fn claim(ctx: &Ctx, free: usize) -> Result<Vec<(String, String)>, Error> {
+    let client = ctx.state.pool.get().await?;
     db::refresh_lanes(&**client).await?;
     Ok(db::claim_lanes(&**client, &ctx.owner, ctx.lease_ms, free as i64).await?)
 }

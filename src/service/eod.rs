@@ -88,9 +88,10 @@ async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: Naive
     process_plans(pool, date, chunk, &mut totals).await?;
     let summary = totals.summary(date);
     let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
-    client
-        .execute("INSERT INTO business_days (business_date, summary) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&date, &summary_json])
-        .await?;
+    let mut closing = pool.get().await?;
+    let tx = closing.transaction().await?;
+    crate::db::business_days::close(&tx, date, &summary_json).await?;
+    tx.commit().await?;
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
     Ok(summary)
 }
