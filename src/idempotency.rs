@@ -138,7 +138,7 @@ async fn execute_once<P, T: serde::Serialize>(
     business: &impl AsyncFn(&Tx<'_>, P) -> ApiResult<(StatusCode, T)>,
 ) -> Result<Answer, Failure> {
     let mut client = pool.get().await?;
-    let mut tx = client.transaction().await?;
+    let mut tx = Tx::begin(&mut client).await?;
     let checked = precheck(&tx).await?;
     if !db::idempotency::try_lock(&tx, &request.scope, &request.key).await? {
         return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());

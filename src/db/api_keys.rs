@@ -2,7 +2,8 @@
 
 use crate::auth::{Caller, Principal, PrincipalKind};
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use super::Db;
+use tokio_postgres::Row;
 
 #[derive(Clone, Debug)]
 pub struct ApiKeyRecord {
@@ -29,7 +30,7 @@ fn from_row(r: &Row) -> ApiKeyRecord {
     }
 }
 
-pub async fn find_active_by_hash(client: &impl GenericClient, hash: &[u8]) -> Result<Option<Caller>, tokio_postgres::Error> {
+pub async fn find_active_by_hash(client: &impl Db, hash: &[u8]) -> Result<Option<Caller>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT id, principal_kind, principal_id, rate_limit_per_minute FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
@@ -48,7 +49,7 @@ pub async fn find_active_by_hash(client: &impl GenericClient, hash: &[u8]) -> Re
 }
 
 pub async fn insert(
-    client: &impl GenericClient,
+    client: &impl Db,
     id: &str,
     hash: &[u8],
     principal: &Principal,
@@ -66,12 +67,12 @@ pub async fn insert(
     Ok(from_row(&row))
 }
 
-pub async fn get(client: &impl GenericClient, id: &str) -> Result<Option<ApiKeyRecord>, tokio_postgres::Error> {
+pub async fn get(client: &impl Db, id: &str) -> Result<Option<ApiKeyRecord>, tokio_postgres::Error> {
     let row = client.query_opt(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1"), &[&id]).await?;
     Ok(row.as_ref().map(from_row))
 }
 
-pub async fn list(client: &impl GenericClient, after_seq: i64, limit: i64) -> Result<Vec<ApiKeyRecord>, tokio_postgres::Error> {
+pub async fn list(client: &impl Db, after_seq: i64, limit: i64) -> Result<Vec<ApiKeyRecord>, tokio_postgres::Error> {
     let rows = client
         .query(&format!("SELECT {COLUMNS} FROM api_keys WHERE seq > $1 ORDER BY seq LIMIT $2"), &[&after_seq, &limit])
         .await?;
@@ -79,7 +80,7 @@ pub async fn list(client: &impl GenericClient, after_seq: i64, limit: i64) -> Re
 }
 
 /// Revokes; `false` when no such key.
-pub async fn revoke(client: &impl GenericClient, id: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn revoke(client: &impl Db, id: &str) -> Result<bool, tokio_postgres::Error> {
     let n = client
         .execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", &[&id])
         .await?;

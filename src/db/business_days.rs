@@ -2,9 +2,9 @@
 
 use super::Tx;
 use chrono::NaiveDate;
-use tokio_postgres::GenericClient;
+use crate::db::Db;
 
-pub async fn last_closed(c: &impl GenericClient) -> Result<Option<NaiveDate>, tokio_postgres::Error> {
+pub async fn last_closed(c: &impl Db) -> Result<Option<NaiveDate>, tokio_postgres::Error> {
     Ok(c.query_one("SELECT max(business_date) FROM business_days", &[]).await?.get(0))
 }
 

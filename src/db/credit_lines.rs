@@ -3,7 +3,8 @@
 use super::Tx;
 use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
-use tokio_postgres::{GenericClient, Row};
+use super::Db;
+use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
 pub struct CreditLine {
@@ -45,7 +46,7 @@ fn line(r: &Row) -> CreditLine {
     }
 }
 
-pub async fn get(c: &impl GenericClient, id: &str) -> Result<Option<CreditLine>, tokio_postgres::Error> {
+pub async fn get(c: &impl Db, id: &str) -> Result<Option<CreditLine>, tokio_postgres::Error> {
     Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM credit_lines WHERE id = $1"), &[&id]).await?.as_ref().map(line))
 }
 

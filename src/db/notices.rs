@@ -4,7 +4,8 @@ use super::Tx;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use tokio_postgres::{GenericClient, Row};
+use super::Db;
+use tokio_postgres::Row;
 
 /// A notice to be recorded: its type, recipient and data.
 #[derive(Debug, Clone)]
@@ -96,7 +97,7 @@ pub async fn position_new(client: &mut tokio_postgres::Client) -> Result<u64, to
 
 /// The position a feed continues after, for `after=<notice id>`: that notice's, or for an id
 /// not (yet) positioned, the last position among smaller ids.
-pub async fn position_after(c: &impl GenericClient, seq: i64) -> Result<i64, tokio_postgres::Error> {
+pub async fn position_after(c: &impl Db, seq: i64) -> Result<i64, tokio_postgres::Error> {
     let row = c
         .query_one(
             "SELECT coalesce((SELECT pos FROM notices WHERE seq = $1), (SELECT max(pos) FROM notices WHERE seq < $1), 0)::int8",
@@ -108,7 +109,7 @@ pub async fn position_after(c: &impl GenericClient, seq: i64) -> Result<i64, tok
 
 /// A recipient's notices after position `after_pos`, in position order (`None` recipient: all, for the admin).
 pub async fn feed(
-    c: &impl GenericClient,
+    c: &impl Db,
     recipient: Option<(&str, &str)>,
     after_pos: i64,
     limit: i64,
@@ -167,7 +168,7 @@ fn admin_notice(r: &Row) -> AdminNotice {
 
 /// Notices after `after_seq` in creation order, optionally of one state and one recipient.
 pub async fn list_admin(
-    c: &impl GenericClient,
+    c: &impl Db,
     state: Option<&str>,
     recipient: Option<(&str, &str)>,
     after_seq: i64,
@@ -186,7 +187,7 @@ pub async fn list_admin(
     Ok(rows.iter().map(admin_notice).collect())
 }
 
-pub async fn get_admin(c: &impl GenericClient, seq: i64) -> Result<Option<AdminNotice>, tokio_postgres::Error> {
+pub async fn get_admin(c: &impl Db, seq: i64) -> Result<Option<AdminNotice>, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT * FROM notices WHERE seq = $1", &[&seq]).await?.as_ref().map(admin_notice))
 }
 
@@ -211,7 +212,7 @@ pub async fn reset_for_redelivery(tx: &Tx<'_>, seq: i64) -> Result<AdminNotice, 
 
 /// The recipient's current `(webhook_url, webhook_secret)`, when it has a URL.
 pub async fn recipient_webhook(
-    c: &impl GenericClient,
+    c: &impl Db,
     kind: &str,
     id: &str,
 ) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
@@ -225,7 +226,7 @@ pub async fn recipient_webhook(
 }
 
 /// Every bank and provider gets a lane (idempotent; cheap for reference data).
-pub async fn refresh_lanes(c: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
+pub async fn refresh_lanes(c: &impl Db) -> Result<u64, tokio_postgres::Error> {
     c.execute(
         "INSERT INTO notice_lanes (recipient_kind, recipient_id)
          SELECT 'bank', id FROM banks UNION ALL SELECT 'provider', id FROM providers
@@ -237,7 +238,7 @@ pub async fn refresh_lanes(c: &impl GenericClient) -> Result<u64, tokio_postgres
 
 /// Leases up to `limit` free lanes that have a due notice, the longest unserved first.
 pub async fn claim_lanes(
-    c: &impl GenericClient,
+    c: &impl Db,
     owner: &str,
     lease_ms: i64,
     limit: i64,
@@ -262,7 +263,7 @@ pub async fn claim_lanes(
 }
 
 /// Gives a lane back; it goes behind the lanes that waited longer.
-pub async fn release_lane(c: &impl GenericClient, owner: &str, kind: &str, id: &str) -> Result<(), tokio_postgres::Error> {
+pub async fn release_lane(c: &impl Db, owner: &str, kind: &str, id: &str) -> Result<(), tokio_postgres::Error> {
     c.execute(
         "UPDATE notice_lanes SET leased_by = NULL, leased_until = now() WHERE recipient_kind = $1 AND recipient_id = $2 AND leased_by = $3",
         &[&kind, &id, &owner],
@@ -280,7 +281,7 @@ pub struct Due {
 
 /// A lane's due notices in read order (positioned, so in commit order): retries that came due and
 /// first attempts alike.
-pub async fn due_in_lane(c: &impl GenericClient, kind: &str, id: &str, limit: i64) -> Result<Vec<Due>, tokio_postgres::Error> {
+pub async fn due_in_lane(c: &impl Db, kind: &str, id: &str, limit: i64) -> Result<Vec<Due>, tokio_postgres::Error> {
     let rows = c
         .query(
             "SELECT * FROM notices WHERE state = 'pending' AND recipient_kind = $1 AND recipient_id = $2 AND next_attempt_at <= now()
@@ -305,7 +306,7 @@ pub enum Start {
 
 /// Counts the attempt before it is made and renews the lane's lease, in one statement.
 pub async fn start_attempt(
-    c: &impl GenericClient,
+    c: &impl Db,
     owner: &str,
     seq: i64,
     kind: &str,
@@ -347,7 +348,7 @@ pub struct Answered<'a> {
 /// the new state. A failure is retried after `retry_in_ms`, or is `dead` once `attempt` reaches
 /// `max_attempts`.
 pub async fn finish_attempt(
-    c: &impl GenericClient,
+    c: &impl Db,
     seq: i64,
     attempt: i32,
     answered: Answered<'_>,
@@ -376,7 +377,7 @@ pub async fn finish_attempt(
 }
 
 /// How many notices are in each delivery state.
-pub async fn counts_by_state(c: &impl GenericClient) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+pub async fn counts_by_state(c: &impl Db) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
     let rows = c.query("SELECT state, count(*) FROM notices GROUP BY state", &[]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

@@ -5,7 +5,8 @@ use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use tokio_postgres::{GenericClient, Row};
+use super::Db;
+use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
 pub struct Order {
@@ -150,14 +151,14 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
     Ok(row.as_ref().map(order))
 }
 
-pub async fn out_order_no_taken(c: &impl GenericClient, owner_scope: &str, out_order_no: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn out_order_no_taken(c: &impl Db, owner_scope: &str, out_order_no: &str) -> Result<bool, tokio_postgres::Error> {
     Ok(c
         .query_opt("SELECT 1 FROM orders WHERE owner_scope = $1 AND out_order_no = $2", &[&owner_scope, &out_order_no])
         .await?
         .is_some())
 }
 
-pub async fn get(c: &impl GenericClient, id: &str) -> Result<Option<Order>, tokio_postgres::Error> {
+pub async fn get(c: &impl Db, id: &str) -> Result<Option<Order>, tokio_postgres::Error> {
     Ok(c.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"), &[&id]).await?.as_ref().map(order))
 }
 
@@ -165,7 +166,7 @@ pub async fn lock(tx: &Tx<'_>, id: &str) -> Result<Option<Order>, tokio_postgres
     Ok(tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"), &[&id]).await?.as_ref().map(order))
 }
 
-pub async fn sealed_identity(c: &impl GenericClient, id: &str) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
+pub async fn sealed_identity(c: &impl Db, id: &str) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT identity_sealed FROM orders WHERE id = $1", &[&id]).await?.map(|r| r.get(0)))
 }
 
@@ -197,7 +198,7 @@ pub enum Scope<'a> {
 
 /// Newest first, before `before_seq` (0: from the newest).
 pub async fn list(
-    c: &impl GenericClient,
+    c: &impl Db,
     scope: Scope<'_>,
     status: Option<&str>,
     before_seq: i64,
@@ -280,7 +281,7 @@ pub async fn insert_hold(tx: &Tx<'_>, id: &str, line_id: &str, provider_id: &str
     Ok(hold(&row))
 }
 
-pub async fn get_hold(c: &impl GenericClient, id: &str) -> Result<Option<Hold>, tokio_postgres::Error> {
+pub async fn get_hold(c: &impl Db, id: &str) -> Result<Option<Hold>, tokio_postgres::Error> {
     Ok(c.query_opt(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"), &[&id]).await?.as_ref().map(hold))
 }
 

@@ -6,7 +6,8 @@ use crate::domain::money::Amount;
 use crate::domain::schedule::ScheduledInstallment;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use tokio_postgres::{GenericClient, Row};
+use super::Db;
+use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -93,15 +94,15 @@ pub async fn insert(tx: &Tx<'_>, p: &NewPlan<'_>, schedule: &[ScheduledInstallme
     Ok(Some(plan(&row)))
 }
 
-pub async fn loan_no_taken(c: &impl GenericClient, bank_id: &str, loan_no: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn loan_no_taken(c: &impl Db, bank_id: &str, loan_no: &str) -> Result<bool, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT 1 FROM plans WHERE bank_id = $1 AND loan_no = $2", &[&bank_id, &loan_no]).await?.is_some())
 }
 
-pub async fn get(c: &impl GenericClient, id: &str) -> Result<Option<Plan>, tokio_postgres::Error> {
+pub async fn get(c: &impl Db, id: &str) -> Result<Option<Plan>, tokio_postgres::Error> {
     Ok(c.query_opt(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE id = $1"), &[&id]).await?.as_ref().map(plan))
 }
 
-pub async fn get_by_order(c: &impl GenericClient, order_id: &str) -> Result<Option<Plan>, tokio_postgres::Error> {
+pub async fn get_by_order(c: &impl Db, order_id: &str) -> Result<Option<Plan>, tokio_postgres::Error> {
     Ok(c.query_opt(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE order_id = $1"), &[&order_id]).await?.as_ref().map(plan))
 }
 
@@ -150,7 +151,7 @@ fn installment(r: &Row) -> InstallmentRow {
     InstallmentRow { state, status: r.get("status") }
 }
 
-pub async fn installments(c: &impl GenericClient, plan_id: &str) -> Result<Vec<InstallmentRow>, tokio_postgres::Error> {
+pub async fn installments(c: &impl Db, plan_id: &str) -> Result<Vec<InstallmentRow>, tokio_postgres::Error> {
     let rows = c.query("SELECT * FROM installments WHERE plan_id = $1 ORDER BY seq", &[&plan_id]).await?;
     Ok(rows.iter().map(installment).collect())
 }

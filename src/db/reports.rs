@@ -2,7 +2,7 @@
 //! and a partner's monthly statement.
 
 use chrono::NaiveDate;
-use tokio_postgres::GenericClient;
+use crate::db::Db;
 
 /// One movement of a bank's money booked on a date, amounts in fen.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct MovementRow {
 /// `default.compensated` (compensation; paired with the compensation rows of the same plan and
 /// date in order, one entry per row), `exposure.released` (the order's cancellation, rejection or
 /// expiry, by the order's final status).
-pub async fn movements(c: &impl GenericClient, date: NaiveDate, bank_id: Option<&str>) -> Result<Vec<MovementRow>, tokio_postgres::Error> {
+pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> Result<Vec<MovementRow>, tokio_postgres::Error> {
     let rows = c
         .query(
             "WITH comp AS (
@@ -110,7 +110,7 @@ pub struct AgentRow {
 
 /// A partner's orders with an event in `[first, last]`, grouped by agent (agent id order).
 pub async fn partner_month(
-    c: &impl GenericClient,
+    c: &impl Db,
     partner_id: &str,
     first: NaiveDate,
     last: NaiveDate,

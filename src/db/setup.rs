@@ -4,7 +4,8 @@ use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use tokio_postgres::{GenericClient, Row};
+use super::Db;
+use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 pub fn amount(row: &Row, column: &str) -> Amount {
@@ -46,7 +47,7 @@ pub struct ProviderInput {
 }
 
 pub async fn insert_provider(
-    c: &impl GenericClient,
+    c: &impl Db,
     id: &str,
     input: &ProviderInput,
     secret: Option<&str>,
@@ -61,18 +62,18 @@ pub async fn insert_provider(
     Ok(row.as_ref().map(provider))
 }
 
-pub async fn get_provider(c: &impl GenericClient, id: &str) -> Result<Option<Provider>, tokio_postgres::Error> {
+pub async fn get_provider(c: &impl Db, id: &str) -> Result<Option<Provider>, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT * FROM providers WHERE id = $1", &[&id]).await?.as_ref().map(provider))
 }
 
-pub async fn list_providers(c: &impl GenericClient, after: i64, limit: i64) -> Result<Vec<Provider>, tokio_postgres::Error> {
+pub async fn list_providers(c: &impl Db, after: i64, limit: i64) -> Result<Vec<Provider>, tokio_postgres::Error> {
     let rows = c.query("SELECT * FROM providers WHERE seq > $1 ORDER BY seq LIMIT $2", &[&after, &limit]).await?;
     Ok(rows.iter().map(provider).collect())
 }
 
 /// Updates name and webhook; a new webhook URL where there was none gets `new_secret`.
 pub async fn update_provider(
-    c: &impl GenericClient,
+    c: &impl Db,
     id: &str,
     input: &ProviderInput,
     new_secret: Option<&str>,
@@ -155,11 +156,11 @@ pub async fn insert_bank(tx: &super::Tx<'_>, id: &str, b: &BankInput, secret: Op
     Ok(n == 1)
 }
 
-pub async fn get_bank(c: &impl GenericClient, id: &str) -> Result<Option<Bank>, tokio_postgres::Error> {
+pub async fn get_bank(c: &impl Db, id: &str) -> Result<Option<Bank>, tokio_postgres::Error> {
     Ok(c.query_opt(&format!("{BANK_SELECT} WHERE b.id = $1"), &[&id]).await?.as_ref().map(bank))
 }
 
-pub async fn list_banks(c: &impl GenericClient, after: i64, limit: i64) -> Result<Vec<Bank>, tokio_postgres::Error> {
+pub async fn list_banks(c: &impl Db, after: i64, limit: i64) -> Result<Vec<Bank>, tokio_postgres::Error> {
     let rows = c.query(&format!("{BANK_SELECT} WHERE b.seq > $1 ORDER BY b.seq LIMIT $2"), &[&after, &limit]).await?;
     Ok(rows.iter().map(bank).collect())
 }
@@ -184,7 +185,7 @@ pub async fn update_bank(tx: &super::Tx<'_>, id: &str, b: &BankInput, new_secret
 
 /// Sets a new webhook secret on a bank or provider that has a webhook URL. `None`: no such object.
 pub async fn rotate_webhook_secret(
-    c: &impl GenericClient,
+    c: &impl Db,
     table: WebhookOwner,
     id: &str,
     secret: &str,
@@ -231,7 +232,7 @@ pub struct StoreInput {
     pub region_code: String,
 }
 
-pub async fn insert_store(c: &impl GenericClient, id: &str, s: &StoreInput) -> Result<Option<Store>, tokio_postgres::Error> {
+pub async fn insert_store(c: &impl Db, id: &str, s: &StoreInput) -> Result<Option<Store>, tokio_postgres::Error> {
     let row = c
         .query_opt(
             "INSERT INTO stores (id, name, region_code) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING *",
@@ -241,16 +242,16 @@ pub async fn insert_store(c: &impl GenericClient, id: &str, s: &StoreInput) -> R
     Ok(row.as_ref().map(store))
 }
 
-pub async fn get_store(c: &impl GenericClient, id: &str) -> Result<Option<Store>, tokio_postgres::Error> {
+pub async fn get_store(c: &impl Db, id: &str) -> Result<Option<Store>, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT * FROM stores WHERE id = $1", &[&id]).await?.as_ref().map(store))
 }
 
-pub async fn list_stores(c: &impl GenericClient, after: i64, limit: i64) -> Result<Vec<Store>, tokio_postgres::Error> {
+pub async fn list_stores(c: &impl Db, after: i64, limit: i64) -> Result<Vec<Store>, tokio_postgres::Error> {
     let rows = c.query("SELECT * FROM stores WHERE seq > $1 ORDER BY seq LIMIT $2", &[&after, &limit]).await?;
     Ok(rows.iter().map(store).collect())
 }
 
-pub async fn update_store(c: &impl GenericClient, id: &str, s: &StoreInput) -> Result<Option<Store>, tokio_postgres::Error> {
+pub async fn update_store(c: &impl Db, id: &str, s: &StoreInput) -> Result<Option<Store>, tokio_postgres::Error> {
     let row = c
         .query_opt(
             "UPDATE stores SET name = $2, region_code = $3, updated_at = now() WHERE id = $1 RETURNING *",
@@ -300,7 +301,7 @@ pub struct PartnerInput {
     pub regions: Vec<String>,
 }
 
-pub async fn insert_partner(c: &impl GenericClient, id: &str, p: &PartnerInput) -> Result<Option<Partner>, tokio_postgres::Error> {
+pub async fn insert_partner(c: &impl Db, id: &str, p: &PartnerInput) -> Result<Option<Partner>, tokio_postgres::Error> {
     let row = c
         .query_opt(
             "INSERT INTO partners (id, name, established_on, deposit_paid_fen, authorized_providers, major_violation_last_year, regions)
@@ -311,16 +312,16 @@ pub async fn insert_partner(c: &impl GenericClient, id: &str, p: &PartnerInput) 
     Ok(row.as_ref().map(partner))
 }
 
-pub async fn get_partner(c: &impl GenericClient, id: &str) -> Result<Option<Partner>, tokio_postgres::Error> {
+pub async fn get_partner(c: &impl Db, id: &str) -> Result<Option<Partner>, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT * FROM partners WHERE id = $1", &[&id]).await?.as_ref().map(partner))
 }
 
-pub async fn list_partners(c: &impl GenericClient, after: i64, limit: i64) -> Result<Vec<Partner>, tokio_postgres::Error> {
+pub async fn list_partners(c: &impl Db, after: i64, limit: i64) -> Result<Vec<Partner>, tokio_postgres::Error> {
     let rows = c.query("SELECT * FROM partners WHERE seq > $1 ORDER BY seq LIMIT $2", &[&after, &limit]).await?;
     Ok(rows.iter().map(partner).collect())
 }
 
-pub async fn update_partner(c: &impl GenericClient, id: &str, p: &PartnerInput) -> Result<Option<Partner>, tokio_postgres::Error> {
+pub async fn update_partner(c: &impl Db, id: &str, p: &PartnerInput) -> Result<Option<Partner>, tokio_postgres::Error> {
     let row = c
         .query_opt(
             "UPDATE partners SET name = $2, established_on = $3, deposit_paid_fen = $4, authorized_providers = $5,
@@ -436,7 +437,7 @@ impl From<&Product> for ProductInput {
     }
 }
 
-pub async fn insert_product(c: &impl GenericClient, id: &str, p: &ProductInput) -> Result<Option<Product>, tokio_postgres::Error> {
+pub async fn insert_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<Option<Product>, tokio_postgres::Error> {
     let terms = serde_json::to_value(&p.terms).unwrap_or_default();
     let row = c
         .query_opt(
@@ -452,16 +453,16 @@ pub async fn insert_product(c: &impl GenericClient, id: &str, p: &ProductInput) 
     Ok(row.as_ref().map(product))
 }
 
-pub async fn get_product(c: &impl GenericClient, id: &str) -> Result<Option<Product>, tokio_postgres::Error> {
+pub async fn get_product(c: &impl Db, id: &str) -> Result<Option<Product>, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT * FROM products WHERE id = $1", &[&id]).await?.as_ref().map(product))
 }
 
-pub async fn list_products(c: &impl GenericClient, after: i64, limit: i64) -> Result<Vec<Product>, tokio_postgres::Error> {
+pub async fn list_products(c: &impl Db, after: i64, limit: i64) -> Result<Vec<Product>, tokio_postgres::Error> {
     let rows = c.query("SELECT * FROM products WHERE seq > $1 ORDER BY seq LIMIT $2", &[&after, &limit]).await?;
     Ok(rows.iter().map(product).collect())
 }
 
-pub async fn update_product(c: &impl GenericClient, id: &str, p: &ProductInput) -> Result<Option<Product>, tokio_postgres::Error> {
+pub async fn update_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<Option<Product>, tokio_postgres::Error> {
     let terms = serde_json::to_value(&p.terms).unwrap_or_default();
     let row = c
         .query_opt(
@@ -481,13 +482,13 @@ pub async fn update_product(c: &impl GenericClient, id: &str, p: &ProductInput) 
 /// Locks the row `id` of a reference-data table (`providers`, `banks`, ...) until the transaction
 /// ends, so that concurrent PATCHes of one object run one after the other instead of each writing
 /// back what it read and losing the other's change.
-pub async fn lock_row(c: &impl GenericClient, table: &'static str, id: &str) -> Result<(), tokio_postgres::Error> {
+pub async fn lock_row(c: &impl Db, table: &'static str, id: &str) -> Result<(), tokio_postgres::Error> {
     c.query_opt(&format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"), &[&id]).await?;
     Ok(())
 }
 
 /// Which of `ids` have no provider row.
-pub async fn missing_providers(c: &impl GenericClient, ids: &[String]) -> Result<Vec<String>, tokio_postgres::Error> {
+pub async fn missing_providers(c: &impl Db, ids: &[String]) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = c
         .query("SELECT x FROM unnest($1::text[]) AS x WHERE NOT EXISTS (SELECT 1 FROM providers p WHERE p.id = x)", &[&ids])
         .await?;
@@ -495,7 +496,7 @@ pub async fn missing_providers(c: &impl GenericClient, ids: &[String]) -> Result
 }
 
 /// Does a principal's object exist (for api-key creation)?
-pub async fn principal_exists(c: &impl GenericClient, kind: crate::auth::PrincipalKind, id: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn principal_exists(c: &impl Db, kind: crate::auth::PrincipalKind, id: &str) -> Result<bool, tokio_postgres::Error> {
     use crate::auth::PrincipalKind::*;
     let sql = match kind {
         Admin => return Ok(true),

@@ -89,7 +89,7 @@ async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: Naive
     let summary = totals.summary(date);
     let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
     let mut closing = pool.get().await?;
-    let tx = closing.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut closing).await?;
     crate::db::business_days::close(&tx, date, &summary_json).await?;
     tx.commit().await?;
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
@@ -102,7 +102,7 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
     let mut chunks = 0;
     loop {
         let mut client = pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = crate::db::Tx::begin(&mut client).await?;
         let ids: Vec<String> = tx
             .query(
                 "SELECT id FROM orders WHERE status = 'awaiting_funding'
@@ -164,7 +164,7 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
             .collect();
         let Some(last) = ids.last() else { break };
         after = last.clone();
-        let tx = client.transaction().await?;
+        let tx = crate::db::Tx::begin(&mut client).await?;
         let mut books = load_books(&tx, &ids).await?;
         let mut fx = Effects::default();
         for book in books.iter_mut().filter(|b| b.plan.status == "active") {

@@ -47,7 +47,7 @@ pub async fn list(
 pub async fn redeliver(state: &AppState, id: &str) -> ApiResult<AdminNotice> {
     let seq = seq_of_id(id).ok_or_else(ApiError::not_found)?;
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut client).await?;
     let (notice, url) = db::lock_with_url(&tx, seq).await?.ok_or_else(ApiError::not_found)?;
     if url.is_none() {
         let recipient = &notice.notice.recipient;

@@ -188,7 +188,7 @@ pub fn order_view(o: Order, hold: Hold, plan: Option<PlanView>) -> OrderView {
 }
 
 /// The order with its hold and plan, read in the same transaction or connection.
-pub async fn load_view(c: &impl tokio_postgres::GenericClient, o: Order) -> ApiResult<OrderView> {
+pub async fn load_view(c: &impl crate::db::Db, o: Order) -> ApiResult<OrderView> {
     let hold = orders_db::get_hold(c, &o.hold_id).await?.ok_or_else(ApiError::internal)?;
     let plan = match plans::get_by_order(c, &o.id).await? {
         Some(p) => {

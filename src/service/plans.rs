@@ -108,7 +108,7 @@ use actix_web::http::StatusCode;
 use serde_json::json;
 
 /// Its bank and the admin act on a plan; its order's owner may also read it.
-async fn plan_visible(c: &impl tokio_postgres::GenericClient, caller: &Principal, id: &str, owner_may_read: bool) -> ApiResult<Plan> {
+async fn plan_visible(c: &impl crate::db::Db, caller: &Principal, id: &str, owner_may_read: bool) -> ApiResult<Plan> {
     let plan = plans_db::get(c, id).await?.ok_or_else(ApiError::not_found)?;
     if caller.is_admin() || caller.is(PrincipalKind::Bank, &plan.bank_id) {
         return Ok(plan);

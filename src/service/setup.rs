@@ -45,7 +45,7 @@ pub async fn create_provider(state: &AppState, id: &str, input: ProviderInput) -
 
 pub async fn update_provider(state: &AppState, id: &str, patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "providers", id).await?;
     let current = q::get_provider(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let had_url = current.webhook_url.is_some();
@@ -60,7 +60,7 @@ pub async fn update_provider(state: &AppState, id: &str, patch: impl FnOnce(Prov
 
 pub async fn create_bank(state: &AppState, id: &str, input: BankInput) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut client).await?;
     let secret = input.webhook_url.as_ref().map(|_| new_webhook_secret());
     if !q::insert_bank(&tx, id, &input, secret.as_deref()).await? {
         return Err(exists("bank", id));
@@ -72,7 +72,7 @@ pub async fn create_bank(state: &AppState, id: &str, input: BankInput) -> ApiRes
 
 pub async fn update_bank(state: &AppState, id: &str, patch: impl FnOnce(BankInput) -> ApiResult<BankInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "banks", id).await?;
     let current = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let had_url = current.webhook_url.is_some();
@@ -113,7 +113,7 @@ pub async fn create_store(state: &AppState, id: &str, input: StoreInput) -> ApiR
 
 pub async fn update_store(state: &AppState, id: &str, patch: impl FnOnce(StoreInput) -> ApiResult<StoreInput>) -> ApiResult<q::Store> {
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "stores", id).await?;
     let current = q::get_store(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let input = patch(StoreInput { name: current.name, region_code: current.region_code })?;
@@ -166,7 +166,7 @@ pub fn partner_view(state: &AppState, p: q::Partner) -> PartnerView {
     }
 }
 
-async fn check_providers_exist(c: &impl tokio_postgres::GenericClient, ids: &[String], field: &str) -> ApiResult<()> {
+async fn check_providers_exist(c: &impl crate::db::Db, ids: &[String], field: &str) -> ApiResult<()> {
     let missing = q::missing_providers(c, ids).await?;
     if let Some(first) = missing.first() {
         let index = ids.iter().position(|x| x == first).unwrap_or(0);
@@ -189,7 +189,7 @@ pub async fn create_partner(state: &AppState, id: &str, input: PartnerInput) -> 
 
 pub async fn update_partner(state: &AppState, id: &str, patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>) -> ApiResult<PartnerView> {
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "partners", id).await?;
     let p = q::get_partner(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let input = patch(PartnerInput {
@@ -267,7 +267,7 @@ pub async fn update_product(
     patch: impl FnOnce(ProductInput) -> ApiResult<(ProductInput, Option<Vec<TermInput>>)>,
 ) -> ApiResult<q::Product> {
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "products", id).await?;
     let current = q::get_product(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let (input, terms) = patch(ProductInput::from(&current))?;

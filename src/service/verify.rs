@@ -4,7 +4,7 @@
 use crate::db::journal::account;
 use serde::Serialize;
 use std::collections::HashMap;
-use tokio_postgres::GenericClient;
+use crate::db::Db;
 use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -170,7 +170,7 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
     Ok(Report { ok: c.violations.is_empty(), checked, violations: c.violations })
 }
 
-async fn account_balances(c: &impl GenericClient) -> Result<HashMap<String, i64>, tokio_postgres::Error> {
+async fn account_balances(c: &impl Db) -> Result<HashMap<String, i64>, tokio_postgres::Error> {
     let rows = c.query("SELECT account, sum(amount_fen)::int8 FROM journal_lines GROUP BY account", &[]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
