@@ -140,20 +140,23 @@ async fn execute_once<P, T: serde::Serialize>(
     let mut client = pool.get().await?;
     let mut tx = Tx::begin(&mut client).await?;
     let checked = precheck(&tx).await?;
-    if !db::idempotency::try_lock(&tx, &request.scope, &request.key).await? {
-        return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());
-    }
-    if let Some(stored) = db::idempotency::find(&tx, &request.scope, &request.key).await? {
-        if stored.fingerprint != request.fingerprint || stored.method != request.method || stored.path != request.path {
-            let e = ApiError::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used with another request")
-                .field("Idempotency-Key");
-            return Err(e.into());
+    match db::idempotency::claim(&tx, &request.scope, &request.key).await? {
+        db::idempotency::Claim::InUse => {
+            return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());
         }
-        return Ok(Answer {
-            status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-            body: stored.body,
-            replayed_request_id: Some(stored.request_id),
-        });
+        db::idempotency::Claim::Stored(stored) => {
+            if stored.fingerprint != request.fingerprint || stored.method != request.method || stored.path != request.path {
+                let e = ApiError::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used with another request")
+                    .field("Idempotency-Key");
+                return Err(e.into());
+            }
+            return Ok(Answer {
+                status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+                body: stored.body,
+                replayed_request_id: Some(stored.request_id),
+            });
+        }
+        db::idempotency::Claim::Free => {}
     }
     let savepoint = tx.savepoint("business").await?;
     let (status, body) = match business(&savepoint, checked).await {

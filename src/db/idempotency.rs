@@ -12,28 +12,40 @@ pub struct StoredAnswer {
     pub request_id: String,
 }
 
-/// Takes the per-key transaction lock without waiting: `false` while another request holds the key.
-pub async fn try_lock(tx: &Tx<'_>, scope: &str, key: &str) -> Result<bool, tokio_postgres::Error> {
-    let row = tx
-        .query_one("SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 7))", &[&scope, &key])
-        .await?;
-    Ok(row.get(0))
+/// What a key is when a request arrives.
+pub enum Claim {
+    /// Another request holds the key right now.
+    InUse,
+    /// A finished request's answer.
+    Stored(StoredAnswer),
+    /// Free: this transaction holds the key now.
+    Free,
 }
 
-pub async fn find(tx: &Tx<'_>, scope: &str, key: &str) -> Result<Option<StoredAnswer>, tokio_postgres::Error> {
+/// Takes the per-key transaction lock without waiting, and reads the stored answer, in one
+/// statement. A request that commits the same key between this statement's snapshot and the lock
+/// is not seen here, but its row is: inserting ours then fails on the primary key and the whole
+/// request runs again (and replays).
+pub async fn claim(tx: &Tx<'_>, scope: &str, key: &str) -> Result<Claim, tokio_postgres::Error> {
     let row = tx
-        .query_opt(
-            "SELECT method, path, fingerprint, status, body, request_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 7)),
+                    k.method, k.path, k.fingerprint, k.status, k.body, k.request_id
+             FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.scope = $1 AND k.key = $2",
             &[&scope, &key],
         )
         .await?;
-    Ok(row.map(|r| StoredAnswer {
-        method: r.get(0),
-        path: r.get(1),
-        fingerprint: r.get(2),
-        status: r.get::<_, i16>(3) as u16,
-        body: r.get(4),
-        request_id: r.get(5),
+    if !row.get::<_, bool>(0) {
+        return Ok(Claim::InUse);
+    }
+    let Some(method) = row.get::<_, Option<String>>(1) else { return Ok(Claim::Free) };
+    Ok(Claim::Stored(StoredAnswer {
+        method,
+        path: row.get(2),
+        fingerprint: row.get(3),
+        status: row.get::<_, i16>(4) as u16,
+        body: row.get(5),
+        request_id: row.get(6),
     }))
 }
 
