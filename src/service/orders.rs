@@ -266,29 +266,40 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
     let sealed = super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
     let owner_scope = caller.scope();
     idempotency::execute(&state.pool, request, async |_tx: &Tx<'_>| Ok(()), async |tx: &Tx<'_>, ()| {
-        if orders_db::out_order_no_taken(tx, &owner_scope, &r.out_order_no).await? {
-            return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
-        }
-        let product = setup_db::get_product(tx, &r.product_id)
-            .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
+        // Every independent read in one pipelined round trip.
         let now = Utc::now();
         let created_on = now.with_timezone(&SHANGHAI).date_naive();
+        let seller = async {
+            let id = caller.id().unwrap_or_default();
+            Ok(match caller.kind() {
+                PrincipalKind::Store => setup_db::get_store(tx, id).await?.map(Seller::Store),
+                _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
+            })
+        };
+        let (taken, product, seller, bank_list, booked_on) = futures_util::try_join!(
+            orders_db::out_order_no_taken(tx, &owner_scope, &r.out_order_no),
+            setup_db::get_product(tx, &r.product_id),
+            seller,
+            banks::routing_order(tx),
+            db::business_days::booking_date(tx, created_on),
+        )?;
+        if taken {
+            return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
+        }
+        let product = product.ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
         let principal = r.device_price.checked_sub(r.down_payment);
         let priced = price(&product, r.term_months, principal, created_on)?;
         let principal = principal.ok_or_else(ApiError::internal)?;
+        let seller = seller.ok_or_else(ApiError::forbidden)?;
 
         // Region and partner.
-        let (channel, store_id, partner_id, region, providers) = match caller.kind() {
-            PrincipalKind::Store => {
-                let id = caller.id().unwrap_or_default();
-                let store = setup_db::get_store(tx, id).await?.ok_or_else(ApiError::forbidden)?;
+        let (channel, store_id, partner_id, region, providers) = match seller {
+            Seller::Store(store) => {
                 let code = RegionCode::parse_order(&store.region_code).map_err(|_| ApiError::internal())?;
-                ("store", Some(id.to_string()), None, code, product.providers.clone())
+                ("store", Some(store.id), None, code, product.providers.clone())
             }
-            _ => {
-                let id = caller.id().unwrap_or_default();
-                let partner = setup_db::get_partner(tx, id).await?.ok_or_else(ApiError::forbidden)?;
+            Seller::Partner(partner) => {
+                let id = partner.id.clone();
                 let code = r.region_code.clone().ok_or_else(ApiError::internal)?;
                 if !covers_any(&product.regions, &code) || !covers_any(&partner.regions, &code) {
                     return Err(region_not_open(&code));
@@ -329,7 +340,7 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
         let apr_text = format_apr(priced.apr);
         let mut reserved = None;
         let start_stripe = rand::random::<u16>() as i16 & i16::MAX;
-        for b in banks::routing_order(tx).await? {
+        for b in bank_list {
             let regions_ok = b.regions.as_ref().is_none_or(|rs| covers_any(rs, &region));
             if priced.apr < b.apr_min || priced.apr > b.apr_max || !regions_ok {
                 continue;
@@ -376,41 +387,61 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
             funding_deadline,
             created_on,
         };
-        let order = orders_db::insert(tx, &new)
-            .await?
-            .ok_or_else(|| ApiError::already_exists("this out_order_no was already used").field("out_order_no"))?;
-        let hold = orders_db::insert_hold(tx, &hold_id, &line.id, &line.provider_id, &order_id, priced.hold_amount).await?;
-        let after = credit_lines::move_balances(tx, &line.id, priced.hold_amount.fen(), 0).await?;
-        assert_eq!(after.held.fen(), line.held.fen() + priced.hold_amount.fen(), "the hold is added to the line's held");
-
-        let booked_on = db::business_days::booking_date(tx, created_on).await?;
         let refs = Refs::new().order(&order_id).hold(&hold_id).line(&line.id).bank(&bank_id);
         let amount = priced.hold_amount.fen();
-        let mut e = Entry::new("hold.placed", booked_on, refs.clone());
-        e.transfer(account::line_available(&line.id), account::line_held(&line.id), amount)
+        let mut placed = Entry::new("hold.placed", booked_on, refs.clone());
+        placed
+            .transfer(account::line_available(&line.id), account::line_held(&line.id), amount)
             .transfer(account::hold_origin(&hold_id), account::hold_remaining(&hold_id), amount);
-        e.post(tx).await?;
-        let mut e = Entry::new("exposure.reserved", booked_on, refs);
-        e.transfer(account::bank_exposure_source(&bank_id), account::bank_exposure(&bank_id), principal.fen());
-        e.post(tx).await?;
-
-        record(
-            tx,
-            &[
-                bank_notice(
-                    "funding.requested",
-                    &bank_id,
-                    json!({ "order_id": order_id, "hold_id": hold_id, "credit_line_id": line.id, "amount": principal,
-                            "principal": principal, "term_months": r.term_months, "apr_irr": apr_text, "funding_deadline": funding_deadline }),
-                ),
-                hold_notice("hold.placed", &hold, priced.hold_amount, json!({})),
-                order_updated(&order),
-            ],
-        )
-        .await?;
+        let mut reserved = Entry::new("exposure.reserved", booked_on, refs);
+        reserved.transfer(account::bank_exposure_source(&bank_id), account::bank_exposure(&bank_id), principal.fen());
+        let (owner_kind, owner_id) = match (&store_id, &partner_id) {
+            (Some(s), _) => ("store", s.clone()),
+            (_, Some(p)) => ("partner", p.clone()),
+            _ => return Err(ApiError::internal()),
+        };
+        let notices = [
+            bank_notice(
+                "funding.requested",
+                &bank_id,
+                json!({ "order_id": order_id, "hold_id": hold_id, "credit_line_id": line.id, "amount": principal,
+                        "principal": principal, "term_months": r.term_months, "apr_irr": apr_text, "funding_deadline": funding_deadline }),
+            ),
+            NewNotice {
+                kind: "hold.placed",
+                recipient_kind: "provider",
+                recipient_id: line.provider_id.clone(),
+                data: json!({ "hold_id": hold_id, "order_id": order_id, "credit_line_id": line.id,
+                              "amount": priced.hold_amount, "remaining": priced.hold_amount }),
+            },
+            NewNotice {
+                kind: "order.updated",
+                recipient_kind: owner_kind,
+                recipient_id: owner_id,
+                data: json!({ "order_id": order_id, "out_order_no": r.out_order_no, "status": "awaiting_funding",
+                              "hold_id": hold_id, "credit_line_id": line.id }),
+            },
+        ];
+        // Every write in one pipelined round trip; a refusal rolls them all back.
+        let entries = [placed, reserved];
+        let (order, hold, after, (), ()) = futures_util::try_join!(
+            orders_db::insert(tx, &new),
+            orders_db::insert_hold(tx, &hold_id, &line.id, &line.provider_id, &order_id, priced.hold_amount),
+            credit_lines::move_balances(tx, &line.id, priced.hold_amount.fen(), 0),
+            crate::db::journal::post_all(tx, &entries),
+            record(tx, &notices),
+        )?;
+        let order = order.ok_or_else(|| ApiError::already_exists("this out_order_no was already used").field("out_order_no"))?;
+        assert_eq!(after.held.fen(), line.held.fen() + priced.hold_amount.fen(), "the hold is added to the line's held");
+        assert_eq!(hold.remaining, priced.hold_amount, "a new hold has all of its amount remaining");
         Ok((StatusCode::CREATED, order_view(order, hold, None)))
     })
     .await
+}
+
+enum Seller {
+    Store(setup_db::Store),
+    Partner(setup_db::Partner),
 }
 
 fn region_not_open(code: &RegionCode) -> ApiError {
