@@ -138,9 +138,14 @@ async fn execute_once<P, T: serde::Serialize>(
     business: &impl AsyncFn(&Tx<'_>, P) -> ApiResult<(StatusCode, T)>,
 ) -> Result<Answer, Failure> {
     let mut client = pool.get().await?;
-    let mut tx = Tx::begin(&mut client).await?;
+    let tx = Tx::begin(&mut client).await?;
     let checked = precheck(&tx).await?;
-    match db::idempotency::claim(&tx, &request.scope, &request.key).await? {
+    // The savepoint a refusal rolls back to is set in the same round trip as the claim.
+    let (claim, ()) = futures_util::try_join!(
+        db::idempotency::claim(&tx, &request.scope, &request.key),
+        tx.batch_execute("SAVEPOINT business"),
+    )?;
+    match claim {
         db::idempotency::Claim::InUse => {
             return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());
         }
@@ -158,15 +163,13 @@ async fn execute_once<P, T: serde::Serialize>(
         }
         db::idempotency::Claim::Free => {}
     }
-    let savepoint = tx.savepoint("business").await?;
-    let (status, body) = match business(&savepoint, checked).await {
+    let (status, body) = match business(&tx, checked).await {
         Ok((status, value)) => {
-            savepoint.commit().await?;
             let body = serde_json::to_value(value).map_err(|_| ApiError::internal())?;
             (status, body)
         }
         Err(e) if is_stored_refusal(&e) && !e.retryable => {
-            savepoint.rollback().await?;
+            tx.batch_execute("ROLLBACK TO SAVEPOINT business").await?;
             (e.status(), e.body(&request.request_id))
         }
         Err(e) => return Err(e.into()),

@@ -41,10 +41,6 @@ impl<'a> Tx<'a> {
         Ok(Tx(builder.start().await?))
     }
 
-    pub async fn savepoint<'b>(&'b mut self, name: &str) -> Result<Tx<'b>, tokio_postgres::Error> {
-        Ok(Tx(self.0.savepoint(name).await?))
-    }
-
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
         self.0.commit().await
     }
