@@ -144,28 +144,14 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
 /// Active plans with an unpaid installment due before D (or on D with no grace), a chunk of plans per transaction.
 async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
     let started = Instant::now();
-    let mut after = String::new();
+    let candidates = due_plans(pool, date).await?;
+    tracing::info!(business_date = %date, plans = candidates.len(), elapsed_ms = started.elapsed().as_millis() as u64, "end of day: plans with something due");
     let mut chunks = 0u64;
     let mut plans_done = 0u64;
-    loop {
+    for ids in candidates.chunks(chunk.max(1) as usize) {
         let mut client = pool.get().await?;
-        let ids: Vec<String> = client
-            .query(
-                "SELECT DISTINCT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id
-                 WHERE i.status IN ('pending', 'overdue') AND p.status = 'active' AND i.plan_id > $2
-                   AND (i.due_on < $1
-                        OR (i.due_on = $1 AND EXISTS (SELECT 1 FROM orders o WHERE o.id = p.order_id AND o.grace_days = 0)))
-                 ORDER BY i.plan_id LIMIT $3",
-                &[&date, &after, &chunk],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let Some(last) = ids.last() else { break };
-        after = last.clone();
         let tx = crate::db::Tx::begin(&mut client).await?;
-        let mut books = load_books(&tx, &ids).await?;
+        let mut books = load_books(&tx, ids).await?;
         let mut fx = Effects::default();
         for book in books.iter_mut().filter(|b| b.plan.status == "active") {
             close_day(book, date, &mut fx, totals);
@@ -181,6 +167,24 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         tracing::info!(business_date = %date, chunks, plans = plans_done, elapsed_ms = started.elapsed().as_millis() as u64, "end of day: due installments");
     }
     Ok(())
+}
+
+/// The plans with an unpaid installment due before D, or on D when their product has no grace:
+/// range scans of the partial index of open installments, so the cost follows what is due, not
+/// the book. Plans that are not active any more are skipped when locked.
+async fn due_plans(pool: &Pool, date: NaiveDate) -> ApiResult<Vec<String>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
+             UNION
+             SELECT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id JOIN orders o ON o.id = p.order_id
+             WHERE i.status IN ('pending', 'overdue') AND i.due_on = $1 AND o.grace_days = 0
+             ORDER BY 1",
+            &[&date],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// One plan's end of day: mark overdue, accrue penalty, then convert past grace oldest first,

@@ -165,21 +165,26 @@ impl Book {
 
     /// Principal paid in `split` no longer counts against the bank's exposure; the payment moves in the journal.
     fn book_payment(&self, fx: &mut Effects, kind: &'static str, split: &Split, booked_on: NaiveDate, reference: Option<&str>) {
-        let bank = &self.plan.bank_id;
         let mut refs = self.refs();
         if let Some(r) = reference {
             refs = refs.reference(r);
         }
         let mut e = Entry::new(kind, booked_on, refs);
+        self.pay_into(fx, &mut e, split);
+        fx.entries.push(e);
+    }
+
+    /// The payment of `split` to the bank, on `e`.
+    fn pay_into(&self, fx: &mut Effects, e: &mut Entry, split: &Split) {
+        let bank = &self.plan.bank_id;
         e.transfer(account::plan_principal(&self.plan.id), account::bank_collected(bank), split.principal.fen())
             .transfer(account::plan_income(&self.plan.id), account::bank_collected(bank), (split.interest + split.fee + split.penalty).fen())
             .transfer(account::bank_exposure(bank), account::bank_exposure_source(bank), split.principal.fen());
-        fx.entries.push(e);
         *fx.exposure_freed.entry((bank.clone(), self.exposure_stripe)).or_default() += split.principal.fen();
     }
 
-    /// Takes `amount` out of the hold into the credit line's drawn (代偿).
-    fn convert(&mut self, fx: &mut Effects, amount: Amount, booked_on: NaiveDate) {
+    /// Takes `amount` out of the hold into the credit line's drawn (代偿), on `e`.
+    fn convert(&mut self, fx: &mut Effects, e: &mut Entry, amount: Amount) {
         let remaining = self.hold.remaining.checked_sub(amount).expect("a conversion never exceeds the hold's remaining");
         self.hold.remaining = remaining;
         self.hold.converted += amount;
@@ -190,10 +195,8 @@ impl Book {
         let l = fx.lines.entry(line.clone()).or_default();
         l.0 -= amount.fen();
         l.1 += amount.fen();
-        let mut e = Entry::new("hold.converted", booked_on, self.refs());
         e.transfer(account::line_held(&line), account::line_drawn(&line), amount.fen())
             .transfer(account::hold_remaining(&self.hold.id), account::hold_converted(&self.hold.id), amount.fen());
-        fx.entries.push(e);
     }
 
     fn release(&mut self, fx: &mut Effects, amount: Amount, booked_on: NaiveDate) {
@@ -222,8 +225,11 @@ impl Book {
         self.touch(index);
         let amount = split.total();
         if amount.is_positive() {
-            self.convert(fx, amount, booked_on);
-            self.book_payment(fx, "default.compensated", &split, booked_on, None);
+            // One entry: the hold converted into the line's drawn, and paid to the bank.
+            let mut e = Entry::new("default.compensated", booked_on, self.refs());
+            self.convert(fx, &mut e, amount);
+            self.pay_into(fx, &mut e, &split);
+            fx.entries.push(e);
             let seq = self.insts[index].seq;
             fx.compensations.push((self.plan.id.clone(), seq, split, value_date, booked_on));
             fx.compensated.add(amount);
