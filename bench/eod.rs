@@ -7,8 +7,9 @@
 //! so installment 3 of every plan is due on D0 = F + 3 months. Installments 1-2 are paid, 90% of
 //! installment 3 is paid, 10% is not; 4-12 are pending. Each plan has its own order, hold and
 //! credit line: the hold's remaining is its target (the unpaid scheduled amount, hold ratio 1),
-//! the rest of it released; the line's held is its hold's remaining; each bank's exposure is the
-//! unpaid principal of its plans. Nothing is in the journal (end of day only adds to it).
+//! the rest of it released; the line's held is its hold's remaining; each bank's exposure (kept in
+//! stripes, see sql/V4__exposure_stripes.sql; an order's on the stripe it names) is the unpaid
+//! principal of its plans. Nothing is in the journal (end of day only adds to it).
 
 use crate::Params;
 use crate::cluster::Cluster;
@@ -40,6 +41,7 @@ const DUE_SEQ: usize = 3;
 /// Principals (fen) the plans take in turn.
 const PRINCIPALS: [i64; 7] = [150_000, 200_000, 299_900, 300_000, 450_000, 599_900, 800_000];
 const LINE_LIMIT_FEN: i64 = 2_000_000;
+const BANK_LIMIT_FEN: i64 = 900_000_000_000_000;
 
 #[derive(Debug, Clone)]
 pub struct EodRun {
@@ -95,6 +97,8 @@ struct Book {
 struct PlanShape<'a> {
     t: &'a Template,
     bank: &'static str,
+    /// The exposure stripe its order reserved on.
+    stripe: i16,
     /// Installment 3 unpaid (10% of the plans).
     unpaid: bool,
 }
@@ -126,7 +130,8 @@ impl Book {
     }
 
     fn shape(&self, j: usize) -> PlanShape<'_> {
-        PlanShape { t: &self.templates[j % self.templates.len()], bank: BANKS[j % BANKS.len()], unpaid: j % 10 == 3 }
+        let stripe = ((j / BANKS.len()) % creditphone::db::banks::STRIPES as usize) as i16;
+        PlanShape { t: &self.templates[j % self.templates.len()], bank: BANKS[j % BANKS.len()], stripe, unpaid: j % 10 == 3 }
     }
 }
 
@@ -182,7 +187,7 @@ pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path) -> Result<E
     println!("   copied {total} rows in {copy_secs:.1} s ({:.0} rows/s)", total as f64 / copy_secs.max(1e-9));
 
     let t = Instant::now();
-    for table in ["credit_lines", "orders", "holds", "plans", "installments", "banks"] {
+    for table in ["credit_lines", "orders", "holds", "plans", "installments", "banks", "bank_exposure_stripes"] {
         client.batch_execute(&format!("VACUUM (ANALYZE) {table}")).await.with_context(|| format!("VACUUM {table}"))?;
     }
     client.batch_execute("CHECKPOINT").await.context("CHECKPOINT")?;
@@ -252,7 +257,7 @@ async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: Naive
     if !slow_plans.is_empty() {
         println!("   {} statements over 1 s (plans in the report)", slow_plans.len());
     }
-    crate::print_obs(&obs, summary["overdue_marked"].as_u64().unwrap_or(0), "overdue installment");
+    crate::print_obs(&obs, 1, "run");
     Ok(EodRun { date, secs, summary, phases, slow_plans, obs })
 }
 
@@ -354,19 +359,30 @@ async fn insert_reference_data(client: &tokio_postgres::Client, book: &Book, n: 
         )
         .await
         .context("product")?;
-    let mut exposure = [0i64; BANKS.len()];
+    let stripes = creditphone::db::banks::STRIPES;
+    let mut used = vec![vec![0i64; stripes as usize]; BANKS.len()];
     for j in 0..n {
-        exposure[j % BANKS.len()] += book.shape(j).unpaid_principal();
+        let s = book.shape(j);
+        used[j % BANKS.len()][s.stripe as usize] += s.unpaid_principal();
     }
     for (k, bank) in BANKS.iter().enumerate() {
         client
             .execute(
-                "INSERT INTO banks (id, name, priority, apr_min, apr_max, exposure_limit_fen, exposure_used_fen)
-                 VALUES ($1, $1, $2, 0, 0.24, 900000000000000, $3)",
-                &[bank, &(k as i32 + 1), &exposure[k]],
+                "INSERT INTO banks (id, name, priority, apr_min, apr_max, exposure_limit_fen) VALUES ($1, $1, $2, 0, 0.24, $3)",
+                &[bank, &(k as i32 + 1), &BANK_LIMIT_FEN],
             )
             .await
             .with_context(|| format!("bank {bank}"))?;
+        let limits = creditphone::db::banks::stripe_limits(BANK_LIMIT_FEN, &used[k]);
+        let ids: Vec<i16> = (0..stripes).collect();
+        client
+            .execute(
+                "INSERT INTO bank_exposure_stripes (bank_id, stripe, limit_fen, used_fen)
+                 SELECT $1, s, l, u FROM unnest($2::int2[], $3::int8[], $4::int8[]) AS t(s, l, u)",
+                &[bank, &ids, &limits, &used[k]],
+            )
+            .await
+            .with_context(|| format!("exposure stripes of bank {bank}"))?;
     }
     Ok(())
 }
@@ -396,12 +412,12 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
             "COPY orders (id, owner_scope, out_order_no, channel, store_id, region_code, product_id, term_months, pricing, rate,
                  hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen, apr_irr, device_sku, imei_masked,
                  device_price_fen, down_payment_fen, identity_sealed, credit_line_id, bank_id, hold_id, funding_deadline, status,
-                 created_on) FROM STDIN (FORMAT binary)",
+                 created_on, exposure_stripe) FROM STDIN (FORMAT binary)",
             vec![
                 Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT4, Type::TEXT, Type::NUMERIC,
                 Type::NUMERIC, Type::INT4, Type::NUMERIC, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT,
                 Type::INT8, Type::INT8, Type::BYTEA, Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT,
-                Type::DATE,
+                Type::DATE, Type::INT2,
             ],
         ),
         Table::Holds => (
@@ -444,11 +460,11 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
             }
             Table::Orders => {
                 let (scope, out_no, principal) = (format!("store:{STORE}"), format!("E{j}"), s.t.principal);
-                let row: [&(dyn ToSql + Sync); 27] = [
+                let row: [&(dyn ToSql + Sync); 28] = [
                     &order, &scope, &out_no, &"store", &STORE, &"440305", &PRODUCT, &twelve, &"interest", &b.rate,
                     &one, &grace, &b.penalty_rate, &zero, &principal, &s.t.apr, &"bench-phone", &"490154*****7518",
                     &principal, &zero, &sealed, &line, &s.bank, &hold, &b.funding_deadline, &"active",
-                    &b.funded_on,
+                    &b.funded_on, &s.stripe,
                 ];
                 writer.as_mut().write(&row).await?;
             }
@@ -490,9 +506,11 @@ async fn check_book(client: &tokio_postgres::Client, n: usize) -> Result<()> {
             "SELECT (SELECT count(*) FROM plans), (SELECT count(*) FROM installments),
                     (SELECT count(*) FROM credit_lines l JOIN holds h ON h.credit_line_id = l.id WHERE l.held_fen <> h.remaining_fen),
                     (SELECT count(*) FROM holds WHERE amount_fen <> released_fen + converted_fen + voided_fen + remaining_fen),
-                    (WITH e AS (SELECT p.bank_id, sum(i.principal_fen - i.paid_principal_fen)::int8 AS unpaid
-                                FROM plans p JOIN installments i ON i.plan_id = p.id GROUP BY p.bank_id)
-                     SELECT count(*) FROM banks b LEFT JOIN e ON e.bank_id = b.id WHERE b.exposure_used_fen <> coalesce(e.unpaid, 0))",
+                    (WITH e AS (SELECT o.bank_id, o.exposure_stripe, sum(i.principal_fen - i.paid_principal_fen)::int8 AS unpaid
+                                FROM plans p JOIN orders o ON o.id = p.order_id JOIN installments i ON i.plan_id = p.id
+                                GROUP BY o.bank_id, o.exposure_stripe)
+                     SELECT count(*) FROM bank_exposure_stripes s LEFT JOIN e ON e.bank_id = s.bank_id AND e.exposure_stripe = s.stripe
+                     WHERE s.used_fen <> coalesce(e.unpaid, 0))",
             &[],
         )
         .await
@@ -500,7 +518,7 @@ async fn check_book(client: &tokio_postgres::Client, n: usize) -> Result<()> {
     let (plans, insts, lines_off, holds_off, banks_off): (i64, i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
     if plans != n as i64 || insts != (n * TERM) as i64 || lines_off != 0 || holds_off != 0 || banks_off != 0 {
         bail!(
-            "the loaded book does not balance: {plans} plans, {insts} installments, {lines_off} lines off their hold, {holds_off} holds unbalanced, {banks_off} banks off their exposure"
+            "the loaded book does not balance: {plans} plans, {insts} installments, {lines_off} lines off their hold, {holds_off} holds unbalanced, {banks_off} exposure stripes off"
         );
     }
     Ok(())

@@ -296,8 +296,7 @@ fn eod_run_md(s: &mut String, title: &str, run: &EodRun) {
     for plan in &run.slow_plans {
         let _ = writeln!(s, "- A statement over 1 s (auto_explain):\n\n```\n{plan}\n```\n");
     }
-    let overdue = run.summary["overdue_marked"].as_u64().unwrap_or(0);
-    obs_md(s, &run.obs, "creditphone end of day (in this process)", (overdue > 0).then_some((overdue, "overdue installment")));
+    obs_md(s, &run.obs, "creditphone end of day (in this process)", Some((1, "run")));
 }
 
 pub fn markdown(r: &Results) -> String {
@@ -386,7 +385,7 @@ pub fn markdown(r: &Results) -> String {
             s,
             "{} active plans of 12 installments ({} installments) loaded with binary `COPY` straight into the tables (foreign-key \
              triggers off for the load; the rows are consistent by construction and checked afterwards: lines' held = their \
-             holds' remaining, holds balance, banks' exposure = unpaid principal) in {:.1} s, then `VACUUM (ANALYZE)` and \
+             holds' remaining, holds balance, each exposure stripe's used = the unpaid principal of the orders on it) in {:.1} s, then `VACUUM (ANALYZE)` and \
              `CHECKPOINT` in {:.1} s; the database is {:.0} MiB. All plans were funded on the same date, so installment 3 of \
              every plan ({} installments) is due on {}; installments 1-2 are paid, 90% of installment 3 is paid and {} are not; \
              4-12 are pending. `service::eod::run` (the library, in this process, pool of 4, chunk size {}) then closes the day \
