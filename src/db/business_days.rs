@@ -10,7 +10,7 @@ pub async fn last_closed(c: &impl Db) -> Result<Option<NaiveDate>, tokio_postgre
 
 /// Bookers hold this advisory lock shared until they commit; end of day takes it exclusively in
 /// the transaction that closes a date, so nothing can be booked on a date as it closes.
-const CLOSING_LOCK_KEY: i64 = 0x6372_6564_6974_0003;
+const CLOSING_LOCK_KEY: i64 = super::lock_keys::CLOSING;
 
 /// The booking date of something valued `value_date`: itself while open, else the first open date.
 /// Read under the shared closing lock (a statement of its own, so the read's snapshot follows it).

@@ -25,8 +25,19 @@ mod embedded_migrations {
     refinery::embed_migrations!("sql");
 }
 
-/// The advisory lock that serialises migrations across instances starting at once.
-const MIGRATION_LOCK_KEY: i64 = 0x6372_6564_6974_0001;
+/// Every advisory lock key of the service, in one place so two mechanisms never share one.
+pub mod lock_keys {
+    /// Serialises migrations across instances starting at once.
+    pub const MIGRATIONS: i64 = 0x6372_6564_6974_0001;
+    /// One end of day at a time across instances.
+    pub const END_OF_DAY: i64 = 0x6372_6564_6974_0002;
+    /// One notice sequencer at a time.
+    pub const NOTICE_SEQUENCER: i64 = 0x6372_6564_6974_0003;
+    /// Held shared by every booking, exclusively by the closing of a business date.
+    pub const CLOSING: i64 = 0x6372_6564_6974_0004;
+}
+
+const MIGRATION_LOCK_KEY: i64 = lock_keys::MIGRATIONS;
 
 /// A transaction whose statements are prepared once per connection and cached: one round trip
 /// per statement instead of two, and no re-planning. Derefs to the plain transaction for the rest.

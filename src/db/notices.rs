@@ -17,7 +17,7 @@ pub struct NewNotice {
 }
 
 /// One sequencer at a time gives positions (sql/V5__notice_positions.sql).
-const NOTICE_SEQUENCER_LOCK_KEY: i64 = 0x6372_6564_6974_0003;
+const NOTICE_SEQUENCER_LOCK_KEY: i64 = super::lock_keys::NOTICE_SEQUENCER;
 
 /// Records notices; each is `pending` delivery when its recipient has a webhook URL, else `pull_only`.
 /// Readers see them once `position_new` has given them a position, after commit.

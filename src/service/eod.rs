@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::Instant;
 
-const EOD_LOCK_KEY: i64 = 0x6372_6564_6974_0002;
+const EOD_LOCK_KEY: i64 = crate::db::lock_keys::END_OF_DAY;
 
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Counted {
