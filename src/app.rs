@@ -53,13 +53,7 @@ pub async fn prepare(settings: Arc<Settings>, pg_config: &tokio_postgres::Config
         Duration::from_millis(settings.database.statement_timeout_ms),
     )?;
     let pii = PiiKeys::load(&settings.pii, &absolute(&settings.database.data_dir)?)?;
-    Ok(web::Data::new(AppState {
-        pool,
-        settings,
-        metrics: Arc::new(Metrics::new()),
-        pii: Arc::new(pii),
-        rate_limiter: Default::default(),
-    }))
+    Ok(web::Data::new(AppState { pool, settings, metrics: Arc::new(Metrics::new()), pii: Arc::new(pii), rate_limiter: Default::default() }))
 }
 
 /// The actix application: request context outermost, then auth, then the routes.
@@ -97,7 +91,11 @@ async fn serve_on(settings: Arc<Settings>, pg_config: &tokio_postgres::Config) -
     let state = prepare(settings.clone(), pg_config).await?;
     let addr = format!("{}:{}", settings.server.host, settings.server.port);
     let listener = std::net::TcpListener::bind(&addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let workers = if settings.server.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { settings.server.workers };
+    let workers = if settings.server.workers == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    } else {
+        settings.server.workers
+    };
     let jobs = crate::jobs::spawn_all(state.clone());
     tracing::info!(%addr, workers, "creditphone listening");
     let result = server(state, listener, workers)?.await;

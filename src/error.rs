@@ -79,9 +79,8 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidRequest | InvalidAmount | InvalidDate | InvalidIdNumber | InvalidPhone
-            | InvalidImei | IdempotencyKeyReused | UnknownReference | AprAboveCap | Overpayment
-            | PrincipalOutOfRange | UnsupportedTerm | RegionNotOpen | PartnerNotEligible
+            InvalidRequest | InvalidAmount | InvalidDate | InvalidIdNumber | InvalidPhone | InvalidImei | IdempotencyKeyReused
+            | UnknownReference | AprAboveCap | Overpayment | PrincipalOutOfRange | UnsupportedTerm | RegionNotOpen | PartnerNotEligible
             | NoMatchingCreditLine | NoFundingBank => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -90,8 +89,7 @@ impl ErrorCode {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
-            IdempotencyKeyInUse | AlreadyExists | InvalidState | LimitBelowExposure
-            | BusinessDateRegression => StatusCode::CONFLICT,
+            IdempotencyKeyInUse | AlreadyExists | InvalidState | LimitBelowExposure | BusinessDateRegression => StatusCode::CONFLICT,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

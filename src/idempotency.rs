@@ -141,10 +141,8 @@ async fn execute_once<P, T: serde::Serialize>(
     let tx = Tx::begin(&mut client).await?;
     let checked = precheck(&tx).await?;
     // The savepoint a refusal rolls back to is set in the same round trip as the claim.
-    let (claim, ()) = futures_util::try_join!(
-        db::idempotency::claim(&tx, &request.scope, &request.key),
-        tx.batch_execute("SAVEPOINT business"),
-    )?;
+    let (claim, ()) =
+        futures_util::try_join!(db::idempotency::claim(&tx, &request.scope, &request.key), tx.batch_execute("SAVEPOINT business"),)?;
     match claim {
         db::idempotency::Claim::InUse => {
             return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());

@@ -15,10 +15,7 @@ fn init_tracing() {
 
 /// A tempdir under /tmp, traversable by the unprivileged server user (mode 0755).
 fn tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("cp-")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
+    let dir = tempfile::Builder::new().prefix("cp-").tempdir_in("/tmp").expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
 }
@@ -32,40 +29,27 @@ fn options(dir: &Path) -> ClusterOptions {
     }
 }
 
-async fn connect(
-    config: &tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
 }
 
 async fn select_one(cluster: &EmbeddedCluster) -> i32 {
-    let client = connect(&cluster.pg_config("cptest"))
-        .await
-        .expect("connect");
-    client
-        .query_one("SELECT 1", &[])
-        .await
-        .expect("select")
-        .get(0)
+    let client = connect(&cluster.pg_config("cptest")).await.expect("connect");
+    client.query_one("SELECT 1", &[]).await.expect("select").get(0)
 }
 
 /// Alive and not a zombie.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|s| s != 'Z' && s != 'X'),
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_some_and(|s| s != 'Z' && s != 'X'),
         Err(_) => false,
     }
 }
 
 fn proc_uid(pid: u32) -> u32 {
-    std::fs::metadata(format!("/proc/{pid}"))
-        .expect("proc")
-        .uid()
+    std::fs::metadata(format!("/proc/{pid}")).expect("proc").uid()
 }
 
 #[tokio::test]
@@ -80,33 +64,16 @@ async fn start_query_lock_stop_and_restart() {
 
     // The URL works too (tokio-postgres parses libpq URLs).
     let url = cluster.url("cptest");
-    assert!(
-        url.starts_with("postgresql://postgres@/cptest?host=/"),
-        "{url}"
-    );
+    assert!(url.starts_with("postgresql://postgres@/cptest?host=/"), "{url}");
     let from_url: tokio_postgres::Config = url.parse().expect("parse url");
     let client = connect(&from_url).await.expect("connect via url");
-    client
-        .batch_execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
-        .await
-        .expect("create table");
+    client.batch_execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')").await.expect("create table");
 
     // Runs as a non-root user when we are root; unix socket only.
     let pid = cluster.pid().expect("pid");
-    let data_dir: String = client
-        .query_one("SELECT current_setting('data_directory')", &[])
-        .await
-        .expect("data_directory")
-        .get(0);
-    assert_eq!(
-        Path::new(&data_dir),
-        dir.canonicalize().unwrap().join("pgdata")
-    );
-    let listen: String = client
-        .query_one("SHOW listen_addresses", &[])
-        .await
-        .expect("listen")
-        .get(0);
+    let data_dir: String = client.query_one("SELECT current_setting('data_directory')", &[]).await.expect("data_directory").get(0);
+    assert_eq!(Path::new(&data_dir), dir.canonicalize().unwrap().join("pgdata"));
+    let listen: String = client.query_one("SHOW listen_addresses", &[]).await.expect("listen").get(0);
     assert_eq!(listen, "");
     if nix::unistd::geteuid().is_root() {
         assert_ne!(proc_uid(pid), 0, "postmaster runs as root");
@@ -119,19 +86,13 @@ async fn start_query_lock_stop_and_restart() {
     let before = std::fs::metadata(&pg_version).expect("PG_VERSION");
 
     // A second start on the same dir fails clearly and leaves the first alone.
-    let err = EmbeddedCluster::start(options(&dir))
-        .await
-        .expect_err("second start must fail");
+    let err = EmbeddedCluster::start(options(&dir)).await.expect_err("second start must fail");
     let msg = err.to_string();
     assert!(
-        msg.starts_with("another creditphone is already running on ")
-            && msg.contains(&format!("(pid {})", std::process::id())),
+        msg.starts_with("another creditphone is already running on ") && msg.contains(&format!("(pid {})", std::process::id())),
         "{msg}"
     );
-    assert!(matches!(
-        err.downcast_ref::<EmbeddedPgError>(),
-        Some(EmbeddedPgError::AlreadyRunning { .. })
-    ));
+    assert!(matches!(err.downcast_ref::<EmbeddedPgError>(), Some(EmbeddedPgError::AlreadyRunning { .. })));
     assert_eq!(select_one(&cluster).await, 1);
     assert_eq!(cluster.pid(), Some(pid));
 
@@ -145,21 +106,12 @@ async fn start_query_lock_stop_and_restart() {
     drop(cluster);
 
     // Restart reuses the data; no second initdb.
-    let mut again = EmbeddedCluster::start(options(&dir))
-        .await
-        .expect("restart");
+    let mut again = EmbeddedCluster::start(options(&dir)).await.expect("restart");
     assert!(!again.created());
     let after = std::fs::metadata(&pg_version).expect("PG_VERSION");
-    assert_eq!(
-        (before.ino(), before.mtime_nsec()),
-        (after.ino(), after.mtime_nsec())
-    );
+    assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
     let client = connect(&again.pg_config("cptest")).await.expect("connect");
-    let v: String = client
-        .query_one("SELECT v FROM kept", &[])
-        .await
-        .expect("kept")
-        .get(0);
+    let v: String = client.query_one("SELECT v FROM kept", &[]).await.expect("kept").get(0);
     assert_eq!(v, "still here");
     drop(client);
     again.stop().await.expect("stop");
@@ -180,23 +132,13 @@ async fn long_dir_and_half_finished_initdb() {
     let mut cluster = EmbeddedCluster::start(options(&dir)).await.expect("start");
     assert!(cluster.created());
     assert!(!dir.join("pgdata/junk").exists());
-    assert!(
-        cluster
-            .socket_dir()
-            .to_string_lossy()
-            .starts_with("/tmp/cp-"),
-        "{:?}",
-        cluster.socket_dir()
-    );
+    assert!(cluster.socket_dir().to_string_lossy().starts_with("/tmp/cp-"), "{:?}", cluster.socket_dir());
     let recorded = std::fs::read_to_string(dir.join("socket-dir")).expect("socket-dir");
     assert_eq!(Path::new(recorded.trim()), cluster.socket_dir());
     assert_eq!(select_one(&cluster).await, 1);
     let socket_dir = cluster.socket_dir().to_path_buf();
     cluster.stop().await.expect("stop");
-    assert!(
-        !socket_dir.exists(),
-        "the short socket dir is removed on stop"
-    );
+    assert!(!socket_dir.exists(), "the short socket dir is removed on stop");
 }
 
 /// As root, a directory the unprivileged server user cannot reach is refused up front.
@@ -206,20 +148,12 @@ async fn unreachable_dir_is_refused_when_root() {
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("cp-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let tmp = tempfile::Builder::new().prefix("cp-").tempdir_in("/tmp").unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let dir = tmp.path().join("var");
-    let err = EmbeddedCluster::start(options(&dir))
-        .await
-        .expect_err("must fail");
+    let err = EmbeddedCluster::start(options(&dir)).await.expect_err("must fail");
     let msg = err.to_string();
-    assert!(
-        msg.contains("cannot reach") && msg.contains(&*dir.to_string_lossy()),
-        "{msg}"
-    );
+    assert!(msg.contains("cannot reach") && msg.contains(&*dir.to_string_lossy()), "{msg}");
     assert!(!msg.contains('\n'));
     assert!(!dir.join("pgdata").exists());
 }
@@ -247,12 +181,7 @@ async fn child_owner_process() {
 async fn run_and_kill_owner(dir: &Path, die_with_parent: bool) -> u32 {
     let _ = std::fs::remove_file(dir.join("child.ready"));
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_owner_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["child_owner_process", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir)
         .env(CHILD_DIE_ENV, if die_with_parent { "1" } else { "0" })
         .stdout(std::process::Stdio::null())
@@ -279,10 +208,7 @@ async fn run_and_kill_owner(dir: &Path, die_with_parent: bool) -> u32 {
 async fn wait_gone(pid: u32, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: postmaster {pid} still alive"
-        );
+        assert!(Instant::now() < deadline, "{what}: postmaster {pid} still alive");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -298,9 +224,7 @@ async fn killed_owner_leaves_no_postmaster() {
     // die_with_parent: the postmaster follows its killed owner.
     let pid = run_and_kill_owner(&dir, true).await;
     wait_gone(pid, "die_with_parent").await;
-    let mut cluster = EmbeddedCluster::start(options(&dir))
-        .await
-        .expect("start again");
+    let mut cluster = EmbeddedCluster::start(options(&dir)).await.expect("start again");
     assert!(!cluster.created());
     assert_eq!(select_one(&cluster).await, 1);
     cluster.stop().await.expect("stop");
@@ -309,9 +233,7 @@ async fn killed_owner_leaves_no_postmaster() {
     let orphan = run_and_kill_owner(&dir, false).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(alive(orphan), "orphan postmaster should outlive its owner");
-    let mut cluster = EmbeddedCluster::start(options(&dir))
-        .await
-        .expect("start over orphan");
+    let mut cluster = EmbeddedCluster::start(options(&dir)).await.expect("start over orphan");
     assert!(!alive(orphan));
     assert_ne!(cluster.pid(), Some(orphan));
     assert_eq!(select_one(&cluster).await, 1);
@@ -325,14 +247,10 @@ async fn failed_start_reports_log_tail() {
     let tmp = tempdir();
     let dir = tmp.path().join("var");
     let mut bad = options(&dir);
-    bad.extra_settings
-        .push(("no_such_setting".to_string(), "1".to_string()));
+    bad.extra_settings.push(("no_such_setting".to_string(), "1".to_string()));
     let err = EmbeddedCluster::start(bad).await.expect_err("must fail");
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains("exited during start-up") && msg.contains("no_such_setting"),
-        "{msg}"
-    );
+    assert!(msg.contains("exited during start-up") && msg.contains("no_such_setting"), "{msg}");
     let mut cluster = EmbeddedCluster::start(options(&dir)).await.expect("start");
     assert!(!cluster.created());
     assert_eq!(select_one(&cluster).await, 1);

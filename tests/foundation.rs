@@ -201,7 +201,9 @@ async fn oversized_bodies_are_413_before_anything_else() {
         ("/v1/nowhere", format!("Authorization: Bearer {store}\r\n")),
         ("/healthz", String::new()),
     ] {
-        let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {over}\r\nConnection: close\r\n\r\n");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {over}\r\nConnection: close\r\n\r\n"
+        );
         let (status, text) = raw_http(&app, &head, b"").await;
         assert_eq!(status, 413, "{path} {auth}: {text}");
         assert!(text.contains("payload_too_large") && text.to_ascii_lowercase().contains("x-request-id"), "{text}");
@@ -477,7 +479,24 @@ async fn idempotency_keys_are_scoped_per_principal() {
 async fn money_is_a_string_of_yuan() {
     let app = TestApp::start().await;
     let thirteen = "1".repeat(13);
-    for bad in [json!(5000), json!(5000.5), json!("1.234"), json!("-1"), json!("1e3"), json!(" 1"), json!("1 "), json!(""), json!(thirteen), json!("1."), json!(".5"), json!("1,000"), json!("０"), json!(true), json!({"yuan": "1"}), json!(["1"])] {
+    for bad in [
+        json!(5000),
+        json!(5000.5),
+        json!("1.234"),
+        json!("-1"),
+        json!("1e3"),
+        json!(" 1"),
+        json!("1 "),
+        json!(""),
+        json!(thirteen),
+        json!("1."),
+        json!(".5"),
+        json!("1,000"),
+        json!("０"),
+        json!(true),
+        json!({"yuan": "1"}),
+        json!(["1"]),
+    ] {
         let r = app.admin_post("/v1/admin/banks", with(&bank_body("b-money"), "exposure_limit", Some(bad.clone()))).await;
         expect_field(&r, 422, "invalid_amount", "exposure_limit");
     }
@@ -497,10 +516,12 @@ async fn money_is_a_string_of_yuan() {
     // Valid forms, answered with exactly 2 decimals; 12 integer digits are fine.
     let bank = app.admin_post("/v1/admin/banks", with(&bank_body("b-money"), "exposure_limit", Some(json!("2999.5")))).await.expect(201);
     assert_eq!((bank["exposure_limit"].as_str(), bank["exposure_used"].as_str()), (Some("2999.50"), Some("0.00")));
-    let bank = app.admin_post("/v1/admin/banks", with(&bank_body("b-big"), "exposure_limit", Some(json!("999999999999.99")))).await.expect(201);
+    let bank =
+        app.admin_post("/v1/admin/banks", with(&bank_body("b-big"), "exposure_limit", Some(json!("999999999999.99")))).await.expect(201);
     assert_eq!(bank["exposure_limit"], "999999999999.99");
     // A zero deposit is not a (>0) field.
-    let partner = app.admin_post("/v1/admin/partners", with(&partner_body("pa-m", &["p-m"]), "deposit_paid", Some(json!("0")))).await.expect(201);
+    let partner =
+        app.admin_post("/v1/admin/partners", with(&partner_body("pa-m", &["p-m"]), "deposit_paid", Some(json!("0")))).await.expect(201);
     assert_eq!(partner["deposit_paid"], "0.00");
 }
 
@@ -511,7 +532,19 @@ async fn bodies_are_one_strict_json_object() {
     let raw = |bytes: &[u8]| app.call_raw("POST", "/v1/admin/providers", Some(&admin), Some(bytes.to_vec()), None, &[]);
 
     // Not JSON, not an object, empty, trailing garbage, invalid UTF-8.
-    for bad in [&b"not json"[..], b"[]", b"[{\"id\": \"p1\", \"name\": \"x\"}]", b"", b"   ", b"\"p1\"", b"42", b"null", b"{\"id\": \"p1\", \"name\": \"x\"} {}", b"{\"id\": \"p1\", \"name\": \"\xff\"}", b"{\"id\": \"p1\","] {
+    for bad in [
+        &b"not json"[..],
+        b"[]",
+        b"[{\"id\": \"p1\", \"name\": \"x\"}]",
+        b"",
+        b"   ",
+        b"\"p1\"",
+        b"42",
+        b"null",
+        b"{\"id\": \"p1\", \"name\": \"x\"} {}",
+        b"{\"id\": \"p1\", \"name\": \"\xff\"}",
+        b"{\"id\": \"p1\",",
+    ] {
         let r = raw(bad).await;
         expect_error(&r, 422, "invalid_request");
     }
@@ -524,15 +557,34 @@ async fn bodies_are_one_strict_json_object() {
     expect_field(&r, 422, "invalid_request", "name");
     // Nested duplicates are named by their path.
     let r = app
-        .call_raw("POST", "/v1/admin/api-keys", Some(&admin), Some(br#"{"principal": {"kind": "store", "id": "s1", "kind": "bank"}}"#.to_vec()), None, &[])
+        .call_raw(
+            "POST",
+            "/v1/admin/api-keys",
+            Some(&admin),
+            Some(br#"{"principal": {"kind": "store", "id": "s1", "kind": "bank"}}"#.to_vec()),
+            None,
+            &[],
+        )
         .await;
     expect_field(&r, 422, "invalid_request", "principal.kind");
     let r = app
-        .call_raw("POST", "/v1/admin/products", Some(&admin), Some(br#"{"id": "pr-d", "terms": [{"months": 1, "rate": "0"}, {"months": 12, "rate": "0.1", "months": 13}]}"#.to_vec()), None, &[])
+        .call_raw(
+            "POST",
+            "/v1/admin/products",
+            Some(&admin),
+            Some(br#"{"id": "pr-d", "terms": [{"months": 1, "rate": "0"}, {"months": 12, "rate": "0.1", "months": 13}]}"#.to_vec()),
+            None,
+            &[],
+        )
         .await;
     expect_field(&r, 422, "invalid_request", "terms[1].months");
     // Unknown fields, named, also nested.
-    expect_field(&app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "x", "colour": "red"})).await, 422, "invalid_request", "colour");
+    expect_field(
+        &app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "x", "colour": "red"})).await,
+        422,
+        "invalid_request",
+        "colour",
+    );
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "x"})).await.expect(201);
     let mut product = product_body("pr-1", &["p1"]);
     product["terms"][0]["foo"] = json!(1);
@@ -542,22 +594,59 @@ async fn bodies_are_one_strict_json_object() {
 
     // Wrong JSON types.
     let bank = bank_body("b-1");
-    for (field, value) in [("name", json!(5)), ("priority", json!("1")), ("priority", json!(1.5)), ("apr_min", json!(0.1)), ("regions", json!("44")), ("webhook_url", json!(true))] {
+    for (field, value) in [
+        ("name", json!(5)),
+        ("priority", json!("1")),
+        ("priority", json!(1.5)),
+        ("apr_min", json!(0.1)),
+        ("regions", json!("44")),
+        ("webhook_url", json!(true)),
+    ] {
         expect_field(&app.admin_post("/v1/admin/banks", with(&bank, field, Some(value))).await, 422, "invalid_request", field);
     }
     let partner = partner_body("pa-1", &["p1"]);
-    expect_field(&app.admin_post("/v1/admin/partners", with(&partner, "major_violation_last_year", Some(json!("no")))).await, 422, "invalid_request", "major_violation_last_year");
-    expect_field(&app.admin_post("/v1/admin/partners", with(&partner, "authorized_providers", Some(json!("p1")))).await, 422, "invalid_request", "authorized_providers");
-    expect_field(&app.admin_post("/v1/admin/partners", with(&partner, "authorized_providers", Some(json!([1])))).await, 422, "invalid_request", "authorized_providers[0]");
-    expect_field(&app.admin_post("/v1/admin/products", with(&product_body("pr-1", &["p1"]), "terms", Some(json!({"months": 12})))).await, 422, "invalid_request", "terms");
-    expect_field(&app.admin_post("/v1/admin/products", with(&product_body("pr-1", &["p1"]), "terms", Some(json!([[12, "0.1"]])))).await, 422, "invalid_request", "terms[0]");
+    expect_field(
+        &app.admin_post("/v1/admin/partners", with(&partner, "major_violation_last_year", Some(json!("no")))).await,
+        422,
+        "invalid_request",
+        "major_violation_last_year",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/partners", with(&partner, "authorized_providers", Some(json!("p1")))).await,
+        422,
+        "invalid_request",
+        "authorized_providers",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/partners", with(&partner, "authorized_providers", Some(json!([1])))).await,
+        422,
+        "invalid_request",
+        "authorized_providers[0]",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/products", with(&product_body("pr-1", &["p1"]), "terms", Some(json!({"months": 12})))).await,
+        422,
+        "invalid_request",
+        "terms",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/products", with(&product_body("pr-1", &["p1"]), "terms", Some(json!([[12, "0.1"]])))).await,
+        422,
+        "invalid_request",
+        "terms[0]",
+    );
 
     // null is absent: a required field null (or missing) names it; an optional one is fine.
     for field in ["name", "priority", "apr_min", "apr_max", "exposure_limit", "id"] {
         expect_field(&app.admin_post("/v1/admin/banks", with(&bank, field, Some(Value::Null))).await, 422, "invalid_request", field);
         expect_field(&app.admin_post("/v1/admin/banks", with(&bank, field, None)).await, 422, "invalid_request", field);
     }
-    expect_field(&app.admin_post("/v1/admin/partners", with(&partner, "regions", Some(Value::Null))).await, 422, "invalid_request", "regions");
+    expect_field(
+        &app.admin_post("/v1/admin/partners", with(&partner, "regions", Some(Value::Null))).await,
+        422,
+        "invalid_request",
+        "regions",
+    );
     let created = app
         .admin_post("/v1/admin/banks", json!({"id": "b-1", "name": "B", "priority": 2, "apr_min": "0.1", "apr_max": "0.2", "exposure_limit": "100", "regions": null, "webhook_url": null}))
         .await
@@ -584,8 +673,18 @@ async fn ids_rates_and_dates_are_checked() {
     let max = "a".repeat(64);
     app.admin_post("/v1/admin/providers", json!({"id": max, "name": "x"})).await.expect(201);
     app.admin_post("/v1/admin/providers", json!({"id": "0_p-1", "name": "x"})).await.expect(201);
-    expect_field(&app.admin_post("/v1/admin/partners", partner_body("pa-1", &["0_p-1", "Bad"])).await, 422, "invalid_request", "authorized_providers[1]");
-    expect_field(&app.admin_post("/v1/admin/partners", partner_body("pa-1", &["0_p-1", "0_p-1"])).await, 422, "invalid_request", "authorized_providers[1]");
+    expect_field(
+        &app.admin_post("/v1/admin/partners", partner_body("pa-1", &["0_p-1", "Bad"])).await,
+        422,
+        "invalid_request",
+        "authorized_providers[1]",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/partners", partner_body("pa-1", &["0_p-1", "0_p-1"])).await,
+        422,
+        "invalid_request",
+        "authorized_providers[1]",
+    );
     expect_field(&app.admin_post("/v1/admin/products", product_body("pr-1", &["-p"])).await, 422, "invalid_request", "providers[0]");
     let r = app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "UPPER"}})).await;
     expect_field(&r, 422, "invalid_request", "principal.id");
@@ -597,13 +696,28 @@ async fn ids_rates_and_dates_are_checked() {
         expect_field(&app.admin_post("/v1/admin/products", p).await, 422, "invalid_request", "terms[1].rate");
     }
     for (field, bad) in [("apr_min", "x"), ("apr_max", "1.123456789"), ("apr_max", "-1")] {
-        expect_field(&app.admin_post("/v1/admin/banks", with(&bank_body("b-1"), field, Some(json!(bad)))).await, 422, "invalid_request", field);
+        expect_field(
+            &app.admin_post("/v1/admin/banks", with(&bank_body("b-1"), field, Some(json!(bad)))).await,
+            422,
+            "invalid_request",
+            field,
+        );
     }
-    let r = app.admin_post("/v1/admin/banks", json!({"id": "b-1", "name": "B", "priority": 1, "apr_min": "0.2", "apr_max": "0.19", "exposure_limit": "100"})).await;
+    let r = app
+        .admin_post(
+            "/v1/admin/banks",
+            json!({"id": "b-1", "name": "B", "priority": 1, "apr_min": "0.2", "apr_max": "0.19", "exposure_limit": "100"}),
+        )
+        .await;
     expect_error(&r, 422, "invalid_request");
     assert_eq!(r.field(), Some("apr_min"));
     // Equal bounds are fine (inclusive range).
-    app.admin_post("/v1/admin/banks", json!({"id": "b-eq", "name": "B", "priority": 1, "apr_min": "0.2", "apr_max": "0.20", "exposure_limit": "100"})).await.expect(201);
+    app.admin_post(
+        "/v1/admin/banks",
+        json!({"id": "b-eq", "name": "B", "priority": 1, "apr_min": "0.2", "apr_max": "0.20", "exposure_limit": "100"}),
+    )
+    .await
+    .expect(201);
 
     // Dates.
     for bad in ["2027-02-30", "2027-2-3", "2027/01/01", "27-01-01", "2027-13-01", "0000-01-01", "2027-01-01T00:00:00Z", ""] {
@@ -634,7 +748,9 @@ async fn ids_rates_and_dates_are_checked() {
     for (key, value, field) in cases {
         expect_field(&app.admin_post("/v1/admin/products", with(&base, key, Some(value))).await, 422, "invalid_request", field);
     }
-    let r = app.admin_post("/v1/admin/products", with(&with(&base, "min_principal", Some(json!("20001"))), "max_principal", Some(json!("20000")))).await;
+    let r = app
+        .admin_post("/v1/admin/products", with(&with(&base, "min_principal", Some(json!("20001"))), "max_principal", Some(json!("20000"))))
+        .await;
     expect_field(&r, 422, "invalid_request", "min_principal");
     let r = app.admin_post("/v1/admin/stores", json!({"id": "st-1", "name": "S", "region_code": "4403"})).await;
     expect_field(&r, 422, "invalid_request", "region_code");
@@ -663,7 +779,8 @@ async fn existing_ids_and_missing_references_are_refused_without_changes() {
     for (path, body) in again {
         expect_field(&app.admin_post(path, body).await, 409, "already_exists", "id");
     }
-    for path in ["/v1/admin/providers/p1", "/v1/admin/banks/b1", "/v1/admin/stores/s1", "/v1/admin/partners/pa1", "/v1/admin/products/pr1"] {
+    for path in ["/v1/admin/providers/p1", "/v1/admin/banks/b1", "/v1/admin/stores/s1", "/v1/admin/partners/pa1", "/v1/admin/products/pr1"]
+    {
         let read = app.admin_get(path).await.expect(200);
         assert_ne!(read["name"], "Other", "{path} unchanged");
     }
@@ -680,7 +797,15 @@ async fn existing_ids_and_missing_references_are_refused_without_changes() {
         expect_field(&r, 422, "unknown_reference", "principal.id");
     }
     // A PATCH to a missing reference changes nothing.
-    let r = app.call("PATCH", "/v1/admin/partners/pa1", Some(&app.admin_key), Some(&json!({"authorized_providers": ["p1", "ghost"], "name": "Changed"})), None).await;
+    let r = app
+        .call(
+            "PATCH",
+            "/v1/admin/partners/pa1",
+            Some(&app.admin_key),
+            Some(&json!({"authorized_providers": ["p1", "ghost"], "name": "Changed"})),
+            None,
+        )
+        .await;
     expect_field(&r, 422, "unknown_reference", "authorized_providers[1]");
     let read = app.admin_get("/v1/admin/partners/pa1").await.expect(200);
     assert_eq!((read["name"].as_str(), &read["authorized_providers"]), (Some("Agent Co"), &json!(["p1"])));
@@ -736,7 +861,8 @@ async fn partner_eligibility_boundaries_against_today() {
 
     // PATCH of the deposit changes `eligible` on the next read.
     let admin = app.admin_key.clone();
-    let r = app.call("PATCH", "/v1/admin/partners/pa-dep-low", Some(&admin), Some(&json!({"deposit_paid": "3000000"})), None).await.expect(200);
+    let r =
+        app.call("PATCH", "/v1/admin/partners/pa-dep-low", Some(&admin), Some(&json!({"deposit_paid": "3000000"})), None).await.expect(200);
     assert_eq!(reasons(&r), (true, vec![]));
     assert_eq!(reasons(&app.admin_get("/v1/admin/partners/pa-dep-low").await.expect(200)), (true, vec![]));
     app.call("PATCH", "/v1/admin/partners/pa-dep-low", Some(&admin), Some(&json!({"deposit_paid": "1"})), None).await.expect(200);
@@ -755,13 +881,20 @@ async fn apr_cap_on_products_and_product_defaults() {
     let app = TestApp::start().await;
     let admin = app.admin_key.clone();
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
-    let product = |id: &str, pricing: &str, terms: Value| {
-        json!({"id": id, "name": "Phone", "pricing": pricing, "terms": terms, "providers": ["p1"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"})
-    };
+    let product = |id: &str, pricing: &str, terms: Value| json!({"id": id, "name": "Phone", "pricing": pricing, "terms": terms, "providers": ["p1"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"});
 
     // Interest pricing: the rate itself, up to the cap included.
-    let created = app.admin_post("/v1/admin/products", product("pr-int", "interest", json!([{"months": 12, "rate": "0.18"}, {"months": 6, "rate": "0.24"}]))).await.expect(201);
-    assert_eq!(created["terms"], json!([{"months": 12, "rate": "0.18", "apr_irr": "0.1800"}, {"months": 6, "rate": "0.24", "apr_irr": "0.2400"}]));
+    let created = app
+        .admin_post(
+            "/v1/admin/products",
+            product("pr-int", "interest", json!([{"months": 12, "rate": "0.18"}, {"months": 6, "rate": "0.24"}])),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        created["terms"],
+        json!([{"months": 12, "rate": "0.18", "apr_irr": "0.1800"}, {"months": 6, "rate": "0.24", "apr_irr": "0.2400"}])
+    );
     // Defaults are answered.
     for (field, value) in [
         ("hold_ratio", json!("1.00")),
@@ -777,10 +910,18 @@ async fn apr_cap_on_products_and_product_defaults() {
     }
     assert_eq!(app.admin_get("/v1/admin/products/pr-int").await.expect(200), created);
 
-    let r = app.admin_post("/v1/admin/products", product("pr-over", "interest", json!([{"months": 12, "rate": "0.18"}, {"months": 24, "rate": "0.2401"}]))).await;
+    let r = app
+        .admin_post(
+            "/v1/admin/products",
+            product("pr-over", "interest", json!([{"months": 12, "rate": "0.18"}, {"months": 24, "rate": "0.2401"}])),
+        )
+        .await;
     expect_field(&r, 422, "apr_above_cap", "terms[1].rate");
     // Compared after rounding half-up to 4 decimals.
-    let edge = app.admin_post("/v1/admin/products", product("pr-edge", "interest", json!([{"months": 12, "rate": "0.24004999"}]))).await.expect(201);
+    let edge = app
+        .admin_post("/v1/admin/products", product("pr-edge", "interest", json!([{"months": 12, "rate": "0.24004999"}])))
+        .await
+        .expect(201);
     assert_eq!(edge["terms"][0]["apr_irr"], "0.2400");
     let r = app.admin_post("/v1/admin/products", product("pr-over", "interest", json!([{"months": 12, "rate": "0.24005"}]))).await;
     expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
@@ -788,7 +929,10 @@ async fn apr_cap_on_products_and_product_defaults() {
     let r = app.admin_post("/v1/admin/products", product("pr-fee-over", "fee", json!([{"months": 12, "rate": "0.14"}]))).await;
     expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
     assert_eq!(r.body["error"]["details"]["apr_irr"], "0.2491", "{}", r.body);
-    let fee = app.admin_post("/v1/admin/products", product("pr-fee", "fee", json!([{"months": 12, "rate": "0.12"}, {"months": 3, "rate": "0"}]))).await.expect(201);
+    let fee = app
+        .admin_post("/v1/admin/products", product("pr-fee", "fee", json!([{"months": 12, "rate": "0.12"}, {"months": 3, "rate": "0"}])))
+        .await
+        .expect(201);
     assert_eq!(fee["terms"], json!([{"months": 12, "rate": "0.12", "apr_irr": "0.2146"}, {"months": 3, "rate": "0", "apr_irr": "0.0000"}]));
     // The penalty rate × 365 is held to the cap as well.
     let mut penalty = product("pr-pen", "interest", json!([{"months": 12, "rate": "0.1"}]));
@@ -805,11 +949,24 @@ async fn apr_cap_on_products_and_product_defaults() {
     assert_eq!((patched["active"].as_bool(), &patched["terms"]), (Some(false), &created["terms"]));
     let r = app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"pricing": "fee", "name": "Renamed"})), None).await;
     expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
-    let r = app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"terms": [{"months": 3, "rate": "0.25"}]})), None).await;
+    let r =
+        app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"terms": [{"months": 3, "rate": "0.25"}]})), None).await;
     expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
     let read = app.admin_get("/v1/admin/products/pr-int").await.expect(200);
-    assert_eq!((read["pricing"].as_str(), read["name"].as_str(), &read["terms"], read["active"].as_bool()), (Some("interest"), Some("Phone"), &created["terms"], Some(false)));
-    let patched = app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"terms": [{"months": 36, "rate": "0.2"}], "grace_days": 0, "hold_ratio": "1.5"})), None).await.expect(200);
+    assert_eq!(
+        (read["pricing"].as_str(), read["name"].as_str(), &read["terms"], read["active"].as_bool()),
+        (Some("interest"), Some("Phone"), &created["terms"], Some(false))
+    );
+    let patched = app
+        .call(
+            "PATCH",
+            "/v1/admin/products/pr-int",
+            Some(&admin),
+            Some(&json!({"terms": [{"months": 36, "rate": "0.2"}], "grace_days": 0, "hold_ratio": "1.5"})),
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(patched["terms"], json!([{"months": 36, "rate": "0.2", "apr_irr": "0.2000"}]));
     assert_eq!((patched["grace_days"].as_i64(), patched["hold_ratio"].as_str()), (Some(0), Some("1.50")));
     // PATCH cannot change the id (repeating it is fine).
@@ -848,7 +1005,10 @@ async fn patch_rules_on_banks_and_providers() {
     expect_field(&patch("/v1/admin/banks/b1".into(), json!({"exposure_used": "5"})).await, 422, "invalid_request", "exposure_used");
     expect_error(&app.admin_get("/v1/admin/banks/b2").await, 404, "not_found");
     let read = app.admin_get("/v1/admin/banks/b1").await.expect(200);
-    assert_eq!((read["name"].as_str(), read["apr_min"].as_str(), read["exposure_limit"].as_str()), (Some("Bank"), Some("0"), Some("1000000.00")));
+    assert_eq!(
+        (read["name"].as_str(), read["apr_min"].as_str(), read["exposure_limit"].as_str()),
+        (Some("Bank"), Some("0"), Some("1000000.00"))
+    );
 
     // Webhooks: a URL set by PATCH gets a secret in that answer; null removes both.
     app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P1"})).await.expect(201);
@@ -858,7 +1018,8 @@ async fn patch_rules_on_banks_and_providers() {
     assert!(r.get("webhook_secret").is_none(), "{r}");
     let r = patch("/v1/admin/providers/p1".into(), json!({"webhook_url": null})).await.expect(200);
     assert_eq!(r["webhook_url"], Value::Null);
-    let secret: Option<String> = app.db().await.query_one("SELECT webhook_secret FROM providers WHERE id = 'p1'", &[]).await.unwrap().get(0);
+    let secret: Option<String> =
+        app.db().await.query_one("SELECT webhook_secret FROM providers WHERE id = 'p1'", &[]).await.unwrap().get(0);
     assert_eq!(secret, None);
     // Store: region code changes are checked.
     app.admin_post("/v1/admin/stores", json!({"id": "s1", "name": "S", "region_code": "440305"})).await.expect(201);
@@ -955,7 +1116,9 @@ async fn lists_page_in_creation_order() {
     let all = app.admin_get("/v1/admin/stores").await.expect(200);
     assert_eq!(all["data"].as_array().unwrap().len(), 5);
 
-    for bad in ["limit=0", "limit=201", "limit=x", "limit=", "limit=-1", "limit=1.5", "cursor=zzz", "cursor=", "cursor=cy0x", "limit=2&cursor=%00"] {
+    for bad in
+        ["limit=0", "limit=201", "limit=x", "limit=", "limit=-1", "limit=1.5", "cursor=zzz", "cursor=", "cursor=cy0x", "limit=2&cursor=%00"]
+    {
         let r = app.admin_get(&format!("/v1/admin/stores?{bad}")).await;
         let field = if bad.contains("cursor") { "cursor" } else { "limit" };
         expect_field(&r, 422, "invalid_request", field);
@@ -980,7 +1143,10 @@ async fn api_keys_show_their_secret_only_once() {
     let one = app.admin_get(&format!("/v1/admin/api-keys/{id}")).await.expect(200);
     let list = app.admin_get("/v1/admin/api-keys").await.expect(200);
     for shown in [one.to_string(), list.to_string()] {
-        assert!(!shown.contains(&key) && !shown.contains(&key[4..]) && !shown.contains("\"key\""), "the secret is never read back: {shown}");
+        assert!(
+            !shown.contains(&key) && !shown.contains(&key[4..]) && !shown.contains("\"key\""),
+            "the secret is never read back: {shown}"
+        );
     }
     assert_eq!(one["principal"], json!({"kind": "store", "id": "s1"}));
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
@@ -997,10 +1163,30 @@ async fn api_keys_show_their_secret_only_once() {
     assert_eq!(r.status, 204, "revoking twice is fine");
 
     // Bad principals.
-    expect_field(&app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "nope"}})).await, 422, "unknown_reference", "principal.id");
-    expect_field(&app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "root"}})).await, 422, "invalid_request", "principal.kind");
-    expect_field(&app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "admin", "id": "x1"}})).await, 422, "invalid_request", "principal.id");
-    expect_field(&app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store"}})).await, 422, "invalid_request", "principal.id");
+    expect_field(
+        &app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "nope"}})).await,
+        422,
+        "unknown_reference",
+        "principal.id",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "root"}})).await,
+        422,
+        "invalid_request",
+        "principal.kind",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "admin", "id": "x1"}})).await,
+        422,
+        "invalid_request",
+        "principal.id",
+    );
+    expect_field(
+        &app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store"}})).await,
+        422,
+        "invalid_request",
+        "principal.id",
+    );
     expect_field(&app.admin_post("/v1/admin/api-keys", json!({})).await, 422, "invalid_request", "principal");
     let r = app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "store", "id": "s1"}, "rate_limit_per_minute": 0})).await;
     expect_field(&r, 422, "invalid_request", "rate_limit_per_minute");
@@ -1017,7 +1203,8 @@ async fn webhook_secrets_are_shown_at_creation_and_rotation_only() {
     let created = app.admin_post("/v1/admin/banks", bank).await.expect(201);
     let secret = created["webhook_secret"].as_str().expect("webhook_secret at creation").to_string();
     assert!(secret.starts_with("whsec_") && secret.len() > 30, "{secret}");
-    let provider = app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P", "webhook_url": "http://127.0.0.1:9/x"})).await.expect(201);
+    let provider =
+        app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "P", "webhook_url": "http://127.0.0.1:9/x"})).await.expect(201);
     let provider_secret = provider["webhook_secret"].as_str().expect("provider secret").to_string();
     assert_ne!(secret, provider_secret);
     let plain = app.admin_post("/v1/admin/providers", json!({"id": "p2", "name": "P"})).await.expect(201);
@@ -1070,17 +1257,38 @@ async fn operations_endpoints() {
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
     // Every operation of API.md is in the document; the idempotent ones take an Idempotency-Key.
     let mut operations = vec![
-        ("get", "/healthz", false), ("get", "/readyz", false), ("get", "/metrics", false),
-        ("post", "/v1/admin/api-keys", false), ("get", "/v1/admin/api-keys", false), ("get", "/v1/admin/api-keys/{id}", false),
-        ("delete", "/v1/admin/api-keys/{id}", false), ("post", "/v1/admin/providers/{id}/webhook-secret", false),
-        ("post", "/v1/admin/banks/{id}/webhook-secret", false), ("post", "/v1/admin/eod", false), ("get", "/v1/admin/audit-log", false),
-        ("get", "/v1/admin/ledger/verify", false), ("get", "/v1/admin/notices", false), ("post", "/v1/admin/notices/{id}/redeliver", false),
-        ("post", "/v1/credit-lines", true), ("get", "/v1/credit-lines/{id}", false), ("post", "/v1/credit-lines/{id}/debt-repayments", true),
-        ("get", "/v1/holds/{id}", false), ("post", "/v1/quotes", false), ("post", "/v1/orders", true), ("get", "/v1/orders", false),
-        ("get", "/v1/orders/{id}", false), ("get", "/v1/orders/{id}/borrower", false), ("post", "/v1/orders/{id}/cancel", true),
-        ("post", "/v1/orders/{id}/funding", true), ("get", "/v1/plans/{id}", false), ("get", "/v1/plans/{id}/payoff", false),
-        ("post", "/v1/plans/{id}/repayments", true), ("post", "/v1/plans/{id}/accelerate", true), ("get", "/v1/notices", false),
-        ("get", "/v1/reconciliation/{business_date}", false), ("get", "/v1/partners/{id}/statement", false),
+        ("get", "/healthz", false),
+        ("get", "/readyz", false),
+        ("get", "/metrics", false),
+        ("post", "/v1/admin/api-keys", false),
+        ("get", "/v1/admin/api-keys", false),
+        ("get", "/v1/admin/api-keys/{id}", false),
+        ("delete", "/v1/admin/api-keys/{id}", false),
+        ("post", "/v1/admin/providers/{id}/webhook-secret", false),
+        ("post", "/v1/admin/banks/{id}/webhook-secret", false),
+        ("post", "/v1/admin/eod", false),
+        ("get", "/v1/admin/audit-log", false),
+        ("get", "/v1/admin/ledger/verify", false),
+        ("get", "/v1/admin/notices", false),
+        ("post", "/v1/admin/notices/{id}/redeliver", false),
+        ("post", "/v1/credit-lines", true),
+        ("get", "/v1/credit-lines/{id}", false),
+        ("post", "/v1/credit-lines/{id}/debt-repayments", true),
+        ("get", "/v1/holds/{id}", false),
+        ("post", "/v1/quotes", false),
+        ("post", "/v1/orders", true),
+        ("get", "/v1/orders", false),
+        ("get", "/v1/orders/{id}", false),
+        ("get", "/v1/orders/{id}/borrower", false),
+        ("post", "/v1/orders/{id}/cancel", true),
+        ("post", "/v1/orders/{id}/funding", true),
+        ("get", "/v1/plans/{id}", false),
+        ("get", "/v1/plans/{id}/payoff", false),
+        ("post", "/v1/plans/{id}/repayments", true),
+        ("post", "/v1/plans/{id}/accelerate", true),
+        ("get", "/v1/notices", false),
+        ("get", "/v1/reconciliation/{business_date}", false),
+        ("get", "/v1/partners/{id}/statement", false),
     ];
     for kind in ["providers", "banks", "stores", "partners", "products"] {
         let base: &'static str = format!("/v1/admin/{kind}").leak();
@@ -1090,7 +1298,8 @@ async fn operations_endpoints() {
     for (method, path, idempotent) in operations {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is in the OpenAPI document");
-        let takes_key = op["parameters"].as_array().is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
+        let takes_key =
+            op["parameters"].as_array().is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
         assert_eq!(takes_key, idempotent, "{method} {path}: Idempotency-Key parameter");
     }
     assert!(doc["components"]["schemas"]["Bank"].is_object());
@@ -1098,7 +1307,10 @@ async fn operations_endpoints() {
     // Not ready while the database lacks this binary's newest migration; ready again once it has it.
     let db = app.db().await;
     let latest = creditphone::db::latest_migration_version() as i32;
-    let removed = db.query_one("DELETE FROM refinery_schema_history WHERE version = $1 RETURNING name, applied_on, checksum", &[&latest]).await.unwrap();
+    let removed = db
+        .query_one("DELETE FROM refinery_schema_history WHERE version = $1 RETURNING name, applied_on, checksum", &[&latest])
+        .await
+        .unwrap();
     let r = app.call("GET", "/readyz", None, None, None).await;
     assert_eq!(r.status, 503, "{}", r.body);
     let (name, applied_on, checksum): (String, String, String) = (removed.get(0), removed.get(1), removed.get(2));
@@ -1142,7 +1354,10 @@ async fn migrations_run_twice_and_concurrently() {
     assert!(a == 0 || b == 0, "one instance applied everything: {a} {b}");
     assert_eq!(latest, creditphone::db::latest_migration_version());
     let tables: i64 = client
-        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('providers', 'credit_lines', 'idempotency_keys')", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('providers', 'credit_lines', 'idempotency_keys')",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

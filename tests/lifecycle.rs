@@ -46,7 +46,11 @@ impl World {
         let bank = app.key_for("bank", Some("bk")).await;
         let provider = app.key_for("provider", Some("wld")).await;
         let line = app
-            .post(&provider, "/v1/credit-lines", json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "100000", "expires_on": "2035-12-31"}))
+            .post(
+                &provider,
+                "/v1/credit-lines",
+                json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "100000", "expires_on": "2035-12-31"}),
+            )
             .await
             .expect(201);
         World { line_id: line["id"].as_str().unwrap().to_string(), app, store, bank, provider, product: "p12".into(), seed: 7 }
@@ -79,14 +83,24 @@ impl World {
         .unwrap();
         let funded = self
             .app
-            .post(&self.bank, &format!("/v1/orders/{id}/funding"), json!({"decision": "approved", "loan_no": format!("L{n}"), "funded_on": date}))
+            .post(
+                &self.bank,
+                &format!("/v1/orders/{id}/funding"),
+                json!({"decision": "approved", "loan_no": format!("L{n}"), "funded_on": date}),
+            )
             .await
             .expect(200);
         (funded["plan"]["id"].as_str().unwrap().to_string(), funded)
     }
 
     async fn repay(&self, plan: &str, amount: &str, paid_on: &str, reference: &str) -> common::Resp {
-        self.app.post(&self.bank, &format!("/v1/plans/{plan}/repayments"), json!({"amount": amount, "paid_on": paid_on, "reference": reference})).await
+        self.app
+            .post(
+                &self.bank,
+                &format!("/v1/plans/{plan}/repayments"),
+                json!({"amount": amount, "paid_on": paid_on, "reference": reference}),
+            )
+            .await
     }
 
     async fn eod(&self, date: &str) -> common::Resp {
@@ -154,7 +168,10 @@ async fn on_time_repayments_release_the_hold_step_by_step_to_zero() {
     assert_eq!(plan["outstanding_principal"], "0.00");
     assert!(plan["installments"].as_array().unwrap().iter().all(|i| i["status"] == "paid"));
     let hold = w.hold(&plan).await;
-    assert_eq!((hold["status"].as_str(), hold["released"].as_str(), hold["remaining"].as_str()), (Some("closed"), Some("3300.46"), Some("0.00")));
+    assert_eq!(
+        (hold["status"].as_str(), hold["released"].as_str(), hold["remaining"].as_str()),
+        (Some("closed"), Some("3300.46"), Some("0.00"))
+    );
     let order = w.app.get(&w.store, &format!("/v1/orders/{}", plan["order_id"].as_str().unwrap())).await.expect(200);
     assert_eq!(order["status"], "settled");
     // A settled plan takes no more repayments and has no payoff.
@@ -215,7 +232,8 @@ async fn overdue_then_compensated_after_grace_with_its_penalty() {
     assert_eq!(comp[0]["data"]["installment_seq"], 1);
     assert_eq!(count_type(&w.notices(&w.provider).await, "hold.converted"), 1);
     // The customer repays the provider part of what was converted.
-    let after = w.app.post(&w.provider, &format!("/v1/credit-lines/{}/debt-repayments", w.line_id), json!({"amount": "100.00"})).await.expect(200);
+    let after =
+        w.app.post(&w.provider, &format!("/v1/credit-lines/{}/debt-repayments", w.line_id), json!({"amount": "100.00"})).await.expect(200);
     assert_eq!(after["drawn"], "175.39");
     w.verify_ok().await;
 }
@@ -233,7 +251,10 @@ async fn a_small_ratio_hold_is_exhausted_into_default_uncovered() {
     let plan = w.plan(&plan_id).await;
     assert_eq!(plan["status"], "defaulted");
     let hold = w.hold(&plan).await;
-    assert_eq!((hold["status"].as_str(), hold["remaining"].as_str(), hold["converted"].as_str()), (Some("closed"), Some("0.00"), Some("330.05")));
+    assert_eq!(
+        (hold["status"].as_str(), hold["remaining"].as_str(), hold["converted"].as_str()),
+        (Some("closed"), Some("0.00"), Some("330.05"))
+    );
     let unc: Vec<_> = w.notices(&w.bank).await.into_iter().filter(|n| n["type"] == "default.uncovered").collect();
     assert_eq!(unc.len(), 1);
     let i2 = &plan["installments"][1];
@@ -253,7 +274,10 @@ async fn prepayment_with_the_exact_payoff_settles_and_waives() {
     let w = World::new(json!({})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-02-10")).await.expect(200);
-    assert_eq!(payoff, json!({"as_of": "2027-02-10", "amount": "3045.00", "principal": "3000.00", "interest": "45.00", "fee": "0.00", "penalty": "0.00"}));
+    assert_eq!(
+        payoff,
+        json!({"as_of": "2027-02-10", "amount": "3045.00", "principal": "3000.00", "interest": "45.00", "fee": "0.00", "penalty": "0.00"})
+    );
     w.repay(&plan_id, "3045.01", "2027-02-10", "too-much").await.expect_err(422, "overpayment");
     w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-01-30")).await.expect_err(422, "invalid_date");
     w.repay(&plan_id, "10.00", "2027-01-30", "early").await.expect_err(422, "invalid_date");
@@ -340,8 +364,11 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
     let first = w.eod("2027-03-03").await.expect(200);
     assert_eq!(first["compensations"]["count"], 1);
     let again = w.eod("2027-03-03").await.expect(200);
-    assert_eq!(again, json!({"business_date": "2027-03-03", "overdue_marked": 0, "penalties": {"count": 0, "amount": "0.00"},
-        "compensations": {"count": 0, "amount": "0.00"}, "uncovered": {"count": 0, "amount": "0.00"}, "holds_expired": 0}));
+    assert_eq!(
+        again,
+        json!({"business_date": "2027-03-03", "overdue_marked": 0, "penalties": {"count": 0, "amount": "0.00"},
+        "compensations": {"count": 0, "amount": "0.00"}, "uncovered": {"count": 0, "amount": "0.00"}, "holds_expired": 0})
+    );
     w.eod("2027-03-02").await.expect_err(409, "business_date_regression");
     w.eod("2027-02-30").await.expect_err(422, "invalid_date");
     // A repayment valued on a closed date is booked on the next open one.
@@ -352,7 +379,10 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
 
     let strict = TestApp::start_with(|s| s.clock.allow_future_dates = false).await;
     let key = strict.admin_key.clone();
-    strict.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2099-01-01"})), None).await.expect_err(422, "invalid_date");
+    strict
+        .call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2099-01-01"})), None)
+        .await
+        .expect_err(422, "invalid_date");
 }
 
 impl World {

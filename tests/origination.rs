@@ -232,7 +232,12 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
         err(&post(line_body(1, "10000", bad)).await, 422, "invalid_date", Some("expires_on"));
     }
     err(&post(with(&line_body(1, "10000", FAR), "foo", Some(json!(1)))).await, 422, "invalid_request", Some("foo"));
-    err(&post(with(&line_body(1, "10000", FAR), "customer.email", Some(json!("a@b")))).await, 422, "invalid_request", Some("customer.email"));
+    err(
+        &post(with(&line_body(1, "10000", FAR), "customer.email", Some(json!("a@b")))).await,
+        422,
+        "invalid_request",
+        Some("customer.email"),
+    );
     err(&post(with(&line_body(1, "10000", FAR), "status", Some(json!("paused")))).await, 422, "invalid_request", Some("status"));
     err(&post(with(&line_body(1, "10000", FAR), "customer", None)).await, 422, "invalid_request", Some("customer"));
     assert_eq!(count(app, "SELECT count(*) FROM credit_lines").await, 0, "no refused registration left a line");
@@ -244,7 +249,10 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     let l = post(with(&line_body(seed_x, "10000", FAR), "customer.id_number", Some(json!(lower)))).await.expect(201);
     assert_eq!(l["customer"]["id_number_masked"], json!(format!("{}********{}", &upper[..6], &upper[14..])));
     assert_eq!(l["customer"]["phone_masked"], json!(format!("{}****{}", &phone(seed_x)[..3], &phone(seed_x)[7..])));
-    assert_eq!((st(&l["limit"]), st(&l["available"]), st(&l["held"]), st(&l["drawn"])), ("10000.00".into(), "10000.00".into(), "0.00".into(), "0.00".into()));
+    assert_eq!(
+        (st(&l["limit"]), st(&l["available"]), st(&l["held"]), st(&l["drawn"])),
+        ("10000.00".into(), "10000.00".into(), "0.00".into(), "0.00".into())
+    );
     assert_eq!((st(&l["status"]), st(&l["provider_id"]), st(&l["expires_on"])), ("active".into(), "wld".into(), FAR.into()));
     assert!(st(&l["id"]).starts_with("line_"));
     let again = post(line_body(seed_x, "12000", FAR)).await.expect(200);
@@ -359,8 +367,10 @@ async fn quote_and_order_refusals_in_the_contract_order() {
     };
     let quote = json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"});
     let ok = q(&w.store, quote.clone()).await.expect(200);
-    assert_eq!((st(&ok["principal"]), st(&ok["apr_irr"]), st(&ok["hold_amount"]), st(&ok["total_repayable"])),
-               ("3000.00".into(), "0.1800".into(), HOLD.into(), HOLD.into()));
+    assert_eq!(
+        (st(&ok["principal"]), st(&ok["apr_irr"]), st(&ok["hold_amount"]), st(&ok["total_repayable"])),
+        ("3000.00".into(), "0.1800".into(), HOLD.into(), HOLD.into())
+    );
     assert_eq!(ok["installments"][0]["due_on"], json!(add_months_clamped(today(), 1).to_string()), "due dates from today");
     assert_eq!(q(&w.partner, quote.clone()).await.expect(200), ok);
     err(&q(&bank, quote.clone()).await, 403, "forbidden", None);
@@ -441,7 +451,10 @@ async fn quote_and_order_refusals_in_the_contract_order() {
     // already_exists per caller, before every business rule.
     line(&w, &w.wld, 10, "20000").await;
     let first = place(&w, &w.store, order("DUP-1", 10)).await;
-    assert_eq!((st(&first["status"]), st(&first["channel"]), st(&first["store_id"])), ("awaiting_funding".into(), "store".into(), "st-a".into()));
+    assert_eq!(
+        (st(&first["status"]), st(&first["channel"]), st(&first["store_id"])),
+        ("awaiting_funding".into(), "store".into(), "st-a".into())
+    );
     assert_eq!(first["region_code"], json!("440305"));
     let r = po(app, &w.store, order("DUP-1", 10)).await;
     err(&r, 409, "already_exists", Some("out_order_no"));
@@ -449,9 +462,16 @@ async fn quote_and_order_refusals_in_the_contract_order() {
     err(&r, 409, "already_exists", Some("out_order_no"));
     let second = place(&w, &w.store_b, order("DUP-1", 10)).await;
     assert_ne!(first["id"], second["id"], "the same out_order_no from another store is another order");
-    let p = place(&w, &w.partner, with(&partner_order("DUP-1", 10, "440306"), "consent", Some(json!({"method": "sms_otp", "reference": "otp-1"})))).await;
-    assert_eq!((st(&p["channel"]), st(&p["partner_id"]), st(&p["agent_id"]), st(&p["region_code"])),
-               ("partner".into(), "pt-a".into(), "a-17".into(), "440306".into()));
+    let p = place(
+        &w,
+        &w.partner,
+        with(&partner_order("DUP-1", 10, "440306"), "consent", Some(json!({"method": "sms_otp", "reference": "otp-1"}))),
+    )
+    .await;
+    assert_eq!(
+        (st(&p["channel"]), st(&p["partner_id"]), st(&p["agent_id"]), st(&p["region_code"])),
+        ("partner".into(), "pt-a".into(), "a-17".into(), "440306".into())
+    );
     assert_eq!(p["consent"], json!({"method": "sms_otp", "reference": "otp-1"}));
     assert!(p.get("store_id").is_none());
     verify_ok(app).await;
@@ -494,7 +514,12 @@ async fn line_matching_and_bank_routing_refusals_change_no_balance() {
     err(&po(app, &sh, order("NB-2", 306)).await, 422, "no_funding_bank", None);
     err(&po(app, &bj, order("NB-3", 306)).await, 422, "no_funding_bank", None);
     err(&po(app, &zj, order("RN-1", 306)).await, 422, "region_not_open", Some("region_code"));
-    err(&po(app, &w.store, with(&order("PR-1", 306), "down_payment", Some(json!("3600")))).await, 422, "principal_out_of_range", Some("down_payment"));
+    err(
+        &po(app, &w.store, with(&order("PR-1", 306), "down_payment", Some(json!("3600")))).await,
+        422,
+        "principal_out_of_range",
+        Some("down_payment"),
+    );
     assert_eq!(snapshot(app).await, before, "no refusal moved a balance or left a row");
     assert_eq!(st(&admin_line(app, &st(&l306["id"])).await["held"]), "0.00");
     verify_ok(app).await;
@@ -561,8 +586,18 @@ async fn funding_cancellation_and_rejection_rules() {
     // Body checks.
     err(&fund(&orders[0], approve("L-0", "2027-02-30".into())).await, 422, "invalid_date", Some("funded_on"));
     err(&fund(&orders[0], json!({"decision": "maybe"})).await, 422, "invalid_request", Some("decision"));
-    err(&fund(&orders[0], json!({"decision": "approved", "funded_on": created_on.to_string()})).await, 422, "invalid_request", Some("loan_no"));
-    err(&fund(&orders[0], with(&approve("L-0", created_on.to_string()), "reason", Some(json!("x")))).await, 422, "invalid_request", Some("reason"));
+    err(
+        &fund(&orders[0], json!({"decision": "approved", "funded_on": created_on.to_string()})).await,
+        422,
+        "invalid_request",
+        Some("loan_no"),
+    );
+    err(
+        &fund(&orders[0], with(&approve("L-0", created_on.to_string()), "reason", Some(json!("x")))).await,
+        422,
+        "invalid_request",
+        Some("reason"),
+    );
     err(&fund(&orders[0], json!({"decision": "rejected", "reason": "x", "loan_no": "L"})).await, 422, "invalid_request", Some("loan_no"));
     err(&fund(&orders[0], json!({"decision": "rejected"})).await, 422, "invalid_request", Some("reason"));
     // Who: another bank 404 like a missing order; a store, a provider and the admin 403.
@@ -572,7 +607,12 @@ async fn funding_cancellation_and_rejection_rules() {
     err(&r, 404, "not_found", None);
     assert_eq!(r.body["error"]["message"], missing.body["error"]["message"]);
     for key in [&w.store, &w.wld, &app.admin_key.clone()] {
-        err(&app.post(key, &format!("/v1/orders/{}/funding", orders[0]), approve("L-0", created_on.to_string())).await, 403, "forbidden", None);
+        err(
+            &app.post(key, &format!("/v1/orders/{}/funding", orders[0]), approve("L-0", created_on.to_string())).await,
+            403,
+            "forbidden",
+            None,
+        );
     }
 
     // funded_on within [creation date, deadline date], both ends included.
@@ -581,7 +621,10 @@ async fn funding_cancellation_and_rejection_rules() {
     let r = fund(&orders[0], approve("L-0", (deadline_date + chrono::Duration::days(1)).to_string())).await;
     err(&r, 422, "invalid_date", Some("funded_on"));
     let a = fund(&orders[0], approve("L-0", deadline_date.to_string())).await.expect(200);
-    assert_eq!((st(&a["status"]), st(&a["plan"]["funded_on"]), st(&a["plan"]["loan_no"])), ("active".into(), deadline_date.to_string(), "L-0".into()));
+    assert_eq!(
+        (st(&a["status"]), st(&a["plan"]["funded_on"]), st(&a["plan"]["loan_no"])),
+        ("active".into(), deadline_date.to_string(), "L-0".into())
+    );
     assert_eq!(a["plan"]["installments"][0]["due_on"], json!(add_months_clamped(deadline_date, 1).to_string()));
     assert_eq!((st(&a["hold"]["status"]), st(&a["hold"]["remaining"])), ("active".into(), HOLD.into()));
     let a1 = fund(&orders[1], approve("L-1", created_on.to_string())).await.expect(200);
@@ -606,7 +649,10 @@ async fn funding_cancellation_and_rejection_rules() {
     let used_before = fen(&st(&admin_bank(app, "bk-a").await["exposure_used"]));
     let c = app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[2]), json!({"reason": "customer changed mind"})).await.expect(200);
     assert_eq!((st(&c["status"]), st(&c["reason"])), ("cancelled".into(), "customer changed mind".into()));
-    assert_eq!((st(&c["hold"]["status"]), st(&c["hold"]["voided"]), st(&c["hold"]["remaining"])), ("voided".into(), HOLD.into(), "0.00".into()));
+    assert_eq!(
+        (st(&c["hold"]["status"]), st(&c["hold"]["voided"]), st(&c["hold"]["remaining"])),
+        ("voided".into(), HOLD.into(), "0.00".into())
+    );
     assert_eq!(fen(&st(&admin_line(app, &line_id).await["held"])), held_before - fen(HOLD));
     assert_eq!(fen(&st(&admin_bank(app, "bk-a").await["exposure_used"])), used_before - 300_000);
     err(&app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[2]), json!({})).await, 409, "invalid_state", None);
@@ -615,8 +661,15 @@ async fn funding_cancellation_and_rejection_rules() {
     // Cancel: other store 404, a bank 403, the admin may; an empty body is fine.
     err(&app.post(&w.store_b, &format!("/v1/orders/{}/cancel", orders[3]), json!({})).await, 404, "not_found", None);
     err(&app.post(&bank, &format!("/v1/orders/{}/cancel", orders[3]), json!({})).await, 403, "forbidden", None);
-    err(&app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[3]), json!({"reason": 5})).await, 422, "invalid_request", Some("reason"));
-    let r = app.call_raw("POST", &format!("/v1/orders/{}/cancel", orders[3]), Some(app.admin_key.as_str()), None, Some("empty-cancel"), &[]).await;
+    err(
+        &app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[3]), json!({"reason": 5})).await,
+        422,
+        "invalid_request",
+        Some("reason"),
+    );
+    let r = app
+        .call_raw("POST", &format!("/v1/orders/{}/cancel", orders[3]), Some(app.admin_key.as_str()), None, Some("empty-cancel"), &[])
+        .await;
     assert_eq!((r.status, r.body["status"].clone()), (200, json!("cancelled")), "{}", r.body);
 
     // Rejection voids the hold too.
@@ -626,7 +679,11 @@ async fn funding_cancellation_and_rejection_rules() {
     err(&fund(&orders[4], json!({"decision": "rejected", "reason": "again"})).await, 409, "invalid_state", None);
 
     // Past the deadline: 409 invalid_state for approvals and rejections alike.
-    app.db().await.execute("UPDATE orders SET funding_deadline = now() - interval '1 minute' WHERE id = $1", &[&orders[5]]).await.expect("move the deadline");
+    app.db()
+        .await
+        .execute("UPDATE orders SET funding_deadline = now() - interval '1 minute' WHERE id = $1", &[&orders[5]])
+        .await
+        .expect("move the deadline");
     err(&fund(&orders[5], approve("L-5", created_on.to_string())).await, 409, "invalid_state", None);
     let r = fund(&orders[5], approve("L-5", (created_on - chrono::Duration::days(1)).to_string())).await;
     err(&r, 409, "invalid_state", None);
@@ -691,7 +748,11 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
         err(&r, 404, "not_found", None);
         assert_eq!(r.body["error"]["message"], missing.body["error"]["message"], "{method} {path}");
     }
-    assert_eq!(app.get(&w.store, &format!("/v1/orders/{a1_id}")).await.expect(200)["status"], json!("awaiting_funding"), "nothing was cancelled");
+    assert_eq!(
+        app.get(&w.store, &format!("/v1/orders/{a1_id}")).await.expect(200)["status"],
+        json!("awaiting_funding"),
+        "nothing was cancelled"
+    );
     err(&app.get(&w.wld, &format!("/v1/orders/{a1_id}")).await, 403, "forbidden", None);
     err(&app.get(&w.wld, "/v1/orders").await, 403, "forbidden", None);
     for key in [&w.store, &bank_a, &app.admin_key.clone()] {
@@ -705,7 +766,11 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     // Cancel one, fund one.
     app.post(&w.store, &format!("/v1/orders/{a2_id}/cancel"), json!({})).await.expect(200);
     let funded = app
-        .post(&bank_a, &format!("/v1/orders/{a1_id}/funding"), json!({"decision": "approved", "loan_no": "LA-1", "funded_on": today().to_string()}))
+        .post(
+            &bank_a,
+            &format!("/v1/orders/{a1_id}/funding"),
+            json!({"decision": "approved", "loan_no": "LA-1", "funded_on": today().to_string()}),
+        )
         .await
         .expect(200);
     let plan_id = st(&funded["plan"]["id"]);
@@ -753,22 +818,48 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     };
     let t = |kind: &str, o: &str| (kind.to_string(), o.to_string());
     let bank_feed = feed(bank_a.clone(), String::new()).await;
-    assert_eq!(types(&bank_feed), [t("funding.requested", &a1_id), t("funding.requested", &a2_id), t("order.cancelled", &a2_id), t("plan.opened", &a1_id)]);
+    assert_eq!(
+        types(&bank_feed),
+        [t("funding.requested", &a1_id), t("funding.requested", &a2_id), t("order.cancelled", &a2_id), t("plan.opened", &a1_id)]
+    );
     let fb = feed(bank_b.clone(), String::new()).await;
     assert_eq!(types(&fb), [t("funding.requested", &id(&a3)), t("funding.requested", &id(&b1)), t("funding.requested", &id(&p1))]);
     let fw = feed(w.wld.clone(), String::new()).await;
-    assert_eq!(types(&fw), [t("hold.placed", &a1_id), t("hold.placed", &a2_id), t("hold.placed", &id(&a3)), t("hold.placed", &id(&p1)), t("hold.voided", &a2_id)]);
+    assert_eq!(
+        types(&fw),
+        [
+            t("hold.placed", &a1_id),
+            t("hold.placed", &a2_id),
+            t("hold.placed", &id(&a3)),
+            t("hold.placed", &id(&p1)),
+            t("hold.voided", &a2_id)
+        ]
+    );
     let fh = feed(w.huabei.clone(), String::new()).await;
     assert_eq!(types(&fh), [t("hold.placed", &id(&b1))]);
     let fs = feed(w.store.clone(), String::new()).await;
-    assert_eq!(types(&fs), [t("order.updated", &a1_id), t("order.updated", &a2_id), t("order.updated", &id(&a3)), t("order.updated", &a2_id), t("order.updated", &a1_id)]);
+    assert_eq!(
+        types(&fs),
+        [
+            t("order.updated", &a1_id),
+            t("order.updated", &a2_id),
+            t("order.updated", &id(&a3)),
+            t("order.updated", &a2_id),
+            t("order.updated", &a1_id)
+        ]
+    );
     let statuses: Vec<Value> = fs["data"].as_array().expect("data").iter().map(|n| n["data"]["status"].clone()).collect();
-    assert_eq!(statuses, [json!("awaiting_funding"), json!("awaiting_funding"), json!("awaiting_funding"), json!("cancelled"), json!("active")]);
+    assert_eq!(
+        statuses,
+        [json!("awaiting_funding"), json!("awaiting_funding"), json!("awaiting_funding"), json!("cancelled"), json!("active")]
+    );
     assert_eq!(types(&feed(w.store_b.clone(), String::new()).await), [t("order.updated", &id(&b1))]);
     assert_eq!(types(&feed(w.partner.clone(), String::new()).await), [t("order.updated", &id(&p1))]);
     let everything = feed(app.admin_key.clone(), "?limit=200".into()).await;
     assert_eq!(everything["data"].as_array().expect("data").len(), 4 + 3 + 5 + 1 + 5 + 1 + 1);
-    for (f, kind, who) in [(&bank_feed, "bank", "bk-a"), (&fb, "bank", "bk-b"), (&fw, "provider", "wld"), (&fh, "provider", "huabei"), (&fs, "store", "st-a")] {
+    for (f, kind, who) in
+        [(&bank_feed, "bank", "bk-a"), (&fb, "bank", "bk-b"), (&fw, "provider", "wld"), (&fh, "provider", "huabei"), (&fs, "store", "st-a")]
+    {
         let mut last = String::new();
         for n in f["data"].as_array().expect("data") {
             assert_eq!(n["recipient"], json!({"kind": kind, "id": who}));
@@ -808,7 +899,13 @@ async fn concurrent_orders_on_one_line_never_overdraw_it() {
     let w = world(&std_banks()).await;
     let app = &w.app;
     let quote = app
-        .call("POST", "/v1/quotes", Some(&w.store), Some(&json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"})), None)
+        .call(
+            "POST",
+            "/v1/quotes",
+            Some(&w.store),
+            Some(&json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"})),
+            None,
+        )
         .await
         .expect(200);
     let hold = fen(&st(&quote["hold_amount"]));
@@ -960,7 +1057,13 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
         let ctx = format!("vector {i} ({} {} {} months)", v["pricing"], v["rate"], months);
         // The quote, due dates from today.
         let q = app
-            .call("POST", "/v1/quotes", Some(&w.store), Some(&json!({"product_id": pid, "term_months": months, "device_price": v["principal"], "down_payment": "0"})), None)
+            .call(
+                "POST",
+                "/v1/quotes",
+                Some(&w.store),
+                Some(&json!({"product_id": pid, "term_months": months, "device_price": v["principal"], "down_payment": "0"})),
+                None,
+            )
             .await
             .expect(200);
         for k in ["principal", "apr_irr", "hold_amount", "total_repayable", "pricing", "product_id", "term_months"] {
@@ -995,13 +1098,24 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
         .await
         .expect("move the funding window");
         let f = app
-            .post(&bank, &format!("/v1/orders/{order_id}/funding"), json!({"decision": "approved", "loan_no": format!("GV-L{i}"), "funded_on": funded_on.to_string()}))
+            .post(
+                &bank,
+                &format!("/v1/orders/{order_id}/funding"),
+                json!({"decision": "approved", "loan_no": format!("GV-L{i}"), "funded_on": funded_on.to_string()}),
+            )
             .await
             .expect(200);
         let plan_id = st(&f["plan"]["id"]);
         let plan = app.get(&bank, &format!("/v1/plans/{plan_id}")).await.expect(200);
-        for (k, want) in [("principal", &v["principal"]), ("apr_irr", &v["apr_irr"]), ("funded_on", &v["funded_on"]), ("pricing", &v["pricing"]),
-                          ("term_months", &v["term_months"]), ("status", &json!("active")), ("outstanding_principal", &v["principal"])] {
+        for (k, want) in [
+            ("principal", &v["principal"]),
+            ("apr_irr", &v["apr_irr"]),
+            ("funded_on", &v["funded_on"]),
+            ("pricing", &v["pricing"]),
+            ("term_months", &v["term_months"]),
+            ("status", &json!("active")),
+            ("outstanding_principal", &v["principal"]),
+        ] {
             assert_eq!(&plan[k], want, "{ctx}: plan {k}");
         }
         let pi = plan["installments"].as_array().expect("installments");
@@ -1032,10 +1146,19 @@ async fn borrower_in_clear_for_the_bank_only_audited_and_nowhere_else() {
     let mut answers: Vec<String> = Vec::new();
     let mut keep = |r: &Resp| answers.push(r.body.to_string());
 
-    let r = app.post(&w.wld, "/v1/credit-lines", json!({"customer": {"id_number": idn, "phone": ph, "name": name}, "limit": "20000", "expires_on": FAR})).await;
+    let r = app
+        .post(
+            &w.wld,
+            "/v1/credit-lines",
+            json!({"customer": {"id_number": idn, "phone": ph, "name": name}, "limit": "20000", "expires_on": FAR}),
+        )
+        .await;
     keep(&r);
     let l = r.expect(201);
-    assert_eq!(l["customer"], json!({"id_number_masked": format!("{}********{}", &idn[..6], &idn[14..]), "phone_masked": format!("{}****{}", &ph[..3], &ph[7..])}));
+    assert_eq!(
+        l["customer"],
+        json!({"id_number_masked": format!("{}********{}", &idn[..6], &idn[14..]), "phone_masked": format!("{}****{}", &ph[..3], &ph[7..])})
+    );
     let mut body = order("PII-1", seed);
     body["customer"]["name"] = json!(name);
     let r = app.post(&w.store, "/v1/orders", body.clone()).await;
@@ -1044,10 +1167,13 @@ async fn borrower_in_clear_for_the_bank_only_audited_and_nowhere_else() {
     assert_eq!(o["device"]["imei_masked"], json!(format!("{}*****{}", &im[..6], &im[11..])));
     let oid = st(&o["id"]);
     // A refusal carrying the same customer.
-    let r = app.post(&w.store, "/v1/orders", with(&with(&body, "out_order_no", Some(json!("PII-2"))), "product_id", Some(json!("nope")))).await;
+    let r =
+        app.post(&w.store, "/v1/orders", with(&with(&body, "out_order_no", Some(json!("PII-2"))), "product_id", Some(json!("nope")))).await;
     err(&r, 422, "unknown_reference", Some("product_id"));
     keep(&r);
-    let r = app.post(&w.store, "/v1/orders", with(&with(&body, "out_order_no", Some(json!("PII-3"))), "device.price", Some(json!("400")))).await;
+    let r = app
+        .post(&w.store, "/v1/orders", with(&with(&body, "out_order_no", Some(json!("PII-3"))), "device.price", Some(json!("400"))))
+        .await;
     err(&r, 422, "principal_out_of_range", Some("down_payment"));
     keep(&r);
 
@@ -1074,7 +1200,13 @@ async fn borrower_in_clear_for_the_bank_only_audited_and_nowhere_else() {
     err(&app.get(&bank, "/v1/admin/audit-log").await, 403, "forbidden", None);
 
     // Funded, cancelled elsewhere, read back through every endpoint: masked forms only.
-    let f = app.post(&bank, &format!("/v1/orders/{oid}/funding"), json!({"decision": "approved", "loan_no": "PII-L", "funded_on": today().to_string()})).await;
+    let f = app
+        .post(
+            &bank,
+            &format!("/v1/orders/{oid}/funding"),
+            json!({"decision": "approved", "loan_no": "PII-L", "funded_on": today().to_string()}),
+        )
+        .await;
     keep(&f);
     let plan_id = st(&f.body["plan"]["id"]);
     for (key, p) in [
@@ -1119,14 +1251,22 @@ async fn borrower_in_clear_for_the_bank_only_audited_and_nowhere_else() {
     let mut found_masked = 0;
     for c in &columns {
         let (t, col, ty): (String, String, String) = (c.get(0), c.get(1), c.get(2));
-        let expr = if ty == "bytea" { format!("position(convert_to($1, 'UTF8') in \"{col}\") > 0") } else { format!("strpos(\"{col}\"::text, $1) > 0") };
+        let expr = if ty == "bytea" {
+            format!("position(convert_to($1, 'UTF8') in \"{col}\") > 0")
+        } else {
+            format!("strpos(\"{col}\"::text, $1) > 0")
+        };
         for raw in [idn.as_str(), ph.as_str(), im.as_str(), name, &idn[6..14]] {
             let n: i64 = db.query_one(&format!("SELECT count(*) FROM \"{t}\" WHERE {expr}"), &[&raw]).await.expect("scan").get(0);
             assert_eq!(n, 0, "{raw} found unencrypted in {t}.{col}");
         }
         let masked = format!("{}********{}", &idn[..6], &idn[14..]);
         if ty != "bytea" {
-            let n: i64 = db.query_one(&format!("SELECT count(*) FROM \"{t}\" WHERE strpos(\"{col}\"::text, $1) > 0"), &[&masked]).await.expect("scan").get(0);
+            let n: i64 = db
+                .query_one(&format!("SELECT count(*) FROM \"{t}\" WHERE strpos(\"{col}\"::text, $1) > 0"), &[&masked])
+                .await
+                .expect("scan")
+                .get(0);
             found_masked += n;
         }
     }
@@ -1174,9 +1314,13 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
     let o2 = place(&w, &w.store, order("V-2", 70)).await;
     let o3 = place(&w, &w.store, order("V-3", 70)).await;
     place(&w, &w.store, order("V-4", 70)).await;
-    app.post(&bank, &format!("/v1/orders/{}/funding", st(&o1["id"])), json!({"decision": "approved", "loan_no": "V-L1", "funded_on": today().to_string()}))
-        .await
-        .expect(200);
+    app.post(
+        &bank,
+        &format!("/v1/orders/{}/funding", st(&o1["id"])),
+        json!({"decision": "approved", "loan_no": "V-L1", "funded_on": today().to_string()}),
+    )
+    .await
+    .expect(200);
     app.post(&w.store, &format!("/v1/orders/{}/cancel", st(&o2["id"])), json!({})).await.expect(200);
     app.post(&bank, &format!("/v1/orders/{}/funding", st(&o3["id"])), json!({"decision": "rejected", "reason": "no"})).await.expect(200);
     err(&app.post(&w.store, "/v1/orders", order("V-5", 71)).await, 422, "no_matching_credit_line", None);
@@ -1204,21 +1348,33 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
     verify_ok(app).await;
 
     let hold_id = st(&o1["hold"]["id"]);
-    db.execute("UPDATE holds SET remaining_fen = remaining_fen - 1, released_fen = released_fen + 1 WHERE id = $1", &[&hold_id]).await.expect("corrupt");
+    db.execute("UPDATE holds SET remaining_fen = remaining_fen - 1, released_fen = released_fen + 1 WHERE id = $1", &[&hold_id])
+        .await
+        .expect("corrupt");
     let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
     assert_eq!(v["ok"], json!(false));
     assert!(has_violation(&v, "hold_remaining_journal", &hold_id), "{v}");
     assert!(has_violation(&v, "hold_released_journal", &hold_id), "{v}");
-    db.execute("UPDATE holds SET remaining_fen = remaining_fen + 1, released_fen = released_fen - 1 WHERE id = $1", &[&hold_id]).await.expect("repair");
+    db.execute("UPDATE holds SET remaining_fen = remaining_fen + 1, released_fen = released_fen - 1 WHERE id = $1", &[&hold_id])
+        .await
+        .expect("repair");
 
-    db.execute("UPDATE bank_exposure_stripes SET used_fen = used_fen + 1 WHERE bank_id = 'bk-a' AND stripe = 0", &[]).await.expect("corrupt");
+    db.execute("UPDATE bank_exposure_stripes SET used_fen = used_fen + 1 WHERE bank_id = 'bk-a' AND stripe = 0", &[])
+        .await
+        .expect("corrupt");
     let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
     assert!(has_violation(&v, "bank_exposure_matches_book", "bk-a#0") && has_violation(&v, "bank_exposure_journal", "bk-a"), "{v}");
-    db.execute("UPDATE bank_exposure_stripes SET used_fen = used_fen - 1 WHERE bank_id = 'bk-a' AND stripe = 0", &[]).await.expect("repair");
-    db.execute("UPDATE bank_exposure_stripes SET limit_fen = limit_fen + 1 WHERE bank_id = 'bk-a' AND stripe = 1", &[]).await.expect("corrupt");
+    db.execute("UPDATE bank_exposure_stripes SET used_fen = used_fen - 1 WHERE bank_id = 'bk-a' AND stripe = 0", &[])
+        .await
+        .expect("repair");
+    db.execute("UPDATE bank_exposure_stripes SET limit_fen = limit_fen + 1 WHERE bank_id = 'bk-a' AND stripe = 1", &[])
+        .await
+        .expect("corrupt");
     let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
     assert!(has_violation(&v, "bank_stripes_add_up", "bk-a"), "{v}");
-    db.execute("UPDATE bank_exposure_stripes SET limit_fen = limit_fen - 1 WHERE bank_id = 'bk-a' AND stripe = 1", &[]).await.expect("repair");
+    db.execute("UPDATE bank_exposure_stripes SET limit_fen = limit_fen - 1 WHERE bank_id = 'bk-a' AND stripe = 1", &[])
+        .await
+        .expect("repair");
 
     let entry: i64 = db.query_one("SELECT min(id) FROM journal_entries", &[]).await.expect("entry").get(0);
     db.execute("INSERT INTO journal_lines (entry_id, account, amount_fen) VALUES ($1, 'test:x', 5)", &[&entry]).await.expect("corrupt");
@@ -1227,10 +1383,14 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
     db.execute("DELETE FROM journal_lines WHERE account = 'test:x'", &[]).await.expect("repair");
 
     let plan_id = db.query_one("SELECT id FROM plans", &[]).await.expect("plan").get::<_, String>(0);
-    db.execute("UPDATE installments SET principal_fen = principal_fen + 1 WHERE plan_id = $1 AND seq = 1", &[&plan_id]).await.expect("corrupt");
+    db.execute("UPDATE installments SET principal_fen = principal_fen + 1 WHERE plan_id = $1 AND seq = 1", &[&plan_id])
+        .await
+        .expect("corrupt");
     let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
     assert!(has_violation(&v, "plan_principal_adds_up", &plan_id), "{v}");
-    db.execute("UPDATE installments SET principal_fen = principal_fen - 1 WHERE plan_id = $1 AND seq = 1", &[&plan_id]).await.expect("repair");
+    db.execute("UPDATE installments SET principal_fen = principal_fen - 1 WHERE plan_id = $1 AND seq = 1", &[&plan_id])
+        .await
+        .expect("repair");
     verify_ok(app).await;
     let (code, out) = cli_verify(app).await;
     assert_eq!(code, 0, "{out}");
@@ -1269,7 +1429,12 @@ async fn placement_cancel_and_funding_replay_their_stored_answers() {
     replayed(&refused, &app.post_idem(&w.store, "/v1/orders", order("R-2", 81), "place-2").await);
     assert_eq!(app.post_idem(&w.store, "/v1/orders", order("R-2", 81), "place-2b").await.status, 201);
     // Invalid requests are not stored: the key is still free.
-    err(&app.post_idem(&w.store, "/v1/orders", with(&order("R-3", 81), "down_payment", Some(json!(1))), "place-3").await, 422, "invalid_amount", Some("down_payment"));
+    err(
+        &app.post_idem(&w.store, "/v1/orders", with(&order("R-3", 81), "down_payment", Some(json!(1))), "place-3").await,
+        422,
+        "invalid_amount",
+        Some("down_payment"),
+    );
     let ok = app.post_idem(&w.store, "/v1/orders", order("R-3", 81), "place-3").await;
     assert_eq!(ok.status, 201);
     // An already_exists refusal is stored too.
@@ -1299,7 +1464,12 @@ async fn placement_cancel_and_funding_replay_their_stored_answers() {
     let f = app.post_idem(&bank, &funding, body.clone(), "fund-1").await;
     assert_eq!((f.status, f.body["status"].clone()), (200, json!("active")));
     replayed(&f, &app.post_idem(&bank, &funding, body.clone(), "fund-1").await);
-    err(&app.post_idem(&bank, &funding, with(&body, "loan_no", Some(json!("R-L2"))), "fund-1").await, 422, "idempotency_key_reused", Some("Idempotency-Key"));
+    err(
+        &app.post_idem(&bank, &funding, with(&body, "loan_no", Some(json!("R-L2"))), "fund-1").await,
+        422,
+        "idempotency_key_reused",
+        Some("Idempotency-Key"),
+    );
     err(&app.post_idem(&bank, &funding, body.clone(), "fund-2").await, 409, "already_exists", Some("loan_no"));
     assert_eq!(count(app, "SELECT count(*) FROM plans").await, 1);
     verify_ok(app).await;

@@ -46,7 +46,11 @@ fn the_public_smoke_check_passes_against_the_embedded_default() {
         if ready {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the service did not become ready: {}", std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the service did not become ready: {}",
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let out = Command::new("python3")

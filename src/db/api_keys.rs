@@ -1,8 +1,8 @@
 //! API keys: stored as a SHA-256 hash only.
 
+use super::Db;
 use crate::auth::{Caller, Principal, PrincipalKind};
 use chrono::{DateTime, Utc};
-use super::Db;
 use tokio_postgres::Row;
 
 #[derive(Clone, Debug)]
@@ -20,14 +20,7 @@ const COLUMNS: &str = "id, principal_kind, principal_id, rate_limit_per_minute, 
 fn from_row(r: &Row) -> ApiKeyRecord {
     let kind = PrincipalKind::parse(r.get::<_, &str>(1)).unwrap_or(PrincipalKind::Admin);
     let principal = Principal::new(kind, r.get(2)).unwrap_or_else(Principal::admin);
-    ApiKeyRecord {
-        id: r.get(0),
-        principal,
-        rate_limit_per_minute: r.get(3),
-        created_at: r.get(4),
-        revoked_at: r.get(5),
-        seq: r.get(6),
-    }
+    ApiKeyRecord { id: r.get(0), principal, rate_limit_per_minute: r.get(3), created_at: r.get(4), revoked_at: r.get(5), seq: r.get(6) }
 }
 
 pub async fn find_active_by_hash(client: &impl Db, hash: &[u8]) -> Result<Option<Caller>, tokio_postgres::Error> {
@@ -40,11 +33,7 @@ pub async fn find_active_by_hash(client: &impl Db, hash: &[u8]) -> Result<Option
     Ok(row.and_then(|r| {
         let kind = PrincipalKind::parse(r.get::<_, &str>(1))?;
         let principal = Principal::new(kind, r.get(2))?;
-        Some(Caller {
-            principal,
-            key_id: Some(r.get(0)),
-            rate_limit_per_minute: r.get::<_, Option<i32>>(3).map(|n| n as u32),
-        })
+        Some(Caller { principal, key_id: Some(r.get(0)), rate_limit_per_minute: r.get::<_, Option<i32>>(3).map(|n| n as u32) })
     }))
 }
 
@@ -73,16 +62,12 @@ pub async fn get(client: &impl Db, id: &str) -> Result<Option<ApiKeyRecord>, tok
 }
 
 pub async fn list(client: &impl Db, after_seq: i64, limit: i64) -> Result<Vec<ApiKeyRecord>, tokio_postgres::Error> {
-    let rows = client
-        .query(&format!("SELECT {COLUMNS} FROM api_keys WHERE seq > $1 ORDER BY seq LIMIT $2"), &[&after_seq, &limit])
-        .await?;
+    let rows = client.query(&format!("SELECT {COLUMNS} FROM api_keys WHERE seq > $1 ORDER BY seq LIMIT $2"), &[&after_seq, &limit]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// Revokes; `false` when no such key.
 pub async fn revoke(client: &impl Db, id: &str) -> Result<bool, tokio_postgres::Error> {
-    let n = client
-        .execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", &[&id])
-        .await?;
+    let n = client.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", &[&id]).await?;
     Ok(n == 1)
 }

@@ -19,10 +19,7 @@ pub struct BankCandidate {
 /// Every bank, in routing order (priority, then creation order).
 pub async fn routing_order(tx: &Tx<'_>) -> Result<Vec<BankCandidate>, tokio_postgres::Error> {
     let rows = tx.query("SELECT id, apr_min, apr_max, regions FROM banks ORDER BY priority, seq", &[]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| BankCandidate { id: r.get(0), apr_min: r.get(1), apr_max: r.get(2), regions: r.get(3) })
-        .collect())
+    Ok(rows.iter().map(|r| BankCandidate { id: r.get(0), apr_min: r.get(1), apr_max: r.get(2), regions: r.get(3) }).collect())
 }
 
 /// Splits `limit_fen` over the stripes given their `used_fen`: each gets its used amount plus an
@@ -52,9 +49,8 @@ pub async fn create_stripes(tx: &Tx<'_>, bank_id: &str, limit: Amount) -> Result
 
 /// Spreads the bank's limit over its stripes again (all stripes locked in order): after a limit change.
 pub async fn rebalance(tx: &Tx<'_>, bank_id: &str, limit_fen: i64) -> Result<(), tokio_postgres::Error> {
-    let rows = tx
-        .query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id])
-        .await?;
+    let rows =
+        tx.query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id]).await?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -130,9 +126,8 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     }
     // Then under locks on every stripe, in order: give stripe 0 the room it needs.
     let limit: i64 = tx.query_one("SELECT exposure_limit_fen FROM banks WHERE id = $1", &[&bank_id]).await?.get(0);
-    let rows = tx
-        .query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id])
-        .await?;
+    let rows =
+        tx.query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id]).await?;
     let stripes: Vec<i16> = rows.iter().map(|r| r.get(0)).collect();
     let mut used: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
     if stripes.is_empty() || limit - used.iter().sum::<i64>() < p {

@@ -1,8 +1,8 @@
 //! Business days closed by end of day; what arrives for a closed day is booked on the next open one.
 
 use super::Tx;
-use chrono::NaiveDate;
 use crate::db::Db;
+use chrono::NaiveDate;
 
 pub async fn last_closed(c: &impl Db) -> Result<Option<NaiveDate>, tokio_postgres::Error> {
     Ok(c.query_one("SELECT max(business_date) FROM business_days", &[]).await?.get(0))

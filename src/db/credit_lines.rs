@@ -1,9 +1,9 @@
 //! Credit lines (the whitelist) and their holds.
 
+use super::Db;
 use super::Tx;
 use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
-use super::Db;
 use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
@@ -28,7 +28,8 @@ impl CreditLine {
     }
 }
 
-const COLUMNS: &str = "id, provider_id, id_number_masked, phone_masked, limit_fen, held_fen, drawn_fen, expires_on, status, created_at, updated_at";
+const COLUMNS: &str =
+    "id, provider_id, id_number_masked, phone_masked, limit_fen, held_fen, drawn_fen, expires_on, status, created_at, updated_at";
 
 fn line(r: &Row) -> CreditLine {
     CreditLine {
@@ -66,7 +67,11 @@ pub async fn lock_by_customer(tx: &Tx<'_>, provider_id: &str, id_number_hash: &s
 }
 
 /// The customer's lines at these providers, locked in id order (the fixed lock order).
-pub async fn lock_customer_lines(tx: &Tx<'_>, id_number_hash: &str, providers: &[String]) -> Result<Vec<CreditLine>, tokio_postgres::Error> {
+pub async fn lock_customer_lines(
+    tx: &Tx<'_>,
+    id_number_hash: &str,
+    providers: &[String],
+) -> Result<Vec<CreditLine>, tokio_postgres::Error> {
     let rows = tx
         .query(
             &format!("SELECT {COLUMNS} FROM credit_lines WHERE id_number_hash = $1 AND provider_id = ANY($2) ORDER BY id FOR UPDATE"),
@@ -99,8 +104,18 @@ pub async fn insert(tx: &Tx<'_>, n: &NewLine<'_>) -> Result<Option<CreditLine>, 
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT ON CONSTRAINT credit_lines_provider_customer DO NOTHING RETURNING {COLUMNS}"
             ),
-            &[&n.id, &n.provider_id, &n.id_number_hash, &n.id_number_masked, &n.phone_hash, &n.phone_masked, &n.identity_sealed,
-              &n.limit.fen(), &n.expires_on, &n.status],
+            &[
+                &n.id,
+                &n.provider_id,
+                &n.id_number_hash,
+                &n.id_number_masked,
+                &n.phone_hash,
+                &n.phone_masked,
+                &n.identity_sealed,
+                &n.limit.fen(),
+                &n.expires_on,
+                &n.status,
+            ],
         )
         .await?;
     Ok(row.as_ref().map(line))
@@ -144,7 +159,13 @@ pub async fn move_balances(tx: &Tx<'_>, id: &str, held_delta_fen: i64, drawn_del
     Ok(line(&row))
 }
 
-pub async fn insert_debt_repayment(tx: &Tx<'_>, id: &str, line_id: &str, amount: Amount, booked_on: NaiveDate) -> Result<(), tokio_postgres::Error> {
+pub async fn insert_debt_repayment(
+    tx: &Tx<'_>,
+    id: &str,
+    line_id: &str,
+    amount: Amount,
+    booked_on: NaiveDate,
+) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "INSERT INTO debt_repayments (id, credit_line_id, amount_fen, booked_on) VALUES ($1, $2, $3, $4)",
         &[&id, &line_id, &amount.fen(), &booked_on],

@@ -72,7 +72,5 @@ pub async fn insert(
 
 /// Deletes answers older than the retention; returns how many.
 pub async fn purge_older_than_days(client: &tokio_postgres::Client, days: u32) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)", &[&(days as i32)])
-        .await
+    client.execute("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)", &[&(days as i32)]).await
 }

@@ -15,9 +15,9 @@ pub mod setup;
 
 use crate::error::{ApiError, ErrorCode};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::future::Future;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use std::future::Future;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -103,7 +103,11 @@ pub trait Db: Sync {
         }
     }
 
-    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
+    fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
         async move {
             let mut rows = self.query(sql, params).await?;
             match rows.len() {
@@ -117,20 +121,37 @@ pub trait Db: Sync {
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send;
 
     /// The driver's own answer for the row-count errors (it builds them; we cannot).
-    fn query_one_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send;
-    fn query_opt_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send;
+    fn query_one_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)])
+    -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send;
+    fn query_opt_plain(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send;
 }
 
 macro_rules! plain_db {
     ($t:ty) => {
         impl Db for $t {
-            fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
+            fn query(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send {
                 <$t>::query(self, sql, params)
             }
-            fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send {
+            fn execute(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send {
                 <$t>::execute(self, sql, params)
             }
-            fn query_one_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
+            fn query_one_plain(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
                 <$t>::query_one(self, sql, params)
             }
             fn query_opt_plain(
@@ -154,10 +175,18 @@ impl Db for Tx<'_> {
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send {
         Tx::execute(self, sql, params)
     }
-    fn query_one_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
+    fn query_one_plain(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
         Tx::query_one(self, sql, params)
     }
-    fn query_opt_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
+    fn query_opt_plain(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
         Tx::query_opt(self, sql, params)
     }
 }
@@ -175,13 +204,21 @@ impl Db for deadpool_postgres::ClientWrapper {
             tokio_postgres::Client::execute(self, &statement, params).await
         }
     }
-    fn query_one_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
+    fn query_one_plain(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
         async move {
             let statement = self.prepare_cached(sql).await?;
             tokio_postgres::Client::query_one(self, &statement, params).await
         }
     }
-    fn query_opt_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
+    fn query_opt_plain(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
         async move {
             let statement = self.prepare_cached(sql).await?;
             tokio_postgres::Client::query_opt(self, &statement, params).await
@@ -230,12 +267,7 @@ pub async fn migrate(client: &mut Client) -> anyhow::Result<usize> {
 
 /// The newest migration version embedded in this binary.
 pub fn latest_migration_version() -> i64 {
-    embedded_migrations::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| i64::from(m.version()))
-        .max()
-        .unwrap_or(0)
+    embedded_migrations::migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max().unwrap_or(0)
 }
 
 /// Is the database reachable with every migration applied?
@@ -256,8 +288,11 @@ pub fn classify_error(e: &tokio_postgres::Error) -> ApiError {
     }
     if let Some(db) = e.as_db_error() {
         let code = db.code();
-        if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS
+        if *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
         {
             tracing::warn!(error = %e, "database busy or going away");
             return ApiError::unavailable();

@@ -1,10 +1,10 @@
 //! The notice outbox (API.md section 7), written in the same transaction as the change it tells of.
 
+use super::Db;
 use super::Tx;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use super::Db;
 use tokio_postgres::Row;
 
 /// A notice to be recorded: its type, recipient and data.
@@ -108,12 +108,7 @@ pub async fn position_after(c: &impl Db, seq: i64) -> Result<i64, tokio_postgres
 }
 
 /// A recipient's notices after position `after_pos`, in position order (`None` recipient: all, for the admin).
-pub async fn feed(
-    c: &impl Db,
-    recipient: Option<(&str, &str)>,
-    after_pos: i64,
-    limit: i64,
-) -> Result<Vec<Notice>, tokio_postgres::Error> {
+pub async fn feed(c: &impl Db, recipient: Option<(&str, &str)>, after_pos: i64, limit: i64) -> Result<Vec<Notice>, tokio_postgres::Error> {
     let rows = match recipient {
         Some((kind, id)) => {
             c.query(
@@ -211,11 +206,7 @@ pub async fn reset_for_redelivery(tx: &Tx<'_>, seq: i64) -> Result<AdminNotice, 
 }
 
 /// The recipient's current `(webhook_url, webhook_secret)`, when it has a URL.
-pub async fn recipient_webhook(
-    c: &impl Db,
-    kind: &str,
-    id: &str,
-) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
+pub async fn recipient_webhook(c: &impl Db, kind: &str, id: &str) -> Result<Option<(String, Option<String>)>, tokio_postgres::Error> {
     let sql = match kind {
         "bank" => "SELECT webhook_url, webhook_secret FROM banks WHERE id = $1",
         "provider" => "SELECT webhook_url, webhook_secret FROM providers WHERE id = $1",
@@ -237,12 +228,7 @@ pub async fn refresh_lanes(c: &impl Db) -> Result<u64, tokio_postgres::Error> {
 }
 
 /// Leases up to `limit` free lanes that have a due notice, the longest unserved first.
-pub async fn claim_lanes(
-    c: &impl Db,
-    owner: &str,
-    lease_ms: i64,
-    limit: i64,
-) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+pub async fn claim_lanes(c: &impl Db, owner: &str, lease_ms: i64, limit: i64) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
     let rows = c
         .query(
             "WITH free AS (

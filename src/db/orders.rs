@@ -1,11 +1,11 @@
 //! Orders and their holds.
 
+use super::Db;
 use super::Tx;
 use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use super::Db;
 use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
@@ -140,11 +140,36 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
                  RETURNING {ORDER_COLUMNS}"
             ),
             &[
-                &o.id, &o.owner_scope, &o.out_order_no, &o.channel, &o.store_id, &o.partner_id, &o.agent_id, &o.region_code,
-                &o.product_id, &o.term_months, &o.pricing, &o.rate, &o.hold_ratio, &o.grace_days, &o.penalty_daily_rate,
-                &o.partner_referral_fee.fen(), &o.principal.fen(), &o.apr_irr, &o.device_sku, &o.imei_masked, &o.device_price.fen(),
-                &o.down_payment.fen(), &o.consent, &o.identity_sealed, &o.credit_line_id, &o.bank_id, &o.hold_id, &o.funding_deadline,
-                &o.created_on, &o.exposure_stripe,
+                &o.id,
+                &o.owner_scope,
+                &o.out_order_no,
+                &o.channel,
+                &o.store_id,
+                &o.partner_id,
+                &o.agent_id,
+                &o.region_code,
+                &o.product_id,
+                &o.term_months,
+                &o.pricing,
+                &o.rate,
+                &o.hold_ratio,
+                &o.grace_days,
+                &o.penalty_daily_rate,
+                &o.partner_referral_fee.fen(),
+                &o.principal.fen(),
+                &o.apr_irr,
+                &o.device_sku,
+                &o.imei_masked,
+                &o.device_price.fen(),
+                &o.down_payment.fen(),
+                &o.consent,
+                &o.identity_sealed,
+                &o.credit_line_id,
+                &o.bank_id,
+                &o.hold_id,
+                &o.funding_deadline,
+                &o.created_on,
+                &o.exposure_stripe,
             ],
         )
         .await?;
@@ -152,10 +177,7 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
 }
 
 pub async fn out_order_no_taken(c: &impl Db, owner_scope: &str, out_order_no: &str) -> Result<bool, tokio_postgres::Error> {
-    Ok(c
-        .query_opt("SELECT 1 FROM orders WHERE owner_scope = $1 AND out_order_no = $2", &[&owner_scope, &out_order_no])
-        .await?
-        .is_some())
+    Ok(c.query_opt("SELECT 1 FROM orders WHERE owner_scope = $1 AND out_order_no = $2", &[&owner_scope, &out_order_no]).await?.is_some())
 }
 
 pub async fn get(c: &impl Db, id: &str) -> Result<Option<Order>, tokio_postgres::Error> {
@@ -249,7 +271,8 @@ impl Hold {
     }
 }
 
-const HOLD_COLUMNS: &str = "id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen, status";
+const HOLD_COLUMNS: &str =
+    "id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen, status";
 
 fn hold(r: &Row) -> Hold {
     let h = Hold {
@@ -268,7 +291,14 @@ fn hold(r: &Row) -> Hold {
     h
 }
 
-pub async fn insert_hold(tx: &Tx<'_>, id: &str, line_id: &str, provider_id: &str, order_id: &str, amount: Amount) -> Result<Hold, tokio_postgres::Error> {
+pub async fn insert_hold(
+    tx: &Tx<'_>,
+    id: &str,
+    line_id: &str,
+    provider_id: &str,
+    order_id: &str,
+    amount: Amount,
+) -> Result<Hold, tokio_postgres::Error> {
     let row = tx
         .query_one(
             &format!(

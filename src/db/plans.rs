@@ -1,12 +1,12 @@
 //! Installment plans and their installments.
 
+use super::Db;
 use super::Tx;
 use crate::domain::installment::InstallmentState;
 use crate::domain::money::Amount;
 use crate::domain::schedule::ScheduledInstallment;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use super::Db;
 use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
@@ -73,7 +73,18 @@ pub async fn insert(tx: &Tx<'_>, p: &NewPlan<'_>, schedule: &[ScheduledInstallme
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active')
                  ON CONFLICT ON CONSTRAINT plans_loan_no_unique DO NOTHING RETURNING {PLAN_COLUMNS}"
             ),
-            &[&p.id, &p.order_id, &p.bank_id, &p.loan_no, &p.principal.fen(), &p.pricing, &p.rate, &p.apr_irr, &p.term_months, &p.funded_on],
+            &[
+                &p.id,
+                &p.order_id,
+                &p.bank_id,
+                &p.loan_no,
+                &p.principal.fen(),
+                &p.pricing,
+                &p.rate,
+                &p.apr_irr,
+                &p.term_months,
+                &p.funded_on,
+            ],
         )
         .await?
     else {

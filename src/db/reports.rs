@@ -1,8 +1,8 @@
 //! Reports read from the books (API.md section 8): a bank's movements booked on one business date,
 //! and a partner's monthly statement.
 
-use chrono::NaiveDate;
 use crate::db::Db;
+use chrono::NaiveDate;
 
 /// One movement of a bank's money booked on a date, amounts in fen.
 #[derive(Debug, Clone)]

@@ -1,10 +1,10 @@
 //! Reference data set up by the admin: providers, banks, stores, partners, products.
 
+use super::Db;
 use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use super::Db;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
@@ -191,8 +191,12 @@ pub async fn rotate_webhook_secret(
     secret: &str,
 ) -> Result<Option<bool>, tokio_postgres::Error> {
     let sql = match table {
-        WebhookOwner::Bank => "UPDATE banks SET webhook_secret = CASE WHEN webhook_url IS NULL THEN NULL ELSE $2 END, updated_at = now() WHERE id = $1 RETURNING webhook_url IS NOT NULL",
-        WebhookOwner::Provider => "UPDATE providers SET webhook_secret = CASE WHEN webhook_url IS NULL THEN NULL ELSE $2 END, updated_at = now() WHERE id = $1 RETURNING webhook_url IS NOT NULL",
+        WebhookOwner::Bank => {
+            "UPDATE banks SET webhook_secret = CASE WHEN webhook_url IS NULL THEN NULL ELSE $2 END, updated_at = now() WHERE id = $1 RETURNING webhook_url IS NOT NULL"
+        }
+        WebhookOwner::Provider => {
+            "UPDATE providers SET webhook_secret = CASE WHEN webhook_url IS NULL THEN NULL ELSE $2 END, updated_at = now() WHERE id = $1 RETURNING webhook_url IS NOT NULL"
+        }
     };
     Ok(c.query_opt(sql, &[&id, &secret]).await?.map(|r| r.get(0)))
 }
@@ -445,8 +449,20 @@ pub async fn insert_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<O
                  grace_days, penalty_daily_rate, funding_timeout_hours, partner_referral_fee_fen, active)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING RETURNING *",
             &[
-                &id, &p.name, &p.pricing, &terms, &p.providers, &p.regions, &p.min_principal.fen(), &p.max_principal.fen(),
-                &p.hold_ratio, &p.grace_days, &p.penalty_daily_rate, &p.funding_timeout_hours, &p.partner_referral_fee.fen(), &p.active,
+                &id,
+                &p.name,
+                &p.pricing,
+                &terms,
+                &p.providers,
+                &p.regions,
+                &p.min_principal.fen(),
+                &p.max_principal.fen(),
+                &p.hold_ratio,
+                &p.grace_days,
+                &p.penalty_daily_rate,
+                &p.funding_timeout_hours,
+                &p.partner_referral_fee.fen(),
+                &p.active,
             ],
         )
         .await?;
@@ -471,8 +487,20 @@ pub async fn update_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<O
                  partner_referral_fee_fen = $13, active = $14, updated_at = now()
              WHERE id = $1 RETURNING *",
             &[
-                &id, &p.name, &p.pricing, &terms, &p.providers, &p.regions, &p.min_principal.fen(), &p.max_principal.fen(),
-                &p.hold_ratio, &p.grace_days, &p.penalty_daily_rate, &p.funding_timeout_hours, &p.partner_referral_fee.fen(), &p.active,
+                &id,
+                &p.name,
+                &p.pricing,
+                &terms,
+                &p.providers,
+                &p.regions,
+                &p.min_principal.fen(),
+                &p.max_principal.fen(),
+                &p.hold_ratio,
+                &p.grace_days,
+                &p.penalty_daily_rate,
+                &p.funding_timeout_hours,
+                &p.partner_referral_fee.fen(),
+                &p.active,
             ],
         )
         .await?;
@@ -489,9 +517,8 @@ pub async fn lock_row(c: &impl Db, table: &'static str, id: &str) -> Result<(), 
 
 /// Which of `ids` have no provider row.
 pub async fn missing_providers(c: &impl Db, ids: &[String]) -> Result<Vec<String>, tokio_postgres::Error> {
-    let rows = c
-        .query("SELECT x FROM unnest($1::text[]) AS x WHERE NOT EXISTS (SELECT 1 FROM providers p WHERE p.id = x)", &[&ids])
-        .await?;
+    let rows =
+        c.query("SELECT x FROM unnest($1::text[]) AS x WHERE NOT EXISTS (SELECT 1 FROM providers p WHERE p.id = x)", &[&ids]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 

@@ -40,9 +40,7 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, DateError> {
 /// The value of a run of ASCII digits, or `None` if any byte is not a digit.
 fn digits(bytes: &[u8]) -> Option<u32> {
     debug_assert!(bytes.len() <= 4, "at most 4 digits");
-    bytes.iter().try_fold(0_u32, |value, b| {
-        b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
-    })
+    bytes.iter().try_fold(0_u32, |value, b| b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0')))
 }
 
 /// `date + months`, clamped to the last day of the resulting month
@@ -89,16 +87,7 @@ mod tests {
 
     #[test]
     fn parse_impossible_dates() {
-        for text in [
-            "2027-02-29",
-            "2027-02-30",
-            "2100-02-29",
-            "2027-13-01",
-            "2027-00-10",
-            "2027-04-31",
-            "2027-01-00",
-            "0000-01-01",
-        ] {
+        for text in ["2027-02-29", "2027-02-30", "2100-02-29", "2027-13-01", "2027-00-10", "2027-04-31", "2027-01-00", "0000-01-01"] {
             assert_eq!(parse_date(text), Err(DateError::Impossible), "{text}");
         }
     }
@@ -134,23 +123,11 @@ mod tests {
         assert_eq!(add_months_clamped(d(2027, 1, 31), 1), d(2027, 2, 28));
         assert_eq!(add_months_clamped(d(2027, 1, 31), 2), d(2027, 3, 31));
         assert_eq!(add_months_clamped(d(2027, 1, 31), 3), d(2027, 4, 30));
-        assert_eq!(
-            add_months_clamped(d(2028, 1, 31), 1),
-            d(2028, 2, 29),
-            "leap year"
-        );
+        assert_eq!(add_months_clamped(d(2028, 1, 31), 1), d(2028, 2, 29), "leap year");
         assert_eq!(add_months_clamped(d(2028, 1, 29), 1), d(2028, 2, 29));
         assert_eq!(add_months_clamped(d(2028, 1, 30), 1), d(2028, 2, 29));
-        assert_eq!(
-            add_months_clamped(d(2100, 1, 31), 1),
-            d(2100, 2, 28),
-            "2100 is not a leap year"
-        );
-        assert_eq!(
-            add_months_clamped(d(2000, 1, 31), 1),
-            d(2000, 2, 29),
-            "2000 is a leap year"
-        );
+        assert_eq!(add_months_clamped(d(2100, 1, 31), 1), d(2100, 2, 28), "2100 is not a leap year");
+        assert_eq!(add_months_clamped(d(2000, 1, 31), 1), d(2000, 2, 29), "2000 is a leap year");
         assert_eq!(add_months_clamped(d(2027, 2, 28), 12), d(2028, 2, 28));
         assert_eq!(add_months_clamped(d(2028, 2, 29), 12), d(2029, 2, 28));
         assert_eq!(add_months_clamped(d(2028, 2, 29), 48), d(2032, 2, 29));
@@ -166,15 +143,7 @@ mod tests {
     fn clamping_is_always_from_the_start_date() {
         let funded_on = d(2027, 1, 31);
         let dues: Vec<_> = (1..=4).map(|k| add_months_clamped(funded_on, k)).collect();
-        assert_eq!(
-            dues,
-            vec![
-                d(2027, 2, 28),
-                d(2027, 3, 31),
-                d(2027, 4, 30),
-                d(2027, 5, 31)
-            ]
-        );
+        assert_eq!(dues, vec![d(2027, 2, 28), d(2027, 3, 31), d(2027, 4, 30), d(2027, 5, 31)]);
     }
 
     #[test]

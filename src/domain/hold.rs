@@ -99,15 +99,9 @@ pub fn hold_amount(schedule: &[ScheduledInstallment], hold_ratio: Decimal) -> Am
 /// # Panics
 /// If `hold_ratio` is not in (0, 10].
 pub fn hold_target(unpaid_scheduled: Amount, hold_ratio: Decimal) -> Amount {
-    assert!(
-        hold_ratio > Decimal::ZERO && hold_ratio <= MAX_HOLD_RATIO,
-        "hold ratio must be in (0, 10], got {hold_ratio}"
-    );
+    assert!(hold_ratio > Decimal::ZERO && hold_ratio <= MAX_HOLD_RATIO, "hold ratio must be in (0, 10], got {hold_ratio}");
     let target = Amount::round_up(unpaid_scheduled.as_decimal() * hold_ratio);
-    debug_assert!(
-        target >= unpaid_scheduled || hold_ratio < Decimal::ONE,
-        "a ratio of 1+ covers the debt"
-    );
+    debug_assert!(target >= unpaid_scheduled || hold_ratio < Decimal::ONE, "a ratio of 1+ covers the debt");
     target
 }
 
@@ -127,33 +121,19 @@ mod tests {
     fn worked_example_hold() {
         let funded_on = NaiveDate::from_ymd_opt(2027, 1, 31).unwrap();
         let rate = Rate::parse("0.18").unwrap();
-        let schedule =
-            build_schedule(amount("3000"), 12, Pricing::Interest, rate, funded_on).unwrap();
+        let schedule = build_schedule(amount("3000"), 12, Pricing::Interest, rate, funded_on).unwrap();
         assert_eq!(hold_amount(&schedule, dec!(1.00)), amount("3300.46"));
         assert_eq!(hold_amount(&schedule, dec!(1.5)), amount("4950.69"));
-        assert_eq!(
-            hold_amount(&schedule, dec!(0.001)),
-            amount("3.31"),
-            "3.30046 rounds up"
-        );
+        assert_eq!(hold_amount(&schedule, dec!(0.001)), amount("3.31"), "3.30046 rounds up");
     }
 
     #[test]
     fn hold_target_rounds_up() {
-        assert_eq!(
-            hold_target(amount("1258.77"), dec!(1.10)),
-            amount("1384.65")
-        );
-        assert_eq!(
-            hold_target(amount("100"), dec!(1.00000001)),
-            amount("100.01")
-        );
+        assert_eq!(hold_target(amount("1258.77"), dec!(1.10)), amount("1384.65"));
+        assert_eq!(hold_target(amount("100"), dec!(1.00000001)), amount("100.01"));
         assert_eq!(hold_target(amount("100"), dec!(1)), amount("100"));
         assert_eq!(hold_target(Amount::ZERO, dec!(10)), Amount::ZERO);
-        assert_eq!(
-            hold_target(amount("999999999999.99"), dec!(10)),
-            Amount::from_fen(999_999_999_999_990)
-        );
+        assert_eq!(hold_target(amount("999999999999.99"), dec!(10)), Amount::from_fen(999_999_999_999_990));
     }
 
     #[test]
@@ -164,53 +144,22 @@ mod tests {
 
     #[test]
     fn hold_ratio_parse() {
-        assert_eq!(
-            HoldRatio::parse("1.00").map(|r| r.to_string()),
-            Ok("1.00".to_string())
-        );
-        assert_eq!(
-            HoldRatio::parse("1").map(|r| r.to_string()),
-            Ok("1.00".to_string())
-        );
-        assert_eq!(
-            HoldRatio::parse("1.1").map(|r| r.to_string()),
-            Ok("1.10".to_string())
-        );
-        assert_eq!(
-            HoldRatio::parse("1.125").map(|r| r.to_string()),
-            Ok("1.125".to_string())
-        );
+        assert_eq!(HoldRatio::parse("1.00").map(|r| r.to_string()), Ok("1.00".to_string()));
+        assert_eq!(HoldRatio::parse("1").map(|r| r.to_string()), Ok("1.00".to_string()));
+        assert_eq!(HoldRatio::parse("1.1").map(|r| r.to_string()), Ok("1.10".to_string()));
+        assert_eq!(HoldRatio::parse("1.125").map(|r| r.to_string()), Ok("1.125".to_string()));
         assert_eq!(HoldRatio::parse("10").map(|r| r.as_decimal()), Ok(dec!(10)));
-        assert_eq!(
-            HoldRatio::parse("10.00000000").map(|r| r.as_decimal()),
-            Ok(dec!(10))
-        );
-        assert_eq!(
-            HoldRatio::parse("0.00000001").map(|r| r.as_decimal()),
-            Ok(dec!(0.00000001))
-        );
+        assert_eq!(HoldRatio::parse("10.00000000").map(|r| r.as_decimal()), Ok(dec!(10)));
+        assert_eq!(HoldRatio::parse("0.00000001").map(|r| r.as_decimal()), Ok(dec!(0.00000001)));
         assert_eq!(HoldRatio::parse("0"), Err(RateError::OutOfRange));
         assert_eq!(HoldRatio::parse("0.00"), Err(RateError::OutOfRange));
         assert_eq!(HoldRatio::parse("10.00000001"), Err(RateError::OutOfRange));
         assert_eq!(HoldRatio::parse("11"), Err(RateError::OutOfRange));
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            "1.",
-            ".5",
-            "100",
-            "1e0",
-            " 1",
-            "1.000000001",
-        ] {
+        for bad in ["", "-1", "+1", "1.", ".5", "100", "1e0", " 1", "1.000000001"] {
             assert_eq!(HoldRatio::parse(bad), Err(RateError::Malformed), "{bad:?}");
         }
         assert_eq!(HoldRatio::default(), HoldRatio::ONE);
-        assert_eq!(
-            HoldRatio::try_from_decimal(dec!(-1)),
-            Err(RateError::OutOfRange)
-        );
+        assert_eq!(HoldRatio::try_from_decimal(dec!(-1)), Err(RateError::OutOfRange));
         assert_eq!(serde_json::to_string(&HoldRatio::ONE).unwrap(), "\"1.00\"");
     }
 }

@@ -49,11 +49,7 @@ impl IdNumber {
             return Err(IdNumberError::BadCheckCharacter);
         }
         let canonical = format!("{}{}", &text[..17], char::from(given));
-        debug_assert_eq!(
-            canonical.len(),
-            18,
-            "canonical id number is 18 ASCII characters"
-        );
+        debug_assert_eq!(canonical.len(), 18, "canonical id number is 18 ASCII characters");
         Ok(IdNumber(canonical))
     }
 
@@ -77,11 +73,7 @@ impl fmt::Debug for IdNumber {
 /// The GB 11643 check character of 17 ASCII digits.
 fn gb11643_check_char(first_17: &[u8]) -> u8 {
     assert_eq!(first_17.len(), 17, "GB 11643 weighs exactly 17 digits");
-    let weighted_sum: u32 = first_17
-        .iter()
-        .zip(ID_WEIGHTS)
-        .map(|(digit, weight)| u32::from(digit - b'0') * weight)
-        .sum();
+    let weighted_sum: u32 = first_17.iter().zip(ID_WEIGHTS).map(|(digit, weight)| u32::from(digit - b'0') * weight).sum();
     ID_CHECK_CHARS[(weighted_sum % 11) as usize]
 }
 
@@ -172,10 +164,7 @@ impl fmt::Debug for Imei {
 
 /// True when the ASCII digits (check digit last) satisfy the Luhn checksum.
 pub fn luhn_valid(digits: &[u8]) -> bool {
-    debug_assert!(
-        digits.iter().all(u8::is_ascii_digit),
-        "Luhn takes digits only"
-    );
+    debug_assert!(digits.iter().all(u8::is_ascii_digit), "Luhn takes digits only");
     let sum: u32 = digits
         .iter()
         .rev()
@@ -196,10 +185,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
 /// `keep_head` characters, `stars` asterisks, `keep_tail` characters.
 fn mask(ascii: &str, keep_head: usize, stars: usize, keep_tail: usize) -> String {
     assert!(ascii.is_ascii(), "only ASCII values are masked");
-    assert!(
-        ascii.len() >= keep_head + keep_tail,
-        "value too short to mask"
-    );
+    assert!(ascii.len() >= keep_head + keep_tail, "value too short to mask");
     let head = &ascii[..keep_head];
     let tail = &ascii[ascii.len() - keep_tail..];
     let masked = format!("{head}{}{tail}", "*".repeat(stars));
@@ -268,10 +254,7 @@ impl RegionPattern {
         while let Some(shorter) = prefix.strip_suffix("00") {
             prefix = shorter;
         }
-        debug_assert!(
-            prefix.len().is_multiple_of(2),
-            "only whole pairs are removed"
-        );
+        debug_assert!(prefix.len().is_multiple_of(2), "only whole pairs are removed");
         prefix
     }
 
@@ -308,24 +291,11 @@ mod tests {
         let lower = IdNumber::parse("11010519491231002x").unwrap();
         assert_eq!(lower.as_str(), VALID_ID, "a trailing x is read as X");
         assert_eq!(lower, id);
-        for first_17 in [
-            "11010119900307123",
-            "44030519851212001",
-            "00000000000000000",
-            "99999999999999999",
-        ] {
+        for first_17 in ["11010119900307123", "44030519851212001", "00000000000000000", "99999999999999999"] {
             let text = with_check(first_17);
-            assert_eq!(
-                IdNumber::parse(&text).map(|i| i.as_str().to_string()),
-                Ok(text.clone())
-            );
+            assert_eq!(IdNumber::parse(&text).map(|i| i.as_str().to_string()), Ok(text.clone()));
         }
-        assert_eq!(
-            IdNumber::parse(&with_check("11010119900307123"))
-                .unwrap()
-                .masked(),
-            "110101********1233"
-        );
+        assert_eq!(IdNumber::parse(&with_check("11010119900307123")).unwrap().masked(), "110101********1233");
     }
 
     #[test]
@@ -338,11 +308,7 @@ mod tests {
             assert!(IdNumber::parse(&text).is_ok(), "{text}");
             for wrong in b"0123456789X".iter().filter(|&&c| c != text.as_bytes()[17]) {
                 let bad = format!("{}{}", &text[..17], char::from(*wrong));
-                assert_eq!(
-                    IdNumber::parse(&bad),
-                    Err(IdNumberError::BadCheckCharacter),
-                    "{bad}"
-                );
+                assert_eq!(IdNumber::parse(&bad), Err(IdNumberError::BadCheckCharacter), "{bad}");
             }
         }
         assert_eq!(seen.len(), 11);
@@ -351,43 +317,15 @@ mod tests {
     #[test]
     fn id_number_invalid() {
         assert_eq!(IdNumber::parse(""), Err(IdNumberError::WrongLength));
-        assert_eq!(
-            IdNumber::parse("11010519491231002"),
-            Err(IdNumberError::WrongLength)
-        );
-        assert_eq!(
-            IdNumber::parse("11010519491231002X1"),
-            Err(IdNumberError::WrongLength)
-        );
-        assert_eq!(
-            IdNumber::parse(" 11010519491231002X"),
-            Err(IdNumberError::WrongLength)
-        );
-        assert_eq!(
-            IdNumber::parse("11010519491231002Y"),
-            Err(IdNumberError::Malformed)
-        );
-        assert_eq!(
-            IdNumber::parse("1101051949123100X2"),
-            Err(IdNumberError::Malformed)
-        );
-        assert_eq!(
-            IdNumber::parse("X10105194912310022"),
-            Err(IdNumberError::Malformed)
-        );
-        assert_eq!(
-            IdNumber::parse("11010519491231002 "),
-            Err(IdNumberError::Malformed)
-        );
-        assert_eq!(
-            IdNumber::parse("１1010519491231002X"),
-            Err(IdNumberError::Malformed),
-            "full-width digit"
-        );
-        assert_eq!(
-            IdNumber::parse("110105194912310021"),
-            Err(IdNumberError::BadCheckCharacter)
-        );
+        assert_eq!(IdNumber::parse("11010519491231002"), Err(IdNumberError::WrongLength));
+        assert_eq!(IdNumber::parse("11010519491231002X1"), Err(IdNumberError::WrongLength));
+        assert_eq!(IdNumber::parse(" 11010519491231002X"), Err(IdNumberError::WrongLength));
+        assert_eq!(IdNumber::parse("11010519491231002Y"), Err(IdNumberError::Malformed));
+        assert_eq!(IdNumber::parse("1101051949123100X2"), Err(IdNumberError::Malformed));
+        assert_eq!(IdNumber::parse("X10105194912310022"), Err(IdNumberError::Malformed));
+        assert_eq!(IdNumber::parse("11010519491231002 "), Err(IdNumberError::Malformed));
+        assert_eq!(IdNumber::parse("１1010519491231002X"), Err(IdNumberError::Malformed), "full-width digit");
+        assert_eq!(IdNumber::parse("110105194912310021"), Err(IdNumberError::BadCheckCharacter));
     }
 
     #[test]
@@ -440,18 +378,8 @@ mod tests {
         assert_eq!(imei.as_str(), "490154203237518");
         assert_eq!(imei.masked(), "490154*****7518");
         assert_eq!(format!("{imei:?}"), "Imei(\"490154*****7518\")");
-        assert_eq!(
-            Imei::parse("490154203237519"),
-            Err(ImeiError::BadCheckDigit)
-        );
-        for bad in [
-            "",
-            "49015420323751",
-            "4901542032375180",
-            "49015420323751a",
-            " 490154203237518",
-            "490154-20323751",
-        ] {
+        assert_eq!(Imei::parse("490154203237519"), Err(ImeiError::BadCheckDigit));
+        for bad in ["", "49015420323751", "4901542032375180", "49015420323751a", " 490154203237518", "490154-20323751"] {
             assert_eq!(Imei::parse(bad), Err(ImeiError::Malformed), "{bad:?}");
         }
         // Every single-digit change of a valid IMEI is caught.
@@ -471,28 +399,15 @@ mod tests {
 
     #[test]
     fn region_code_parse() {
-        assert_eq!(
-            RegionCode::parse_order("440305").map(|c| c.to_string()),
-            Ok("440305".to_string())
-        );
-        for bad in [
-            "", "44", "4403", "44030", "4403050", "44030a", " 44030", "４40305",
-        ] {
-            assert_eq!(
-                RegionCode::parse_order(bad),
-                Err(RegionError::NotSixDigits),
-                "{bad:?}"
-            );
+        assert_eq!(RegionCode::parse_order("440305").map(|c| c.to_string()), Ok("440305".to_string()));
+        for bad in ["", "44", "4403", "44030", "4403050", "44030a", " 44030", "４40305"] {
+            assert_eq!(RegionCode::parse_order(bad), Err(RegionError::NotSixDigits), "{bad:?}");
         }
         for good in ["44", "4403", "440305", "110000", "00"] {
             assert!(RegionPattern::parse(good).is_ok(), "{good}");
         }
         for bad in ["", "4", "440", "44030", "4403050", "4a", " 44", "44 "] {
-            assert_eq!(
-                RegionPattern::parse(bad),
-                Err(RegionError::Malformed),
-                "{bad:?}"
-            );
+            assert_eq!(RegionPattern::parse(bad), Err(RegionError::Malformed), "{bad:?}");
         }
     }
 
@@ -511,10 +426,7 @@ mod tests {
         assert!(!pattern("45").covers(&code("440305")));
         assert!(!pattern("440306").covers(&code("440305")));
         assert!(!pattern("4404").covers(&code("440305")));
-        assert!(
-            !pattern("440305").covers(&code("440300")),
-            "a district does not cover its city code"
-        );
+        assert!(!pattern("440305").covers(&code("440300")), "a district does not cover its city code");
         assert!(!pattern("110100").covers(&code("110000")));
         assert!(!pattern("11").covers(&code("011000")));
         assert_eq!(pattern("440300").prefix(), "4403");

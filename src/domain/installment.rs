@@ -207,11 +207,7 @@ impl InstallmentState {
     /// once nothing is owed, waived if anything was forgiven, else paid.
     pub fn status(&self, as_of: NaiveDate) -> InstallmentStatus {
         if self.is_settled() {
-            if self.waived.is_positive() {
-                InstallmentStatus::Waived
-            } else {
-                InstallmentStatus::Paid
-            }
+            if self.waived.is_positive() { InstallmentStatus::Waived } else { InstallmentStatus::Paid }
         } else if self.due_on < as_of {
             InstallmentStatus::Overdue
         } else {
@@ -227,13 +223,8 @@ impl InstallmentState {
     /// # Panics
     /// If `penalty_daily_rate` is negative.
     pub fn bring_up_to(&mut self, date: NaiveDate, penalty_daily_rate: Decimal) -> Amount {
-        assert!(
-            !penalty_daily_rate.is_sign_negative(),
-            "penalty rate must not be negative"
-        );
-        let start = self
-            .penalty_through
-            .map_or(self.due_on, |through| through.max(self.due_on));
+        assert!(!penalty_daily_rate.is_sign_negative(), "penalty rate must not be negative");
+        let start = self.penalty_through.map_or(self.due_on, |through| through.max(self.due_on));
         if date <= start {
             return Amount::ZERO;
         }
@@ -255,40 +246,19 @@ impl InstallmentState {
         let fee = take(&mut left, self.unpaid_fee());
         let interest = take(&mut left, self.unpaid_interest());
         let principal = take(&mut left, self.unpaid_principal());
-        let split = Split {
-            principal,
-            interest,
-            fee,
-            penalty,
-        };
+        let split = Split { principal, interest, fee, penalty };
         self.apply(split);
-        assert_eq!(
-            split.total() + left,
-            budget,
-            "a budget is paid or left over"
-        );
+        assert_eq!(split.total() + left, budget, "a budget is paid or left over");
         split
     }
 
     /// Records a payment of `split`, which must not exceed what is owed.
     fn apply(&mut self, split: Split) {
         let owed = self.unpaid_split();
-        assert!(
-            split.principal <= owed.principal,
-            "seq {}: principal overpaid",
-            self.seq
-        );
-        assert!(
-            split.interest <= owed.interest,
-            "seq {}: interest overpaid",
-            self.seq
-        );
+        assert!(split.principal <= owed.principal, "seq {}: principal overpaid", self.seq);
+        assert!(split.interest <= owed.interest, "seq {}: interest overpaid", self.seq);
         assert!(split.fee <= owed.fee, "seq {}: fee overpaid", self.seq);
-        assert!(
-            split.penalty <= owed.penalty,
-            "seq {}: penalty overpaid",
-            self.seq
-        );
+        assert!(split.penalty <= owed.penalty, "seq {}: penalty overpaid", self.seq);
         self.paid_principal += split.principal;
         self.paid_interest += split.interest;
         self.paid_fee += split.fee;
@@ -300,16 +270,8 @@ impl InstallmentState {
     fn waive_interest_and_fee(&mut self) -> Amount {
         let forgiven = self.unpaid_interest() + self.unpaid_fee();
         self.waived += forgiven;
-        assert!(
-            self.unpaid_interest().is_zero(),
-            "seq {}: interest fully waived",
-            self.seq
-        );
-        assert!(
-            self.unpaid_fee().is_zero(),
-            "seq {}: fee fully waived",
-            self.seq
-        );
+        assert!(self.unpaid_interest().is_zero(), "seq {}: interest fully waived", self.seq);
+        assert!(self.unpaid_fee().is_zero(), "seq {}: fee fully waived", self.seq);
         self.assert_invariants();
         forgiven
     }
@@ -318,38 +280,17 @@ impl InstallmentState {
     /// owed, waivers only of interest and fee, compensation within payments.
     pub fn assert_invariants(&self) {
         assert!(self.seq >= 1, "seq is 1-based");
-        assert!(
-            self.paid_principal <= self.principal,
-            "seq {}: paid principal within principal",
-            self.seq
-        );
-        assert!(
-            self.paid_interest <= self.interest,
-            "seq {}: paid interest within interest",
-            self.seq
-        );
-        assert!(
-            self.paid_fee <= self.fee,
-            "seq {}: paid fee within fee",
-            self.seq
-        );
-        assert!(
-            self.paid_penalty <= self.penalty,
-            "seq {}: paid penalty within penalty",
-            self.seq
-        );
-        let open_interest_and_fee =
-            (self.interest + self.fee).checked_sub(self.paid_interest + self.paid_fee);
+        assert!(self.paid_principal <= self.principal, "seq {}: paid principal within principal", self.seq);
+        assert!(self.paid_interest <= self.interest, "seq {}: paid interest within interest", self.seq);
+        assert!(self.paid_fee <= self.fee, "seq {}: paid fee within fee", self.seq);
+        assert!(self.paid_penalty <= self.penalty, "seq {}: paid penalty within penalty", self.seq);
+        let open_interest_and_fee = (self.interest + self.fee).checked_sub(self.paid_interest + self.paid_fee);
         assert!(
             open_interest_and_fee.is_some_and(|open| self.waived <= open),
             "seq {}: waived within the interest and fee not paid",
             self.seq
         );
-        assert!(
-            self.compensated <= self.paid_total(),
-            "seq {}: compensation counts inside paid",
-            self.seq
-        );
+        assert!(self.compensated <= self.paid_total(), "seq {}: compensation counts inside paid", self.seq);
     }
 }
 
@@ -378,16 +319,9 @@ fn assert_due_order(insts: &[InstallmentState]) {
 
 /// Brings every installment's penalty up to `date` (see
 /// [`InstallmentState::bring_up_to`]); returns the total penalty added.
-pub fn bring_all_up_to(
-    insts: &mut [InstallmentState],
-    date: NaiveDate,
-    penalty_daily_rate: Decimal,
-) -> Amount {
+pub fn bring_all_up_to(insts: &mut [InstallmentState], date: NaiveDate, penalty_daily_rate: Decimal) -> Amount {
     assert_due_order(insts);
-    insts
-        .iter_mut()
-        .map(|inst| inst.bring_up_to(date, penalty_daily_rate))
-        .sum()
+    insts.iter_mut().map(|inst| inst.bring_up_to(date, penalty_daily_rate)).sum()
 }
 
 /// Unpaid principal + interest + fee of all installments (waived parts are
@@ -426,11 +360,7 @@ fn payoff_parts(insts: &[InstallmentState], as_of: NaiveDate) -> Vec<PayoffPart>
 fn payoff_split(inst: &InstallmentState, part: PayoffPart) -> Split {
     match part {
         PayoffPart::Due | PayoffPart::Current => inst.unpaid_split(),
-        PayoffPart::Later => Split {
-            principal: inst.unpaid_principal(),
-            penalty: inst.unpaid_penalty(),
-            ..Split::default()
-        },
+        PayoffPart::Later => Split { principal: inst.unpaid_principal(), penalty: inst.unpaid_penalty(), ..Split::default() },
     }
 }
 
@@ -440,12 +370,7 @@ fn payoff_split(inst: &InstallmentState, part: PayoffPart) -> Split {
 /// The caller brings the penalty up to `as_of` first ([`bring_all_up_to`]).
 pub fn payoff(insts: &[InstallmentState], as_of: NaiveDate) -> Split {
     let parts = payoff_parts(insts, as_of);
-    insts
-        .iter()
-        .zip(parts)
-        .fold(Split::default(), |sum, (inst, part)| {
-            sum + payoff_split(inst, part)
-        })
+    insts.iter().zip(parts).fold(Split::default(), |sum, (inst, part)| sum + payoff_split(inst, part))
 }
 
 /// Forgives the interest and fee beyond the payoff as of `as_of` (the
@@ -453,12 +378,7 @@ pub fn payoff(insts: &[InstallmentState], as_of: NaiveDate) -> Split {
 /// Returns the total waived.
 pub fn waive_beyond_payoff(insts: &mut [InstallmentState], as_of: NaiveDate) -> Amount {
     let parts = payoff_parts(insts, as_of);
-    insts
-        .iter_mut()
-        .zip(parts)
-        .filter(|(_, part)| *part == PayoffPart::Later)
-        .map(|(inst, _)| inst.waive_interest_and_fee())
-        .sum()
+    insts.iter_mut().zip(parts).filter(|(_, part)| *part == PayoffPart::Later).map(|(inst, _)| inst.waive_interest_and_fee()).sum()
 }
 
 /// What one installment received from a repayment.
@@ -484,9 +404,7 @@ pub struct Allocation {
 impl Allocation {
     /// The total allocated, by component.
     pub fn split(&self) -> Split {
-        self.lines
-            .iter()
-            .fold(Split::default(), |sum, line| sum + line.split)
+        self.lines.iter().fold(Split::default(), |sum, line| sum + line.split)
     }
 }
 
@@ -512,38 +430,21 @@ pub enum AllocError {
 ///   payoff counts of it, and the interest and fee left are waived;
 /// - less: installments in due order, each penalty → fee → interest →
 ///   principal (paying ahead pays whole future installments).
-pub fn allocate(
-    insts: &mut [InstallmentState],
-    amount: Amount,
-    as_of: NaiveDate,
-) -> Result<Allocation, AllocError> {
+pub fn allocate(insts: &mut [InstallmentState], amount: Amount, as_of: NaiveDate) -> Result<Allocation, AllocError> {
     if amount.is_zero() {
         return Err(AllocError::NotPositive);
     }
     let payoff_total = payoff(insts, as_of).total();
     if amount > payoff_total {
-        return Err(AllocError::Overpayment {
-            payoff: payoff_total,
-        });
+        return Err(AllocError::Overpayment { payoff: payoff_total });
     }
     let owed_before: Amount = insts.iter().map(InstallmentState::unpaid_total).sum();
-    let allocation = if amount == payoff_total {
-        settle(insts, as_of)
-    } else {
-        pay_in_due_order(insts, amount)
-    };
+    let allocation = if amount == payoff_total { settle(insts, as_of) } else { pay_in_due_order(insts, amount) };
     let allocated = allocation.split().total();
     assert_eq!(allocated, amount, "the whole repayment is allocated");
     let owed_after: Amount = insts.iter().map(InstallmentState::unpaid_total).sum();
-    assert_eq!(
-        owed_after + allocated + allocation.waived,
-        owed_before,
-        "money is conserved"
-    );
-    assert!(
-        !allocation.settled || owed_after.is_zero(),
-        "settling leaves nothing owed"
-    );
+    assert_eq!(owed_after + allocated + allocation.waived, owed_before, "money is conserved");
+    assert!(!allocation.settled || owed_after.is_zero(), "settling leaves nothing owed");
     insts.iter().for_each(InstallmentState::assert_invariants);
     Ok(allocation)
 }
@@ -556,22 +457,12 @@ fn settle(insts: &mut [InstallmentState], as_of: NaiveDate) -> Allocation {
         let split = payoff_split(inst, *part);
         inst.apply(split);
         if split.total().is_positive() {
-            lines.push(AllocationLine {
-                seq: inst.seq,
-                split,
-            });
+            lines.push(AllocationLine { seq: inst.seq, split });
         }
     }
     let waived = waive_beyond_payoff(insts, as_of);
-    assert!(
-        insts.iter().all(InstallmentState::is_settled),
-        "early settlement settles every installment"
-    );
-    Allocation {
-        lines,
-        settled: true,
-        waived,
-    }
+    assert!(insts.iter().all(InstallmentState::is_settled), "early settlement settles every installment");
+    Allocation { lines, settled: true, waived }
 }
 
 /// Pays installments in due order, each penalty → fee → interest → principal.
@@ -585,21 +476,11 @@ fn pay_in_due_order(insts: &mut [InstallmentState], amount: Amount) -> Allocatio
         let split = inst.pay_up_to(left);
         left = remaining(left, split.total(), "repayment");
         if split.total().is_positive() {
-            lines.push(AllocationLine {
-                seq: inst.seq,
-                split,
-            });
+            lines.push(AllocationLine { seq: inst.seq, split });
         }
     }
-    assert!(
-        left.is_zero(),
-        "a repayment below the payoff is fully allocated"
-    );
-    Allocation {
-        lines,
-        settled: false,
-        waived: Amount::ZERO,
-    }
+    assert!(left.is_zero(), "a repayment below the payoff is fully allocated");
+    Allocation { lines, settled: false, waived: Amount::ZERO }
 }
 
 /// Applies up to `available_from_hold` to an installment as a compensation
@@ -613,11 +494,7 @@ pub fn compensate(inst: &mut InstallmentState, available_from_hold: Amount) -> (
     assert_eq!(split.total(), budget, "compensation pays what it can");
     inst.compensated += split.total();
     let shortfall = remaining(owed, split.total(), "compensation");
-    assert_eq!(
-        inst.unpaid_total(),
-        shortfall,
-        "the shortfall is what is still owed"
-    );
+    assert_eq!(inst.unpaid_total(), shortfall, "the shortfall is what is still owed");
     inst.assert_invariants();
     (split, shortfall)
 }
@@ -639,26 +516,19 @@ mod tests {
         Amount::parse(text).unwrap()
     }
     fn split(principal: &str, interest: &str, fee: &str, penalty: &str) -> Split {
-        Split {
-            principal: amount(principal),
-            interest: amount(interest),
-            fee: amount(fee),
-            penalty: amount(penalty),
-        }
+        Split { principal: amount(principal), interest: amount(interest), fee: amount(fee), penalty: amount(penalty) }
     }
 
     /// The API.md worked example: 3000.00 at 0.18 over 12 months from 2027-01-31.
     fn worked_plan() -> Vec<InstallmentState> {
         let rate = Rate::parse("0.18").unwrap();
-        let schedule =
-            build_schedule(amount("3000"), 12, Pricing::Interest, rate, d(2027, 1, 31)).unwrap();
+        let schedule = build_schedule(amount("3000"), 12, Pricing::Interest, rate, d(2027, 1, 31)).unwrap();
         schedule.iter().map(InstallmentState::from).collect()
     }
 
     fn fee_plan() -> Vec<InstallmentState> {
         let rate = Rate::parse("0.075").unwrap();
-        let schedule =
-            build_schedule(amount("5000"), 12, Pricing::Fee, rate, d(2027, 8, 29)).unwrap();
+        let schedule = build_schedule(amount("5000"), 12, Pricing::Fee, rate, d(2027, 8, 29)).unwrap();
         schedule.iter().map(InstallmentState::from).collect()
     }
 
@@ -667,32 +537,14 @@ mod tests {
         let mut plan = worked_plan();
         let first = &mut plan[0];
         assert_eq!(first.due_on, d(2027, 2, 28));
-        assert_eq!(
-            first.bring_up_to(d(2027, 2, 28), PENALTY_RATE),
-            Amount::ZERO,
-            "not past due yet"
-        );
+        assert_eq!(first.bring_up_to(d(2027, 2, 28), PENALTY_RATE), Amount::ZERO, "not past due yet");
         assert_eq!(first.penalty_through, None);
         assert_eq!(first.status(d(2027, 2, 28)), InstallmentStatus::Pending);
         assert_eq!(first.status(d(2027, 3, 1)), InstallmentStatus::Overdue);
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 1), PENALTY_RATE),
-            amount("0.12")
-        );
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 3), PENALTY_RATE),
-            amount("0.23")
-        );
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 3), PENALTY_RATE),
-            Amount::ZERO,
-            "the same date again adds nothing"
-        );
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 2), PENALTY_RATE),
-            Amount::ZERO,
-            "an earlier date adds nothing"
-        );
+        assert_eq!(first.bring_up_to(d(2027, 3, 1), PENALTY_RATE), amount("0.12"));
+        assert_eq!(first.bring_up_to(d(2027, 3, 3), PENALTY_RATE), amount("0.23"));
+        assert_eq!(first.bring_up_to(d(2027, 3, 3), PENALTY_RATE), Amount::ZERO, "the same date again adds nothing");
+        assert_eq!(first.bring_up_to(d(2027, 3, 2), PENALTY_RATE), Amount::ZERO, "an earlier date adds nothing");
         assert_eq!(first.penalty, amount("0.35"));
         assert_eq!(first.penalty_through, Some(d(2027, 3, 3)));
         let (paid, shortfall) = compensate(first, amount("3300.46"));
@@ -702,11 +554,7 @@ mod tests {
         assert_eq!(first.compensated, amount("275.39"));
         assert_eq!(first.paid_total(), amount("275.39"));
         assert_eq!(first.status(d(2027, 3, 3)), InstallmentStatus::Paid);
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 10), PENALTY_RATE),
-            Amount::ZERO,
-            "nothing accrues on paid principal"
-        );
+        assert_eq!(first.bring_up_to(d(2027, 3, 10), PENALTY_RATE), Amount::ZERO, "nothing accrues on paid principal");
     }
 
     #[test]
@@ -721,10 +569,7 @@ mod tests {
         assert_eq!(first.compensated, amount("100"));
         assert_eq!(first.status(d(2027, 3, 3)), InstallmentStatus::Overdue);
         // Later penalty accrues on the principal still unpaid: 175.39 × 0.0005 × 2.
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 5), PENALTY_RATE),
-            amount("0.18")
-        );
+        assert_eq!(first.bring_up_to(d(2027, 3, 5), PENALTY_RATE), amount("0.18"));
         let (nothing, all) = compensate(first, Amount::ZERO);
         assert_eq!((nothing, all), (Split::default(), amount("175.57")));
     }
@@ -733,21 +578,11 @@ mod tests {
     fn penalty_from_a_later_start_and_zero_rate() {
         let mut plan = worked_plan();
         let first = &mut plan[0];
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 10), Decimal::ZERO),
-            Amount::ZERO
-        );
+        assert_eq!(first.bring_up_to(d(2027, 3, 10), Decimal::ZERO), Amount::ZERO);
         assert_eq!(first.penalty_through, Some(d(2027, 3, 10)));
         // Accrues again only from 2027-03-10 on.
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 12), PENALTY_RATE),
-            amount("0.23")
-        );
-        assert_eq!(
-            first.bring_up_to(d(2027, 3, 31), PENALTY_RATE),
-            amount("2.19"),
-            "230.04 × 0.0005 × 19 = 2.18538"
-        );
+        assert_eq!(first.bring_up_to(d(2027, 3, 12), PENALTY_RATE), amount("0.23"));
+        assert_eq!(first.bring_up_to(d(2027, 3, 31), PENALTY_RATE), amount("2.19"), "230.04 × 0.0005 × 19 = 2.18538");
     }
 
     #[test]
@@ -758,39 +593,18 @@ mod tests {
         assert_eq!(added, amount("4.03"));
         assert_eq!(plan[0].penalty, amount("3.80"));
         assert_eq!(plan[1].penalty, amount("0.23"));
-        assert!(
-            plan[2..]
-                .iter()
-                .all(|i| i.penalty.is_zero() && i.penalty_through.is_none())
-        );
+        assert!(plan[2..].iter().all(|i| i.penalty.is_zero() && i.penalty_through.is_none()));
     }
 
     #[test]
     fn payoff_as_of_various_dates() {
         let mut plan = worked_plan();
-        assert_eq!(
-            payoff(&plan, d(2027, 1, 31)),
-            split("3000", "45.00", "0", "0")
-        );
-        assert_eq!(
-            payoff(&plan, d(2027, 2, 27)),
-            split("3000", "45.00", "0", "0")
-        );
-        assert_eq!(
-            payoff(&plan, d(2027, 2, 28)),
-            split("3000", "86.55", "0", "0"),
-            "due on the day counts as due"
-        );
+        assert_eq!(payoff(&plan, d(2027, 1, 31)), split("3000", "45.00", "0", "0"));
+        assert_eq!(payoff(&plan, d(2027, 2, 27)), split("3000", "45.00", "0", "0"));
+        assert_eq!(payoff(&plan, d(2027, 2, 28)), split("3000", "86.55", "0", "0"), "due on the day counts as due");
         bring_all_up_to(&mut plan, d(2027, 3, 3), PENALTY_RATE);
-        assert_eq!(
-            payoff(&plan, d(2027, 3, 3)),
-            split("3000", "86.55", "0", "0.35")
-        );
-        assert_eq!(
-            payoff(&plan, d(2028, 2, 1)).interest,
-            amount("300.46"),
-            "after the last due date: everything"
-        );
+        assert_eq!(payoff(&plan, d(2027, 3, 3)), split("3000", "86.55", "0", "0.35"));
+        assert_eq!(payoff(&plan, d(2028, 2, 1)).interest, amount("300.46"), "after the last due date: everything");
         let total_due: Amount = plan.iter().map(InstallmentState::unpaid_total).sum();
         assert_eq!(payoff(&plan, d(2028, 2, 1)).total(), total_due);
         assert_eq!(unpaid_scheduled_total(&plan), amount("3300.46"));
@@ -806,27 +620,15 @@ mod tests {
         assert_eq!(allocation.waived, amount("255.46"));
         assert_eq!(allocation.split(), split("3000", "45.00", "0", "0"));
         assert_eq!(allocation.lines.len(), 12);
-        assert_eq!(
-            allocation.lines[0].split,
-            split("230.04", "45.00", "0", "0")
-        );
+        assert_eq!(allocation.lines[0].split, split("230.04", "45.00", "0", "0"));
         assert_eq!(allocation.lines[1].split, split("233.49", "0", "0", "0"));
         assert_eq!(plan[0].status(d(2027, 2, 10)), InstallmentStatus::Paid);
-        assert!(
-            plan[1..]
-                .iter()
-                .all(|i| i.status(d(2027, 2, 10)) == InstallmentStatus::Waived)
-        );
+        assert!(plan[1..].iter().all(|i| i.status(d(2027, 2, 10)) == InstallmentStatus::Waived));
         assert_eq!(plan[1].waived, amount("41.55"));
         assert_eq!(plan[1].unpaid_interest(), Amount::ZERO);
         assert_eq!(unpaid_scheduled_total(&plan), Amount::ZERO);
         assert_eq!(payoff(&plan, d(2027, 2, 10)).total(), Amount::ZERO);
-        assert_eq!(
-            allocate(&mut plan, amount("0.01"), d(2027, 2, 10)),
-            Err(AllocError::Overpayment {
-                payoff: Amount::ZERO
-            })
-        );
+        assert_eq!(allocate(&mut plan, amount("0.01"), d(2027, 2, 10)), Err(AllocError::Overpayment { payoff: Amount::ZERO }));
     }
 
     #[test]
@@ -835,14 +637,8 @@ mod tests {
         bring_all_up_to(&mut plan, d(2027, 3, 3), PENALTY_RATE);
         let allocation = allocate(&mut plan, amount("3086.90"), d(2027, 3, 3)).unwrap();
         assert!(allocation.settled);
-        assert_eq!(
-            allocation.lines[0].split,
-            split("230.04", "45.00", "0", "0.35")
-        );
-        assert_eq!(
-            allocation.lines[1].split,
-            split("233.49", "41.55", "0", "0")
-        );
+        assert_eq!(allocation.lines[0].split, split("230.04", "45.00", "0", "0.35"));
+        assert_eq!(allocation.lines[1].split, split("233.49", "41.55", "0", "0"));
         assert_eq!(allocation.waived, amount("213.91"), "300.46 − 86.55");
         assert_eq!(plan[1].status(d(2027, 3, 3)), InstallmentStatus::Paid);
     }
@@ -856,14 +652,8 @@ mod tests {
         assert_eq!(
             allocation.lines,
             vec![
-                AllocationLine {
-                    seq: 1,
-                    split: split("230.04", "45.00", "0", "0")
-                },
-                AllocationLine {
-                    seq: 2,
-                    split: split("0", "24.96", "0", "0")
-                },
+                AllocationLine { seq: 1, split: split("230.04", "45.00", "0", "0") },
+                AllocationLine { seq: 2, split: split("0", "24.96", "0", "0") },
             ]
         );
         assert_eq!(plan[0].status(d(2027, 2, 28)), InstallmentStatus::Paid);
@@ -878,25 +668,13 @@ mod tests {
         // 416.67 × 0.0005 × 10 = 2.08335.
         assert_eq!(plan[0].penalty, amount("2.08"));
         let allocation = allocate(&mut plan, amount("10"), d(2027, 10, 9)).unwrap();
-        assert_eq!(
-            allocation.lines,
-            vec![AllocationLine {
-                seq: 1,
-                split: split("0", "0", "7.92", "2.08")
-            }]
-        );
+        assert_eq!(allocation.lines, vec![AllocationLine { seq: 1, split: split("0", "0", "7.92", "2.08") }]);
         let allocation = allocate(&mut plan, amount("500"), d(2027, 10, 9)).unwrap();
         assert_eq!(
             allocation.lines,
             vec![
-                AllocationLine {
-                    seq: 1,
-                    split: split("416.67", "0", "23.33", "0")
-                },
-                AllocationLine {
-                    seq: 2,
-                    split: split("28.75", "0", "31.25", "0")
-                },
+                AllocationLine { seq: 1, split: split("416.67", "0", "23.33", "0") },
+                AllocationLine { seq: 2, split: split("28.75", "0", "31.25", "0") },
             ]
         );
     }
@@ -907,20 +685,14 @@ mod tests {
         let allocation = allocate(&mut plan, amount("550.08"), d(2027, 2, 1)).unwrap();
         assert!(!allocation.settled);
         assert_eq!(allocation.lines.len(), 2);
-        assert_eq!(
-            allocation.lines[1].split,
-            split("233.49", "41.55", "0", "0")
-        );
+        assert_eq!(allocation.lines[1].split, split("233.49", "41.55", "0", "0"));
         assert!(plan[0].is_settled() && plan[1].is_settled());
         // The first installment due after 2027-02-01 is installment 1, already paid:
         // the payoff counts only the principal of the later ones.
         let rest = payoff(&plan, d(2027, 2, 1));
         assert_eq!(rest, split("2536.47", "0", "0", "0"));
         // A month later installment 3 is the current one and its interest counts.
-        assert_eq!(
-            payoff(&plan, d(2027, 3, 31)),
-            split("2536.47", "38.05", "0", "0")
-        );
+        assert_eq!(payoff(&plan, d(2027, 3, 31)), split("2536.47", "38.05", "0", "0"));
         let allocation = allocate(&mut plan, rest.total(), d(2027, 2, 1)).unwrap();
         assert!(allocation.settled);
         assert!(plan.iter().all(InstallmentState::is_settled));
@@ -930,16 +702,8 @@ mod tests {
     fn refusals() {
         let mut plan = worked_plan();
         let before = plan.clone();
-        assert_eq!(
-            allocate(&mut plan, amount("3045.01"), d(2027, 2, 1)),
-            Err(AllocError::Overpayment {
-                payoff: amount("3045.00")
-            })
-        );
-        assert_eq!(
-            allocate(&mut plan, Amount::ZERO, d(2027, 2, 1)),
-            Err(AllocError::NotPositive)
-        );
+        assert_eq!(allocate(&mut plan, amount("3045.01"), d(2027, 2, 1)), Err(AllocError::Overpayment { payoff: amount("3045.00") }));
+        assert_eq!(allocate(&mut plan, Amount::ZERO, d(2027, 2, 1)), Err(AllocError::NotPositive));
         assert_eq!(plan, before, "a refused repayment changes nothing");
     }
 
@@ -964,47 +728,25 @@ mod tests {
         assert_eq!(InstallmentStatus::Overdue.as_str(), "overdue");
         assert_eq!(InstallmentStatus::Paid.as_str(), "paid");
         assert_eq!(InstallmentStatus::Waived.as_str(), "waived");
-        assert_eq!(
-            serde_json::to_string(&InstallmentStatus::Overdue).unwrap(),
-            "\"overdue\""
-        );
+        assert_eq!(serde_json::to_string(&InstallmentStatus::Overdue).unwrap(), "\"overdue\"");
     }
 
     /// Principal, term, rate (1e-4), pricing and funded date of a random plan.
     fn arb_plan() -> impl Strategy<Value = Vec<InstallmentState>> {
-        (
-            1_i64..=1_000_000_000,
-            1_u32..=60,
-            0_i64..=3600,
-            any::<bool>(),
+        (1_i64..=1_000_000_000, 1_u32..=60, 0_i64..=3600, any::<bool>()).prop_filter_map(
+            "schedulable",
+            |(principal_fen, term_months, rate_bp, fee_pricing)| {
+                let rate = Rate::try_from_decimal(Decimal::new(rate_bp, 4)).ok()?;
+                let pricing = if fee_pricing { Pricing::Fee } else { Pricing::Interest };
+                let schedule = build_schedule(Amount::from_fen(principal_fen), term_months, pricing, rate, d(2027, 1, 31)).ok()?;
+                Some(schedule.iter().map(InstallmentState::from).collect())
+            },
         )
-            .prop_filter_map(
-                "schedulable",
-                |(principal_fen, term_months, rate_bp, fee_pricing)| {
-                    let rate = Rate::try_from_decimal(Decimal::new(rate_bp, 4)).ok()?;
-                    let pricing = if fee_pricing {
-                        Pricing::Fee
-                    } else {
-                        Pricing::Interest
-                    };
-                    let schedule = build_schedule(
-                        Amount::from_fen(principal_fen),
-                        term_months,
-                        pricing,
-                        rate,
-                        d(2027, 1, 31),
-                    )
-                    .ok()?;
-                    Some(schedule.iter().map(InstallmentState::from).collect())
-                },
-            )
     }
 
     /// What was owed in all: scheduled plus penalty accrued.
     fn owed(plan: &[InstallmentState]) -> Amount {
-        plan.iter()
-            .map(|i| i.principal + i.interest + i.fee + i.penalty)
-            .sum()
+        plan.iter().map(|i| i.principal + i.interest + i.fee + i.penalty).sum()
     }
 
     proptest! {

@@ -86,20 +86,10 @@ fn round_apr(apr: Decimal) -> Decimal {
 
 /// Monthly IRR of decimal cash flows (see [`monthly_irr`]).
 pub(crate) fn monthly_irr_decimal(principal: Decimal, payments: &[Decimal]) -> Decimal {
-    assert!(
-        principal > Decimal::ZERO,
-        "IRR needs a positive principal, got {principal}"
-    );
-    assert!(
-        payments.iter().all(|p| !p.is_sign_negative()),
-        "payments must not be negative"
-    );
-    let total = payments
-        .iter()
-        .try_fold(Decimal::ZERO, |sum, p| sum.checked_add(*p));
-    let Some(total) = total else {
-        unreachable!("at most a few hundred amounts below 1e17 always add up in a decimal")
-    };
+    assert!(principal > Decimal::ZERO, "IRR needs a positive principal, got {principal}");
+    assert!(payments.iter().all(|p| !p.is_sign_negative()), "payments must not be negative");
+    let total = payments.iter().try_fold(Decimal::ZERO, |sum, p| sum.checked_add(*p));
+    let Some(total) = total else { unreachable!("at most a few hundred amounts below 1e17 always add up in a decimal") };
     if total.is_zero() {
         return Decimal::NEGATIVE_ONE;
     }
@@ -136,10 +126,7 @@ struct Bracket {
 impl Bracket {
     /// Narrows the bracket with the sign of `f(point)`; true if `point` is the root.
     fn narrow(&mut self, principal: Decimal, payments: &[Decimal], point: Decimal) -> bool {
-        debug_assert!(
-            self.lo < point && point < self.hi,
-            "point inside the bracket"
-        );
+        debug_assert!(self.lo < point && point < self.hi, "point inside the bracket");
         let at_point = evaluate(principal, payments, point);
         match at_point {
             Some((value, _)) if value.is_sign_negative() && !value.is_zero() => self.lo = point,
@@ -200,39 +187,25 @@ fn solve_discount_factor(principal: Decimal, payments: &[Decimal], total: Decima
 fn initial_bracket(principal: Decimal, payments: &[Decimal], total: Decimal) -> Bracket {
     if total > principal {
         let at_hi = evaluate(principal, payments, Decimal::ONE);
-        debug_assert!(
-            at_hi.is_some_and(|(value, _)| value > Decimal::ZERO),
-            "f(1) = total − principal > 0"
-        );
-        return Bracket {
-            lo: Decimal::ZERO,
-            hi: Decimal::ONE,
-            at_hi,
-        };
+        debug_assert!(at_hi.is_some_and(|(value, _)| value > Decimal::ZERO), "f(1) = total − principal > 0");
+        return Bracket { lo: Decimal::ZERO, hi: Decimal::ONE, at_hi };
     }
     // f(v) >= total·v − principal for v >= 1, so twice principal/total is
     // past the root; the loop only guards against rounding.
     let mut hi = principal / total * Decimal::TWO;
     let mut at_hi = evaluate(principal, payments, hi);
     for _ in 0..MAX_ITERATIONS {
-        let below_root =
-            matches!(at_hi, Some((value, _)) if value.is_sign_negative() && !value.is_zero());
+        let below_root = matches!(at_hi, Some((value, _)) if value.is_sign_negative() && !value.is_zero());
         if !below_root {
             break;
         }
         match hi.checked_mul(Decimal::TWO) {
             Some(wider) => hi = wider,
-            None => unreachable!(
-                "f(v) >= total·v − principal cannot stay negative up to the decimal limit"
-            ),
+            None => unreachable!("f(v) >= total·v − principal cannot stay negative up to the decimal limit"),
         }
         at_hi = evaluate(principal, payments, hi);
     }
-    Bracket {
-        lo: Decimal::ONE,
-        hi,
-        at_hi,
-    }
+    Bracket { lo: Decimal::ONE, hi, at_hi }
 }
 
 #[cfg(test)]
@@ -255,14 +228,7 @@ mod tests {
 
     #[test]
     fn worked_example_apr() {
-        let schedule = build_schedule(
-            amount("3000"),
-            12,
-            Pricing::Interest,
-            rate("0.18"),
-            funded_on(),
-        )
-        .unwrap();
+        let schedule = build_schedule(amount("3000"), 12, Pricing::Interest, rate("0.18"), funded_on()).unwrap();
         let apr = schedule_apr_irr(&schedule);
         assert_eq!(format_apr(apr), "0.1800");
         assert_eq!(apr.to_string(), "0.1800");
@@ -286,14 +252,8 @@ mod tests {
 
     #[test]
     fn degenerate_cash_flows() {
-        assert_eq!(
-            monthly_irr(amount("100"), &[amount("50"), amount("50")]),
-            Decimal::ZERO
-        );
-        assert_eq!(
-            monthly_irr(amount("100"), &[Amount::ZERO, Amount::ZERO]),
-            Decimal::NEGATIVE_ONE
-        );
+        assert_eq!(monthly_irr(amount("100"), &[amount("50"), amount("50")]), Decimal::ZERO);
+        assert_eq!(monthly_irr(amount("100"), &[Amount::ZERO, Amount::ZERO]), Decimal::NEGATIVE_ONE);
         assert_eq!(monthly_irr(amount("100"), &[]), Decimal::NEGATIVE_ONE);
         let negative = monthly_irr(amount("100"), &[amount("45"), amount("45")]);
         assert!(negative < Decimal::ZERO, "{negative}");
@@ -319,62 +279,24 @@ mod tests {
 
     #[test]
     fn term_apr_for_the_cap() {
-        assert_eq!(
-            term_apr_unrounded(Pricing::Interest, rate("0.18"), 12),
-            dec!(0.1800)
-        );
-        assert_eq!(
-            term_apr_unrounded(Pricing::Interest, rate("0.24004"), 12).to_string(),
-            "0.2400"
-        );
-        assert_eq!(
-            term_apr_unrounded(Pricing::Interest, rate("0.24005"), 12).to_string(),
-            "0.2401"
-        );
-        assert_eq!(
-            term_apr_unrounded(Pricing::Fee, rate("0"), 12).to_string(),
-            "0.0000"
-        );
+        assert_eq!(term_apr_unrounded(Pricing::Interest, rate("0.18"), 12), dec!(0.1800));
+        assert_eq!(term_apr_unrounded(Pricing::Interest, rate("0.24004"), 12).to_string(), "0.2400");
+        assert_eq!(term_apr_unrounded(Pricing::Interest, rate("0.24005"), 12).to_string(), "0.2401");
+        assert_eq!(term_apr_unrounded(Pricing::Fee, rate("0"), 12).to_string(), "0.0000");
         // One month: a fee of rate is a monthly rate of rate.
-        assert_eq!(
-            term_apr_unrounded(Pricing::Fee, rate("0.01"), 1).to_string(),
-            "0.1200"
-        );
+        assert_eq!(term_apr_unrounded(Pricing::Fee, rate("0.01"), 1).to_string(), "0.1200");
         // Unrounded fee schedules: independent of principal, close to the rounded ones.
-        assert_eq!(
-            term_apr_unrounded(Pricing::Fee, rate("0.075"), 12).to_string(),
-            "0.1357"
-        );
-        assert_eq!(
-            term_apr_unrounded(Pricing::Fee, rate("0.023"), 3).to_string(),
-            "0.1375"
-        );
-        assert_eq!(
-            term_apr_unrounded(Pricing::Fee, rate("0.5"), 360).to_string(),
-            "0.0291"
-        );
+        assert_eq!(term_apr_unrounded(Pricing::Fee, rate("0.075"), 12).to_string(), "0.1357");
+        assert_eq!(term_apr_unrounded(Pricing::Fee, rate("0.023"), 3).to_string(), "0.1375");
+        assert_eq!(term_apr_unrounded(Pricing::Fee, rate("0.5"), 360).to_string(), "0.0291");
     }
 
     #[test]
     fn high_rates_converge() {
-        let schedule = build_schedule(
-            amount("1000000"),
-            360,
-            Pricing::Interest,
-            rate("0.36"),
-            funded_on(),
-        )
-        .unwrap();
+        let schedule = build_schedule(amount("1000000"), 360, Pricing::Interest, rate("0.36"), funded_on()).unwrap();
         let apr = schedule_apr_irr(&schedule);
         assert!((apr - dec!(0.36)).abs() <= dec!(0.0001), "{apr}");
-        let schedule = build_schedule(
-            amount("10000"),
-            24,
-            Pricing::Interest,
-            rate("12"),
-            funded_on(),
-        )
-        .unwrap();
+        let schedule = build_schedule(amount("10000"), 24, Pricing::Interest, rate("12"), funded_on()).unwrap();
         assert_eq!(format_apr(schedule_apr_irr(&schedule)), "12.0000");
         let fee = term_apr_unrounded(Pricing::Fee, rate("99"), 360);
         assert!(fee > dec!(3) && fee < dec!(4), "{fee}");

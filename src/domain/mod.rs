@@ -13,17 +13,12 @@ pub mod schedule;
 
 pub use dates::{DateError, SHANGHAI, add_months_clamped, parse_date, shanghai_date};
 pub use hold::{HoldRatio, hold_amount, hold_target};
-pub use identity::{
-    IdNumber, IdNumberError, Imei, ImeiError, Phone, PhoneError, RegionCode, RegionError,
-    RegionPattern,
-};
+pub use identity::{IdNumber, IdNumberError, Imei, ImeiError, Phone, PhoneError, RegionCode, RegionError, RegionPattern};
 pub use installment::{
-    AllocError, Allocation, AllocationLine, InstallmentState, InstallmentStatus, Split, allocate,
-    bring_all_up_to, compensate, payoff, unpaid_scheduled_total, waive_beyond_payoff,
+    AllocError, Allocation, AllocationLine, InstallmentState, InstallmentStatus, Split, allocate, bring_all_up_to, compensate, payoff,
+    unpaid_scheduled_total, waive_beyond_payoff,
 };
 pub use irr::{apr_irr, format_apr, monthly_irr, schedule_apr_irr, term_apr_unrounded};
 pub use money::{Amount, AmountError, Rate, RateError};
 pub use partner::{IneligibleReason, eligibility};
-pub use schedule::{
-    Pricing, PricingError, ScheduleError, ScheduledInstallment, build_schedule, total_repayable,
-};
+pub use schedule::{Pricing, PricingError, ScheduleError, ScheduledInstallment, build_schedule, total_repayable};

@@ -82,10 +82,7 @@ impl Amount {
     /// If `amount_fen` is negative (a programming error: use [`Amount::try_from_fen`]
     /// for untrusted values).
     pub fn from_fen(amount_fen: i64) -> Amount {
-        assert!(
-            amount_fen >= 0,
-            "amount in fen must not be negative: {amount_fen}"
-        );
+        assert!(amount_fen >= 0, "amount in fen must not be negative: {amount_fen}");
         Amount(Decimal::new(amount_fen, AMOUNT_SCALE))
     }
 
@@ -129,9 +126,7 @@ impl Amount {
     pub fn round_half_up(value: Decimal) -> Amount {
         match Amount::checked_round_half_up(value) {
             Some(amount) => amount,
-            None => panic!(
-                "round_half_up: value must be non-negative and within Amount::MAX_FEN: {value}"
-            ),
+            None => panic!("round_half_up: value must be non-negative and within Amount::MAX_FEN: {value}"),
         }
     }
 
@@ -140,8 +135,7 @@ impl Amount {
         if value.is_sign_negative() && !value.is_zero() {
             return None;
         }
-        let rounded =
-            value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::MidpointAwayFromZero);
+        let rounded = value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::MidpointAwayFromZero);
         Amount::from_rounded(rounded)
     }
 
@@ -163,17 +157,13 @@ impl Amount {
         if value.is_sign_negative() && !value.is_zero() {
             return None;
         }
-        let rounded =
-            value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::ToPositiveInfinity);
+        let rounded = value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::ToPositiveInfinity);
         Amount::from_rounded(rounded)
     }
 
     /// Builds an amount from a decimal already at most 2 decimals, non-negative.
     fn from_rounded(rounded: Decimal) -> Option<Amount> {
-        debug_assert!(
-            rounded.scale() <= AMOUNT_SCALE,
-            "value must be rounded to the fen"
-        );
+        debug_assert!(rounded.scale() <= AMOUNT_SCALE, "value must be rounded to the fen");
         let mut value = rounded;
         if value.is_zero() {
             return Some(Amount::ZERO);
@@ -379,10 +369,7 @@ pub(crate) fn parse_rate_decimal(text: &str) -> Result<Decimal, RateError> {
     let scale = u32::try_from(fraction.len()).map_err(|_| RateError::Malformed)?;
     let mantissa = digits_value(integer_part) * 10_i64.pow(scale) + digits_value(fraction);
     let value = Decimal::new(mantissa, scale).normalize();
-    debug_assert!(
-        !value.is_sign_negative() && value < Decimal::ONE_HUNDRED,
-        "rate in [0, 100)"
-    );
+    debug_assert!(!value.is_sign_negative() && value < Decimal::ONE_HUNDRED, "rate in [0, 100)");
     Ok(value)
 }
 
@@ -401,10 +388,7 @@ fn is_digits(text: &str, min: usize, max: usize) -> bool {
 
 /// The value of an ASCII digit string of at most 12 digits.
 fn digits_value(text: &str) -> i64 {
-    debug_assert!(
-        text.len() <= AMOUNT_MAX_INTEGER_DIGITS,
-        "digit string too long"
-    );
+    debug_assert!(text.len() <= AMOUNT_MAX_INTEGER_DIGITS, "digit string too long");
     text.bytes().fold(0_i64, |value, b| {
         debug_assert!(b.is_ascii_digit(), "digits only");
         value * 10 + i64::from(b - b'0')
@@ -478,10 +462,7 @@ mod tests {
     #[test]
     fn parse_positive_refuses_zero() {
         assert_eq!(Amount::parse_positive("0"), Err(AmountError::NotPositive));
-        assert_eq!(
-            Amount::parse_positive("0.00"),
-            Err(AmountError::NotPositive)
-        );
+        assert_eq!(Amount::parse_positive("0.00"), Err(AmountError::NotPositive));
         assert_eq!(Amount::parse_positive("0.01").map(|a| a.fen()), Ok(1));
         assert_eq!(Amount::parse_positive("x"), Err(AmountError::Malformed));
     }
@@ -502,10 +483,7 @@ mod tests {
         assert_eq!(Amount::round_up(dec!(0.0000001)).to_string(), "0.01");
         assert_eq!(Amount::checked_round_half_up(dec!(-0.01)), None);
         assert_eq!(Amount::checked_round_up(dec!(-0.001)), None);
-        assert_eq!(
-            Amount::checked_round_half_up(dec!(100000000000000000)),
-            None
-        );
+        assert_eq!(Amount::checked_round_half_up(dec!(100000000000000000)), None);
     }
 
     #[test]
@@ -528,22 +506,10 @@ mod tests {
         assert_eq!(Amount::ZERO.to_string(), "0.00");
         assert_eq!(Amount::default(), Amount::ZERO);
         assert_eq!(Amount::default().to_string(), "0.00");
-        assert_eq!(
-            Amount::try_from_decimal(dec!(1.5)).map(|a| a.to_string()),
-            Ok("1.50".into())
-        );
-        assert_eq!(
-            Amount::try_from_decimal(dec!(1.500)).map(|a| a.fen()),
-            Ok(150)
-        );
-        assert_eq!(
-            Amount::try_from_decimal(dec!(1.505)),
-            Err(AmountError::OutOfRange)
-        );
-        assert_eq!(
-            Amount::try_from_decimal(dec!(-1)),
-            Err(AmountError::Negative)
-        );
+        assert_eq!(Amount::try_from_decimal(dec!(1.5)).map(|a| a.to_string()), Ok("1.50".into()));
+        assert_eq!(Amount::try_from_decimal(dec!(1.500)).map(|a| a.fen()), Ok(150));
+        assert_eq!(Amount::try_from_decimal(dec!(1.505)), Err(AmountError::OutOfRange));
+        assert_eq!(Amount::try_from_decimal(dec!(-1)), Err(AmountError::Negative));
     }
 
     #[test]
@@ -563,25 +529,16 @@ mod tests {
         assert!(Amount::ZERO.is_zero() && !Amount::ZERO.is_positive());
         assert!(b.is_positive());
         assert!(a > b);
-        assert_eq!(
-            Amount::from_fen(Amount::MAX_FEN).checked_add(Amount::from_fen(1)),
-            None
-        );
+        assert_eq!(Amount::from_fen(Amount::MAX_FEN).checked_add(Amount::from_fen(1)), None);
     }
 
     #[test]
     fn amount_serde_is_a_string() {
         let amount = Amount::parse("2999.5").unwrap_or(Amount::ZERO);
-        assert_eq!(
-            serde_json::to_string(&amount).ok(),
-            Some("\"2999.50\"".to_string())
-        );
+        assert_eq!(serde_json::to_string(&amount).ok(), Some("\"2999.50\"".to_string()));
         let back: Result<Amount, _> = serde_json::from_str("\"12.3\"");
         assert_eq!(back.ok().map(|a| a.fen()), Some(1230));
-        assert!(
-            serde_json::from_str::<Amount>("12.3").is_err(),
-            "a JSON number is refused"
-        );
+        assert!(serde_json::from_str::<Amount>("12.3").is_err(), "a JSON number is refused");
         assert!(serde_json::from_str::<Amount>("\"1.234\"").is_err());
     }
 
@@ -608,23 +565,7 @@ mod tests {
 
     #[test]
     fn parse_invalid_rates() {
-        let cases = [
-            "",
-            "100",
-            "123.4",
-            "0.123456789",
-            "1.",
-            ".5",
-            "+0.1",
-            "-0.1",
-            " 0.1",
-            "0.1 ",
-            "1e-2",
-            "0,1",
-            "0..1",
-            "a",
-            "0.1.2",
-        ];
+        let cases = ["", "100", "123.4", "0.123456789", "1.", ".5", "+0.1", "-0.1", " 0.1", "0.1 ", "1e-2", "0,1", "0..1", "a", "0.1.2"];
         for text in cases {
             assert_eq!(Rate::parse(text), Err(RateError::Malformed), "{text:?}");
         }
@@ -632,19 +573,10 @@ mod tests {
 
     #[test]
     fn rate_from_decimal() {
-        assert_eq!(
-            Rate::try_from_decimal(dec!(0.1800)).map(|r| r.to_string()),
-            Ok("0.18".to_string())
-        );
-        assert_eq!(
-            Rate::try_from_decimal(dec!(-0.1)),
-            Err(RateError::Malformed)
-        );
+        assert_eq!(Rate::try_from_decimal(dec!(0.1800)).map(|r| r.to_string()), Ok("0.18".to_string()));
+        assert_eq!(Rate::try_from_decimal(dec!(-0.1)), Err(RateError::Malformed));
         assert_eq!(Rate::try_from_decimal(dec!(100)), Err(RateError::Malformed));
-        assert_eq!(
-            Rate::try_from_decimal(dec!(0.000000001)),
-            Err(RateError::Malformed)
-        );
+        assert_eq!(Rate::try_from_decimal(dec!(0.000000001)), Err(RateError::Malformed));
         assert!(Rate::ZERO.is_zero());
         let json = serde_json::to_string(&Rate::parse("0.075").unwrap_or(Rate::ZERO)).ok();
         assert_eq!(json, Some("\"0.075\"".to_string()));

@@ -52,25 +52,12 @@ pub fn eligibility(
 ) -> Vec<IneligibleReason> {
     let established_days = (today - established_on).num_days();
     let checks = [
-        (
-            deposit_paid < min_deposit,
-            IneligibleReason::DepositBelowMinimum,
-        ),
-        (
-            established_days < MIN_ESTABLISHED_DAYS,
-            IneligibleReason::EstablishedLessThanOneYear,
-        ),
-        (
-            authorized_providers_count == 0,
-            IneligibleReason::NoProviderAuthorization,
-        ),
+        (deposit_paid < min_deposit, IneligibleReason::DepositBelowMinimum),
+        (established_days < MIN_ESTABLISHED_DAYS, IneligibleReason::EstablishedLessThanOneYear),
+        (authorized_providers_count == 0, IneligibleReason::NoProviderAuthorization),
         (major_violation_last_year, IneligibleReason::MajorViolation),
     ];
-    checks
-        .into_iter()
-        .filter(|(failed, _)| *failed)
-        .map(|(_, reason)| reason)
-        .collect()
+    checks.into_iter().filter(|(failed, _)| *failed).map(|(_, reason)| reason).collect()
 }
 
 #[cfg(test)]
@@ -91,40 +78,16 @@ mod tests {
     fn eligible_at_the_boundaries() {
         let today = d(2027, 6, 1);
         let established_on = today - chrono::Days::new(365);
-        let reasons = eligibility(
-            amount("3000000.00"),
-            established_on,
-            1,
-            false,
-            today,
-            min_deposit(),
-        );
+        let reasons = eligibility(amount("3000000.00"), established_on, 1, false, today, min_deposit());
         assert!(reasons.is_empty(), "{reasons:?}");
     }
 
     #[test]
     fn deposit_boundary() {
         let today = d(2027, 6, 1);
-        let reasons = eligibility(
-            amount("2999999.99"),
-            d(2020, 1, 1),
-            2,
-            false,
-            today,
-            min_deposit(),
-        );
+        let reasons = eligibility(amount("2999999.99"), d(2020, 1, 1), 2, false, today, min_deposit());
         assert_eq!(reasons, vec![IneligibleReason::DepositBelowMinimum]);
-        assert!(
-            eligibility(
-                amount("3000000.01"),
-                d(2020, 1, 1),
-                2,
-                false,
-                today,
-                min_deposit()
-            )
-            .is_empty()
-        );
+        assert!(eligibility(amount("3000000.01"), d(2020, 1, 1), 2, false, today, min_deposit()).is_empty());
     }
 
     #[test]
@@ -134,65 +97,23 @@ mod tests {
         let reasons = eligibility(min_deposit(), too_young, 1, false, today, min_deposit());
         assert_eq!(reasons, vec![IneligibleReason::EstablishedLessThanOneYear]);
         let future = today + chrono::Days::new(1);
-        assert_eq!(
-            eligibility(min_deposit(), future, 1, false, today, min_deposit()),
-            reasons
-        );
+        assert_eq!(eligibility(min_deposit(), future, 1, false, today, min_deposit()), reasons);
         // Across a leap day 365 days is one day short of the calendar year, and still enough.
         let leap_today = d(2028, 3, 1);
-        assert!(
-            eligibility(
-                min_deposit(),
-                d(2027, 3, 2),
-                1,
-                false,
-                leap_today,
-                min_deposit()
-            )
-            .is_empty()
-        );
+        assert!(eligibility(min_deposit(), d(2027, 3, 2), 1, false, leap_today, min_deposit()).is_empty());
     }
 
     #[test]
     fn every_reason_in_order() {
-        let reasons = eligibility(
-            Amount::ZERO,
-            d(2027, 6, 1),
-            0,
-            true,
-            d(2027, 6, 1),
-            min_deposit(),
-        );
+        let reasons = eligibility(Amount::ZERO, d(2027, 6, 1), 0, true, d(2027, 6, 1), min_deposit());
         let codes: Vec<_> = reasons.iter().map(IneligibleReason::code).collect();
+        assert_eq!(codes, vec!["deposit_below_minimum", "established_less_than_one_year", "no_provider_authorization", "major_violation"]);
         assert_eq!(
-            codes,
-            vec![
-                "deposit_below_minimum",
-                "established_less_than_one_year",
-                "no_provider_authorization",
-                "major_violation"
-            ]
-        );
-        assert_eq!(
-            eligibility(
-                min_deposit(),
-                d(2020, 1, 1),
-                0,
-                false,
-                d(2027, 6, 1),
-                min_deposit()
-            ),
+            eligibility(min_deposit(), d(2020, 1, 1), 0, false, d(2027, 6, 1), min_deposit()),
             vec![IneligibleReason::NoProviderAuthorization]
         );
         assert_eq!(
-            eligibility(
-                min_deposit(),
-                d(2020, 1, 1),
-                1,
-                true,
-                d(2027, 6, 1),
-                min_deposit()
-            ),
+            eligibility(min_deposit(), d(2020, 1, 1), 1, true, d(2027, 6, 1), min_deposit()),
             vec![IneligibleReason::MajorViolation]
         );
     }
@@ -206,10 +127,7 @@ mod tests {
             IneligibleReason::MajorViolation,
             IneligibleReason::NotAuthorizedForProduct,
         ] {
-            assert_eq!(
-                serde_json::to_string(&reason).unwrap(),
-                format!("\"{}\"", reason.code())
-            );
+            assert_eq!(serde_json::to_string(&reason).unwrap(), format!("\"{}\"", reason.code()));
         }
     }
 }

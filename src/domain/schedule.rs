@@ -149,15 +149,7 @@ pub fn build_schedule(
         .into_iter()
         .zip(due_dates)
         .zip(1..)
-        .map(
-            |(((principal, interest, fee), due_on), seq)| ScheduledInstallment {
-                seq,
-                due_on,
-                principal,
-                interest,
-                fee,
-            },
-        )
+        .map(|(((principal, interest, fee), due_on), seq)| ScheduledInstallment { seq, due_on, principal, interest, fee })
         .collect();
     assert_schedule(&schedule, principal, term_months);
     Ok(schedule)
@@ -173,9 +165,7 @@ type Components = (Amount, Amount, Amount);
 
 /// The due dates `funded_on + 1..=n` months.
 fn due_dates(funded_on: NaiveDate, term_months: u32) -> Result<Vec<NaiveDate>, ScheduleError> {
-    (1..=term_months)
-        .map(|k| checked_add_months_clamped(funded_on, k).ok_or(ScheduleError::DateOutOfRange))
-        .collect()
+    (1..=term_months).map(|k| checked_add_months_clamped(funded_on, k).ok_or(ScheduleError::DateOutOfRange)).collect()
 }
 
 /// Rounds half-up to the fen; overflow and negatives become errors.
@@ -185,11 +175,7 @@ fn round(value: Option<Decimal>) -> Result<Amount, ScheduleError> {
 }
 
 /// Equal installments (等额本息) at yearly `rate` > 0.
-fn annuity_components(
-    principal: Amount,
-    term_months: u32,
-    rate: Rate,
-) -> Result<Vec<Components>, ScheduleError> {
+fn annuity_components(principal: Amount, term_months: u32, rate: Rate) -> Result<Vec<Components>, ScheduleError> {
     assert!(!rate.is_zero(), "annuity needs a positive rate");
     let yearly = rate.as_decimal();
     let monthly = yearly / Decimal::from(12);
@@ -198,38 +184,20 @@ fn annuity_components(
     let mut components = Vec::with_capacity(term_months as usize);
     for seq in 1..=term_months {
         // outstanding × rate / 12, multiplied first so an exact midpoint stays exact.
-        let interest = round(
-            outstanding
-                .as_decimal()
-                .checked_mul(yearly)
-                .map(|v| v / Decimal::from(12)),
-        )?;
-        let principal_part = if seq < term_months {
-            payment
-                .checked_sub(interest)
-                .ok_or(ScheduleError::NegativeComponent { seq })?
-        } else {
-            outstanding
-        };
-        outstanding = outstanding
-            .checked_sub(principal_part)
-            .ok_or(ScheduleError::NegativeComponent { seq: term_months })?;
+        let interest = round(outstanding.as_decimal().checked_mul(yearly).map(|v| v / Decimal::from(12)))?;
+        let principal_part =
+            if seq < term_months { payment.checked_sub(interest).ok_or(ScheduleError::NegativeComponent { seq })? } else { outstanding };
+        outstanding = outstanding.checked_sub(principal_part).ok_or(ScheduleError::NegativeComponent { seq: term_months })?;
         components.push((principal_part, interest, Amount::ZERO));
     }
-    assert!(
-        outstanding.is_zero(),
-        "the last installment takes the outstanding principal"
-    );
+    assert!(outstanding.is_zero(), "the last installment takes the outstanding principal");
     Ok(components)
 }
 
 /// `principal·r·x / (x − 1)` with `x = (1+r)^n`, unrounded. When `x` is too
 /// large for a decimal, `x / (x − 1)` is 1 to far beyond the fen.
 fn level_payment(principal: Decimal, monthly_rate: Decimal, term_months: u32) -> Option<Decimal> {
-    debug_assert!(
-        monthly_rate > Decimal::ZERO,
-        "level payment needs a positive rate"
-    );
+    debug_assert!(monthly_rate > Decimal::ZERO, "level payment needs a positive rate");
     let growth = Decimal::ONE + monthly_rate;
     let mut compound = Decimal::ONE;
     let mut overflowed = false;
@@ -242,70 +210,37 @@ fn level_payment(principal: Decimal, monthly_rate: Decimal, term_months: u32) ->
             }
         }
     }
-    let factor = if overflowed {
-        Decimal::ONE
-    } else {
-        compound.checked_div(compound - Decimal::ONE)?
-    };
-    debug_assert!(
-        factor >= Decimal::ONE,
-        "annuity factor x/(x-1) is at least 1"
-    );
+    let factor = if overflowed { Decimal::ONE } else { compound.checked_div(compound - Decimal::ONE)? };
+    debug_assert!(factor >= Decimal::ONE, "annuity factor x/(x-1) is at least 1");
     principal.checked_mul(monthly_rate)?.checked_mul(factor)
 }
 
 /// Equal principal `round(principal / n)` and equal fee `round(total_fee / n)`,
 /// the last installment taking the rest of each.
-fn even_components(
-    principal: Amount,
-    term_months: u32,
-    total_fee: Amount,
-) -> Result<Vec<Components>, ScheduleError> {
+fn even_components(principal: Amount, term_months: u32, total_fee: Amount) -> Result<Vec<Components>, ScheduleError> {
     let principals = spread(principal, term_months)?;
     let fees = spread(total_fee, term_months)?;
-    Ok(principals
-        .into_iter()
-        .zip(fees)
-        .map(|(p, f)| (p, Amount::ZERO, f))
-        .collect())
+    Ok(principals.into_iter().zip(fees).map(|(p, f)| (p, Amount::ZERO, f)).collect())
 }
 
 /// `round(total / n)` for each of the first n − 1, the last the rest.
 fn spread(total: Amount, term_months: u32) -> Result<Vec<Amount>, ScheduleError> {
     let share = round(Some(total.as_decimal() / Decimal::from(term_months)))?;
     let mut shares = vec![share; term_months as usize - 1];
-    let first_shares_fen = i64::from(term_months - 1)
-        .checked_mul(share.fen())
-        .ok_or(ScheduleError::Overflow)?;
-    let rest = total
-        .checked_sub(Amount::from_fen(first_shares_fen))
-        .ok_or(ScheduleError::NegativeComponent { seq: term_months })?;
+    let first_shares_fen = i64::from(term_months - 1).checked_mul(share.fen()).ok_or(ScheduleError::Overflow)?;
+    let rest = total.checked_sub(Amount::from_fen(first_shares_fen)).ok_or(ScheduleError::NegativeComponent { seq: term_months })?;
     shares.push(rest);
-    debug_assert_eq!(
-        shares.iter().sum::<Amount>(),
-        total,
-        "shares add up to the total"
-    );
+    debug_assert_eq!(shares.iter().sum::<Amount>(), total, "shares add up to the total");
     Ok(shares)
 }
 
 /// Postconditions of every schedule built.
 fn assert_schedule(schedule: &[ScheduledInstallment], principal: Amount, term_months: u32) {
-    assert_eq!(
-        schedule.len(),
-        term_months as usize,
-        "one installment per month"
-    );
+    assert_eq!(schedule.len(), term_months as usize, "one installment per month");
     let principal_sum: Amount = schedule.iter().map(|i| i.principal).sum();
-    assert_eq!(
-        principal_sum, principal,
-        "installment principals add up to the principal"
-    );
+    assert_eq!(principal_sum, principal, "installment principals add up to the principal");
     for pair in schedule.windows(2) {
-        assert!(
-            pair[0].due_on < pair[1].due_on,
-            "due dates strictly increase"
-        );
+        assert!(pair[0].due_on < pair[1].due_on, "due dates strictly increase");
         assert_eq!(pair[0].seq + 1, pair[1].seq, "seq counts up by one");
     }
 }
@@ -328,61 +263,27 @@ mod tests {
 
     #[test]
     fn worked_example() {
-        let schedule = build_schedule(
-            amount("3000"),
-            12,
-            Pricing::Interest,
-            rate("0.18"),
-            d(2027, 1, 31),
-        )
-        .unwrap();
+        let schedule = build_schedule(amount("3000"), 12, Pricing::Interest, rate("0.18"), d(2027, 1, 31)).unwrap();
         assert_eq!(schedule.len(), 12);
         let first = schedule[0];
         assert_eq!((first.seq, first.due_on), (1, d(2027, 2, 28)));
-        assert_eq!(
-            (first.principal, first.interest, first.fee),
-            (amount("230.04"), amount("45.00"), Amount::ZERO)
-        );
+        assert_eq!((first.principal, first.interest, first.fee), (amount("230.04"), amount("45.00"), Amount::ZERO));
         assert_eq!(first.total(), amount("275.04"));
         assert!(schedule[..11].iter().all(|i| i.total() == amount("275.04")));
         let last = schedule[11];
         assert_eq!((last.seq, last.due_on), (12, d(2028, 1, 31)));
-        assert_eq!(
-            (last.principal, last.interest),
-            (amount("270.96"), amount("4.06"))
-        );
+        assert_eq!((last.principal, last.interest), (amount("270.96"), amount("4.06")));
         assert_eq!(total_repayable(&schedule), amount("3300.46"));
         assert_eq!(schedule[1].due_on, d(2027, 3, 31));
     }
 
     #[test]
     fn zero_rate_and_fee_pricing() {
-        let zero = build_schedule(
-            amount("2999"),
-            6,
-            Pricing::Interest,
-            rate("0"),
-            d(2027, 5, 30),
-        )
-        .unwrap();
-        assert!(
-            zero[..5]
-                .iter()
-                .all(|i| i.principal == amount("499.83") && i.interest.is_zero())
-        );
+        let zero = build_schedule(amount("2999"), 6, Pricing::Interest, rate("0"), d(2027, 5, 30)).unwrap();
+        assert!(zero[..5].iter().all(|i| i.principal == amount("499.83") && i.interest.is_zero()));
         assert_eq!(zero[5].principal, amount("499.85"));
-        let fee = build_schedule(
-            amount("1000"),
-            3,
-            Pricing::Fee,
-            rate("0.023"),
-            d(2028, 1, 29),
-        )
-        .unwrap();
-        let parts: Vec<_> = fee
-            .iter()
-            .map(|i| (i.principal.to_string(), i.fee.to_string(), i.interest))
-            .collect();
+        let fee = build_schedule(amount("1000"), 3, Pricing::Fee, rate("0.023"), d(2028, 1, 29)).unwrap();
+        let parts: Vec<_> = fee.iter().map(|i| (i.principal.to_string(), i.fee.to_string(), i.interest)).collect();
         assert_eq!(
             parts,
             vec![
@@ -392,31 +293,16 @@ mod tests {
             ]
         );
         assert_eq!(fee[0].due_on, d(2028, 2, 29));
-        let fee_zero =
-            build_schedule(amount("100"), 3, Pricing::Fee, rate("0"), d(2028, 1, 29)).unwrap();
+        let fee_zero = build_schedule(amount("100"), 3, Pricing::Fee, rate("0"), d(2028, 1, 29)).unwrap();
         assert!(fee_zero.iter().all(|i| i.fee.is_zero()));
     }
 
     #[test]
     fn one_month_term() {
-        let one = build_schedule(
-            amount("1000"),
-            1,
-            Pricing::Interest,
-            rate("0.12"),
-            d(2027, 1, 1),
-        )
-        .unwrap();
-        assert_eq!(
-            (one[0].principal, one[0].interest),
-            (amount("1000"), amount("10.00"))
-        );
-        let fee =
-            build_schedule(amount("1000"), 1, Pricing::Fee, rate("0.05"), d(2027, 1, 1)).unwrap();
-        assert_eq!(
-            (fee[0].principal, fee[0].fee),
-            (amount("1000"), amount("50.00"))
-        );
+        let one = build_schedule(amount("1000"), 1, Pricing::Interest, rate("0.12"), d(2027, 1, 1)).unwrap();
+        assert_eq!((one[0].principal, one[0].interest), (amount("1000"), amount("10.00")));
+        let fee = build_schedule(amount("1000"), 1, Pricing::Fee, rate("0.05"), d(2027, 1, 1)).unwrap();
+        assert_eq!((fee[0].principal, fee[0].fee), (amount("1000"), amount("50.00")));
     }
 
     #[test]
@@ -430,41 +316,27 @@ mod tests {
             build_schedule(amount("1000"), 361, Pricing::Interest, rate("0.1"), on),
             Err(ScheduleError::TermOutOfRange { term_months: 361 })
         );
-        assert_eq!(
-            build_schedule(Amount::ZERO, 12, Pricing::Fee, rate("0.1"), on),
-            Err(ScheduleError::PrincipalNotPositive)
-        );
+        assert_eq!(build_schedule(Amount::ZERO, 12, Pricing::Fee, rate("0.1"), on), Err(ScheduleError::PrincipalNotPositive));
         // 0.05 over 7 months: 6 × round(0.00714) = 0.06 > 0.05.
         for pricing in [Pricing::Interest, Pricing::Fee] {
-            assert!(matches!(
-                build_schedule(amount("0.05"), 7, pricing, rate("0"), on),
-                Err(ScheduleError::NegativeComponent { .. })
-            ));
+            assert!(matches!(build_schedule(amount("0.05"), 7, pricing, rate("0"), on), Err(ScheduleError::NegativeComponent { .. })));
         }
         assert!(matches!(
             build_schedule(amount("0.05"), 7, Pricing::Interest, rate("0.01"), on),
             Err(ScheduleError::NegativeComponent { .. })
         ));
         // A fee that cannot be spread: total fee 0.05 over 7 months.
-        assert!(matches!(
-            build_schedule(amount("1"), 7, Pricing::Fee, rate("0.05"), on),
-            Err(ScheduleError::NegativeComponent { .. })
-        ));
-        assert_eq!(
-            build_schedule(amount("1"), 12, Pricing::Fee, rate("0.1"), NaiveDate::MAX),
-            Err(ScheduleError::DateOutOfRange)
-        );
+        assert!(matches!(build_schedule(amount("1"), 7, Pricing::Fee, rate("0.05"), on), Err(ScheduleError::NegativeComponent { .. })));
+        assert_eq!(build_schedule(amount("1"), 12, Pricing::Fee, rate("0.1"), NaiveDate::MAX), Err(ScheduleError::DateOutOfRange));
     }
 
     #[test]
     fn extreme_but_valid_inputs_do_not_overflow() {
         let big = amount("999999999999.99");
         let on = d(2027, 1, 1);
-        let schedule =
-            build_schedule(big, 360, Pricing::Interest, rate("99.99999999"), on).unwrap();
+        let schedule = build_schedule(big, 360, Pricing::Interest, rate("99.99999999"), on).unwrap();
         assert_eq!(schedule.iter().map(|i| i.principal).sum::<Amount>(), big);
-        let tiny_rate =
-            build_schedule(big, 360, Pricing::Interest, rate("0.00000001"), on).unwrap();
+        let tiny_rate = build_schedule(big, 360, Pricing::Interest, rate("0.00000001"), on).unwrap();
         assert_eq!(tiny_rate.iter().map(|i| i.principal).sum::<Amount>(), big);
         let fee = build_schedule(big, 360, Pricing::Fee, rate("99.99999999"), on).unwrap();
         assert_eq!(fee.iter().map(|i| i.principal).sum::<Amount>(), big);
@@ -491,14 +363,11 @@ mod tests {
     }
 
     fn arb_rate() -> impl Strategy<Value = Rate> {
-        (0_i64..=36_000_000)
-            .prop_map(|rate_e8| Rate::try_from_decimal(Decimal::new(rate_e8, 8)).unwrap())
+        (0_i64..=36_000_000).prop_map(|rate_e8| Rate::try_from_decimal(Decimal::new(rate_e8, 8)).unwrap())
     }
 
     fn arb_date() -> impl Strategy<Value = NaiveDate> {
-        (0_u32..4000).prop_map(|days| {
-            add_months_clamped(d(2026, 1, 1), 0) + chrono::Days::new(u64::from(days))
-        })
+        (0_u32..4000).prop_map(|days| add_months_clamped(d(2026, 1, 1), 0) + chrono::Days::new(u64::from(days)))
     }
 
     proptest! {

@@ -19,7 +19,10 @@ pub fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
 }
 
-pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     if is_public(req.path()) {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
@@ -65,9 +68,12 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::new(ErrorCode::Unauthenticated, "a valid API key is required: Authorization: Bearer <key>")
-        }))
+        ready(
+            req.extensions()
+                .get::<Caller>()
+                .cloned()
+                .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "a valid API key is required: Authorization: Bearer <key>")),
+        )
     }
 }
 

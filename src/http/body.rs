@@ -290,10 +290,8 @@ impl<'a> Obj<'a> {
     }
 
     pub fn money_value(&self, key: &str, v: &Value) -> ApiResult<Amount> {
-        let bad = || {
-            ApiError::new(ErrorCode::InvalidAmount, format!("`{key}` must be a string of yuan like \"2999.50\""))
-                .field(self.path(key))
-        };
+        let bad =
+            || ApiError::new(ErrorCode::InvalidAmount, format!("`{key}` must be a string of yuan like \"2999.50\"")).field(self.path(key));
         let s = v.as_str().ok_or_else(bad)?;
         Amount::parse(s).map_err(|_| bad())
     }
@@ -386,10 +384,7 @@ impl<'a> Obj<'a> {
 
     /// The objects of an array field, each with its `key[i]` path.
     pub fn req_obj_list(&self, key: &str, allowed: &[&str], max_items: usize) -> ApiResult<Vec<Obj<'a>>> {
-        let items = self
-            .required(key)?
-            .as_array()
-            .ok_or_else(|| ApiError::invalid(self.path(key), format!("`{key}` must be an array")))?;
+        let items = self.required(key)?.as_array().ok_or_else(|| ApiError::invalid(self.path(key), format!("`{key}` must be an array")))?;
         if items.len() > max_items {
             return Err(ApiError::invalid(self.path(key), format!("`{key}` has more than {max_items} items")));
         }

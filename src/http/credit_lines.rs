@@ -22,9 +22,8 @@ pub fn customer(o: &Obj, key: &str) -> ApiResult<(IdNumber, Phone, Option<String
         ApiError::new(ErrorCode::InvalidIdNumber, "`id_number` must be an 18-character PRC resident ID with a valid check character")
             .field(c.path("id_number"))
     })?;
-    let phone = Phone::parse(c.req_str("phone")?).map_err(|_| {
-        ApiError::new(ErrorCode::InvalidPhone, "`phone` must be 11 digits starting with 1").field(c.path("phone"))
-    })?;
+    let phone = Phone::parse(c.req_str("phone")?)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidPhone, "`phone` must be 11 digits starting with 1").field(c.path("phone")))?;
     let name = c.opt_text("name", 100)?;
     Ok((id_number, phone, name))
 }
@@ -62,6 +61,12 @@ async fn repay_debt(state: State, caller: Caller, req: HttpRequest, path: web::P
 }
 
 async fn get_hold(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Provider, PrincipalKind::Store, PrincipalKind::Partner, PrincipalKind::Bank, PrincipalKind::Admin])?;
+    caller.principal.require(&[
+        PrincipalKind::Provider,
+        PrincipalKind::Store,
+        PrincipalKind::Partner,
+        PrincipalKind::Bank,
+        PrincipalKind::Admin,
+    ])?;
     ok(&crate::service::orders::get_hold(&state, &caller.principal, &path).await?)
 }

@@ -6,8 +6,8 @@ pub mod auth;
 pub mod body;
 pub mod context;
 pub mod credit_lines;
-pub mod ops;
 pub mod openapi;
+pub mod ops;
 pub mod orders;
 pub mod plans;
 pub mod reports;
@@ -192,22 +192,47 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Routes of later modules for the OpenAPI document: (method, path, summary, request, status, response schema, idempotent).
 #[allow(clippy::type_complexity)]
-pub fn extra_routes() -> Vec<(
-    utoipa::openapi::path::HttpMethod,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    &'static str,
-    Option<&'static str>,
-    bool,
-)> {
+pub fn extra_routes()
+-> Vec<(utoipa::openapi::path::HttpMethod, &'static str, &'static str, Option<&'static str>, &'static str, Option<&'static str>, bool)> {
     use utoipa::openapi::path::HttpMethod::{Get, Post};
     vec![
-        (Get, "/v1/admin/notices", "Notices with their delivery state (?state=&recipient=<kind>:<id>), in creation order", None, "200", None, false),
+        (
+            Get,
+            "/v1/admin/notices",
+            "Notices with their delivery state (?state=&recipient=<kind>:<id>), in creation order",
+            None,
+            "200",
+            None,
+            false,
+        ),
         (Get, "/v1/admin/notices/{id}", "One notice with its delivery state", None, "200", Some("AdminNotice"), false),
-        (Post, "/v1/admin/notices/{id}/redeliver", "Deliver a notice again: pending, attempts reset, due now", None, "202", Some("AdminNotice"), false),
-        (Get, "/v1/reconciliation/{business_date}", "A bank's movements booked on a date (JSON, or CSV with Accept: text/csv)", None, "200", Some("Reconciliation"), false),
-        (Get, "/v1/partners/{id}/statement", "A partner's monthly statement by agent (?month=YYYY-MM)", None, "200", Some("Statement"), false),
+        (
+            Post,
+            "/v1/admin/notices/{id}/redeliver",
+            "Deliver a notice again: pending, attempts reset, due now",
+            None,
+            "202",
+            Some("AdminNotice"),
+            false,
+        ),
+        (
+            Get,
+            "/v1/reconciliation/{business_date}",
+            "A bank's movements booked on a date (JSON, or CSV with Accept: text/csv)",
+            None,
+            "200",
+            Some("Reconciliation"),
+            false,
+        ),
+        (
+            Get,
+            "/v1/partners/{id}/statement",
+            "A partner's monthly statement by agent (?month=YYYY-MM)",
+            None,
+            "200",
+            Some("Statement"),
+            false,
+        ),
     ]
 }
 

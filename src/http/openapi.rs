@@ -35,7 +35,15 @@ struct Route {
     idempotent: bool,
 }
 
-const fn r(method: HttpMethod, path: &'static str, summary: &'static str, request: Option<&'static str>, status: &'static str, response: Option<&'static str>, idempotent: bool) -> Route {
+const fn r(
+    method: HttpMethod,
+    path: &'static str,
+    summary: &'static str,
+    request: Option<&'static str>,
+    status: &'static str,
+    response: Option<&'static str>,
+    idempotent: bool,
+) -> Route {
     Route { method, path, summary, request, status, response, idempotent }
 }
 
@@ -46,7 +54,9 @@ fn route_table() -> Vec<Route> {
         r(Get, "/readyz", "Database reachable and migrated", None, "200", None, false),
         r(Get, "/metrics", "Prometheus metrics", None, "200", None, false),
     ];
-    for (plural, schema) in [("providers", "Provider"), ("banks", "Bank"), ("stores", "Store"), ("partners", "PartnerView"), ("products", "Product")] {
+    for (plural, schema) in
+        [("providers", "Provider"), ("banks", "Bank"), ("stores", "Store"), ("partners", "PartnerView"), ("products", "Product")]
+    {
         let base: &'static str = Box::leak(format!("/v1/admin/{plural}").into_boxed_str());
         let one: &'static str = Box::leak(format!("/v1/admin/{plural}/{{id}}").into_boxed_str());
         v.push(r(Post, base, "Create", Some("object"), "201", Some(schema), false));
@@ -60,16 +70,48 @@ fn route_table() -> Vec<Route> {
     v.push(r(Get, "/v1/admin/api-keys", "List API keys", None, "200", None, false));
     v.push(r(Get, "/v1/admin/api-keys/{id}", "Read an API key (no secret)", None, "200", Some("ApiKeyView"), false));
     v.push(r(Delete, "/v1/admin/api-keys/{id}", "Revoke", None, "204", None, false));
-    v.push(r(Post, "/v1/credit-lines", "Register (201) or update (200) a customer's credit line", Some("object"), "201", Some("CreditLineView"), true));
+    v.push(r(
+        Post,
+        "/v1/credit-lines",
+        "Register (201) or update (200) a customer's credit line",
+        Some("object"),
+        "201",
+        Some("CreditLineView"),
+        true,
+    ));
     v.push(r(Get, "/v1/credit-lines/{id}", "A credit line", None, "200", Some("CreditLineView"), false));
-    v.push(r(Post, "/v1/credit-lines/{id}/debt-repayments", "The customer repaid the provider part of what was converted", Some("object"), "200", Some("CreditLineView"), true));
+    v.push(r(
+        Post,
+        "/v1/credit-lines/{id}/debt-repayments",
+        "The customer repaid the provider part of what was converted",
+        Some("object"),
+        "200",
+        Some("CreditLineView"),
+        true,
+    ));
     v.push(r(Get, "/v1/holds/{id}", "A hold", None, "200", Some("Hold"), false));
     v.push(r(Post, "/v1/quotes", "Quote a plan", Some("object"), "200", Some("Quote"), false));
-    v.push(r(Post, "/v1/orders", "Place an order: the hold and the funding bank in one transaction", Some("object"), "201", Some("OrderView"), true));
+    v.push(r(
+        Post,
+        "/v1/orders",
+        "Place an order: the hold and the funding bank in one transaction",
+        Some("object"),
+        "201",
+        Some("OrderView"),
+        true,
+    ));
     v.push(r(Get, "/v1/orders", "The caller's orders, newest first (?status=&limit=&cursor=)", None, "200", None, false));
     v.push(r(Get, "/v1/orders/{id}", "An order with its hold and plan", None, "200", Some("OrderView"), false));
     v.push(r(Post, "/v1/orders/{id}/cancel", "Cancel before funding", Some("object"), "200", Some("OrderView"), true));
-    v.push(r(Post, "/v1/orders/{id}/funding", "Approve (opens the plan) or reject (voids the hold)", Some("object"), "200", Some("OrderView"), true));
+    v.push(r(
+        Post,
+        "/v1/orders/{id}/funding",
+        "Approve (opens the plan) or reject (voids the hold)",
+        Some("object"),
+        "200",
+        Some("OrderView"),
+        true,
+    ));
     v.push(r(Get, "/v1/orders/{id}/borrower", "The borrower in clear, for the order's bank; audited", None, "200", None, false));
     v.push(r(Get, "/v1/plans/{id}", "A plan with its installments", None, "200", Some("PlanView"), false));
     v.push(r(Get, "/v1/plans/{id}/payoff", "The payoff as of a date (?as_of=)", None, "200", Some("PayoffView"), false));
@@ -110,21 +152,24 @@ pub fn document() -> OpenApi {
             route.path.replace(['/', '{', '}', '-', '.'], "_")
         )));
         for name in path_parameters(route.path) {
-            op = op.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(String::schema())));
+            op = op.parameter(
+                ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(String::schema())),
+            );
         }
         if route.idempotent {
             op = op.parameter(
-                ParameterBuilder::new()
-                    .name("Idempotency-Key")
-                    .parameter_in(ParameterIn::Header)
-                    .required(Required::True)
-                    .schema(Some(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).min_length(Some(1)).max_length(Some(255)))),
+                ParameterBuilder::new().name("Idempotency-Key").parameter_in(ParameterIn::Header).required(Required::True).schema(Some(
+                    ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).min_length(Some(1)).max_length(Some(255)),
+                )),
             );
         }
         if route.request.is_some() {
             op = op.request_body(Some(
                 RequestBodyBuilder::new()
-                    .content("application/json", ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(SchemaType::new(Type::Object)))).build())
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(SchemaType::new(Type::Object)))).build(),
+                    )
                     .required(Some(Required::True))
                     .build(),
             ));
@@ -192,7 +237,12 @@ pub fn document() -> OpenApi {
         .security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)))
         .build();
     OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("creditphone").version("1").description(Some("Pre-authorization engine for carrier credit phone purchase (信用购机)")))
+        .info(
+            InfoBuilder::new()
+                .title("creditphone")
+                .version("1")
+                .description(Some("Pre-authorization engine for carrier credit phone purchase (信用购机)")),
+        )
         .paths(paths.build())
         .components(Some(components))
         .build()

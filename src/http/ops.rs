@@ -19,7 +19,8 @@ async fn readyz(state: State) -> HttpResponse {
     if crate::db::ready(&state.pool).await {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "unavailable", "reason": "database unreachable or not migrated" }))
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "unavailable", "reason": "database unreachable or not migrated" }))
     }
 }
 

@@ -47,8 +47,9 @@ async fn place(state: State, caller: Caller, req: HttpRequest, body: Body) -> Ap
     let (id_number, phone, name) = customer(&o, "customer")?;
     let d = o.req_obj("device", &["sku", "imei", "price"])?;
     let device_sku = d.req_text("sku", TEXT_MAX)?;
-    let imei = Imei::parse(d.req_str("imei")?)
-        .map_err(|_| ApiError::new(ErrorCode::InvalidImei, "`imei` must be 15 digits with a valid Luhn check digit").field(d.path("imei")))?;
+    let imei = Imei::parse(d.req_str("imei")?).map_err(|_| {
+        ApiError::new(ErrorCode::InvalidImei, "`imei` must be 15 digits with a valid Luhn check digit").field(d.path("imei"))
+    })?;
     let device_price = d.req_positive_money("price")?;
     let down_payment = o.req_money("down_payment")?;
     let consent = match o.opt_obj("consent", &["method", "reference"])? {

@@ -27,7 +27,9 @@ async fn payoff(state: State, caller: Caller, req: HttpRequest, path: web::Path<
     caller.principal.require(&BANK_OR_ADMIN)?;
     let as_of = match query_param(&req, "as_of") {
         None => None,
-        Some(s) => Some(parse_date(&s).map_err(|_| ApiError::new(ErrorCode::InvalidDate, "`as_of` must be a date YYYY-MM-DD").field("as_of"))?),
+        Some(s) => {
+            Some(parse_date(&s).map_err(|_| ApiError::new(ErrorCode::InvalidDate, "`as_of` must be a date YYYY-MM-DD").field("as_of"))?)
+        }
     };
     ok(&svc::payoff_quote(&state, &caller.principal, &path, as_of).await?)
 }

@@ -277,7 +277,8 @@ fn partner_input(o: &Obj, base: Option<PartnerInput>) -> ApiResult<PartnerInput>
     })
 }
 
-const PARTNER_FIELDS: [&str; 6] = ["name", "established_on", "deposit_paid", "authorized_providers", "major_violation_last_year", "regions"];
+const PARTNER_FIELDS: [&str; 6] =
+    ["name", "established_on", "deposit_paid", "authorized_providers", "major_violation_last_year", "regions"];
 
 async fn create_partner(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
     admin(&caller)?;
@@ -318,8 +319,19 @@ async fn list_partners(state: State, caller: Caller, req: HttpRequest) -> ApiRes
 // ---------- products ----------
 
 const PRODUCT_FIELDS: [&str; 13] = [
-    "name", "pricing", "terms", "providers", "regions", "min_principal", "max_principal", "hold_ratio", "grace_days",
-    "penalty_daily_rate", "funding_timeout_hours", "partner_referral_fee", "active",
+    "name",
+    "pricing",
+    "terms",
+    "providers",
+    "regions",
+    "min_principal",
+    "max_principal",
+    "hold_ratio",
+    "grace_days",
+    "penalty_daily_rate",
+    "funding_timeout_hours",
+    "partner_referral_fee",
+    "active",
 ];
 
 fn terms_input(o: &Obj, key: &str) -> ApiResult<Vec<TermInput>> {
@@ -352,8 +364,18 @@ fn product_input(o: &Obj, base: Option<ProductInput>) -> ApiResult<(ProductInput
     let creating = base.is_none();
     let (name, pricing, terms, providers, regions, min_p, max_p, ratio_v, grace, penalty, timeout, fee, active) = match base {
         Some(b) => (
-            Some(b.name), Some(b.pricing), b.terms, Some(b.providers), Some(b.regions), Some(b.min_principal), Some(b.max_principal),
-            Some(b.hold_ratio), Some(b.grace_days), Some(b.penalty_daily_rate), Some(b.funding_timeout_hours), Some(b.partner_referral_fee),
+            Some(b.name),
+            Some(b.pricing),
+            b.terms,
+            Some(b.providers),
+            Some(b.regions),
+            Some(b.min_principal),
+            Some(b.max_principal),
+            Some(b.hold_ratio),
+            Some(b.grace_days),
+            Some(b.penalty_daily_rate),
+            Some(b.funding_timeout_hours),
+            Some(b.partner_referral_fee),
             Some(b.active),
         ),
         None => (None, None, Vec::new(), None, None, None, None, None, None, None, None, None, None),
@@ -404,7 +426,13 @@ fn product_input(o: &Obj, base: Option<ProductInput>) -> ApiResult<(ProductInput
 }
 
 /// An optional field with a default: on create absent/null → default; on PATCH absent keeps, null restores the default.
-fn optional_with_default<'a, T>(o: &Obj<'a>, key: &str, current: Option<T>, default: T, read: impl FnOnce(&Obj<'a>, &str) -> ApiResult<T>) -> ApiResult<T> {
+fn optional_with_default<'a, T>(
+    o: &Obj<'a>,
+    key: &str,
+    current: Option<T>,
+    default: T,
+    read: impl FnOnce(&Obj<'a>, &str) -> ApiResult<T>,
+) -> ApiResult<T> {
     match (current, o.patch_value(key)) {
         (_, Patch::Set(_)) => read(o, key),
         (Some(current), Patch::Absent) => Ok(current),
@@ -485,4 +513,3 @@ async fn revoke_api_key(state: State, caller: Caller, path: web::Path<String>) -
     svc::revoke_api_key(&state, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
-

@@ -58,9 +58,7 @@ const INSTALL_HINT: &str = "sudo apt-get install -y postgresql";
 pub enum EmbeddedPgError {
     #[error("another creditphone is already running on {} ({})", .dir.display(), pid_text(*.pid))]
     AlreadyRunning { dir: PathBuf, pid: Option<u32> },
-    #[error(
-        "PostgreSQL server binaries not found (initdb, postgres); install them with: {INSTALL_HINT}"
-    )]
+    #[error("PostgreSQL server binaries not found (initdb, postgres); install them with: {INSTALL_HINT}")]
     BinariesNotFound,
     #[error(
         "PostgreSQL must run as the unprivileged user '{user}', which cannot reach {} (a directory on the way is not searchable by it); use a data directory it can reach, e.g. /var/lib/creditphone or /srv/creditphone",
@@ -91,9 +89,7 @@ pub struct PgBinaries {
 impl PgBinaries {
     /// Finds `initdb` + `postgres` on PATH or under /usr/lib/postgresql/*/bin (highest major wins).
     pub fn find() -> Option<PgBinaries> {
-        candidates()
-            .into_iter()
-            .max_by_key(|b| version_key(&b.version))
+        candidates().into_iter().max_by_key(|b| version_key(&b.version))
     }
 
     /// Like [`PgBinaries::find`], restricted to one major version (e.g. the one an existing
@@ -111,17 +107,11 @@ impl PgBinaries {
         if nix::unistd::geteuid().is_root()
             && let Some(apt_get) = find_on_path("apt-get")
         {
-            tracing::info!(
-                "PostgreSQL server binaries not found; installing them with apt-get (running: apt-get update)"
-            );
+            tracing::info!("PostgreSQL server binaries not found; installing them with apt-get (running: apt-get update)");
             let started = Instant::now();
             run_apt(Command::new(&apt_get).arg("update"));
             tracing::info!("running: DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql");
-            run_apt(
-                Command::new(&apt_get)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .args(["install", "-y", "postgresql"]),
-            );
+            run_apt(Command::new(&apt_get).env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "postgresql"]));
             if let Some(found) = Self::find() {
                 tracing::info!(
                     bin_dir = %found.bin_dir.display(),
@@ -156,16 +146,12 @@ fn run_apt(cmd: &mut Command) {
 }
 
 fn is_executable_file(path: &Path) -> bool {
-    fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable_file(p))
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable_file(p))
 }
 
 /// All directories with both `initdb` and `postgres`, canonicalized (Debian puts symlinks in
@@ -176,10 +162,7 @@ fn candidates() -> Vec<PgBinaries> {
         dirs.extend(std::env::split_paths(&path));
     }
     if let Ok(entries) = fs::read_dir("/usr/lib/postgresql") {
-        let mut versioned: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .collect();
+        let mut versioned: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect();
         versioned.sort();
         dirs.extend(versioned);
     }
@@ -189,15 +172,10 @@ fn candidates() -> Vec<PgBinaries> {
             continue;
         }
         // The real directory of the server binary (initdb looks for postgres next to itself).
-        let Some(bin_dir) = fs::canonicalize(dir.join("postgres"))
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        else {
+        let Some(bin_dir) = fs::canonicalize(dir.join("postgres")).ok().and_then(|p| p.parent().map(Path::to_path_buf)) else {
             continue;
         };
-        if !is_executable_file(&bin_dir.join("initdb"))
-            || found.iter().any(|b| b.bin_dir == bin_dir)
-        {
+        if !is_executable_file(&bin_dir.join("initdb")) || found.iter().any(|b| b.bin_dir == bin_dir) {
             continue;
         }
         if let Some(version) = major_version(&bin_dir) {
@@ -219,10 +197,7 @@ fn major_version(bin_dir: &Path) -> Option<String> {
         .filter(|o| o.status.success())
         .and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.split(')')
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(major_of)
+            text.split(')').nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(major_of)
         });
     from_binary.or_else(|| {
         let parent = bin_dir.parent()?;
@@ -234,25 +209,13 @@ fn major_version(bin_dir: &Path) -> Option<String> {
 /// "15.18" -> "15", "16beta1" -> "16", "9.6.24" -> "9.6".
 fn major_of(version: &str) -> Option<String> {
     let mut parts = version.split('.');
-    let first: String = parts
-        .next()?
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let first: String = parts.next()?.chars().take_while(char::is_ascii_digit).collect();
     let first_num: u32 = first.parse().ok()?;
     if first_num >= 10 {
         return Some(first);
     }
-    let second: String = parts
-        .next()
-        .unwrap_or("0")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    Some(format!(
-        "{first_num}.{}",
-        second.parse::<u32>().unwrap_or(0)
-    ))
+    let second: String = parts.next().unwrap_or("0").chars().take_while(char::is_ascii_digit).collect();
+    Some(format!("{first_num}.{}", second.parse::<u32>().unwrap_or(0)))
 }
 
 fn version_key(version: &str) -> (u32, u32) {
@@ -279,30 +242,19 @@ pub struct ClusterOptions {
 
 impl ClusterOptions {
     pub fn new(dir: impl Into<PathBuf>) -> ClusterOptions {
-        ClusterOptions {
-            dir: dir.into(),
-            db_name: DEFAULT_DB_NAME.to_string(),
-            extra_settings: Vec::new(),
-            die_with_parent: true,
-        }
+        ClusterOptions { dir: dir.into(), db_name: DEFAULT_DB_NAME.to_string(), extra_settings: Vec::new(), die_with_parent: true }
     }
 
     /// Settings that make a throwaway test cluster fast (no durability).
     pub fn fast_unsafe_settings() -> Vec<(String, String)> {
-        [
-            ("fsync", "off"),
-            ("synchronous_commit", "off"),
-            ("full_page_writes", "off"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn wants_no_sync(&self) -> bool {
-        self.extra_settings
-            .iter()
-            .any(|(k, v)| k == "fsync" && matches!(v.as_str(), "off" | "false" | "0" | "no"))
+        self.extra_settings.iter().any(|(k, v)| k == "fsync" && matches!(v.as_str(), "off" | "false" | "0" | "no"))
     }
 }
 
@@ -329,17 +281,8 @@ impl RunAs {
     fn choose(pgdata: &Path) -> anyhow::Result<RunAs> {
         let euid = nix::unistd::geteuid();
         if !euid.is_root() {
-            let name = User::from_uid(euid)
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_else(|| euid.to_string());
-            return Ok(RunAs {
-                uid: euid,
-                gid: nix::unistd::getegid(),
-                name,
-                switch: false,
-            });
+            let name = User::from_uid(euid).ok().flatten().map(|u| u.name).unwrap_or_else(|| euid.to_string());
+            return Ok(RunAs { uid: euid, gid: nix::unistd::getegid(), name, switch: false });
         }
         // An existing cluster keeps running as the user that owns it.
         if pgdata.join("PG_VERSION").is_file()
@@ -350,10 +293,7 @@ impl RunAs {
             let user = User::from_uid(uid).ok().flatten();
             return Ok(RunAs {
                 uid,
-                gid: user
-                    .as_ref()
-                    .map(|u| u.gid)
-                    .unwrap_or_else(|| Gid::from_raw(meta.gid())),
+                gid: user.as_ref().map(|u| u.gid).unwrap_or_else(|| Gid::from_raw(meta.gid())),
                 name: user.map(|u| u.name).unwrap_or_else(|| uid.to_string()),
                 switch: true,
             });
@@ -362,12 +302,7 @@ impl RunAs {
             if let Ok(Some(user)) = User::from_name(name)
                 && !user.uid.is_root()
             {
-                return Ok(RunAs {
-                    uid: user.uid,
-                    gid: user.gid,
-                    name: user.name,
-                    switch: true,
-                });
+                return Ok(RunAs { uid: user.uid, gid: user.gid, name: user.name, switch: true });
             }
         }
         bail!(
@@ -419,20 +354,10 @@ impl RunAs {
         if !self.switch {
             return Ok(());
         }
-        let status = self
-            .command("test", ChildOpts::default())
-            .arg("-x")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let status = self.command("test", ChildOpts::default()).arg("-x").arg(dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
         match status {
             Ok(s) if s.success() => Ok(()),
-            Ok(_) => Err(EmbeddedPgError::DirNotReachable {
-                dir: dir.to_path_buf(),
-                user: self.name.clone(),
-            }
-            .into()),
+            Ok(_) => Err(EmbeddedPgError::DirNotReachable { dir: dir.to_path_buf(), user: self.name.clone() }.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "could not check that {} can reach {}", self.name, dir.display());
                 Ok(())
@@ -442,8 +367,7 @@ impl RunAs {
 
     fn chown(&self, path: &Path) -> anyhow::Result<()> {
         if self.switch {
-            chown(path, Some(self.uid), Some(self.gid))
-                .with_context(|| format!("chown {} to {}", path.display(), self.name))?;
+            chown(path, Some(self.uid), Some(self.gid)).with_context(|| format!("chown {} to {}", path.display(), self.name))?;
         }
         Ok(())
     }
@@ -491,10 +415,7 @@ impl Postmaster {
                 };
                 let pid = Pid::from_raw(child.id() as i32);
                 let _ = pid_tx.send(Ok(child.id()));
-                while let Err(Errno::EINTR) =
-                    waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
-                {
-                }
+                while let Err(Errno::EINTR) = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {}
                 *exited_in_thread.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 let status = match child.wait() {
                     Ok(status) => status.to_string(),
@@ -507,11 +428,7 @@ impl Postmaster {
             .recv()
             .map_err(|_| anyhow!("the thread that runs PostgreSQL ended unexpectedly"))?
             .context("could not start postgres")?;
-        Ok(Postmaster {
-            pid: Pid::from_raw(pid as i32),
-            exited,
-            exit_rx,
-        })
+        Ok(Postmaster { pid: Pid::from_raw(pid as i32), exited, exit_rx })
     }
 
     /// Sends `sig` unless the process has already exited; returns whether it was sent.
@@ -663,8 +580,7 @@ impl EmbeddedCluster {
                     pgdata = %pgdata.display(),
                     "found an incomplete cluster (no PG_VERSION), probably from an interrupted initdb; recreating it"
                 );
-                fs::remove_dir_all(&pgdata)
-                    .with_context(|| format!("could not remove {}", pgdata.display()))?;
+                fs::remove_dir_all(&pgdata).with_context(|| format!("could not remove {}", pgdata.display()))?;
             }
             run_initdb(&binaries, &run_as, &dir, &pgdata, &log, &opts)?;
             true
@@ -672,20 +588,11 @@ impl EmbeddedCluster {
 
         let socket_dir = socket_dir_for(&dir, DEFAULT_PORT);
         prepare_socket_dir(&socket_dir, &dir, &run_as)?;
-        if let Err(e) = fs::write(
-            dir.join("socket-dir"),
-            format!("{}\n", socket_dir.display()),
-        ) {
+        if let Err(e) = fs::write(dir.join("socket-dir"), format!("{}\n", socket_dir.display())) {
             tracing::warn!(error = %e, "could not record the socket directory in {}/socket-dir", dir.display());
         }
 
-        let mut cmd = run_as.command(
-            binaries.postgres(),
-            ChildOpts {
-                new_session: true,
-                die_with_parent: opts.die_with_parent,
-            },
-        );
+        let mut cmd = run_as.command(binaries.postgres(), ChildOpts { new_session: true, die_with_parent: opts.die_with_parent });
         cmd.arg("-D")
             .arg(&pgdata)
             .arg("-k")
@@ -698,9 +605,7 @@ impl EmbeddedCluster {
         for (key, value) in &opts.extra_settings {
             cmd.arg("-c").arg(format!("{key}={value}"));
         }
-        let log_err = log
-            .try_clone()
-            .context("could not duplicate the log file")?;
+        let log_err = log.try_clone().context("could not duplicate the log file")?;
         cmd.stdout(log).stderr(log_err);
         tracing::info!(
             pgdata = %pgdata.display(),
@@ -731,11 +636,7 @@ impl EmbeddedCluster {
         config.connect_timeout(Duration::from_secs(5));
         loop {
             if let Some(status) = self.postmaster.as_ref().and_then(|p| p.exit_status()) {
-                bail!(
-                    "PostgreSQL exited during start-up ({status}); end of {}:\n{}",
-                    self.log_path.display(),
-                    log_tail(&self.log_path)
-                );
+                bail!("PostgreSQL exited during start-up ({status}); end of {}:\n{}", self.log_path.display(), log_tail(&self.log_path));
             }
             let last_error = match config.connect(tokio_postgres::NoTls).await {
                 Ok((client, connection)) => {
@@ -758,11 +659,8 @@ impl EmbeddedCluster {
     }
 
     async fn ensure_database(&self, db_name: &str) -> anyhow::Result<()> {
-        let (client, connection) = self
-            .pg_config("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .context("could not connect to the embedded PostgreSQL")?;
+        let (client, connection) =
+            self.pg_config("postgres").connect(tokio_postgres::NoTls).await.context("could not connect to the embedded PostgreSQL")?;
         let conn_task = tokio::spawn(connection);
         let exists = client
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db_name])
@@ -773,8 +671,7 @@ impl EmbeddedCluster {
             let sql = format!("CREATE DATABASE {}", quote_ident(db_name));
             match client.batch_execute(&sql).await {
                 Ok(()) => tracing::info!(db_name, "created database"),
-                Err(e)
-                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
                 Err(e) => {
                     return Err(e).with_context(|| format!("could not create database {db_name}"));
                 }
@@ -788,11 +685,7 @@ impl EmbeddedCluster {
     /// Connection settings for `db_name`: host = socket dir, port, user, dbname.
     pub fn pg_config(&self, db_name: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config
-            .host_path(&self.socket_dir)
-            .port(self.port)
-            .user(&self.user)
-            .dbname(db_name);
+        config.host_path(&self.socket_dir).port(self.port).user(&self.user).dbname(db_name);
         config
     }
 
@@ -850,10 +743,7 @@ impl EmbeddedCluster {
 
     /// The postmaster's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.postmaster
-            .as_ref()
-            .filter(|p| p.exit_status().is_none())
-            .map(|p| p.pid.as_raw() as u32)
+        self.postmaster.as_ref().filter(|p| p.exit_status().is_none()).map(|p| p.pid.as_raw() as u32)
     }
 
     /// Removes the short socket directory under /tmp (not dir/run) once the server is gone;
@@ -949,10 +839,7 @@ fn acquire_lock(dir: &Path) -> anyhow::Result<Flock<File>> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => {
             let mut file: &File = &lock;
-            let written = file
-                .set_len(0)
-                .and_then(|()| file.rewind())
-                .and_then(|()| writeln!(file, "{}", std::process::id()));
+            let written = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id()));
             if let Err(e) = written {
                 tracing::warn!(error = %e, "could not write our pid into {}", path.display());
             }
@@ -960,15 +847,8 @@ fn acquire_lock(dir: &Path) -> anyhow::Result<Flock<File>> {
         }
         Err((mut file, Errno::EWOULDBLOCK)) => {
             let mut text = String::new();
-            let pid = file
-                .read_to_string(&mut text)
-                .ok()
-                .and_then(|_| text.trim().parse::<u32>().ok());
-            Err(EmbeddedPgError::AlreadyRunning {
-                dir: dir.to_path_buf(),
-                pid,
-            }
-            .into())
+            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse::<u32>().ok());
+            Err(EmbeddedPgError::AlreadyRunning { dir: dir.to_path_buf(), pid }.into())
         }
         Err((_, e)) => Err(anyhow!("could not lock {}: {e}", path.display())),
     }
@@ -982,11 +862,7 @@ fn stop_orphan(pgdata: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     let mut lines = text.lines();
-    let Some(pid) = lines
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-        .filter(|p| *p > 0)
-    else {
+    let Some(pid) = lines.next().and_then(|l| l.trim().parse::<i32>().ok()).filter(|p| *p > 0) else {
         return Ok(());
     };
     let pid_data_dir = lines.next().map(str::trim).unwrap_or("");
@@ -996,10 +872,7 @@ fn stop_orphan(pgdata: &Path) -> anyhow::Result<()> {
     let pid = Pid::from_raw(pid);
     tracing::warn!(%pid, pgdata = %pgdata.display(), "a PostgreSQL server left running by an earlier run is still up; stopping it");
     let started = Instant::now();
-    for (sig, timeout) in [
-        (Signal::SIGINT, STOP_TIMEOUT),
-        (Signal::SIGQUIT, QUIT_TIMEOUT),
-    ] {
+    for (sig, timeout) in [(Signal::SIGINT, STOP_TIMEOUT), (Signal::SIGQUIT, QUIT_TIMEOUT)] {
         let _ = kill(pid, sig);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -1010,19 +883,15 @@ fn stop_orphan(pgdata: &Path) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    bail!(
-        "a PostgreSQL server left running on {} (pid {pid}) does not stop; stop it by hand (kill -QUIT {pid})",
-        pgdata.display()
-    )
+    bail!("a PostgreSQL server left running on {} (pid {pid}) does not stop; stop it by hand (kill -QUIT {pid})", pgdata.display())
 }
 
 /// Alive and not a zombie (an orphan reparented to an init that does not reap stays a zombie).
 fn process_alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Ok(stat) => {
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_some_and(|state| state != 'Z' && state != 'X')
+        }
         Err(_) => matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(Errno::EPERM)),
     }
 }
@@ -1046,73 +915,32 @@ fn is_postmaster_of(pid: i32, pgdata: &Path, pid_data_dir: &str) -> bool {
 
 /// Runs initdb into dir/pgdata.initdb and renames it to `pgdata` once complete, so an
 /// interrupted initdb never leaves something that looks like a cluster.
-fn run_initdb(
-    binaries: &PgBinaries,
-    run_as: &RunAs,
-    dir: &Path,
-    pgdata: &Path,
-    log: &File,
-    opts: &ClusterOptions,
-) -> anyhow::Result<()> {
+fn run_initdb(binaries: &PgBinaries, run_as: &RunAs, dir: &Path, pgdata: &Path, log: &File, opts: &ClusterOptions) -> anyhow::Result<()> {
     let started = Instant::now();
     let staging = dir.join("pgdata.initdb");
     if staging.exists() {
-        fs::remove_dir_all(&staging)
-            .with_context(|| format!("could not remove {}", staging.display()))?;
+        fs::remove_dir_all(&staging).with_context(|| format!("could not remove {}", staging.display()))?;
     }
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&staging)
-        .with_context(|| format!("could not create {}", staging.display()))?;
+    fs::DirBuilder::new().mode(0o700).create(&staging).with_context(|| format!("could not create {}", staging.display()))?;
     run_as.chown(&staging)?;
     tracing::info!(pgdata = %pgdata.display(), os_user = %run_as.name, "creating a PostgreSQL {} cluster (initdb)", binaries.version);
 
-    let mut cmd = run_as.command(
-        binaries.initdb(),
-        ChildOpts {
-            new_session: false,
-            die_with_parent: opts.die_with_parent,
-        },
-    );
+    let mut cmd = run_as.command(binaries.initdb(), ChildOpts { new_session: false, die_with_parent: opts.die_with_parent });
     // Trust authentication is fine here: the server listens on no TCP address, only on a unix
     // socket in a directory of mode 0700 owned by the server's OS user, so only that user and
     // root (us, when started as root) can connect at all.
-    cmd.arg("-D").arg(&staging).args([
-        "--auth=trust",
-        "--encoding=UTF8",
-        "--locale=C",
-        "-U",
-        SUPERUSER,
-    ]);
+    cmd.arg("-D").arg(&staging).args(["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", SUPERUSER]);
     if opts.wants_no_sync() {
         cmd.arg("--no-sync");
     }
-    cmd.stdout(
-        log.try_clone()
-            .context("could not duplicate the log file")?,
-    )
-    .stderr(
-        log.try_clone()
-            .context("could not duplicate the log file")?,
-    );
+    cmd.stdout(log.try_clone().context("could not duplicate the log file")?)
+        .stderr(log.try_clone().context("could not duplicate the log file")?);
     let log_path = dir.join("postgres.log");
-    let status = cmd
-        .status()
-        .with_context(|| format!("could not run {}", binaries.initdb().display()))?;
+    let status = cmd.status().with_context(|| format!("could not run {}", binaries.initdb().display()))?;
     if !status.success() {
-        bail!(
-            "initdb failed ({status}); end of {}:\n{}",
-            log_path.display(),
-            log_tail(&log_path)
-        );
+        bail!("initdb failed ({status}); end of {}:\n{}", log_path.display(), log_tail(&log_path));
     }
-    fs::rename(&staging, pgdata).with_context(|| {
-        format!(
-            "could not rename {} to {}",
-            staging.display(),
-            pgdata.display()
-        )
-    })?;
+    fs::rename(&staging, pgdata).with_context(|| format!("could not rename {} to {}", staging.display(), pgdata.display()))?;
     tracing::info!(
         pgdata = %pgdata.display(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -1126,14 +954,7 @@ fn run_initdb(
 fn socket_dir_for(dir: &Path, port: u16) -> PathBuf {
     let preferred = dir.join("run");
     let socket_len = preferred.as_os_str().len() + format!("/.s.PGSQL.{port}").len();
-    if socket_len <= SOCKET_PATH_MAX {
-        preferred
-    } else {
-        PathBuf::from(format!(
-            "/tmp/cp-{:016x}",
-            fnv1a(dir.as_os_str().as_bytes())
-        ))
-    }
+    if socket_len <= SOCKET_PATH_MAX { preferred } else { PathBuf::from(format!("/tmp/cp-{:016x}", fnv1a(dir.as_os_str().as_bytes()))) }
 }
 
 /// Creates the socket directory (mode 0700, owned by the server's user). An existing one must be
@@ -1143,24 +964,15 @@ fn prepare_socket_dir(path: &Path, dir: &Path, run_as: &RunAs) -> anyhow::Result
     match fs::symlink_metadata(path) {
         Ok(meta) => {
             if !meta.file_type().is_dir() {
-                bail!(
-                    "{} should be a directory for PostgreSQL's socket; remove it",
-                    path.display()
-                );
+                bail!("{} should be a directory for PostgreSQL's socket; remove it", path.display());
             }
             let owner = Uid::from_raw(meta.uid());
             if !path.starts_with(dir) && owner != run_as.uid && owner != nix::unistd::geteuid() {
-                bail!(
-                    "{} (PostgreSQL's socket directory) belongs to another user (uid {owner}); remove it",
-                    path.display()
-                );
+                bail!("{} (PostgreSQL's socket directory) belongs to another user (uid {owner}); remove it", path.display());
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(path)
-                .with_context(|| format!("could not create {}", path.display()))?;
+            fs::DirBuilder::new().mode(0o700).create(path).with_context(|| format!("could not create {}", path.display()))?;
         }
         Err(e) => return Err(e).with_context(|| format!("could not inspect {}", path.display())),
     }
@@ -1171,19 +983,14 @@ fn prepare_socket_dir(path: &Path, dir: &Path, run_as: &RunAs) -> anyhow::Result
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (and `/` if `keep_slash`).
 fn percent_encode(bytes: &[u8], keep_slash: bool) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (keep_slash && b == b'/')
-        {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
             out.push(b as char);
         } else {
             let _ = write!(out, "%{b:02X}");

@@ -115,45 +115,63 @@ pub async fn register(state: &AppState, provider_id: &str, request: &IdempotentR
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
     let phone_hash = state.pii.lookup_hash(r.phone.as_str());
     let sealed = seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
-    idempotency::execute(&state.pool, request, async |_tx: &Tx<'_>| Ok(()), async |tx: &Tx<'_>, ()| {
-        let booked_on = db::business_days::booking_date(tx, today()).await?;
-        if let Some(current) = lines::lock_by_customer(tx, provider_id, &id_hash).await? {
-            let status = r.status.unwrap_or(LineStatus::parse(&current.status).unwrap_or(LineStatus::Active));
-            if current.status == "closed" && status != LineStatus::Closed {
-                return Err(ApiError::invalid_state("the line is closed; a closed line cannot be reopened"));
-            }
-            let exposure = current.held + current.drawn;
-            if r.limit < exposure {
-                return Err(ApiError::new(ErrorCode::LimitBelowExposure, format!("the limit may not go below held + drawn = {exposure}"))
+    idempotency::execute(
+        &state.pool,
+        request,
+        async |_tx: &Tx<'_>| Ok(()),
+        async |tx: &Tx<'_>, ()| {
+            let booked_on = db::business_days::booking_date(tx, today()).await?;
+            if let Some(current) = lines::lock_by_customer(tx, provider_id, &id_hash).await? {
+                let status = r.status.unwrap_or(LineStatus::parse(&current.status).unwrap_or(LineStatus::Active));
+                if current.status == "closed" && status != LineStatus::Closed {
+                    return Err(ApiError::invalid_state("the line is closed; a closed line cannot be reopened"));
+                }
+                let exposure = current.held + current.drawn;
+                if r.limit < exposure {
+                    return Err(ApiError::new(
+                        ErrorCode::LimitBelowExposure,
+                        format!("the limit may not go below held + drawn = {exposure}"),
+                    )
                     .field("limit")
                     .details(json!({ "held": current.held, "drawn": current.drawn })));
+                }
+                let updated = lines::update_registration(
+                    tx,
+                    &current.id,
+                    &phone_hash,
+                    &r.phone.masked(),
+                    &sealed,
+                    r.limit,
+                    r.expires_on,
+                    status.as_str(),
+                )
+                .await?;
+                limit_entry(booked_on, &current.id, r.limit.fen() - current.limit.fen()).post(tx).await?;
+                assert_eq!(updated.held, current.held, "re-registration never moves held");
+                return Ok((StatusCode::OK, view(updated)));
             }
-            let updated = lines::update_registration(tx, &current.id, &phone_hash, &r.phone.masked(), &sealed, r.limit, r.expires_on, status.as_str()).await?;
-            limit_entry(booked_on, &current.id, r.limit.fen() - current.limit.fen()).post(tx).await?;
-            assert_eq!(updated.held, current.held, "re-registration never moves held");
-            return Ok((StatusCode::OK, view(updated)));
-        }
-        let id = new_object_id("line");
-        let status = r.status.unwrap_or(LineStatus::Active);
-        let new = NewLine {
-            id: &id,
-            provider_id,
-            id_number_hash: &id_hash,
-            id_number_masked: &r.id_number.masked(),
-            phone_hash: &phone_hash,
-            phone_masked: &r.phone.masked(),
-            identity_sealed: &sealed,
-            limit: r.limit,
-            expires_on: r.expires_on,
-            status: status.as_str(),
-        };
-        let Some(created) = lines::insert(tx, &new).await? else {
-            // Another request registered this customer at the same moment: run again and update it.
-            return Err(ApiError::retry("a concurrent registration of this customer"));
-        };
-        limit_entry(booked_on, &id, r.limit.fen()).post(tx).await?;
-        Ok((StatusCode::CREATED, view(created)))
-    })
+            let id = new_object_id("line");
+            let status = r.status.unwrap_or(LineStatus::Active);
+            let new = NewLine {
+                id: &id,
+                provider_id,
+                id_number_hash: &id_hash,
+                id_number_masked: &r.id_number.masked(),
+                phone_hash: &phone_hash,
+                phone_masked: &r.phone.masked(),
+                identity_sealed: &sealed,
+                limit: r.limit,
+                expires_on: r.expires_on,
+                status: status.as_str(),
+            };
+            let Some(created) = lines::insert(tx, &new).await? else {
+                // Another request registered this customer at the same moment: run again and update it.
+                return Err(ApiError::retry("a concurrent registration of this customer"));
+            };
+            limit_entry(booked_on, &id, r.limit.fen()).post(tx).await?;
+            Ok((StatusCode::CREATED, view(created)))
+        },
+    )
     .await
 }
 
@@ -168,7 +186,13 @@ pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<Cr
 }
 
 /// `POST /v1/credit-lines/{id}/debt-repayments`: the customer repaid the provider part of what was converted.
-pub async fn repay_debt(state: &AppState, caller: &Principal, line_id: &str, request: &IdempotentRequest, amount: Amount) -> ApiResult<Answer> {
+pub async fn repay_debt(
+    state: &AppState,
+    caller: &Principal,
+    line_id: &str,
+    request: &IdempotentRequest,
+    amount: Amount,
+) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
         request,

@@ -73,9 +73,12 @@ async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: Naive
     let last = crate::db::business_days::last_closed(&***client).await?;
     if let Some(last) = last {
         if date < last {
-            return Err(ApiError::new(ErrorCode::BusinessDateRegression, format!("{last} is already closed; end of day cannot go back to {date}"))
-                .field("business_date")
-                .details(json!({ "last_closed": last })));
+            return Err(ApiError::new(
+                ErrorCode::BusinessDateRegression,
+                format!("{last} is already closed; end of day cannot go back to {date}"),
+            )
+            .field("business_date")
+            .details(json!({ "last_closed": last })));
         }
         if date == last {
             return Ok(Totals::default().summary(date));

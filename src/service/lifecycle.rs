@@ -178,7 +178,11 @@ impl Book {
     fn pay_into(&self, fx: &mut Effects, e: &mut Entry, split: &Split) {
         let bank = &self.plan.bank_id;
         e.transfer(account::plan_principal(&self.plan.id), account::bank_collected(bank), split.principal.fen())
-            .transfer(account::plan_income(&self.plan.id), account::bank_collected(bank), (split.interest + split.fee + split.penalty).fen())
+            .transfer(
+                account::plan_income(&self.plan.id),
+                account::bank_collected(bank),
+                (split.interest + split.fee + split.penalty).fen(),
+            )
             .transfer(account::bank_exposure(bank), account::bank_exposure_source(bank), split.principal.fen());
         *fx.exposure_freed.entry((bank.clone(), self.exposure_stripe)).or_default() += split.principal.fen();
     }
@@ -195,8 +199,11 @@ impl Book {
         let l = fx.lines.entry(line.clone()).or_default();
         l.0 -= amount.fen();
         l.1 += amount.fen();
-        e.transfer(account::line_held(&line), account::line_drawn(&line), amount.fen())
-            .transfer(account::hold_remaining(&self.hold.id), account::hold_converted(&self.hold.id), amount.fen());
+        e.transfer(account::line_held(&line), account::line_drawn(&line), amount.fen()).transfer(
+            account::hold_remaining(&self.hold.id),
+            account::hold_converted(&self.hold.id),
+            amount.fen(),
+        );
     }
 
     fn release(&mut self, fx: &mut Effects, amount: Amount, booked_on: NaiveDate) {
@@ -211,8 +218,11 @@ impl Book {
         h.1 += amount.fen();
         fx.lines.entry(line.clone()).or_default().0 -= amount.fen();
         let mut e = Entry::new("hold.released", booked_on, self.refs());
-        e.transfer(account::line_held(&line), account::line_available(&line), amount.fen())
-            .transfer(account::hold_remaining(&self.hold.id), account::hold_released(&self.hold.id), amount.fen());
+        e.transfer(account::line_held(&line), account::line_available(&line), amount.fen()).transfer(
+            account::hold_remaining(&self.hold.id),
+            account::hold_released(&self.hold.id),
+            amount.fen(),
+        );
         fx.entries.push(e);
         fx.released_fen += amount.fen();
         fx.notices.push(self.hold_notice("hold.released", amount, json!({})));
@@ -247,7 +257,8 @@ impl Book {
     pub fn default_uncovered(&mut self, fx: &mut Effects, index: usize, shortfall: Amount) {
         fx.uncovered.add(shortfall);
         let seq = self.insts[index].seq;
-        fx.notices.push(self.bank_notice("default.uncovered", json!({ "installment_seq": seq, "shortfall": shortfall, "amount": shortfall })));
+        fx.notices
+            .push(self.bank_notice("default.uncovered", json!({ "installment_seq": seq, "shortfall": shortfall, "amount": shortfall })));
         self.set_status(fx, "defaulted");
     }
 

@@ -40,11 +40,9 @@ pub fn price(product: &Product, term_months: u32, principal: Option<Amount>, sta
     if !product.active {
         return Err(ApiError::new(ErrorCode::UnknownReference, "the product is not open for new orders").field("product_id"));
     }
-    let term = product
-        .terms
-        .iter()
-        .find(|t| t.months as u32 == term_months)
-        .ok_or_else(|| ApiError::new(ErrorCode::UnsupportedTerm, format!("the product has no {term_months}-month term")).field("term_months"))?;
+    let term = product.terms.iter().find(|t| t.months as u32 == term_months).ok_or_else(|| {
+        ApiError::new(ErrorCode::UnsupportedTerm, format!("the product has no {term_months}-month term")).field("term_months")
+    })?;
     let out_of_range = || {
         ApiError::new(
             ErrorCode::PrincipalOutOfRange,
@@ -115,7 +113,14 @@ pub async fn quote(state: &AppState, q: QuoteRequest) -> ApiResult<Quote> {
         installments: priced
             .schedule
             .iter()
-            .map(|i| ScheduleLine { seq: i.seq, due_on: i.due_on, principal: i.principal, interest: i.interest, fee: i.fee, total: i.total() })
+            .map(|i| ScheduleLine {
+                seq: i.seq,
+                due_on: i.due_on,
+                principal: i.principal,
+                interest: i.interest,
+                fee: i.fee,
+                total: i.total(),
+            })
             .collect(),
     })
 }
@@ -265,177 +270,190 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
     let sealed = super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
     let owner_scope = caller.scope();
-    idempotency::execute(&state.pool, request, async |_tx: &Tx<'_>| Ok(()), async |tx: &Tx<'_>, ()| {
-        // Every independent read in one pipelined round trip.
-        let now = Utc::now();
-        let created_on = now.with_timezone(&SHANGHAI).date_naive();
-        let seller = async {
-            let id = caller.id().unwrap_or_default();
-            Ok(match caller.kind() {
-                PrincipalKind::Store => setup_db::get_store(tx, id).await?.map(Seller::Store),
-                _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
-            })
-        };
-        let (taken, product, seller, bank_list, booked_on) = futures_util::try_join!(
-            orders_db::out_order_no_taken(tx, &owner_scope, &r.out_order_no),
-            setup_db::get_product(tx, &r.product_id),
-            seller,
-            banks::routing_order(tx),
-            db::business_days::booking_date(tx, created_on),
-        )?;
-        if taken {
-            return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
-        }
-        let product = product.ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
-        let principal = r.device_price.checked_sub(r.down_payment);
-        let priced = price(&product, r.term_months, principal, created_on)?;
-        let principal = principal.ok_or_else(ApiError::internal)?;
-        let seller = seller.ok_or_else(ApiError::forbidden)?;
-
-        // Region and partner.
-        let (channel, store_id, partner_id, region, providers) = match seller {
-            Seller::Store(store) => {
-                let code = RegionCode::parse_order(&store.region_code).map_err(|_| ApiError::internal())?;
-                ("store", Some(store.id), None, code, product.providers.clone())
+    idempotency::execute(
+        &state.pool,
+        request,
+        async |_tx: &Tx<'_>| Ok(()),
+        async |tx: &Tx<'_>, ()| {
+            // Every independent read in one pipelined round trip.
+            let now = Utc::now();
+            let created_on = now.with_timezone(&SHANGHAI).date_naive();
+            let seller = async {
+                let id = caller.id().unwrap_or_default();
+                Ok(match caller.kind() {
+                    PrincipalKind::Store => setup_db::get_store(tx, id).await?.map(Seller::Store),
+                    _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
+                })
+            };
+            let (taken, product, seller, bank_list, booked_on) = futures_util::try_join!(
+                orders_db::out_order_no_taken(tx, &owner_scope, &r.out_order_no),
+                setup_db::get_product(tx, &r.product_id),
+                seller,
+                banks::routing_order(tx),
+                db::business_days::booking_date(tx, created_on),
+            )?;
+            if taken {
+                return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
             }
-            Seller::Partner(partner) => {
-                let id = partner.id.clone();
-                let code = r.region_code.clone().ok_or_else(ApiError::internal)?;
-                if !covers_any(&product.regions, &code) || !covers_any(&partner.regions, &code) {
-                    return Err(region_not_open(&code));
+            let product = product.ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
+            let principal = r.device_price.checked_sub(r.down_payment);
+            let priced = price(&product, r.term_months, principal, created_on)?;
+            let principal = principal.ok_or_else(ApiError::internal)?;
+            let seller = seller.ok_or_else(ApiError::forbidden)?;
+
+            // Region and partner.
+            let (channel, store_id, partner_id, region, providers) = match seller {
+                Seller::Store(store) => {
+                    let code = RegionCode::parse_order(&store.region_code).map_err(|_| ApiError::internal())?;
+                    ("store", Some(store.id), None, code, product.providers.clone())
                 }
-                let mut reasons = super::setup::partner_reasons(state, &partner);
-                let authorised: Vec<String> =
-                    product.providers.iter().filter(|p| partner.authorized_providers.contains(p)).cloned().collect();
-                if authorised.is_empty() {
-                    reasons.push("not_authorized_for_product".to_string());
-                }
-                if !reasons.is_empty() {
-                    return Err(ApiError::new(ErrorCode::PartnerNotEligible, format!("the partner may not take this order: {}", reasons.join(", ")))
+                Seller::Partner(partner) => {
+                    let id = partner.id.clone();
+                    let code = r.region_code.clone().ok_or_else(ApiError::internal)?;
+                    if !covers_any(&product.regions, &code) || !covers_any(&partner.regions, &code) {
+                        return Err(region_not_open(&code));
+                    }
+                    let mut reasons = super::setup::partner_reasons(state, &partner);
+                    let authorised: Vec<String> =
+                        product.providers.iter().filter(|p| partner.authorized_providers.contains(p)).cloned().collect();
+                    if authorised.is_empty() {
+                        reasons.push("not_authorized_for_product".to_string());
+                    }
+                    if !reasons.is_empty() {
+                        return Err(ApiError::new(
+                            ErrorCode::PartnerNotEligible,
+                            format!("the partner may not take this order: {}", reasons.join(", ")),
+                        )
                         .details(json!({ "reasons": reasons })));
+                    }
+                    ("partner", None, Some(id.to_string()), code, authorised)
                 }
-                ("partner", None, Some(id.to_string()), code, authorised)
+            };
+            if !covers_any(&product.regions, &region) {
+                return Err(region_not_open(&region));
             }
-        };
-        if !covers_any(&product.regions, &region) {
-            return Err(region_not_open(&region));
-        }
 
-        // The matching line, in the product's preference order.
-        let funding_deadline = now + chrono::Duration::hours(i64::from(product.funding_timeout_hours));
-        let deadline_date = funding_deadline.with_timezone(&SHANGHAI).date_naive();
-        let must_run_until = add_months_clamped(deadline_date, r.term_months);
-        let lines = credit_lines::lock_customer_lines(tx, &id_hash, &providers).await?;
-        let line = providers
-            .iter()
-            .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
-            .find(|l| l.status == "active" && l.expires_on >= must_run_until && l.available() >= priced.hold_amount)
-            .ok_or_else(|| {
-                ApiError::new(ErrorCode::NoMatchingCreditLine, "the customer has no active credit line with enough available, valid for the whole plan")
+            // The matching line, in the product's preference order.
+            let funding_deadline = now + chrono::Duration::hours(i64::from(product.funding_timeout_hours));
+            let deadline_date = funding_deadline.with_timezone(&SHANGHAI).date_naive();
+            let must_run_until = add_months_clamped(deadline_date, r.term_months);
+            let lines = credit_lines::lock_customer_lines(tx, &id_hash, &providers).await?;
+            let line = providers
+                .iter()
+                .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
+                .find(|l| l.status == "active" && l.expires_on >= must_run_until && l.available() >= priced.hold_amount)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::NoMatchingCreditLine,
+                        "the customer has no active credit line with enough available, valid for the whole plan",
+                    )
                     .details(json!({ "hold_amount": priced.hold_amount, "valid_until_at_least": must_run_until }))
-            })?
-            .clone();
+                })?
+                .clone();
 
-        // The funding bank: first by priority whose APR range and regions fit and whose exposure has room.
-        let apr_text = format_apr(priced.apr);
-        let mut reserved = None;
-        let start_stripe = rand::random::<u16>() as i16 & i16::MAX;
-        for b in bank_list {
-            let regions_ok = b.regions.as_ref().is_none_or(|rs| covers_any(rs, &region));
-            if priced.apr < b.apr_min || priced.apr > b.apr_max || !regions_ok {
-                continue;
+            // The funding bank: first by priority whose APR range and regions fit and whose exposure has room.
+            let apr_text = format_apr(priced.apr);
+            let mut reserved = None;
+            let start_stripe = rand::random::<u16>() as i16 & i16::MAX;
+            for b in bank_list {
+                let regions_ok = b.regions.as_ref().is_none_or(|rs| covers_any(rs, &region));
+                if priced.apr < b.apr_min || priced.apr > b.apr_max || !regions_ok {
+                    continue;
+                }
+                if let Some(stripe) = banks::try_reserve(tx, &b.id, principal, start_stripe % banks::STRIPES).await? {
+                    reserved = Some((b.id, stripe));
+                    break;
+                }
             }
-            if let Some(stripe) = banks::try_reserve(tx, &b.id, principal, start_stripe % banks::STRIPES).await? {
-                reserved = Some((b.id, stripe));
-                break;
-            }
-        }
-        let (bank_id, exposure_stripe) =
-            reserved.ok_or_else(|| ApiError::new(ErrorCode::NoFundingBank, "no funding bank can take this order now"))?;
+            let (bank_id, exposure_stripe) =
+                reserved.ok_or_else(|| ApiError::new(ErrorCode::NoFundingBank, "no funding bank can take this order now"))?;
 
-        let order_id = new_object_id("ord");
-        let hold_id = new_object_id("hold");
-        let new = NewOrder {
-            id: &order_id,
-            owner_scope: &owner_scope,
-            out_order_no: &r.out_order_no,
-            channel,
-            store_id: store_id.as_deref(),
-            partner_id: partner_id.as_deref(),
-            agent_id: r.agent_id.as_deref(),
-            region_code: region.as_str(),
-            product_id: &product.id,
-            term_months: r.term_months as i32,
-            pricing: priced.pricing.as_str(),
-            rate: priced.rate.as_decimal(),
-            hold_ratio: product.hold_ratio_decimal,
-            grace_days: product.grace_days,
-            penalty_daily_rate: product.penalty_daily_rate_decimal,
-            partner_referral_fee: product.partner_referral_fee,
-            principal,
-            apr_irr: &apr_text,
-            device_sku: &r.device_sku,
-            imei_masked: &r.imei.masked(),
-            device_price: r.device_price,
-            down_payment: r.down_payment,
-            consent: r.consent.as_ref(),
-            identity_sealed: &sealed,
-            credit_line_id: &line.id,
-            bank_id: &bank_id,
-            exposure_stripe,
-            hold_id: &hold_id,
-            funding_deadline,
-            created_on,
-        };
-        let refs = Refs::new().order(&order_id).hold(&hold_id).line(&line.id).bank(&bank_id);
-        let amount = priced.hold_amount.fen();
-        let mut placed = Entry::new("hold.placed", booked_on, refs.clone());
-        placed
-            .transfer(account::line_available(&line.id), account::line_held(&line.id), amount)
-            .transfer(account::hold_origin(&hold_id), account::hold_remaining(&hold_id), amount);
-        let mut reserved = Entry::new("exposure.reserved", booked_on, refs);
-        reserved.transfer(account::bank_exposure_source(&bank_id), account::bank_exposure(&bank_id), principal.fen());
-        let (owner_kind, owner_id) = match (&store_id, &partner_id) {
-            (Some(s), _) => ("store", s.clone()),
-            (_, Some(p)) => ("partner", p.clone()),
-            _ => return Err(ApiError::internal()),
-        };
-        let notices = [
-            bank_notice(
-                "funding.requested",
-                &bank_id,
-                json!({ "order_id": order_id, "hold_id": hold_id, "credit_line_id": line.id, "amount": principal,
+            let order_id = new_object_id("ord");
+            let hold_id = new_object_id("hold");
+            let new = NewOrder {
+                id: &order_id,
+                owner_scope: &owner_scope,
+                out_order_no: &r.out_order_no,
+                channel,
+                store_id: store_id.as_deref(),
+                partner_id: partner_id.as_deref(),
+                agent_id: r.agent_id.as_deref(),
+                region_code: region.as_str(),
+                product_id: &product.id,
+                term_months: r.term_months as i32,
+                pricing: priced.pricing.as_str(),
+                rate: priced.rate.as_decimal(),
+                hold_ratio: product.hold_ratio_decimal,
+                grace_days: product.grace_days,
+                penalty_daily_rate: product.penalty_daily_rate_decimal,
+                partner_referral_fee: product.partner_referral_fee,
+                principal,
+                apr_irr: &apr_text,
+                device_sku: &r.device_sku,
+                imei_masked: &r.imei.masked(),
+                device_price: r.device_price,
+                down_payment: r.down_payment,
+                consent: r.consent.as_ref(),
+                identity_sealed: &sealed,
+                credit_line_id: &line.id,
+                bank_id: &bank_id,
+                exposure_stripe,
+                hold_id: &hold_id,
+                funding_deadline,
+                created_on,
+            };
+            let refs = Refs::new().order(&order_id).hold(&hold_id).line(&line.id).bank(&bank_id);
+            let amount = priced.hold_amount.fen();
+            let mut placed = Entry::new("hold.placed", booked_on, refs.clone());
+            placed.transfer(account::line_available(&line.id), account::line_held(&line.id), amount).transfer(
+                account::hold_origin(&hold_id),
+                account::hold_remaining(&hold_id),
+                amount,
+            );
+            let mut reserved = Entry::new("exposure.reserved", booked_on, refs);
+            reserved.transfer(account::bank_exposure_source(&bank_id), account::bank_exposure(&bank_id), principal.fen());
+            let (owner_kind, owner_id) = match (&store_id, &partner_id) {
+                (Some(s), _) => ("store", s.clone()),
+                (_, Some(p)) => ("partner", p.clone()),
+                _ => return Err(ApiError::internal()),
+            };
+            let notices = [
+                bank_notice(
+                    "funding.requested",
+                    &bank_id,
+                    json!({ "order_id": order_id, "hold_id": hold_id, "credit_line_id": line.id, "amount": principal,
                         "principal": principal, "term_months": r.term_months, "apr_irr": apr_text, "funding_deadline": funding_deadline }),
-            ),
-            NewNotice {
-                kind: "hold.placed",
-                recipient_kind: "provider",
-                recipient_id: line.provider_id.clone(),
-                data: json!({ "hold_id": hold_id, "order_id": order_id, "credit_line_id": line.id,
+                ),
+                NewNotice {
+                    kind: "hold.placed",
+                    recipient_kind: "provider",
+                    recipient_id: line.provider_id.clone(),
+                    data: json!({ "hold_id": hold_id, "order_id": order_id, "credit_line_id": line.id,
                               "amount": priced.hold_amount, "remaining": priced.hold_amount }),
-            },
-            NewNotice {
-                kind: "order.updated",
-                recipient_kind: owner_kind,
-                recipient_id: owner_id,
-                data: json!({ "order_id": order_id, "out_order_no": r.out_order_no, "status": "awaiting_funding",
+                },
+                NewNotice {
+                    kind: "order.updated",
+                    recipient_kind: owner_kind,
+                    recipient_id: owner_id,
+                    data: json!({ "order_id": order_id, "out_order_no": r.out_order_no, "status": "awaiting_funding",
                               "hold_id": hold_id, "credit_line_id": line.id }),
-            },
-        ];
-        // Every write in one pipelined round trip; a refusal rolls them all back.
-        let entries = [placed, reserved];
-        let (order, hold, after, (), ()) = futures_util::try_join!(
-            orders_db::insert(tx, &new),
-            orders_db::insert_hold(tx, &hold_id, &line.id, &line.provider_id, &order_id, priced.hold_amount),
-            credit_lines::move_balances(tx, &line.id, priced.hold_amount.fen(), 0),
-            crate::db::journal::post_all(tx, &entries),
-            record(tx, &notices),
-        )?;
-        let order = order.ok_or_else(|| ApiError::already_exists("this out_order_no was already used").field("out_order_no"))?;
-        assert_eq!(after.held.fen(), line.held.fen() + priced.hold_amount.fen(), "the hold is added to the line's held");
-        assert_eq!(hold.remaining, priced.hold_amount, "a new hold has all of its amount remaining");
-        Ok((StatusCode::CREATED, order_view(order, hold, None)))
-    })
+                },
+            ];
+            // Every write in one pipelined round trip; a refusal rolls them all back.
+            let entries = [placed, reserved];
+            let (order, hold, after, (), ()) = futures_util::try_join!(
+                orders_db::insert(tx, &new),
+                orders_db::insert_hold(tx, &hold_id, &line.id, &line.provider_id, &order_id, priced.hold_amount),
+                credit_lines::move_balances(tx, &line.id, priced.hold_amount.fen(), 0),
+                crate::db::journal::post_all(tx, &entries),
+                record(tx, &notices),
+            )?;
+            let order = order.ok_or_else(|| ApiError::already_exists("this out_order_no was already used").field("out_order_no"))?;
+            assert_eq!(after.held.fen(), line.held.fen() + priced.hold_amount.fen(), "the hold is added to the line's held");
+            assert_eq!(hold.remaining, priced.hold_amount, "a new hold has all of its amount remaining");
+            Ok((StatusCode::CREATED, order_view(order, hold, None)))
+        },
+    )
     .await
 }
 
@@ -456,7 +474,13 @@ pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<Or
     load_view(&**client, o).await
 }
 
-pub async fn list(state: &AppState, caller: &Principal, status: Option<&str>, before_seq: i64, limit: i64) -> ApiResult<(Vec<OrderView>, Option<i64>)> {
+pub async fn list(
+    state: &AppState,
+    caller: &Principal,
+    status: Option<&str>,
+    before_seq: i64,
+    limit: i64,
+) -> ApiResult<(Vec<OrderView>, Option<i64>)> {
     let client = state.pool.get().await?;
     let scope_text = caller.scope();
     let scope = match caller.kind() {
@@ -519,8 +543,11 @@ pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: N
     banks::release(tx, &order.bank_id, order.exposure_stripe, order.principal).await?;
     let refs = Refs::new().order(&order.id).hold(&hold.id).line(&hold.credit_line_id).bank(&order.bank_id);
     let mut e = Entry::new("hold.voided", booked_on, refs.clone());
-    e.transfer(account::line_held(&hold.credit_line_id), account::line_available(&hold.credit_line_id), voided.fen())
-        .transfer(account::hold_remaining(&hold.id), account::hold_voided(&hold.id), voided.fen());
+    e.transfer(account::line_held(&hold.credit_line_id), account::line_available(&hold.credit_line_id), voided.fen()).transfer(
+        account::hold_remaining(&hold.id),
+        account::hold_voided(&hold.id),
+        voided.fen(),
+    );
     e.post(tx).await?;
     let mut e = Entry::new(kind, booked_on, refs);
     e.transfer(account::bank_exposure(&order.bank_id), account::bank_exposure_source(&order.bank_id), order.principal.fen());
@@ -536,7 +563,13 @@ async fn visible_order(tx: &Tx<'_>, id: &str, allowed: impl Fn(&Order) -> bool) 
     }
 }
 
-pub async fn cancel(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, reason: Option<String>) -> ApiResult<Answer> {
+pub async fn cancel(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+    request: &IdempotentRequest,
+    reason: Option<String>,
+) -> ApiResult<Answer> {
     let scope = caller.scope();
     idempotency::execute(
         &state.pool,
@@ -545,7 +578,10 @@ pub async fn cancel(state: &AppState, caller: &Principal, id: &str, request: &Id
         async |tx: &Tx<'_>, ()| {
             let order = orders_db::lock(tx, id).await?.ok_or_else(ApiError::not_found)?;
             if order.status != "awaiting_funding" {
-                return Err(ApiError::invalid_state(format!("only an order awaiting funding can be cancelled; this one is {}", order.status)));
+                return Err(ApiError::invalid_state(format!(
+                    "only an order awaiting funding can be cancelled; this one is {}",
+                    order.status
+                )));
             }
             let today = today();
             let booked_on = db::business_days::booking_date(tx, today).await?;
@@ -576,7 +612,13 @@ pub enum FundingDecision {
     Rejected { reason: String },
 }
 
-pub async fn fund(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, decision: FundingDecision) -> ApiResult<Answer> {
+pub async fn fund(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+    request: &IdempotentRequest,
+    decision: FundingDecision,
+) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
         request,

@@ -132,7 +132,9 @@ pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<Pl
 /// A date the bank reports: not before `funded_on`, not after today unless configured.
 fn check_value_date(state: &AppState, plan: &Plan, date: NaiveDate, field: &str) -> ApiResult<()> {
     if date < plan.funded_on {
-        return Err(ApiError::new(ErrorCode::InvalidDate, format!("{field} is before the plan was funded on {}", plan.funded_on)).field(field));
+        return Err(
+            ApiError::new(ErrorCode::InvalidDate, format!("{field} is before the plan was funded on {}", plan.funded_on)).field(field)
+        );
     }
     if date > today() && !state.settings.clock.allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, format!("{field} is after today")).field(field));
@@ -171,7 +173,9 @@ pub async fn payoff_quote(state: &AppState, caller: &Principal, id: &str, as_of:
     }
     let as_of = as_of.unwrap_or_else(today);
     if as_of < plan.funded_on {
-        return Err(ApiError::new(ErrorCode::InvalidDate, format!("as_of is before the plan was funded on {}", plan.funded_on)).field("as_of"));
+        return Err(
+            ApiError::new(ErrorCode::InvalidDate, format!("as_of is before the plan was funded on {}", plan.funded_on)).field("as_of")
+        );
     }
     let rows = plans_db::installments(&**client, id).await?;
     let rate: Decimal = client.query_one("SELECT penalty_daily_rate FROM orders WHERE id = $1", &[&plan.order_id]).await?.get(0);
@@ -220,70 +224,89 @@ async fn lock_book(tx: &Tx<'_>, id: &str) -> ApiResult<Book> {
 }
 
 pub async fn repay(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, r: RepaymentRequest) -> ApiResult<Answer> {
-    idempotency::execute(&state.pool, request, async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await, async |tx: &Tx<'_>, ()| {
-        if tx.query_opt("SELECT 1 FROM repayments WHERE plan_id = $1 AND reference = $2", &[&id, &r.reference]).await?.is_some() {
-            return Err(ApiError::already_exists("this reference was already used on this plan").field("reference"));
-        }
-        let mut book = lock_book(tx, id).await?;
-        if book.plan.status == "settled" {
-            return Err(ApiError::invalid_state("the plan is settled"));
-        }
-        check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
-        bring_up(&mut book, r.paid_on);
-        let allocation = match allocate(&mut book.insts, r.amount, r.paid_on) {
-            Ok(a) => a,
-            Err(AllocError::Overpayment { payoff }) => {
-                return Err(ApiError::new(ErrorCode::Overpayment, format!("more than the payoff of {payoff} as of {}", r.paid_on))
-                    .field("amount")
-                    .details(json!({ "payoff": payoff })));
+    idempotency::execute(
+        &state.pool,
+        request,
+        async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await,
+        async |tx: &Tx<'_>, ()| {
+            if tx.query_opt("SELECT 1 FROM repayments WHERE plan_id = $1 AND reference = $2", &[&id, &r.reference]).await?.is_some() {
+                return Err(ApiError::already_exists("this reference was already used on this plan").field("reference"));
             }
-            Err(e) => return Err(ApiError::invalid("amount", e.to_string())),
-        };
-        for line in &allocation.lines {
-            if let Some(i) = book.insts.iter().position(|x| x.seq == line.seq) {
-                book.touch(i);
+            let mut book = lock_book(tx, id).await?;
+            if book.plan.status == "settled" {
+                return Err(ApiError::invalid_state("the plan is settled"));
             }
-        }
-        if allocation.settled {
-            (0..book.insts.len()).for_each(|i| book.touch(i));
-        }
-        let split = allocation.split();
-        assert_eq!(split.total(), r.amount, "the allocation spends exactly the repayment");
-        let booked_on = db::business_days::booking_date(tx, r.paid_on).await?;
-        let repayment_id = new_object_id("rep");
-        let mut fx = Effects::default();
-        book.book_repayment(&mut fx, &split, booked_on, &repayment_id);
-        book.release_to_target(&mut fx, booked_on);
-        book.settle_if_paid_off(&mut fx, booked_on);
-        book.collect_installments(&mut fx, None);
-        let hold_released = Amount::from_fen(fx.released_fen);
-        let allocations: Vec<AllocationView> = allocation
-            .lines
-            .iter()
-            .map(|l| AllocationView { seq: l.seq, penalty: l.split.penalty, fee: l.split.fee, interest: l.split.interest, principal: l.split.principal })
-            .collect();
-        let mut data = json!({ "repayment_id": repayment_id, "reference": r.reference, "amount": r.amount, "paid_on": r.paid_on,
+            check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
+            bring_up(&mut book, r.paid_on);
+            let allocation = match allocate(&mut book.insts, r.amount, r.paid_on) {
+                Ok(a) => a,
+                Err(AllocError::Overpayment { payoff }) => {
+                    return Err(ApiError::new(ErrorCode::Overpayment, format!("more than the payoff of {payoff} as of {}", r.paid_on))
+                        .field("amount")
+                        .details(json!({ "payoff": payoff })));
+                }
+                Err(e) => return Err(ApiError::invalid("amount", e.to_string())),
+            };
+            for line in &allocation.lines {
+                if let Some(i) = book.insts.iter().position(|x| x.seq == line.seq) {
+                    book.touch(i);
+                }
+            }
+            if allocation.settled {
+                (0..book.insts.len()).for_each(|i| book.touch(i));
+            }
+            let split = allocation.split();
+            assert_eq!(split.total(), r.amount, "the allocation spends exactly the repayment");
+            let booked_on = db::business_days::booking_date(tx, r.paid_on).await?;
+            let repayment_id = new_object_id("rep");
+            let mut fx = Effects::default();
+            book.book_repayment(&mut fx, &split, booked_on, &repayment_id);
+            book.release_to_target(&mut fx, booked_on);
+            book.settle_if_paid_off(&mut fx, booked_on);
+            book.collect_installments(&mut fx, None);
+            let hold_released = Amount::from_fen(fx.released_fen);
+            let allocations: Vec<AllocationView> = allocation
+                .lines
+                .iter()
+                .map(|l| AllocationView {
+                    seq: l.seq,
+                    penalty: l.split.penalty,
+                    fee: l.split.fee,
+                    interest: l.split.interest,
+                    principal: l.split.principal,
+                })
+                .collect();
+            let mut data = json!({ "repayment_id": repayment_id, "reference": r.reference, "amount": r.amount, "paid_on": r.paid_on,
                                "booked_on": booked_on, "plan_id": book.plan.id, "order_id": book.order_id, "loan_no": book.plan.loan_no,
                                "hold_id": book.hold.id, "hold_released": hold_released, "plan_status": book.plan.status });
-        for (k, v) in [("principal", split.principal), ("interest", split.interest), ("fee", split.fee), ("penalty", split.penalty)] {
-            data[k] = json!(v);
-        }
-        fx.notices.insert(0, crate::db::notices::NewNotice { kind: "repayment.recorded", recipient_kind: "bank", recipient_id: book.plan.bank_id.clone(), data });
-        insert_repayment(tx, &repayment_id, id, &r, booked_on, &split, &allocations, hold_released).await?;
-        fx.apply(tx).await?;
-        let view = RepaymentView {
-            id: repayment_id,
-            plan_id: id.to_string(),
-            amount: r.amount,
-            paid_on: r.paid_on,
-            booked_on,
-            reference: r.reference.clone(),
-            allocations,
-            hold_released,
-            plan_status: book.plan.status.clone(),
-        };
-        Ok((StatusCode::CREATED, view))
-    })
+            for (k, v) in [("principal", split.principal), ("interest", split.interest), ("fee", split.fee), ("penalty", split.penalty)] {
+                data[k] = json!(v);
+            }
+            fx.notices.insert(
+                0,
+                crate::db::notices::NewNotice {
+                    kind: "repayment.recorded",
+                    recipient_kind: "bank",
+                    recipient_id: book.plan.bank_id.clone(),
+                    data,
+                },
+            );
+            insert_repayment(tx, &repayment_id, id, &r, booked_on, &split, &allocations, hold_released).await?;
+            fx.apply(tx).await?;
+            let view = RepaymentView {
+                id: repayment_id,
+                plan_id: id.to_string(),
+                amount: r.amount,
+                paid_on: r.paid_on,
+                booked_on,
+                reference: r.reference.clone(),
+                allocations,
+                hold_released,
+                plan_status: book.plan.status.clone(),
+            };
+            Ok((StatusCode::CREATED, view))
+        },
+    )
     .await
 }
 
@@ -315,47 +338,59 @@ async fn insert_repayment(
 }
 
 /// `POST /v1/plans/{id}/accelerate`: the payoff falls due at once; the hold converts what it covers.
-pub async fn accelerate(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, as_of: NaiveDate, reason: String) -> ApiResult<Answer> {
-    idempotency::execute(&state.pool, request, async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await, async |tx: &Tx<'_>, ()| {
-        let mut book = lock_book(tx, id).await?;
-        if book.plan.status != "active" {
-            return Err(ApiError::invalid_state(format!("the plan is {}; only an active plan can be accelerated", book.plan.status)));
-        }
-        check_value_date(state, &book.plan, as_of, "as_of")?;
-        bring_up(&mut book, as_of);
-        if waive_beyond_payoff(&mut book.insts, as_of).is_positive() {
-            (0..book.insts.len()).for_each(|i| book.touch(i));
-        }
-        let booked_on = db::business_days::booking_date(tx, as_of).await?;
-        let mut fx = Effects::default();
-        plans_db::set_accelerated(tx, id, as_of, &reason).await?;
-        fx.notices.push(crate::db::notices::NewNotice {
-            kind: "plan.accelerated",
-            recipient_kind: "bank",
-            recipient_id: book.plan.bank_id.clone(),
-            data: json!({ "plan_id": book.plan.id, "order_id": book.order_id, "hold_id": book.hold.id, "as_of": as_of, "reason": reason,
+pub async fn accelerate(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+    request: &IdempotentRequest,
+    as_of: NaiveDate,
+    reason: String,
+) -> ApiResult<Answer> {
+    idempotency::execute(
+        &state.pool,
+        request,
+        async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await,
+        async |tx: &Tx<'_>, ()| {
+            let mut book = lock_book(tx, id).await?;
+            if book.plan.status != "active" {
+                return Err(ApiError::invalid_state(format!("the plan is {}; only an active plan can be accelerated", book.plan.status)));
+            }
+            check_value_date(state, &book.plan, as_of, "as_of")?;
+            bring_up(&mut book, as_of);
+            if waive_beyond_payoff(&mut book.insts, as_of).is_positive() {
+                (0..book.insts.len()).for_each(|i| book.touch(i));
+            }
+            let booked_on = db::business_days::booking_date(tx, as_of).await?;
+            let mut fx = Effects::default();
+            plans_db::set_accelerated(tx, id, as_of, &reason).await?;
+            fx.notices.push(crate::db::notices::NewNotice {
+                kind: "plan.accelerated",
+                recipient_kind: "bank",
+                recipient_id: book.plan.bank_id.clone(),
+                data: json!({ "plan_id": book.plan.id, "order_id": book.order_id, "hold_id": book.hold.id, "as_of": as_of, "reason": reason,
                           "amount": payoff(&book.insts, as_of).total() }),
-        });
-        for i in 0..book.insts.len() {
-            if book.insts[i].is_settled() {
-                continue;
+            });
+            for i in 0..book.insts.len() {
+                if book.insts[i].is_settled() {
+                    continue;
+                }
+                let shortfall = book.compensate_installment(&mut fx, i, as_of, booked_on);
+                if shortfall.is_positive() {
+                    let total_short: Amount = book.insts.iter().map(|x| x.unpaid_total()).sum();
+                    book.default_uncovered(&mut fx, i, total_short);
+                    break;
+                }
             }
-            let shortfall = book.compensate_installment(&mut fx, i, as_of, booked_on);
-            if shortfall.is_positive() {
-                let total_short: Amount = book.insts.iter().map(|x| x.unpaid_total()).sum();
-                book.default_uncovered(&mut fx, i, total_short);
-                break;
+            book.settle_if_paid_off(&mut fx, booked_on);
+            if book.plan.status == "defaulted" {
+                book.release_to_target(&mut fx, booked_on);
             }
-        }
-        book.settle_if_paid_off(&mut fx, booked_on);
-        if book.plan.status == "defaulted" {
-            book.release_to_target(&mut fx, booked_on);
-        }
-        book.collect_installments(&mut fx, None);
-        fx.apply(tx).await?;
-        let insts = plans_db::installments(tx, id).await?;
-        let plan = plans_db::get(tx, id).await?.ok_or_else(ApiError::internal)?;
-        Ok((StatusCode::OK, plan_view(plan, &insts)))
-    })
+            book.collect_installments(&mut fx, None);
+            fx.apply(tx).await?;
+            let insts = plans_db::installments(tx, id).await?;
+            let plan = plans_db::get(tx, id).await?.ok_or_else(ApiError::internal)?;
+            Ok((StatusCode::OK, plan_view(plan, &insts)))
+        },
+    )
     .await
 }

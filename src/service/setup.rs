@@ -1,15 +1,15 @@
 //! Reference data: providers, banks, stores, partners (with eligibility), products (with the APR cap), API keys.
 
 use crate::auth::{Principal, generate_api_key, hash_api_key, new_object_id};
-use crate::db::setup::{self as q, BankInput, PartnerInput, ProductInput, ProviderInput, StoreInput, WebhookOwner};
 use crate::db::api_keys;
+use crate::db::setup::{self as q, BankInput, PartnerInput, ProductInput, ProviderInput, StoreInput, WebhookOwner};
 use crate::domain::dates::shanghai_date;
 use crate::domain::money::Amount;
+use crate::domain::money::Rate;
 use crate::domain::partner::eligibility;
 use crate::domain::schedule::Pricing;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AppState;
-use crate::domain::money::Rate;
 use rand::RngCore;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -43,7 +43,11 @@ pub async fn create_provider(state: &AppState, id: &str, input: ProviderInput) -
     Ok(with_secret(created, secret))
 }
 
-pub async fn update_provider(state: &AppState, id: &str, patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>) -> ApiResult<Value> {
+pub async fn update_provider(
+    state: &AppState,
+    id: &str,
+    patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>,
+) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "providers", id).await?;
@@ -187,7 +191,11 @@ pub async fn create_partner(state: &AppState, id: &str, input: PartnerInput) -> 
     Ok(partner_view(state, created))
 }
 
-pub async fn update_partner(state: &AppState, id: &str, patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>) -> ApiResult<PartnerView> {
+pub async fn update_partner(
+    state: &AppState,
+    id: &str,
+    patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>,
+) -> ApiResult<PartnerView> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "partners", id).await?;
@@ -219,11 +227,15 @@ pub fn price_terms(state: &AppState, pricing: Pricing, terms: &[TermInput], pena
     let cap = state.settings.business.apr_cap;
     let mut out = Vec::with_capacity(terms.len());
     for (i, t) in terms.iter().enumerate() {
-        let apr = crate::domain::irr::term_apr_unrounded(pricing, t.rate, t.months).round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let apr = crate::domain::irr::term_apr_unrounded(pricing, t.rate, t.months)
+            .round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
         if apr > cap {
-            return Err(ApiError::new(ErrorCode::AprAboveCap, format!("the term of {} months prices at an annualised {apr}, above the cap of {cap}", t.months))
-                .field(format!("terms[{i}].rate"))
-                .details(json!({ "apr_irr": crate::domain::irr::format_apr(apr), "cap": cap.to_string() })));
+            return Err(ApiError::new(
+                ErrorCode::AprAboveCap,
+                format!("the term of {} months prices at an annualised {apr}, above the cap of {cap}", t.months),
+            )
+            .field(format!("terms[{i}].rate"))
+            .details(json!({ "apr_irr": crate::domain::irr::format_apr(apr), "cap": cap.to_string() })));
         }
         out.push(q::ProductTerm { months: t.months as i32, rate: t.rate.to_string(), apr_irr: crate::domain::irr::format_apr(apr) });
     }

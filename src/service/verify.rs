@@ -1,10 +1,10 @@
 //! `GET /v1/admin/ledger/verify` and `creditphone verify`: every rule of PRODUCT.md "What must
 //! always be true", checked against the balances and the journal, violations reported by name.
 
+use crate::db::Db;
 use crate::db::journal::account;
 use serde::Serialize;
 use std::collections::HashMap;
-use crate::db::Db;
 use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,8 +49,11 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
     let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
     let mut c = Collector { violations: Vec::new() };
     // Every entry balances.
-    let mut checked = Checked { journal_entries: tx.query_one("SELECT count(*) FROM journal_entries", &[]).await?.get(0), ..Checked::default() };
-    for r in tx.query("SELECT entry_id, sum(amount_fen)::int8 FROM journal_lines GROUP BY entry_id HAVING sum(amount_fen) <> 0", &[]).await? {
+    let mut checked =
+        Checked { journal_entries: tx.query_one("SELECT count(*) FROM journal_entries", &[]).await?.get(0), ..Checked::default() };
+    for r in
+        tx.query("SELECT entry_id, sum(amount_fen)::int8 FROM journal_lines GROUP BY entry_id HAVING sum(amount_fen) <> 0", &[]).await?
+    {
         let (id, sum): (i64, i64) = (r.get(0), r.get(1));
         c.check(false, "journal_entry_balanced", &id.to_string(), || format!("lines sum to {sum} fen, not 0"));
     }
@@ -128,7 +131,9 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
         let (principal, count, sum_principal, paid_principal): (i64, i64, i64, i64) = (r.get(1), r.get(2), r.get(3), r.get(4));
         let parts_ok: Option<bool> = r.get(5);
         checked.installments += count;
-        c.check(sum_principal == principal, "plan_principal_adds_up", &id, || format!("installments' principal {sum_principal} ≠ plan principal {principal}"));
+        c.check(sum_principal == principal, "plan_principal_adds_up", &id, || {
+            format!("installments' principal {sum_principal} ≠ plan principal {principal}")
+        });
         c.check(parts_ok.unwrap_or(true), "installment_not_overpaid", &id, || "an installment was paid more than it owed".to_string());
         let outstanding = principal - paid_principal;
         let journal = bal(account::plan_principal(&id));
