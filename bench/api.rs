@@ -122,7 +122,8 @@ impl World {
                 let key = &provider_key;
                 let c = &customers[i];
                 async move {
-                    let body = json!({"customer": {"id_number": c.id_number, "phone": c.phone}, "limit": "1000000", "expires_on": "2040-12-31"});
+                    let body =
+                        json!({"customer": {"id_number": c.id_number, "phone": c.phone}, "limit": "1000000", "expires_on": "2040-12-31"});
                     let (status, answer) = api.call("/v1/credit-lines", key, &body, Some(&format!("bench-line-{i}"))).await?;
                     if status != 201 {
                         bail!("POST /v1/credit-lines answered {status}: {answer}");
@@ -170,9 +171,8 @@ impl Api {
 
     /// A new API key for a principal, at the highest rate a key may have.
     async fn key(&self, kind: &str, id: &str) -> Result<String> {
-        let answer = self
-            .admin("/v1/admin/api-keys", json!({"principal": {"kind": kind, "id": id}, "rate_limit_per_minute": 1_000_000}))
-            .await?;
+        let answer =
+            self.admin("/v1/admin/api-keys", json!({"principal": {"kind": kind, "id": id}, "rate_limit_per_minute": 1_000_000})).await?;
         answer["key"].as_str().map(str::to_string).with_context(|| format!("no key in {answer}"))
     }
 }

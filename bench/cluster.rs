@@ -80,7 +80,10 @@ impl Cluster {
             cluster.settings.push((name.to_string(), row.get(0)));
         }
         if params.stat_statements {
-            client.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.context("CREATE EXTENSION pg_stat_statements")?;
+            client
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .await
+                .context("CREATE EXTENSION pg_stat_statements")?;
         }
         for (k, v) in &cluster.settings {
             println!("   {k:<26} {v}");

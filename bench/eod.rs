@@ -319,11 +319,14 @@ fn phases_from_log(log: &Path, date: NaiveDate) -> Vec<String> {
             continue;
         };
         let elapsed: Vec<f64> = lines.iter().filter_map(|v| v["elapsed_ms"].as_f64()).collect();
-        let steps: Vec<f64> = elapsed.iter().scan(0.0, |prev, e| {
-            let step = e - *prev;
-            *prev = *e;
-            Some(step)
-        }).collect();
+        let steps: Vec<f64> = elapsed
+            .iter()
+            .scan(0.0, |prev, e| {
+                let step = e - *prev;
+                *prev = *e;
+                Some(step)
+            })
+            .collect();
         let min = steps.iter().copied().fold(f64::INFINITY, f64::min);
         let max = steps.iter().copied().fold(0.0, f64::max);
         out.push(format!(
@@ -339,10 +342,7 @@ fn phases_from_log(log: &Path, date: NaiveDate) -> Vec<String> {
 }
 
 async fn insert_reference_data(client: &tokio_postgres::Client, book: &Book, n: usize) -> Result<()> {
-    client
-        .execute("INSERT INTO providers (id, name) VALUES ($1, 'EOD bench provider')", &[&PROVIDER])
-        .await
-        .context("provider")?;
+    client.execute("INSERT INTO providers (id, name) VALUES ($1, 'EOD bench provider')", &[&PROVIDER]).await.context("provider")?;
     client
         .execute("INSERT INTO stores (id, name, region_code) VALUES ($1, 'EOD bench store', '440305')", &[&STORE])
         .await
@@ -405,7 +405,20 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
             "credit_lines",
             "COPY credit_lines (id, provider_id, id_number_hash, id_number_masked, phone_hash, phone_masked, identity_sealed,
                  limit_fen, held_fen, drawn_fen, expires_on, status) FROM STDIN (FORMAT binary)",
-            vec![Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA, Type::INT8, Type::INT8, Type::INT8, Type::DATE, Type::TEXT],
+            vec![
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::BYTEA,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::DATE,
+                Type::TEXT,
+            ],
         ),
         Table::Orders => (
             "orders",
@@ -414,10 +427,34 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
                  device_price_fen, down_payment_fen, identity_sealed, credit_line_id, bank_id, hold_id, funding_deadline, status,
                  created_on, exposure_stripe) FROM STDIN (FORMAT binary)",
             vec![
-                Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT4, Type::TEXT, Type::NUMERIC,
-                Type::NUMERIC, Type::INT4, Type::NUMERIC, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT,
-                Type::INT8, Type::INT8, Type::BYTEA, Type::TEXT, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT,
-                Type::DATE, Type::INT2,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT4,
+                Type::TEXT,
+                Type::NUMERIC,
+                Type::NUMERIC,
+                Type::INT4,
+                Type::NUMERIC,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::BYTEA,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+                Type::DATE,
+                Type::INT2,
             ],
         ),
         Table::Holds => (
@@ -430,7 +467,19 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
             "plans",
             "COPY plans (id, order_id, bank_id, loan_no, principal_fen, pricing, rate, apr_irr, term_months, funded_on, status)
              FROM STDIN (FORMAT binary)",
-            vec![Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::NUMERIC, Type::TEXT, Type::INT4, Type::DATE, Type::TEXT],
+            vec![
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::TEXT,
+                Type::NUMERIC,
+                Type::TEXT,
+                Type::INT4,
+                Type::DATE,
+                Type::TEXT,
+            ],
         ),
         Table::Installments => (
             "installments",
@@ -453,18 +502,52 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
             Table::Lines => {
                 let (hash, phone_hash, held) = (format!("bench-id-{j}"), format!("bench-phone-{j}"), s.hold_remaining());
                 let row: [&(dyn ToSql + Sync); 12] = [
-                    &line, &PROVIDER, &hash, &"110101********0000", &phone_hash, &"139****0000", &sealed, &LINE_LIMIT_FEN, &held, &zero,
-                    &expires, &"active",
+                    &line,
+                    &PROVIDER,
+                    &hash,
+                    &"110101********0000",
+                    &phone_hash,
+                    &"139****0000",
+                    &sealed,
+                    &LINE_LIMIT_FEN,
+                    &held,
+                    &zero,
+                    &expires,
+                    &"active",
                 ];
                 writer.as_mut().write(&row).await?;
             }
             Table::Orders => {
                 let (scope, out_no, principal) = (format!("store:{STORE}"), format!("E{j}"), s.t.principal);
                 let row: [&(dyn ToSql + Sync); 28] = [
-                    &order, &scope, &out_no, &"store", &STORE, &"440305", &PRODUCT, &twelve, &"interest", &b.rate,
-                    &one, &grace, &b.penalty_rate, &zero, &principal, &s.t.apr, &"bench-phone", &"490154*****7518",
-                    &principal, &zero, &sealed, &line, &s.bank, &hold, &b.funding_deadline, &"active",
-                    &b.funded_on, &s.stripe,
+                    &order,
+                    &scope,
+                    &out_no,
+                    &"store",
+                    &STORE,
+                    &"440305",
+                    &PRODUCT,
+                    &twelve,
+                    &"interest",
+                    &b.rate,
+                    &one,
+                    &grace,
+                    &b.penalty_rate,
+                    &zero,
+                    &principal,
+                    &s.t.apr,
+                    &"bench-phone",
+                    &"490154*****7518",
+                    &principal,
+                    &zero,
+                    &sealed,
+                    &line,
+                    &s.bank,
+                    &hold,
+                    &b.funding_deadline,
+                    &"active",
+                    &b.funded_on,
+                    &s.stripe,
                 ];
                 writer.as_mut().write(&row).await?;
             }
@@ -515,7 +598,8 @@ async fn check_book(client: &tokio_postgres::Client, n: usize) -> Result<()> {
         )
         .await
         .context("checking the loaded book")?;
-    let (plans, insts, lines_off, holds_off, banks_off): (i64, i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let (plans, insts, lines_off, holds_off, banks_off): (i64, i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
     if plans != n as i64 || insts != (n * TERM) as i64 || lines_off != 0 || holds_off != 0 || banks_off != 0 {
         bail!(
             "the loaded book does not balance: {plans} plans, {insts} installments, {lines_off} lines off their hold, {holds_off} holds unbalanced, {banks_off} exposure stripes off"

@@ -215,7 +215,10 @@ async fn orders_and_notices(
             println!("   warm-up: {} orders in {:.1} s", w.ok, w.elapsed_secs);
         }
 
-        println!("\n== orders, spread over {} banks: closed loop, {} connections, {} s", world.spread_banks, params.connections, params.load_secs);
+        println!(
+            "\n== orders, spread over {} banks: closed loop, {} connections, {} s",
+            world.spread_banks, params.connections, params.load_secs
+        );
         let obs = observe::Observer::start(cluster, DB, service.pid).await?;
         let closed = load::closed_loop(&spread, "spread", params.connections, Duration::from_secs(params.load_secs)).await;
         let closed_obs = obs.finish().await?;
@@ -233,7 +236,12 @@ async fn orders_and_notices(
         println!("   {}", open.summary());
         print_obs(&open_obs, open.requests, "order");
 
-        println!("\n== orders, every one to bank {}: closed loop, {} connections, {} s", api::HOT_BANK, params.connections, params.load_secs);
+        println!(
+            "\n== orders, every one to bank {}: closed loop, {} connections, {} s",
+            api::HOT_BANK,
+            params.connections,
+            params.load_secs
+        );
         let hot = load::OrderTarget::new(&world, &service, load::Route::HotBank)?;
         let obs = observe::Observer::start(cluster, DB, service.pid).await?;
         let hot_closed = load::closed_loop(&hot, "hot", params.connections, Duration::from_secs(params.load_secs)).await;
@@ -241,14 +249,7 @@ async fn orders_and_notices(
         println!("   {}", hot_closed.summary());
         print_obs(&hot_obs, hot_closed.requests, "order");
 
-        results.orders = Some(report::OrderResults {
-            closed,
-            closed_obs,
-            open,
-            open_obs,
-            hot: hot_closed,
-            hot_obs,
-        });
+        results.orders = Some(report::OrderResults { closed, closed_obs, open, open_obs, hot: hot_closed, hot_obs });
 
         println!("\n== notices: {} pending to a local receiver", params.notices);
         let obs = observe::Observer::start(cluster, DB, service.pid).await?;
@@ -299,9 +300,10 @@ fn server_binary() -> Result<PathBuf> {
     {
         candidates.push(up.join("creditphone"));
     }
-    candidates.into_iter().find(|p| p.is_file()).with_context(|| {
-        format!("the creditphone server binary is not next to {} (build it: cargo build --release --bins)", me.display())
-    })
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| format!("the creditphone server binary is not next to {} (build it: cargo build --release --bins)", me.display()))
 }
 
 /// A fresh directory under /tmp, traversable by the unprivileged user PostgreSQL runs as; leftovers
@@ -336,12 +338,8 @@ fn init_logging(workdir: &Path) -> Result<()> {
     let path = workdir.join("bench.log");
     let file = std::fs::File::create(&path).with_context(|| format!("could not create {}", path.display()))?;
     let filter = tracing_subscriber::EnvFilter::try_new("info").context("log filter")?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::sync::Mutex::new(file))
-        .json()
-        .flatten_event(true)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::sync::Mutex::new(file)).json().flatten_event(true).try_init();
     Ok(())
 }
 

@@ -59,14 +59,7 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
     let latency_avg_ms = find_number(&out, "latency average = ");
     let transactions = find_number(&out, "number of transactions actually processed: ").map(|n| n as u64);
     cluster.drop_database(DB).await?;
-    Ok(PgbenchResult {
-        scale: params.pgbench_scale,
-        tps,
-        latency_avg_ms,
-        transactions,
-        init_secs,
-        command,
-    })
+    Ok(PgbenchResult { scale: params.pgbench_scale, tps, latency_avg_ms, transactions, init_secs, command })
 }
 
 /// Runs to completion within `limit` (killed otherwise); answers stdout and stderr together.

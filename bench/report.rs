@@ -192,7 +192,8 @@ pub fn bench_json(r: &Results) -> String {
 pub fn table(r: &Results) -> String {
     let mut s = String::new();
     let smoke = r.params.smoke;
-    let _ = writeln!(s, "{:<44} {:>12}  {:<10} {}", "figure", "value", "target", if smoke { "(smoke: targets not comparable)" } else { "met" });
+    let _ =
+        writeln!(s, "{:<44} {:>12}  {:<10} {}", "figure", "value", "target", if smoke { "(smoke: targets not comparable)" } else { "met" });
     let _ = writeln!(s, "{}", "-".repeat(76));
     for f in r.figures() {
         let _ = writeln!(s, "{:<44} {:>12}  {:<10} {}", f.label, f.value_text(), f.target_text(), if smoke { "" } else { f.met() });
@@ -247,7 +248,12 @@ fn obs_md(s: &mut String, o: &Observation, who: &str, work: Option<(u64, &str)>)
     );
     if !o.waits.is_empty() {
         let parts: Vec<String> = o.waits.iter().take(8).map(|(k, v)| format!("`{k}` {v:.2}")).collect();
-        let _ = writeln!(s, "- Database sessions, average over {} samples of `pg_stat_activity` (100 ms apart): {}.", o.samples, parts.join(", "));
+        let _ = writeln!(
+            s,
+            "- Database sessions, average over {} samples of `pg_stat_activity` (100 ms apart): {}.",
+            o.samples,
+            parts.join(", ")
+        );
     }
     if !o.statements.is_empty() {
         let _ = writeln!(s, "- Statements by total time (`pg_stat_statements`):\n");
@@ -276,7 +282,11 @@ fn load_md(s: &mut String, title: &str, l: &LoadResult, o: &Observation) {
         l.errors,
         l.per_sec()
     );
-    let _ = writeln!(s, "- Latency of successful orders, ms: p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1} (mean {:.1}).", p.p50, p.p95, p.p99, p.max, p.mean);
+    let _ = writeln!(
+        s,
+        "- Latency of successful orders, ms: p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1} (mean {:.1}).",
+        p.p50, p.p95, p.p99, p.max, p.mean
+    );
     if let Some(late) = l.late {
         let _ = writeln!(s, "- Started more than 5 ms after their due time: {late} (their lateness is in the latency).");
     }
@@ -315,7 +325,15 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(s, "| figure | key | value | target | met |");
     let _ = writeln!(s, "| --- | --- | ---: | --- | --- |");
     for f in r.figures() {
-        let _ = writeln!(s, "| {} | `{}` | {} | {} | {} |", f.label, f.key, f.value_text(), f.target_text(), if p.smoke { "" } else { f.met() });
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} | {} | {} |",
+            f.label,
+            f.key,
+            f.value_text(),
+            f.target_text(),
+            if p.smoke { "" } else { f.met() }
+        );
     }
     let _ = writeln!(s, "\n```\nBENCH {}\n```\n", bench_json(r));
 
@@ -372,7 +390,11 @@ pub fn markdown(r: &Results) -> String {
             r.layout.spread_stores,
             r.layout.hot_stores,
             p.customers,
-            if p.warmup.is_zero() { String::new() } else { format!("A {} s closed-loop warm-up precedes the measurements.", p.warmup.as_secs()) }
+            if p.warmup.is_zero() {
+                String::new()
+            } else {
+                format!("A {} s closed-loop warm-up precedes the measurements.", p.warmup.as_secs())
+            }
         );
         load_md(&mut s, &format!("Spread over {} banks, closed loop", r.layout.spread_banks), &o.closed, &o.closed_obs);
         load_md(&mut s, "Spread, open loop at half the closed-loop rate", &o.open, &o.open_obs);
