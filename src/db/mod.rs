@@ -93,34 +93,19 @@ impl<'a> std::ops::Deref for Tx<'a> {
 pub trait Db: Sync {
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send;
 
+    /// Exactly one row (the driver's own row-count error otherwise); the statement runs once.
     fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
-        async move {
-            let mut rows = self.query(sql, params).await?;
-            match rows.len() {
-                1 => Ok(rows.remove(0)),
-                _ => self.query_one_plain(sql, params).await,
-            }
-        }
+        self.query_one_plain(sql, params)
     }
 
-    fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
-        async move {
-            let mut rows = self.query(sql, params).await?;
-            match rows.len() {
-                0 => Ok(None),
-                1 => Ok(Some(rows.remove(0))),
-                _ => self.query_opt_plain(sql, params).await,
-            }
-        }
+    /// At most one row; the statement runs once.
+    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
+        self.query_opt_plain(sql, params)
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send;
 
-    /// The driver's own answer for the row-count errors (it builds them; we cannot).
+    /// The driver's single-row calls, for the two above.
     fn query_one_plain(&self, sql: &str, params: &[&(dyn ToSql + Sync)])
     -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send;
     fn query_opt_plain(
