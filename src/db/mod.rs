@@ -99,7 +99,11 @@ pub trait Db: Sync {
     }
 
     /// At most one row; the statement runs once.
-    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
+    fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
         self.query_opt_plain(sql, params)
     }
 
