@@ -52,7 +52,13 @@ async fn resolve(state: &AppState, req: &ServiceRequest) -> ApiResult<Caller> {
     let unauthenticated = || ApiError::new(ErrorCode::Unauthenticated, "a valid API key is required: Authorization: Bearer <key>");
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(unauthenticated)?;
     let text = value.to_str().map_err(|_| unauthenticated())?;
-    let key = text.strip_prefix("Bearer ").map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200).ok_or_else(unauthenticated)?;
+    // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
+    let key = text
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .ok_or_else(unauthenticated)?;
     let admin_key = state.settings.auth.admin_key.expose();
     if !admin_key.is_empty() && secrets_equal(admin_key.as_bytes(), key.as_bytes()) {
         return Ok(Caller { principal: Principal::admin(), key_id: None, rate_limit_per_minute: None });
