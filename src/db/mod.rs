@@ -259,14 +259,17 @@ pub fn latest_migration_version() -> i64 {
     embedded_migrations::migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max().unwrap_or(0)
 }
 
-/// Is the database reachable with every migration applied?
+/// Is the database reachable with every migration applied? The whole check (a connection, then
+/// one query) is bounded by the pool's configured timeout (`database.timeout_ms`), so `/readyz`
+/// answers 503 within it even when the database hangs rather than refuses (a frozen server).
 pub async fn ready(pool: &Pool) -> bool {
-    let Ok(client) = pool.get().await else { return false };
-    let query = client.query_one("SELECT coalesce(max(version), 0)::int8 FROM refinery_schema_history", &[]);
-    match tokio::time::timeout(Duration::from_secs(2), query).await {
-        Ok(Ok(row)) => row.get::<_, i64>(0) >= latest_migration_version(),
-        _ => false,
-    }
+    let limit = pool.timeouts().wait.unwrap_or(Duration::from_secs(2));
+    let check = async {
+        let client = pool.get().await.ok()?;
+        let row = client.query_one("SELECT coalesce(max(version), 0)::int8 FROM refinery_schema_history", &[]).await.ok()?;
+        Some(row.get::<_, i64>(0) >= latest_migration_version())
+    };
+    matches!(tokio::time::timeout(limit, check).await, Ok(Some(true)))
 }
 
 /// Maps a database error to the API: lost connections and timeouts are `503 unavailable`,
