@@ -52,6 +52,15 @@ pub struct ServerSettings {
     /// 0 means one worker per core.
     pub workers: usize,
     pub body_limit_bytes: usize,
+    /// A request still unanswered after this long answers `503 unavailable` and its transaction
+    /// rolls back (a database that holds connections open but never answers cannot hang callers).
+    /// End of day over HTTP is exempt: it is long by nature and safe to interrupt.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    30_000
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -145,7 +154,7 @@ fn default_per_recipient() -> usize {
 }
 
 fn default_batch_size() -> u32 {
-    50
+    100
 }
 
 impl NoticeSettings {
@@ -213,6 +222,7 @@ impl Settings {
         );
         anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
+        anyhow::ensure!(self.server.request_timeout_ms >= 100, "server.request_timeout_ms must be at least 100");
         anyhow::ensure!(self.auth.default_rate_limit_per_minute >= 1, "auth.default_rate_limit_per_minute must be at least 1");
         parse_hh_mm(&self.eod.run_at).ok_or_else(|| anyhow::anyhow!("eod.run_at must be HH:MM"))?;
         Ok(())

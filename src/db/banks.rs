@@ -71,7 +71,9 @@ pub async fn rebalance(tx: &Tx<'_>, bank_id: &str, limit_fen: i64) -> Result<(),
 /// all in stripe order, so reservations cannot deadlock each other. A failed attempt may leave a
 /// row lock behind (PostgreSQL keeps the lock of a row whose re-check failed), so every failed
 /// attempt rolls back to a savepoint, which drops it.
-/// 1. A stripe with room that no one holds, from a random start: no waiting.
+/// 1. A stripe with room that no one holds, from a random start: no waiting. The pick is a
+///    MATERIALIZED CTE so it runs once: as the inner side of a join it could be rescanned, pick a
+///    second stripe freed meanwhile and update both (seen under load as a two-row answer).
 /// 2. A random stripe with room (as last committed), waiting for that one row only.
 /// 3. When the room is split across stripes: all stripes locked in order, and rebalanced.
 pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i16) -> Result<Option<i16>, tokio_postgres::Error> {
@@ -80,10 +82,11 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     let free = tx
         .query_opt(
             &format!(
-                "UPDATE bank_exposure_stripes s SET used_fen = s.used_fen + $2
-                 FROM (SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen
-                       ORDER BY (stripe + {STRIPES} - $3::int2) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED) c
-                 WHERE s.bank_id = $1 AND s.stripe = c.stripe RETURNING s.stripe"
+                "WITH c AS MATERIALIZED (
+                     SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen
+                     ORDER BY (stripe + {STRIPES} - $3::int2) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 UPDATE bank_exposure_stripes s SET used_fen = s.used_fen + $2
+                 FROM c WHERE s.bank_id = $1 AND s.stripe = c.stripe RETURNING s.stripe"
             ),
             &[&bank_id, &p, &start],
         )

@@ -67,17 +67,26 @@ impl<'a> Tx<'a> {
 
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, tokio_postgres::Error> {
         let statement = self.0.prepare_cached(sql).await?;
-        tokio_postgres::Transaction::query_one(&self.0, &statement, params).await
+        tokio_postgres::Transaction::query_one(&self.0, &statement, params).await.inspect_err(|e| log_row_count(e, sql))
     }
 
     pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, tokio_postgres::Error> {
         let statement = self.0.prepare_cached(sql).await?;
-        tokio_postgres::Transaction::query_opt(&self.0, &statement, params).await
+        tokio_postgres::Transaction::query_opt(&self.0, &statement, params).await.inspect_err(|e| log_row_count(e, sql))
     }
 
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, tokio_postgres::Error> {
         let statement = self.0.prepare_cached(sql).await?;
         tokio_postgres::Transaction::execute(&self.0, &statement, params).await
+    }
+}
+
+/// A statement that answered more rows (or fewer) than its caller's `query_one`/`query_opt` allow
+/// is a bug in that statement: the driver's error does not say which, so it is named here.
+fn log_row_count(e: &tokio_postgres::Error, sql: &str) {
+    if e.as_db_error().is_none() && e.to_string().contains("unexpected number of rows") {
+        let statement: String = sql.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+        tracing::error!(statement, "a statement answered an unexpected number of rows");
     }
 }
 
@@ -200,7 +209,7 @@ impl Db for deadpool_postgres::ClientWrapper {
     ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
         async move {
             let statement = self.prepare_cached(sql).await?;
-            tokio_postgres::Client::query_one(self, &statement, params).await
+            tokio_postgres::Client::query_one(self, &statement, params).await.inspect_err(|e| log_row_count(e, sql))
         }
     }
     fn query_opt_plain(
@@ -210,7 +219,7 @@ impl Db for deadpool_postgres::ClientWrapper {
     ) -> impl Future<Output = Result<Option<Row>, tokio_postgres::Error>> + Send {
         async move {
             let statement = self.prepare_cached(sql).await?;
-            tokio_postgres::Client::query_opt(self, &statement, params).await
+            tokio_postgres::Client::query_opt(self, &statement, params).await.inspect_err(|e| log_row_count(e, sql))
         }
     }
 }

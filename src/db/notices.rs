@@ -231,7 +231,7 @@ pub async fn refresh_lanes(c: &impl Db) -> Result<u64, tokio_postgres::Error> {
 pub async fn claim_lanes(c: &impl Db, owner: &str, lease_ms: i64, limit: i64) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "WITH free AS (
+            "WITH free AS MATERIALIZED (
                  SELECT l.recipient_kind, l.recipient_id FROM notice_lanes l
                  WHERE l.leased_until <= now()
                    AND EXISTS (SELECT 1 FROM notices n WHERE n.state = 'pending' AND n.recipient_kind = l.recipient_kind
@@ -279,87 +279,113 @@ pub async fn due_in_lane(c: &impl Db, kind: &str, id: &str, limit: i64) -> Resul
     Ok(rows.iter().map(|r| Due { notice: notice(r), attempts: r.get("attempts") }).collect())
 }
 
-/// What starting an attempt found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// Go: this is attempt number `n`; the notice is not due again before the lease ends.
-    Attempt(i32),
-    /// The notice changed meanwhile (delivered elsewhere, redelivered, no longer due): skip it.
-    Skip,
+/// What starting a run of attempts found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Go: these notices (`seq`, attempt number), in the order asked; none is due again before the
+    /// lease ends. Notices that changed meanwhile (delivered elsewhere, redelivered) are left out.
+    Attempts(Vec<(i64, i32)>),
     /// The lane's lease was lost: stop serving it.
     LaneLost,
 }
 
-/// Counts the attempt before it is made and renews the lane's lease, in one statement.
-pub async fn start_attempt(
+/// Counts a run of attempts before they are made and renews the lane's lease, in one statement.
+/// `due` holds each notice's `seq` and its attempts so far.
+pub async fn start_attempts(
     c: &impl Db,
     owner: &str,
-    seq: i64,
     kind: &str,
     id: &str,
-    attempts_before: i32,
+    due: &[(i64, i32)],
     lease_ms: i64,
-) -> Result<Start, tokio_postgres::Error> {
+) -> Result<Started, tokio_postgres::Error> {
+    let seqs: Vec<i64> = due.iter().map(|d| d.0).collect();
+    let attempts_before: Vec<i32> = due.iter().map(|d| d.1).collect();
     let row = c
         .query_one(
             "WITH lane AS (
-                 UPDATE notice_lanes SET leased_until = now() + $6::int8 * interval '1 millisecond'
+                 UPDATE notice_lanes SET leased_until = now() + $4::int8 * interval '1 millisecond'
                  WHERE recipient_kind = $2 AND recipient_id = $3 AND leased_by = $1 RETURNING 1),
              n AS (
-                 UPDATE notices SET attempts = attempts + 1, last_attempt_at = now(),
-                        next_attempt_at = now() + $6::int8 * interval '1 millisecond'
-                 WHERE seq = $4 AND state = 'pending' AND attempts = $5 AND next_attempt_at <= now() AND EXISTS (SELECT 1 FROM lane)
-                 RETURNING attempts)
-             SELECT EXISTS (SELECT 1 FROM lane), (SELECT attempts FROM n)",
-            &[&owner, &kind, &id, &seq, &attempts_before, &lease_ms],
+                 UPDATE notices n SET attempts = n.attempts + 1, last_attempt_at = now(),
+                        next_attempt_at = now() + $4::int8 * interval '1 millisecond'
+                 FROM unnest($5::int8[], $6::int4[]) AS d(seq, attempts_before)
+                 WHERE n.seq = d.seq AND n.state = 'pending' AND n.attempts = d.attempts_before AND n.next_attempt_at <= now()
+                   AND EXISTS (SELECT 1 FROM lane)
+                 RETURNING n.seq, n.attempts)
+             SELECT EXISTS (SELECT 1 FROM lane), coalesce(array_agg(n.seq), '{}'), coalesce(array_agg(n.attempts), '{}') FROM n",
+            &[&owner, &kind, &id, &lease_ms, &seqs, &attempts_before],
         )
         .await?;
-    Ok(match (row.get::<_, bool>(0), row.get::<_, Option<i32>>(1)) {
-        (false, _) => Start::LaneLost,
-        (true, None) => Start::Skip,
-        (true, Some(n)) => Start::Attempt(n),
-    })
+    if !row.get::<_, bool>(0) {
+        return Ok(Started::LaneLost);
+    }
+    let started_seqs: Vec<i64> = row.get(1);
+    let numbers: Vec<i32> = row.get(2);
+    let by_seq: std::collections::HashMap<i64, i32> = started_seqs.into_iter().zip(numbers).collect();
+    Ok(Started::Attempts(due.iter().filter_map(|(seq, _)| by_seq.get(seq).map(|n| (*seq, *n))).collect()))
 }
 
 /// What a receiver answered to one attempt.
-#[derive(Debug, Clone, Copy)]
-pub struct Answered<'a> {
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub seq: i64,
+    pub attempt: i32,
     pub delivered: bool,
     /// The HTTP status, when an answer came.
     pub status: Option<i32>,
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
+    /// When a failure is tried again.
+    pub retry_in_ms: i64,
 }
 
-/// Records attempt `attempt`'s outcome unless the notice changed meanwhile (then `None`); answers
-/// the new state. A failure is retried after `retry_in_ms`, or is `dead` once `attempt` reaches
-/// `max_attempts`.
-pub async fn finish_attempt(
+/// Records a run of attempts' outcomes, leaving out notices that changed meanwhile; answers each
+/// recorded notice's new state. A failure is retried after its `retry_in_ms`, or is `dead` once
+/// its attempt reaches `max_attempts`.
+pub async fn finish_attempts(
     c: &impl Db,
-    seq: i64,
-    attempt: i32,
-    answered: Answered<'_>,
+    answered: &[Answered],
     max_attempts: i32,
-    retry_in_ms: i64,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let Answered { delivered, status, error } = answered;
-    let row = if delivered {
-        c.query_opt(
-            "UPDATE notices SET state = 'delivered', delivered_at = now(), next_attempt_at = NULL, last_status = $3
-             WHERE seq = $1 AND attempts = $2 AND state = 'pending' RETURNING state",
-            &[&seq, &attempt, &status],
+) -> Result<std::collections::HashMap<i64, String>, tokio_postgres::Error> {
+    let seqs: Vec<i64> = answered.iter().map(|a| a.seq).collect();
+    let attempts: Vec<i32> = answered.iter().map(|a| a.attempt).collect();
+    let delivered: Vec<bool> = answered.iter().map(|a| a.delivered).collect();
+    let statuses: Vec<Option<i32>> = answered.iter().map(|a| a.status).collect();
+    let errors: Vec<Option<&str>> = answered.iter().map(|a| a.error.as_deref()).collect();
+    let retry_in_ms: Vec<i64> = answered.iter().map(|a| a.retry_in_ms).collect();
+    let rows = c
+        .query(
+            "UPDATE notices n SET
+                 state = CASE WHEN d.delivered THEN 'delivered' WHEN n.attempts >= $1 THEN 'dead' ELSE 'pending' END,
+                 delivered_at = CASE WHEN d.delivered THEN now() ELSE n.delivered_at END,
+                 next_attempt_at = CASE WHEN d.delivered OR n.attempts >= $1 THEN NULL
+                                        ELSE now() + d.retry_in_ms * interval '1 millisecond' END,
+                 last_status = d.status,
+                 last_error = CASE WHEN d.delivered THEN n.last_error ELSE d.error END
+             FROM unnest($2::int8[], $3::int4[], $4::bool[], $5::int4[], $6::text[], $7::int8[])
+                  AS d(seq, attempt, delivered, status, error, retry_in_ms)
+             WHERE n.seq = d.seq AND n.attempts = d.attempt AND n.state = 'pending'
+             RETURNING n.seq, n.state",
+            &[&max_attempts, &seqs, &attempts, &delivered, &statuses, &errors, &retry_in_ms],
         )
-        .await?
-    } else {
-        c.query_opt(
-            "UPDATE notices SET last_status = $3, last_error = $4,
-                    state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'pending' END,
-                    next_attempt_at = CASE WHEN attempts >= $5 THEN NULL ELSE now() + $6::int8 * interval '1 millisecond' END
-             WHERE seq = $1 AND attempts = $2 AND state = 'pending' RETURNING state",
-            &[&seq, &attempt, &status, &error, &max_attempts, &retry_in_ms],
-        )
-        .await?
-    };
-    Ok(row.map(|r| r.get(0)))
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Attempts counted but never sent (the lease had no room left for them): uncounted and due now.
+pub async fn give_back_attempts(c: &impl Db, started: &[(i64, i32)]) -> Result<u64, tokio_postgres::Error> {
+    if started.is_empty() {
+        return Ok(0);
+    }
+    let seqs: Vec<i64> = started.iter().map(|s| s.0).collect();
+    let attempts: Vec<i32> = started.iter().map(|s| s.1).collect();
+    c.execute(
+        "UPDATE notices n SET attempts = n.attempts - 1, next_attempt_at = now()
+         FROM unnest($1::int8[], $2::int4[]) AS d(seq, attempt)
+         WHERE n.seq = d.seq AND n.attempts = d.attempt AND n.state = 'pending'",
+        &[&seqs, &attempts],
+    )
+    .await
 }
 
 /// How many notices are in each delivery state.

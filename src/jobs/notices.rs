@@ -4,8 +4,11 @@
 //! recipient (a bank or a provider). The dispatcher gives committed notices their positions (the
 //! feed's order, see sql/V5__notice_positions.sql), leases free lanes that have a due notice
 //! (`FOR UPDATE SKIP LOCKED` on `notice_lanes`, the longest unserved first) and hands each to a
-//! worker, which delivers that recipient's due notices in position order, `notices.per_recipient`
-//! at a time, renewing the lease with every attempt. So:
+//! worker, which delivers that recipient's due notices in runs of up to `notices.batch_size`, in
+//! position order, `notices.per_recipient` at a time: a run's attempts are counted and leased (and
+//! the lane's lease renewed) in one statement before the first is sent, and their outcomes
+//! recorded in one statement after the last; an attempt is sent only while its timeout fits in the
+//! lease and none of the run failed, the rest are given back. So:
 //! - first attempts to one recipient go in creation (commit) order, one lane holder across all
 //!   instances; a notice committed late is never overtaken by one positioned after it;
 //! - a failed notice waits for its backoff without holding the lane: later ones go on;
@@ -13,7 +16,7 @@
 //! - every attempt is counted and leased in the database before the request is sent, so a crash
 //!   loses nothing: the notice comes due again once the lease runs out (at least once).
 
-use crate::db::notices::{self as db, Due, Start};
+use crate::db::notices::{self as db, Due};
 use crate::http::AppState;
 use crate::service::notices::signature_header;
 use actix_web::web;
@@ -28,6 +31,8 @@ const LANE_SLICE: Duration = Duration::from_secs(10);
 const LEASE_MARGIN_MS: i64 = 10_000;
 /// How often the state gauges are counted.
 const GAUGES_EVERY: Duration = Duration::from_secs(10);
+/// An attempt starts only if its timeout ends this long before the lease does.
+const LEASE_SAFETY: Duration = Duration::from_secs(1);
 /// How much of a receiver's answer is read: enough for an error message, and to reuse the connection.
 const ANSWER_READ_LIMIT: usize = 16 * 1024;
 
@@ -180,9 +185,8 @@ enum Outcome {
     Delivered,
     Failed,
     Dead,
-    /// Not attempted: the notice changed meanwhile.
+    /// Not recorded: the notice changed meanwhile.
     Skipped,
-    LaneLost,
 }
 
 async fn serve_lane(ctx: Arc<Ctx>, lane: (String, String), permit: OwnedSemaphorePermit, wake: Arc<Notify>) {
@@ -224,64 +228,119 @@ async fn serve_lane_until_done(ctx: &Ctx, lane: &(String, String), started: Inst
         if batch.is_empty() {
             return Ok(());
         }
-        let webhook = &webhook;
-        let mut attempts =
-            futures_util::stream::iter(batch).map(|due| attempt(ctx, kind, id, webhook, due)).buffered(settings.per_recipient.max(1));
-        while let Some(outcome) = attempts.next().await {
-            match outcome? {
+        let Some(outcomes) = attempt_run(ctx, kind, id, &webhook, batch).await? else {
+            tracing::warn!(recipient = %format!("{kind}:{id}"), "webhook delivery: lost a recipient's lease; another worker has it");
+            return Ok(());
+        };
+        for outcome in outcomes {
+            match outcome {
                 Outcome::Delivered => stats.delivered += 1,
                 Outcome::Failed => stats.failed += 1,
                 Outcome::Dead => stats.dead += 1,
                 Outcome::Skipped => {}
-                Outcome::LaneLost => {
-                    tracing::warn!(recipient = %format!("{kind}:{id}"), "webhook delivery: lost a recipient's lease; another worker has it");
-                    return Ok(());
-                }
-            }
-            if ctx.stopping() || started.elapsed() >= LANE_SLICE {
-                return Ok(());
             }
         }
     }
 }
 
-/// One attempt: counted and leased first, then sent, then its outcome recorded.
-async fn attempt(ctx: &Ctx, kind: &str, id: &str, webhook: &Option<(String, Option<String>)>, due: Due) -> Result<Outcome, Error> {
+/// One run of a lane's due notices: every attempt counted and leased first (one statement), then
+/// sent in order, `per_recipient` at a time, while the lease has room for another one and none
+/// failed, then every outcome recorded (one statement). Attempts not sent are given back, due now.
+/// `None`: the lane's lease was lost before anything was sent.
+async fn attempt_run(
+    ctx: &Ctx,
+    kind: &str,
+    id: &str,
+    webhook: &Option<(String, Option<String>)>,
+    batch: Vec<Due>,
+) -> Result<Option<Vec<Outcome>>, Error> {
     let settings = &ctx.state.settings.notices;
-    let seq = due.notice.seq;
-    let start = {
+    let due: Vec<(i64, i32)> = batch.iter().map(|d| (d.notice.seq, d.attempts)).collect();
+    let run_started = Instant::now();
+    let started = {
         let client = ctx.state.pool.get().await?;
-        db::start_attempt(&**client, &ctx.owner, seq, kind, id, due.attempts, ctx.lease_ms).await?
+        db::start_attempts(&**client, &ctx.owner, kind, id, &due, ctx.lease_ms).await?
     };
-    let n = match start {
-        Start::Attempt(n) => n,
-        Start::Skip => return Ok(Outcome::Skipped),
-        Start::LaneLost => return Ok(Outcome::LaneLost),
+    let started = match started {
+        db::Started::LaneLost => return Ok(None),
+        db::Started::Attempts(started) => started,
     };
-    let t0 = Instant::now();
-    let sent = match webhook {
-        Some((url, Some(secret))) => send(ctx, url, secret, &due, n).await,
-        Some((_, None)) => Sent::failed(None, "the recipient has a webhook_url but no webhook_secret; rotate it".into()),
-        None => Sent::failed(None, "the recipient has no webhook_url now".into()),
+    let lease = Duration::from_millis(u64::try_from(ctx.lease_ms).unwrap_or(0));
+    let mut by_seq: std::collections::HashMap<i64, Due> = batch.into_iter().map(|d| (d.notice.seq, d)).collect();
+    let runs: Vec<(Due, i32)> = started.iter().filter_map(|(seq, n)| by_seq.remove(seq).map(|d| (d, *n))).collect();
+    // An attempt is sent only if its whole timeout fits in the lease: no other worker can be
+    // sending the same notice meanwhile.
+    // A failed attempt ends the run, so that its outcome (and backoff) is recorded at once.
+    let halted = &std::sync::atomic::AtomicBool::new(false);
+    let go_on = &|ctx: &Ctx| {
+        run_started.elapsed() + ctx.timeout + LEASE_SAFETY < lease && !ctx.stopping() && !halted.load(std::sync::atomic::Ordering::Relaxed)
     };
-    let elapsed = t0.elapsed();
-    let retry_in = settings.backoff(n.max(1) as u32);
-    let retry_in_ms = i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX / 2);
+    let sent: Vec<(Due, i32, Option<(Sent, Duration)>)> = futures_util::stream::iter(runs)
+        .map(|(due, n)| async move {
+            if !go_on(ctx) {
+                return (due, n, None);
+            }
+            let t0 = Instant::now();
+            let sent = match webhook {
+                Some((url, Some(secret))) => send(ctx, url, secret, &due, n).await,
+                Some((_, None)) => Sent::failed(None, "the recipient has a webhook_url but no webhook_secret; rotate it".into()),
+                None => Sent::failed(None, "the recipient has no webhook_url now".into()),
+            };
+            if !sent.delivered {
+                halted.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            (due, n, Some((sent, t0.elapsed())))
+        })
+        .buffered(settings.per_recipient.max(1))
+        .collect()
+        .await;
+    let unsent: Vec<(i64, i32)> = sent.iter().filter(|(_, _, s)| s.is_none()).map(|(d, n, _)| (d.notice.seq, *n)).collect();
+    let answered: Vec<db::Answered> = sent
+        .iter()
+        .filter_map(|(due, n, s)| {
+            let (sent, _) = s.as_ref()?;
+            let retry_in = settings.backoff((*n).max(1) as u32);
+            Some(db::Answered {
+                seq: due.notice.seq,
+                attempt: *n,
+                delivered: sent.delivered,
+                status: sent.status,
+                error: sent.error.clone(),
+                retry_in_ms: i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX / 2),
+            })
+        })
+        .collect();
     let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
     let recorded = {
         let client = ctx.state.pool.get().await?;
-        let answered = db::Answered { delivered: sent.delivered, status: sent.status, error: sent.error.as_deref() };
-        db::finish_attempt(&**client, seq, n, answered, max_attempts, retry_in_ms).await?
+        let recorded = db::finish_attempts(&**client, &answered, max_attempts).await?;
+        db::give_back_attempts(&**client, &unsent).await?;
+        recorded
     };
+    let outcomes = sent
+        .into_iter()
+        .filter_map(|(due, n, s)| {
+            let (sent, elapsed) = s?;
+            Some(observe(ctx, kind, id, &due, n, &sent, elapsed, recorded.get(&due.notice.seq).map(String::as_str)))
+        })
+        .collect();
+    Ok(Some(outcomes))
+}
+
+/// Metrics and logs of one recorded attempt (`recorded`: the notice's new state, `None` when it
+/// changed during the attempt and its new state stands).
+#[allow(clippy::too_many_arguments)]
+fn observe(ctx: &Ctx, kind: &str, id: &str, due: &Due, n: i32, sent: &Sent, elapsed: Duration, recorded: Option<&str>) -> Outcome {
+    let settings = &ctx.state.settings.notices;
     let notice_id = due.notice.id.as_str();
     let recipient = format!("{kind}:{id}");
-    let outcome = match recorded.as_deref() {
+    let outcome = match recorded {
         Some("delivered") => Outcome::Delivered,
         Some("dead") => Outcome::Dead,
         Some(_) => Outcome::Failed,
         None => {
             tracing::info!(notice_id, recipient = %recipient, attempt = n, "webhook delivery: the notice changed during the attempt; its new state stands");
-            return Ok(Outcome::Skipped);
+            return Outcome::Skipped;
         }
     };
     let m = &ctx.state.metrics;
@@ -305,10 +364,10 @@ async fn attempt(ctx: &Ctx, kind: &str, id: &str, webhook: &Option<(String, Opti
         ),
         _ => tracing::warn!(
             notice_id, recipient = %recipient, attempt = n, status = sent.status, error = sent.error.as_deref().unwrap_or(""), elapsed_ms,
-            retry_in_ms = retry_in.as_millis() as u64, "webhook attempt failed; will retry"
+            retry_in_ms = settings.backoff(n.max(1) as u32).as_millis() as u64, "webhook attempt failed; will retry"
         ),
     }
-    Ok(outcome)
+    outcome
 }
 
 /// What a receiver answered.
