@@ -25,7 +25,7 @@
 //! rotate: SIGKILL of every process, one backend OOM-killed, `pg_ctl stop -m immediate`),
 //! `FAULTS_OUTAGE_SECS` (10 in both), `FAULTS_SEED` (the driver's random seed). Each test prints one
 //! line `FAULTS {json}` on stderr (shown with `-- --nocapture`, or on failure).
-//! A fourth test, a frozen PostgreSQL (SIGSTOP), is `#[ignore]`d: it reproduces a known hang, see it.
+//! A fourth test freezes PostgreSQL (SIGSTOP): requests are cut by `server.request_timeout_ms`.
 //! The three tests run one after another (a lock in this file), never alongside each other.
 
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster};
@@ -48,6 +48,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 /// `database.timeout_ms` of the service under test: a failing request must answer within this + 1 s.
 const DB_TIMEOUT_MS: u64 = 1000;
 const DB_NAME: &str = "creditphone";
+/// `server.request_timeout_ms` of the service under test: what bounds a request when the database
+/// holds its connections open but never answers (frozen).
+const REQUEST_TIMEOUT_MS: u64 = 2000;
 /// A request that takes this long is a hang.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 const TASKS: usize = 8;
@@ -284,6 +287,7 @@ impl Service {
             ("CREDITPHONE__DATABASE__URL", pg.url()),
             ("CREDITPHONE__DATABASE__TIMEOUT_MS", DB_TIMEOUT_MS.to_string()),
             ("CREDITPHONE__SERVER__PORT", port.to_string()),
+            ("CREDITPHONE__SERVER__REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS.to_string()),
             ("CREDITPHONE__SERVER__WORKERS", "2".to_string()),
             ("CREDITPHONE__AUTH__ADMIN_KEY", admin_key.to_string()),
             ("CREDITPHONE__AUTH__DEFAULT_RATE_LIMIT_PER_MINUTE", "100000000".to_string()),
@@ -1406,18 +1410,16 @@ fn database_outage_answers_503_fast_and_recovers_within_5_s() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. A frozen database (SIGSTOP): reachable but never answering. KNOWN TO FAIL, hence ignored.
+// 4. A frozen database (SIGSTOP): reachable but never answering.
 // ---------------------------------------------------------------------------------------------
 
 /// Every PostgreSQL process stopped (SIGSTOP) for `FAULTS_FREEZE_SECS` (5) under load, as a paused
 /// VM or a stuck storage layer would: connections stay open, nothing answers, and the server-side
-/// `statement_timeout` cannot fire. `/readyz` answers 503 within the bound (db::ready), but a
-/// request that already holds a pooled connection (or gets one: `RecyclingMethod::Fast` does not
-/// ask the server) waits for the whole freeze, unbounded. The fix needs a client-side deadline on
-/// every round trip (the `Db`/`Tx` calls in src/db/mod.rs); run with
-/// `cargo test --test faults -- --ignored frozen --nocapture`.
+/// `statement_timeout` cannot fire. `/readyz` answers 503 within the bound (db::ready); a request
+/// that holds a pooled connection (or gets one: `RecyclingMethod::Fast` does not ask the server)
+/// is cut by `server.request_timeout_ms` with `503 unavailable`, its transaction rolled back.
+/// Before that deadline existed, such requests waited for the whole freeze.
 #[test]
-#[ignore = "known: requests in flight hang for as long as PostgreSQL is frozen (no client-side statement deadline)"]
 fn frozen_database_answers_503_within_the_timeout() {
     run(async {
         let freeze = Duration::from_secs(knob("FAULTS_FREEZE_SECS", 5, 10));
@@ -1444,7 +1446,7 @@ fn frozen_database_answers_503_within_the_timeout() {
         let thawed = Instant::now();
         run_load(&load, 50, Duration::from_secs(30)).await;
         let driven = load.stop().await;
-        let bound = Duration::from_millis(DB_TIMEOUT_MS) + Duration::from_secs(1);
+        let bound = Duration::from_millis(REQUEST_TIMEOUT_MS.max(DB_TIMEOUT_MS)) + Duration::from_secs(1);
         let overlapping: Vec<&Attempt> = driven.attempts.iter().filter(|a| a.answered() >= down && a.sent <= thawed).collect();
         let max_took = overlapping.iter().map(|a| a.took).max().unwrap_or_default();
         let readyz_max = readyz.iter().map(|(took, _)| *took).max().unwrap_or_default();

@@ -37,9 +37,13 @@ pub async fn request_context(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let started = Instant::now();
     let method = req.method().to_string();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %loggable_path(req.path()));
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let limit = state.as_ref().map(|s| s.settings.server.body_limit_bytes);
+    let deadline = state
+        .as_ref()
+        .filter(|_| !req.path().starts_with(UNBOUNDED_PATH))
+        .map(|s| std::time::Duration::from_millis(s.settings.server.request_timeout_ms));
     let too_large = limit.is_some_and(|limit| content_length(&req).is_some_and(|n| n > limit as u64));
     // A body of unknown length (chunked) is read here, up to the limit, so that 413 still comes first.
     let read_first = limit.filter(|_| content_length(&req).is_none() && req.headers().contains_key(header::TRANSFER_ENCODING));
@@ -57,13 +61,24 @@ pub async fn request_context(
                     Err(e) => return Ok(req.into_response(e.error_response())),
                 }
             }
-            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+            let Some(deadline) = deadline else { return next.call(req).await.map(ServiceResponse::map_into_boxed_body) };
+            match tokio::time::timeout(deadline, next.call(req)).await {
+                Ok(result) => result.map(ServiceResponse::map_into_boxed_body),
+                // The request went to the handler with the ServiceRequest: the answer goes out as
+                // an error carrying its response (a clone of the request would break actix).
+                Err(_) => Err(timed_out(deadline)),
+            }
         })
         .instrument(span.clone())
         .await;
     let mut res = match result {
         Ok(res) => res,
-        Err(e) => return Err(e),
+        Err(e) => {
+            if let Some(state) = state {
+                state.metrics.http_requests.with_label_values(&[&method, "timed_out", "503"]).inc();
+            }
+            return Err(e);
+        }
     };
     if !res.headers().contains_key(REQUEST_ID_HEADER)
         && let Ok(v) = HeaderValue::from_str(&request_id)
@@ -81,6 +96,52 @@ pub async fn request_context(
         tracing::info!(status, route = %route, elapsed_ms = elapsed.as_micros() as f64 / 1000.0, "request done");
     });
     Ok(res)
+}
+
+fn timed_out(deadline: std::time::Duration) -> actix_web::Error {
+    let elapsed_ms = deadline.as_millis() as u64;
+    tracing::warn!(status = 503, route = "timed_out", elapsed_ms, "request unanswered within server.request_timeout_ms: 503, rolled back");
+    let mut response = ApiError::unavailable().error_response();
+    if let Ok(v) = HeaderValue::from_str(&current_request_id()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    actix_web::error::InternalError::from_response("request timed out", response).into()
+}
+
+/// End of day over HTTP: long by nature, so not bounded by `server.request_timeout_ms`.
+const UNBOUNDED_PATH: &str = "/v1/admin/eod";
+
+/// The path as logged: runs of 11 or more digits (with a check character) that do not follow an
+/// id prefix (`ntc_0000000000000042` stays), as a raw ID number or phone pasted into a URL, are masked.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const LONGEST_KEPT: usize = 10;
+    let bytes = path.as_bytes();
+    let mut out = String::new();
+    let (mut i, mut copied) = (0, 0);
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let after_id_prefix = start > 0 && (bytes[start - 1] == b'_' || bytes[start - 1].is_ascii_alphabetic());
+        if i - start > LONGEST_KEPT && !after_id_prefix {
+            if i < bytes.len() && (bytes[i] == b'X' || bytes[i] == b'x') {
+                i += 1;
+            }
+            out.push_str(&path[copied..start]);
+            out.push_str("***");
+            copied = i;
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    out.push_str(&path[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn content_length(req: &ServiceRequest) -> Option<u64> {
@@ -101,5 +162,20 @@ impl ResponseError for ApiError {
             tracing::error!(error = %self, "answered with a server error");
         }
         builder.json(self.body(&current_request_id()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn long_digit_runs_are_masked_in_logged_paths() {
+        assert_eq!(loggable_path("/v1/orders/ord_01J9"), "/v1/orders/ord_01J9");
+        assert_eq!(loggable_path("/v1/credit-lines/11010519491231002X"), "/v1/credit-lines/***");
+        assert_eq!(loggable_path("/v1/credit-lines/11010519491231002x/holds"), "/v1/credit-lines/***/holds");
+        assert_eq!(loggable_path("/v1/x/13800138000"), "/v1/x/***");
+        assert_eq!(loggable_path("/v1/notices/ntc_0000000000000042"), "/v1/notices/ntc_0000000000000042");
+        assert_eq!(loggable_path("/a/12345678901/b/98765432109"), "/a/***/b/***");
     }
 }
