@@ -162,7 +162,12 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
     expect_error(&app.get(&store, "/v1/nothing-here").await, 404, "not_found");
     expect_error(&app.admin_get("/v1/admin/nothing").await, 404, "not_found");
     expect_error(&app.call("DELETE", "/v1/admin/providers", Some(&app.admin_key), None, None).await, 405, "method_not_allowed");
-    expect_error(&app.call("PUT", "/v1/admin/banks/b1", Some(&app.admin_key), None, None).await, 405, "method_not_allowed");
+    let wrong_method = app.call("PUT", "/v1/admin/banks/b1", Some(&app.admin_key), None, None).await;
+    expect_error(&wrong_method, 405, "method_not_allowed");
+    assert_eq!(wrong_method.header("allow"), Some("GET, PATCH"), "RFC 9110: a 405 lists the methods the path takes");
+    let trace = app.call("TRACE", "/v1/orders/ord_x/cancel", Some(&app.admin_key), None, None).await;
+    expect_error(&trace, 405, "method_not_allowed");
+    assert_eq!(trace.header("allow"), Some("POST"));
     // Route (404/405) comes before 403.
     expect_error(&app.call("DELETE", "/v1/admin/providers", Some(&store), None, None).await, 405, "method_not_allowed");
     // 403 comes before the idempotency key (400) and the body (422).

@@ -166,8 +166,15 @@ pub async fn not_found() -> ApiResult<HttpResponse> {
     Err(ApiError::new(ErrorCode::NotFound, "no such path"))
 }
 
-pub async fn method_not_allowed() -> ApiResult<HttpResponse> {
-    Err(ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method"))
+/// `405` with the `Allow` header RFC 9110 requires, from the route table of the OpenAPI document.
+pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut response = ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method").error_response();
+    let allowed = req.match_pattern().and_then(|p| openapi::allowed_methods(&p));
+    if let Some(v) = allowed.and_then(|a| actix_web::http::header::HeaderValue::from_str(a).ok()) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    response
 }
 
 /// A resource whose other methods answer `405 method_not_allowed` in the API's error format. A path

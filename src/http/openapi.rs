@@ -130,6 +130,23 @@ fn path_parameters(path: &str) -> Vec<&str> {
     path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
 
+/// The methods a path pattern (`/v1/orders/{id}`) takes, for the `Allow` header of a 405.
+pub fn allowed_methods(pattern: &str) -> Option<&'static str> {
+    static ALLOWED: std::sync::OnceLock<std::collections::HashMap<&'static str, String>> = std::sync::OnceLock::new();
+    let allowed = ALLOWED.get_or_init(|| {
+        let mut map: std::collections::HashMap<&'static str, String> = std::collections::HashMap::new();
+        for route in route_table() {
+            let methods = map.entry(route.path).or_default();
+            if !methods.is_empty() {
+                methods.push_str(", ");
+            }
+            methods.push_str(&method_name(&route.method).to_ascii_uppercase());
+        }
+        map
+    });
+    allowed.get(pattern).map(String::as_str)
+}
+
 fn method_name(m: &HttpMethod) -> &'static str {
     match m {
         HttpMethod::Get => "get",
