@@ -8,6 +8,8 @@ pub mod identity;
 pub mod installment;
 pub mod irr;
 pub mod money;
+#[cfg(test)]
+mod parser_properties;
 pub mod partner;
 pub mod schedule;
 
