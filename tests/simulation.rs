@@ -38,7 +38,7 @@
 //! allow future dates).
 //!
 //! Running:
-//! - CI default: `cargo test --test simulation` — 4 seeds × 750 steps, 2 seeds at a time.
+//! - CI default: `cargo test --test simulation` — seeds 1, 6, 10, 11 × 750 steps, 2 seeds at a time.
 //! - Replay one seed: `SIM_SEED=1234 cargo test --test simulation -- --nocapture`
 //!   (`SIM_VERBOSE=1` prints every step; `SIM_STEPS=n` stops after n steps). A concurrent pair may
 //!   serialize differently on a replay, and the order placed in a pair can then diverge.
@@ -61,7 +61,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-const DEFAULT_SEEDS: u64 = 4;
+/// The CI default's seeds, between them: end of day in chunks of 1, 3 and 5000 plans; every hold
+/// ratio (0.30 to 1.25); grace days 0, 1, 3, 7 and 10.
+const DEFAULT_SEEDS: [u64; 4] = [1, 6, 10, 11];
 const DEFAULT_STEPS: u64 = 750;
 const DEFAULT_PARALLEL: u64 = 2;
 /// Every this many steps (and at the last) every order is read back, not only the ones touched.
@@ -91,7 +93,7 @@ const BANKS: [BankCfg; 3] = [
     BankCfg { id: "bk_b", priority: 1, apr_min: "0.05", apr_max: "0.24", limit_fen: 9_000_000, regions: None },
 ];
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Product {
     id: &'static str,
     pricing: Pricing,
@@ -140,7 +142,7 @@ fn products(rng: &mut StdRng) -> Vec<Product> {
             min_fen: 50_000,
             max_fen: 2_000_000,
             ratio: pick(rng, &["1.00", "1.10", "1.25"]),
-            grace: pick(rng, &[0, 3]),
+            grace: pick(rng, &[0, 3, 7]),
             penalty: "0.0005",
             timeout_hours: 72,
         },
@@ -153,7 +155,7 @@ fn products(rng: &mut StdRng) -> Vec<Product> {
             min_fen: 30_000,
             max_fen: 800_000,
             ratio: pick(rng, &["0.50", "0.80", "1.00"]),
-            grace: pick(rng, &[0, 1, 5]),
+            grace: pick(rng, &[0, 1, 5, 10]),
             penalty: "0.0006",
             timeout_hours: 48,
         },
@@ -285,6 +287,11 @@ struct MLine {
 impl MLine {
     fn available(&self) -> i64 {
         self.limit - self.held - self.drawn
+    }
+
+    /// As the API shows it: a line whose `expires_on` is before today reads `expired` (API.md §3).
+    fn shown_status(&self) -> &'static str {
+        if self.status != "closed" && self.expires_on < real_today() { "expired" } else { self.status }
     }
 }
 
@@ -495,6 +502,8 @@ struct MOrder {
     created_on: NaiveDate,
     deadline: NaiveDate,
     plan: Option<MPlan>,
+    /// The product as it was at placement (hold ratio, grace days, penalty rate).
+    terms: Product,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -516,6 +525,8 @@ struct Model {
     loan_nos: Vec<BTreeSet<String>>,
     last_closed: Option<NaiveDate>,
     start: NaiveDate,
+    /// End of day's chunk of plans per transaction (configuration); small ones split a run further.
+    eod_chunk: u32,
 }
 
 struct Placed {
@@ -556,8 +567,9 @@ impl Model {
         self.orders[o].plan.as_mut().expect("a plan")
     }
 
+    /// The product's terms as they were when the order was placed: later changes do not reach it.
     fn product_of(&self, o: usize) -> &Product {
-        &self.products[self.orders[o].product]
+        &self.orders[o].terms
     }
 
     fn set_status(&mut self, o: usize, status: &'static str) {
@@ -721,6 +733,7 @@ impl Model {
             created_on: open,
             deadline: open + days(timeout_days),
             plan: None,
+            terms: self.products[a.product].clone(),
         });
     }
 
@@ -1119,6 +1132,13 @@ impl Model {
                 expect_status(r, 200)?;
                 self.active[*product] = *active;
             }
+            Op::SetTerms { product, ratio, grace, penalty } => {
+                expect_status(r, 200)?;
+                let p = &mut self.products[*product];
+                (p.ratio, p.grace, p.penalty) = (ratio, *grace, penalty);
+                str_eq(&mut d, "product hold_ratio", &r.body["hold_ratio"], ratio);
+                int_eq(&mut d, "product grace_days", &r.body["grace_days"], *grace);
+            }
             Op::Replay | Op::Pair(..) | Op::Twice(..) => unreachable!("applied by the step"),
         }
         if d.is_empty() { Ok(()) } else { Err(d.join("; ")) }
@@ -1162,7 +1182,7 @@ fn line_diffs(d: &mut Vec<String>, l: &MLine, v: &Value) {
     money_eq(d, &format!("{w} held"), &v["held"], l.held);
     money_eq(d, &format!("{w} drawn"), &v["drawn"], l.drawn);
     money_eq(d, &format!("{w} available"), &v["available"], l.available());
-    str_eq(d, &format!("{w} status"), &v["status"], l.status);
+    str_eq(d, &format!("{w} status"), &v["status"], l.shown_status());
     str_eq(d, &format!("{w} expires_on"), &v["expires_on"], &l.expires_on.to_string());
 }
 
@@ -1311,6 +1331,13 @@ enum Op {
         product: usize,
         active: bool,
     },
+    /// A product's hold ratio, grace days and penalty rate changed: for new orders only.
+    SetTerms {
+        product: usize,
+        ratio: &'static str,
+        grace: i64,
+        penalty: &'static str,
+    },
     Replay,
     Pair(Box<Op>, Box<Op>),
     /// The same request twice at once with the same Idempotency-Key.
@@ -1332,6 +1359,7 @@ impl Op {
             Op::Eod { .. } => "eod",
             Op::DebtRepay { .. } => "debt_repay",
             Op::SetActive { .. } => "set_active",
+            Op::SetTerms { .. } => "set_terms",
             Op::Replay => "replay",
             Op::Pair(..) => "pair",
             Op::Twice(..) => "twice",
@@ -1402,7 +1430,7 @@ impl Gen {
     }
 
     fn op(&mut self, m: &Model, can_replay: bool) -> Op {
-        let weights: [(u32, &str); 15] = [
+        let weights: [(u32, &str); 16] = [
             (if m.lines.len() < 3 { 30 } else { 6 }, "register"),
             (2, "quote"),
             (20, "place"),
@@ -1415,6 +1443,7 @@ impl Gen {
             (9, "eod"),
             (5, "debt_repay"),
             (1, "set_active"),
+            (1, "set_terms"),
             (if can_replay { 3 } else { 0 }, "replay"),
             (12, "pair"),
             (if can_replay { 4 } else { 0 }, "twice"),
@@ -1459,6 +1488,13 @@ impl Gen {
             "eod" => Some(self.eod(m)),
             "debt_repay" => self.debt_repay(m, None),
             "set_active" => Some(self.set_active(m)),
+            "set_terms" => {
+                let product = self.rng.gen_range(0..m.products.len());
+                let ratio = pick(&mut self.rng, &["0.30", "0.50", "0.80", "1.00", "1.10", "1.25"]);
+                let grace = pick(&mut self.rng, &[0, 1, 3, 5, 7, 10]);
+                let penalty = pick(&mut self.rng, &["0.0003", "0.0005", "0.0006"]);
+                Some(Op::SetTerms { product, ratio, grace, penalty })
+            }
             other => unreachable!("{other}"),
         };
         op.unwrap_or_else(|| if chance(&mut self.rng, 0.3) { self.register(m, None) } else { self.place(m, None) })
@@ -1491,7 +1527,11 @@ impl Gen {
             85..98 => Some("frozen"),
             _ => Some("closed"),
         };
-        let expires_on = if chance(&mut self.rng, 0.85) { date("2099-12-31") } else { real_today() + days(120) };
+        let expires_on = match self.rng.gen_range(0..100) {
+            0..85 => date("2099-12-31"),
+            85..96 => real_today() + days(120),
+            _ => real_today() - days(30),
+        };
         Op::Register { provider, customer, limit, status, expires_on }
     }
 
@@ -1683,7 +1723,7 @@ impl Gen {
                         edges.extend([o.deadline, o.deadline + days(1)]);
                     }
                     (Some(p), "active") => {
-                        let g = m.products[o.product].grace;
+                        let g = o.terms.grace;
                         for i in p.insts.iter().filter(|i| !i.settled()).take(2) {
                             for k in [0, 1, g - 1, g, g + 1] {
                                 edges.insert(i.due_on + days(k));
@@ -1832,13 +1872,15 @@ impl Gen {
 }
 
 /// Pairs whose effects the model can order. End of day runs in several transactions (expiry, then
-/// the plans, then closing the date), so it is not paired with what reads the balances it moves
-/// across those transactions: order placement and line registration; nor with approving an order
-/// it would expire (the simulation's deadlines lie in the real future, which the service checks).
+/// the plans chunk by chunk, then closing the date), so it is not paired with what reads the
+/// balances it moves across those transactions: order placement and line registration (and debt
+/// repayments when a run has several chunks of plans); nor with approving an order it would expire
+/// (the simulation's deadlines lie in the real future, which the service checks).
 fn pair_allowed(m: &Model, a: &Op, b: &Op) -> bool {
     let one_way = |x: &Op, y: &Op| match (x, y) {
         (Op::Replay | Op::Pair(..) | Op::Twice(..), _) => false,
         (Op::Eod { .. }, Op::Place(_) | Op::Register { .. }) => false,
+        (Op::Eod { .. }, Op::DebtRepay { .. }) => m.eod_chunk >= 1000,
         (Op::Eod { date }, Op::Fund { order, .. }) => {
             let o = &m.orders[*order];
             o.status != "awaiting_funding" || o.deadline >= *date
@@ -1883,9 +1925,13 @@ fn customer_json(c: usize) -> Value {
 }
 
 impl Sim {
-    async fn start(products: &[Product]) -> Sim {
-        // The simulation reads everything back after every step: far above the default 6,000 a minute.
-        let app = TestApp::start_with(|s| s.auth.default_rate_limit_per_minute = 10_000_000).await;
+    async fn start(products: &[Product], eod_chunk: u32) -> Sim {
+        let app = TestApp::start_with(|s| {
+            // The simulation reads everything back after every step: far above the default 6,000 a minute.
+            s.auth.default_rate_limit_per_minute = 10_000_000;
+            s.eod.chunk_size = eod_chunk;
+        })
+        .await;
         for p in PROVIDERS {
             app.admin_post("/v1/admin/providers", json!({"id": p, "name": p})).await.expect(201);
         }
@@ -2012,6 +2058,11 @@ impl Sim {
                 let path = format!("/v1/admin/products/{}", m.products[*product].id);
                 (self.app.call("PATCH", &path, Some(&self.admin), Some(&json!({"active": active})), None).await, None)
             }
+            Op::SetTerms { product, ratio, grace, penalty } => {
+                let path = format!("/v1/admin/products/{}", m.products[*product].id);
+                let body = json!({"hold_ratio": ratio, "grace_days": grace, "penalty_daily_rate": penalty});
+                (self.app.call("PATCH", &path, Some(&self.admin), Some(&body), None).await, None)
+            }
             Op::Replay | Op::Pair(..) | Op::Twice(..) => unreachable!("executed by the step"),
         }
     }
@@ -2121,6 +2172,8 @@ fn touched(pre: &Model, post: &Model, op: &Op) -> BTreeSet<usize> {
 
 #[derive(Default)]
 struct Stats {
+    config: String,
+    last_date: String,
     steps: usize,
     outcomes: BTreeMap<String, u64>,
 }
@@ -2166,7 +2219,8 @@ struct Failure {
 async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failure> {
     let mut gen_ = Gen { rng: StdRng::seed_from_u64(seed), counter: 0, seed };
     let products = products(&mut gen_.rng);
-    let sim = Sim::start(&products).await;
+    let eod_chunk = if chance(&mut gen_.rng, 0.5) { 5000 } else { gen_.rng.gen_range(1..=3) };
+    let sim = Sim::start(&products, eod_chunk).await;
     let mut model = Model {
         active: vec![true; products.len()],
         products,
@@ -2175,8 +2229,13 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
         loan_nos: vec![BTreeSet::new(); BANKS.len()],
         last_closed: None,
         start: date("2031-01-29"),
+        eod_chunk,
     };
     let mut stats = Stats::default();
+    stats.config = format!(
+        "eod chunk {eod_chunk}; {}",
+        model.products.iter().map(|p| format!("{} ratio {} grace {}", p.id, p.ratio, p.grace)).collect::<Vec<_>>().join(", ")
+    );
     let mut last: Option<Recorded> = None;
     let mut log: Vec<String> = Vec::new();
     let fail = |step: usize, log: &[String], message: String| {
@@ -2346,6 +2405,7 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
         stats.steps = step;
     }
     stats.finish(&model);
+    stats.last_date = model.last_closed.map_or("none".to_string(), |d| d.to_string());
     sim.app.stop().await;
     Ok(stats)
 }
@@ -2368,11 +2428,12 @@ impl SimConfig {
         let num = |k: &str, default: u64| {
             var(k).map_or(default, |v| v.trim().parse().unwrap_or_else(|_| panic!("{k} must be a whole number, got {v:?}")))
         };
-        let seeds = match var("SIM_SEED") {
-            Some(_) => vec![num("SIM_SEED", 0)],
-            None => {
+        let seeds = match (var("SIM_SEED"), var("SIM_SEEDS"), var("SIM_SEED_START")) {
+            (Some(_), _, _) => vec![num("SIM_SEED", 0)],
+            (None, None, None) => DEFAULT_SEEDS.to_vec(),
+            _ => {
                 let start = num("SIM_SEED_START", 1);
-                (start..start + num("SIM_SEEDS", DEFAULT_SEEDS)).collect()
+                (start..start + num("SIM_SEEDS", DEFAULT_SEEDS.len() as u64)).collect()
             }
         };
         SimConfig {
@@ -2389,7 +2450,13 @@ async fn simulation_matches_the_model() {
     let cfg = SimConfig::from_env();
     let started = std::time::Instant::now();
     let results: Vec<(u64, Result<Stats, Failure>)> = futures_util::stream::iter(cfg.seeds.clone())
-        .map(|seed| async move { (seed, run_seed(seed, cfg.steps, cfg.verbose).await) })
+        .map(|seed| async move {
+            let r = run_seed(seed, cfg.steps, cfg.verbose).await;
+            if let Err(f) = &r {
+                eprintln!("=== seed {} failed at step {} (reported in full at the end): {}", f.seed, f.step, f.message);
+            }
+            (seed, r)
+        })
         .buffer_unordered(cfg.parallel)
         .collect()
         .await;
@@ -2403,7 +2470,7 @@ async fn simulation_matches_the_model() {
                 for (k, v) in s.outcomes {
                     *totals.entry(k).or_default() += v;
                 }
-                println!("seed {seed}: {} steps ok", s.steps);
+                println!("seed {seed}: {} steps ok ({}; last business date {})", s.steps, s.config, s.last_date);
             }
             Err(f) => failures.push(f),
         }
