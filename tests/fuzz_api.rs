@@ -44,7 +44,7 @@ const EXCLUDED_CHECKS: &str = "positive_data_acceptance";
 const EXCLUDED_CHECKS_WITHOUT_KEY: &str = "positive_data_acceptance,unsupported_method";
 
 /// Per-operation example count of a CI run; `FUZZ_EXAMPLES` overrides it.
-const CI_EXAMPLES: u32 = 8;
+const CI_EXAMPLES: u32 = 6;
 const CI_SEED: u64 = 20_270_105;
 const ADMIN_KEY: &str = "fuzz-bootstrap-admin-key";
 
