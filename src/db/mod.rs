@@ -52,6 +52,11 @@ impl<'a> Tx<'a> {
         Ok(Tx(builder.start().await?))
     }
 
+    /// A read-only transaction on one snapshot, for several reads that must agree with each other.
+    pub async fn snapshot(client: &'a mut deadpool_postgres::Client) -> Result<Tx<'a>, tokio_postgres::Error> {
+        Tx::begin_with(client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true)).await
+    }
+
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
         self.0.commit().await
     }

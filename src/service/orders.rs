@@ -469,9 +469,12 @@ fn region_not_open(code: &RegionCode) -> ApiError {
 // ---------- reading ----------
 
 pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<OrderView> {
-    let client = state.pool.get().await?;
-    let o = orders_db::get(&**client, id).await?.filter(|o| can_see(caller, o)).ok_or_else(ApiError::not_found)?;
-    load_view(&**client, o).await
+    let mut client = state.pool.get().await?;
+    let tx = Tx::snapshot(&mut client).await?;
+    let o = orders_db::get(&tx, id).await?.filter(|o| can_see(caller, o)).ok_or_else(ApiError::not_found)?;
+    let view = load_view(&tx, o).await?;
+    tx.commit().await?;
+    Ok(view)
 }
 
 pub async fn list(
@@ -481,21 +484,23 @@ pub async fn list(
     before_seq: i64,
     limit: i64,
 ) -> ApiResult<(Vec<OrderView>, Option<i64>)> {
-    let client = state.pool.get().await?;
+    let mut client = state.pool.get().await?;
+    let tx = Tx::snapshot(&mut client).await?;
     let scope_text = caller.scope();
     let scope = match caller.kind() {
         PrincipalKind::Admin => Scope::All,
         PrincipalKind::Bank => Scope::Bank(caller.id().unwrap_or_default()),
         _ => Scope::Owner(&scope_text),
     };
-    let mut rows = orders_db::list(&**client, scope, status, before_seq, limit + 1).await?;
+    let mut rows = orders_db::list(&tx, scope, status, before_seq, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = if more { rows.last().map(|o| o.seq) } else { None };
     let mut out = Vec::with_capacity(rows.len());
     for o in rows {
-        out.push(load_view(&**client, o).await?);
+        out.push(load_view(&tx, o).await?);
     }
+    tx.commit().await?;
     Ok((out, next))
 }
 

@@ -123,9 +123,11 @@ async fn plan_visible(c: &impl crate::db::Db, caller: &Principal, id: &str, owne
 }
 
 pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<PlanView> {
-    let client = state.pool.get().await?;
-    let plan = plan_visible(&**client, caller, id, true).await?;
-    let insts = plans_db::installments(&**client, id).await?;
+    let mut client = state.pool.get().await?;
+    let tx = Tx::snapshot(&mut client).await?;
+    let plan = plan_visible(&tx, caller, id, true).await?;
+    let insts = plans_db::installments(&tx, id).await?;
+    tx.commit().await?;
     Ok(plan_view(plan, &insts))
 }
 
@@ -166,8 +168,9 @@ pub struct PayoffView {
 }
 
 pub async fn payoff_quote(state: &AppState, caller: &Principal, id: &str, as_of: Option<NaiveDate>) -> ApiResult<PayoffView> {
-    let client = state.pool.get().await?;
-    let plan = plan_visible(&**client, caller, id, false).await?;
+    let mut client = state.pool.get().await?;
+    let tx = Tx::snapshot(&mut client).await?;
+    let plan = plan_visible(&tx, caller, id, false).await?;
     if plan.status == "settled" {
         return Err(ApiError::invalid_state("the plan is settled"));
     }
@@ -177,8 +180,9 @@ pub async fn payoff_quote(state: &AppState, caller: &Principal, id: &str, as_of:
             ApiError::new(ErrorCode::InvalidDate, format!("as_of is before the plan was funded on {}", plan.funded_on)).field("as_of")
         );
     }
-    let rows = plans_db::installments(&**client, id).await?;
-    let rate: Decimal = client.query_one("SELECT penalty_daily_rate FROM orders WHERE id = $1", &[&plan.order_id]).await?.get(0);
+    let rows = plans_db::installments(&tx, id).await?;
+    let rate: Decimal = tx.query_one("SELECT penalty_daily_rate FROM orders WHERE id = $1", &[&plan.order_id]).await?.get(0);
+    tx.commit().await?;
     let mut insts: Vec<_> = rows.into_iter().map(|r| r.state).collect();
     if plan.status == "active" {
         bring_all_up_to(&mut insts, as_of, rate);
