@@ -1209,7 +1209,11 @@ async fn api_keys_and_webhook_secrets_are_shown_once_and_the_database_keeps_only
             }
         }
         let mut names = Vec::new();
-        json_keys(&r.body, &mut names);
+        // The OpenAPI document names the fields of the answers that create keys and secrets; only
+        // the secret values themselves must never appear in it.
+        if path != "/openapi.json" {
+            json_keys(&r.body, &mut names);
+        }
         for n in names.iter().filter(|n| ["key", "webhook_secret", "secret", "key_hash", "hash"].contains(&n.as_str())) {
             leaks.push(format!("{path} has a field `{n}`"));
         }
