@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const LATE_AFTER: Duration = Duration::from_millis(5);
+/// An open-loop answer slower than this (the p99 target) is counted in its second of the
+/// run, so stalls that hit many requests at once stand out from a spread-out tail.
+pub const SLOW_AFTER: Duration = Duration::from_millis(25);
 const ERROR_SAMPLES: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,8 @@ pub struct LoadResult {
     /// Open loop: the fixed arrival rate and how many requests started late.
     pub rate: Option<f64>,
     pub late: Option<u64>,
+    /// Open loop: answers slower than `SLOW_AFTER`, by the second of the run they were due in.
+    pub slow_by_second: BTreeMap<u64, u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,7 +126,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut micros: Vec<u64>) -> Percentiles {
+    pub fn of(mut micros: Vec<u64>) -> Percentiles {
         if micros.is_empty() {
             return Percentiles::default();
         }
@@ -167,7 +172,24 @@ impl LoadResult {
         if self.errors > 0 {
             s.push_str(&format!("\n   errors: {}", self.error_summary()));
         }
+        if !self.slow_by_second.is_empty() {
+            s.push_str(&format!("\n   {}", self.slow_seconds_line(8)));
+        }
         s
+    }
+
+    /// The seconds of the run with the most answers over `SLOW_AFTER`, worst first.
+    pub fn slow_seconds_line(&self, n: usize) -> String {
+        let total: u64 = self.slow_by_second.values().sum();
+        let mut worst: Vec<(u64, u64)> = self.slow_by_second.iter().map(|(s, c)| (*s, *c)).collect();
+        worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let parts: Vec<String> = worst.iter().take(n).map(|(sec, c)| format!("{c} in second {sec}")).collect();
+        format!(
+            "{total} answers over {} ms, in {} of the run's seconds; the worst: {}",
+            SLOW_AFTER.as_millis(),
+            self.slow_by_second.len(),
+            parts.join(", ")
+        )
     }
 
     pub fn error_summary(&self) -> String {
@@ -183,6 +205,7 @@ struct Tally {
     samples: Vec<String>,
     errors: u64,
     late: u64,
+    slow_by_second: BTreeMap<u64, u64>,
     last_done: Option<Instant>,
 }
 
@@ -216,6 +239,9 @@ impl Tally {
             }
             all.errors += t.errors;
             all.late += t.late;
+            for (sec, n) in t.slow_by_second {
+                *all.slow_by_second.entry(sec).or_default() += n;
+            }
             all.last_done = all.last_done.max(t.last_done);
         }
         all
@@ -236,6 +262,7 @@ impl Tally {
             latency: Percentiles::of(self.latencies),
             rate: None,
             late: None,
+            slow_by_second: self.slow_by_second,
         }
     }
 }
@@ -299,7 +326,11 @@ pub async fn open_loop(target: &OrderTarget, prefix: &str, rate: f64, duration: 
                         tally.late += 1;
                     }
                     let outcome = target.place(&prefix, i).await;
-                    tally.record(outcome, due.elapsed());
+                    let latency = due.elapsed();
+                    if latency > SLOW_AFTER {
+                        *tally.slow_by_second.entry(due.saturating_duration_since(t0).as_secs()).or_default() += 1;
+                    }
+                    tally.record(outcome, latency);
                 }
                 tally
             })

@@ -250,6 +250,7 @@ async fn orders_and_notices(
         print_obs(&hot_obs, hot_closed.requests, "order");
 
         results.orders = Some(report::OrderResults { closed, closed_obs, open, open_obs, hot: hot_closed, hot_obs });
+        results.pgbench_open = Some(pgbench::open_loop(cluster, params, rate, workdir).await.context("pgbench at the open-loop rate")?);
 
         println!("\n== notices: {} pending to a local receiver", params.notices);
         let obs = observe::Observer::start(cluster, DB, service.pid).await?;

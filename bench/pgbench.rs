@@ -1,7 +1,11 @@
-//! Phase 1: `pgbench` TPC-B-like on the same cluster, the machine's reference transactions per second.
+//! Phase 1: `pgbench` TPC-B-like on the same cluster, the machine's reference transactions per second
+//! (with the CPU PostgreSQL spent on each); after the order phases, the same transaction at the
+//! orders' open-loop arrival rate, the reference for the open-loop latency.
 
 use crate::Params;
 use crate::cluster::Cluster;
+use crate::load::Percentiles;
+use crate::observe::{Observation, Observer};
 use anyhow::{Context, Result, bail};
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,24 @@ pub struct PgbenchResult {
     pub latency_avg_ms: Option<f64>,
     pub transactions: Option<u64>,
     pub init_secs: f64,
+    pub command: String,
+    /// CPU and database counters over the measured run (no service: its CPU reads 0).
+    pub obs: Observation,
+}
+
+impl PgbenchResult {
+    /// Milliseconds of PostgreSQL CPU per pgbench transaction.
+    pub fn pg_cpu_ms_per_tx(&self) -> f64 {
+        if self.tps > 0.0 { self.obs.cpu.postgres / self.tps * 1000.0 } else { 0.0 }
+    }
+}
+
+/// pgbench TPC-B-like at a fixed arrival rate (`pgbench -R`): its latencies count from each
+/// transaction's scheduled start, as the open-loop order load does.
+#[derive(Debug, Clone)]
+pub struct OpenLoopReference {
+    pub transactions: u64,
+    pub latency: Percentiles,
     pub command: String,
 }
 
@@ -51,15 +73,74 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
     let mut bench = tokio::process::Command::new(&bin);
     conn(&mut bench);
     bench.args(&args);
+    let observer = Observer::start(cluster, DB, 0).await?;
     let out = run_to_end(bench, Duration::from_secs(params.pgbench_secs + 120)).await.context("pgbench")?;
+    let obs = observer.finish().await?;
     for line in out.lines().filter(|l| l.starts_with("progress:") || l.starts_with("tps") || l.starts_with("latency average")) {
         println!("   {line}");
     }
     let tps = find_number(&out, "tps = ").with_context(|| format!("no `tps = ` in pgbench's output:\n{out}"))?;
     let latency_avg_ms = find_number(&out, "latency average = ");
     let transactions = find_number(&out, "number of transactions actually processed: ").map(|n| n as u64);
+    println!("   {}", obs.cpu_line());
+    Ok(PgbenchResult { scale: params.pgbench_scale, tps, latency_avg_ms, transactions, init_secs, command, obs })
+}
+
+/// The open-loop reference: pgbench at `rate` transactions a second for `params.pgbench_secs`, each
+/// transaction's latency read from pgbench's per-transaction log; then the pgbench database is dropped.
+pub async fn open_loop(cluster: &Cluster, params: &Params, rate: f64, workdir: &std::path::Path) -> Result<OpenLoopReference> {
+    let bin = cluster.bin_dir().join("pgbench");
+    let logs = workdir.join("pgbench-open");
+    std::fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
+    let threads = 2.min(params.pgbench_clients);
+    let args = [
+        "-c".to_string(),
+        params.pgbench_clients.to_string(),
+        "-j".to_string(),
+        threads.to_string(),
+        "-T".to_string(),
+        params.pgbench_secs.to_string(),
+        "-R".to_string(),
+        format!("{rate:.1}"),
+        "-l".to_string(),
+        "--log-prefix".to_string(),
+        logs.join("tx").display().to_string(),
+        DB.to_string(),
+    ];
+    let command = format!(
+        "pgbench -h <socket dir> -p {} -U {} {}",
+        cluster.port(),
+        cluster.user(),
+        args.join(" ").replace(&logs.display().to_string(), "<dir>")
+    );
+    println!("\n== pgbench at the open-loop rate: {command}");
+    let mut bench = tokio::process::Command::new(&bin);
+    bench.arg("-h").arg(cluster.socket_dir()).arg("-p").arg(cluster.port().to_string()).arg("-U").arg(cluster.user());
+    bench.args(&args);
+    run_to_end(bench, Duration::from_secs(params.pgbench_secs + 120)).await.context("pgbench -R")?;
+    let mut micros = Vec::new();
+    for entry in std::fs::read_dir(&logs).with_context(|| format!("could not read {}", logs.display()))? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
+        micros.extend(text.lines().filter_map(transaction_latency_us));
+    }
+    if micros.is_empty() {
+        bail!("pgbench -R logged no transactions in {}", logs.display());
+    }
+    let transactions = micros.len() as u64;
+    let latency = Percentiles::of(micros);
+    println!(
+        "   {transactions} transactions at {rate:.1}/s: latency ms p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1}",
+        latency.p50, latency.p95, latency.p99, latency.max
+    );
     cluster.drop_database(DB).await?;
-    Ok(PgbenchResult { scale: params.pgbench_scale, tps, latency_avg_ms, transactions, init_secs, command })
+    Ok(OpenLoopReference { transactions, latency, command })
+}
+
+/// The latency in a per-transaction log line (`client tx_no time_us script epoch_s epoch_us [lag_us]`),
+/// which under `-R` counts from the scheduled start; skipped transactions have none.
+fn transaction_latency_us(line: &str) -> Option<u64> {
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Runs to completion within `limit` (killed otherwise); answers stdout and stderr together.
@@ -87,7 +168,14 @@ fn find_number(text: &str, prefix: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::find_number;
+    use super::{find_number, transaction_latency_us};
+
+    #[test]
+    fn parses_transaction_log_lines() {
+        assert_eq!(transaction_latency_us("0 199 2241 0 1175850568 995598 1034"), Some(2241));
+        assert_eq!(transaction_latency_us("3 12 skipped 0 1175850569 1234 88"), None);
+        assert_eq!(transaction_latency_us(""), None);
+    }
 
     #[test]
     fn parses_pgbench_output() {

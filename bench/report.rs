@@ -74,6 +74,7 @@ pub struct Results {
     pub machine: Machine,
     pub settings: Vec<(String, String)>,
     pub pgbench: Option<PgbenchResult>,
+    pub pgbench_open: Option<crate::pgbench::OpenLoopReference>,
     pub seed_http_secs: f64,
     pub layout: crate::api::Layout,
     pub orders: Option<OrderResults>,
@@ -130,6 +131,7 @@ impl Results {
             machine,
             settings,
             pgbench: None,
+            pgbench_open: None,
             seed_http_secs: 0.0,
             layout: Default::default(),
             orders: None,
@@ -172,14 +174,72 @@ impl Results {
             f("eod_nothing_due_s", "end of day, nothing due, s", self.eod.as_ref().map(|e| e.nothing_due.secs), 3, Some(("<=", 1.0))),
             f("notices_per_s", "webhook notices delivered/s", self.notices.as_ref().map(|n| n.0.per_sec()), 0, Some((">=", 2000.0))),
             f("rss_mb", "service peak RSS MiB", self.rss_mb, 1, Some(("<=", 150.0))),
+            f(
+                "pgbench_open_loop_p99_ms",
+                "pgbench at the open-loop rate, p99 ms",
+                self.pgbench_open.as_ref().map(|p| p.latency.p99),
+                1,
+                None,
+            ),
+            f(
+                "pg_cpu_ms_per_pgbench_tx",
+                "PostgreSQL CPU ms per pgbench transaction",
+                self.pgbench.as_ref().map(|p| p.pg_cpu_ms_per_tx()),
+                3,
+                None,
+            ),
+            f(
+                "pg_cpu_ms_per_order",
+                "PostgreSQL CPU ms per order",
+                o.and_then(|o| cpu_ms_per(o.closed_obs.cpu.postgres, o.closed.per_sec())),
+                3,
+                None,
+            ),
+            f(
+                "service_cpu_ms_per_order",
+                "service CPU ms per order",
+                o.and_then(|o| cpu_ms_per(o.closed_obs.cpu.service, o.closed.per_sec())),
+                3,
+                None,
+            ),
+            f("ratio_ceiling", "ratio if the service cost nothing (CPU bound)", self.ratio_ceiling(), 3, None),
         ]
     }
+
+    /// The ratio PostgreSQL alone would allow: every core of the machine running only its share of
+    /// the orders' work (no service, no load generator), against the measured pgbench rate.
+    fn ratio_ceiling(&self) -> Option<f64> {
+        let o = self.orders.as_ref()?;
+        let ms = cpu_ms_per(o.closed_obs.cpu.postgres, o.closed.per_sec())?;
+        let tps = self.pgbench_tps().filter(|t| *t > 0.0)?;
+        Some(o.closed_obs.cpu.cores as f64 * 1000.0 / ms / tps)
+    }
 }
+
+/// Milliseconds of CPU per unit of work, from cores busy and units per second.
+fn cpu_ms_per(cores_busy: f64, per_sec: f64) -> Option<f64> {
+    (per_sec > 0.0 && cores_busy > 0.0).then(|| cores_busy / per_sec * 1000.0)
+}
+
+/// The keys of the `BENCH` line, as issue 6 fixes them; the other figures are in the table and the report.
+const BENCH_KEYS: [&str; 11] = [
+    "pgbench_tps",
+    "orders_per_s",
+    "ratio",
+    "p50_ms",
+    "p99_ms",
+    "open_loop_p99_ms",
+    "hot_bank_ratio",
+    "eod_1m_due_s",
+    "eod_nothing_due_s",
+    "notices_per_s",
+    "rss_mb",
+];
 
 /// The final machine-readable line's JSON (without the `BENCH ` prefix).
 pub fn bench_json(r: &Results) -> String {
     let mut map = serde_json::Map::new();
-    for f in r.figures() {
+    for f in r.figures().into_iter().filter(|f| BENCH_KEYS.contains(&f.key)) {
         let v = f.value.map(|v| {
             let scale = 10f64.powi(f.decimals.max(1) as i32);
             (v * scale).round() / scale
@@ -223,6 +283,40 @@ pub fn table(r: &Results) -> String {
     }
     let _ = write!(s, "total {:.0} s", r.total_secs);
     s
+}
+
+/// What bounds orders/s on this machine: the CPU each order costs PostgreSQL and the service,
+/// against what a pgbench transaction costs PostgreSQL.
+fn bound_md(s: &mut String, r: &Results, o: &OrderResults) {
+    let (Some(pg), Some(order_pg_ms), Some(service_ms), Some(ceiling)) = (
+        r.pgbench.as_ref(),
+        cpu_ms_per(o.closed_obs.cpu.postgres, o.closed.per_sec()),
+        cpu_ms_per(o.closed_obs.cpu.service, o.closed.per_sec()),
+        r.ratio_ceiling(),
+    ) else {
+        return;
+    };
+    let cores = o.closed_obs.cpu.cores;
+    let _ = writeln!(
+        s,
+        "### What bounds orders/s here
+"
+    );
+    let _ = writeln!(
+        s,
+        "The closed loops keep all {cores} cores busy, so orders/s is CPU-bound: each order cost PostgreSQL **{order_pg_ms:.3} ms** \
+         of CPU and the service {service_ms:.3} ms, where a pgbench transaction cost PostgreSQL {:.3} ms ({:.1}× less). Even with a \
+         service and a load generator that cost nothing, {cores} cores of PostgreSQL would run at most {:.0} orders/s: a ratio of \
+         **{ceiling:.3}** to this run's pgbench. An order is one transaction of about {:.0} statements writing {:.0} rows (the order, \
+         its hold, two journal entries and their lines, three notices and the idempotency record) and updating {:.0} (the credit \
+         line, an exposure stripe, and each notice's read position once committed), where TPC-B writes one row and updates three.\n",
+        pg.pg_cpu_ms_per_tx(),
+        order_pg_ms / pg.pg_cpu_ms_per_tx().max(1e-9),
+        cores as f64 * 1000.0 / order_pg_ms,
+        o.closed_obs.db.statement_calls as f64 / o.closed.requests.max(1) as f64,
+        o.closed_obs.db.rows_inserted as f64 / o.closed.requests.max(1) as f64,
+        o.closed_obs.db.rows_updated as f64 / o.closed.requests.max(1) as f64,
+    );
 }
 
 fn obs_md(s: &mut String, o: &Observation, who: &str, work: Option<(u64, &str)>) {
@@ -289,6 +383,7 @@ fn load_md(s: &mut String, title: &str, l: &LoadResult, o: &Observation) {
     );
     if let Some(late) = l.late {
         let _ = writeln!(s, "- Started more than 5 ms after their due time: {late} (their lateness is in the latency).");
+        let _ = writeln!(s, "- Slow answers by second: {}.", l.slow_seconds_line(10));
     }
     if l.errors > 0 {
         let _ = writeln!(s, "- Errors: {}.", l.error_summary().replace('|', "/"));
@@ -370,6 +465,8 @@ pub fn markdown(r: &Results) -> String {
             pg.latency_avg_ms.map_or(String::new(), |l| format!(", average latency {l:.2} ms")),
             pg.transactions.map_or(String::new(), |t| format!(", {t} transactions"))
         );
+        let _ = writeln!(s, "- {}", pg.obs.cpu_line().replace("service 0.00, ", ""));
+        let _ = writeln!(s, "- PostgreSQL CPU per transaction: {:.3} ms.\n", pg.pg_cpu_ms_per_tx());
     }
 
     if let Some(o) = &r.orders {
@@ -398,7 +495,18 @@ pub fn markdown(r: &Results) -> String {
         );
         load_md(&mut s, &format!("Spread over {} banks, closed loop", r.layout.spread_banks), &o.closed, &o.closed_obs);
         load_md(&mut s, "Spread, open loop at half the closed-loop rate", &o.open, &o.open_obs);
+        if let Some(pg) = &r.pgbench_open {
+            let l = &pg.latency;
+            let _ = writeln!(
+                s,
+                "The reference for this open loop, measured right after the hot-bank phase: `{}`, PostgreSQL's own TPC-B-like \
+                 transaction at the same arrival rate, its latency from each transaction's scheduled start (pgbench's \
+                 per-transaction log): {} transactions, p50 {:.1}, p95 {:.1}, **p99 {:.1}**, max {:.1} ms.\n",
+                pg.command, pg.transactions, l.p50, l.p95, l.p99, l.max
+            );
+        }
         load_md(&mut s, "Hot bank: every order reserves exposure at one bank, closed loop", &o.hot, &o.hot_obs);
+        bound_md(&mut s, r, o);
     }
 
     if let Some(e) = &r.eod {

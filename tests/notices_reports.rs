@@ -480,6 +480,11 @@ async fn a_slow_receiver_does_not_hold_up_another_recipient() {
         w.order(n).await;
     }
     wait_for("the provider's 3 notices", Duration::from_secs(5), async || quick.hits().len() >= 3).await;
+    // A receiver has the notice before the worker records its answer: wait for the record too.
+    wait_for("the provider's 3 notices recorded as delivered", Duration::from_secs(5), async || {
+        w.admin_notices("recipient=provider:wld").await.iter().all(|n| n["state"] == "delivered")
+    })
+    .await;
     let provider = w.admin_notices("recipient=provider:wld").await;
     for n in &provider {
         assert_eq!(n["state"], "delivered");

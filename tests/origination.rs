@@ -1382,6 +1382,17 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
     assert!(has_violation(&v, "journal_entry_balanced", &entry.to_string()), "{v}");
     db.execute("DELETE FROM journal_lines WHERE account = 'test:x'", &[]).await.expect("repair");
 
+    // References kept by the service and checked here (sql/V7__lean_order_writes.sql).
+    let order_id = st(&o1["id"]);
+    db.execute("UPDATE orders SET bank_id = 'no-such-bank' WHERE id = $1", &[&order_id]).await.expect("corrupt");
+    db.execute("UPDATE holds SET provider_id = 'no-such-provider' WHERE id = $1", &[&hold_id]).await.expect("corrupt");
+    let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert!(has_violation(&v, "order_references_exist", &order_id), "{v}");
+    assert!(has_violation(&v, "hold_references_exist", &hold_id), "{v}");
+    db.execute("UPDATE orders SET bank_id = $2 WHERE id = $1", &[&order_id, &st(&o1["bank_id"])]).await.expect("repair");
+    db.execute("UPDATE holds SET provider_id = $2 WHERE id = $1", &[&hold_id, &st(&o1["hold"]["provider_id"])]).await.expect("repair");
+    verify_ok(app).await;
+
     let plan_id = db.query_one("SELECT id FROM plans", &[]).await.expect("plan").get::<_, String>(0);
     db.execute("UPDATE installments SET principal_fen = principal_fen + 1 WHERE plan_id = $1 AND seq = 1", &[&plan_id])
         .await

@@ -114,6 +114,13 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
         }
     }
 
+    // References the schema does not enforce (sql/V7__lean_order_writes.sql): every order's and
+    // hold's counterparts exist.
+    for r in &tx.query(REFERENCES_MISSING, &[]).await? {
+        let (rule, id, missing): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        c.check(false, &rule, &id, || format!("refers to {missing}, which does not exist"));
+    }
+
     // Plans: installments add up to the principal; paid + outstanding = owed.
     let plans = tx
         .query(
@@ -174,6 +181,26 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
     tx.commit().await?;
     Ok(Report { ok: c.violations.is_empty(), checked, violations: c.violations })
 }
+
+/// `(rule, object id, what is missing)` for every order or hold whose reference points nowhere.
+const REFERENCES_MISSING: &str = "
+    SELECT 'order_references_exist', o.id, 'store ' || o.store_id FROM orders o
+     WHERE o.store_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM stores s WHERE s.id = o.store_id)
+    UNION ALL SELECT 'order_references_exist', o.id, 'partner ' || o.partner_id FROM orders o
+     WHERE o.partner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM partners p WHERE p.id = o.partner_id)
+    UNION ALL SELECT 'order_references_exist', o.id, 'product ' || o.product_id FROM orders o
+     WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = o.product_id)
+    UNION ALL SELECT 'order_references_exist', o.id, 'credit line ' || o.credit_line_id FROM orders o
+     WHERE NOT EXISTS (SELECT 1 FROM credit_lines l WHERE l.id = o.credit_line_id)
+    UNION ALL SELECT 'order_references_exist', o.id, 'bank ' || o.bank_id FROM orders o
+     WHERE NOT EXISTS (SELECT 1 FROM banks b WHERE b.id = o.bank_id)
+    UNION ALL SELECT 'order_references_exist', o.id, 'hold ' || coalesce(o.hold_id, '(none)') FROM orders o
+     WHERE NOT EXISTS (SELECT 1 FROM holds h WHERE h.id = o.hold_id AND h.order_id = o.id)
+    UNION ALL SELECT 'hold_references_exist', h.id, 'order ' || h.order_id FROM holds h
+     WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = h.order_id)
+    UNION ALL SELECT 'hold_references_exist', h.id, 'credit line ' || h.credit_line_id FROM holds h
+     WHERE NOT EXISTS (SELECT 1 FROM credit_lines l WHERE l.id = h.credit_line_id AND l.provider_id = h.provider_id)
+    LIMIT 1000";
 
 async fn account_balances(c: &impl Db) -> Result<HashMap<String, i64>, tokio_postgres::Error> {
     let rows = c.query("SELECT account, sum(amount_fen)::int8 FROM journal_lines GROUP BY account", &[]).await?;
