@@ -80,6 +80,8 @@ pub struct Params {
     pub notices_deadline: Duration,
     pub service_pool_size: usize,
     pub shared_buffers: &'static str,
+    /// WAL written and checkpointed before the first phase, so segments are reused as in service.
+    pub wal_preallocate_mb: u64,
     pub stat_statements: bool,
 }
 
@@ -103,6 +105,7 @@ impl Params {
             notices_deadline: Duration::from_secs(if smoke { 60 } else { 1200 }),
             service_pool_size: 32,
             shared_buffers: if smoke { "128MB" } else { "1GB" },
+            wal_preallocate_mb: if smoke { 32 } else { 2048 },
             stat_statements: !a.no_stat_statements,
         }
     }
@@ -177,6 +180,7 @@ async fn run_phases(params: &Params, server_bin: &Path, workdir: &Path, machine:
     let mut cluster = cluster::Cluster::start(&workdir.join("pg"), params).await?;
     let result = async {
         let mut results = report::Results::new(params.clone(), machine, cluster.settings.clone());
+        results.wal_preallocated = cluster.wal_preallocated;
         results.pgbench = Some(pgbench::run(&cluster, params).await.context("pgbench")?);
         orders_and_notices(&cluster, params, server_bin, workdir, &mut results).await?;
         results.eod = Some(eod::run(&cluster, params, workdir).await.context("end of day")?);

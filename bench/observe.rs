@@ -51,6 +51,8 @@ pub struct DbDelta {
     pub rows_updated: i64,
     pub statement_calls: i64,
     pub statement_ms: f64,
+    /// WAL written by the whole cluster (`pg_current_wal_lsn()`), exact.
+    pub wal_bytes: i64,
 }
 
 impl DbDelta {
@@ -58,9 +60,10 @@ impl DbDelta {
     pub fn per(&self, n: u64, unit: &str) -> String {
         let n = n.max(1) as f64;
         format!(
-            "per {unit}: {:.1} statements executing {:.2} ms; ≈ {:.1} commits, {:.1} rows inserted, {:.1} updated; {} new sessions, {} rollbacks in all",
+            "per {unit}: {:.1} statements executing {:.2} ms, {:.1} KiB of WAL; ≈ {:.1} commits, {:.1} rows inserted, {:.1} updated; {} new sessions, {} rollbacks in all",
             self.statement_calls as f64 / n,
             self.statement_ms / n,
+            self.wal_bytes as f64 / n / 1024.0,
             self.commits as f64 / n,
             self.rows_inserted as f64 / n,
             self.rows_updated as f64 / n,
@@ -164,6 +167,7 @@ impl Observer {
             rollbacks: db1.rollbacks - d0.rollbacks,
             rows_inserted: db1.rows_inserted - d0.rows_inserted,
             rows_updated: db1.rows_updated - d0.rows_updated,
+            wal_bytes: db1.wal_bytes - d0.wal_bytes,
             statement_calls: calls,
             statement_ms: ms,
         };
@@ -203,7 +207,9 @@ async fn sample(client: tokio_postgres::Client, db: String, stop: Arc<AtomicBool
 async fn db_counters(client: &tokio_postgres::Client, db: &str) -> Result<DbDelta> {
     let r = client
         .query_one(
-            "SELECT coalesce(sessions, 0)::int8, xact_commit, xact_rollback, tup_inserted, tup_updated FROM pg_stat_database WHERE datname = $1",
+            "SELECT coalesce(sessions, 0)::int8, xact_commit, xact_rollback, tup_inserted, tup_updated,
+                    (pg_current_wal_lsn() - '0/0')::int8
+             FROM pg_stat_database WHERE datname = $1",
             &[&db],
         )
         .await?;
@@ -213,6 +219,7 @@ async fn db_counters(client: &tokio_postgres::Client, db: &str) -> Result<DbDelt
         rollbacks: r.get(2),
         rows_inserted: r.get(3),
         rows_updated: r.get(4),
+        wal_bytes: r.get(5),
         ..DbDelta::default()
     })
 }
