@@ -131,6 +131,16 @@ impl From<deadpool_postgres::PoolError> for Failure {
     }
 }
 
+/// Sent before the business change, in one round trip with the claim.
+///
+/// Business changes are key lookups and small batched writes (`unnest` of a few rows). With the
+/// default `plan_cache_mode`, PostgreSQL plans such a statement afresh at every execution: it
+/// estimates a parameter array's length only in a custom plan, so the custom plan always looks
+/// cheaper than the generic one (10 rows assumed). The generic plan is the same plan; planning
+/// again took about a tenth of the database's CPU per order (perf, docs/BENCHMARKS.md). Only this
+/// transaction is affected (`SET LOCAL`); end of day and reports keep custom plans.
+const BUSINESS_PROLOGUE: &str = "SET LOCAL plan_cache_mode = force_generic_plan; SAVEPOINT business";
+
 async fn execute_once<P, T: serde::Serialize>(
     pool: &Pool,
     request: &IdempotentRequest,
@@ -142,7 +152,7 @@ async fn execute_once<P, T: serde::Serialize>(
     let checked = precheck(&tx).await?;
     // The savepoint a refusal rolls back to is set in the same round trip as the claim.
     let (claim, ()) =
-        futures_util::try_join!(db::idempotency::claim(&tx, &request.scope, &request.key), tx.batch_execute("SAVEPOINT business"),)?;
+        futures_util::try_join!(db::idempotency::claim(&tx, &request.scope, &request.key), tx.batch_execute(BUSINESS_PROLOGUE),)?;
     match claim {
         db::idempotency::Claim::InUse => {
             return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());

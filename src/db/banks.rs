@@ -78,19 +78,16 @@ pub async fn rebalance(tx: &Tx<'_>, bank_id: &str, limit_fen: i64) -> Result<(),
 /// 3. When the room is split across stripes: all stripes locked in order, and rebalanced.
 pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i16) -> Result<Option<i16>, tokio_postgres::Error> {
     let p = principal.fen();
-    tx.batch_execute("SAVEPOINT reserve_exposure").await?;
-    let free = tx
-        .query_opt(
-            &format!(
-                "WITH c AS MATERIALIZED (
-                     SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen
-                     ORDER BY (stripe + {STRIPES} - $3::int2) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 UPDATE bank_exposure_stripes s SET used_fen = s.used_fen + $2
-                 FROM c WHERE s.bank_id = $1 AND s.stripe = c.stripe RETURNING s.stripe"
-            ),
-            &[&bank_id, &p, &start],
-        )
-        .await?;
+    let first_attempt = format!(
+        "WITH c AS MATERIALIZED (
+             SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen
+             ORDER BY (stripe + {STRIPES} - $3::int2) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)
+         UPDATE bank_exposure_stripes s SET used_fen = s.used_fen + $2
+         FROM c WHERE s.bank_id = $1 AND s.stripe = c.stripe RETURNING s.stripe"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&bank_id, &p, &start];
+    // The savepoint and the first attempt in one round trip: polled in this order, sent in this order.
+    let ((), free) = futures_util::try_join!(tx.batch_execute("SAVEPOINT reserve_exposure"), tx.query_opt(&first_attempt, &params))?;
     if let Some(r) = free {
         return Ok(Some(r.get(0)));
     }

@@ -66,17 +66,10 @@ pub async fn lock_by_customer(tx: &Tx<'_>, provider_id: &str, id_number_hash: &s
         .map(line))
 }
 
-/// The customer's lines at these providers, locked in id order (the fixed lock order).
-pub async fn lock_customer_lines(
-    tx: &Tx<'_>,
-    id_number_hash: &str,
-    providers: &[String],
-) -> Result<Vec<CreditLine>, tokio_postgres::Error> {
+/// All of the customer's lines (one per provider), locked in id order (the fixed lock order).
+pub async fn lock_customer_lines(tx: &Tx<'_>, id_number_hash: &str) -> Result<Vec<CreditLine>, tokio_postgres::Error> {
     let rows = tx
-        .query(
-            &format!("SELECT {COLUMNS} FROM credit_lines WHERE id_number_hash = $1 AND provider_id = ANY($2) ORDER BY id FOR UPDATE"),
-            &[&id_number_hash, &providers],
-        )
+        .query(&format!("SELECT {COLUMNS} FROM credit_lines WHERE id_number_hash = $1 ORDER BY id FOR UPDATE"), &[&id_number_hash])
         .await?;
     Ok(rows.iter().map(line).collect())
 }

@@ -275,7 +275,8 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
         request,
         async |_tx: &Tx<'_>| Ok(()),
         async |tx: &Tx<'_>, ()| {
-            // Every independent read in one pipelined round trip.
+            // Every independent read in one pipelined round trip, the customer's lines locked with
+            // them (all of them: which providers count depends on the product and the seller).
             let now = Utc::now();
             let created_on = now.with_timezone(&SHANGHAI).date_naive();
             let seller = async {
@@ -285,12 +286,13 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
                     _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
                 })
             };
-            let (taken, product, seller, bank_list, booked_on) = futures_util::try_join!(
+            let (taken, product, seller, bank_list, booked_on, lines) = futures_util::try_join!(
                 orders_db::out_order_no_taken(tx, &owner_scope, &r.out_order_no),
                 setup_db::get_product(tx, &r.product_id),
                 seller,
                 banks::routing_order(tx),
                 db::business_days::booking_date(tx, created_on),
+                credit_lines::lock_customer_lines(tx, &id_hash),
             )?;
             if taken {
                 return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
@@ -337,7 +339,6 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
             let funding_deadline = now + chrono::Duration::hours(i64::from(product.funding_timeout_hours));
             let deadline_date = funding_deadline.with_timezone(&SHANGHAI).date_naive();
             let must_run_until = add_months_clamped(deadline_date, r.term_months);
-            let lines = credit_lines::lock_customer_lines(tx, &id_hash, &providers).await?;
             let line = providers
                 .iter()
                 .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
