@@ -55,6 +55,9 @@ pub struct Args {
     /// Pending notices delivered [default: 100000; smoke 1000].
     #[arg(long)]
     notices: Option<usize>,
+    /// MiB of WAL written and checkpointed before the first phase [default: 2048; smoke 32; 0: none].
+    #[arg(long)]
+    wal_preallocate_mb: Option<u64>,
     /// Do not load pg_stat_statements (it costs a little; it names the expensive statements).
     #[arg(long)]
     no_stat_statements: bool,
@@ -105,7 +108,7 @@ impl Params {
             notices_deadline: Duration::from_secs(if smoke { 60 } else { 1200 }),
             service_pool_size: 32,
             shared_buffers: if smoke { "128MB" } else { "1GB" },
-            wal_preallocate_mb: if smoke { 32 } else { 2048 },
+            wal_preallocate_mb: a.wal_preallocate_mb.unwrap_or(if smoke { 32 } else { 2048 }),
             stat_statements: !a.no_stat_statements,
         }
     }
