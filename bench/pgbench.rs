@@ -45,9 +45,7 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
         bail!("pgbench is not next to the server binaries ({}); install the postgresql package's client tools", bin.display());
     }
     cluster.create_database(DB).await?;
-    let conn = |cmd: &mut tokio::process::Command| {
-        cmd.arg("-h").arg(cluster.socket_dir()).arg("-p").arg(cluster.port().to_string()).arg("-U").arg(cluster.user());
-    };
+    let conn = |cmd: &mut tokio::process::Command| connect_args(cmd, cluster);
     println!("\n== pgbench: initialising scale {}", params.pgbench_scale);
     let t = Instant::now();
     let mut init = tokio::process::Command::new(&bin);
@@ -56,18 +54,7 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
     run_to_end(init, Duration::from_secs(600)).await.context("pgbench -i")?;
     let init_secs = t.elapsed().as_secs_f64();
 
-    let threads = 2.min(params.pgbench_clients);
-    let args = [
-        "-c".to_string(),
-        params.pgbench_clients.to_string(),
-        "-j".to_string(),
-        threads.to_string(),
-        "-T".to_string(),
-        params.pgbench_secs.to_string(),
-        "-P".to_string(),
-        if params.smoke { "1".to_string() } else { "5".to_string() },
-        DB.to_string(),
-    ];
+    let args = load_args(params, ["-P".to_string(), if params.smoke { "1" } else { "5" }.to_string()]);
     let command = format!("pgbench -h <socket dir> -p {} -U {} {}", cluster.port(), cluster.user(), args.join(" "));
     println!("== pgbench: {command}");
     let mut bench = tokio::process::Command::new(&bin);
@@ -92,21 +79,10 @@ pub async fn open_loop(cluster: &Cluster, params: &Params, rate: f64, workdir: &
     let bin = cluster.bin_dir().join("pgbench");
     let logs = workdir.join("pgbench-open");
     std::fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
-    let threads = 2.min(params.pgbench_clients);
-    let args = [
-        "-c".to_string(),
-        params.pgbench_clients.to_string(),
-        "-j".to_string(),
-        threads.to_string(),
-        "-T".to_string(),
-        params.pgbench_secs.to_string(),
-        "-R".to_string(),
-        format!("{rate:.1}"),
-        "-l".to_string(),
-        "--log-prefix".to_string(),
-        logs.join("tx").display().to_string(),
-        DB.to_string(),
-    ];
+    let args = load_args(
+        params,
+        ["-R".to_string(), format!("{rate:.1}"), "-l".to_string(), "--log-prefix".to_string(), logs.join("tx").display().to_string()],
+    );
     let command = format!(
         "pgbench -h <socket dir> -p {} -U {} {}",
         cluster.port(),
@@ -115,7 +91,7 @@ pub async fn open_loop(cluster: &Cluster, params: &Params, rate: f64, workdir: &
     );
     println!("\n== pgbench at the open-loop rate: {command}");
     let mut bench = tokio::process::Command::new(&bin);
-    bench.arg("-h").arg(cluster.socket_dir()).arg("-p").arg(cluster.port().to_string()).arg("-U").arg(cluster.user());
+    connect_args(&mut bench, cluster);
     bench.args(&args);
     run_to_end(bench, Duration::from_secs(params.pgbench_secs + 120)).await.context("pgbench -R")?;
     let mut micros = Vec::new();
@@ -141,6 +117,28 @@ pub async fn open_loop(cluster: &Cluster, params: &Params, rate: f64, workdir: &
 /// which under `-R` counts from the scheduled start; skipped transactions have none.
 fn transaction_latency_us(line: &str) -> Option<u64> {
     line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// `-h <socket dir> -p <port> -U <user>` of the cluster.
+fn connect_args(cmd: &mut tokio::process::Command, cluster: &Cluster) {
+    cmd.arg("-h").arg(cluster.socket_dir()).arg("-p").arg(cluster.port().to_string()).arg("-U").arg(cluster.user());
+}
+
+/// A measured pgbench run's arguments: the configured clients, threads (at most 2) and seconds,
+/// then `extra`, then the database.
+fn load_args(params: &Params, extra: impl IntoIterator<Item = String>) -> Vec<String> {
+    let threads = 2.min(params.pgbench_clients);
+    let mut args = vec![
+        "-c".to_string(),
+        params.pgbench_clients.to_string(),
+        "-j".to_string(),
+        threads.to_string(),
+        "-T".to_string(),
+        params.pgbench_secs.to_string(),
+    ];
+    args.extend(extra);
+    args.push(DB.to_string());
+    args
 }
 
 /// Runs to completion within `limit` (killed otherwise); answers stdout and stderr together.
