@@ -51,6 +51,8 @@ pub struct DbDelta {
     pub rows_updated: i64,
     pub statement_calls: i64,
     pub statement_ms: f64,
+    /// WAL records written by the database's statements (`pg_stat_statements`, commits included).
+    pub wal_records: i64,
     /// WAL written by the whole cluster (`pg_current_wal_lsn()`), exact.
     pub wal_bytes: i64,
 }
@@ -60,10 +62,11 @@ impl DbDelta {
     pub fn per(&self, n: u64, unit: &str) -> String {
         let n = n.max(1) as f64;
         format!(
-            "per {unit}: {:.1} statements executing {:.2} ms, {:.1} KiB of WAL; ≈ {:.1} commits, {:.1} rows inserted, {:.1} updated; {} new sessions, {} rollbacks in all",
+            "per {unit}: {:.1} statements executing {:.2} ms, {:.1} KiB of WAL in {:.1} records; ≈ {:.1} commits, {:.1} rows inserted, {:.1} updated; {} new sessions, {} rollbacks in all",
             self.statement_calls as f64 / n,
             self.statement_ms / n,
             self.wal_bytes as f64 / n / 1024.0,
+            self.wal_records as f64 / n,
             self.commits as f64 / n,
             self.rows_inserted as f64 / n,
             self.rows_updated as f64 / n,
@@ -156,9 +159,9 @@ impl Observer {
         let (counts, samples) = self.sampler.await.unwrap_or_default();
         let mut waits: Vec<(String, f64)> = counts.into_iter().map(|(k, n)| (k, n as f64 / samples.max(1) as f64)).collect();
         waits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let (statements, (calls, ms)) = match &self.stats {
+        let (statements, (calls, ms, wal_records)) = match &self.stats {
             Some(c) => (top_statements(c, &self.db).await?, statement_totals(c, &self.db).await?),
-            None => (Vec::new(), (0, 0.0)),
+            None => (Vec::new(), (0, 0.0, 0)),
         };
         let d0 = &self.db0;
         let db = DbDelta {
@@ -170,6 +173,7 @@ impl Observer {
             wal_bytes: db1.wal_bytes - d0.wal_bytes,
             statement_calls: calls,
             statement_ms: ms,
+            wal_records,
         };
         Ok(Observation { wall_secs: wall, db, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements })
     }
@@ -225,15 +229,15 @@ async fn db_counters(client: &tokio_postgres::Client, db: &str) -> Result<DbDelt
 }
 
 /// Calls and execution time of every statement in `db` since the last reset.
-async fn statement_totals(client: &tokio_postgres::Client, db: &str) -> Result<(i64, f64)> {
+async fn statement_totals(client: &tokio_postgres::Client, db: &str) -> Result<(i64, f64, i64)> {
     let r = client
         .query_one(
-            "SELECT coalesce(sum(s.calls), 0)::int8, coalesce(sum(s.total_exec_time), 0)::float8
+            "SELECT coalesce(sum(s.calls), 0)::int8, coalesce(sum(s.total_exec_time), 0)::float8, coalesce(sum(s.wal_records), 0)::int8
              FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
             &[&db],
         )
         .await?;
-    Ok((r.get(0), r.get(1)))
+    Ok((r.get(0), r.get(1), r.get(2)))
 }
 
 async fn top_statements(client: &tokio_postgres::Client, db: &str) -> Result<Vec<Statement>> {

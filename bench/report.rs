@@ -312,13 +312,16 @@ fn bound_md(s: &mut String, r: &Results, o: &OrderResults) {
          service and a load generator that cost nothing, {cores} cores of PostgreSQL would run at most {:.0} orders/s: a ratio of \
          **{ceiling:.3}** to this run's pgbench. An order is one transaction of about {:.0} statements writing {:.0} rows (the order, \
          its hold, two journal entries and their lines, three notices and the idempotency record) and updating {:.0} (the credit \
-         line, an exposure stripe, and each notice's read position once committed), where TPC-B writes one row and updates three.\n",
+         line, an exposure stripe, and each notice's read position once committed), where TPC-B writes one row and updates three: \
+         {:.0} WAL records (every row and every index entry is one) against {:.0} for a pgbench transaction.\n",
         pg.pg_cpu_ms_per_tx(),
         order_pg_ms / pg.pg_cpu_ms_per_tx().max(1e-9),
         cores as f64 * 1000.0 / order_pg_ms,
         o.closed_obs.db.statement_calls as f64 / o.closed.requests.max(1) as f64,
         o.closed_obs.db.rows_inserted as f64 / o.closed.requests.max(1) as f64,
         o.closed_obs.db.rows_updated as f64 / o.closed.requests.max(1) as f64,
+        o.closed_obs.db.wal_records as f64 / o.closed.requests.max(1) as f64,
+        pg.obs.db.wal_records as f64 / pg.transactions.unwrap_or(0).max(1) as f64,
     );
 }
 
@@ -569,7 +572,7 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(s, "## How to reproduce\n");
     let _ = writeln!(
         s,
-        "```sh\nbench/run             # cargo build --release --bins, then the full run (about 10 minutes); rewrites this file\n\
+        "```sh\nbench/run             # cargo build --release --bins, then the full run (about 5 minutes); rewrites this file\n\
          bench/run --smoke     # seconds per phase and tiny data; what CI runs (tests/bench_smoke.rs), writes nothing\n\
          bench/run --help      # --duration, --connections, --customers, --plans, --notices, --out, --keep\n```\n"
     );

@@ -146,6 +146,15 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     Ok(Some(stripes[0]))
 }
 
+/// Ends the reservation's savepoint once the order keeps it; sent with the order's writes.
+///
+/// The customer's credit line was locked before the savepoint; updating it from inside the
+/// savepoint's subtransaction makes PostgreSQL record locker and updater as a MultiXact, one per
+/// order. Released, the update runs in the locker's own subtransaction.
+pub async fn keep_reservation(tx: &Tx<'_>) -> Result<(), tokio_postgres::Error> {
+    tx.batch_execute("RELEASE SAVEPOINT reserve_exposure").await
+}
+
 /// Frees exposure on the stripe it was reserved on (the database refuses going below zero).
 pub async fn release(tx: &Tx<'_>, bank_id: &str, stripe: i16, principal: Amount) -> Result<(), tokio_postgres::Error> {
     if principal.is_zero() {

@@ -442,7 +442,8 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
             ];
             // Every write in one pipelined round trip; a refusal rolls them all back.
             let entries = [placed, reserved];
-            let (order, hold, after, (), ()) = futures_util::try_join!(
+            let ((), order, hold, after, (), ()) = futures_util::try_join!(
+                banks::keep_reservation(tx),
                 orders_db::insert(tx, &new),
                 orders_db::insert_hold(tx, &hold_id, &line.id, &line.provider_id, &order_id, priced.hold_amount),
                 credit_lines::move_balances(tx, &line.id, priced.hold_amount.fen(), 0),
