@@ -222,6 +222,7 @@ async fn orders_and_notices(
             println!("   warm-up: {} orders in {:.1} s", w.ok, w.elapsed_secs);
         }
 
+        settle(cluster, DB).await?;
         println!(
             "\n== orders, spread over {} banks: closed loop, {} connections, {} s",
             world.spread_banks, params.connections, params.load_secs
@@ -236,6 +237,7 @@ async fn orders_and_notices(
         }
 
         let rate = (closed.per_sec() * 0.5).max(1.0);
+        settle(cluster, DB).await?;
         println!("\n== orders: open loop at {rate:.1}/s (half the closed-loop rate), {} s", params.load_secs);
         let obs = observe::Observer::start(cluster, DB, service.pid).await?;
         let open = load::open_loop(&spread, "open", rate, Duration::from_secs(params.load_secs), params.open_loop_max_connections).await;
@@ -250,6 +252,7 @@ async fn orders_and_notices(
             params.load_secs
         );
         let hot = load::OrderTarget::new(&world, &service, load::Route::HotBank)?;
+        settle(cluster, DB).await?;
         let obs = observe::Observer::start(cluster, DB, service.pid).await?;
         let hot_closed = load::closed_loop(&hot, "hot", params.connections, Duration::from_secs(params.load_secs)).await;
         let hot_obs = obs.finish().await?;
@@ -279,6 +282,16 @@ async fn orders_and_notices(
 }
 
 /// `git describe --always --dirty` of the crate the harness was built from, if it is a checkout.
+/// `VACUUM (ANALYZE)` of the order database before an order phase, as pgbench vacuums its tables
+/// before its run: a phase does not pay for the autovacuum the previous one's writes called for
+/// (seen as a burst of slow answers in the open loop). Autovacuum still runs within the phases.
+async fn settle(cluster: &cluster::Cluster, db: &str) -> Result<()> {
+    let t = Instant::now();
+    cluster.connect(db).await?.batch_execute("VACUUM (ANALYZE)").await.context("VACUUM (ANALYZE) before a phase")?;
+    println!("   (VACUUM (ANALYZE) of the order database before the phase: {:.1} s)", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn source_revision() -> String {
     std::process::Command::new("git")
         .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])

@@ -494,7 +494,8 @@ pub fn markdown(r: &Results) -> String {
              stores, a bank for the notices phase, one product (12 months at 18%) open in all those provinces, and {} \
              customers' credit lines with limits that never run out. Every order: principal 3000.00 (device 3999, down \
              payment 999), a unique `out_order_no` and `Idempotency-Key`, round-robin over customers and stores, so no credit \
-             line is hot. {}\n",
+             line is hot. {}`VACUUM (ANALYZE)` precedes each order phase (as pgbench vacuums its tables before its run), \
+             so no phase pays for the autovacuum the previous one's writes called for; autovacuum still runs within the phases.\n",
             m.cores,
             p.service_pool_size,
             r.seed_http_secs,
@@ -505,7 +506,7 @@ pub fn markdown(r: &Results) -> String {
             if p.warmup.is_zero() {
                 String::new()
             } else {
-                format!("A {} s closed-loop warm-up precedes the measurements.", p.warmup.as_secs())
+                format!("A {} s closed-loop warm-up precedes the measurements. ", p.warmup.as_secs())
             }
         );
         load_md(&mut s, &format!("Spread over {} banks, closed loop", r.layout.spread_banks), &o.closed, &o.closed_obs);
