@@ -55,6 +55,9 @@ pub struct Args {
     /// Pending notices delivered [default: 100000; smoke 1000].
     #[arg(long)]
     notices: Option<usize>,
+    /// Database connections of the service's pool [default: 32].
+    #[arg(long)]
+    pool_size: Option<usize>,
     /// MiB of WAL written and checkpointed before the first phase [default: 2048; smoke 32; 0: none].
     #[arg(long)]
     wal_preallocate_mb: Option<u64>,
@@ -106,7 +109,7 @@ impl Params {
             plans: pick(a.plans, 1_000_000, 1_000).max(10),
             notices: pick(a.notices, 100_000, 1_000).max(1),
             notices_deadline: Duration::from_secs(if smoke { 60 } else { 1200 }),
-            service_pool_size: 32,
+            service_pool_size: a.pool_size.unwrap_or(32).max(1),
             shared_buffers: if smoke { "128MB" } else { "1GB" },
             wal_preallocate_mb: a.wal_preallocate_mb.unwrap_or(if smoke { 32 } else { 2048 }),
             stat_statements: !a.no_stat_statements,
