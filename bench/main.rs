@@ -188,6 +188,8 @@ async fn run_phases(params: &Params, server_bin: &Path, workdir: &Path, machine:
         let mut results = report::Results::new(params.clone(), machine, cluster.settings.clone());
         results.wal_preallocated = cluster.wal_preallocated;
         results.pgbench = Some(pgbench::run(&cluster, params).await.context("pgbench")?);
+        println!("\n== pgbench: what a statement and a round trip cost");
+        results.statement_costs = Some(pgbench::statement_costs(&cluster, params, workdir).await.context("pgbench statement costs")?);
         orders_and_notices(&cluster, params, server_bin, workdir, &mut results).await?;
         results.eod = Some(eod::run(&cluster, params, workdir).await.context("end of day")?);
         anyhow::Ok(results)

@@ -73,6 +73,60 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
     Ok(PgbenchResult { scale: params.pgbench_scale, tps, latency_avg_ms, transactions, init_secs, command, obs })
 }
 
+/// What a statement and a round trip cost this machine's CPU (PostgreSQL and its client together),
+/// from three read-only pgbench scripts: `SELECT 1` alone; 21 of them in one pipeline (20 more
+/// statements); 21 one after the other (20 more round trips).
+#[derive(Debug, Clone)]
+pub struct StatementCosts {
+    pub statement_us: f64,
+    pub round_trip_us: f64,
+    pub command: String,
+}
+
+const STATEMENTS_PER_SCRIPT: usize = 21;
+
+pub async fn statement_costs(cluster: &Cluster, params: &Params, workdir: &std::path::Path) -> Result<StatementCosts> {
+    let select = "SELECT 1;\n".repeat(STATEMENTS_PER_SCRIPT);
+    let scripts = [
+        ("one", "SELECT 1;\n".to_string()),
+        ("piped", format!("\\startpipeline\n{select}\\endpipeline\n")),
+        ("serial", select),
+    ];
+    let secs = if params.smoke { 1 } else { 5 };
+    let mut cpu_us = Vec::new();
+    let mut command = String::new();
+    for (name, text) in scripts {
+        let file = workdir.join(format!("pgbench-{name}.sql"));
+        std::fs::write(&file, text).with_context(|| format!("could not write {}", file.display()))?;
+        let mut args = load_args(params, ["-n".to_string(), "-M".to_string(), "prepared".to_string(), "-f".to_string()]);
+        args.insert(args.len() - 1, file.display().to_string());
+        let t_at = args.iter().position(|a| a == "-T").map(|i| i + 1);
+        if let Some(i) = t_at {
+            args[i] = secs.to_string();
+        }
+        command = format!("pgbench {}", args.join(" ").replace(&workdir.display().to_string(), "<dir>"));
+        let mut bench = tokio::process::Command::new(cluster.bin_dir().join("pgbench"));
+        connect_args(&mut bench, cluster);
+        bench.args(&args);
+        let observer = Observer::start(cluster, DB, 0).await?;
+        let out = run_to_end(bench, Duration::from_secs(secs + 60)).await.with_context(|| format!("pgbench -f {name}"))?;
+        let obs = observer.finish().await?;
+        let tps = find_number(&out, "tps = ").with_context(|| format!("no `tps = ` in pgbench's output:\n{out}"))?;
+        cpu_us.push(if tps > 0.0 { obs.cpu.machine / tps * 1e6 } else { 0.0 });
+    }
+    let extra = (STATEMENTS_PER_SCRIPT - 1) as f64;
+    let costs = StatementCosts {
+        statement_us: (cpu_us[1] - cpu_us[0]) / extra,
+        round_trip_us: (cpu_us[2] - cpu_us[1]) / extra,
+        command: command.replace("pgbench-serial", "pgbench-{one,piped,serial}"),
+    };
+    println!(
+        "   a statement {:.1} µs of CPU, a round trip {:.1} µs more (machine CPU per script: {:.0}, {:.0}, {:.0} µs)",
+        costs.statement_us, costs.round_trip_us, cpu_us[0], cpu_us[1], cpu_us[2]
+    );
+    Ok(costs)
+}
+
 /// The open-loop reference: pgbench at `rate` transactions a second for `params.pgbench_secs`, each
 /// transaction's latency read from pgbench's per-transaction log; then the pgbench database is dropped.
 pub async fn open_loop(cluster: &Cluster, params: &Params, rate: f64, workdir: &std::path::Path) -> Result<OpenLoopReference> {

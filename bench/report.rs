@@ -77,6 +77,7 @@ pub struct Results {
     pub wal_preallocated: (u64, i64),
     pub pgbench: Option<PgbenchResult>,
     pub pgbench_open: Option<crate::pgbench::OpenLoopReference>,
+    pub statement_costs: Option<crate::pgbench::StatementCosts>,
     pub seed_http_secs: f64,
     pub layout: crate::api::Layout,
     pub orders: Option<OrderResults>,
@@ -135,6 +136,7 @@ impl Results {
             wal_preallocated: (0, 0),
             pgbench: None,
             pgbench_open: None,
+            statement_costs: None,
             seed_http_secs: 0.0,
             layout: Default::default(),
             orders: None,
@@ -288,6 +290,10 @@ pub fn table(r: &Results) -> String {
     s
 }
 
+/// Round trips to the database of one order in service::orders::place and the idempotency
+/// mechanism: begin; claim; the reads; the exposure; the writes; the idempotency record; commit.
+const ORDER_ROUND_TRIPS: u32 = 7;
+
 /// What bounds orders/s on this machine: the CPU each order costs PostgreSQL and the service,
 /// against what a pgbench transaction costs PostgreSQL.
 fn bound_md(s: &mut String, r: &Results, o: &OrderResults) {
@@ -323,6 +329,25 @@ fn bound_md(s: &mut String, r: &Results, o: &OrderResults) {
         o.closed_obs.db.wal_records as f64 / o.closed.requests.max(1) as f64,
         pg.obs.db.wal_records as f64 / pg.transactions.unwrap_or(0).max(1) as f64,
     );
+    if let Some(c) = &r.statement_costs {
+        let statements = o.closed_obs.db.statement_calls as f64 / o.closed.requests.max(1) as f64;
+        let protocol_ms = (statements * c.statement_us + ORDER_ROUND_TRIPS as f64 * c.round_trip_us) / 1000.0;
+        let _ = writeln!(
+            s,
+            "Of the {:.3} ms of CPU an order costs PostgreSQL and the service together, sending its {statements:.0} statements in \
+             {ORDER_ROUND_TRIPS} round trips (begin; idempotency claim; the reads; the exposure; the writes; the idempotency \
+             record; commit) takes about {protocol_ms:.2} ms at this machine's {:.1} µs a statement and {:.1} µs a round trip \
+             (pgbench above, with the cheapest statement there is): the rest is the work of the statements (tables and \
+             indexes opened and locked, rows, index entries and WAL written), the commit, and the HTTP request. A ratio of \
+             0.5 allows at most {:.3} ms for all of it on these {cores} cores. What would get there is less work per order \
+             rather than a setting: several orders in one transaction and commit, or a notice outbox written once instead \
+             of inserted and then positioned.\n",
+            order_pg_ms + service_ms,
+            c.statement_us,
+            c.round_trip_us,
+            cores as f64 * 1000.0 / (0.5 * pg.tps).max(1e-9),
+        );
+    }
 }
 
 fn obs_md(s: &mut String, o: &Observation, who: &str, work: Option<(u64, &str)>) {
@@ -481,7 +506,17 @@ pub fn markdown(r: &Results) -> String {
             pg.transactions.map_or(String::new(), |t| format!(", {t} transactions"))
         );
         let _ = writeln!(s, "- {}", pg.obs.cpu_line().replace("service 0.00, ", ""));
-        let _ = writeln!(s, "- PostgreSQL CPU per transaction: {:.3} ms.\n", pg.pg_cpu_ms_per_tx());
+        let _ = writeln!(s, "- PostgreSQL CPU per transaction: {:.3} ms.", pg.pg_cpu_ms_per_tx());
+        if let Some(c) = &r.statement_costs {
+            let _ = writeln!(
+                s,
+                "- What a statement and a round trip cost, PostgreSQL and its client together: `{}` with `SELECT 1` alone, 21 of \
+                 them in one pipeline, 21 one after the other (read-only: no commit to flush): a statement **{:.1} µs** of CPU, \
+                 a round trip **{:.1} µs** more.",
+                c.command, c.statement_us, c.round_trip_us
+            );
+        }
+        let _ = writeln!(s);
     }
 
     if let Some(o) = &r.orders {
