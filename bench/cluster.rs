@@ -54,6 +54,8 @@ impl Cluster {
             ("random_page_cost", "1.1"),
             ("track_io_timing", "on"),
             ("log_lock_waits", "on"),
+            // Every autovacuum and autoanalyze in the server's log (`--keep`), to place them against slow seconds.
+            ("log_autovacuum_min_duration", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -134,6 +134,8 @@ impl Observer {
         let db0 = db_counters(&counters, db).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = tokio::spawn(sample(sampler_client, db.to_string(), stop.clone()));
+        // The server's log (`--keep`) has UTC times: this places its entries in the phase.
+        println!("   measured from {} UTC", chrono::Utc::now().format("%H:%M:%S%.3f"));
         let postmaster_pid = cluster.postmaster_pid();
         Ok(Observer {
             started: Instant::now(),

@@ -9,7 +9,7 @@ use crate::observe::{Observation, Observer};
 use anyhow::{Context, Result, bail};
 use std::time::{Duration, Instant};
 
-const DB: &str = "pgbench";
+pub const DB: &str = "pgbench";
 
 #[derive(Debug, Clone)]
 pub struct PgbenchResult {

@@ -530,7 +530,8 @@ pub fn markdown(r: &Results) -> String {
              customers' credit lines with limits that never run out. Every order: principal 3000.00 (device 3999, down \
              payment 999), a unique `out_order_no` and `Idempotency-Key`, round-robin over customers and stores, so no credit \
              line is hot. {}`VACUUM (ANALYZE)` precedes each order phase (as pgbench vacuums its tables before its run), \
-             so no phase pays for the autovacuum the previous one's writes called for; autovacuum still runs within the phases.\n",
+             so no phase pays for the autovacuum the previous one's writes called for (pgbench's database, kept for the open-loop \
+             reference, is vacuumed after its runs for the same reason); autovacuum still runs within the phases.\n",
             m.cores,
             p.service_pool_size,
             r.seed_http_secs,
