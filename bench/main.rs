@@ -288,7 +288,6 @@ async fn orders_and_notices(
     outcome
 }
 
-/// `git describe --always --dirty` of the crate the harness was built from, if it is a checkout.
 /// `VACUUM (ANALYZE)` of a database: of the order database before an order phase, as pgbench
 /// vacuums its tables before its run, so a phase does not pay for the autovacuum the previous
 /// one's writes called for (seen as a burst of slow answers in the open loop). Autovacuum still
@@ -300,6 +299,7 @@ async fn settle(cluster: &cluster::Cluster, db: &str) -> Result<()> {
     Ok(())
 }
 
+/// `git describe --always --dirty` of the crate the harness was built from, if it is a checkout.
 fn source_revision() -> String {
     std::process::Command::new("git")
         .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])
