@@ -54,7 +54,7 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
     run_to_end(init, Duration::from_secs(600)).await.context("pgbench -i")?;
     let init_secs = t.elapsed().as_secs_f64();
 
-    let args = load_args(params, ["-P".to_string(), if params.smoke { "1" } else { "5" }.to_string()]);
+    let args = load_args(params, params.pgbench_secs, ["-P".to_string(), if params.smoke { "1" } else { "5" }.to_string()]);
     let command = format!("pgbench -h <socket dir> -p {} -U {} {}", cluster.port(), cluster.user(), args.join(" "));
     println!("== pgbench: {command}");
     let mut bench = tokio::process::Command::new(&bin);
@@ -87,23 +87,15 @@ const STATEMENTS_PER_SCRIPT: usize = 21;
 
 pub async fn statement_costs(cluster: &Cluster, params: &Params, workdir: &std::path::Path) -> Result<StatementCosts> {
     let select = "SELECT 1;\n".repeat(STATEMENTS_PER_SCRIPT);
-    let scripts = [
-        ("one", "SELECT 1;\n".to_string()),
-        ("piped", format!("\\startpipeline\n{select}\\endpipeline\n")),
-        ("serial", select),
-    ];
+    let scripts = [("one", "SELECT 1;\n".to_string()), ("piped", format!("\\startpipeline\n{select}\\endpipeline\n")), ("serial", select)];
     let secs = if params.smoke { 1 } else { 5 };
     let mut cpu_us = Vec::new();
     let mut command = String::new();
     for (name, text) in scripts {
         let file = workdir.join(format!("pgbench-{name}.sql"));
         std::fs::write(&file, text).with_context(|| format!("could not write {}", file.display()))?;
-        let mut args = load_args(params, ["-n".to_string(), "-M".to_string(), "prepared".to_string(), "-f".to_string()]);
-        args.insert(args.len() - 1, file.display().to_string());
-        let t_at = args.iter().position(|a| a == "-T").map(|i| i + 1);
-        if let Some(i) = t_at {
-            args[i] = secs.to_string();
-        }
+        let args =
+            load_args(params, secs, ["-n", "-M", "prepared", "-f"].map(String::from).into_iter().chain([file.display().to_string()]));
         command = format!("pgbench {}", args.join(" ").replace(&workdir.display().to_string(), "<dir>"));
         let mut bench = tokio::process::Command::new(cluster.bin_dir().join("pgbench"));
         connect_args(&mut bench, cluster);
@@ -135,6 +127,7 @@ pub async fn open_loop(cluster: &Cluster, params: &Params, rate: f64, workdir: &
     std::fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
     let args = load_args(
         params,
+        params.pgbench_secs,
         ["-R".to_string(), format!("{rate:.1}"), "-l".to_string(), "--log-prefix".to_string(), logs.join("tx").display().to_string()],
     );
     let command = format!(
@@ -178,9 +171,9 @@ fn connect_args(cmd: &mut tokio::process::Command, cluster: &Cluster) {
     cmd.arg("-h").arg(cluster.socket_dir()).arg("-p").arg(cluster.port().to_string()).arg("-U").arg(cluster.user());
 }
 
-/// A measured pgbench run's arguments: the configured clients, threads (at most 2) and seconds,
-/// then `extra`, then the database.
-fn load_args(params: &Params, extra: impl IntoIterator<Item = String>) -> Vec<String> {
+/// A measured pgbench run's arguments: the configured clients, threads (at most 2), `secs`, then
+/// `extra`, then the database.
+fn load_args(params: &Params, secs: u64, extra: impl IntoIterator<Item = String>) -> Vec<String> {
     let threads = 2.min(params.pgbench_clients);
     let mut args = vec![
         "-c".to_string(),
@@ -188,7 +181,7 @@ fn load_args(params: &Params, extra: impl IntoIterator<Item = String>) -> Vec<St
         "-j".to_string(),
         threads.to_string(),
         "-T".to_string(),
-        params.pgbench_secs.to_string(),
+        secs.to_string(),
     ];
     args.extend(extra);
     args.push(DB.to_string());
