@@ -2,6 +2,8 @@
 //! (cloned from a migrated template), and the real service on a loopback port.
 #![allow(dead_code)]
 
+pub mod readme;
+
 use creditphone::config::{Secret, Settings};
 use creditphone::http::AppState;
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster, PgBinaries};
