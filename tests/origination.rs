@@ -994,6 +994,144 @@ async fn a_hundred_orders_racing_for_one_banks_striped_exposure_never_over_reser
     verify_ok(app).await;
 }
 
+/// A store order of principal `yuan` (0.18 over 12 months on p12) for customer `seed`.
+fn order_of(no: &str, seed: u64, yuan: i64) -> Value {
+    with(&order(no, seed), "device.price", Some(json!(format!("{}", yuan + 999))))
+}
+
+async fn exposure_used(app: &TestApp, bank: &str) -> i64 {
+    fen(&st(&admin_bank(app, bank).await["exposure_used"]))
+}
+
+async fn cancel(app: &TestApp, key: &str, order_id: &str) -> Resp {
+    app.post(key, &format!("/v1/orders/{order_id}/cancel"), json!({})).await
+}
+
+#[actix_web::test]
+async fn a_bank_over_a_lowered_limit_takes_no_order_until_it_is_back_within_it() {
+    // Issue 14.1: after a cut below the exposure in use, a release on one stripe gave that stripe
+    // room while the bank as a whole was still over, and a new order was routed there.
+    let w = world(&[bank("bk-1", 1, "0.24", "100000", None)]).await;
+    let app = &w.app;
+    let bank_key = app.key_for("bank", Some("bk-1")).await;
+    let mut orders = Vec::new();
+    for seed in 400..408 {
+        line(&w, &w.wld, seed, "15000").await;
+        orders.push(st(&place(&w, &w.store, order_of(&format!("CUT-{seed}"), seed, 10_000)).await["id"]));
+    }
+    for seed in 420..430 {
+        line(&w, &w.wld, seed, "15000").await;
+    }
+    assert_eq!(exposure_used(app, "bk-1").await, 8_000_000);
+    patch(app, "/v1/admin/banks/bk-1", json!({"exposure_limit": "50000"})).await.expect(200);
+    verify_ok(app).await;
+    err(&po(app, &w.store, order_of("NEW-0", 420, 6_000)).await, 422, "no_funding_bank", None);
+
+    // A cancellation frees 10000 on one stripe: the bank is still 20000 over.
+    cancel(app, &w.store, &orders[0]).await.expect(200);
+    err(&po(app, &w.store, order_of("NEW-1", 421, 6_000)).await, 422, "no_funding_bank", None);
+    assert_eq!(exposure_used(app, "bk-1").await, 7_000_000);
+    // Repaid principal frees exposure too: the bank is still 10000 over.
+    let funded = app
+        .post(
+            &bank_key,
+            &format!("/v1/orders/{}/funding", orders[1]),
+            json!({"decision": "approved", "loan_no": "L-CUT-1", "funded_on": today().to_string()}),
+        )
+        .await
+        .expect(200);
+    let plan = st(&funded["plan"]["id"]);
+    let payoff = app.get(&bank_key, &format!("/v1/plans/{plan}/payoff")).await.expect(200);
+    app.post(
+        &bank_key,
+        &format!("/v1/plans/{plan}/repayments"),
+        json!({"amount": payoff["amount"], "paid_on": today().to_string(), "reference": "R-CUT"}),
+    )
+    .await
+    .expect(201);
+    err(&po(app, &w.store, order_of("NEW-2", 422, 6_000)).await, 422, "no_funding_bank", None);
+    assert_eq!(exposure_used(app, "bk-1").await, 6_000_000);
+    for _ in 0..3 {
+        err(&po(app, &w.store, order_of("NEW-3", 423, 500)).await, 422, "no_funding_bank", None);
+    }
+
+    // Back within the limit (40000 in use): exactly the room is taken again, 6000 then 4000.
+    cancel(app, &w.store, &orders[2]).await.expect(200);
+    cancel(app, &w.store, &orders[3]).await.expect(200);
+    place(&w, &w.store, order_of("NEW-4", 424, 6_000)).await;
+    err(&po(app, &w.store, order_of("NEW-5", 425, 6_000)).await, 422, "no_funding_bank", None);
+    place(&w, &w.store, order_of("NEW-6", 426, 4_000)).await;
+    assert_eq!(exposure_used(app, "bk-1").await, 5_000_000);
+    err(&po(app, &w.store, order_of("NEW-7", 427, 500)).await, 422, "no_funding_bank", None);
+    verify_ok(app).await;
+
+    // Verification knows the rule: over the limit beyond what was held at the cut is reported.
+    let db = app.db().await;
+    db.execute("UPDATE bank_exposure_stripes SET limit_fen = limit_fen - 1000000 WHERE bank_id = 'bk-1' AND stripe = 0", &[])
+        .await
+        .unwrap();
+    db.execute("UPDATE banks SET exposure_limit_fen = exposure_limit_fen - 1000000, exposure_at_cut_fen = NULL WHERE id = 'bk-1'", &[])
+        .await
+        .unwrap();
+    let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert!(has_violation(&v, "bank_exposure_within_limit", "bk-1"), "{v}");
+}
+
+#[actix_web::test]
+async fn limit_cuts_and_releases_racing_orders_never_take_a_bank_past_its_limit() {
+    // Each round: 80000 of 100000 in use; then four orders are cancelled while sixteen new ones of
+    // 3000 race for the bank, and the limit is cut to 50000 — before the race in even rounds (then
+    // no order may take the bank above 50000, whatever the cancellations have freed so far), during
+    // it in odd rounds (then the bank ends within 50000 or no higher than it held at the cut).
+    let w = world(&[bank("bk-1", 1, "0.24", "100000", None)]).await;
+    let app = &w.app;
+    let store = w.store.as_str();
+    for round in 0..8u64 {
+        let base = 1000 + round * 100;
+        let mut held = Vec::new();
+        for seed in base..base + 8 {
+            line(&w, &w.wld, seed, "15000").await;
+            held.push(st(&place(&w, store, order_of(&format!("R{round}-{seed}"), seed, 10_000)).await["id"]));
+        }
+        for seed in base + 10..base + 26 {
+            line(&w, &w.wld, seed, "15000").await;
+        }
+        assert_eq!(exposure_used(app, "bk-1").await, 8_000_000);
+        let cut_first = round % 2 == 0;
+        if cut_first {
+            patch(app, "/v1/admin/banks/bk-1", json!({"exposure_limit": "50000"})).await.expect(200);
+        }
+        let cut = async {
+            if !cut_first {
+                patch(app, "/v1/admin/banks/bk-1", json!({"exposure_limit": "50000"})).await.expect(200);
+            }
+        };
+        let cancels = futures_util::future::join_all(held[..4].iter().map(|id| cancel(app, store, id)));
+        let orders = futures_util::future::join_all(
+            (base + 10..base + 26).map(|seed| app.post(store, "/v1/orders", order(&format!("X{round}-{seed}"), seed))),
+        );
+        let ((), cancels, orders) =
+            tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(cut, cancels, orders) }).await.expect("no deadlock");
+        cancels.into_iter().for_each(|r| assert_eq!(r.status, 200, "{}", r.body));
+        for r in orders.iter().filter(|r| r.status != 201) {
+            err(r, 422, "no_funding_bank", None);
+        }
+        let used = exposure_used(app, "bk-1").await;
+        let db = app.db().await;
+        let at_cut: Option<i64> = db.query_one("SELECT exposure_at_cut_fen FROM banks WHERE id = 'bk-1'", &[]).await.unwrap().get(0);
+        let allowed = if cut_first { 5_000_000 } else { 5_000_000.max(at_cut.unwrap_or(0)) };
+        assert!(used <= allowed, "round {round}: {used} in use, limit 50000.00, {at_cut:?} at the cut");
+        verify_ok(app).await;
+        // Reset for the next round: every order awaiting funding cancelled, the limit restored.
+        let open = app.get(store, "/v1/orders?status=awaiting_funding&limit=200").await.expect(200);
+        for id in ids(&open) {
+            cancel(app, store, &id).await.expect(200);
+        }
+        assert_eq!(exposure_used(app, "bk-1").await, 0);
+        patch(app, "/v1/admin/banks/bk-1", json!({"exposure_limit": "100000"})).await.expect(200);
+    }
+}
+
 #[actix_web::test]
 async fn concurrent_requests_with_one_idempotency_key_place_one_order() {
     let w = world(&std_banks()).await;

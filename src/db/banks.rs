@@ -8,6 +8,15 @@ use rust_decimal::Decimal;
 /// How many stripes a new bank's exposure is spread over.
 pub const STRIPES: i16 = 8;
 
+/// A reservation on one stripe keeps the bank within its limit only while no stripe is over its
+/// own: the stripes' limits add up to the bank's, so with none over, one stripe's room is at most
+/// the bank's. After a cut below what is in use some stripes are over, and a release on one of
+/// them gives it room while the bank as a whole is still over: then only the locked rebalance of
+/// every stripe (which checks the bank's total) may reserve. Only a limit change puts a stripe
+/// over, under locks on every stripe, so a reservation racing it re-checks its stripe's new limit.
+const NO_STRIPE_OVER_ITS_LIMIT: &str =
+    "NOT EXISTS (SELECT 1 FROM bank_exposure_stripes o WHERE o.bank_id = $1 AND o.used_fen > o.limit_fen)";
+
 #[derive(Debug, Clone)]
 pub struct BankCandidate {
     pub id: String,
@@ -23,15 +32,23 @@ pub async fn routing_order(tx: &Tx<'_>) -> Result<Vec<BankCandidate>, tokio_post
 }
 
 /// Splits `limit_fen` over the stripes given their `used_fen`: each gets its used amount plus an
-/// even share of what is free (which may be negative after a limit cut); the limits add up exactly.
+/// even share of what is free; the limits add up exactly.
+///
+/// After a cut below what is in use the share is negative, and then no stripe may be left with
+/// room: rounding the deficit's remainder onto one stripe would otherwise hand it a few fen of room
+/// while the bank as a whole is over its limit.
 pub fn stripe_limits(limit_fen: i64, used_fen: &[i64]) -> Vec<i64> {
     assert!(!used_fen.is_empty(), "a bank has at least one stripe");
     let n = used_fen.len() as i64;
     let free = limit_fen - used_fen.iter().sum::<i64>();
-    let share = free.div_euclid(n);
-    let rest = free.rem_euclid(n);
+    // Towards zero, so a deficit's remainder deepens stripe 0's deficit instead of giving it room.
+    let (share, rest) = (free / n, free % n);
     let limits: Vec<i64> = used_fen.iter().enumerate().map(|(i, u)| u + share + if i == 0 { rest } else { 0 }).collect();
     assert_eq!(limits.iter().sum::<i64>(), limit_fen, "stripe limits add up to the bank's limit");
+    assert!(
+        limits.iter().zip(used_fen).all(|(l, u)| if free >= 0 { l >= u } else { l <= u }),
+        "every stripe has room when the bank has, none when it is over its limit"
+    );
     limits
 }
 
@@ -47,7 +64,9 @@ pub async fn create_stripes(tx: &Tx<'_>, bank_id: &str, limit: Amount) -> Result
     Ok(())
 }
 
-/// Spreads the bank's limit over its stripes again (all stripes locked in order): after a limit change.
+/// Spreads the bank's limit over its stripes again (all stripes locked in order): after a limit
+/// change. A limit cut below what is in use records that exposure on the bank (`exposure_at_cut_fen`):
+/// it may only fall from there, which `verify` checks; a limit that covers the exposure clears it.
 pub async fn rebalance(tx: &Tx<'_>, bank_id: &str, limit_fen: i64) -> Result<(), tokio_postgres::Error> {
     let rows =
         tx.query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id]).await?;
@@ -57,12 +76,15 @@ pub async fn rebalance(tx: &Tx<'_>, bank_id: &str, limit_fen: i64) -> Result<(),
     let stripes: Vec<i16> = rows.iter().map(|r| r.get(0)).collect();
     let used: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
     let limits = stripe_limits(limit_fen, &used);
+    let used_fen: i64 = used.iter().sum();
+    let at_cut_fen = (used_fen > limit_fen).then_some(used_fen);
     tx.execute(
         "UPDATE bank_exposure_stripes s SET limit_fen = t.l FROM unnest($2::int2[], $3::int8[]) AS t(stripe, l)
          WHERE s.bank_id = $1 AND s.stripe = t.stripe",
         &[&bank_id, &stripes, &limits],
     )
     .await?;
+    tx.execute("UPDATE banks SET exposure_at_cut_fen = $2 WHERE id = $1", &[&bank_id, &at_cut_fen]).await?;
     Ok(())
 }
 
@@ -81,6 +103,7 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     let first_attempt = format!(
         "WITH c AS MATERIALIZED (
              SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen
+               AND {NO_STRIPE_OVER_ITS_LIMIT}
              ORDER BY (stripe + {STRIPES} - $3::int2) % {STRIPES} LIMIT 1 FOR UPDATE SKIP LOCKED)
          UPDATE bank_exposure_stripes s SET used_fen = s.used_fen + $2
          FROM c WHERE s.bank_id = $1 AND s.stripe = c.stripe RETURNING s.stripe"
@@ -91,22 +114,19 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     if let Some(r) = free {
         return Ok(Some(r.get(0)));
     }
+    let pick_sql = format!(
+        "SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen AND {NO_STRIPE_OVER_ITS_LIMIT}
+         ORDER BY random() LIMIT 1"
+    );
+    let take_sql = format!(
+        "UPDATE bank_exposure_stripes SET used_fen = used_fen + $3
+         WHERE bank_id = $1 AND stripe = $2 AND used_fen + $3 <= limit_fen AND {NO_STRIPE_OVER_ITS_LIMIT}"
+    );
     for _ in 0..2 {
         tx.batch_execute("ROLLBACK TO SAVEPOINT reserve_exposure").await?;
-        let pick = tx
-            .query_opt(
-                "SELECT stripe FROM bank_exposure_stripes WHERE bank_id = $1 AND used_fen + $2 <= limit_fen ORDER BY random() LIMIT 1",
-                &[&bank_id, &p],
-            )
-            .await?;
-        let Some(pick) = pick else { break };
+        let Some(pick) = tx.query_opt(&pick_sql, &[&bank_id, &p]).await? else { break };
         let stripe: i16 = pick.get(0);
-        let taken = tx
-            .execute(
-                "UPDATE bank_exposure_stripes SET used_fen = used_fen + $3 WHERE bank_id = $1 AND stripe = $2 AND used_fen + $3 <= limit_fen",
-                &[&bank_id, &stripe, &p],
-            )
-            .await?;
+        let taken = tx.execute(&take_sql, &[&bank_id, &stripe, &p]).await?;
         if taken == 1 {
             return Ok(Some(stripe));
         }
@@ -124,10 +144,12 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     if room < p {
         return Ok(None);
     }
-    // Then under locks on every stripe, in order: give stripe 0 the room it needs.
-    let limit: i64 = tx.query_one("SELECT exposure_limit_fen FROM banks WHERE id = $1", &[&bank_id]).await?.get(0);
+    // Then under locks on every stripe, in order: give stripe 0 the room it needs. The limit is read
+    // once the stripes are locked: a limit change commits its rebalance under those same locks, so
+    // a limit read before them could be one that a change has just replaced.
     let rows =
         tx.query("SELECT stripe, used_fen FROM bank_exposure_stripes WHERE bank_id = $1 ORDER BY stripe FOR UPDATE", &[&bank_id]).await?;
+    let limit: i64 = tx.query_one("SELECT exposure_limit_fen FROM banks WHERE id = $1", &[&bank_id]).await?.get(0);
     let stripes: Vec<i16> = rows.iter().map(|r| r.get(0)).collect();
     let mut used: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
     if stripes.is_empty() || limit - used.iter().sum::<i64>() < p {
@@ -201,5 +223,26 @@ mod tests {
         let cut = stripe_limits(10, &[50, 10]);
         assert_eq!(cut.iter().sum::<i64>(), 10);
         assert!(cut[0] < 50 && cut[1] < 10, "after a cut no stripe has room: {cut:?}");
+        // A cut of one fen: the remainder of the deficit must not give stripe 0 room (it gave 6 fen).
+        let used = [125_000_000; 8];
+        let cut = stripe_limits(999_999_999, &used);
+        assert!(cut.iter().zip(used).all(|(l, u)| *l <= u), "{cut:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn stripes_have_room_exactly_when_the_bank_has(
+            used in proptest::collection::vec(0i64..1_000_000_000, 1..12),
+            limit in 1i64..10_000_000_000,
+        ) {
+            let limits = stripe_limits(limit, &used);
+            proptest::prop_assert_eq!(limits.iter().sum::<i64>(), limit);
+            let over = used.iter().sum::<i64>() > limit;
+            for (l, u) in limits.iter().zip(&used) {
+                // Over: no stripe has room. Within: every stripe has at least its use.
+                proptest::prop_assert!(if over { l <= u } else { l >= u }, "limit {} used {:?} -> {:?}", limit, used, limits);
+            }
+        }
     }
 }

@@ -171,10 +171,22 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
         });
         *used_by_bank.entry(bank).or_default() += used;
     }
-    for r in &tx.query("SELECT b.id, b.exposure_limit_fen, (SELECT coalesce(sum(limit_fen), 0)::int8 FROM bank_exposure_stripes s WHERE s.bank_id = b.id) FROM banks b", &[]).await? {
-        let (id, limit, stripe_limits): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
-        c.check(limit == stripe_limits, "bank_stripes_add_up", &id, || format!("the limit is {limit} but its stripes' limits add up to {stripe_limits}"));
+    // Over its limit only after a cut, and never above what it held at the cut (reservations stop
+    // while a bank is over; releases only lower it).
+    let banks =
+        "SELECT b.id, b.exposure_limit_fen, (SELECT coalesce(sum(limit_fen), 0)::int8 FROM bank_exposure_stripes s WHERE s.bank_id = b.id),
+                        b.exposure_at_cut_fen FROM banks b";
+    for r in &tx.query(banks, &[]).await? {
+        let (id, limit, stripe_limits, at_cut): (String, i64, i64, Option<i64>) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        c.check(limit == stripe_limits, "bank_stripes_add_up", &id, || {
+            format!("the limit is {limit} but its stripes' limits add up to {stripe_limits}")
+        });
         let used = used_by_bank.get(&id).copied().unwrap_or(0);
+        let allowed = limit.max(at_cut.unwrap_or(0));
+        c.check(used <= allowed, "bank_exposure_within_limit", &id, || match at_cut {
+            Some(at_cut) => format!("exposure in use {used} is over the limit {limit} and over the {at_cut} held when the limit was cut"),
+            None => format!("exposure in use {used} is over the limit {limit}"),
+        });
         let journal = bal(account::bank_exposure(&id));
         c.check(used == journal, "bank_exposure_journal", &id, || format!("exposure in use {used} but the journal says {journal}"));
     }
