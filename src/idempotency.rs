@@ -149,10 +149,32 @@ async fn execute_once<P, T: serde::Serialize>(
 ) -> Result<Answer, Failure> {
     let mut client = pool.get().await?;
     let tx = Tx::begin(&mut client).await?;
-    let checked = precheck(&tx).await?;
+    let outcome = match run_in(&tx, request, precheck, business).await {
+        Ok((answer, true)) => return tx.commit().await.map(|()| answer).map_err(Failure::from),
+        replayed_or_failed => replayed_or_failed.map(|(answer, _)| answer),
+    };
+    // Dropping the transaction would only queue its `ROLLBACK`: the key's advisory lock would stay
+    // held until the server got to it, and a rerun of this very request on another connection
+    // would find its own key "in use" (a spurious 409). So the rollback is awaited.
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rolling back a request's transaction failed; the connection is dropped");
+        drop(deadpool_postgres::Object::take(client));
+    }
+    outcome
+}
+
+/// The request inside its transaction: the answer, and whether it is a new one to commit
+/// (`false` for a replay, which changed nothing).
+async fn run_in<P, T: serde::Serialize>(
+    tx: &Tx<'_>,
+    request: &IdempotentRequest,
+    precheck: &impl AsyncFn(&Tx<'_>) -> ApiResult<P>,
+    business: &impl AsyncFn(&Tx<'_>, P) -> ApiResult<(StatusCode, T)>,
+) -> Result<(Answer, bool), Failure> {
+    let checked = precheck(tx).await?;
     // The savepoint a refusal rolls back to is set in the same round trip as the claim.
     let (claim, ()) =
-        futures_util::try_join!(db::idempotency::claim(&tx, &request.scope, &request.key), tx.batch_execute(BUSINESS_PROLOGUE),)?;
+        futures_util::try_join!(db::idempotency::claim(tx, &request.scope, &request.key), tx.batch_execute(BUSINESS_PROLOGUE),)?;
     match claim {
         db::idempotency::Claim::InUse => {
             return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());
@@ -163,15 +185,16 @@ async fn execute_once<P, T: serde::Serialize>(
                     .field("Idempotency-Key");
                 return Err(e.into());
             }
-            return Ok(Answer {
+            let answer = Answer {
                 status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
                 body: stored.body,
                 replayed_request_id: Some(stored.request_id),
-            });
+            };
+            return Ok((answer, false));
         }
         db::idempotency::Claim::Free => {}
     }
-    let (status, body) = match business(&tx, checked).await {
+    let (status, body) = match business(tx, checked).await {
         Ok((status, value)) => {
             let body = serde_json::to_value(value).map_err(|_| ApiError::internal())?;
             (status, body)
@@ -183,7 +206,7 @@ async fn execute_once<P, T: serde::Serialize>(
         Err(e) => return Err(e.into()),
     };
     db::idempotency::insert(
-        &tx,
+        tx,
         &request.scope,
         &request.key,
         &request.method,
@@ -194,8 +217,7 @@ async fn execute_once<P, T: serde::Serialize>(
         &request.request_id,
     )
     .await?;
-    tx.commit().await?;
-    Ok(Answer { status, body, replayed_request_id: None })
+    Ok((Answer { status, body, replayed_request_id: None }, true))
 }
 
 #[cfg(test)]
