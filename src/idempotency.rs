@@ -41,9 +41,10 @@ pub fn parse_key(header: Option<&[u8]>) -> ApiResult<String> {
 
 impl IdempotentRequest {
     /// Binds `key` to the method, the path and the body parsed as JSON (keys sorted, so
-    /// formatting and key order do not matter).
+    /// formatting and key order do not matter; members whose value is `null` left out, since
+    /// API.md §1 counts `null` as absent).
     pub fn new(scope: String, key: String, method: &str, path: &str, body: &Value, request_id: &str) -> Self {
-        let canonical = serde_json::to_vec(body).unwrap_or_default();
+        let canonical = serde_json::to_vec(&without_nulls(body)).unwrap_or_default();
         let mut hasher = Sha256::new();
         hasher.update(method.as_bytes());
         hasher.update([0]);
@@ -58,6 +59,16 @@ impl IdempotentRequest {
             fingerprint: hasher.finalize().to_vec(),
             request_id: request_id.to_string(),
         }
+    }
+}
+
+/// `value` with every object member whose value is `null` removed, at any depth (array elements
+/// stay: a `null` in a list is a value, not an absent field). Depth is bounded by the body parser.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => members.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
     }
 }
 
@@ -244,5 +255,18 @@ mod tests {
         assert_eq!(f(&a, "/x"), f(&b, "/x"));
         assert_ne!(f(&a, "/x"), f(&c, "/x"));
         assert_ne!(f(&a, "/x"), f(&a, "/y"));
+    }
+
+    #[test]
+    fn fingerprint_counts_null_members_as_absent_at_any_depth() {
+        let f = |text: &str| {
+            let v: Value = serde_json::from_str(text).unwrap();
+            IdempotentRequest::new("s".into(), "k".into(), "POST", "/x", &v, "r").fingerprint
+        };
+        assert_eq!(f(r#"{"a":1}"#), f(r#"{"a":1,"consent":null}"#));
+        assert_eq!(f(r#"{"c":{"id":"x"}}"#), f(r#"{"c":{"id":"x","name":null}}"#));
+        assert_eq!(f(r#"{"l":[{"m":1}]}"#), f(r#"{"l":[{"m":1,"n":null}]}"#));
+        assert_ne!(f(r#"{"l":[1]}"#), f(r#"{"l":[1,null]}"#), "a null element of a list is a value");
+        assert_ne!(f(r#"{"a":1}"#), f(r#"{"a":1,"consent":{}}"#));
     }
 }

@@ -1485,3 +1485,33 @@ async fn placement_cancel_and_funding_replay_their_stored_answers() {
     assert_eq!(count(app, "SELECT count(*) FROM plans").await, 1);
     verify_ok(app).await;
 }
+
+/// API.md §1: `null` counts as absent, so a retry that writes `"consent": null` (or any optional
+/// field as null) is the same request as one that leaves it out, and replays its answer.
+#[actix_web::test]
+async fn null_and_absent_optional_fields_are_the_same_request_for_idempotency() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    line(&w, &w.wld, 90, "100000").await;
+    let absent = with(&order("NULL-1", 90), "customer.name", None);
+    let nulls = with(&with(&absent, "consent", Some(Value::Null)), "customer.name", Some(Value::Null));
+    for (first, retry, key) in [(&absent, &nulls, "null-a"), (&nulls, &absent, "null-b")] {
+        let first_body = with(first, "out_order_no", Some(json!(key)));
+        let retry_body = with(retry, "out_order_no", Some(json!(key)));
+        let placed = app.post_idem(&w.store, "/v1/orders", first_body, key).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let again = app.post_idem(&w.store, "/v1/orders", retry_body, key).await;
+        assert_eq!((again.status, again.header("idempotent-replayed")), (201, Some("true")), "{}", again.body);
+        assert_eq!(again.body, placed.body, "the stored answer");
+        // Cancel: `{}` and `{"reason": null}` are one request too.
+        let cancel = format!("/v1/orders/{}/cancel", st(&placed.body["id"]));
+        let c = app.post_idem(&w.store, &cancel, json!({}), &format!("{key}-c")).await.expect(200);
+        let again = app.post_idem(&w.store, &cancel, json!({"reason": null}), &format!("{key}-c")).await;
+        assert_eq!((again.status, again.header("idempotent-replayed"), &again.body), (200, Some("true"), &c));
+    }
+    // A value that is not null is still another request.
+    let other =
+        with(&with(&absent, "out_order_no", Some(json!("null-a"))), "consent", Some(json!({"method": "sms_otp", "reference": "r"})));
+    err(&app.post_idem(&w.store, "/v1/orders", other, "null-a").await, 422, "idempotency_key_reused", Some("Idempotency-Key"));
+    assert_eq!(count(app, "SELECT count(*) FROM orders").await, 2);
+}
