@@ -1515,3 +1515,56 @@ async fn null_and_absent_optional_fields_are_the_same_request_for_idempotency() 
     err(&app.post_idem(&w.store, "/v1/orders", other, "null-a").await, 422, "idempotency_key_reused", Some("Idempotency-Key"));
     assert_eq!(count(app, "SELECT count(*) FROM orders").await, 2);
 }
+
+/// The error object of a refusal without its request id, to compare refusals with each other.
+fn refusal(r: &Resp) -> Value {
+    let mut e = r.body["error"].clone();
+    e.as_object_mut().expect("an error object").remove("request_id");
+    e
+}
+
+/// API.md §4: a line matches only the phone its provider last registered, and a refusal says
+/// nothing of the line: the ID number alone freezes no one's credit, and no refusal tells a
+/// missing line from a wrong phone, a frozen or short line or one that expires too early.
+#[actix_web::test]
+async fn a_line_matches_only_its_registered_phone_and_every_refusal_looks_the_same() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let phone_of = |body: Value, seed: u64| with(&body, "customer.phone", Some(json!(phone(seed))));
+    let must_run_until = add_months_clamped(deadline_date_now(), 12);
+    // 501 fine (phone 501); 502 frozen; 503 expires a day too early; 504 one fen short; 500 no line.
+    let l501 = line(&w, &w.wld, 501, "10000").await;
+    app.post(&w.wld, "/v1/credit-lines", with(&line_body(502, "10000", FAR), "status", Some(json!("frozen")))).await.expect(201);
+    app.post(&w.wld, "/v1/credit-lines", line_body(503, "10000", &(must_run_until - chrono::Duration::days(1)).to_string()))
+        .await
+        .expect(201);
+    line(&w, &w.wld, 504, "3300.45").await;
+    let before = snapshot(app).await;
+
+    let refusals = [
+        po(app, &w.store, order("PH-0", 500)).await,
+        po(app, &w.store, phone_of(order("PH-1", 501), 9501)).await,
+        po(app, &w.partner, phone_of(partner_order("PH-2", 501, "440305"), 9501)).await,
+        po(app, &w.store, order("PH-3", 502)).await,
+        po(app, &w.store, order("PH-4", 503)).await,
+        po(app, &w.store, order("PH-5", 504)).await,
+    ];
+    for r in &refusals {
+        err(r, 422, "no_matching_credit_line", None);
+        assert_eq!(refusal(r), refusal(&refusals[0]), "every refusal is the same answer");
+    }
+    assert_eq!(snapshot(app).await, before, "a wrong phone holds nothing on the customer's line");
+    assert_eq!(st(&admin_line(app, &st(&l501["id"])).await["held"]), "0.00");
+
+    // A line registered with another phone is passed over for the next provider's.
+    line(&w, &w.huabei, 505, "10000").await;
+    app.post(&w.wld, "/v1/credit-lines", with(&line_body(505, "10000", FAR), "customer.phone", Some(json!(phone(9505))))).await.expect(201);
+    assert_eq!(place(&w, &w.store, order("PH-6", 505)).await["hold"]["provider_id"], json!("huabei"));
+    assert_eq!(place(&w, &w.store, phone_of(order("PH-7", 505), 9505)).await["hold"]["provider_id"], json!("wld"));
+    // The phone the provider last registered counts: after a re-registration, the old one no longer does.
+    app.post(&w.wld, "/v1/credit-lines", phone_of(line_body(501, "10000", FAR), 9501)).await.expect(200);
+    err(&po(app, &w.store, order("PH-8", 501)).await, 422, "no_matching_credit_line", None);
+    let o = place(&w, &w.store, phone_of(order("PH-9", 501), 9501)).await;
+    assert_eq!(o["hold"]["credit_line_id"], l501["id"]);
+    verify_ok(app).await;
+}

@@ -3,6 +3,7 @@
 use super::credit_lines::today;
 use super::plans::{PlanView, plan_view};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
+use crate::db::credit_lines::CreditLine;
 use crate::db::journal::{Entry, Refs, account};
 use crate::db::notices::{NewNotice, record};
 use crate::db::orders::{self as orders_db, Hold, NewOrder, Order, Scope};
@@ -268,6 +269,7 @@ fn covers_any(patterns: &[String], code: &RegionCode) -> bool {
 
 pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
+    let phone_hash = state.pii.lookup_hash(r.phone.as_str());
     let sealed = super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
     let owner_scope = caller.scope();
     idempotency::execute(
@@ -339,18 +341,7 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
             let funding_deadline = now + chrono::Duration::hours(i64::from(product.funding_timeout_hours));
             let deadline_date = funding_deadline.with_timezone(&SHANGHAI).date_naive();
             let must_run_until = add_months_clamped(deadline_date, r.term_months);
-            let line = providers
-                .iter()
-                .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
-                .find(|l| l.status == "active" && l.expires_on >= must_run_until && l.available() >= priced.hold_amount)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::NoMatchingCreditLine,
-                        "the customer has no active credit line with enough available, valid for the whole plan",
-                    )
-                    .details(json!({ "hold_amount": priced.hold_amount, "valid_until_at_least": must_run_until }))
-                })?
-                .clone();
+            let line = matching_line(&lines, &providers, &phone_hash, must_run_until, priced.hold_amount)?.clone();
 
             // The funding bank: first by priority whose APR range and regions fit and whose exposure has room.
             let apr_text = format_apr(priced.apr);
@@ -457,6 +448,31 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
         },
     )
     .await
+}
+
+/// The first of `providers` (the preference order) where the customer has an active line,
+/// registered with the order's phone, valid until `must_run_until`, with `hold_amount` available.
+///
+/// The refusal is one answer whatever the reason (API.md §4): telling a missing line from a
+/// wrong phone or a short line would let anyone holding an ID number probe a stranger's credit.
+fn matching_line<'a>(
+    lines: &'a [CreditLine],
+    providers: &[String],
+    phone_hash: &str,
+    must_run_until: NaiveDate,
+    hold_amount: Amount,
+) -> ApiResult<&'a CreditLine> {
+    providers
+        .iter()
+        .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
+        .find(|l| l.status == "active" && l.phone_hash == phone_hash && l.expires_on >= must_run_until && l.available() >= hold_amount)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NoMatchingCreditLine,
+                "no credit line of this customer is active, registered with this phone, valid for the whole plan and with enough available",
+            )
+            .details(json!({ "hold_amount": hold_amount, "valid_until_at_least": must_run_until }))
+        })
 }
 
 enum Seller {
