@@ -1568,3 +1568,52 @@ async fn a_line_matches_only_its_registered_phone_and_every_refusal_looks_the_sa
     assert_eq!(o["hold"]["credit_line_id"], l501["id"]);
     verify_ok(app).await;
 }
+
+/// `creditphone_order_probe_suspected_total` from `/metrics` (0 while absent).
+async fn probes_suspected(app: &TestApp) -> u64 {
+    let text = app.call("GET", "/metrics", None, None, None).await.body.as_str().expect("metrics text").to_string();
+    let line = text.lines().find(|l| l.starts_with("creditphone_order_probe_suspected_total "));
+    line.map_or(0, |l| l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a counter value"))
+}
+
+/// Placing then cancelling at bisected prices reads a line's available credit: one seller's third
+/// cancellation against one customer within 24 hours is counted (and logged), and each after it.
+#[actix_web::test]
+async fn a_seller_placing_and_cancelling_repeatedly_against_one_customer_is_counted_as_probing() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let bank = app.key_for("bank", Some("bk-a")).await;
+    line(&w, &w.wld, 600, "100000").await;
+    line(&w, &w.huabei, 600, "100000").await;
+    line(&w, &w.wld, 601, "100000").await;
+    let cancel = async |key: &str, no: &str, seed: u64| {
+        let o = place(&w, key, order(no, seed)).await;
+        app.post(key, &format!("/v1/orders/{}/cancel", st(&o["id"])), json!({})).await.expect(200);
+        st(&o["hold"]["provider_id"])
+    };
+    assert_eq!(probes_suspected(app).await, 0);
+    cancel(&w.store, "PB-1", 600).await;
+    cancel(&w.store, "PB-2", 600).await;
+    // Not by this seller, not this customer, not a cancellation by the seller: none of these count.
+    cancel(&w.store_b, "PB-3", 600).await;
+    cancel(&w.store, "PB-4", 601).await;
+    cancel(&w.store, "PB-5", 601).await;
+    let o = place(&w, &w.store, order("PB-6", 600)).await;
+    app.post(&app.admin_key, &format!("/v1/orders/{}/cancel", st(&o["id"])), json!({})).await.expect(200);
+    let o = place(&w, &w.store, order("PB-7", 600)).await;
+    app.post(&bank, &format!("/v1/orders/{}/funding", st(&o["id"])), json!({"decision": "rejected", "reason": "r"})).await.expect(200);
+    assert_eq!(probes_suspected(app).await, 0, "two cancellations per seller and customer are not a probe");
+    // The third, on whichever of the customer's lines, and each after it.
+    app.post(&w.wld, "/v1/credit-lines", with(&line_body(600, "100000", FAR), "status", Some(json!("frozen")))).await.expect(200);
+    assert_eq!(cancel(&w.store, "PB-8", 600).await, "huabei");
+    assert_eq!(probes_suspected(app).await, 1);
+    cancel(&w.store, "PB-9", 600).await;
+    assert_eq!(probes_suspected(app).await, 2);
+    // Cancellations older than the window are forgotten.
+    let db = app.db().await;
+    db.execute("UPDATE orders SET updated_at = now() - interval '25 hours' WHERE status = 'cancelled'", &[]).await.expect("age them");
+    cancel(&w.store, "PB-10", 600).await;
+    cancel(&w.store, "PB-11", 600).await;
+    assert_eq!(probes_suspected(app).await, 2);
+    verify_ok(app).await;
+}

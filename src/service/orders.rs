@@ -586,6 +586,13 @@ async fn visible_order(tx: &Tx<'_>, id: &str, allowed: impl Fn(&Order) -> bool) 
     }
 }
 
+/// A seller's cancellations against one customer within `PROBE_WINDOW_HOURS` from which each
+/// further one is counted as suspected probing: placing and cancelling at bisected prices reads a
+/// line's available credit in about 21 tries (half of them cancelled), while a customer who
+/// changes their mind at the counter accounts for one or two.
+const PROBE_THRESHOLD: i64 = 3;
+const PROBE_WINDOW_HOURS: i32 = 24;
+
 pub async fn cancel(
     state: &AppState,
     caller: &Principal,
@@ -594,7 +601,9 @@ pub async fn cancel(
     reason: Option<String>,
 ) -> ApiResult<Answer> {
     let scope = caller.scope();
-    idempotency::execute(
+    // What the committed attempt found of the seller's recent cancellations (a rerun overwrites it).
+    let recent = std::sync::Mutex::new(None);
+    let answer = idempotency::execute(
         &state.pool,
         request,
         async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is_admin() || o.owner_scope == scope).await,
@@ -624,10 +633,45 @@ pub async fn cancel(
                 ],
             )
             .await?;
+            if !caller.is_admin() {
+                let (customer_hash, count) =
+                    orders_db::recent_cancellations(tx, &scope, &order.credit_line_id, PROBE_WINDOW_HOURS, 100).await?;
+                let found = RecentCancellations { order_id: order.id.clone(), line_id: order.credit_line_id.clone(), customer_hash, count };
+                *recent.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+            }
             Ok((StatusCode::OK, load_view(tx, order).await?))
         },
     )
-    .await
+    .await?;
+    if answer.replayed_request_id.is_none() {
+        flag_probing(state, &scope, recent.into_inner().unwrap_or_else(|e| e.into_inner()));
+    }
+    Ok(answer)
+}
+
+/// What a seller's cancellation found of that seller's recent ones against the same customer.
+struct RecentCancellations {
+    order_id: String,
+    line_id: String,
+    customer_hash: String,
+    count: i64,
+}
+
+/// Counts and logs a committed cancellation at or past `PROBE_THRESHOLD`. The customer is named
+/// by a prefix of the keyed hash only: enough to follow one customer across lines and warnings,
+/// nothing to read an identity from.
+fn flag_probing(state: &AppState, seller: &str, recent: Option<RecentCancellations>) {
+    let Some(r) = recent.filter(|r| r.count >= PROBE_THRESHOLD) else { return };
+    state.metrics.order_probes_suspected.inc();
+    tracing::warn!(
+        seller,
+        order_id = r.order_id,
+        credit_line_id = r.line_id,
+        customer_ref = &r.customer_hash[..r.customer_hash.len().min(16)],
+        cancellations = r.count,
+        window_hours = PROBE_WINDOW_HOURS,
+        "a seller keeps placing and cancelling orders against one customer: probing the customer's credit?"
+    );
 }
 
 pub enum FundingDecision {
