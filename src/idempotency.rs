@@ -41,9 +41,10 @@ pub fn parse_key(header: Option<&[u8]>) -> ApiResult<String> {
 
 impl IdempotentRequest {
     /// Binds `key` to the method, the path and the body parsed as JSON (keys sorted, so
-    /// formatting and key order do not matter).
+    /// formatting and key order do not matter; members whose value is `null` left out, since
+    /// API.md §1 counts `null` as absent).
     pub fn new(scope: String, key: String, method: &str, path: &str, body: &Value, request_id: &str) -> Self {
-        let canonical = serde_json::to_vec(body).unwrap_or_default();
+        let canonical = serde_json::to_vec(&without_nulls(body)).unwrap_or_default();
         let mut hasher = Sha256::new();
         hasher.update(method.as_bytes());
         hasher.update([0]);
@@ -58,6 +59,16 @@ impl IdempotentRequest {
             fingerprint: hasher.finalize().to_vec(),
             request_id: request_id.to_string(),
         }
+    }
+}
+
+/// `value` with every object member whose value is `null` removed, at any depth (array elements
+/// stay: a `null` in a list is a value, not an absent field). Depth is bounded by the body parser.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => members.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
     }
 }
 
@@ -149,10 +160,32 @@ async fn execute_once<P, T: serde::Serialize>(
 ) -> Result<Answer, Failure> {
     let mut client = pool.get().await?;
     let tx = Tx::begin(&mut client).await?;
-    let checked = precheck(&tx).await?;
+    let outcome = match run_in(&tx, request, precheck, business).await {
+        Ok((answer, true)) => return tx.commit().await.map(|()| answer).map_err(Failure::from),
+        replayed_or_failed => replayed_or_failed.map(|(answer, _)| answer),
+    };
+    // Dropping the transaction would only queue its `ROLLBACK`: the key's advisory lock would stay
+    // held until the server got to it, and a rerun of this very request on another connection
+    // would find its own key "in use" (a spurious 409). So the rollback is awaited.
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rolling back a request's transaction failed; the connection is dropped");
+        drop(deadpool_postgres::Object::take(client));
+    }
+    outcome
+}
+
+/// The request inside its transaction: the answer, and whether it is a new one to commit
+/// (`false` for a replay, which changed nothing).
+async fn run_in<P, T: serde::Serialize>(
+    tx: &Tx<'_>,
+    request: &IdempotentRequest,
+    precheck: &impl AsyncFn(&Tx<'_>) -> ApiResult<P>,
+    business: &impl AsyncFn(&Tx<'_>, P) -> ApiResult<(StatusCode, T)>,
+) -> Result<(Answer, bool), Failure> {
+    let checked = precheck(tx).await?;
     // The savepoint a refusal rolls back to is set in the same round trip as the claim.
     let (claim, ()) =
-        futures_util::try_join!(db::idempotency::claim(&tx, &request.scope, &request.key), tx.batch_execute(BUSINESS_PROLOGUE),)?;
+        futures_util::try_join!(db::idempotency::claim(tx, &request.scope, &request.key), tx.batch_execute(BUSINESS_PROLOGUE),)?;
     match claim {
         db::idempotency::Claim::InUse => {
             return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());
@@ -163,15 +196,16 @@ async fn execute_once<P, T: serde::Serialize>(
                     .field("Idempotency-Key");
                 return Err(e.into());
             }
-            return Ok(Answer {
+            let answer = Answer {
                 status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
                 body: stored.body,
                 replayed_request_id: Some(stored.request_id),
-            });
+            };
+            return Ok((answer, false));
         }
         db::idempotency::Claim::Free => {}
     }
-    let (status, body) = match business(&tx, checked).await {
+    let (status, body) = match business(tx, checked).await {
         Ok((status, value)) => {
             let body = serde_json::to_value(value).map_err(|_| ApiError::internal())?;
             (status, body)
@@ -183,7 +217,7 @@ async fn execute_once<P, T: serde::Serialize>(
         Err(e) => return Err(e.into()),
     };
     db::idempotency::insert(
-        &tx,
+        tx,
         &request.scope,
         &request.key,
         &request.method,
@@ -194,8 +228,7 @@ async fn execute_once<P, T: serde::Serialize>(
         &request.request_id,
     )
     .await?;
-    tx.commit().await?;
-    Ok(Answer { status, body, replayed_request_id: None })
+    Ok((Answer { status, body, replayed_request_id: None }, true))
 }
 
 #[cfg(test)]
@@ -222,5 +255,18 @@ mod tests {
         assert_eq!(f(&a, "/x"), f(&b, "/x"));
         assert_ne!(f(&a, "/x"), f(&c, "/x"));
         assert_ne!(f(&a, "/x"), f(&a, "/y"));
+    }
+
+    #[test]
+    fn fingerprint_counts_null_members_as_absent_at_any_depth() {
+        let f = |text: &str| {
+            let v: Value = serde_json::from_str(text).unwrap();
+            IdempotentRequest::new("s".into(), "k".into(), "POST", "/x", &v, "r").fingerprint
+        };
+        assert_eq!(f(r#"{"a":1}"#), f(r#"{"a":1,"consent":null}"#));
+        assert_eq!(f(r#"{"c":{"id":"x"}}"#), f(r#"{"c":{"id":"x","name":null}}"#));
+        assert_eq!(f(r#"{"l":[{"m":1}]}"#), f(r#"{"l":[{"m":1,"n":null}]}"#));
+        assert_ne!(f(r#"{"l":[1]}"#), f(r#"{"l":[1,null]}"#), "a null element of a list is a value");
+        assert_ne!(f(r#"{"a":1}"#), f(r#"{"a":1,"consent":{}}"#));
     }
 }

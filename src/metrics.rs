@@ -1,6 +1,6 @@
 //! Prometheus metrics: request counts and latencies by route and status, pool usage, jobs.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
@@ -19,6 +19,8 @@ pub struct Metrics {
     pub notice_attempt_duration: HistogramVec,
     /// A notice's creation to its delivery.
     pub notice_delivery_latency: HistogramVec,
+    /// Cancellations by a seller that look like probing a customer's credit (place, cancel, repeat).
+    pub order_probes_suspected: IntCounter,
 }
 
 impl Metrics {
@@ -57,6 +59,11 @@ impl Metrics {
             &["recipient_kind"],
         )
         .expect("static metric definition");
+        let order_probes_suspected = IntCounter::new(
+            "order_probe_suspected_total",
+            "Cancellations by a seller that has cancelled this often against one customer within the window (probing)",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -69,6 +76,7 @@ impl Metrics {
             Box::new(notice_attempts.clone()),
             Box::new(notice_attempt_duration.clone()),
             Box::new(notice_delivery_latency.clone()),
+            Box::new(order_probes_suspected.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -85,6 +93,7 @@ impl Metrics {
             notice_attempts,
             notice_attempt_duration,
             notice_delivery_latency,
+            order_probes_suspected,
         }
     }
 

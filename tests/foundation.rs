@@ -460,6 +460,26 @@ async fn concurrent_requests_with_one_key_execute_once() {
     assert_eq!((r.status, r.header("idempotent-replayed")), (201, Some("true")));
 }
 
+/// Concurrent first registrations of one customer, each with its own key: all but one lose the
+/// insert and run again. The rerun must not find its own key still locked by the failed attempt
+/// (whose rollback once went out without being awaited): never `409 idempotency_key_in_use`.
+#[actix_web::test]
+async fn concurrent_registrations_of_one_new_customer_with_distinct_keys_never_answer_409() {
+    let app = TestApp::start().await;
+    let key = provider_with_key(&app, "prov-r").await;
+    for round in 0..30u64 {
+        let body = line_body(1000 + round);
+        let keys: Vec<String> = (0..8).map(|i| format!("reg-{round}-{i}")).collect();
+        let answers = futures_util::future::join_all(keys.iter().map(|k| app.post_idem(&key, "/v1/credit-lines", body.clone(), k))).await;
+        let mut statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+        statuses.sort_unstable();
+        let conflicts: Vec<&Value> = answers.iter().filter(|r| r.status != 200 && r.status != 201).map(|r| &r.body).collect();
+        assert!(conflicts.is_empty(), "round {round}: {statuses:?} {conflicts:?}");
+        assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 201], "round {round}: one creation, seven updates");
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM credit_lines").await, 30);
+}
+
 #[actix_web::test]
 async fn idempotency_keys_are_scoped_per_principal() {
     let app = TestApp::start().await;

@@ -385,6 +385,28 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
         .expect_err(422, "invalid_date");
 }
 
+/// Dates are `YYYY-MM-DD`, so 9999-12-31 is the calendar's last: end of day never closes it
+/// (nothing could be booked after it), and no answer or booking ever carries a later date.
+#[actix_web::test]
+async fn the_calendars_last_date_is_never_closed_and_nothing_is_booked_past_it() {
+    let w = World::new(json!({})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    w.eod("9999-12-31").await.expect_err(422, "invalid_date");
+    let db = w.app.db().await;
+    let closed: Option<chrono::NaiveDate> = db.query_one("SELECT max(business_date) FROM business_days", &[]).await.unwrap().get(0);
+    assert_eq!(closed, None, "the refusal closed nothing");
+    // The day before closes; what arrives afterwards is booked on the last date itself.
+    w.eod("9999-12-30").await.expect(200);
+    let r = w.repay(&plan_id, "1.00", "9999-12-30", "last-1").await.expect(201);
+    assert_eq!((r["paid_on"].as_str(), r["booked_on"].as_str()), (Some("9999-12-30"), Some("9999-12-31")));
+    let r = w.repay(&plan_id, "1.00", "9999-12-31", "last-2").await.expect(201);
+    assert_eq!(r["booked_on"].as_str(), Some("9999-12-31"));
+    w.eod("9999-12-31").await.expect_err(422, "invalid_date");
+    let latest: chrono::NaiveDate = db.query_one("SELECT max(booked_on) FROM journal_entries", &[]).await.unwrap().get(0);
+    assert_eq!(latest, d("9999-12-31"));
+    w.verify_ok().await;
+}
+
 impl World {
     async fn plan_ids(&self) -> Vec<String> {
         let db = self.app.db().await;

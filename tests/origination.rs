@@ -1623,3 +1623,135 @@ async fn placement_cancel_and_funding_replay_their_stored_answers() {
     assert_eq!(count(app, "SELECT count(*) FROM plans").await, 1);
     verify_ok(app).await;
 }
+
+/// API.md §1: `null` counts as absent, so a retry that writes `"consent": null` (or any optional
+/// field as null) is the same request as one that leaves it out, and replays its answer.
+#[actix_web::test]
+async fn null_and_absent_optional_fields_are_the_same_request_for_idempotency() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    line(&w, &w.wld, 90, "100000").await;
+    let absent = with(&order("NULL-1", 90), "customer.name", None);
+    let nulls = with(&with(&absent, "consent", Some(Value::Null)), "customer.name", Some(Value::Null));
+    for (first, retry, key) in [(&absent, &nulls, "null-a"), (&nulls, &absent, "null-b")] {
+        let first_body = with(first, "out_order_no", Some(json!(key)));
+        let retry_body = with(retry, "out_order_no", Some(json!(key)));
+        let placed = app.post_idem(&w.store, "/v1/orders", first_body, key).await;
+        assert_eq!(placed.status, 201, "{}", placed.body);
+        let again = app.post_idem(&w.store, "/v1/orders", retry_body, key).await;
+        assert_eq!((again.status, again.header("idempotent-replayed")), (201, Some("true")), "{}", again.body);
+        assert_eq!(again.body, placed.body, "the stored answer");
+        // Cancel: `{}` and `{"reason": null}` are one request too.
+        let cancel = format!("/v1/orders/{}/cancel", st(&placed.body["id"]));
+        let c = app.post_idem(&w.store, &cancel, json!({}), &format!("{key}-c")).await.expect(200);
+        let again = app.post_idem(&w.store, &cancel, json!({"reason": null}), &format!("{key}-c")).await;
+        assert_eq!((again.status, again.header("idempotent-replayed"), &again.body), (200, Some("true"), &c));
+    }
+    // A value that is not null is still another request.
+    let other =
+        with(&with(&absent, "out_order_no", Some(json!("null-a"))), "consent", Some(json!({"method": "sms_otp", "reference": "r"})));
+    err(&app.post_idem(&w.store, "/v1/orders", other, "null-a").await, 422, "idempotency_key_reused", Some("Idempotency-Key"));
+    assert_eq!(count(app, "SELECT count(*) FROM orders").await, 2);
+}
+
+/// The error object of a refusal without its request id, to compare refusals with each other.
+fn refusal(r: &Resp) -> Value {
+    let mut e = r.body["error"].clone();
+    e.as_object_mut().expect("an error object").remove("request_id");
+    e
+}
+
+/// API.md §4: a line matches only the phone its provider last registered, and a refusal says
+/// nothing of the line: the ID number alone freezes no one's credit, and no refusal tells a
+/// missing line from a wrong phone, a frozen or short line or one that expires too early.
+#[actix_web::test]
+async fn a_line_matches_only_its_registered_phone_and_every_refusal_looks_the_same() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let phone_of = |body: Value, seed: u64| with(&body, "customer.phone", Some(json!(phone(seed))));
+    let must_run_until = add_months_clamped(deadline_date_now(), 12);
+    // 501 fine (phone 501); 502 frozen; 503 expires a day too early; 504 one fen short; 500 no line.
+    let l501 = line(&w, &w.wld, 501, "10000").await;
+    app.post(&w.wld, "/v1/credit-lines", with(&line_body(502, "10000", FAR), "status", Some(json!("frozen")))).await.expect(201);
+    app.post(&w.wld, "/v1/credit-lines", line_body(503, "10000", &(must_run_until - chrono::Duration::days(1)).to_string()))
+        .await
+        .expect(201);
+    line(&w, &w.wld, 504, "3300.45").await;
+    let before = snapshot(app).await;
+
+    let refusals = [
+        po(app, &w.store, order("PH-0", 500)).await,
+        po(app, &w.store, phone_of(order("PH-1", 501), 9501)).await,
+        po(app, &w.partner, phone_of(partner_order("PH-2", 501, "440305"), 9501)).await,
+        po(app, &w.store, order("PH-3", 502)).await,
+        po(app, &w.store, order("PH-4", 503)).await,
+        po(app, &w.store, order("PH-5", 504)).await,
+    ];
+    for r in &refusals {
+        err(r, 422, "no_matching_credit_line", None);
+        assert_eq!(refusal(r), refusal(&refusals[0]), "every refusal is the same answer");
+    }
+    assert_eq!(snapshot(app).await, before, "a wrong phone holds nothing on the customer's line");
+    assert_eq!(st(&admin_line(app, &st(&l501["id"])).await["held"]), "0.00");
+
+    // A line registered with another phone is passed over for the next provider's.
+    line(&w, &w.huabei, 505, "10000").await;
+    app.post(&w.wld, "/v1/credit-lines", with(&line_body(505, "10000", FAR), "customer.phone", Some(json!(phone(9505))))).await.expect(201);
+    assert_eq!(place(&w, &w.store, order("PH-6", 505)).await["hold"]["provider_id"], json!("huabei"));
+    assert_eq!(place(&w, &w.store, phone_of(order("PH-7", 505), 9505)).await["hold"]["provider_id"], json!("wld"));
+    // The phone the provider last registered counts: after a re-registration, the old one no longer does.
+    app.post(&w.wld, "/v1/credit-lines", phone_of(line_body(501, "10000", FAR), 9501)).await.expect(200);
+    err(&po(app, &w.store, order("PH-8", 501)).await, 422, "no_matching_credit_line", None);
+    let o = place(&w, &w.store, phone_of(order("PH-9", 501), 9501)).await;
+    assert_eq!(o["hold"]["credit_line_id"], l501["id"]);
+    verify_ok(app).await;
+}
+
+/// `creditphone_order_probe_suspected_total` from `/metrics` (0 while absent).
+async fn probes_suspected(app: &TestApp) -> u64 {
+    let text = app.call("GET", "/metrics", None, None, None).await.body.as_str().expect("metrics text").to_string();
+    let line = text.lines().find(|l| l.starts_with("creditphone_order_probe_suspected_total "));
+    line.map_or(0, |l| l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a counter value"))
+}
+
+/// Placing then cancelling at bisected prices reads a line's available credit: one seller's third
+/// cancellation against one customer within 24 hours is counted (and logged), and each after it.
+#[actix_web::test]
+async fn a_seller_placing_and_cancelling_repeatedly_against_one_customer_is_counted_as_probing() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let bank = app.key_for("bank", Some("bk-a")).await;
+    line(&w, &w.wld, 600, "100000").await;
+    line(&w, &w.huabei, 600, "100000").await;
+    line(&w, &w.wld, 601, "100000").await;
+    let cancel = async |key: &str, no: &str, seed: u64| {
+        let o = place(&w, key, order(no, seed)).await;
+        app.post(key, &format!("/v1/orders/{}/cancel", st(&o["id"])), json!({})).await.expect(200);
+        st(&o["hold"]["provider_id"])
+    };
+    assert_eq!(probes_suspected(app).await, 0);
+    cancel(&w.store, "PB-1", 600).await;
+    cancel(&w.store, "PB-2", 600).await;
+    // Not by this seller, not this customer, not a cancellation by the seller: none of these count.
+    cancel(&w.store_b, "PB-3", 600).await;
+    cancel(&w.store, "PB-4", 601).await;
+    cancel(&w.store, "PB-5", 601).await;
+    let o = place(&w, &w.store, order("PB-6", 600)).await;
+    app.post(&app.admin_key, &format!("/v1/orders/{}/cancel", st(&o["id"])), json!({})).await.expect(200);
+    let o = place(&w, &w.store, order("PB-7", 600)).await;
+    app.post(&bank, &format!("/v1/orders/{}/funding", st(&o["id"])), json!({"decision": "rejected", "reason": "r"})).await.expect(200);
+    assert_eq!(probes_suspected(app).await, 0, "two cancellations per seller and customer are not a probe");
+    // The third, on whichever of the customer's lines, and each after it.
+    app.post(&w.wld, "/v1/credit-lines", with(&line_body(600, "100000", FAR), "status", Some(json!("frozen")))).await.expect(200);
+    assert_eq!(cancel(&w.store, "PB-8", 600).await, "huabei");
+    assert_eq!(probes_suspected(app).await, 1);
+    cancel(&w.store, "PB-9", 600).await;
+    assert_eq!(probes_suspected(app).await, 2);
+    // Cancellations older than the window are forgotten.
+    let db = app.db().await;
+    db.execute("UPDATE orders SET updated_at = now() - interval '25 hours' WHERE status = 'cancelled'", &[]).await.expect("age them");
+    cancel(&w.store, "PB-10", 600).await;
+    cancel(&w.store, "PB-11", 600).await;
+    assert_eq!(probes_suspected(app).await, 2);
+    verify_ok(app).await;
+}

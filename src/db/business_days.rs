@@ -2,6 +2,7 @@
 
 use super::Tx;
 use crate::db::Db;
+use crate::domain::dates::{LAST_DATE, next_date};
 use chrono::NaiveDate;
 
 pub async fn last_closed(c: &impl Db) -> Result<Option<NaiveDate>, tokio_postgres::Error> {
@@ -17,7 +18,8 @@ const CLOSING_LOCK_KEY: i64 = super::lock_keys::CLOSING;
 pub async fn booking_date(tx: &Tx<'_>, value_date: NaiveDate) -> Result<NaiveDate, tokio_postgres::Error> {
     tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&CLOSING_LOCK_KEY]).await?;
     Ok(match last_closed(tx).await? {
-        Some(closed) if closed >= value_date => closed.succ_opt().unwrap_or(closed),
+        // End of day never closes the last date (it refuses), so a closed date always has a next.
+        Some(closed) if closed >= value_date => next_date(closed).unwrap_or(LAST_DATE),
         _ => value_date,
     })
 }

@@ -12,6 +12,8 @@ pub struct CreditLine {
     pub provider_id: String,
     pub id_number_masked: String,
     pub phone_masked: String,
+    /// The keyed hash of the phone the provider last registered: an order must carry this phone.
+    pub phone_hash: String,
     pub limit: Amount,
     pub held: Amount,
     pub drawn: Amount,
@@ -28,8 +30,7 @@ impl CreditLine {
     }
 }
 
-const COLUMNS: &str =
-    "id, provider_id, id_number_masked, phone_masked, limit_fen, held_fen, drawn_fen, expires_on, status, created_at, updated_at";
+const COLUMNS: &str = "id, provider_id, id_number_masked, phone_masked, phone_hash, limit_fen, held_fen, drawn_fen, expires_on, status, created_at, updated_at";
 
 fn line(r: &Row) -> CreditLine {
     CreditLine {
@@ -37,6 +38,7 @@ fn line(r: &Row) -> CreditLine {
         provider_id: r.get("provider_id"),
         id_number_masked: r.get("id_number_masked"),
         phone_masked: r.get("phone_masked"),
+        phone_hash: r.get("phone_hash"),
         limit: Amount::from_fen(r.get("limit_fen")),
         held: Amount::from_fen(r.get("held_fen")),
         drawn: Amount::from_fen(r.get("drawn_fen")),

@@ -211,6 +211,33 @@ pub async fn set_status(
     Ok(order(&row))
 }
 
+/// The keyed ID-number hash of the customer of `line_id`, and how many of the seller's orders on
+/// that customer's lines (one per provider) were cancelled within the last `hours`, counted up to
+/// `cap` (index `orders_cancelled_by_seller`).
+pub async fn recent_cancellations(
+    tx: &Tx<'_>,
+    owner_scope: &str,
+    line_id: &str,
+    hours: i32,
+    cap: i64,
+) -> Result<(String, i64), tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "WITH customer AS (SELECT id_number_hash FROM credit_lines WHERE id = $2)
+             SELECT c.id_number_hash,
+                    (SELECT count(*) FROM (
+                        SELECT 1 FROM orders o
+                        WHERE o.status = 'cancelled' AND o.owner_scope = $1
+                          AND o.credit_line_id IN (SELECT l.id FROM credit_lines l WHERE l.id_number_hash = c.id_number_hash)
+                          AND o.updated_at > now() - make_interval(hours => $3)
+                        LIMIT $4) AS recent)
+             FROM customer c",
+            &[&owner_scope, &line_id, &hours, &cap],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
 /// Whose orders a list shows.
 pub enum Scope<'a> {
     All,

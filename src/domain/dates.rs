@@ -43,6 +43,18 @@ fn digits(bytes: &[u8]) -> Option<u32> {
     bytes.iter().try_fold(0_u32, |value, b| b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0')))
 }
 
+/// The last date the API can write: `YYYY-MM-DD` has four digits of year.
+pub const LAST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(date) => date,
+    None => panic!("9999-12-31 is a valid date"),
+};
+
+/// The day after `date`; `None` past [`LAST_DATE`], which no answer may carry (chrono would
+/// give `+10000-01-01`).
+pub fn next_date(date: NaiveDate) -> Option<NaiveDate> {
+    date.succ_opt().filter(|next| *next <= LAST_DATE)
+}
+
 /// `date + months`, clamped to the last day of the resulting month
 /// (2027-01-31 + 1 → 2027-02-28); `None` beyond chrono's calendar.
 pub fn checked_add_months_clamped(date: NaiveDate, months: u32) -> Option<NaiveDate> {
@@ -144,6 +156,15 @@ mod tests {
         let funded_on = d(2027, 1, 31);
         let dues: Vec<_> = (1..=4).map(|k| add_months_clamped(funded_on, k)).collect();
         assert_eq!(dues, vec![d(2027, 2, 28), d(2027, 3, 31), d(2027, 4, 30), d(2027, 5, 31)]);
+    }
+
+    #[test]
+    fn next_date_stays_within_four_digit_years() {
+        assert_eq!(next_date(d(2027, 12, 31)), Some(d(2028, 1, 1)));
+        assert_eq!(next_date(d(9999, 12, 30)), Some(LAST_DATE));
+        assert_eq!(next_date(LAST_DATE), None);
+        assert_eq!(next_date(NaiveDate::MAX), None);
+        assert_eq!(parse_date("9999-12-31"), Ok(LAST_DATE));
     }
 
     #[test]

@@ -84,6 +84,14 @@ async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: Naive
             return Ok(Totals::default().summary(date));
         }
     }
+    if crate::domain::dates::next_date(date).is_none() {
+        // Whatever arrives after a closed date is booked on the next one, and there is none.
+        return Err(ApiError::new(
+            ErrorCode::InvalidDate,
+            format!("{date} is the calendar's last date and cannot be closed: nothing could be booked after it"),
+        )
+        .field("business_date"));
+    }
     let started = Instant::now();
     tracing::info!(business_date = %date, "end of day started");
     let mut totals = Totals::default();

@@ -3,6 +3,7 @@
 use super::credit_lines::today;
 use super::plans::{PlanView, plan_view};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
+use crate::db::credit_lines::CreditLine;
 use crate::db::journal::{Entry, Refs, account};
 use crate::db::notices::{NewNotice, record};
 use crate::db::orders::{self as orders_db, Hold, NewOrder, Order, Scope};
@@ -268,6 +269,7 @@ fn covers_any(patterns: &[String], code: &RegionCode) -> bool {
 
 pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
+    let phone_hash = state.pii.lookup_hash(r.phone.as_str());
     let sealed = super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
     let owner_scope = caller.scope();
     idempotency::execute(
@@ -339,18 +341,7 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
             let funding_deadline = now + chrono::Duration::hours(i64::from(product.funding_timeout_hours));
             let deadline_date = funding_deadline.with_timezone(&SHANGHAI).date_naive();
             let must_run_until = add_months_clamped(deadline_date, r.term_months);
-            let line = providers
-                .iter()
-                .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
-                .find(|l| l.status == "active" && l.expires_on >= must_run_until && l.available() >= priced.hold_amount)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::NoMatchingCreditLine,
-                        "the customer has no active credit line with enough available, valid for the whole plan",
-                    )
-                    .details(json!({ "hold_amount": priced.hold_amount, "valid_until_at_least": must_run_until }))
-                })?
-                .clone();
+            let line = matching_line(&lines, &providers, &phone_hash, must_run_until, priced.hold_amount)?.clone();
 
             // The funding bank: first by priority whose APR range and regions fit and whose exposure has room.
             let apr_text = format_apr(priced.apr);
@@ -457,6 +448,31 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
         },
     )
     .await
+}
+
+/// The first of `providers` (the preference order) where the customer has an active line,
+/// registered with the order's phone, valid until `must_run_until`, with `hold_amount` available.
+///
+/// The refusal is one answer whatever the reason (API.md §4): telling a missing line from a
+/// wrong phone or a short line would let anyone holding an ID number probe a stranger's credit.
+fn matching_line<'a>(
+    lines: &'a [CreditLine],
+    providers: &[String],
+    phone_hash: &str,
+    must_run_until: NaiveDate,
+    hold_amount: Amount,
+) -> ApiResult<&'a CreditLine> {
+    providers
+        .iter()
+        .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
+        .find(|l| l.status == "active" && l.phone_hash == phone_hash && l.expires_on >= must_run_until && l.available() >= hold_amount)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NoMatchingCreditLine,
+                "no credit line of this customer is active, registered with this phone, valid for the whole plan and with enough available",
+            )
+            .details(json!({ "hold_amount": hold_amount, "valid_until_at_least": must_run_until }))
+        })
 }
 
 enum Seller {
@@ -570,6 +586,13 @@ async fn visible_order(tx: &Tx<'_>, id: &str, allowed: impl Fn(&Order) -> bool) 
     }
 }
 
+/// A seller's cancellations against one customer within `PROBE_WINDOW_HOURS` from which each
+/// further one is counted as suspected probing: placing and cancelling at bisected prices reads a
+/// line's available credit in about 21 tries (half of them cancelled), while a customer who
+/// changes their mind at the counter accounts for one or two.
+const PROBE_THRESHOLD: i64 = 3;
+const PROBE_WINDOW_HOURS: i32 = 24;
+
 pub async fn cancel(
     state: &AppState,
     caller: &Principal,
@@ -578,7 +601,9 @@ pub async fn cancel(
     reason: Option<String>,
 ) -> ApiResult<Answer> {
     let scope = caller.scope();
-    idempotency::execute(
+    // What the committed attempt found of the seller's recent cancellations (a rerun overwrites it).
+    let recent = std::sync::Mutex::new(None);
+    let answer = idempotency::execute(
         &state.pool,
         request,
         async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is_admin() || o.owner_scope == scope).await,
@@ -608,10 +633,45 @@ pub async fn cancel(
                 ],
             )
             .await?;
+            if !caller.is_admin() {
+                let (customer_hash, count) =
+                    orders_db::recent_cancellations(tx, &scope, &order.credit_line_id, PROBE_WINDOW_HOURS, 100).await?;
+                let found = RecentCancellations { order_id: order.id.clone(), line_id: order.credit_line_id.clone(), customer_hash, count };
+                *recent.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+            }
             Ok((StatusCode::OK, load_view(tx, order).await?))
         },
     )
-    .await
+    .await?;
+    if answer.replayed_request_id.is_none() {
+        flag_probing(state, &scope, recent.into_inner().unwrap_or_else(|e| e.into_inner()));
+    }
+    Ok(answer)
+}
+
+/// What a seller's cancellation found of that seller's recent ones against the same customer.
+struct RecentCancellations {
+    order_id: String,
+    line_id: String,
+    customer_hash: String,
+    count: i64,
+}
+
+/// Counts and logs a committed cancellation at or past `PROBE_THRESHOLD`. The customer is named
+/// by a prefix of the keyed hash only: enough to follow one customer across lines and warnings,
+/// nothing to read an identity from.
+fn flag_probing(state: &AppState, seller: &str, recent: Option<RecentCancellations>) {
+    let Some(r) = recent.filter(|r| r.count >= PROBE_THRESHOLD) else { return };
+    state.metrics.order_probes_suspected.inc();
+    tracing::warn!(
+        seller,
+        order_id = r.order_id,
+        credit_line_id = r.line_id,
+        customer_ref = &r.customer_hash[..r.customer_hash.len().min(16)],
+        cancellations = r.count,
+        window_hours = PROBE_WINDOW_HOURS,
+        "a seller keeps placing and cancelling orders against one customer: probing the customer's credit?"
+    );
 }
 
 pub enum FundingDecision {
