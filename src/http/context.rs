@@ -1,8 +1,10 @@
 //! The outermost middleware: a request id on every response and log line, the body-size
-//! check (413, first of all checks), an access log line with timing, and request metrics.
+//! check by Content-Length (413, first of all checks), the body's read budget, an access log
+//! line with timing, and request metrics.
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::AppState;
+use crate::http::payload::{self, BodyBudget};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -39,14 +41,16 @@ pub async fn request_context(
     let method = req.method().to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %loggable_path(req.path()));
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let limit = state.as_ref().map(|s| s.settings.server.body_limit_bytes);
     let deadline = state
         .as_ref()
         .filter(|_| !req.path().starts_with(UNBOUNDED_PATH))
         .map(|s| std::time::Duration::from_millis(s.settings.server.request_timeout_ms));
-    let too_large = limit.is_some_and(|limit| content_length(&req).is_some_and(|n| n > limit as u64));
-    // A body of unknown length (chunked) is read here, up to the limit, so that 413 still comes first.
-    let read_first = limit.filter(|_| content_length(&req).is_none() && req.headers().contains_key(header::TRANSFER_ENCODING));
+    let too_large = state.as_ref().is_some_and(|s| content_length(&req).is_some_and(|n| n > s.settings.server.body_limit_bytes as u64));
+    if let Some(s) = &state {
+        // Every read of this request's body shares one budget, counted from the arrival of its head.
+        req.extensions_mut().insert(BodyBudget::new(&s.settings.server, tokio::time::Instant::from_std(started)));
+    }
+    let body = payload::track(&mut req);
 
     let id = request_id.clone();
     let result = REQUEST_ID
@@ -54,12 +58,6 @@ pub async fn request_context(
             if too_large {
                 let e = ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit");
                 return Ok(req.into_response(e.error_response()));
-            }
-            if let Some(limit) = read_first {
-                match crate::http::read_body(req.take_payload(), limit).await {
-                    Ok(bytes) => req.set_payload(bytes.into()),
-                    Err(e) => return Ok(req.into_response(e.error_response())),
-                }
             }
             let Some(deadline) = deadline else { return next.call(req).await.map(ServiceResponse::map_into_boxed_body) };
             match tokio::time::timeout(deadline, next.call(req)).await {
@@ -85,17 +83,25 @@ pub async fn request_context(
     {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    record(state.as_ref().map(|s| s.get_ref()), &method, &res, started, &span);
+    Ok(match body {
+        Some(body) => body.hold_until_answered(res),
+        None => res,
+    })
+}
+
+/// Request metrics and the access log line of an answer.
+fn record(state: Option<&AppState>, method: &str, res: &ServiceResponse<BoxBody>, started: Instant, span: &tracing::Span) {
     let status = res.status().as_u16();
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let elapsed = started.elapsed();
     if let Some(state) = state {
-        state.metrics.http_requests.with_label_values(&[&method, &route, &status.to_string()]).inc();
-        state.metrics.http_duration.with_label_values(&[&method, &route]).observe(elapsed.as_secs_f64());
+        state.metrics.http_requests.with_label_values(&[method, &route, &status.to_string()]).inc();
+        state.metrics.http_duration.with_label_values(&[method, &route]).observe(elapsed.as_secs_f64());
     }
     span.in_scope(|| {
         tracing::info!(status, route = %route, elapsed_ms = elapsed.as_micros() as f64 / 1000.0, "request done");
     });
-    Ok(res)
 }
 
 fn timed_out(deadline: std::time::Duration) -> actix_web::Error {

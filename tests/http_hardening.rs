@@ -1,0 +1,172 @@
+//! Issue 14, items 2, 6, 7 and 8: HTTP framing, bodies and logs. A caller without a valid key
+//! never makes the service read or wait for its body; every body read is bounded by
+//! `server.body_read_timeout_ms` (408, not a 503 counted as a database outage); no ID number or
+//! phone in a URL path reaches the log, at debug level included; malformed framing is answered
+//! by actix itself (documented here).
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+// ---------- raw HTTP/1.1 ----------
+
+/// An answer read off a raw socket.
+#[derive(Debug)]
+struct RawAnswer {
+    status: u16,
+    /// The head, lowercased.
+    head: String,
+    body: Value,
+}
+
+impl RawAnswer {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
+    }
+}
+
+/// Opens a connection and writes `bytes` as they are: no client library, so the framing (a
+/// chunked body left open, a body shorter than its Content-Length, a malformed head) is exactly
+/// what the test wrote.
+async fn send(app: &TestApp, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(app.url.trim_start_matches("http://")).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    s
+}
+
+/// Reads one answer (head and a body of its Content-Length), failing after `wait`.
+async fn read_answer(s: &mut TcpStream, wait: Duration) -> RawAnswer {
+    let deadline = Instant::now() + wait;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().expect("a length")))
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                return RawAnswer { status, head, body };
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut chunk)).await {
+            Ok(Ok(0)) => panic!("connection closed before a complete answer: {:?}", String::from_utf8_lossy(&buf)),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => panic!("read failed ({e}) after: {:?}", String::from_utf8_lossy(&buf)),
+            Err(_) => panic!("no answer within {wait:?}; read so far: {:?}", String::from_utf8_lossy(&buf)),
+        }
+    }
+}
+
+/// True when the service closes the connection within `wait` (end of stream or a reset), once the
+/// answer has been read: it neither drains nor waits for a body it will not use.
+async fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[track_caller]
+fn assert_error(a: &RawAnswer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{a:?}");
+    let e = &a.body["error"];
+    assert_eq!(e["code"], json!(code), "{a:?}");
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{a:?}");
+    let id = a.header("x-request-id").unwrap_or_else(|| panic!("an X-Request-Id: {a:?}"));
+    assert!(id.starts_with("req_"), "{a:?}");
+    assert_eq!(e["request_id"], json!(id), "{a:?}");
+}
+
+/// A chunked POST head; the test writes the chunks.
+fn chunked_head(path: &str, key: Option<&str>) -> String {
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{auth}Transfer-Encoding: chunked\r\n\r\n")
+}
+
+async fn counter(app: &TestApp, route: &str, status: &str) -> f64 {
+    let text = app.http.get(format!("{}/metrics", app.url)).send().await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .filter(|l| l.starts_with("creditphone_http_requests_total{") && l.contains(&format!("route=\"{route}\"")))
+        .filter(|l| l.contains(&format!("status=\"{status}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+// ---------- item 2: a stalled chunked body ----------
+
+#[actix_web::test]
+async fn a_stalled_chunked_body_without_a_valid_key_is_401_at_once_and_its_connection_closes() {
+    // The body timeout is long: an answer within seconds is not the timeout's.
+    let app = TestApp::start_with(|s| s.server.body_read_timeout_ms = 25_000).await;
+    for key in [None, Some("cpk_no_such_key")] {
+        let mut s = send(&app, format!("{}5\r\nhello\r\n", chunked_head("/v1/orders", key)).as_bytes()).await;
+        let a = read_answer(&mut s, Duration::from_secs(5)).await;
+        assert_error(&a, 401, "unauthenticated");
+        assert!(closed_within(&mut s, Duration::from_secs(5)).await, "the connection of an unread body closes ({key:?})");
+    }
+    let r = app.call("GET", "/readyz", None, None, None).await;
+    assert_eq!(r.status, 200);
+}
+
+#[actix_web::test]
+async fn a_stalled_chunked_body_with_a_valid_key_is_408_after_the_body_timeout() {
+    let app = TestApp::start_with(|s| s.server.body_read_timeout_ms = 800).await;
+    let admin = app.admin_key.clone();
+    let mut s = send(&app, format!("{}5\r\n{{\"id\"\r\n", chunked_head("/v1/admin/providers", Some(&admin))).as_bytes()).await;
+    let a = read_answer(&mut s, Duration::from_secs(10)).await;
+    assert_error(&a, 408, "request_timeout");
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await, "the connection of a timed-out body closes");
+    // Under the limit and complete, a chunked body is still taken.
+    let body = br#"{"id": "pv-a", "name": "P"}"#;
+    let mut framed = format!("{}{:x}\r\n", chunked_head("/v1/admin/providers", Some(&admin)), body.len()).into_bytes();
+    framed.extend_from_slice(body);
+    framed.extend_from_slice(b"\r\n0\r\n\r\n");
+    let a = read_answer(&mut send(&app, &framed).await, Duration::from_secs(10)).await;
+    assert_eq!(a.status, 201, "{a:?}");
+    let list = app.admin_get("/v1/admin/providers").await.expect(200);
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "only the complete body created something: {list}");
+}
+
+// ---------- item 6: a body shorter than its Content-Length ----------
+
+#[actix_web::test]
+async fn a_body_shorter_than_its_content_length_is_408_and_not_a_database_outage() {
+    let app = TestApp::start_with(|s| s.server.body_read_timeout_ms = 800).await;
+    let admin = app.admin_key.clone();
+    let head = format!(
+        "POST /v1/admin/providers HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    );
+    let mut s = send(&app, format!("{head}{{\"id\": \"pv-short\"").as_bytes()).await;
+    let a = read_answer(&mut s, Duration::from_secs(10)).await;
+    assert_error(&a, 408, "request_timeout");
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await, "the connection closes");
+    // The client's fault: the database is fine, nothing counts as a request cut by the request timeout.
+    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+    assert_eq!(counter(&app, "timed_out", "503").await, 0.0);
+    assert_eq!(counter(&app, "/v1/admin/providers", "408").await, 1.0);
+    // A client that closes its side after a short body is told at once.
+    let mut s = send(&app, format!("{head}{{\"id\": \"pv-cut\"").as_bytes()).await;
+    s.shutdown().await.expect("half-close");
+    let a = read_answer(&mut s, Duration::from_secs(5)).await;
+    assert_error(&a, 422, "invalid_request");
+    assert_eq!(a.body["error"]["field"], json!("$"), "{a:?}");
+    let list = app.admin_get("/v1/admin/providers").await.expect(200);
+    assert_eq!(list["data"], json!([]), "nothing was created");
+}
+
