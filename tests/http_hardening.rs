@@ -254,3 +254,40 @@ async fn no_id_number_or_phone_in_a_path_reaches_the_log_at_any_level() {
     assert!(leaks.is_empty(), "raw values in the log:\n{}", leaks.join("\n"));
 }
 
+// ---------- item 8: malformed framing ----------
+
+/// Actix-http's h1 dispatcher answers a request head it cannot parse itself, before any service
+/// or middleware runs, with a bare `400` (no body, no `X-Request-Id`) and closes the connection;
+/// it has no hook to shape that answer (see README). This pins what a client gets, and that the
+/// service is unharmed.
+#[actix_web::test]
+async fn malformed_framing_gets_actix_bare_400_and_the_service_stays_healthy() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let cases = [
+        ("a header name with a space", "GET /healthz HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n".to_string()),
+        (
+            "Content-Length and Transfer-Encoding",
+            format!(
+                "POST /v1/admin/providers HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {admin}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+        ),
+        ("an HTTP/2.0 request line", "GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n".to_string()),
+        ("a request line without a version", "GET /healthz\r\nHost: t\r\n\r\n".to_string()),
+    ];
+    for (what, request) in cases {
+        let mut s = send(&app, request.as_bytes()).await;
+        let a = read_answer(&mut s, Duration::from_secs(5)).await;
+        assert_eq!(a.status, 400, "{what}: {a:?}");
+        assert_eq!((a.body.clone(), a.header("x-request-id")), (json!(""), None), "{what}: actix's own answer: {a:?}");
+        assert!(closed_within(&mut s, Duration::from_secs(5)).await, "{what}: the connection closes");
+    }
+    // Framing that breaks inside a body, once the head was taken, reaches the service: the
+    // contract's answer.
+    let broken = format!("{}zz\r\nhello\r\n0\r\n\r\n", chunked_head("/v1/admin/providers", Some(&admin)));
+    let a = read_answer(&mut send(&app, broken.as_bytes()).await, Duration::from_secs(5)).await;
+    assert_error(&a, 422, "invalid_request");
+    let list = app.admin_get("/v1/admin/providers").await.expect(200);
+    assert_eq!(list["data"], json!([]), "nothing was created");
+    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+}
