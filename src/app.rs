@@ -68,6 +68,11 @@ pub fn server(state: web::Data<AppState>, listener: std::net::TcpListener, worke
             .wrap(from_fn(http::context::request_context))
     })
     .workers(workers.max(1))
+    // Stated rather than left to actix's defaults: a connection's first request head must arrive
+    // within 5 s (else actix answers a bare 408 and closes it; bodies have server.body_read_timeout_ms),
+    // and a connection closed over an unread body lingers 1 s so that the client reads its answer.
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(1))
     .shutdown_timeout(10)
     .listen(listener)?
     .run();

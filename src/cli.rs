@@ -30,14 +30,34 @@ pub enum Command {
 }
 
 pub fn init_logging(settings: &Settings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if settings.log.format == "text" {
-        builder.try_init()
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = log_subscriber(&settings.log.level, &settings.log.format, std::io::stderr).try_init();
+}
+
+/// The subscriber of `log.level` (an EnvFilter directive) and `log.format`, writing to `writer`.
+fn log_subscriber<W>(level: &str, format: &str, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| !is_raw_data_target(meta));
+    if format == "text" {
+        Box::new(builder.finish().with(quiet))
     } else {
-        builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init()
-    };
+        Box::new(builder.json().with_current_span(true).with_span_list(false).flatten_event(true).finish().with(quiet))
+    }
+}
+
+/// Libraries whose debug and trace lines carry what a request sent, raw: the database driver logs
+/// every statement with its parameters (ID numbers, phones), actix-web logs the raw path of a
+/// request whose path it could not parse. Dropped after the EnvFilter, so that no directive in
+/// `log.level` (`debug`, `tokio_postgres=trace`, …) can let them through.
+fn is_raw_data_target(meta: &tracing::Metadata<'_>) -> bool {
+    const TARGETS: [&str; 2] = ["tokio_postgres", "actix_web"];
+    *meta.level() > tracing::Level::INFO
+        && TARGETS.iter().any(|t| meta.target().strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -95,5 +115,47 @@ async fn with_database(
         Ok(true) => Ok(()),
         Ok(false) => std::process::exit(1),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_subscriber;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_log_level_lets_the_driver_log_statement_parameters() {
+        for level in ["debug", "trace", "trace,tokio_postgres=trace,tokio_postgres::query=trace,actix_web=trace"] {
+            for format in ["json", "text"] {
+                let buffer = Buffer::default();
+                let writer = buffer.clone();
+                let subscriber = log_subscriber(level, format, move || writer.clone());
+                tracing::subscriber::with_default(subscriber, || {
+                    tracing::debug!(target: "tokio_postgres::query", "executing statement s1 with parameters: [\"440305199001011234\"]");
+                    tracing::trace!(target: "actix_web::types::path", "Request path: \"/v1/orders/13800138000\"");
+                    tracing::debug!(target: "tokio_postgres_like", "kept-other");
+                    tracing::info!(target: "tokio_postgres::connection", "kept-info");
+                    tracing::debug!(target: "creditphone::http", "kept-debug");
+                });
+                let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+                assert!(!log.contains("440305199001011234") && !log.contains("13800138000"), "{level} ({format}): {log}");
+                for kept in ["kept-other", "kept-info", "kept-debug"] {
+                    assert!(log.contains(kept), "{level} ({format}) logs {kept}: {log}");
+                }
+            }
+        }
     }
 }

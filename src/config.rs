@@ -57,6 +57,15 @@ pub struct ServerSettings {
     /// End of day over HTTP is exempt: it is long by nature and safe to interrupt.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// A request body must have arrived in full this long after its head, or the request answers
+    /// `408 request_timeout` (and its connection closes): a stalled or short body costs a worker
+    /// no more than this, and is not mistaken for a database outage by `request_timeout_ms`.
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+}
+
+fn default_body_read_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_request_timeout_ms() -> u64 {
@@ -223,6 +232,10 @@ impl Settings {
         anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
         anyhow::ensure!(self.server.request_timeout_ms >= 100, "server.request_timeout_ms must be at least 100");
+        anyhow::ensure!(
+            (100..self.server.request_timeout_ms).contains(&self.server.body_read_timeout_ms),
+            "server.body_read_timeout_ms must be at least 100 and below server.request_timeout_ms"
+        );
         anyhow::ensure!(self.auth.default_rate_limit_per_minute >= 1, "auth.default_rate_limit_per_minute must be at least 1");
         parse_hh_mm(&self.eod.run_at).ok_or_else(|| anyhow::anyhow!("eod.run_at must be HH:MM"))?;
         Ok(())
@@ -251,6 +264,16 @@ mod tests {
         assert!(!s.clock.allow_future_dates);
         assert_eq!(s.notices.retry_initial_secs, 5);
         s.check().unwrap();
+    }
+
+    #[test]
+    fn a_body_read_timeout_must_be_shorter_than_the_request_timeout() {
+        let mut s = Settings::defaults();
+        assert_eq!((s.server.body_read_timeout_ms, s.server.request_timeout_ms), (10_000, 30_000));
+        s.server.body_read_timeout_ms = 30_000;
+        assert!(s.check().is_err(), "a stalled body would be cut as a database outage (503) first");
+        s.server.body_read_timeout_ms = 99;
+        assert!(s.check().is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub enum ErrorCode {
     InvalidPhone,
     InvalidImei,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthenticated,
     Forbidden,
     NotFound,
@@ -50,6 +51,7 @@ impl ErrorCode {
             InvalidPhone => "invalid_phone",
             InvalidImei => "invalid_imei",
             PayloadTooLarge => "payload_too_large",
+            RequestTimeout => "request_timeout",
             Unauthenticated => "unauthenticated",
             Forbidden => "forbidden",
             NotFound => "not_found",
@@ -83,6 +85,7 @@ impl ErrorCode {
             | UnknownReference | AprAboveCap | Overpayment | PrincipalOutOfRange | UnsupportedTerm | RegionNotOpen | PartnerNotEligible
             | NoMatchingCreditLine | NoFundingBank => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,

@@ -288,6 +288,8 @@ impl Service {
             ("CREDITPHONE__DATABASE__TIMEOUT_MS", DB_TIMEOUT_MS.to_string()),
             ("CREDITPHONE__SERVER__PORT", port.to_string()),
             ("CREDITPHONE__SERVER__REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS.to_string()),
+            // Below the request timeout, as the configuration requires.
+            ("CREDITPHONE__SERVER__BODY_READ_TIMEOUT_MS", (REQUEST_TIMEOUT_MS / 2).to_string()),
             ("CREDITPHONE__SERVER__WORKERS", "2".to_string()),
             ("CREDITPHONE__AUTH__ADMIN_KEY", admin_key.to_string()),
             ("CREDITPHONE__AUTH__DEFAULT_RATE_LIMIT_PER_MINUTE", "100000000".to_string()),

@@ -222,20 +222,24 @@ async fn oversized_bodies_are_413_before_anything_else() {
     let r = app.call_raw("POST", "/v1/admin/providers", Some(&app.admin_key), Some(at_limit), None, &[]).await;
     assert_eq!(r.status, 201, "{}", r.body);
 
-    // Chunked bodies (no Content-Length) over a small limit: still 413 first.
+    // Chunked bodies (no Content-Length) over a small limit: 413 before the route's checks (403,
+    // 404) for a valid key; their size unknown until read, a caller without a valid key is not
+    // read from and gets its 401.
     let small = TestApp::start_with(|s| s.server.body_limit_bytes = 2048).await;
     let store = store_with_key(&small, "st-small").await;
-    for (path, auth) in [
-        ("/v1/admin/providers", String::new()),
-        ("/v1/admin/providers", format!("Authorization: Bearer {store}\r\n")),
-        ("/v1/nowhere", String::new()),
+    let store_auth = format!("Authorization: Bearer {store}\r\n");
+    for (path, auth, status, code) in [
+        ("/v1/admin/providers", "", 401, "unauthenticated"),
+        ("/v1/admin/providers", store_auth.as_str(), 413, "payload_too_large"),
+        ("/v1/nowhere", "", 401, "unauthenticated"),
+        ("/v1/nowhere", store_auth.as_str(), 413, "payload_too_large"),
     ] {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         );
-        let (status, text) = raw_http(&small, &head, &chunked(3000)).await;
-        assert_eq!(status, 413, "{path} {auth}: {text}");
-        assert!(text.contains("payload_too_large") && text.to_ascii_lowercase().contains("x-request-id"), "{text}");
+        let (got, text) = raw_http(&small, &head, &chunked(3000)).await;
+        assert_eq!(got, status, "{path} {auth}: {text}");
+        assert!(text.contains(code) && text.to_ascii_lowercase().contains("x-request-id"), "{text}");
     }
     // A small chunked body goes through.
     let head = format!(

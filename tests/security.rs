@@ -729,13 +729,14 @@ async fn bodies_over_the_limit_are_413_first_and_change_nothing() {
     let r = app.post_idem(&provider, "/v1/credit-lines", small.clone(), "big-1").await;
     assert_eq!((r.status, r.header("idempotent-replayed")), (201, None), "{}", r.body);
 
-    // Chunked, without Content-Length: the same 413 (read up to the limit, then refused), with or without a key.
+    // Chunked, without Content-Length: the same 413 (read up to the limit, then refused) for a valid
+    // key; its size unknown until read, the body of a caller without a valid key is not read: 401.
     let over = sized(json!({"id": "pv-chunked-over", "name": "O"}), LIMIT + 700);
-    for key in [Some(admin.as_str()), None] {
+    for (key, status, code) in [(Some(admin.as_str()), 413, "payload_too_large"), (None, 401, "unauthenticated")] {
         let r = chunked_post(&app, "/v1/admin/providers", key, None, &over, false).await;
-        assert_eq!(r.status, 413, "chunked ({key:?}): {} {}", r.headers, r.body);
+        assert_eq!(r.status, status, "chunked ({key:?}): {} {}", r.headers, r.body);
         let request_id = r.headers.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id:").map(|v| v.trim().to_string()));
-        assert_error_body(&r.body, 413, "payload_too_large", request_id.as_deref());
+        assert_error_body(&r.body, status, code, request_id.as_deref());
         assert!(!r.headers.to_ascii_lowercase().contains("\r\ncontent-length: 0"), "{}", r.headers);
     }
     let r = chunked_post(&app, "/v1/credit-lines", Some(&provider), Some("big-2"), &serde_json::to_vec(&big).unwrap(), false).await;
@@ -1075,8 +1076,9 @@ async fn no_raw_id_number_or_phone_reaches_the_database_or_the_debug_log() {
         assert!(dump.contains(&masked), "the dump holds the masked {masked}");
     }
     assert!(log.contains("\"level\":\"DEBUG\""), "the log is at debug level: {}", &log[..log.len().min(2000)]);
-    // At debug the database driver logs every statement's parameters: the masked forms are there, the raw ones must not be.
-    assert!(log.contains(&format!("{}********{}", &id_x[..6], &id_x[14..])), "statement parameters are in the log");
+    // At debug the database driver would log every statement with its parameters: it is held at info.
+    let driver_debug = log.lines().find(|l| l.contains("\"target\":\"tokio_postgres") && !l.contains("\"level\":\"INFO\""));
+    assert!(driver_debug.is_none(), "the driver logs below info: {driver_debug:?}");
     assert!(log.contains("/v1/credit-lines") && log.contains("/borrower") && log.contains("request done"), "requests are logged");
     assert!(leaks.is_empty(), "raw personal data found ({} of {} values scanned):\n{}", leaks.len(), raw.len(), leaks.join("\n\n"));
 }

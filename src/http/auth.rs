@@ -3,7 +3,7 @@
 use crate::auth::{Caller, Principal, hash_api_key, secrets_equal};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
+use crate::http::{AppState, BodyBudget, read_body};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
@@ -20,7 +20,7 @@ pub fn is_public(path: &str) -> bool {
 }
 
 pub async fn authenticate(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     if is_public(req.path()) {
@@ -33,6 +33,9 @@ pub async fn authenticate(
         Ok(caller) => caller,
         Err(e) => return Ok(req.into_response(e.error_response())),
     };
+    if let Err(e) = read_unknown_length_body(&mut req).await {
+        return Ok(req.into_response(e.error_response()));
+    }
     let limit = caller_limit(&state, &caller);
     if let Err(retry_after_secs) = state.rate_limiter.check(caller.key_id.as_deref().unwrap_or("bootstrap-admin"), limit) {
         let mut e = ApiError::new(ErrorCode::RateLimited, format!("over this key's rate of {limit} requests a minute"));
@@ -42,6 +45,20 @@ pub async fn authenticate(
     tracing::Span::current().record("principal", tracing::field::debug(&caller.principal));
     req.extensions_mut().insert(caller);
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+/// A body of unknown length (chunked) is read here, up to the limit and within the body's
+/// deadline, so that `413` still comes before `429` and the route's checks. Only now: a caller
+/// without a valid key never makes the service read or wait for its body (it has its `401`).
+async fn read_unknown_length_body(req: &mut ServiceRequest) -> ApiResult<()> {
+    let headers = req.headers();
+    if headers.contains_key(header::CONTENT_LENGTH) || !headers.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(());
+    }
+    let Some(budget) = req.extensions().get::<BodyBudget>().copied() else { return Ok(()) };
+    let bytes = read_body(req.take_payload(), budget).await?;
+    req.set_payload(bytes.into());
+    Ok(())
 }
 
 fn caller_limit(state: &AppState, caller: &Caller) -> u32 {

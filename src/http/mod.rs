@@ -9,6 +9,7 @@ pub mod credit_lines;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod payload;
 pub mod plans;
 pub mod reports;
 pub mod setup;
@@ -23,7 +24,7 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
+pub use payload::{BodyBudget, read_body};
 use serde::Serialize;
 use serde_json::Value;
 use std::future::Future;
@@ -41,7 +42,8 @@ pub struct AppState {
 
 pub type State = web::Data<AppState>;
 
-/// The raw body, read up to the configured limit (`413 payload_too_large` beyond it).
+/// The raw body, read within the request's [`BodyBudget`] (`413 payload_too_large` over the
+/// limit, `408 request_timeout` when it has not arrived in full by the deadline).
 pub struct Body(pub web::Bytes);
 
 impl FromRequest for Body {
@@ -49,23 +51,18 @@ impl FromRequest for Body {
     type Future = Pin<Box<dyn Future<Output = Result<Body, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<State>().map(|s| s.settings.server.body_limit_bytes).unwrap_or(1 << 20);
+        // Set by the request context; without it (never in the service) the budget runs from now.
+        let budget = req
+            .extensions()
+            .get::<BodyBudget>()
+            .copied()
+            .or_else(|| req.app_data::<State>().map(|s| BodyBudget::new(&s.settings.server, tokio::time::Instant::now())));
         let payload = payload.take();
-        Box::pin(async move { read_body(payload, limit).await.map(Body) })
+        Box::pin(async move {
+            let budget = budget.ok_or_else(ApiError::internal)?;
+            read_body(payload, budget).await.map(Body)
+        })
     }
-}
-
-/// Reads a whole body, refusing it (`413 payload_too_large`) as soon as it goes over `limit` bytes.
-pub async fn read_body(mut payload: Payload, limit: usize) -> ApiResult<web::Bytes> {
-    let mut buf = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::invalid("$", "the body could not be read"))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit"));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 pub fn request_id(req: &HttpRequest) -> String {

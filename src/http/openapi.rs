@@ -324,7 +324,8 @@ fn page(item: &str) -> &'static str {
 /// The error statuses an operation may answer besides its success (API.md section 1): every one
 /// may be unauthenticated, forbidden, missing, refused as invalid (query or body), over the rate,
 /// over the body limit or without its database; (I) endpoints also want their idempotency key
-/// (400); what changes state or reads state-dependent results may conflict (409).
+/// (400); what changes state or reads state-dependent results may conflict (409); what takes a
+/// body may not get it in time (408).
 fn error_statuses(route: &Route) -> Vec<&'static str> {
     if OPEN_PATHS.contains(&route.path) {
         return vec![];
@@ -335,6 +336,9 @@ fn error_statuses(route: &Route) -> Vec<&'static str> {
     }
     if route.method != HttpMethod::Get || route.path == "/v1/plans/{id}/payoff" {
         v.push("409");
+    }
+    if route.method != HttpMethod::Get {
+        v.push("408");
     }
     v.sort_unstable();
     v
@@ -350,6 +354,7 @@ fn error_description(status: &str) -> &'static str {
         "401" => "unauthenticated: no, unknown or revoked key",
         "403" => "forbidden: an endpoint not for the caller's kind",
         "404" => "not_found (also an object of someone else)",
+        "408" => "request_timeout: the body did not arrive in full within server.body_read_timeout_ms",
         "409" => "already_exists, invalid_state, idempotency_key_in_use, limit_below_exposure, business_date_regression",
         "413" => "payload_too_large",
         "422" => "invalid_request, invalid_amount, invalid_date, … and business refusals",
