@@ -134,8 +134,16 @@ pub struct NoticeSettings {
     pub retry_max_secs: u64,
     /// Attempts in all before a notice is `dead`.
     pub max_attempts: u32,
-    /// Recipients served at once by one instance (each by one worker; a slow receiver holds only its own).
+    /// Recipients served at once by one instance (each by one worker), not counting slow ones.
     pub workers: usize,
+    /// Slow recipients served at once by one instance: a recipient whose attempt is still unanswered
+    /// after `slow_after_ms` moves to these workers, so slow and dead receivers, however many, never
+    /// take the workers of the others.
+    #[serde(default = "default_slow_workers")]
+    pub slow_workers: usize,
+    /// An attempt unanswered this long makes its recipient slow; one answered sooner makes it quick again.
+    #[serde(default = "default_slow_after_ms")]
+    pub slow_after_ms: u64,
     /// How often an idle instance looks for due notices.
     pub poll_interval_ms: u64,
     /// Deliveries in flight to one recipient at once; 1 keeps first attempts strictly in creation order.
@@ -155,6 +163,14 @@ fn default_per_recipient() -> usize {
 
 fn default_batch_size() -> u32 {
     100
+}
+
+fn default_slow_workers() -> usize {
+    4
+}
+
+fn default_slow_after_ms() -> u64 {
+    2000
 }
 
 impl NoticeSettings {
@@ -221,6 +237,11 @@ impl Settings {
             "notices.workers and notices.per_recipient must be at least 1"
         );
         anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
+        anyhow::ensure!(self.notices.slow_workers >= 1, "notices.slow_workers must be at least 1");
+        anyhow::ensure!(
+            self.notices.slow_after_ms >= 1 && self.notices.slow_after_ms < self.notices.timeout_secs.saturating_mul(1000),
+            "notices.slow_after_ms must be at least 1 and less than notices.timeout_secs"
+        );
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
         anyhow::ensure!(self.server.request_timeout_ms >= 100, "server.request_timeout_ms must be at least 100");
         anyhow::ensure!(self.auth.default_rate_limit_per_minute >= 1, "auth.default_rate_limit_per_minute must be at least 1");
@@ -251,6 +272,17 @@ mod tests {
         assert!(!s.clock.allow_future_dates);
         assert_eq!(s.notices.retry_initial_secs, 5);
         s.check().unwrap();
+    }
+
+    #[test]
+    fn a_slow_attempt_must_be_shorter_than_the_timeout() {
+        let mut s = Settings::defaults();
+        assert_eq!((s.notices.slow_workers, s.notices.slow_after_ms), (4, 2000));
+        s.notices.slow_after_ms = s.notices.timeout_secs * 1000;
+        assert!(s.check().unwrap_err().to_string().contains("notices.slow_after_ms"));
+        s.notices.slow_after_ms = 2000;
+        s.notices.slow_workers = 0;
+        assert!(s.check().unwrap_err().to_string().contains("notices.slow_workers"));
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub notice_attempt_duration: HistogramVec,
     /// A notice's creation to its delivery.
     pub notice_delivery_latency: HistogramVec,
+    /// Recipients marked slow (served only by the slow workers), refreshed with `notices`.
+    pub notice_slow_recipients: IntGauge,
+    /// This instance's delivery workers serving a recipient, by kind (`quick`, `slow`).
+    pub notice_workers_busy: IntGaugeVec,
 }
 
 impl Metrics {
@@ -57,6 +61,13 @@ impl Metrics {
             &["recipient_kind"],
         )
         .expect("static metric definition");
+        let notice_slow_recipients =
+            IntGauge::new("notice_slow_recipients", "Recipients marked slow, served only by the slow delivery workers").expect("static");
+        let notice_workers_busy = IntGaugeVec::new(
+            Opts::new("notice_workers_busy", "Delivery workers of this instance serving a recipient, by kind (quick, slow)"),
+            &["kind"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -69,6 +80,8 @@ impl Metrics {
             Box::new(notice_attempts.clone()),
             Box::new(notice_attempt_duration.clone()),
             Box::new(notice_delivery_latency.clone()),
+            Box::new(notice_slow_recipients.clone()),
+            Box::new(notice_workers_busy.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -85,6 +98,8 @@ impl Metrics {
             notice_attempts,
             notice_attempt_duration,
             notice_delivery_latency,
+            notice_slow_recipients,
+            notice_workers_busy,
         }
     }
 
