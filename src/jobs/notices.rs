@@ -95,7 +95,7 @@ pub async fn run(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>)
         owner: owner.clone(),
         timeout,
         lease_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_MS,
-        slow_after: Duration::from_millis(settings.slow_after_ms.max(1)),
+        slow_after: settings.slow_after(),
         quick_workers: Arc::new(Semaphore::new(quick)),
         slow_workers: Arc::new(Semaphore::new(slow)),
         wake: Notify::new(),
@@ -103,7 +103,7 @@ pub async fn run(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>)
     });
     let poll = Duration::from_millis(settings.poll_interval_ms.max(10));
     let mut gauges_at: Option<Instant> = None;
-    tracing::info!(owner = %owner, workers = quick, slow_workers = slow, slow_after_ms = settings.slow_after_ms,
+    tracing::info!(owner = %owner, workers = quick, slow_workers = slow, slow_after_ms = ctx.slow_after.as_millis() as u64,
         per_recipient = settings.per_recipient, timeout_secs = settings.timeout_secs, "webhook delivery started");
     loop {
         if *stopped.borrow() {
