@@ -143,8 +143,17 @@ pub struct NoticeSettings {
     pub retry_max_secs: u64,
     /// Attempts in all before a notice is `dead`.
     pub max_attempts: u32,
-    /// Recipients served at once by one instance (each by one worker; a slow receiver holds only its own).
+    /// Recipients served at once by one instance (each by one worker), not counting slow ones.
     pub workers: usize,
+    /// Slow recipients served at once by one instance: a recipient whose attempt is still unanswered
+    /// after `slow_after_ms` moves to these workers, so slow and dead receivers, however many, never
+    /// take the workers of the others.
+    #[serde(default = "default_slow_workers")]
+    pub slow_workers: usize,
+    /// An attempt unanswered this long makes its recipient slow; one answered sooner makes it quick
+    /// again. At most half of `timeout_secs` is used (see `slow_after`).
+    #[serde(default = "default_slow_after_ms")]
+    pub slow_after_ms: u64,
     /// How often an idle instance looks for due notices.
     pub poll_interval_ms: u64,
     /// Deliveries in flight to one recipient at once; 1 keeps first attempts strictly in creation order.
@@ -166,7 +175,23 @@ fn default_batch_size() -> u32 {
     100
 }
 
+fn default_slow_workers() -> usize {
+    4
+}
+
+fn default_slow_after_ms() -> u64 {
+    2000
+}
+
 impl NoticeSettings {
+    /// `slow_after_ms`, at most half the timeout: a lowered `timeout_secs` alone (2 s in a test
+    /// environment) must neither stop the service from starting nor leave slowness undetected
+    /// until attempts time out.
+    pub fn slow_after(&self) -> std::time::Duration {
+        let half_timeout_ms = self.timeout_secs.saturating_mul(500);
+        std::time::Duration::from_millis(self.slow_after_ms.min(half_timeout_ms).max(1))
+    }
+
     /// The wait after failed attempt number `attempts` (1-based): initial × 2^(attempts-1), capped.
     pub fn backoff(&self, attempts: u32) -> std::time::Duration {
         let initial_ms = if self.retry_initial_ms > 0 { self.retry_initial_ms } else { self.retry_initial_secs.saturating_mul(1000) };
@@ -230,6 +255,8 @@ impl Settings {
             "notices.workers and notices.per_recipient must be at least 1"
         );
         anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
+        anyhow::ensure!(self.notices.slow_workers >= 1, "notices.slow_workers must be at least 1");
+        anyhow::ensure!(self.notices.slow_after_ms >= 1, "notices.slow_after_ms must be at least 1");
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
         anyhow::ensure!(self.server.request_timeout_ms >= 100, "server.request_timeout_ms must be at least 100");
         anyhow::ensure!(
@@ -274,6 +301,17 @@ mod tests {
         assert!(s.check().is_err(), "a stalled body would be cut as a database outage (503) first");
         s.server.body_read_timeout_ms = 99;
         assert!(s.check().is_err());
+    }
+
+    #[test]
+    fn a_slow_attempt_is_at_most_half_the_timeout() {
+        let mut s = Settings::defaults();
+        assert_eq!((s.notices.slow_workers, s.notices.slow_after().as_millis()), (4, 2000));
+        s.notices.timeout_secs = 2;
+        s.check().unwrap();
+        assert_eq!(s.notices.slow_after().as_millis(), 1000);
+        s.notices.slow_workers = 0;
+        assert!(s.check().unwrap_err().to_string().contains("notices.slow_workers"));
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub notice_delivery_latency: HistogramVec,
     /// Cancellations by a seller that look like probing a customer's credit (place, cancel, repeat).
     pub order_probes_suspected: IntCounter,
+    /// Recipients marked slow (served only by the slow workers), refreshed with `notices`.
+    pub notice_slow_recipients: IntGauge,
+    /// This instance's delivery workers serving a recipient, by kind (`quick`, `slow`).
+    pub notice_workers_busy: IntGaugeVec,
 }
 
 impl Metrics {
@@ -62,6 +66,11 @@ impl Metrics {
         let order_probes_suspected = IntCounter::new(
             "order_probe_suspected_total",
             "Cancellations by a seller that has cancelled this often against one customer within the window (probing)",
+        let notice_slow_recipients =
+            IntGauge::new("notice_slow_recipients", "Recipients marked slow, served only by the slow delivery workers").expect("static");
+        let notice_workers_busy = IntGaugeVec::new(
+            Opts::new("notice_workers_busy", "Delivery workers of this instance serving a recipient, by kind (quick, slow)"),
+            &["kind"],
         )
         .expect("static metric definition");
         for c in [
@@ -77,6 +86,8 @@ impl Metrics {
             Box::new(notice_attempt_duration.clone()),
             Box::new(notice_delivery_latency.clone()),
             Box::new(order_probes_suspected.clone()),
+            Box::new(notice_slow_recipients.clone()),
+            Box::new(notice_workers_busy.clone()),
         ] {
             registry.register(c).expect("each metric registered once");
         }
@@ -94,6 +105,8 @@ impl Metrics {
             notice_attempt_duration,
             notice_delivery_latency,
             order_probes_suspected,
+            notice_slow_recipients,
+            notice_workers_busy,
         }
     }
 

@@ -195,7 +195,7 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
 }
 
 #[actix_web::test]
-async fn oversized_bodies_are_413_before_anything_else() {
+async fn oversized_bodies_are_413_first_and_unauthenticated_chunked_ones_401() {
     // The default limit (1 MiB): a declared length over it is refused from the headers alone.
     let app = TestApp::start().await;
     let store = store_with_key(&app, "st-big").await;

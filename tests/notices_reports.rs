@@ -12,7 +12,7 @@ use creditphone::jobs::Jobs;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -501,6 +501,114 @@ async fn a_slow_receiver_does_not_hold_up_another_recipient() {
     assert!(bank.iter().all(|n| n["state"] == "pending"), "timeouts are retried: {bank:?}");
     w.stop_jobs().await;
     slow.stop().await;
+    quick.stop().await;
+}
+
+/// A world whose bank `bk` and four more banks (`hang1`..`hang4`) have their webhooks at
+/// `hanging`, and whose provider has its webhook at `quick`; 2 quick and 2 slow delivery workers,
+/// an attempt slow after 400 ms, a 5 s timeout; jobs not started. Answers the hanging banks.
+async fn world_with_hanging_banks(hanging: &Receiver, quick: &Receiver) -> (World, Vec<String>) {
+    let w = World::new(
+        |s| {
+            s.notices.timeout_secs = 5;
+            s.notices.workers = 2;
+            s.notices.slow_workers = 2;
+            s.notices.slow_after_ms = 400;
+        },
+        Some(&hanging.url),
+        Some(&quick.url),
+        false,
+    )
+    .await;
+    let mut hanging_banks = vec!["bk".to_string()];
+    for i in 1..=4 {
+        let id = format!("hang{i}");
+        let bank = json!({"id": id, "name": "Hanging", "priority": 2, "apr_min": "0", "apr_max": "0.24",
+                          "exposure_limit": "1000", "webhook_url": format!("{}/{i}", hanging.url)});
+        w.app.admin_post("/v1/admin/banks", bank).await.expect(201);
+        hanging_banks.push(id);
+    }
+    (w, hanging_banks)
+}
+
+/// From creation to delivery, of each of a recipient's delivered notices.
+async fn delivery_lags(w: &World, recipient: &str) -> Vec<Duration> {
+    let lag = |n: &Value| {
+        let at = |f: &str| chrono::DateTime::parse_from_rfc3339(n[f].as_str().unwrap()).unwrap();
+        (at("delivered_at") - at("created_at")).to_std().unwrap()
+    };
+    w.admin_notices(&format!("recipient={recipient}&state=delivered")).await.iter().map(lag).collect()
+}
+
+/// More hanging receivers than delivery workers of both kinds (2 + 2): the bank `bk` and four
+/// more accept requests and never answer. The provider's receiver answers at once: its notices
+/// must not wait for the hanging attempts' 5 s timeout, and the hanging ones are still attempted.
+#[actix_web::test]
+async fn many_hanging_receivers_do_not_delay_a_healthy_one() {
+    let hanging = Receiver::start(Mode::Sleep(Duration::from_secs(3600))).await;
+    let quick = Receiver::start(Mode::Accept).await;
+    let (mut w, hanging_banks) = world_with_hanging_banks(&hanging, &quick).await;
+    let db = w.app.db().await;
+    db.execute(
+        "INSERT INTO notices (type, recipient_kind, recipient_id, data, state, next_attempt_at)
+         SELECT 'test.hang', 'bank', id, '{}', 'pending', now() FROM unnest($1::text[]) id",
+        &[&hanging_banks],
+    )
+    .await
+    .unwrap();
+    w.start_jobs();
+    wait_for("the delivery workers to hang on the first receivers", Duration::from_secs(5), async || hanging.hits().len() >= 2).await;
+    // Orders while the hanging receivers hold requests: each tells the provider (quick) and the
+    // bank `bk` (hanging).
+    for n in 1..=6 {
+        w.order(n).await;
+        actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    }
+    wait_for("the provider's 6 notices recorded as delivered", Duration::from_secs(40), async || {
+        delivery_lags(&w, "provider:wld").await.len() == 6
+    })
+    .await;
+    let lags = delivery_lags(&w, "provider:wld").await;
+    eprintln!("the provider's notices waited {lags:?} beside 5 hanging receivers");
+    assert!(lags.iter().all(|l| *l < Duration::from_secs(2)), "the provider waited behind the hanging receivers: {lags:?}");
+
+    // Every hanging recipient got a request. Two attempts moved to the slow workers (both free),
+    // the three others were cut short and their recipients marked slow; the provider is quick.
+    let paths = |hits: &[Hit]| hits.iter().map(|h| h.path.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(paths(&hanging.hits()).len(), 5, "every hanging recipient got a request: {:?}", paths(&hanging.hits()));
+    let slow_lanes = async || -> Vec<String> {
+        db.query("SELECT recipient_id FROM notice_lanes WHERE slow", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    wait_for("the cut-short recipients marked slow", Duration::from_secs(5), async || slow_lanes().await.len() >= 3).await;
+    let slow = slow_lanes().await;
+    assert!(slow.iter().all(|id| hanging_banks.contains(id)), "{slow:?}");
+    let text = metrics(&w.app).await;
+    assert!(text.contains("creditphone_notice_attempts_total{outcome=\"cut_short\"} 3"), "{text}");
+
+    // The receivers recover: the hanging recipients are not starved, each is tried again and
+    // served, and becomes quick again.
+    hanging.set_mode(Mode::Accept);
+    wait_for("every notice delivered and no recipient slow", Duration::from_secs(20), async || {
+        let sql = "SELECT (SELECT count(*) FROM notices WHERE state = 'pending') + (SELECT count(*) FROM notice_lanes WHERE slow)";
+        db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) == 0
+    })
+    .await;
+    let hits = hanging.hits();
+    for path in paths(&hits) {
+        assert!(hits.iter().filter(|h| h.path == path).count() >= 2, "{path}: the hanging request, then another one");
+    }
+    // Two attempts moved to the slow workers and ran to their timeout (counted); three were cut
+    // short while both slow workers were busy (given back, not counted).
+    let rows = db.query("SELECT attempts, last_error FROM notices WHERE type = 'test.hang' AND state = 'delivered'", &[]).await.unwrap();
+    let mut outcomes: BTreeMap<(i32, String), usize> = BTreeMap::new();
+    for r in &rows {
+        let error: String = r.get(1);
+        *outcomes.entry((r.get(0), error.split(" while").next().unwrap().to_string())).or_default() += 1;
+    }
+    let expected = [((1, "no answer within 400 ms".to_string()), 3), ((2, "no answer within 5 s".to_string()), 2)];
+    assert_eq!(outcomes, BTreeMap::from(expected), "{rows:?}");
+    w.stop_jobs().await;
+    hanging.stop().await;
     quick.stop().await;
 }
 

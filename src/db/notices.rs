@@ -227,32 +227,53 @@ pub async fn refresh_lanes(c: &impl Db) -> Result<u64, tokio_postgres::Error> {
     .await
 }
 
-/// Leases up to `limit` free lanes that have a due notice, the longest unserved first.
-pub async fn claim_lanes(c: &impl Db, owner: &str, lease_ms: i64, limit: i64) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+/// A recipient's lane as claimed: `slow` when an attempt of its last run stayed unanswered past
+/// `notices.slow_after_ms` (sql/V14__notice_lanes_slow.sql).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lane {
+    pub kind: String,
+    pub id: String,
+    pub slow: bool,
+}
+
+/// Leases free lanes that have a due notice, the longest unserved first: up to `quick` lanes not
+/// marked slow and up to `slow` marked slow, so that each kind is claimed only for its own workers.
+pub async fn claim_lanes(c: &impl Db, owner: &str, lease_ms: i64, quick: i64, slow: i64) -> Result<Vec<Lane>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "WITH free AS MATERIALIZED (
+            "WITH quick AS MATERIALIZED (
                  SELECT l.recipient_kind, l.recipient_id FROM notice_lanes l
-                 WHERE l.leased_until <= now()
+                 WHERE l.leased_until <= now() AND NOT l.slow
                    AND EXISTS (SELECT 1 FROM notices n WHERE n.state = 'pending' AND n.recipient_kind = l.recipient_kind
                                  AND n.recipient_id = l.recipient_id AND n.next_attempt_at <= now() AND n.pos IS NOT NULL)
                  ORDER BY l.leased_until, l.recipient_kind, l.recipient_id
                  LIMIT $3
+                 FOR UPDATE OF l SKIP LOCKED),
+             slow AS MATERIALIZED (
+                 SELECT l.recipient_kind, l.recipient_id FROM notice_lanes l
+                 WHERE l.leased_until <= now() AND l.slow
+                   AND EXISTS (SELECT 1 FROM notices n WHERE n.state = 'pending' AND n.recipient_kind = l.recipient_kind
+                                 AND n.recipient_id = l.recipient_id AND n.next_attempt_at <= now() AND n.pos IS NOT NULL)
+                 ORDER BY l.leased_until, l.recipient_kind, l.recipient_id
+                 LIMIT $4
                  FOR UPDATE OF l SKIP LOCKED)
              UPDATE notice_lanes l SET leased_by = $1, leased_until = now() + $2::int8 * interval '1 millisecond'
-             FROM free f WHERE l.recipient_kind = f.recipient_kind AND l.recipient_id = f.recipient_id
-             RETURNING l.recipient_kind, l.recipient_id",
-            &[&owner, &lease_ms, &limit],
+             FROM (SELECT * FROM quick UNION ALL SELECT * FROM slow) f
+             WHERE l.recipient_kind = f.recipient_kind AND l.recipient_id = f.recipient_id
+             RETURNING l.recipient_kind, l.recipient_id, l.slow",
+            &[&owner, &lease_ms, &quick, &slow],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows.iter().map(|r| Lane { kind: r.get(0), id: r.get(1), slow: r.get(2) }).collect())
 }
 
-/// Gives a lane back; it goes behind the lanes that waited longer.
-pub async fn release_lane(c: &impl Db, owner: &str, kind: &str, id: &str) -> Result<(), tokio_postgres::Error> {
+/// Gives a lane back; it goes behind the lanes that waited longer. `slow`: what its last run
+/// showed (`None`: nothing was sent, the mark stands).
+pub async fn release_lane(c: &impl Db, owner: &str, kind: &str, id: &str, slow: Option<bool>) -> Result<(), tokio_postgres::Error> {
     c.execute(
-        "UPDATE notice_lanes SET leased_by = NULL, leased_until = now() WHERE recipient_kind = $1 AND recipient_id = $2 AND leased_by = $3",
-        &[&kind, &id, &owner],
+        "UPDATE notice_lanes SET leased_by = NULL, leased_until = now(), slow = coalesce($4, slow)
+         WHERE recipient_kind = $1 AND recipient_id = $2 AND leased_by = $3",
+        &[&kind, &id, &owner, &slow],
     )
     .await?;
     Ok(())
@@ -379,18 +400,20 @@ pub async fn finish_attempts(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Attempts counted but never sent (the lease had no room left for them): uncounted and due now.
-pub async fn give_back_attempts(c: &impl Db, started: &[(i64, i32)]) -> Result<u64, tokio_postgres::Error> {
+/// Attempts counted but not answered (never sent for want of lease time, or cut short): uncounted
+/// and due now, with `error` (when given) as the notice's last error.
+pub async fn give_back_attempts(c: &impl Db, started: &[(i64, i32, Option<&str>)]) -> Result<u64, tokio_postgres::Error> {
     if started.is_empty() {
         return Ok(0);
     }
     let seqs: Vec<i64> = started.iter().map(|s| s.0).collect();
     let attempts: Vec<i32> = started.iter().map(|s| s.1).collect();
+    let errors: Vec<Option<&str>> = started.iter().map(|s| s.2).collect();
     c.execute(
-        "UPDATE notices n SET attempts = n.attempts - 1, next_attempt_at = now()
-         FROM unnest($1::int8[], $2::int4[]) AS d(seq, attempt)
+        "UPDATE notices n SET attempts = n.attempts - 1, next_attempt_at = now(), last_error = coalesce(d.error, n.last_error)
+         FROM unnest($1::int8[], $2::int4[], $3::text[]) AS d(seq, attempt, error)
          WHERE n.seq = d.seq AND n.attempts = d.attempt AND n.state = 'pending'",
-        &[&seqs, &attempts],
+        &[&seqs, &attempts, &errors],
     )
     .await
 }
@@ -399,4 +422,9 @@ pub async fn give_back_attempts(c: &impl Db, started: &[(i64, i32)]) -> Result<u
 pub async fn counts_by_state(c: &impl Db) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
     let rows = c.query("SELECT state, count(*) FROM notices GROUP BY state", &[]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// How many recipients are marked slow (served only by the slow workers).
+pub async fn count_slow_lanes(c: &impl Db) -> Result<i64, tokio_postgres::Error> {
+    Ok(c.query_one("SELECT count(*) FROM notice_lanes WHERE slow", &[]).await?.get(0))
 }

@@ -1,27 +1,35 @@
 //! Webhook delivery of the notice outbox (API.md section 7), safe with any number of instances.
 //!
-//! Each instance runs one dispatcher and at most `notices.workers` lane workers. A *lane* is one
-//! recipient (a bank or a provider). The dispatcher gives committed notices their positions (the
-//! feed's order, see sql/V5__notice_positions.sql), leases free lanes that have a due notice
-//! (`FOR UPDATE SKIP LOCKED` on `notice_lanes`, the longest unserved first) and hands each to a
-//! worker, which delivers that recipient's due notices in runs of up to `notices.batch_size`, in
-//! position order, `notices.per_recipient` at a time: a run's attempts are counted and leased (and
-//! the lane's lease renewed) in one statement before the first is sent, and their outcomes
-//! recorded in one statement after the last; an attempt is sent only while its timeout fits in the
-//! lease and none of the run failed, the rest are given back. So:
+//! Each instance runs one dispatcher and two sets of lane workers: `notices.workers` for quick
+//! recipients and `notices.slow_workers` for slow ones. A *lane* is one recipient (a bank or a
+//! provider). The dispatcher gives committed notices their positions (the feed's order, see
+//! sql/V5__notice_positions.sql), leases free lanes that have a due notice (`FOR UPDATE SKIP
+//! LOCKED` on `notice_lanes`, the longest unserved first, each kind only for its own free workers)
+//! and hands each to a worker, which delivers that recipient's due notices in runs of up to
+//! `notices.batch_size`, in position order, `notices.per_recipient` at a time: a run's attempts are
+//! counted and leased (and the lane's lease renewed) in one statement before the first is sent, and
+//! their outcomes recorded in one statement after the last; an attempt is sent only while its
+//! timeout fits in the lease and none of the run failed, the rest are given back. So:
 //! - first attempts to one recipient go in creation (commit) order, one lane holder across all
 //!   instances; a notice committed late is never overtaken by one positioned after it;
 //! - a failed notice waits for its backoff without holding the lane: later ones go on;
 //! - a slow or dead receiver holds one worker of one instance, never another recipient's lane;
+//! - slow receivers, however many, never hold a quick worker for longer than `slow_after_ms`: an
+//!   attempt still unanswered then moves its lane to a free slow worker (and runs to its timeout
+//!   there), or, when every slow worker is busy, is cut short and given back, due now; the lane is
+//!   then marked slow (sql/V14__notice_lanes_slow.sql) and waits for a slow worker. A run whose
+//!   attempts are all answered sooner marks it quick again. Quick failures (a refused connection,
+//!   a 500) cost a worker nothing and leave the recipient quick;
 //! - every attempt is counted and leased in the database before the request is sent, so a crash
 //!   loses nothing: the notice comes due again once the lease runs out (at least once).
 
-use crate::db::notices::{self as db, Due};
+use crate::db::notices::{self as db, Due, Lane};
 use crate::http::AppState;
 use crate::service::notices::signature_header;
 use actix_web::web;
 use futures_util::StreamExt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
@@ -42,6 +50,12 @@ struct Ctx {
     owner: String,
     timeout: Duration,
     lease_ms: i64,
+    /// An attempt unanswered this long makes its recipient slow.
+    slow_after: Duration,
+    quick_workers: Arc<Semaphore>,
+    slow_workers: Arc<Semaphore>,
+    /// Wakes the dispatcher when a worker frees up.
+    wake: Notify,
     stop: watch::Receiver<bool>,
 }
 
@@ -74,20 +88,23 @@ pub async fn run(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>)
         }
     };
     let owner = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
+    let (quick, slow) = (settings.workers.max(1), settings.slow_workers.max(1));
     let ctx = Arc::new(Ctx {
         state: state.clone(),
         http,
         owner: owner.clone(),
         timeout,
         lease_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_MS,
+        slow_after: settings.slow_after(),
+        quick_workers: Arc::new(Semaphore::new(quick)),
+        slow_workers: Arc::new(Semaphore::new(slow)),
+        wake: Notify::new(),
         stop: stopped.clone(),
     });
-    let workers = settings.workers.max(1);
-    let permits = Arc::new(Semaphore::new(workers));
-    let wake = Arc::new(Notify::new());
     let poll = Duration::from_millis(settings.poll_interval_ms.max(10));
     let mut gauges_at: Option<Instant> = None;
-    tracing::info!(owner = %owner, workers, per_recipient = settings.per_recipient, timeout_secs = settings.timeout_secs, "webhook delivery started");
+    tracing::info!(owner = %owner, workers = quick, slow_workers = slow, slow_after_ms = ctx.slow_after.as_millis() as u64,
+        per_recipient = settings.per_recipient, timeout_secs = settings.timeout_secs, "webhook delivery started");
     loop {
         if *stopped.borrow() {
             break;
@@ -99,31 +116,51 @@ pub async fn run(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>)
         if let Err(e) = position(&ctx).await {
             tracing::warn!(error = %e, "webhook delivery: positioning new notices failed; trying again");
         }
-        let free = permits.available_permits();
-        if free > 0 {
-            match claim(&ctx, free).await {
-                Ok(lanes) => {
-                    for lane in lanes {
-                        match permits.clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                tokio::spawn(serve_lane(ctx.clone(), lane, permit, wake.clone()));
-                            }
-                            Err(_) => release(&ctx, &lane).await,
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "webhook delivery: claiming recipients failed; trying again"),
-            }
-        }
+        dispatch(&ctx, quick, slow).await;
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            _ = wake.notified() => {}
+            _ = ctx.wake.notified() => {}
             changed = stopped.changed() => if changed.is_err() { break },
         }
     }
     // Lanes finish the attempt in hand (bounded by the timeout) and give their lease back.
-    let _ = tokio::time::timeout(timeout + Duration::from_secs(2), permits.acquire_many(workers as u32)).await;
+    let every_worker = async { tokio::join!(ctx.quick_workers.acquire_many(quick as u32), ctx.slow_workers.acquire_many(slow as u32)) };
+    let _ = tokio::time::timeout(timeout + Duration::from_secs(2), every_worker).await;
     tracing::info!(owner = %owner, "webhook delivery stopped");
+}
+
+/// Claims lanes for the free workers of each kind and starts serving them.
+async fn dispatch(ctx: &Arc<Ctx>, quick: usize, slow: usize) {
+    let (free_quick, free_slow) = (ctx.quick_workers.available_permits(), ctx.slow_workers.available_permits());
+    let busy = &ctx.state.metrics.notice_workers_busy;
+    busy.with_label_values(&["quick"]).set(quick.saturating_sub(free_quick) as i64);
+    busy.with_label_values(&["slow"]).set(slow.saturating_sub(free_slow) as i64);
+    if free_quick + free_slow == 0 {
+        return;
+    }
+    match claim(ctx, free_quick, free_slow).await {
+        Ok(lanes) => {
+            for lane in lanes {
+                // A slow worker may have been taken meanwhile by a quick lane's attempt gone slow.
+                let workers = if lane.slow { &ctx.slow_workers } else { &ctx.quick_workers };
+                let taken = workers.clone().try_acquire_owned().map(|permit| Worker { slow: lane.slow, _permit: permit });
+                match taken {
+                    Ok(worker) => {
+                        tokio::spawn(serve_lane(ctx.clone(), lane, worker));
+                    }
+                    Err(_) => release(ctx, &lane, None).await,
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "webhook delivery: claiming recipients failed; trying again"),
+    }
+}
+
+/// The worker a lane is served by: a quick one until an attempt stays unanswered past
+/// `slow_after`, then a slow one. Dropping it frees the worker.
+struct Worker {
+    slow: bool,
+    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,29 +178,31 @@ async fn position(ctx: &Ctx) -> Result<(), Error> {
     Ok(())
 }
 
-async fn claim(ctx: &Ctx, free: usize) -> Result<Vec<(String, String)>, Error> {
+async fn claim(ctx: &Ctx, quick: usize, slow: usize) -> Result<Vec<Lane>, Error> {
     let client = ctx.state.pool.get().await?;
     db::refresh_lanes(&**client).await?;
-    Ok(db::claim_lanes(&**client, &ctx.owner, ctx.lease_ms, free as i64).await?)
+    Ok(db::claim_lanes(&**client, &ctx.owner, ctx.lease_ms, quick as i64, slow as i64).await?)
 }
 
-async fn release(ctx: &Ctx, (kind, id): &(String, String)) {
+/// Gives a lane back, marked slow or quick as its last run showed (`None`: as it was).
+async fn release(ctx: &Ctx, lane: &Lane, slow: Option<bool>) {
     let result = match ctx.state.pool.get().await {
-        Ok(client) => db::release_lane(&**client, &ctx.owner, kind, id).await.map_err(Error::from),
+        Ok(client) => db::release_lane(&**client, &ctx.owner, &lane.kind, &lane.id, slow).await.map_err(Error::from),
         Err(e) => Err(e.into()),
     };
     if let Err(e) = result {
-        tracing::warn!(recipient = %format!("{kind}:{id}"), error = %e, "webhook delivery: giving a recipient back failed; its lease will run out");
+        tracing::warn!(recipient = %format!("{}:{}", lane.kind, lane.id), error = %e, "webhook delivery: giving a recipient back failed; its lease will run out");
     }
 }
 
 async fn refresh_gauges(state: &AppState) {
     let counts = match state.pool.get().await {
-        Ok(client) => db::counts_by_state(&**client).await.map_err(Error::from),
+        Ok(client) => async { Ok::<_, Error>((db::counts_by_state(&**client).await?, db::count_slow_lanes(&**client).await?)) }.await,
         Err(e) => Err(e.into()),
     };
     match counts {
-        Ok(counts) => {
+        Ok((counts, slow)) => {
+            state.metrics.notice_slow_recipients.set(slow);
             for s in crate::service::notices::STATES {
                 let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
                 state.metrics.notices.with_label_values(&[s]).set(n);
@@ -178,6 +217,9 @@ struct LaneStats {
     delivered: u64,
     failed: u64,
     dead: u64,
+    cut_short: u64,
+    /// What the last run that sent anything showed (`None`: no such run).
+    slow: Option<bool>,
 }
 
 /// What one attempt came to.
@@ -189,32 +231,41 @@ enum Outcome {
     Skipped,
 }
 
-async fn serve_lane(ctx: Arc<Ctx>, lane: (String, String), permit: OwnedSemaphorePermit, wake: Arc<Notify>) {
+async fn serve_lane(ctx: Arc<Ctx>, lane: Lane, worker: Worker) {
     let started = Instant::now();
     let mut stats = LaneStats::default();
-    let recipient = format!("{}:{}", lane.0, lane.1);
-    if let Err(e) = serve_lane_until_done(&ctx, &lane, started, &mut stats).await {
+    let recipient = format!("{}:{}", lane.kind, lane.id);
+    let worker = Mutex::new(worker);
+    if let Err(e) = serve_lane_until_done(&ctx, &lane, &worker, started, &mut stats).await {
         tracing::warn!(recipient = %recipient, error = %e, "webhook delivery: a recipient's lane stopped early; its lease will run out");
     }
-    release(&ctx, &lane).await;
-    drop(permit);
-    let attempts = stats.delivered + stats.failed + stats.dead;
+    release(&ctx, &lane, stats.slow).await;
+    drop(worker);
+    let attempts = stats.delivered + stats.failed + stats.dead + stats.cut_short;
     if attempts > 0 {
         tracing::info!(
             recipient = %recipient,
             delivered = stats.delivered,
             failed = stats.failed,
             dead = stats.dead,
+            cut_short = stats.cut_short,
+            slow = stats.slow.unwrap_or(lane.slow),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "webhook delivery: served a recipient"
         );
-        wake.notify_one();
+        ctx.wake.notify_one();
     }
 }
 
-async fn serve_lane_until_done(ctx: &Ctx, lane: &(String, String), started: Instant, stats: &mut LaneStats) -> Result<(), Error> {
+async fn serve_lane_until_done(
+    ctx: &Ctx,
+    lane: &Lane,
+    worker: &Mutex<Worker>,
+    started: Instant,
+    stats: &mut LaneStats,
+) -> Result<(), Error> {
     let settings = &ctx.state.settings.notices;
-    let (kind, id) = (lane.0.as_str(), lane.1.as_str());
+    let (kind, id) = (lane.kind.as_str(), lane.id.as_str());
     loop {
         if ctx.stopping() || started.elapsed() >= LANE_SLICE {
             return Ok(());
@@ -228,11 +279,11 @@ async fn serve_lane_until_done(ctx: &Ctx, lane: &(String, String), started: Inst
         if batch.is_empty() {
             return Ok(());
         }
-        let Some(outcomes) = attempt_run(ctx, kind, id, &webhook, batch).await? else {
+        let Some(run) = attempt_run(ctx, lane, worker, &webhook, batch).await? else {
             tracing::warn!(recipient = %format!("{kind}:{id}"), "webhook delivery: lost a recipient's lease; another worker has it");
             return Ok(());
         };
-        for outcome in outcomes {
+        for outcome in run.outcomes {
             match outcome {
                 Outcome::Delivered => stats.delivered += 1,
                 Outcome::Failed => stats.failed += 1,
@@ -240,91 +291,171 @@ async fn serve_lane_until_done(ctx: &Ctx, lane: &(String, String), started: Inst
                 Outcome::Skipped => {}
             }
         }
+        stats.cut_short += run.cut_short;
+        if let Some(slow) = run.slow {
+            stats.slow = Some(slow);
+            // Held by the other kind of worker than it now needs (a cut-short attempt waits for a
+            // slow one; a recovered recipient belongs with the quick ones): given back, the
+            // dispatcher hands it to its own kind.
+            if slow != worker.lock().unwrap_or_else(PoisonError::into_inner).slow {
+                return Ok(());
+            }
+        }
     }
 }
 
+/// A recipient's current `(webhook_url, webhook_secret)`, when it has a URL.
+type Webhook = Option<(String, Option<String>)>;
+
+/// What became of one attempt counted by `start_attempts`.
+enum Attempt {
+    /// Not sent: the lease had no room for its timeout, an earlier one failed, or the instance stops.
+    Unsent,
+    /// Unanswered after `slow_after` in a quick worker while every slow worker was busy: abandoned.
+    CutShort,
+    Answered(Sent, Duration),
+}
+
+/// What a run came to, for the lane's worker.
+struct Run {
+    outcomes: Vec<Outcome>,
+    cut_short: u64,
+    /// Whether an attempt stayed unanswered past `slow_after` (`None`: nothing was sent).
+    slow: Option<bool>,
+}
+
 /// One run of a lane's due notices: every attempt counted and leased first (one statement), then
-/// sent in order, `per_recipient` at a time, while the lease has room for another one and none
-/// failed, then every outcome recorded (one statement). Attempts not sent are given back, due now.
-/// `None`: the lane's lease was lost before anything was sent.
-async fn attempt_run(
-    ctx: &Ctx,
-    kind: &str,
-    id: &str,
-    webhook: &Option<(String, Option<String>)>,
-    batch: Vec<Due>,
-) -> Result<Option<Vec<Outcome>>, Error> {
-    let settings = &ctx.state.settings.notices;
+/// sent (`send_run`), then every outcome recorded (one statement). Attempts not answered are given
+/// back, due now. `None`: the lane's lease was lost before anything was sent.
+async fn attempt_run(ctx: &Ctx, lane: &Lane, worker: &Mutex<Worker>, webhook: &Webhook, batch: Vec<Due>) -> Result<Option<Run>, Error> {
     let due: Vec<(i64, i32)> = batch.iter().map(|d| (d.notice.seq, d.attempts)).collect();
     let run_started = Instant::now();
     let started = {
         let client = ctx.state.pool.get().await?;
-        db::start_attempts(&**client, &ctx.owner, kind, id, &due, ctx.lease_ms).await?
+        db::start_attempts(&**client, &ctx.owner, &lane.kind, &lane.id, &due, ctx.lease_ms).await?
     };
     let started = match started {
         db::Started::LaneLost => return Ok(None),
         db::Started::Attempts(started) => started,
     };
-    let lease = Duration::from_millis(u64::try_from(ctx.lease_ms).unwrap_or(0));
     let mut by_seq: std::collections::HashMap<i64, Due> = batch.into_iter().map(|d| (d.notice.seq, d)).collect();
     let runs: Vec<(Due, i32)> = started.iter().filter_map(|(seq, n)| by_seq.remove(seq).map(|d| (d, *n))).collect();
-    // An attempt is sent only if its whole timeout fits in the lease: no other worker can be
-    // sending the same notice meanwhile.
-    // A failed attempt ends the run, so that its outcome (and backoff) is recorded at once.
-    let halted = &std::sync::atomic::AtomicBool::new(false);
-    let go_on = &|ctx: &Ctx| {
-        run_started.elapsed() + ctx.timeout + LEASE_SAFETY < lease && !ctx.stopping() && !halted.load(std::sync::atomic::Ordering::Relaxed)
-    };
-    let sent: Vec<(Due, i32, Option<(Sent, Duration)>)> = futures_util::stream::iter(runs)
+    let sent = send_run(ctx, worker, webhook, runs, run_started).await;
+    let recorded = record_run(ctx, &sent).await?;
+    let mut run = Run { outcomes: Vec::with_capacity(sent.len()), cut_short: 0, slow: None };
+    for (due, n, attempt) in sent {
+        match attempt {
+            Attempt::Unsent => {}
+            Attempt::CutShort => {
+                run.cut_short += 1;
+                run.slow = Some(true);
+                ctx.state.metrics.notice_attempts.with_label_values(&["cut_short"]).inc();
+                tracing::info!(notice_id = due.notice.id.as_str(), recipient = %format!("{}:{}", lane.kind, lane.id), attempt = n,
+                    "webhook attempt cut short: the recipient is slow and every slow worker is busy; it goes again when one is free");
+            }
+            Attempt::Answered(answer, elapsed) => {
+                run.slow = Some(run.slow.unwrap_or(false) || elapsed >= ctx.slow_after);
+                let recorded = recorded.get(&due.notice.seq).map(String::as_str);
+                run.outcomes.push(observe(ctx, &lane.kind, &lane.id, &due, n, &answer, elapsed, recorded));
+            }
+        }
+    }
+    Ok(Some(run))
+}
+
+/// Sends a run's attempts in order, `per_recipient` at a time, while the lease has room for
+/// another whole timeout (no other worker can be sending the same notice meanwhile) and none failed
+/// (a failure ends the run, so that its outcome and backoff are recorded at once) or was cut short.
+async fn send_run(
+    ctx: &Ctx,
+    worker: &Mutex<Worker>,
+    webhook: &Webhook,
+    runs: Vec<(Due, i32)>,
+    run_started: Instant,
+) -> Vec<(Due, i32, Attempt)> {
+    let lease = Duration::from_millis(u64::try_from(ctx.lease_ms).unwrap_or(0));
+    let halted = &AtomicBool::new(false);
+    let go_on = &|| run_started.elapsed() + ctx.timeout + LEASE_SAFETY < lease && !ctx.stopping() && !halted.load(Ordering::Relaxed);
+    futures_util::stream::iter(runs)
         .map(|(due, n)| async move {
-            if !go_on(ctx) {
-                return (due, n, None);
+            if !go_on() {
+                return (due, n, Attempt::Unsent);
             }
             let t0 = Instant::now();
-            let sent = match webhook {
-                Some((url, Some(secret))) => send(ctx, url, secret, &due, n).await,
-                Some((_, None)) => Sent::failed(None, "the recipient has a webhook_url but no webhook_secret; rotate it".into()),
-                None => Sent::failed(None, "the recipient has no webhook_url now".into()),
+            let attempt = tokio::select! {
+                sent = deliver(ctx, webhook, &due, n) => Attempt::Answered(sent, t0.elapsed()),
+                () = cut_short_when_slow(ctx, worker, t0) => Attempt::CutShort,
             };
-            if !sent.delivered {
-                halted.store(true, std::sync::atomic::Ordering::Relaxed);
+            if !matches!(&attempt, Attempt::Answered(sent, _) if sent.delivered) {
+                halted.store(true, Ordering::Relaxed);
             }
-            (due, n, Some((sent, t0.elapsed())))
+            (due, n, attempt)
         })
-        .buffered(settings.per_recipient.max(1))
+        .buffered(ctx.state.settings.notices.per_recipient.max(1))
         .collect()
-        .await;
-    let unsent: Vec<(i64, i32)> = sent.iter().filter(|(_, _, s)| s.is_none()).map(|(d, n, _)| (d.notice.seq, *n)).collect();
-    let answered: Vec<db::Answered> = sent
-        .iter()
-        .filter_map(|(due, n, s)| {
-            let (sent, _) = s.as_ref()?;
-            let retry_in = settings.backoff((*n).max(1) as u32);
-            Some(db::Answered {
+        .await
+}
+
+/// Resolves only to cut an attempt short: when, held by a quick worker, it is still unanswered
+/// `slow_after` after it started and no slow worker is free. With one free, the lane moves to it
+/// (freeing its quick worker for others) and the attempt runs on to its timeout.
+async fn cut_short_when_slow(ctx: &Ctx, worker: &Mutex<Worker>, started: Instant) {
+    tokio::time::sleep_until((started + ctx.slow_after).into()).await;
+    let moved = {
+        let mut worker = worker.lock().unwrap_or_else(PoisonError::into_inner);
+        if worker.slow {
+            true
+        } else if let Ok(permit) = ctx.slow_workers.clone().try_acquire_owned() {
+            // The quick worker's permit is dropped here: another recipient can have it at once.
+            *worker = Worker { slow: true, _permit: permit };
+            ctx.wake.notify_one();
+            true
+        } else {
+            false
+        }
+    };
+    if moved {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn deliver(ctx: &Ctx, webhook: &Webhook, due: &Due, attempt: i32) -> Sent {
+    match webhook {
+        Some((url, Some(secret))) => send(ctx, url, secret, due, attempt).await,
+        Some((_, None)) => Sent::failed(None, "the recipient has a webhook_url but no webhook_secret; rotate it".into()),
+        None => Sent::failed(None, "the recipient has no webhook_url now".into()),
+    }
+}
+
+/// Records a run's answers (one statement) and gives back what was not answered (one statement);
+/// answers each recorded notice's new state.
+async fn record_run(ctx: &Ctx, sent: &[(Due, i32, Attempt)]) -> Result<std::collections::HashMap<i64, String>, Error> {
+    let settings = &ctx.state.settings.notices;
+    let cut_short = format!(
+        "no answer within {} ms while every slow recipient's worker was busy; sent again when one is free",
+        ctx.slow_after.as_millis()
+    );
+    let mut answered = Vec::with_capacity(sent.len());
+    let mut given_back = Vec::new();
+    for (due, n, attempt) in sent {
+        match attempt {
+            Attempt::Unsent => given_back.push((due.notice.seq, *n, None)),
+            Attempt::CutShort => given_back.push((due.notice.seq, *n, Some(cut_short.as_str()))),
+            Attempt::Answered(sent, _) => answered.push(db::Answered {
                 seq: due.notice.seq,
                 attempt: *n,
                 delivered: sent.delivered,
                 status: sent.status,
                 error: sent.error.clone(),
-                retry_in_ms: i64::try_from(retry_in.as_millis()).unwrap_or(i64::MAX / 2),
-            })
-        })
-        .collect();
+                retry_in_ms: i64::try_from(settings.backoff((*n).max(1) as u32).as_millis()).unwrap_or(i64::MAX / 2),
+            }),
+        }
+    }
     let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
-    let recorded = {
-        let client = ctx.state.pool.get().await?;
-        let recorded = db::finish_attempts(&**client, &answered, max_attempts).await?;
-        db::give_back_attempts(&**client, &unsent).await?;
-        recorded
-    };
-    let outcomes = sent
-        .into_iter()
-        .filter_map(|(due, n, s)| {
-            let (sent, elapsed) = s?;
-            Some(observe(ctx, kind, id, &due, n, &sent, elapsed, recorded.get(&due.notice.seq).map(String::as_str)))
-        })
-        .collect();
-    Ok(Some(outcomes))
+    let client = ctx.state.pool.get().await?;
+    let recorded = db::finish_attempts(&**client, &answered, max_attempts).await?;
+    db::give_back_attempts(&**client, &given_back).await?;
+    Ok(recorded)
 }
 
 /// Metrics and logs of one recorded attempt (`recorded`: the notice's new state, `None` when it
