@@ -66,6 +66,8 @@ impl Metrics {
         let order_probes_suspected = IntCounter::new(
             "order_probe_suspected_total",
             "Cancellations by a seller that has cancelled this often against one customer within the window (probing)",
+        )
+        .expect("static metric definition");
         let notice_slow_recipients =
             IntGauge::new("notice_slow_recipients", "Recipients marked slow, served only by the slow delivery workers").expect("static");
         let notice_workers_busy = IntGaugeVec::new(
