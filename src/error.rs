@@ -185,7 +185,7 @@ impl std::error::Error for ApiError {}
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        crate::db::classify_error(&e)
+        classify_db_error(&e)
     }
 }
 
@@ -197,3 +197,36 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Maps a database error to the API: lost connections and timeouts are `503 unavailable`,
+/// anything else is a bug (`500 internal`, logged).
+pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
+    if crate::db::is_retryable(e) {
+        return ApiError::retry(format!("transient conflict: {e}"));
+    }
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == tokio_postgres::error::SqlState::QUERY_CANCELED
+            || *code == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE
+            || *code == tokio_postgres::error::SqlState::ADMIN_SHUTDOWN
+            || *code == tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW
+            || *code == tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS
+        {
+            tracing::warn!(error = %e, "database busy or going away");
+            return ApiError::unavailable();
+        }
+        if *code == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER {
+            // Text PostgreSQL cannot hold (a NUL character) that got past the checks: the request's fault.
+            return ApiError::new(ErrorCode::InvalidRequest, "the request holds text with a NUL character");
+        }
+        tracing::error!(error = %e, code = code.code(), constraint = db.constraint(), "unexpected database error");
+        return ApiError::internal();
+    }
+    if e.is_closed() || e.to_string().contains("timed out") || e.to_string().contains("connect") {
+        tracing::warn!(error = %e, "database unreachable");
+        return ApiError::unavailable();
+    }
+    tracing::error!(error = %e, "database error");
+    ApiError::new(ErrorCode::Unavailable, "the database answered unexpectedly; retry later")
+}
+

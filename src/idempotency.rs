@@ -125,7 +125,7 @@ impl From<tokio_postgres::Error> for Failure {
         if db::is_retryable(&e) || db::unique_violation(&e) == Some("idempotency_keys_pkey") {
             Failure::Retry(e.to_string())
         } else {
-            Failure::Api(db::classify_error(&e))
+            Failure::Api(crate::error::classify_db_error(&e))
         }
     }
 }

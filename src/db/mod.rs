@@ -13,7 +13,6 @@ pub mod plans;
 pub mod reports;
 pub mod setup;
 
-use crate::error::{ApiError, ErrorCode};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::future::Future;
 use std::time::Duration;
@@ -284,38 +283,6 @@ pub async fn ready(pool: &Pool) -> bool {
         Some(row.get::<_, i64>(0) >= latest_migration_version())
     };
     matches!(tokio::time::timeout(limit, check).await, Ok(Some(true)))
-}
-
-/// Maps a database error to the API: lost connections and timeouts are `503 unavailable`,
-/// anything else is a bug (`500 internal`, logged).
-pub fn classify_error(e: &tokio_postgres::Error) -> ApiError {
-    if is_retryable(e) {
-        return ApiError::retry(format!("transient conflict: {e}"));
-    }
-    if let Some(db) = e.as_db_error() {
-        let code = db.code();
-        if *code == SqlState::QUERY_CANCELED
-            || *code == SqlState::LOCK_NOT_AVAILABLE
-            || *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW
-            || *code == SqlState::TOO_MANY_CONNECTIONS
-        {
-            tracing::warn!(error = %e, "database busy or going away");
-            return ApiError::unavailable();
-        }
-        if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER {
-            // Text PostgreSQL cannot hold (a NUL character) that got past the checks: the request's fault.
-            return ApiError::new(ErrorCode::InvalidRequest, "the request holds text with a NUL character");
-        }
-        tracing::error!(error = %e, code = code.code(), constraint = db.constraint(), "unexpected database error");
-        return ApiError::internal();
-    }
-    if e.is_closed() || e.to_string().contains("timed out") || e.to_string().contains("connect") {
-        tracing::warn!(error = %e, "database unreachable");
-        return ApiError::unavailable();
-    }
-    tracing::error!(error = %e, "database error");
-    ApiError::new(ErrorCode::Unavailable, "the database answered unexpectedly; retry later")
 }
 
 /// The constraint a unique violation hit, if that is what `e` is.
