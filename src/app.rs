@@ -1,5 +1,6 @@
 //! Putting the service together: database (embedded or configured), migrations, pool, HTTP server.
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::db;
 use crate::http::{self, AppState};
@@ -41,8 +42,17 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
 }
 
-/// Migrates and builds the shared state.
+/// Migrates and builds the shared state, on the system clock.
 pub async fn prepare(settings: Arc<Settings>, pg_config: &tokio_postgres::Config) -> anyhow::Result<web::Data<AppState>> {
+    prepare_with_clock(settings, pg_config, Arc::new(SystemClock)).await
+}
+
+/// Migrates and builds the shared state on the given clock (tests step a manual one).
+pub async fn prepare_with_clock(
+    settings: Arc<Settings>,
+    pg_config: &tokio_postgres::Config,
+    clock: SharedClock,
+) -> anyhow::Result<web::Data<AppState>> {
     let mut client = db::connect(pg_config).await?;
     db::migrate(&mut client).await?;
     drop(client);
@@ -53,7 +63,14 @@ pub async fn prepare(settings: Arc<Settings>, pg_config: &tokio_postgres::Config
         Duration::from_millis(settings.database.statement_timeout_ms),
     )?;
     let pii = PiiKeys::load(&settings.pii, &absolute(&settings.database.data_dir)?)?;
-    Ok(web::Data::new(AppState { pool, settings, metrics: Arc::new(Metrics::new()), pii: Arc::new(pii), rate_limiter: Default::default() }))
+    Ok(web::Data::new(AppState {
+        pool,
+        settings,
+        metrics: Arc::new(Metrics::new()),
+        pii: Arc::new(pii),
+        rate_limiter: Default::default(),
+        clock,
+    }))
 }
 
 /// The actix application: request context outermost, then auth, then the routes.

@@ -215,7 +215,9 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
             tracing::warn!(error = %e, "database busy or going away");
             return ApiError::unavailable();
         }
-        if *code == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER {
+        if *code == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE
+            || *code == tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER
+        {
             // Text PostgreSQL cannot hold (a NUL character) that got past the checks: the request's fault.
             return ApiError::new(ErrorCode::InvalidRequest, "the request holds text with a NUL character");
         }
@@ -229,4 +231,3 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
     tracing::error!(error = %e, "database error");
     ApiError::new(ErrorCode::Unavailable, "the database answered unexpectedly; retry later")
 }
-

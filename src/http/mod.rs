@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub pii: Arc<PiiKeys>,
     pub rate_limiter: auth::RateLimiter,
+    /// Now and today for every service and job (the system clock but in tests).
+    pub clock: crate::clock::SharedClock,
 }
 
 pub type State = web::Data<AppState>;
