@@ -531,3 +531,49 @@ async fn with_no_grace_days_the_hold_converts_at_the_end_of_the_due_date() {
     assert_eq!(w.plan(&plan_id).await["installments"][0]["status"], "paid");
     w.verify_ok().await;
 }
+
+/// API.md §9 (issue 15): the payoff as of d counts penalty only of installments due on or before
+/// d. End of day for installment 1's due date + 1 accrues its penalty; as of the day before its
+/// due date that penalty is not part of the payoff, an exact-payoff repayment valued that day
+/// settles the plan and waives it, and acceleration as of that day converts none of it.
+#[actix_web::test]
+async fn a_backdated_payoff_leaves_out_penalty_of_installments_not_yet_due() {
+    let w = World::new(json!({})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let (accelerated_id, _) = w.funded_on(2, "2027-01-31").await;
+    // Installment 1 is due 2027-02-28; end of day for 03-01 accrues 230.04 × 0.0005 = 0.12.
+    w.eod("2027-03-01").await.expect(200);
+    assert_eq!(w.plan(&plan_id).await["installments"][0]["penalty"], "0.12");
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-02-27")).await.expect(200);
+    assert_eq!(
+        payoff,
+        json!({"as_of": "2027-02-27", "amount": "3045.00", "principal": "3000.00", "interest": "45.00", "fee": "0.00", "penalty": "0.00"})
+    );
+    let r = w.repay(&plan_id, "3045.00", "2027-02-27", "payoff").await.expect(201);
+    assert_eq!(r["plan_status"], "settled", "{r}");
+    assert_eq!(r["allocations"][0], json!({"seq": 1, "penalty": "0.00", "fee": "0.00", "interest": "45.00", "principal": "230.04"}));
+    let plan = w.plan(&plan_id).await;
+    let first = &plan["installments"][0];
+    assert_eq!(
+        (first["penalty"].as_str(), first["paid_penalty"].as_str(), first["waived"].as_str(), first["status"].as_str()),
+        (Some("0.12"), Some("0.00"), Some("0.12"), Some("waived")),
+        "the penalty is forgiven: {first}"
+    );
+    assert_eq!(plan["installments"][1]["waived"], "41.55", "later installments' interest is waived as before");
+    w.verify_ok().await;
+
+    let plan = w
+        .app
+        .post(&w.bank, &format!("/v1/plans/{accelerated_id}/accelerate"), json!({"as_of": "2027-02-27", "reason": "fraud"}))
+        .await
+        .expect(200);
+    assert_eq!(plan["status"], "settled");
+    assert_eq!(plan["compensated"], "3045.00", "the payoff as of 02-27 is converted, its penalty is not: {plan}");
+    let first = &plan["installments"][0];
+    assert_eq!((first["waived"].as_str(), first["paid_penalty"].as_str()), (Some("0.12"), Some("0.00")), "{first}");
+    let hold = w.hold(&plan).await;
+    assert_eq!((hold["converted"].as_str(), hold["released"].as_str()), (Some("3045.00"), Some("255.46")));
+    let accelerated = w.notices(&w.bank).await.into_iter().find(|n| n["type"] == "plan.accelerated").unwrap();
+    assert_eq!(accelerated["data"]["amount"], "3045.00");
+    w.verify_ok().await;
+}

@@ -64,7 +64,7 @@ pub fn installment_view(row: &InstallmentRow) -> InstallmentView {
         paid_fee: s.paid_fee,
         paid_penalty: s.paid_penalty,
         compensated: s.compensated,
-        waived: s.waived,
+        waived: s.waived(),
         status: row.status.clone(),
     }
 }
