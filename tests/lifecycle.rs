@@ -577,3 +577,80 @@ async fn a_backdated_payoff_leaves_out_penalty_of_installments_not_yet_due() {
     assert_eq!(accelerated["data"]["amount"], "3045.00");
     w.verify_ok().await;
 }
+
+/// Every notice type of API.md §7 (v1) — each one is about an order. A notice whose type is not
+/// listed here fails the test below, so a new type cannot slip past the check of its ids.
+const ORDER_NOTICE_TYPES: [&str; 15] = [
+    "funding.requested",
+    "plan.opened",
+    "repayment.recorded",
+    "installment.overdue",
+    "default.compensated",
+    "default.uncovered",
+    "plan.settled",
+    "plan.accelerated",
+    "order.cancelled",
+    "order.expired",
+    "hold.placed",
+    "hold.released",
+    "hold.converted",
+    "hold.voided",
+    "order.updated",
+];
+
+/// API.md §7 (issue 15): every notice about an order carries, of `order_id`, `plan_id`,
+/// `hold_id`, `credit_line_id` and the plan's `loan_no`, each that exists when it is sent (the
+/// plan's once the order is funded). One order lives its whole life (placement, funding, a
+/// repayment, overdue, compensation, acceleration into default, a recovery that settles it);
+/// others are cancelled, rejected and expired; every notice of every type is then checked.
+#[actix_web::test]
+async fn every_notice_about_an_order_carries_the_ids_of_the_objects_involved() {
+    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    w.repay(&plan_id, "275.04", "2027-02-28", "R1").await.expect(201);
+    let cancelled = w.order(2).await;
+    w.app.post(&w.store, &format!("/v1/orders/{}/cancel", cancelled["id"].as_str().unwrap()), json!({})).await.expect(200);
+    let rejected = w.order(3).await;
+    let reject = json!({"decision": "rejected", "reason": "kyc"});
+    w.app.post(&w.bank, &format!("/v1/orders/{}/funding", rejected["id"].as_str().unwrap()), reject).await.expect(200);
+    w.order(4).await; // expires at the next end of day
+    // Installment 2 (due 2027-03-31) goes overdue and, past grace, the hold pays it.
+    let eod = w.eod("2027-04-03").await.expect(200);
+    assert_eq!((eod["overdue_marked"].as_i64(), eod["holds_expired"].as_i64()), (Some(1), Some(1)), "{eod}");
+    let accelerate = json!({"as_of": "2027-04-03", "reason": "fraud"});
+    let plan = w.app.post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
+    assert_eq!(plan["status"], "defaulted", "the small hold cannot cover the payoff: {plan}");
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-04-10")).await.expect(200);
+    let recovery = w.repay(&plan_id, payoff["amount"].as_str().unwrap(), "2027-04-10", "recovery").await.expect(201);
+    assert_eq!(recovery["plan_status"], "settled");
+
+    let notices = w.notices(&w.app.admin_key).await;
+    let mut orders: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut seen = std::collections::BTreeSet::new();
+    // type → (carried, expected) of its first notice that is wrong
+    let mut wrong: std::collections::BTreeMap<String, String> = Default::default();
+    for n in &notices {
+        let kind = n["type"].as_str().unwrap();
+        assert!(ORDER_NOTICE_TYPES.contains(&kind), "a notice type this test does not know: {n}");
+        seen.insert(kind.to_string());
+        let order_id = n["data"]["order_id"].as_str().unwrap_or_else(|| panic!("no order_id: {n}")).to_string();
+        if !orders.contains_key(&order_id) {
+            orders.insert(order_id.clone(), w.app.admin_get(&format!("/v1/orders/{order_id}")).await.expect(200));
+        }
+        let order = &orders[&order_id];
+        // The plan exists from its plan.opened notice on (notice ids sort in creation order).
+        let opened = notices.iter().find(|m| m["type"] == "plan.opened" && m["data"]["order_id"] == order["id"]);
+        let funded = opened.is_some_and(|m| m["id"].as_str().unwrap() <= n["id"].as_str().unwrap());
+        let (plan_ref, loan_no) =
+            if funded { (order["plan"]["id"].clone(), order["plan"]["loan_no"].clone()) } else { (Value::Null, Value::Null) };
+        let carried = ["order_id", "plan_id", "hold_id", "credit_line_id", "loan_no"].map(|k| n["data"][k].clone());
+        let expected = [order["id"].clone(), plan_ref, order["hold"]["id"].clone(), order["hold"]["credit_line_id"].clone(), loan_no];
+        if carried != expected {
+            wrong.entry(kind.to_string()).or_insert_with(|| format!("carries {carried:?}, not {expected:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "notices without the ids of order, plan, hold, credit line and loan number: {wrong:#?}");
+    let missing: Vec<_> = ORDER_NOTICE_TYPES.iter().filter(|k| !seen.contains(**k)).collect();
+    assert!(missing.is_empty(), "the life above sends every type; not seen: {missing:?}");
+    w.verify_ok().await;
+}
