@@ -531,3 +531,126 @@ async fn with_no_grace_days_the_hold_converts_at_the_end_of_the_due_date() {
     assert_eq!(w.plan(&plan_id).await["installments"][0]["status"], "paid");
     w.verify_ok().await;
 }
+
+/// API.md §9 (issue 15): the payoff as of d counts penalty only of installments due on or before
+/// d. End of day for installment 1's due date + 1 accrues its penalty; as of the day before its
+/// due date that penalty is not part of the payoff, an exact-payoff repayment valued that day
+/// settles the plan and waives it, and acceleration as of that day converts none of it.
+#[actix_web::test]
+async fn a_backdated_payoff_leaves_out_penalty_of_installments_not_yet_due() {
+    let w = World::new(json!({})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let (accelerated_id, _) = w.funded_on(2, "2027-01-31").await;
+    // Installment 1 is due 2027-02-28; end of day for 03-01 accrues 230.04 × 0.0005 = 0.12.
+    w.eod("2027-03-01").await.expect(200);
+    assert_eq!(w.plan(&plan_id).await["installments"][0]["penalty"], "0.12");
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-02-27")).await.expect(200);
+    assert_eq!(
+        payoff,
+        json!({"as_of": "2027-02-27", "amount": "3045.00", "principal": "3000.00", "interest": "45.00", "fee": "0.00", "penalty": "0.00"})
+    );
+    let r = w.repay(&plan_id, "3045.00", "2027-02-27", "payoff").await.expect(201);
+    assert_eq!(r["plan_status"], "settled", "{r}");
+    assert_eq!(r["allocations"][0], json!({"seq": 1, "penalty": "0.00", "fee": "0.00", "interest": "45.00", "principal": "230.04"}));
+    let plan = w.plan(&plan_id).await;
+    let first = &plan["installments"][0];
+    assert_eq!(
+        (first["penalty"].as_str(), first["paid_penalty"].as_str(), first["waived"].as_str(), first["status"].as_str()),
+        (Some("0.12"), Some("0.00"), Some("0.12"), Some("waived")),
+        "the penalty is forgiven: {first}"
+    );
+    assert_eq!(plan["installments"][1]["waived"], "41.55", "later installments' interest is waived as before");
+    w.verify_ok().await;
+
+    let plan = w
+        .app
+        .post(&w.bank, &format!("/v1/plans/{accelerated_id}/accelerate"), json!({"as_of": "2027-02-27", "reason": "fraud"}))
+        .await
+        .expect(200);
+    assert_eq!(plan["status"], "settled");
+    assert_eq!(plan["compensated"], "3045.00", "the payoff as of 02-27 is converted, its penalty is not: {plan}");
+    let first = &plan["installments"][0];
+    assert_eq!((first["waived"].as_str(), first["paid_penalty"].as_str()), (Some("0.12"), Some("0.00")), "{first}");
+    let hold = w.hold(&plan).await;
+    assert_eq!((hold["converted"].as_str(), hold["released"].as_str()), (Some("3045.00"), Some("255.46")));
+    let accelerated = w.notices(&w.bank).await.into_iter().find(|n| n["type"] == "plan.accelerated").unwrap();
+    assert_eq!(accelerated["data"]["amount"], "3045.00");
+    w.verify_ok().await;
+}
+
+/// Every notice type of API.md §7 (v1) — each one is about an order. A notice whose type is not
+/// listed here fails the test below, so a new type cannot slip past the check of its ids.
+const ORDER_NOTICE_TYPES: [&str; 15] = [
+    "funding.requested",
+    "plan.opened",
+    "repayment.recorded",
+    "installment.overdue",
+    "default.compensated",
+    "default.uncovered",
+    "plan.settled",
+    "plan.accelerated",
+    "order.cancelled",
+    "order.expired",
+    "hold.placed",
+    "hold.released",
+    "hold.converted",
+    "hold.voided",
+    "order.updated",
+];
+
+/// API.md §7 (issue 15): every notice about an order carries, of `order_id`, `plan_id`,
+/// `hold_id`, `credit_line_id` and the plan's `loan_no`, each that exists when it is sent (the
+/// plan's once the order is funded). One order lives its whole life (placement, funding, a
+/// repayment, overdue, compensation, acceleration into default, a recovery that settles it);
+/// others are cancelled, rejected and expired; every notice of every type is then checked.
+#[actix_web::test]
+async fn every_notice_about_an_order_carries_the_ids_of_the_objects_involved() {
+    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    w.repay(&plan_id, "275.04", "2027-02-28", "R1").await.expect(201);
+    let cancelled = w.order(2).await;
+    w.app.post(&w.store, &format!("/v1/orders/{}/cancel", cancelled["id"].as_str().unwrap()), json!({})).await.expect(200);
+    let rejected = w.order(3).await;
+    let reject = json!({"decision": "rejected", "reason": "kyc"});
+    w.app.post(&w.bank, &format!("/v1/orders/{}/funding", rejected["id"].as_str().unwrap()), reject).await.expect(200);
+    w.order(4).await; // expires at the next end of day
+    // Installment 2 (due 2027-03-31) goes overdue and, past grace, the hold pays it.
+    let eod = w.eod("2027-04-03").await.expect(200);
+    assert_eq!((eod["overdue_marked"].as_i64(), eod["holds_expired"].as_i64()), (Some(1), Some(1)), "{eod}");
+    let accelerate = json!({"as_of": "2027-04-03", "reason": "fraud"});
+    let plan = w.app.post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
+    assert_eq!(plan["status"], "defaulted", "the small hold cannot cover the payoff: {plan}");
+    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-04-10")).await.expect(200);
+    let recovery = w.repay(&plan_id, payoff["amount"].as_str().unwrap(), "2027-04-10", "recovery").await.expect(201);
+    assert_eq!(recovery["plan_status"], "settled");
+
+    let notices = w.notices(&w.app.admin_key).await;
+    let mut orders: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut seen = std::collections::BTreeSet::new();
+    // type → (carried, expected) of its first notice that is wrong
+    let mut wrong: std::collections::BTreeMap<String, String> = Default::default();
+    for n in &notices {
+        let kind = n["type"].as_str().unwrap();
+        assert!(ORDER_NOTICE_TYPES.contains(&kind), "a notice type this test does not know: {n}");
+        seen.insert(kind.to_string());
+        let order_id = n["data"]["order_id"].as_str().unwrap_or_else(|| panic!("no order_id: {n}")).to_string();
+        if !orders.contains_key(&order_id) {
+            orders.insert(order_id.clone(), w.app.admin_get(&format!("/v1/orders/{order_id}")).await.expect(200));
+        }
+        let order = &orders[&order_id];
+        // The plan exists from its plan.opened notice on (notice ids sort in creation order).
+        let opened = notices.iter().find(|m| m["type"] == "plan.opened" && m["data"]["order_id"] == order["id"]);
+        let funded = opened.is_some_and(|m| m["id"].as_str().unwrap() <= n["id"].as_str().unwrap());
+        let (plan_ref, loan_no) =
+            if funded { (order["plan"]["id"].clone(), order["plan"]["loan_no"].clone()) } else { (Value::Null, Value::Null) };
+        let carried = ["order_id", "plan_id", "hold_id", "credit_line_id", "loan_no"].map(|k| n["data"][k].clone());
+        let expected = [order["id"].clone(), plan_ref, order["hold"]["id"].clone(), order["hold"]["credit_line_id"].clone(), loan_no];
+        if carried != expected {
+            wrong.entry(kind.to_string()).or_insert_with(|| format!("carries {carried:?}, not {expected:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "notices without the ids of order, plan, hold, credit line and loan number: {wrong:#?}");
+    let missing: Vec<_> = ORDER_NOTICE_TYPES.iter().filter(|k| !seen.contains(**k)).collect();
+    assert!(missing.is_empty(), "the life above sends every type; not seen: {missing:?}");
+    w.verify_ok().await;
+}

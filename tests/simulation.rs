@@ -333,6 +333,7 @@ struct MInst {
     compensated: i64,
     waived_interest: i64,
     waived_fee: i64,
+    waived_penalty: i64,
     /// Marked overdue by an end of day.
     marked: bool,
 }
@@ -351,7 +352,7 @@ impl MInst {
         self.fee - self.paid_fee - self.waived_fee
     }
     fn unpaid_penalty(&self) -> i64 {
-        self.penalty - self.paid_penalty
+        self.penalty - self.paid_penalty - self.waived_penalty
     }
     fn unpaid_scheduled(&self) -> i64 {
         self.unpaid_principal() + self.unpaid_interest() + self.unpaid_fee()
@@ -363,7 +364,7 @@ impl MInst {
         self.unpaid() == 0
     }
     fn waived(&self) -> i64 {
-        self.waived_interest + self.waived_fee
+        self.waived_interest + self.waived_fee + self.waived_penalty
     }
 
     /// Penalty on the unpaid principal from the later of `due_on` and the last date brought up to.
@@ -440,14 +441,21 @@ impl MPlan {
         self.first_after(d).is_some_and(|c| k > c)
     }
 
+    fn is_due(&self, k: usize, d: NaiveDate) -> bool {
+        self.first_after(d).is_none_or(|c| k < c)
+    }
+
     /// Payoff as of `d` (penalty brought up first): (principal, interest, fee, penalty).
-    /// Installments after the first due after `d` count their unpaid principal, and the penalty
-    /// they already accrued (only a backdated repayment after end of day can find any).
+    /// Installments due by `d` count everything unpaid; the first due after it its principal,
+    /// interest and fee; later ones their principal. Penalty an installment due after `d`
+    /// already accrued (a backdated repayment after end of day) is not counted (issue 15).
     fn payoff(&self, d: NaiveDate) -> (i64, i64, i64, i64) {
         let mut s = (0, 0, 0, 0);
         for (k, i) in self.insts.iter().enumerate() {
             s.0 += i.unpaid_principal();
-            s.3 += i.unpaid_penalty();
+            if self.is_due(k, d) {
+                s.3 += i.unpaid_penalty();
+            }
             if !self.is_later(k, d) {
                 s.1 += i.unpaid_interest();
                 s.2 += i.unpaid_fee();
@@ -461,11 +469,16 @@ impl MPlan {
         p.0 + p.1 + p.2 + p.3
     }
 
-    /// Forgives the interest and fee of installments after the first due after `d`.
+    /// Forgives the penalty of installments due after `d`, and the interest and fee of those
+    /// after the first due after `d`.
     fn waive_beyond(&mut self, d: NaiveDate) {
         for k in 0..self.insts.len() {
-            if self.is_later(k, d) {
-                let i = &mut self.insts[k];
+            let (due, later) = (self.is_due(k, d), self.is_later(k, d));
+            let i = &mut self.insts[k];
+            if !due {
+                i.waived_penalty += i.unpaid_penalty();
+            }
+            if later {
                 i.waived_interest += i.unpaid_interest();
                 i.waived_fee += i.unpaid_fee();
             }
@@ -780,6 +793,7 @@ impl Model {
                 compensated: 0,
                 waived_interest: 0,
                 waived_fee: 0,
+                waived_penalty: 0,
                 marked: false,
             })
             .collect();
@@ -822,16 +836,21 @@ impl Model {
         if amount == payoff {
             // Early settlement: each installment pays what the payoff counts of it, the rest is waived.
             for k in 0..p.insts.len() {
-                let later = p.is_later(k, paid_on);
+                let (due, later) = (p.is_due(k, paid_on), p.is_later(k, paid_on));
                 let i = &mut p.insts[k];
                 let a = if later {
-                    let (pen, prin) = (i.unpaid_penalty(), i.unpaid_principal());
-                    i.paid_penalty += pen;
+                    let prin = i.unpaid_principal();
                     i.paid_principal += prin;
-                    (i.seq, pen, 0, 0, prin)
-                } else {
+                    (i.seq, 0, 0, 0, prin)
+                } else if due {
                     let owed = i.unpaid();
                     i.pay(owed)
+                } else {
+                    let (fee, int, prin) = (i.unpaid_fee(), i.unpaid_interest(), i.unpaid_principal());
+                    i.paid_fee += fee;
+                    i.paid_interest += int;
+                    i.paid_principal += prin;
+                    (i.seq, 0, fee, int, prin)
                 };
                 if alloc_total(&a) > 0 {
                     allocs.push(a);

@@ -157,7 +157,8 @@ fn installment(r: &Row) -> InstallmentRow {
         paid_fee: fen("paid_fee_fen"),
         paid_penalty: fen("paid_penalty_fen"),
         compensated: fen("compensated_fen"),
-        waived: fen("waived_fen"),
+        waived_interest_and_fee: fen("waived_fen"),
+        waived_penalty: fen("waived_penalty_fen"),
     };
     InstallmentRow { state, status: r.get("status") }
 }
@@ -182,17 +183,19 @@ pub async fn save_installments(tx: &Tx<'_>, rows: &[(&str, &InstallmentState, &s
     let pf = col(&|s| s.paid_fee);
     let ppen = col(&|s| s.paid_penalty);
     let comp = col(&|s| s.compensated);
-    let waived = col(&|s| s.waived);
+    let waived = col(&|s| s.waived_interest_and_fee);
+    let waived_penalty = col(&|s| s.waived_penalty);
     let status: Vec<&str> = rows.iter().map(|(_, _, st)| *st).collect();
     let n = tx
         .execute(
             "UPDATE installments i SET penalty_fen = t.pen, penalty_through = t.thr, paid_principal_fen = t.pp, paid_interest_fen = t.pi,
-                 paid_fee_fen = t.pf, paid_penalty_fen = t.ppen, compensated_fen = t.comp, waived_fen = t.w, status = t.st
+                 paid_fee_fen = t.pf, paid_penalty_fen = t.ppen, compensated_fen = t.comp, waived_fen = t.w, waived_penalty_fen = t.wpen,
+                 status = t.st
              FROM unnest($1::text[], $2::int4[], $3::int8[], $4::date[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
-                         $10::int8[], $11::text[])
-                  AS t(plan_id, seq, pen, thr, pp, pi, pf, ppen, comp, w, st)
+                         $10::int8[], $11::int8[], $12::text[])
+                  AS t(plan_id, seq, pen, thr, pp, pi, pf, ppen, comp, w, wpen, st)
              WHERE i.plan_id = t.plan_id AND i.seq = t.seq",
-            &[&plan_ids, &seqs, &penalty, &through, &pp, &pi, &pf, &ppen, &comp, &waived, &status],
+            &[&plan_ids, &seqs, &penalty, &through, &pp, &pi, &pf, &ppen, &comp, &waived, &waived_penalty, &status],
         )
         .await?;
     assert_eq!(n as usize, rows.len(), "every changed installment was written");

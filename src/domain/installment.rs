@@ -5,10 +5,13 @@
 //! Every function takes the installments of one plan in due order (ascending
 //! `seq` and `due_on`) and asserts it.
 //!
-//! `waived` is a single amount. Waivers only ever forgive *all* that is left of
-//! an installment's fee and interest at once (early settlement, acceleration),
-//! so it is attributed to the fee first, then the interest, and never to
-//! principal or penalty.
+//! What is forgiven (early settlement, acceleration) is kept in two amounts.
+//! `waived_interest_and_fee`: waivers only ever forgive *all* that is left of an
+//! installment's fee and interest at once, so it is attributed to the fee first,
+//! then the interest, and never to principal. `waived_penalty`: the penalty of an
+//! installment due after the payoff date, which the payoff does not count (a
+//! back-dated settlement or acceleration after end of day accrued it). API.md's
+//! `waived` is their sum.
 
 use std::ops::{Add, AddAssign};
 
@@ -112,7 +115,9 @@ pub struct InstallmentState {
     /// The part of the payments that came from the hold.
     pub compensated: Amount,
     /// Interest and fee forgiven (early settlement, acceleration).
-    pub waived: Amount,
+    pub waived_interest_and_fee: Amount,
+    /// Penalty forgiven: accrued on an installment due after the payoff date.
+    pub waived_penalty: Amount,
 }
 
 impl From<&ScheduledInstallment> for InstallmentState {
@@ -137,18 +142,24 @@ impl InstallmentState {
             paid_fee: Amount::ZERO,
             paid_penalty: Amount::ZERO,
             compensated: Amount::ZERO,
-            waived: Amount::ZERO,
+            waived_interest_and_fee: Amount::ZERO,
+            waived_penalty: Amount::ZERO,
         }
     }
 
-    /// The part of `waived` forgiving the fee.
-    fn waived_fee(&self) -> Amount {
-        self.waived.min(remaining(self.fee, self.paid_fee, "fee"))
+    /// Everything forgiven (API.md's `waived`).
+    pub fn waived(&self) -> Amount {
+        self.waived_interest_and_fee + self.waived_penalty
     }
 
-    /// The part of `waived` forgiving the interest.
+    /// The part of `waived_interest_and_fee` forgiving the fee.
+    fn waived_fee(&self) -> Amount {
+        self.waived_interest_and_fee.min(remaining(self.fee, self.paid_fee, "fee"))
+    }
+
+    /// The part of `waived_interest_and_fee` forgiving the interest.
     fn waived_interest(&self) -> Amount {
-        remaining(self.waived, self.waived_fee(), "waived")
+        remaining(self.waived_interest_and_fee, self.waived_fee(), "waived")
     }
 
     /// Principal still owed.
@@ -168,9 +179,10 @@ impl InstallmentState {
         remaining(open, self.waived_fee(), "waived fee")
     }
 
-    /// Penalty accrued and still owed.
+    /// Penalty accrued and still owed (waived penalty is not owed).
     pub fn unpaid_penalty(&self) -> Amount {
-        remaining(self.penalty, self.paid_penalty, "penalty")
+        let open = remaining(self.penalty, self.paid_penalty, "penalty");
+        remaining(open, self.waived_penalty, "waived penalty")
     }
 
     /// Unpaid principal + interest + fee (waived parts excluded): the base of the hold.
@@ -207,7 +219,7 @@ impl InstallmentState {
     /// once nothing is owed, waived if anything was forgiven, else paid.
     pub fn status(&self, as_of: NaiveDate) -> InstallmentStatus {
         if self.is_settled() {
-            if self.waived.is_positive() { InstallmentStatus::Waived } else { InstallmentStatus::Paid }
+            if self.waived().is_positive() { InstallmentStatus::Waived } else { InstallmentStatus::Paid }
         } else if self.due_on < as_of {
             InstallmentStatus::Overdue
         } else {
@@ -269,15 +281,24 @@ impl InstallmentState {
     /// Forgives all the interest and fee still owed; returns the amount waived.
     fn waive_interest_and_fee(&mut self) -> Amount {
         let forgiven = self.unpaid_interest() + self.unpaid_fee();
-        self.waived += forgiven;
+        self.waived_interest_and_fee += forgiven;
         assert!(self.unpaid_interest().is_zero(), "seq {}: interest fully waived", self.seq);
         assert!(self.unpaid_fee().is_zero(), "seq {}: fee fully waived", self.seq);
         self.assert_invariants();
         forgiven
     }
 
+    /// Forgives all the penalty still owed; returns the amount waived.
+    fn waive_penalty(&mut self) -> Amount {
+        let forgiven = self.unpaid_penalty();
+        self.waived_penalty += forgiven;
+        assert!(self.unpaid_penalty().is_zero(), "seq {}: penalty fully waived", self.seq);
+        self.assert_invariants();
+        forgiven
+    }
+
     /// Asserts the installment's invariants: nothing paid beyond what was
-    /// owed, waivers only of interest and fee, compensation within payments.
+    /// owed, nothing forgiven beyond what was not paid, compensation within payments.
     pub fn assert_invariants(&self) {
         assert!(self.seq >= 1, "seq is 1-based");
         assert!(self.paid_principal <= self.principal, "seq {}: paid principal within principal", self.seq);
@@ -286,10 +307,11 @@ impl InstallmentState {
         assert!(self.paid_penalty <= self.penalty, "seq {}: paid penalty within penalty", self.seq);
         let open_interest_and_fee = (self.interest + self.fee).checked_sub(self.paid_interest + self.paid_fee);
         assert!(
-            open_interest_and_fee.is_some_and(|open| self.waived <= open),
+            open_interest_and_fee.is_some_and(|open| self.waived_interest_and_fee <= open),
             "seq {}: waived within the interest and fee not paid",
             self.seq
         );
+        assert!(self.paid_penalty + self.waived_penalty <= self.penalty, "seq {}: waived penalty within the penalty not paid", self.seq);
         assert!(self.compensated <= self.paid_total(), "seq {}: compensation counts inside paid", self.seq);
     }
 }
@@ -354,13 +376,15 @@ fn payoff_parts(insts: &[InstallmentState], as_of: NaiveDate) -> Vec<PayoffPart>
         .collect()
 }
 
-/// What the payoff counts of one installment. Penalty already accrued is
-/// always counted (it is zero on installments not yet due unless a backdated
-/// repayment comes after end of day ran), so settling never forgives it.
+/// What the payoff counts of one installment. Penalty counts only on
+/// installments due by the date (API.md §9): one due after it can carry penalty
+/// only when end of day ran past its due date before a back-dated payoff,
+/// repayment or acceleration, and as of that date it was not late.
 fn payoff_split(inst: &InstallmentState, part: PayoffPart) -> Split {
     match part {
-        PayoffPart::Due | PayoffPart::Current => inst.unpaid_split(),
-        PayoffPart::Later => Split { principal: inst.unpaid_principal(), penalty: inst.unpaid_penalty(), ..Split::default() },
+        PayoffPart::Due => inst.unpaid_split(),
+        PayoffPart::Current => Split { penalty: Amount::ZERO, ..inst.unpaid_split() },
+        PayoffPart::Later => Split { principal: inst.unpaid_principal(), ..Split::default() },
     }
 }
 
@@ -373,12 +397,27 @@ pub fn payoff(insts: &[InstallmentState], as_of: NaiveDate) -> Split {
     insts.iter().zip(parts).fold(Split::default(), |sum, (inst, part)| sum + payoff_split(inst, part))
 }
 
-/// Forgives the interest and fee beyond the payoff as of `as_of` (the
-/// installments after the first one due after it), as acceleration does.
-/// Returns the total waived.
+/// Forgives what the payoff as of `as_of` leaves out, as early settlement and
+/// acceleration do: the penalty of every installment due after it, and the
+/// interest and fee of those after the first one due after it. Returns the
+/// total waived; the payoff is the same before and after.
 pub fn waive_beyond_payoff(insts: &mut [InstallmentState], as_of: NaiveDate) -> Amount {
     let parts = payoff_parts(insts, as_of);
-    insts.iter_mut().zip(parts).filter(|(_, part)| *part == PayoffPart::Later).map(|(inst, _)| inst.waive_interest_and_fee()).sum()
+    let payoff_before = payoff(insts, as_of);
+    let owed_before: Amount = insts.iter().map(InstallmentState::unpaid_total).sum();
+    let waived: Amount = insts
+        .iter_mut()
+        .zip(parts)
+        .map(|(inst, part)| match part {
+            PayoffPart::Due => Amount::ZERO,
+            PayoffPart::Current => inst.waive_penalty(),
+            PayoffPart::Later => inst.waive_penalty() + inst.waive_interest_and_fee(),
+        })
+        .sum();
+    let owed_after: Amount = insts.iter().map(InstallmentState::unpaid_total).sum();
+    assert_eq!(owed_after + waived, owed_before, "a waiver forgives exactly what it reports");
+    assert_eq!(payoff(insts, as_of), payoff_before, "a waiver forgives nothing the payoff counts");
+    waived
 }
 
 /// What one installment received from a repayment.
@@ -397,7 +436,7 @@ pub struct Allocation {
     pub lines: Vec<AllocationLine>,
     /// True when the repayment was exactly the payoff: the plan is settled.
     pub settled: bool,
-    /// Interest and fees forgiven by an early settlement.
+    /// Interest, fees and penalty forgiven by an early settlement.
     pub waived: Amount,
 }
 
@@ -624,7 +663,7 @@ mod tests {
         assert_eq!(allocation.lines[1].split, split("233.49", "0", "0", "0"));
         assert_eq!(plan[0].status(d(2027, 2, 10)), InstallmentStatus::Paid);
         assert!(plan[1..].iter().all(|i| i.status(d(2027, 2, 10)) == InstallmentStatus::Waived));
-        assert_eq!(plan[1].waived, amount("41.55"));
+        assert_eq!(plan[1].waived(), amount("41.55"));
         assert_eq!(plan[1].unpaid_interest(), Amount::ZERO);
         assert_eq!(unpaid_scheduled_total(&plan), Amount::ZERO);
         assert_eq!(payoff(&plan, d(2027, 2, 10)).total(), Amount::ZERO);
@@ -707,6 +746,25 @@ mod tests {
         assert_eq!(plan, before, "a refused repayment changes nothing");
     }
 
+    /// API.md §9: penalty counts in the payoff only for installments due on or before the
+    /// date. End of day for 2027-03-01 accrued 0.12 on installment 1 (due 2027-02-28); as of
+    /// 2027-02-27 it is the first installment due after the date, so that penalty is not owed
+    /// and an exact payoff waives it (issue 15).
+    #[test]
+    fn backdated_payoff_leaves_out_penalty_of_installments_not_yet_due() {
+        let mut plan = worked_plan();
+        bring_all_up_to(&mut plan, d(2027, 3, 1), PENALTY_RATE);
+        assert_eq!(plan[0].penalty, amount("0.12"));
+        bring_all_up_to(&mut plan, d(2027, 2, 27), PENALTY_RATE);
+        assert_eq!(payoff(&plan, d(2027, 2, 27)), split("3000", "45.00", "0", "0"));
+        let allocation = allocate(&mut plan, amount("3045.00"), d(2027, 2, 27)).unwrap();
+        assert!(allocation.settled, "the exact payoff settles: {allocation:?}");
+        assert_eq!(allocation.lines[0].split, split("230.04", "45.00", "0", "0"));
+        assert_eq!(allocation.waived, amount("255.58"), "300.46 − 45.00 of interest, and the 0.12 of penalty");
+        assert!(plan.iter().all(InstallmentState::is_settled));
+        assert_eq!(plan[0].status(d(2027, 2, 27)), InstallmentStatus::Waived, "its penalty was forgiven");
+    }
+
     #[test]
     fn acceleration_waives_beyond_the_payoff() {
         let mut plan = worked_plan();
@@ -776,7 +834,7 @@ mod tests {
                 prop_assert_eq!(allocation.split().total(), amount);
                 let paid_after: Amount = plan.iter().map(InstallmentState::paid_total).sum();
                 prop_assert_eq!(paid_after, paid_before + amount);
-                let waived: Amount = plan.iter().map(|i| i.waived).sum();
+                let waived: Amount = plan.iter().map(InstallmentState::waived).sum();
                 let unpaid: Amount = plan.iter().map(InstallmentState::unpaid_total).sum();
                 prop_assert_eq!(paid_after + waived + unpaid, owed(&plan));
                 for inst in &plan {
@@ -823,8 +881,54 @@ mod tests {
             for inst in &plan {
                 let status = inst.status(settle_date);
                 prop_assert!(matches!(status, InstallmentStatus::Paid | InstallmentStatus::Waived));
-                prop_assert_eq!(status == InstallmentStatus::Waived, inst.waived.is_positive());
+                prop_assert_eq!(status == InstallmentStatus::Waived, inst.waived().is_positive());
             }
+        }
+
+        /// End of day ran up to `eod`, then a payoff is asked as of an earlier date (a back-dated
+        /// quote, repayment or acceleration): the payoff counts no penalty of installments due
+        /// after that date; paying it (after any partial repayment) settles, forgives exactly
+        /// the penalty left on those installments and leaves every installment due by the date
+        /// paid in full; acceleration leaves exactly the payoff owed. Money is conserved.
+        #[test]
+        fn backdated_payoff_counts_no_penalty_of_installments_not_yet_due(
+            plan in arb_plan(),
+            eod_days in 0_u64..800,
+            back_days in 0_u64..400,
+            partial_per_mille in 0_u32..1000,
+        ) {
+            let funded_on = d(2027, 1, 31);
+            let mut plan = plan;
+            let eod = funded_on + chrono::Days::new(eod_days);
+            bring_all_up_to(&mut plan, eod, PENALTY_RATE);
+            let as_of = (eod - chrono::Days::new(back_days)).max(funded_on);
+            prop_assert_eq!(bring_all_up_to(&mut plan, as_of, PENALTY_RATE), Amount::ZERO, "an earlier date adds nothing");
+            let quote = payoff(&plan, as_of);
+            let due_penalty: Amount = plan.iter().filter(|i| i.due_on <= as_of).map(InstallmentState::unpaid_penalty).sum();
+            prop_assert_eq!(quote.penalty, due_penalty);
+
+            let mut accelerated = plan.clone();
+            waive_beyond_payoff(&mut accelerated, as_of);
+            let owed_after_waiver: Amount = accelerated.iter().map(InstallmentState::unpaid_total).sum();
+            prop_assert_eq!(owed_after_waiver, quote.total(), "acceleration leaves the payoff owed, nothing more");
+
+            let partial = Amount::from_fen(quote.total().fen() * i64::from(partial_per_mille) / 1000);
+            if partial.is_positive() {
+                allocate(&mut plan, partial, as_of).unwrap();
+            }
+            let quote = payoff(&plan, as_of);
+            prop_assume!(quote.total().is_positive());
+            let not_due_penalty: Amount = plan.iter().filter(|i| i.due_on > as_of).map(InstallmentState::unpaid_penalty).sum();
+            let allocation = allocate(&mut plan, quote.total(), as_of).unwrap();
+            prop_assert!(allocation.settled);
+            prop_assert!(plan.iter().all(InstallmentState::is_settled));
+            let waived_penalty: Amount = plan.iter().map(|i| i.waived_penalty).sum();
+            prop_assert_eq!(waived_penalty, not_due_penalty);
+            prop_assert!(plan.iter().filter(|i| i.due_on <= as_of).all(|i| i.waived().is_zero()), "what was due is paid, not forgiven");
+            let paid: Amount = plan.iter().map(InstallmentState::paid_total).sum();
+            let waived: Amount = plan.iter().map(InstallmentState::waived).sum();
+            prop_assert_eq!(paid, partial + quote.total());
+            prop_assert_eq!(paid + waived, owed(&plan));
         }
 
         /// Compensation pays min(owed, available) and reports the rest as shortfall.

@@ -4,6 +4,7 @@
 
 use super::credit_lines::today;
 use super::lifecycle::{Book, Effects, load_books};
+use super::order_notices::OrderRefs;
 use crate::db::notices::record;
 use crate::db::orders as orders_db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -134,14 +135,15 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
             assert_eq!(order.status, "awaiting_funding", "only orders awaiting funding expire");
             let hold = super::orders::unwind(&tx, &order, "exposure.released", date).await?;
             let order = orders_db::set_status(&tx, id, "expired", Some("funding timeout"), Some(date)).await?;
-            notices.push(super::orders::bank_notice(
+            let refs = OrderRefs::of_order(&order);
+            notices.push(refs.notice(
                 "order.expired",
+                "bank",
                 &order.bank_id,
-                json!({ "order_id": order.id, "hold_id": hold.id, "credit_line_id": order.credit_line_id, "amount": order.principal,
-                        "principal": order.principal }),
+                json!({ "amount": order.principal, "principal": order.principal }),
             ));
-            notices.push(super::orders::hold_notice("hold.voided", &hold, hold.voided, json!({})));
-            notices.push(super::orders::order_updated(&order));
+            notices.push(super::orders::hold_notice("hold.voided", &refs, &hold, hold.voided));
+            notices.push(super::orders::order_updated(&refs, &order));
         }
         record(&tx, &notices).await?;
         tx.commit().await?;
@@ -215,13 +217,7 @@ fn close_day(book: &mut Book, date: NaiveDate, fx: &mut Effects, totals: &mut To
         if book.statuses[i] == "pending" {
             totals.overdue_marked += 1;
             let (seq, due_on, unpaid) = (inst.seq, inst.due_on, inst.unpaid_total());
-            fx.notices.push(crate::db::notices::NewNotice {
-                kind: "installment.overdue",
-                recipient_kind: "bank",
-                recipient_id: book.plan.bank_id.clone(),
-                data: json!({ "plan_id": book.plan.id, "order_id": book.order_id, "hold_id": book.hold.id, "loan_no": book.plan.loan_no,
-                              "installment_seq": seq, "due_on": due_on, "amount": unpaid }),
-            });
+            fx.notices.push(book.bank_notice("installment.overdue", json!({ "installment_seq": seq, "due_on": due_on, "amount": unpaid })));
         }
         book.touch(i);
     }

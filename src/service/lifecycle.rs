@@ -3,6 +3,7 @@
 //! of day: `Book`s are changed in memory, their `Effects` collected, then written in a few batched
 //! statements.
 
+use super::order_notices::OrderRefs;
 use crate::db::journal::{self, Entry, Refs, account};
 use crate::db::notices::{NewNotice, record};
 use crate::db::orders::Hold;
@@ -141,26 +142,23 @@ impl Book {
         self.insts.iter().all(InstallmentState::is_settled)
     }
 
-    fn bank_notice(&self, kind: &'static str, mut data: Value) -> NewNotice {
-        if let Some(d) = data.as_object_mut() {
-            d.insert("plan_id".into(), json!(self.plan.id));
-            d.insert("order_id".into(), json!(self.order_id));
-            d.insert("hold_id".into(), json!(self.hold.id));
-            d.insert("loan_no".into(), json!(self.plan.loan_no));
-            d.insert("credit_line_id".into(), json!(self.hold.credit_line_id));
-        }
-        NewNotice { kind, recipient_kind: "bank", recipient_id: self.plan.bank_id.clone(), data }
+    /// The ids every notice about this plan's order carries: all five exist once funded.
+    pub fn order_refs(&self) -> OrderRefs {
+        OrderRefs::unfunded(&self.order_id, &self.hold.id, &self.hold.credit_line_id).funded(&self.plan.id, &self.plan.loan_no)
     }
 
+    /// A notice about this plan to its bank.
+    pub fn bank_notice(&self, kind: &'static str, fields: Value) -> NewNotice {
+        self.order_refs().notice(kind, "bank", &self.plan.bank_id, fields)
+    }
+
+    /// A `hold.*` notice to the hold's provider: `amount` moved, `remaining` left.
     fn hold_notice(&self, kind: &'static str, amount: Amount, extra: Value) -> NewNotice {
-        let mut data = json!({
-            "hold_id": self.hold.id, "order_id": self.order_id, "plan_id": self.plan.id,
-            "credit_line_id": self.hold.credit_line_id, "amount": amount, "remaining": self.hold.remaining,
-        });
-        if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
-            d.extend(e.clone());
+        let mut fields = json!({ "amount": amount, "remaining": self.hold.remaining });
+        if let (Some(f), Value::Object(e)) = (fields.as_object_mut(), extra) {
+            f.extend(e);
         }
-        NewNotice { kind, recipient_kind: "provider", recipient_id: self.hold.provider_id.clone(), data }
+        self.order_refs().notice(kind, "provider", &self.hold.provider_id, fields)
     }
 
     /// Principal paid in `split` no longer counts against the bank's exposure; the payment moves in the journal.
@@ -246,7 +244,6 @@ impl Book {
             let mut data = split_json(&split);
             data["installment_seq"] = json!(seq);
             data["amount"] = json!(amount);
-            data["credit_line_id"] = json!(self.hold.credit_line_id);
             fx.notices.push(self.bank_notice("default.compensated", data));
             fx.notices.push(self.hold_notice("hold.converted", amount, json!({ "installment_seq": seq })));
         }
@@ -277,12 +274,8 @@ impl Book {
         self.plan.status = status.to_string();
         fx.plan_status.insert(self.plan.id.clone(), status.to_string());
         fx.order_status.insert(self.order_id.clone(), status.to_string());
-        fx.notices.push(NewNotice {
-            kind: "order.updated",
-            recipient_kind: self.owner_kind,
-            recipient_id: self.owner_id.clone(),
-            data: json!({ "order_id": self.order_id, "out_order_no": self.out_order_no, "status": status, "plan_id": self.plan.id, "hold_id": self.hold.id }),
-        });
+        let fields = json!({ "out_order_no": self.out_order_no, "status": status });
+        fx.notices.push(self.order_refs().notice("order.updated", self.owner_kind, &self.owner_id, fields));
     }
 
     /// Settles the plan once nothing is owed: the whole hold is released.

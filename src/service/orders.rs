@@ -1,6 +1,7 @@
 //! Quotes and orders (API.md section 4): the matching credit line, the hold, the funding bank.
 
 use super::credit_lines::today;
+use super::order_notices::OrderRefs;
 use super::plans::{PlanView, plan_view};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
 use crate::db::credit_lines::CreditLine;
@@ -220,29 +221,16 @@ fn owner_of(o: &Order) -> (&'static str, String) {
 }
 
 /// `order.updated` to the order's store or partner.
-pub fn order_updated(o: &Order) -> NewNotice {
+pub fn order_updated(refs: &OrderRefs, o: &Order) -> NewNotice {
+    assert_eq!(refs.order_id, o.id, "the refs are this order's");
     let (kind, id) = owner_of(o);
-    NewNotice {
-        kind: "order.updated",
-        recipient_kind: kind,
-        recipient_id: id,
-        data: json!({ "order_id": o.id, "out_order_no": o.out_order_no, "status": o.status, "hold_id": o.hold_id, "credit_line_id": o.credit_line_id }),
-    }
+    refs.notice("order.updated", kind, &id, json!({ "out_order_no": o.out_order_no, "status": o.status }))
 }
 
-pub fn hold_notice(kind: &'static str, h: &Hold, amount: Amount, extra: Value) -> NewNotice {
-    let mut data = json!({
-        "hold_id": h.id, "order_id": h.order_id, "credit_line_id": h.credit_line_id,
-        "amount": amount, "remaining": h.remaining,
-    });
-    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
-        d.extend(e.clone());
-    }
-    NewNotice { kind, recipient_kind: "provider", recipient_id: h.provider_id.clone(), data }
-}
-
-pub fn bank_notice(kind: &'static str, bank_id: &str, data: Value) -> NewNotice {
-    NewNotice { kind, recipient_kind: "bank", recipient_id: bank_id.to_string(), data }
+/// A `hold.*` notice to the hold's provider: `amount` moved, `remaining` left.
+pub fn hold_notice(kind: &'static str, refs: &OrderRefs, h: &Hold, amount: Amount) -> NewNotice {
+    assert_eq!((&refs.hold_id, &refs.order_id), (&h.id, &h.order_id), "the refs are this hold's");
+    refs.notice(kind, "provider", &h.provider_id, json!({ "amount": amount, "remaining": h.remaining }))
 }
 
 // ---------- placing an order ----------
@@ -409,27 +397,27 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
                 (_, Some(p)) => ("partner", p.clone()),
                 _ => return Err(ApiError::internal()),
             };
+            let order_refs = OrderRefs::unfunded(&order_id, &hold_id, &line.id);
             let notices = [
-                bank_notice(
+                order_refs.notice(
                     "funding.requested",
+                    "bank",
                     &bank_id,
-                    json!({ "order_id": order_id, "hold_id": hold_id, "credit_line_id": line.id, "amount": principal,
-                        "principal": principal, "term_months": r.term_months, "apr_irr": apr_text, "funding_deadline": funding_deadline }),
+                    json!({ "amount": principal, "principal": principal, "term_months": r.term_months, "apr_irr": apr_text,
+                            "funding_deadline": funding_deadline }),
                 ),
-                NewNotice {
-                    kind: "hold.placed",
-                    recipient_kind: "provider",
-                    recipient_id: line.provider_id.clone(),
-                    data: json!({ "hold_id": hold_id, "order_id": order_id, "credit_line_id": line.id,
-                              "amount": priced.hold_amount, "remaining": priced.hold_amount }),
-                },
-                NewNotice {
-                    kind: "order.updated",
-                    recipient_kind: owner_kind,
-                    recipient_id: owner_id,
-                    data: json!({ "order_id": order_id, "out_order_no": r.out_order_no, "status": "awaiting_funding",
-                              "hold_id": hold_id, "credit_line_id": line.id }),
-                },
+                order_refs.notice(
+                    "hold.placed",
+                    "provider",
+                    &line.provider_id,
+                    json!({ "amount": priced.hold_amount, "remaining": priced.hold_amount }),
+                ),
+                order_refs.notice(
+                    "order.updated",
+                    owner_kind,
+                    &owner_id,
+                    json!({ "out_order_no": r.out_order_no, "status": "awaiting_funding" }),
+                ),
             ];
             // Every write in one pipelined round trip; a refusal rolls them all back.
             let entries = [placed, reserved];
@@ -619,17 +607,13 @@ pub async fn cancel(
             let booked_on = db::business_days::booking_date(tx, today).await?;
             let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
             let order = orders_db::set_status(tx, id, "cancelled", reason.as_deref(), Some(today)).await?;
+            let refs = OrderRefs::of_order(&order);
             record(
                 tx,
                 &[
-                    bank_notice(
-                        "order.cancelled",
-                        &order.bank_id,
-                        json!({ "order_id": order.id, "hold_id": hold.id, "credit_line_id": hold.credit_line_id, "amount": order.principal,
-                                "reason": order.reason }),
-                    ),
-                    hold_notice("hold.voided", &hold, hold.voided, json!({})),
-                    order_updated(&order),
+                    refs.notice("order.cancelled", "bank", &order.bank_id, json!({ "amount": order.principal, "reason": order.reason })),
+                    hold_notice("hold.voided", &refs, &hold, hold.voided),
+                    order_updated(&refs, &order),
                 ],
             )
             .await?;
@@ -744,16 +728,17 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
     e.transfer(account::bank_funded(&order.bank_id), account::plan_principal(&plan_id), order.principal.fen());
     e.post(tx).await?;
     let order = orders_db::set_status(tx, &order.id, "active", None, None).await?;
+    let refs = OrderRefs::of_order(&order).funded(&plan_id, loan_no);
     record(
         tx,
         &[
-            bank_notice(
+            refs.notice(
                 "plan.opened",
+                "bank",
                 &order.bank_id,
-                json!({ "order_id": order.id, "plan_id": plan_id, "hold_id": order.hold_id, "credit_line_id": order.credit_line_id, "loan_no": loan_no,
-                        "amount": order.principal, "principal": order.principal, "funded_on": funded_on }),
+                json!({ "amount": order.principal, "principal": order.principal, "funded_on": funded_on }),
             ),
-            order_updated(&order),
+            order_updated(&refs, &order),
         ],
     )
     .await?;
@@ -765,6 +750,7 @@ async fn reject(tx: &Tx<'_>, order: Order, reason: &str) -> ApiResult<(StatusCod
     let booked_on = db::business_days::booking_date(tx, today).await?;
     let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
     let order = orders_db::set_status(tx, &order.id, "rejected", Some(reason), Some(today)).await?;
-    record(tx, &[hold_notice("hold.voided", &hold, hold.voided, json!({})), order_updated(&order)]).await?;
+    let refs = OrderRefs::of_order(&order);
+    record(tx, &[hold_notice("hold.voided", &refs, &hold, hold.voided), order_updated(&refs, &order)]).await?;
     Ok((StatusCode::OK, load_view(tx, order).await?))
 }

@@ -64,7 +64,7 @@ pub fn installment_view(row: &InstallmentRow) -> InstallmentView {
         paid_fee: s.paid_fee,
         paid_penalty: s.paid_penalty,
         compensated: s.compensated,
-        waived: s.waived,
+        waived: s.waived(),
         status: row.status.clone(),
     }
 }
@@ -281,20 +281,11 @@ pub async fn repay(state: &AppState, caller: &Principal, id: &str, request: &Ide
                 })
                 .collect();
             let mut data = json!({ "repayment_id": repayment_id, "reference": r.reference, "amount": r.amount, "paid_on": r.paid_on,
-                               "booked_on": booked_on, "plan_id": book.plan.id, "order_id": book.order_id, "loan_no": book.plan.loan_no,
-                               "hold_id": book.hold.id, "hold_released": hold_released, "plan_status": book.plan.status });
+                               "booked_on": booked_on, "hold_released": hold_released, "plan_status": book.plan.status });
             for (k, v) in [("principal", split.principal), ("interest", split.interest), ("fee", split.fee), ("penalty", split.penalty)] {
                 data[k] = json!(v);
             }
-            fx.notices.insert(
-                0,
-                crate::db::notices::NewNotice {
-                    kind: "repayment.recorded",
-                    recipient_kind: "bank",
-                    recipient_id: book.plan.bank_id.clone(),
-                    data,
-                },
-            );
+            fx.notices.insert(0, book.bank_notice("repayment.recorded", data));
             insert_repayment(tx, &repayment_id, id, &r, booked_on, &split, &allocations, hold_released).await?;
             fx.apply(tx).await?;
             let view = RepaymentView {
@@ -367,13 +358,8 @@ pub async fn accelerate(
             let booked_on = db::business_days::booking_date(tx, as_of).await?;
             let mut fx = Effects::default();
             plans_db::set_accelerated(tx, id, as_of, &reason).await?;
-            fx.notices.push(crate::db::notices::NewNotice {
-                kind: "plan.accelerated",
-                recipient_kind: "bank",
-                recipient_id: book.plan.bank_id.clone(),
-                data: json!({ "plan_id": book.plan.id, "order_id": book.order_id, "hold_id": book.hold.id, "as_of": as_of, "reason": reason,
-                          "amount": payoff(&book.insts, as_of).total() }),
-            });
+            let fields = json!({ "as_of": as_of, "reason": reason, "amount": payoff(&book.insts, as_of).total() });
+            fx.notices.push(book.bank_notice("plan.accelerated", fields));
             for i in 0..book.insts.len() {
                 if book.insts[i].is_settled() {
                     continue;

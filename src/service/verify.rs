@@ -126,7 +126,7 @@ pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio
         .query(
             "SELECT p.id, p.principal_fen, count(i.seq), coalesce(sum(i.principal_fen), 0)::int8, coalesce(sum(i.paid_principal_fen), 0)::int8,
                     bool_and(i.paid_principal_fen <= i.principal_fen AND i.paid_interest_fen + i.waived_fen <= i.interest_fen + i.fee_fen + i.waived_fen
-                             AND i.paid_fee_fen <= i.fee_fen AND i.paid_penalty_fen <= i.penalty_fen AND i.compensated_fen
+                             AND i.paid_fee_fen <= i.fee_fen AND i.paid_penalty_fen + i.waived_penalty_fen <= i.penalty_fen AND i.compensated_fen
                              <= i.paid_principal_fen + i.paid_interest_fen + i.paid_fee_fen + i.paid_penalty_fen)
              FROM plans p LEFT JOIN installments i ON i.plan_id = p.id GROUP BY p.id, p.principal_fen",
             &[],
