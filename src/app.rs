@@ -7,6 +7,7 @@ use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::pg::embedded::{ClusterOptions, EmbeddedCluster, PgBinaries};
 use crate::pii::PiiKeys;
+use crate::service::Deps;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use std::sync::Arc;
@@ -63,14 +64,8 @@ pub async fn prepare_with_clock(
         Duration::from_millis(settings.database.statement_timeout_ms),
     )?;
     let pii = PiiKeys::load(&settings.pii, &absolute(&settings.database.data_dir)?)?;
-    Ok(web::Data::new(AppState {
-        pool,
-        settings,
-        metrics: Arc::new(Metrics::new()),
-        pii: Arc::new(pii),
-        rate_limiter: Default::default(),
-        clock,
-    }))
+    let deps = Deps { pool, settings, metrics: Arc::new(Metrics::new()), pii: Arc::new(pii), clock };
+    Ok(web::Data::new(AppState { deps: Arc::new(deps), rate_limiter: Default::default() }))
 }
 
 /// The actix application: request context outermost, then auth, then the routes.
@@ -118,7 +113,7 @@ async fn serve_on(settings: Arc<Settings>, pg_config: &tokio_postgres::Config) -
     } else {
         settings.server.workers
     };
-    let jobs = crate::jobs::spawn_all(state.clone());
+    let jobs = crate::jobs::spawn_all(state.deps.clone());
     tracing::info!(%addr, workers, "creditphone listening");
     let result = server(state, listener, workers)?.await;
     jobs.stop().await;

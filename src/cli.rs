@@ -78,9 +78,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             with_database(&settings, async |client, pg| {
                 crate::db::migrate(client).await?;
                 let pool = crate::db::make_pool(pg.clone(), 4, std::time::Duration::from_secs(10), std::time::Duration::from_secs(3600))?;
-                let summary = crate::service::eod::run(&pool, date, settings.clock.allow_future_dates, settings.eod.chunk_size)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let summary = crate::service::eod::run(
+                    &pool,
+                    &crate::clock::SystemClock,
+                    date,
+                    settings.clock.allow_future_dates,
+                    settings.eod.chunk_size,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("{}", serde_json::to_string_pretty(&summary)?);
                 Ok(true)
             })

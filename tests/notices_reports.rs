@@ -226,7 +226,7 @@ impl World {
     }
 
     fn start_jobs(&mut self) {
-        self.jobs = Some(creditphone::jobs::spawn_all(self.app.state.clone()));
+        self.jobs = Some(creditphone::jobs::spawn_all(self.app.state.deps.clone()));
     }
 
     async fn stop_jobs(&mut self) {
@@ -617,7 +617,7 @@ async fn two_instances_deliver_each_notice_once_in_order() {
     let rx = Receiver::start(Mode::Accept).await;
     let mut w = World::new(|_| {}, Some(&rx.url), Some(&rx.url), true).await;
     let app2 = TestApp::start_on(w.app.pg.clone(), fast).await;
-    let jobs2 = creditphone::jobs::spawn_all(app2.state.clone());
+    let jobs2 = creditphone::jobs::spawn_all(app2.state.deps.clone());
     let started = Instant::now();
     for n in 1..=12 {
         w.order(n).await;

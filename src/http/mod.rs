@@ -15,15 +15,12 @@ pub mod reports;
 pub mod setup;
 
 use crate::auth::Caller;
-use crate::config::Settings;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{Answer, IdempotentRequest, parse_key};
-use crate::metrics::Metrics;
-use crate::pii::PiiKeys;
+use crate::service::Deps;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
-use deadpool_postgres::Pool;
 pub use payload::{BodyBudget, read_body};
 use serde::Serialize;
 use serde_json::Value;
@@ -31,15 +28,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// Everything a handler needs, shared by all workers.
+/// What handlers share across workers: the services' dependencies, and the web layer's own
+/// (the per-key rate limiter). Reads through to the dependencies, so a handler passes `&state`
+/// where a service takes `&Deps`.
 pub struct AppState {
-    pub pool: Pool,
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    pub pii: Arc<PiiKeys>,
+    pub deps: Arc<Deps>,
     pub rate_limiter: auth::RateLimiter,
-    /// Now and today for every service and job (the system clock but in tests).
-    pub clock: crate::clock::SharedClock,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Deps;
+    fn deref(&self) -> &Deps {
+        &self.deps
+    }
 }
 
 pub type State = web::Data<AppState>;

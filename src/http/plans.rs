@@ -63,5 +63,5 @@ async fn eod(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse
     let o = Obj::root(&v, &["business_date"])?;
     let date = o.req_date("business_date")?;
     let s = &state.settings;
-    ok(&crate::service::eod::run(&state.pool, date, s.clock.allow_future_dates, s.eod.chunk_size).await?)
+    ok(&crate::service::eod::run(&state.pool, &*state.clock, date, s.clock.allow_future_dates, s.eod.chunk_size).await?)
 }

@@ -3,8 +3,8 @@
 
 pub mod notices;
 
-use crate::http::AppState;
-use actix_web::web;
+use crate::service::Deps;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,7 +23,7 @@ impl Jobs {
     }
 }
 
-pub fn spawn_all(state: web::Data<AppState>) -> Jobs {
+pub fn spawn_all(state: Arc<Deps>) -> Jobs {
     let (stop, stopped) = watch::channel(false);
     let mut handles = vec![tokio::spawn(housekeeping(state.clone(), stopped.clone()))];
     if state.settings.notices.enabled {
@@ -36,7 +36,7 @@ pub fn spawn_all(state: web::Data<AppState>) -> Jobs {
 }
 
 /// Hourly: forget idempotency answers past their retention.
-async fn housekeeping(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>) {
+async fn housekeeping(state: Arc<Deps>, mut stopped: watch::Receiver<bool>) {
     loop {
         if let Ok(client) = state.pool.get().await {
             match crate::db::idempotency::purge_older_than_days(&client, state.settings.idempotency.retention_days).await {
@@ -54,7 +54,7 @@ async fn housekeeping(state: web::Data<AppState>, mut stopped: watch::Receiver<b
 
 /// Every day at `eod.run_at` (Asia/Shanghai): end of day for the previous date, unless closed already.
 /// Several instances may run this; the end-of-day lock lets one work and the others find it done.
-async fn daily_eod(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>) {
+async fn daily_eod(state: Arc<Deps>, mut stopped: watch::Receiver<bool>) {
     use crate::domain::dates::SHANGHAI;
     let Some(run_at) = crate::config::parse_hh_mm(&state.settings.eod.run_at) else { return };
     loop {
@@ -68,9 +68,9 @@ async fn daily_eod(state: web::Data<AppState>, mut stopped: watch::Receiver<bool
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.changed() => return,
         }
-        let date = chrono::Utc::now().with_timezone(&SHANGHAI).date_naive() - chrono::Duration::days(1);
+        let date = state.clock.today() - chrono::Duration::days(1);
         let s = &state.settings;
-        match crate::service::eod::run(&state.pool, date, s.clock.allow_future_dates, s.eod.chunk_size).await {
+        match crate::service::eod::run(&state.pool, &*state.clock, date, s.clock.allow_future_dates, s.eod.chunk_size).await {
             Ok(summary) => {
                 state.metrics.job_runs.with_label_values(&["eod", "ok"]).inc();
                 tracing::info!(business_date = %summary.business_date, "scheduled end of day done");

@@ -24,9 +24,8 @@
 //!   loses nothing: the notice comes due again once the lease runs out (at least once).
 
 use crate::db::notices::{self as db, Due, Lane};
-use crate::http::AppState;
+use crate::service::Deps;
 use crate::service::notices::signature_header;
-use actix_web::web;
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -45,7 +44,7 @@ const LEASE_SAFETY: Duration = Duration::from_secs(1);
 const ANSWER_READ_LIMIT: usize = 16 * 1024;
 
 struct Ctx {
-    state: web::Data<AppState>,
+    state: Arc<Deps>,
     http: reqwest::Client,
     owner: String,
     timeout: Duration,
@@ -77,7 +76,7 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 }
 
 /// The dispatcher: runs until `stopped`, then lets the lanes in hand finish their attempt.
-pub async fn run(state: web::Data<AppState>, mut stopped: watch::Receiver<bool>) {
+pub async fn run(state: Arc<Deps>, mut stopped: watch::Receiver<bool>) {
     let settings = state.settings.notices.clone();
     let timeout = Duration::from_secs(settings.timeout_secs);
     let http = match http_client(timeout) {
@@ -195,7 +194,7 @@ async fn release(ctx: &Ctx, lane: &Lane, slow: Option<bool>) {
     }
 }
 
-async fn refresh_gauges(state: &AppState) {
+async fn refresh_gauges(state: &Deps) {
     let counts = match state.pool.get().await {
         Ok(client) => async { Ok::<_, Error>((db::counts_by_state(&**client).await?, db::count_slow_lanes(&**client).await?)) }.await,
         Err(e) => Err(e.into()),

@@ -1,14 +1,13 @@
 //! Credit lines (API.md section 3): the whitelist registered by providers, debt repayments, holds.
 
+use super::Deps;
 use crate::auth::{Principal, PrincipalKind, new_object_id};
 use crate::db::credit_lines::{self as lines, CreditLine, NewLine};
 use crate::db::journal::{Entry, Refs, account};
 use crate::db::{self, Tx};
-use crate::domain::dates::shanghai_date;
 use crate::domain::identity::{IdNumber, Phone};
 use crate::domain::money::Amount;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
 use chrono::NaiveDate;
@@ -72,12 +71,9 @@ pub struct CreditLineView {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-pub fn today() -> NaiveDate {
-    shanghai_date(chrono::Utc::now())
-}
-
-pub fn view(l: CreditLine) -> CreditLineView {
-    let status = if l.status != "closed" && l.expires_on < today() { "expired".to_string() } else { l.status.clone() };
+/// The line as answered; its status reads `expired` once `expires_on` is before `today`.
+pub fn view(l: CreditLine, today: NaiveDate) -> CreditLineView {
+    let status = if l.status != "closed" && l.expires_on < today { "expired".to_string() } else { l.status.clone() };
     CreditLineView {
         available: l.available(),
         id: l.id,
@@ -94,7 +90,7 @@ pub fn view(l: CreditLine) -> CreditLineView {
 }
 
 /// The encrypted identity copy: the values as given, for the funding bank alone.
-pub fn seal_identity(state: &AppState, id_number: &IdNumber, phone: &Phone, name: Option<&str>) -> Vec<u8> {
+pub fn seal_identity(state: &Deps, id_number: &IdNumber, phone: &Phone, name: Option<&str>) -> Vec<u8> {
     let plain = json!({ "id_number": id_number.as_str(), "phone": phone.as_str(), "name": name });
     state.pii.encrypt(plain.to_string().as_bytes())
 }
@@ -111,7 +107,7 @@ fn limit_entry(booked_on: NaiveDate, line_id: &str, delta_fen: i64) -> Entry {
 }
 
 /// `POST /v1/credit-lines`: registers (201) or updates (200) the provider's line for this customer.
-pub async fn register(state: &AppState, provider_id: &str, request: &IdempotentRequest, r: Registration) -> ApiResult<Answer> {
+pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentRequest, r: Registration) -> ApiResult<Answer> {
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
     let phone_hash = state.pii.lookup_hash(r.phone.as_str());
     let sealed = seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
@@ -120,7 +116,7 @@ pub async fn register(state: &AppState, provider_id: &str, request: &IdempotentR
         request,
         async |_tx: &Tx<'_>| Ok(()),
         async |tx: &Tx<'_>, ()| {
-            let booked_on = db::business_days::booking_date(tx, today()).await?;
+            let booked_on = db::business_days::booking_date(tx, state.clock.today()).await?;
             if let Some(current) = lines::lock_by_customer(tx, provider_id, &id_hash).await? {
                 let status = r.status.unwrap_or(LineStatus::parse(&current.status).unwrap_or(LineStatus::Active));
                 if current.status == "closed" && status != LineStatus::Closed {
@@ -148,7 +144,7 @@ pub async fn register(state: &AppState, provider_id: &str, request: &IdempotentR
                 .await?;
                 limit_entry(booked_on, &current.id, r.limit.fen() - current.limit.fen()).post(tx).await?;
                 assert_eq!(updated.held, current.held, "re-registration never moves held");
-                return Ok((StatusCode::OK, view(updated)));
+                return Ok((StatusCode::OK, view(updated, state.clock.today())));
             }
             let id = new_object_id("line");
             let status = r.status.unwrap_or(LineStatus::Active);
@@ -169,30 +165,24 @@ pub async fn register(state: &AppState, provider_id: &str, request: &IdempotentR
                 return Err(ApiError::retry("a concurrent registration of this customer"));
             };
             limit_entry(booked_on, &id, r.limit.fen()).post(tx).await?;
-            Ok((StatusCode::CREATED, view(created)))
+            Ok((StatusCode::CREATED, view(created, state.clock.today())))
         },
     )
     .await
 }
 
 /// The line, if the caller may see it (its provider, admin); else 404.
-pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<CreditLineView> {
+pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<CreditLineView> {
     let client = state.pool.get().await?;
     let line = lines::get(&**client, id).await?.ok_or_else(ApiError::not_found)?;
     if !caller.is_admin() && !caller.is(PrincipalKind::Provider, &line.provider_id) {
         return Err(ApiError::not_found());
     }
-    Ok(view(line))
+    Ok(view(line, state.clock.today()))
 }
 
 /// `POST /v1/credit-lines/{id}/debt-repayments`: the customer repaid the provider part of what was converted.
-pub async fn repay_debt(
-    state: &AppState,
-    caller: &Principal,
-    line_id: &str,
-    request: &IdempotentRequest,
-    amount: Amount,
-) -> ApiResult<Answer> {
+pub async fn repay_debt(state: &Deps, caller: &Principal, line_id: &str, request: &IdempotentRequest, amount: Amount) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
         request,
@@ -210,7 +200,7 @@ pub async fn repay_debt(
                     .field("amount")
                     .details(json!({ "drawn": line.drawn })));
             }
-            let booked_on = db::business_days::booking_date(tx, today()).await?;
+            let booked_on = db::business_days::booking_date(tx, state.clock.today()).await?;
             let id = new_object_id("drp");
             lines::insert_debt_repayment(tx, &id, line_id, amount, booked_on).await?;
             let after = lines::move_balances(tx, line_id, 0, -amount.fen()).await?;
@@ -218,7 +208,7 @@ pub async fn repay_debt(
             let mut e = Entry::new("line.debt_repaid", booked_on, Refs::new().line(line_id).reference(&id));
             e.transfer(account::line_drawn(line_id), account::line_available(line_id), amount.fen());
             e.post(tx).await?;
-            Ok((StatusCode::OK, view(after)))
+            Ok((StatusCode::OK, view(after, state.clock.today())))
         },
     )
     .await

@@ -2,9 +2,9 @@
 //! accrue penalty, convert holds past grace, report shortfalls. Set-based over what is due only,
 //! in bounded chunks each in its own transaction, one run at a time across instances.
 
-use super::credit_lines::today;
 use super::lifecycle::{Book, Effects, load_books};
 use super::order_notices::OrderRefs;
+use crate::clock::Clock;
 use crate::db::notices::record;
 use crate::db::orders as orders_db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -56,8 +56,8 @@ impl Totals {
 }
 
 /// Runs end of day for `date`, waiting for any other run to finish first.
-pub async fn run(pool: &Pool, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
-    if date > today() && !allow_future_dates {
+pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
+    if date > clock.today() && !allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
     }
     let client = pool.get().await?;

@@ -10,3 +10,22 @@ pub mod plans;
 pub mod reports;
 pub mod setup;
 pub mod verify;
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::pii::PiiKeys;
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+
+/// What services and jobs work with, and nothing of the web layer (zero2prod's `startup.rs`):
+/// the database pool, the settings (business rules among them), metrics, the PII keys and the
+/// clock. The HTTP layer holds it inside its own state; jobs hold it directly.
+pub struct Deps {
+    pub pool: Pool,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub pii: Arc<PiiKeys>,
+    /// Now and today for every service and job (the system clock but in tests).
+    pub clock: SharedClock,
+}

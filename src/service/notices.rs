@@ -1,9 +1,9 @@
 //! Notices for the admin (API.md section 7): the delivery list, redelivery, and the webhook
 //! signature every delivery carries (Stripe's scheme, so receivers can verify it the same way).
 
+use super::Deps;
 use crate::db::notices::{self as db, AdminNotice, seq_of_id};
 use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -32,7 +32,7 @@ pub fn parse_recipient(s: &str) -> Option<(&str, &str)> {
 }
 
 pub async fn list(
-    state: &AppState,
+    state: &Deps,
     delivery_state: Option<&str>,
     recipient: Option<(&str, &str)>,
     after_seq: i64,
@@ -44,7 +44,7 @@ pub async fn list(
 
 /// Makes a notice due again from attempt one. Only where the recipient has a webhook URL now
 /// (a `pull_only` notice too, once its recipient has one); otherwise `409 invalid_state`.
-pub async fn redeliver(state: &AppState, id: &str) -> ApiResult<AdminNotice> {
+pub async fn redeliver(state: &Deps, id: &str) -> ApiResult<AdminNotice> {
     let seq = seq_of_id(id).ok_or_else(ApiError::not_found)?;
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;

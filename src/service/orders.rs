@@ -1,6 +1,6 @@
 //! Quotes and orders (API.md section 4): the matching credit line, the hold, the funding bank.
 
-use super::credit_lines::today;
+use super::Deps;
 use super::order_notices::OrderRefs;
 use super::plans::{PlanView, plan_view};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
@@ -17,7 +17,6 @@ use crate::domain::irr::{format_apr, schedule_apr_irr};
 use crate::domain::money::{Amount, Rate};
 use crate::domain::schedule::{Pricing, ScheduledInstallment, build_schedule, total_repayable};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -95,13 +94,13 @@ pub struct QuoteRequest {
     pub down_payment: Amount,
 }
 
-pub async fn quote(state: &AppState, q: QuoteRequest) -> ApiResult<Quote> {
+pub async fn quote(state: &Deps, q: QuoteRequest) -> ApiResult<Quote> {
     let client = state.pool.get().await?;
     let product = setup_db::get_product(&**client, &q.product_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
     let principal = q.device_price.checked_sub(q.down_payment);
-    let priced = price(&product, q.term_months, principal, today())?;
+    let priced = price(&product, q.term_months, principal, state.clock.today())?;
     let principal = principal.ok_or_else(ApiError::internal)?;
     Ok(Quote {
         product_id: product.id,
@@ -255,7 +254,7 @@ fn covers_any(patterns: &[String], code: &RegionCode) -> bool {
     patterns.iter().any(|p| RegionPattern::parse(p).is_ok_and(|p| p.covers(code)))
 }
 
-pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
+pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
     let phone_hash = state.pii.lookup_hash(r.phone.as_str());
     let sealed = super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
@@ -267,7 +266,7 @@ pub async fn place(state: &AppState, caller: &Principal, request: &IdempotentReq
         async |tx: &Tx<'_>, ()| {
             // Every independent read in one pipelined round trip, the customer's lines locked with
             // them (all of them: which providers count depends on the product and the seller).
-            let now = Utc::now();
+            let now = state.clock.now();
             let created_on = now.with_timezone(&SHANGHAI).date_naive();
             let seller = async {
                 let id = caller.id().unwrap_or_default();
@@ -474,7 +473,7 @@ fn region_not_open(code: &RegionCode) -> ApiError {
 
 // ---------- reading ----------
 
-pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<OrderView> {
+pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<OrderView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
     let o = orders_db::get(&tx, id).await?.filter(|o| can_see(caller, o)).ok_or_else(ApiError::not_found)?;
@@ -484,7 +483,7 @@ pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<Or
 }
 
 pub async fn list(
-    state: &AppState,
+    state: &Deps,
     caller: &Principal,
     status: Option<&str>,
     before_seq: i64,
@@ -510,7 +509,7 @@ pub async fn list(
     Ok((out, next))
 }
 
-pub async fn get_hold(state: &AppState, caller: &Principal, id: &str) -> ApiResult<Hold> {
+pub async fn get_hold(state: &Deps, caller: &Principal, id: &str) -> ApiResult<Hold> {
     let client = state.pool.get().await?;
     let hold = orders_db::get_hold(&**client, id).await?.ok_or_else(ApiError::not_found)?;
     if caller.is_admin() || caller.is(PrincipalKind::Provider, &hold.provider_id) {
@@ -521,7 +520,7 @@ pub async fn get_hold(state: &AppState, caller: &Principal, id: &str) -> ApiResu
 }
 
 /// The borrower in clear for the order's funding bank; every read is written to the audit log.
-pub async fn borrower(state: &AppState, caller: &Principal, id: &str, request_id: &str) -> ApiResult<Value> {
+pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &str) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let o = orders_db::get(&**client, id).await?.filter(|o| caller.is(PrincipalKind::Bank, &o.bank_id)).ok_or_else(ApiError::not_found)?;
     let sealed = orders_db::sealed_identity(&**client, id).await?.ok_or_else(ApiError::not_found)?;
@@ -581,13 +580,7 @@ async fn visible_order(tx: &Tx<'_>, id: &str, allowed: impl Fn(&Order) -> bool) 
 const PROBE_THRESHOLD: i64 = 3;
 const PROBE_WINDOW_HOURS: i32 = 24;
 
-pub async fn cancel(
-    state: &AppState,
-    caller: &Principal,
-    id: &str,
-    request: &IdempotentRequest,
-    reason: Option<String>,
-) -> ApiResult<Answer> {
+pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, reason: Option<String>) -> ApiResult<Answer> {
     let scope = caller.scope();
     // What the committed attempt found of the seller's recent cancellations (a rerun overwrites it).
     let recent = std::sync::Mutex::new(None);
@@ -603,7 +596,7 @@ pub async fn cancel(
                     order.status
                 )));
             }
-            let today = today();
+            let today = state.clock.today();
             let booked_on = db::business_days::booking_date(tx, today).await?;
             let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
             let order = orders_db::set_status(tx, id, "cancelled", reason.as_deref(), Some(today)).await?;
@@ -644,7 +637,7 @@ struct RecentCancellations {
 /// Counts and logs a committed cancellation at or past `PROBE_THRESHOLD`. The customer is named
 /// by a prefix of the keyed hash only: enough to follow one customer across lines and warnings,
 /// nothing to read an identity from.
-fn flag_probing(state: &AppState, seller: &str, recent: Option<RecentCancellations>) {
+fn flag_probing(state: &Deps, seller: &str, recent: Option<RecentCancellations>) {
     let Some(r) = recent.filter(|r| r.count >= PROBE_THRESHOLD) else { return };
     state.metrics.order_probes_suspected.inc();
     tracing::warn!(
@@ -663,13 +656,7 @@ pub enum FundingDecision {
     Rejected { reason: String },
 }
 
-pub async fn fund(
-    state: &AppState,
-    caller: &Principal,
-    id: &str,
-    request: &IdempotentRequest,
-    decision: FundingDecision,
-) -> ApiResult<Answer> {
+pub async fn fund(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, decision: FundingDecision) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
         request,
@@ -685,12 +672,12 @@ pub async fn fund(
             if order.status != "awaiting_funding" {
                 return Err(ApiError::invalid_state(format!("the order is {}, not awaiting funding", order.status)));
             }
-            if Utc::now() > order.funding_deadline {
+            if state.clock.now() > order.funding_deadline {
                 return Err(ApiError::invalid_state("the funding deadline has passed"));
             }
             match &decision {
                 FundingDecision::Approved { loan_no, funded_on } => approve(tx, order, loan_no, *funded_on).await,
-                FundingDecision::Rejected { reason } => reject(tx, order, reason).await,
+                FundingDecision::Rejected { reason } => reject(tx, order, reason, state.clock.today()).await,
             }
         },
     )
@@ -745,8 +732,7 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
     Ok((StatusCode::OK, load_view(tx, order).await?))
 }
 
-async fn reject(tx: &Tx<'_>, order: Order, reason: &str) -> ApiResult<(StatusCode, OrderView)> {
-    let today = today();
+async fn reject(tx: &Tx<'_>, order: Order, reason: &str, today: NaiveDate) -> ApiResult<(StatusCode, OrderView)> {
     let booked_on = db::business_days::booking_date(tx, today).await?;
     let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
     let order = orders_db::set_status(tx, &order.id, "rejected", Some(reason), Some(today)).await?;

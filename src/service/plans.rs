@@ -96,13 +96,12 @@ pub fn plan_view(p: Plan, installments: &[InstallmentRow]) -> PlanView {
 
 // ---------- reading, repaying, paying off, accelerating ----------
 
-use super::credit_lines::today;
+use super::Deps;
 use super::lifecycle::{Book, Effects, load_books};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
 use crate::db::{self, Tx, orders as orders_db, plans as plans_db};
 use crate::domain::installment::{AllocError, Split, allocate, bring_all_up_to, payoff, waive_beyond_payoff};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
 use serde_json::json;
@@ -122,7 +121,7 @@ async fn plan_visible(c: &impl crate::db::Db, caller: &Principal, id: &str, owne
     Err(ApiError::not_found())
 }
 
-pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<PlanView> {
+pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<PlanView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
     let plan = plan_visible(&tx, caller, id, true).await?;
@@ -132,13 +131,13 @@ pub async fn get(state: &AppState, caller: &Principal, id: &str) -> ApiResult<Pl
 }
 
 /// A date the bank reports: not before `funded_on`, not after today unless configured.
-fn check_value_date(state: &AppState, plan: &Plan, date: NaiveDate, field: &str) -> ApiResult<()> {
+fn check_value_date(state: &Deps, plan: &Plan, date: NaiveDate, field: &str) -> ApiResult<()> {
     if date < plan.funded_on {
         return Err(
             ApiError::new(ErrorCode::InvalidDate, format!("{field} is before the plan was funded on {}", plan.funded_on)).field(field)
         );
     }
-    if date > today() && !state.settings.clock.allow_future_dates {
+    if date > state.clock.today() && !state.settings.clock.allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, format!("{field} is after today")).field(field));
     }
     Ok(())
@@ -167,14 +166,14 @@ pub struct PayoffView {
     pub penalty: Amount,
 }
 
-pub async fn payoff_quote(state: &AppState, caller: &Principal, id: &str, as_of: Option<NaiveDate>) -> ApiResult<PayoffView> {
+pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Option<NaiveDate>) -> ApiResult<PayoffView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
     let plan = plan_visible(&tx, caller, id, false).await?;
     if plan.status == "settled" {
         return Err(ApiError::invalid_state("the plan is settled"));
     }
-    let as_of = as_of.unwrap_or_else(today);
+    let as_of = as_of.unwrap_or_else(|| state.clock.today());
     if as_of < plan.funded_on {
         return Err(
             ApiError::new(ErrorCode::InvalidDate, format!("as_of is before the plan was funded on {}", plan.funded_on)).field("as_of")
@@ -227,7 +226,7 @@ async fn lock_book(tx: &Tx<'_>, id: &str) -> ApiResult<Book> {
     load_books(tx, &[id.to_string()]).await?.pop().ok_or_else(ApiError::not_found)
 }
 
-pub async fn repay(state: &AppState, caller: &Principal, id: &str, request: &IdempotentRequest, r: RepaymentRequest) -> ApiResult<Answer> {
+pub async fn repay(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, r: RepaymentRequest) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
         request,
@@ -334,7 +333,7 @@ async fn insert_repayment(
 
 /// `POST /v1/plans/{id}/accelerate`: the payoff falls due at once; the hold converts what it covers.
 pub async fn accelerate(
-    state: &AppState,
+    state: &Deps,
     caller: &Principal,
     id: &str,
     request: &IdempotentRequest,

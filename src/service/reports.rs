@@ -1,11 +1,11 @@
 //! Reports (API.md section 8): a bank's daily reconciliation and a partner's monthly statement.
 
+use super::Deps;
 use crate::auth::{Principal, PrincipalKind};
 use crate::db::reports::{self as db, AgentRow, MovementRow};
 use crate::db::setup as setup_db;
 use crate::domain::money::Amount;
 use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
 use chrono::NaiveDate;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -127,7 +127,7 @@ fn movement(r: MovementRow) -> Movement {
 }
 
 /// A bank sees its own report (`?bank_id=` another bank: 404); the admin one bank's or all.
-pub async fn reconciliation(state: &AppState, caller: &Principal, date: NaiveDate, bank_param: Option<&str>) -> ApiResult<Reconciliation> {
+pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, bank_param: Option<&str>) -> ApiResult<Reconciliation> {
     let client = state.pool.get().await?;
     let bank_id = match caller.kind() {
         PrincipalKind::Bank => {
@@ -279,7 +279,7 @@ pub fn parse_month(s: &str) -> Option<(NaiveDate, NaiveDate)> {
 
 /// The partner itself or the admin; another partner's id answers 404 like a missing one.
 pub async fn statement(
-    state: &AppState,
+    state: &Deps,
     caller: &Principal,
     partner_id: &str,
     month: &str,

@@ -1,15 +1,14 @@
 //! Reference data: providers, banks, stores, partners (with eligibility), products (with the APR cap), API keys.
 
+use super::Deps;
 use crate::auth::{Principal, generate_api_key, hash_api_key, new_object_id};
 use crate::db::api_keys;
 use crate::db::setup::{self as q, BankInput, PartnerInput, ProductInput, ProviderInput, StoreInput, WebhookOwner};
-use crate::domain::dates::shanghai_date;
 use crate::domain::money::Amount;
 use crate::domain::money::Rate;
 use crate::domain::partner::eligibility;
 use crate::domain::schedule::Pricing;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::AppState;
 use rand::RngCore;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -36,18 +35,14 @@ fn with_secret(view: impl Serialize, secret: Option<String>) -> Value {
 
 // ---------- providers ----------
 
-pub async fn create_provider(state: &AppState, id: &str, input: ProviderInput) -> ApiResult<Value> {
+pub async fn create_provider(state: &Deps, id: &str, input: ProviderInput) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let secret = input.webhook_url.as_ref().map(|_| new_webhook_secret());
     let created = q::insert_provider(&**client, id, &input, secret.as_deref()).await?.ok_or_else(|| exists("provider", id))?;
     Ok(with_secret(created, secret))
 }
 
-pub async fn update_provider(
-    state: &AppState,
-    id: &str,
-    patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>,
-) -> ApiResult<Value> {
+pub async fn update_provider(state: &Deps, id: &str, patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "providers", id).await?;
@@ -62,7 +57,7 @@ pub async fn update_provider(
 
 // ---------- banks ----------
 
-pub async fn create_bank(state: &AppState, id: &str, input: BankInput) -> ApiResult<Value> {
+pub async fn create_bank(state: &Deps, id: &str, input: BankInput) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
     let secret = input.webhook_url.as_ref().map(|_| new_webhook_secret());
@@ -74,7 +69,7 @@ pub async fn create_bank(state: &AppState, id: &str, input: BankInput) -> ApiRes
     Ok(with_secret(created, secret))
 }
 
-pub async fn update_bank(state: &AppState, id: &str, patch: impl FnOnce(BankInput) -> ApiResult<BankInput>) -> ApiResult<Value> {
+pub async fn update_bank(state: &Deps, id: &str, patch: impl FnOnce(BankInput) -> ApiResult<BankInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "banks", id).await?;
@@ -98,7 +93,7 @@ pub async fn update_bank(state: &AppState, id: &str, patch: impl FnOnce(BankInpu
     Ok(with_secret(updated, secret))
 }
 
-pub async fn rotate_webhook_secret(state: &AppState, owner: WebhookOwner, id: &str) -> ApiResult<Value> {
+pub async fn rotate_webhook_secret(state: &Deps, owner: WebhookOwner, id: &str) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let secret = new_webhook_secret();
     match q::rotate_webhook_secret(&**client, owner, id, &secret).await? {
@@ -110,12 +105,12 @@ pub async fn rotate_webhook_secret(state: &AppState, owner: WebhookOwner, id: &s
 
 // ---------- stores ----------
 
-pub async fn create_store(state: &AppState, id: &str, input: StoreInput) -> ApiResult<q::Store> {
+pub async fn create_store(state: &Deps, id: &str, input: StoreInput) -> ApiResult<q::Store> {
     let client = state.pool.get().await?;
     q::insert_store(&**client, id, &input).await?.ok_or_else(|| exists("store", id))
 }
 
-pub async fn update_store(state: &AppState, id: &str, patch: impl FnOnce(StoreInput) -> ApiResult<StoreInput>) -> ApiResult<q::Store> {
+pub async fn update_store(state: &Deps, id: &str, patch: impl FnOnce(StoreInput) -> ApiResult<StoreInput>) -> ApiResult<q::Store> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "stores", id).await?;
@@ -144,16 +139,16 @@ pub struct PartnerView {
 }
 
 /// Partner eligibility against today (API.md section 2), as reason codes.
-pub fn partner_reasons(state: &AppState, p: &q::Partner) -> Vec<String> {
+pub fn partner_reasons(state: &Deps, p: &q::Partner) -> Vec<String> {
     let min_deposit = Amount::round_half_up(state.settings.business.partner_min_deposit);
-    let today = shanghai_date(chrono::Utc::now());
+    let today = state.clock.today();
     eligibility(p.deposit_paid, p.established_on, p.authorized_providers.len(), p.major_violation_last_year, today, min_deposit)
         .into_iter()
         .map(|r| r.code().to_string())
         .collect()
 }
 
-pub fn partner_view(state: &AppState, p: q::Partner) -> PartnerView {
+pub fn partner_view(state: &Deps, p: q::Partner) -> PartnerView {
     let reasons = partner_reasons(state, &p);
     PartnerView {
         eligible: reasons.is_empty(),
@@ -181,7 +176,7 @@ async fn check_providers_exist(c: &impl crate::db::Db, ids: &[String], field: &s
     Ok(())
 }
 
-pub async fn create_partner(state: &AppState, id: &str, input: PartnerInput) -> ApiResult<PartnerView> {
+pub async fn create_partner(state: &Deps, id: &str, input: PartnerInput) -> ApiResult<PartnerView> {
     let client = state.pool.get().await?;
     if q::get_partner(&**client, id).await?.is_some() {
         return Err(exists("partner", id));
@@ -191,11 +186,7 @@ pub async fn create_partner(state: &AppState, id: &str, input: PartnerInput) -> 
     Ok(partner_view(state, created))
 }
 
-pub async fn update_partner(
-    state: &AppState,
-    id: &str,
-    patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>,
-) -> ApiResult<PartnerView> {
+pub async fn update_partner(state: &Deps, id: &str, patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>) -> ApiResult<PartnerView> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
     q::lock_row(&*tx, "partners", id).await?;
@@ -223,7 +214,7 @@ pub struct TermInput {
 }
 
 /// Computes each term's `apr_irr` and checks the cap (API.md section 2): `422 apr_above_cap`.
-pub fn price_terms(state: &AppState, pricing: Pricing, terms: &[TermInput], penalty_daily_rate: Decimal) -> ApiResult<Vec<q::ProductTerm>> {
+pub fn price_terms(state: &Deps, pricing: Pricing, terms: &[TermInput], penalty_daily_rate: Decimal) -> ApiResult<Vec<q::ProductTerm>> {
     let cap = state.settings.business.apr_cap;
     let mut out = Vec::with_capacity(terms.len());
     for (i, t) in terms.iter().enumerate() {
@@ -248,7 +239,7 @@ pub fn price_terms(state: &AppState, pricing: Pricing, terms: &[TermInput], pena
 }
 
 /// Prices new terms, or the current ones again (pricing or penalty may have changed), under the cap.
-fn priced(state: &AppState, mut input: ProductInput, new_terms: Option<Vec<TermInput>>) -> ApiResult<ProductInput> {
+fn priced(state: &Deps, mut input: ProductInput, new_terms: Option<Vec<TermInput>>) -> ApiResult<ProductInput> {
     let pricing = Pricing::parse(&input.pricing).map_err(|_| ApiError::internal())?;
     let terms = match new_terms {
         Some(t) => t,
@@ -262,7 +253,7 @@ fn priced(state: &AppState, mut input: ProductInput, new_terms: Option<Vec<TermI
     Ok(input)
 }
 
-pub async fn create_product(state: &AppState, id: &str, input: ProductInput, terms: Option<Vec<TermInput>>) -> ApiResult<q::Product> {
+pub async fn create_product(state: &Deps, id: &str, input: ProductInput, terms: Option<Vec<TermInput>>) -> ApiResult<q::Product> {
     let client = state.pool.get().await?;
     if q::get_product(&**client, id).await?.is_some() {
         return Err(exists("product", id));
@@ -274,7 +265,7 @@ pub async fn create_product(state: &AppState, id: &str, input: ProductInput, ter
 
 /// `patch` receives the current product and answers the new input and any new terms.
 pub async fn update_product(
-    state: &AppState,
+    state: &Deps,
     id: &str,
     patch: impl FnOnce(ProductInput) -> ApiResult<(ProductInput, Option<Vec<TermInput>>)>,
 ) -> ApiResult<q::Product> {
@@ -312,7 +303,7 @@ pub fn api_key_view(k: api_keys::ApiKeyRecord) -> ApiKeyView {
     }
 }
 
-pub async fn create_api_key(state: &AppState, principal: Principal, rate_limit_per_minute: Option<i32>) -> ApiResult<Value> {
+pub async fn create_api_key(state: &Deps, principal: Principal, rate_limit_per_minute: Option<i32>) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     if let Some(id) = principal.id()
         && !q::principal_exists(&**client, principal.kind(), id).await?
@@ -326,12 +317,12 @@ pub async fn create_api_key(state: &AppState, principal: Principal, rate_limit_p
     Ok(v)
 }
 
-pub async fn revoke_api_key(state: &AppState, id: &str) -> ApiResult<()> {
+pub async fn revoke_api_key(state: &Deps, id: &str) -> ApiResult<()> {
     let client = state.pool.get().await?;
     if api_keys::revoke(&**client, id).await? { Ok(()) } else { Err(ApiError::not_found()) }
 }
 
-pub async fn get_api_key(state: &AppState, id: &str) -> ApiResult<ApiKeyView> {
+pub async fn get_api_key(state: &Deps, id: &str) -> ApiResult<ApiKeyView> {
     let client = state.pool.get().await?;
     api_keys::get(&**client, id).await?.map(api_key_view).ok_or_else(ApiError::not_found)
 }
