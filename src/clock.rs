@@ -54,6 +54,35 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock shifted by an offset that can be changed: it advances in real time from
+/// wherever it was set (tests that need a past or future "now" without stopping time).
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset: Mutex<chrono::Duration>,
+}
+
+impl ShiftedClock {
+    pub fn new() -> Arc<ShiftedClock> {
+        Arc::new(ShiftedClock::default())
+    }
+
+    /// From now on, `now` reads `at` plus the time passed since this call.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner()) = at - Utc::now();
+    }
+
+    /// Back to the system clock.
+    pub fn reset(&self) {
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner()) = chrono::Duration::zero();
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.offset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +98,16 @@ mod tests {
         let shared: SharedClock = clock.clone();
         clock.set(start);
         assert_eq!(shared.now(), start, "one clock, seen by every holder");
+    }
+
+    #[test]
+    fn a_shifted_clock_advances_from_where_it_was_set() {
+        let clock = ShiftedClock::new();
+        let past = Utc::now() - chrono::Duration::days(400);
+        clock.set(past);
+        let read = clock.now();
+        assert!(read >= past && read - past < chrono::Duration::seconds(5), "{read} after {past}");
+        clock.reset();
+        assert!((clock.now() - Utc::now()).num_seconds().abs() < 5);
     }
 }

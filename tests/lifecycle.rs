@@ -70,17 +70,13 @@ impl World {
             .expect(201)
     }
 
-    /// Places an order as if created on `date` and funds it on that date; answers the plan id.
+    /// Places an order on `date` (the service's clock set to that day's noon in Asia/Shanghai)
+    /// and funds it on that date; answers the plan id.
     async fn funded_on(&self, n: u32, date: &str) -> (String, Value) {
+        let noon = d(date).and_hms_opt(12, 0, 0).unwrap().and_local_timezone(creditphone::domain::SHANGHAI).unwrap();
+        self.app.clock.set(noon.with_timezone(&chrono::Utc));
         let order = self.order(n).await;
         let id = order["id"].as_str().unwrap();
-        let db = self.app.db().await;
-        db.execute(
-            "UPDATE orders SET created_on = $2, funding_deadline = ($2::date + 3)::timestamp AT TIME ZONE 'Asia/Shanghai' WHERE id = $1",
-            &[&id, &d(date)],
-        )
-        .await
-        .unwrap();
         let funded = self
             .app
             .post(
@@ -90,6 +86,7 @@ impl World {
             )
             .await
             .expect(200);
+        self.app.clock.reset();
         (funded["plan"]["id"].as_str().unwrap().to_string(), funded)
     }
 

@@ -4,6 +4,7 @@
 
 pub mod readme;
 
+use creditphone::clock::ShiftedClock;
 use creditphone::config::{Secret, Settings};
 use creditphone::http::AppState;
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster, PgBinaries};
@@ -141,6 +142,8 @@ pub struct TestApp {
     pub url: String,
     pub admin_key: String,
     pub state: actix_web::web::Data<AppState>,
+    /// The service's clock: the system clock until a test sets it (see `ShiftedClock`).
+    pub clock: Arc<ShiftedClock>,
     pub pg: tokio_postgres::Config,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
@@ -190,7 +193,8 @@ impl TestApp {
         adjust(&mut settings);
         let admin_key = settings.auth.admin_key.expose().to_string();
         let settings = Arc::new(settings);
-        let state = creditphone::app::prepare(settings.clone(), &pg).await.expect("prepare the service");
+        let clock = ShiftedClock::new();
+        let state = creditphone::app::prepare_with_clock(settings.clone(), &pg, clock.clone()).await.expect("prepare the service");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("address").port();
         let server = creditphone::app::server(state.clone(), listener, settings.server.workers).expect("server");
@@ -200,6 +204,7 @@ impl TestApp {
             url: format!("http://127.0.0.1:{port}"),
             admin_key,
             state,
+            clock,
             pg,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
             handle,
