@@ -73,8 +73,7 @@ impl World {
     /// Places an order on `date` (the service's clock set to that day's noon in Asia/Shanghai)
     /// and funds it on that date; answers the plan id.
     async fn funded_on(&self, n: u32, date: &str) -> (String, Value) {
-        let noon = d(date).and_hms_opt(12, 0, 0).unwrap().and_local_timezone(creditphone::domain::SHANGHAI).unwrap();
-        self.app.clock.set(noon.with_timezone(&chrono::Utc));
+        self.app.set_today(date);
         let order = self.order(n).await;
         let id = order["id"].as_str().unwrap();
         let funded = self

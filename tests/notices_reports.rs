@@ -1029,17 +1029,8 @@ impl Books {
         o["id"].as_str().unwrap().to_string()
     }
 
-    /// Funds an order as if it had been placed on `date`; answers the plan id.
+    /// Funds an order on `date` (the order placed while the service's today was `date`); answers the plan id.
     async fn fund_on(&self, order: &str, key: &str, loan_no: &str, date: &str) -> String {
-        self.app
-            .db()
-            .await
-            .execute(
-                "UPDATE orders SET created_on = $2::text::date, funding_deadline = ($2::text::date + 3)::timestamp AT TIME ZONE 'Asia/Shanghai' WHERE id = $1",
-                &[&order, &date],
-            )
-            .await
-            .unwrap();
         let r = self
             .app
             .post(key, &format!("/v1/orders/{order}/funding"), json!({"decision": "approved", "loan_no": loan_no, "funded_on": date}))
@@ -1076,13 +1067,15 @@ impl Books {
 async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_changes_once_closed() {
     let b = Books::new().await;
     let admin = b.app.admin_key.clone();
+    b.app.set_today("2027-01-31");
     let o1 = b.order(1, "p18").await;
     let o2 = b.order(2, "p10").await;
+    let plan1 = b.fund_on(&o1, &b.bank_a, "L-1", "2027-01-31").await;
+    let plan2 = b.fund_on(&o2, &b.bank_b, "L-2", "2027-01-31").await;
+    b.app.clock.reset();
     let o3 = b.order(3, "p18").await;
     let o4 = b.order(4, "p18").await;
     let o5 = b.order(5, "p18").await;
-    let plan1 = b.fund_on(&o1, &b.bank_a, "L-1", "2027-01-31").await;
-    let plan2 = b.fund_on(&o2, &b.bank_b, "L-2", "2027-01-31").await;
     b.app.post(&b.store, &format!("/v1/orders/{o3}/cancel"), json!({"reason": "changed mind"})).await.expect(200);
     b.app.post(&b.bank_a, &format!("/v1/orders/{o4}/funding"), json!({"decision": "rejected", "reason": "kyc"})).await.expect(200);
     let decided: chrono::NaiveDate =
@@ -1314,35 +1307,30 @@ async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees()
             .expect(201);
         o["id"].as_str().unwrap().to_string()
     };
-    let db = app.db().await;
-    let set_created = async |id: &str, date: &str| {
-        db.execute(
-            "UPDATE orders SET created_on = $2::text::date, funding_deadline = ($2::text::date + 3)::timestamp AT TIME ZONE 'Asia/Shanghai' WHERE id = $1",
-            &[&id, &date],
-        )
-        .await
-        .unwrap();
-    };
-    // Agent a-1: three placed in November 2027; two funded (one in November, one on 1 December); one cancelled.
-    let (a1, a2, a3) = (order(1, "a-1").await, order(2, "a-1").await, order(3, "a-1").await);
-    set_created(&a1, "2027-11-10").await;
-    set_created(&a2, "2027-11-30").await;
-    set_created(&a3, "2027-11-12").await;
+    // Each event happens on its own date: the service's today is set to it.
     let fund = async |id: &str, loan: &str, date: &str| {
+        app.set_today(date);
         app.post(&bank, &format!("/v1/orders/{id}/funding"), json!({"decision": "approved", "loan_no": loan, "funded_on": date}))
             .await
             .expect(200);
     };
+    let placed_on = async |n: u32, agent: &str, date: &str| {
+        app.set_today(date);
+        order(n, agent).await
+    };
+    // Agent a-1: three placed in November 2027; two funded (one in November, one on 1 December); one cancelled.
+    let a1 = placed_on(1, "a-1", "2027-11-10").await;
+    let a2 = placed_on(2, "a-1", "2027-11-30").await;
+    let a3 = placed_on(3, "a-1", "2027-11-12").await;
     fund(&a1, "L1", "2027-11-11").await;
     fund(&a2, "L2", "2027-12-01").await;
+    app.set_today("2027-11-12");
     app.post(&pa, &format!("/v1/orders/{a3}/cancel"), json!({})).await.expect(200);
-    db.execute("UPDATE orders SET decided_on = '2027-11-12' WHERE id = $1", &[&a3]).await.unwrap();
     // Agent a-2: one rejected, one expired by the end of day of 2027-11-20.
-    let (b1, b2) = (order(4, "a-2").await, order(5, "a-2").await);
-    set_created(&b1, "2027-11-02").await;
+    let b1 = placed_on(4, "a-2", "2027-11-02").await;
     app.post(&bank, &format!("/v1/orders/{b1}/funding"), json!({"decision": "rejected", "reason": "kyc"})).await.expect(200);
-    db.execute("UPDATE orders SET decided_on = '2027-11-02' WHERE id = $1", &[&b1]).await.unwrap();
-    set_created(&b2, "2027-11-15").await;
+    let _b2 = placed_on(5, "a-2", "2027-11-15").await;
+    app.clock.reset();
     let key = app.admin_key.clone();
     let eod = app.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2027-11-20"})), None).await.expect(200);
     assert_eq!(eod["holds_expired"], 1);

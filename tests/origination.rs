@@ -678,17 +678,17 @@ async fn funding_cancellation_and_rejection_rules() {
     assert!(r["plan"].is_null());
     err(&fund(&orders[4], json!({"decision": "rejected", "reason": "again"})).await, 409, "invalid_state", None);
 
-    // Past the deadline: 409 invalid_state for approvals and rejections alike.
-    app.db()
-        .await
-        .execute("UPDATE orders SET funding_deadline = now() - interval '1 minute' WHERE id = $1", &[&orders[5]])
-        .await
-        .expect("move the deadline");
+    // Past the deadline (the service's clock a minute after it): 409 invalid_state for approvals
+    // and rejections alike.
+    let o5 = app.get(&bank, &format!("/v1/orders/{}", orders[5])).await.expect(200);
+    let deadline = chrono::DateTime::parse_from_rfc3339(&st(&o5["funding_deadline"])).expect("rfc3339").with_timezone(&Utc);
+    app.clock.set(deadline + chrono::Duration::minutes(1));
     err(&fund(&orders[5], approve("L-5", created_on.to_string())).await, 409, "invalid_state", None);
     let r = fund(&orders[5], approve("L-5", (created_on - chrono::Duration::days(1)).to_string())).await;
     err(&r, 409, "invalid_state", None);
     err(&fund(&orders[5], json!({"decision": "rejected", "reason": "late"})).await, 409, "invalid_state", None);
     assert_eq!(app.get(&bank, &format!("/v1/orders/{}", orders[5])).await.expect(200)["status"], json!("awaiting_funding"));
+    app.clock.reset();
 
     // Exposure: the two awaiting orders are gone from bk-a, the funded ones stay.
     let bk = admin_bank(app, "bk-a").await;
@@ -1181,7 +1181,6 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
     let vectors: Vec<Value> = serde_json::from_str(&text).expect("vectors json");
     assert!(vectors.len() >= 7);
     line(&w, &w.wld, 60, "1000000").await;
-    let db = app.db().await;
     for (i, v) in vectors.iter().enumerate() {
         let months = v["term_months"].as_u64().expect("months");
         let pid = format!("gv-{i}");
@@ -1222,19 +1221,12 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
         let body = json!({"out_order_no": format!("GV-{i}"), "product_id": pid, "term_months": months,
                           "customer": {"id_number": id_number(60), "phone": phone(60)},
                           "device": {"sku": "gv", "imei": imei(60 + i as u64), "price": v["principal"]}, "down_payment": "0"});
+        // Placed and funded on the vector's date: the service's today is that date.
+        let funded_on: NaiveDate = st(&v["funded_on"]).parse().expect("date");
+        app.set_today(&funded_on.to_string());
         let o = place(&w, &w.store, body).await;
         assert_eq!((&o["principal"], &o["apr_irr"], &o["hold"]["amount"]), (&v["principal"], &v["apr_irr"], &v["hold_amount"]), "{ctx}");
-        // Funded on the vector's date: bring the order's window around it.
         let order_id = st(&o["id"]);
-        let funded_on: NaiveDate = st(&v["funded_on"]).parse().expect("date");
-        db.execute(
-            "UPDATE orders SET created_on = least(created_on, $2::date),
-                 funding_deadline = greatest(funding_deadline, (($2::date + 1)::timestamp AT TIME ZONE 'Asia/Shanghai') - interval '1 second')
-             WHERE id = $1",
-            &[&order_id, &funded_on],
-        )
-        .await
-        .expect("move the funding window");
         let f = app
             .post(
                 &bank,
@@ -1243,6 +1235,7 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
             )
             .await
             .expect(200);
+        app.clock.reset();
         let plan_id = st(&f["plan"]["id"]);
         let plan = app.get(&bank, &format!("/v1/plans/{plan_id}")).await.expect(200);
         for (k, want) in [

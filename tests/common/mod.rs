@@ -211,6 +211,15 @@ impl TestApp {
         }
     }
 
+    /// The service's today becomes `date` (its clock at noon in Asia/Shanghai, running on from
+    /// there) until [`TestApp::clock`]'s `reset`.
+    pub fn set_today(&self, date: &str) {
+        let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("a YYYY-MM-DD date");
+        let noon =
+            day.and_hms_opt(12, 0, 0).expect("noon").and_local_timezone(creditphone::domain::SHANGHAI).single().expect("fixed offset");
+        self.clock.set(noon.with_timezone(&chrono::Utc));
+    }
+
     pub async fn stop(&self) {
         self.handle.stop(true).await;
     }
