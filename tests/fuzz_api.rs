@@ -114,7 +114,7 @@ fn start_service(dir: &Path) -> RunningServe {
         .eod_enabled(false)
         .log_level("warn")
         .spawn();
-    server.wait_ready(Duration::from_secs(180));
+    server.wait_ready_blocking(Duration::from_secs(180));
     server
 }
 

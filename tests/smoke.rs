@@ -14,7 +14,7 @@ fn the_public_smoke_check_passes_against_the_embedded_default() {
     let manifest = env!("CARGO_MANIFEST_DIR");
     let mut server =
         ServeBinary::new(dir.path()).data_dir(dir.path().join("var")).admin_key("smoke-admin-key").notices_enabled(false).spawn();
-    server.wait_ready(Duration::from_secs(120));
+    server.wait_ready_blocking(Duration::from_secs(120));
     let out = Command::new("python3")
         .arg(format!("{manifest}/../shared/conformance/smoke.py"))
         .args(["--url", &server.base_url, "--admin-key", "smoke-admin-key"])

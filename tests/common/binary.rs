@@ -2,8 +2,8 @@
 //! `creditphone serve` (or runs another subcommand), so that the port, the cleaned environment, the
 //! log file, the readiness wait and the clean-up are written once.
 //!
-//! Waiting here blocks the calling thread: what is waited for is another process, so nothing in
-//! this one has to run meanwhile (a caller on a multi-thread runtime keeps its workers).
+//! The waits are async (a test's runtime goes on running its tasks); a test without a runtime
+//! has `wait_ready_blocking`.
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 /// A dropped child gets this long to stop by itself after SIGTERM (an embedded cluster shuts down
 /// before its temp dir is removed) before it is SIGKILLed.
 const DROP_GRACE: Duration = Duration::from_secs(15);
+/// How often a wait looks at the child again.
+const POLL: Duration = Duration::from_millis(50);
 
 /// A loopback port free right now (the service binds it a moment later).
 pub fn free_port() -> u16 {
@@ -195,23 +197,36 @@ impl RunningServe {
     }
 
     /// Waits until `/readyz` answers 200 and answers how long that took; panics with the log's
-    /// tail if the child exits first or `limit` passes.
-    pub fn wait_ready(&mut self, limit: Duration) -> Duration {
+    /// tail if the child exits first or `limit` passes. Async so that the caller's runtime keeps
+    /// running its tasks (a client's pooled connections notice a stopped server meanwhile).
+    pub async fn wait_ready(&mut self, limit: Duration) -> Duration {
         let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("serve exited ({status}):\n{}", self.log_tail(40));
-            }
-            if readyz_answers_200(self.port) {
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < limit, "serve not ready within {limit:?}:\n{}", self.log_tail(40));
-            std::thread::sleep(Duration::from_millis(50));
+        while !self.ready_yet(started, limit) {
+            tokio::time::sleep(POLL).await;
         }
+        started.elapsed()
+    }
+
+    /// [`Self::wait_ready`] for a test without a runtime.
+    pub fn wait_ready_blocking(&mut self, limit: Duration) -> Duration {
+        let started = Instant::now();
+        while !self.ready_yet(started, limit) {
+            std::thread::sleep(POLL);
+        }
+        started.elapsed()
+    }
+
+    fn ready_yet(&mut self, started: Instant, limit: Duration) -> bool {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("serve exited ({status}):\n{}", self.log_tail(40));
+        }
+        let ready = readyz_answers_200(self.port);
+        assert!(ready || started.elapsed() < limit, "serve not ready within {limit:?}:\n{}", self.log_tail(40));
+        ready
     }
 
     /// The exit status once the child has exited, or `None` if it still runs after `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -220,7 +235,7 @@ impl RunningServe {
             if started.elapsed() > limit {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -229,9 +244,9 @@ impl RunningServe {
     }
 
     /// SIGTERM, then the exit status; panics with the log's tail if it still runs after `limit`.
-    pub fn stop(&mut self, limit: Duration) -> ExitStatus {
+    pub async fn stop(&mut self, limit: Duration) -> ExitStatus {
         self.signal(Signal::SIGTERM);
-        match self.wait_exit(limit) {
+        match self.wait_exit(limit).await {
             Some(status) => status,
             None => panic!("serve did not stop within {limit:?} of SIGTERM:\n{}", self.log_tail(40)),
         }
@@ -247,11 +262,14 @@ impl RunningServe {
 impl Drop for RunningServe {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
+            // Blocking: drop cannot await, and the test is done with its runtime's work by now.
             let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
-            if self.wait_exit(DROP_GRACE).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+            let started = Instant::now();
+            while matches!(self.child.try_wait(), Ok(None)) && started.elapsed() < DROP_GRACE {
+                std::thread::sleep(POLL);
             }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
