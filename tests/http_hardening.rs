@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::binary::{ServeBinary, cluster_url};
+use common::binary::ServeBinary;
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -183,16 +183,8 @@ async fn no_id_number_or_phone_in_a_path_reaches_the_log_at_any_level() {
     let dir = tempfile::Builder::new().prefix("cp-h14-").tempdir_in("/tmp").expect("tempdir");
     let admin = "h14-admin-key";
     // Debug everywhere, and the driver asked for by name at trace: neither may let parameters through.
-    let mut serve = ServeBinary::new(dir.path())
-        .database_url(&cluster_url(&pg))
-        .data_dir(dir.path().join("var"))
-        .workers(1)
-        .admin_key(admin)
-        .pii_keys(&"33".repeat(32), &"44".repeat(32))
-        .eod_enabled(false)
-        .notices_enabled(false)
-        .log_level("debug,tokio_postgres=trace")
-        .spawn();
+    let mut serve =
+        ServeBinary::on_test_database(dir.path(), &pg, admin).notices_enabled(false).log_level("debug,tokio_postgres=trace").spawn();
     serve.wait_ready(Duration::from_secs(60)).await;
     let (base, http) = (serve.base_url.clone(), reqwest::Client::new());
 

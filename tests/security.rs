@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{NaiveDate, Utc};
-use common::binary::{ServeBinary, cluster_url};
+use common::binary::ServeBinary;
 use common::*;
 use creditphone::domain::shanghai_date;
 use creditphone::pg::embedded::PgBinaries;
@@ -805,14 +805,8 @@ async fn no_raw_id_number_or_phone_reaches_the_database_or_the_debug_log() {
     let pg = fresh_database().await;
     let dir = tempfile::Builder::new().prefix("cp-sec-").tempdir_in("/tmp").expect("tempdir");
     let admin = "security-admin-key";
-    let mut serve = ServeBinary::new(dir.path())
-        .database_url(&cluster_url(&pg))
-        .data_dir(dir.path().join("var"))
-        .workers(1)
-        .admin_key(admin)
-        .pii_keys(&"33".repeat(32), &"44".repeat(32))
+    let mut serve = ServeBinary::on_test_database(dir.path(), &pg, admin)
         .env("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true")
-        .eod_enabled(false)
         .log_level("debug")
         .log_format("json")
         .spawn();

@@ -62,6 +62,19 @@ impl ServeBinary {
         }
     }
 
+    /// On a database of the shared test cluster (`data_dir` under `dir` all the same, so that a
+    /// URL not taken would show as an embedded cluster there), one worker, PII keys other than the
+    /// in-process apps' and no EOD: the setting the log-scanning tests share.
+    pub fn on_test_database(dir: &Path, pg: &tokio_postgres::Config, admin_key: &str) -> ServeBinary {
+        ServeBinary::new(dir)
+            .database_url(&cluster_url(pg))
+            .data_dir(dir.join("var"))
+            .workers(1)
+            .admin_key(admin_key)
+            .pii_keys(&"33".repeat(32), &"44".repeat(32))
+            .eod_enabled(false)
+    }
+
     pub fn on_port(mut self, port: u16) -> Self {
         self.port = port;
         self
