@@ -24,6 +24,7 @@
 mod common;
 
 use common::binary::{RunningServe, ServeBinary};
+use common::{id_number, imei, phone};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -116,36 +117,6 @@ fn start_service(dir: &Path) -> RunningServe {
         .spawn();
     server.wait_ready_blocking(Duration::from_secs(180));
     server
-}
-
-/// A valid PRC resident ID number (GB 11643 check character); as in tests/common.
-fn id_number(seed: u64) -> String {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("44030519{:02}{:02}{:02}{:03}", 70 + seed % 30, 1 + seed % 12, 1 + seed % 28, seed % 1000);
-    let s: u32 = body.chars().zip(W).map(|(c, w)| c.to_digit(10).expect("digit") * w).sum();
-    let check = b"10X98765432"[(s % 11) as usize] as char;
-    format!("{body}{check}")
-}
-
-fn phone(seed: u64) -> String {
-    format!("138{:08}", seed % 100_000_000)
-}
-
-/// A Luhn-valid IMEI; as in tests/common.
-fn imei(seed: u64) -> String {
-    let body = format!("{:014}", seed % 100_000_000_000_000);
-    let mut total = 0;
-    for (i, c) in body.chars().rev().enumerate() {
-        let mut d = c.to_digit(10).expect("digit");
-        if i % 2 == 0 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        total += d;
-    }
-    format!("{body}{}", (10 - total % 10) % 10)
 }
 
 /// Today in Asia/Shanghai, moved by `days`.
