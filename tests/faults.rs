@@ -28,6 +28,10 @@
 //! A fourth test freezes PostgreSQL (SIGSTOP): requests are cut by `server.request_timeout_ms`.
 //! The three tests run one after another (a lock in this file), never alongside each other.
 
+mod common;
+
+use common::binary::{RunningServe, ServeBinary, log_tail};
+use common::{id_number, imei, phone};
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster};
 use futures_util::StreamExt;
 use nix::sys::signal::{Signal, kill};
@@ -37,9 +41,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,22 +81,12 @@ fn run(test: impl Future<Output = ()>) {
     rt.block_on(test);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
 fn shanghai_today() -> String {
     (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive().to_string()
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,7 +161,7 @@ impl Pg {
     }
 
     fn log_tail(&self) -> String {
-        tail(&self.opts.dir.join("postgres.log"), 30)
+        log_tail(&self.opts.dir.join("postgres.log"), 30)
     }
 
     /// Every live process of this cluster: `postgres` processes whose working directory is its data dir.
@@ -270,111 +262,74 @@ impl Pg {
 // The service under test
 // ---------------------------------------------------------------------------------------------
 
-/// `creditphone serve` as a child process on a fixed port; SIGKILLed when dropped (and by the death
-/// signal if this process dies).
+/// `creditphone serve` as a child process on a fixed port, started again (same port, settings and
+/// directory, a new log file) after each kill; SIGKILLed when dropped (and by the death signal if
+/// this process dies).
 struct Service {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    env: Vec<(String, String)>,
+    binary: ServeBinary,
+    running: Option<RunningServe>,
     starts: u32,
 }
 
 impl Service {
     fn new(pg: &Pg, admin_key: &str) -> Service {
-        let port = free_port();
-        let env = [
-            ("CREDITPHONE__DATABASE__URL", pg.url()),
+        let mut binary = ServeBinary::new(pg.dir())
+            .database_url(&pg.url())
+            .workers(2)
+            .admin_key(admin_key)
+            .pii_keys(&"11".repeat(32), &"22".repeat(32))
+            .eod_enabled(false)
+            .notices_enabled(true)
+            .log_format("text")
+            .log_level("warn");
+        for (key, value) in [
             ("CREDITPHONE__DATABASE__TIMEOUT_MS", DB_TIMEOUT_MS.to_string()),
-            ("CREDITPHONE__SERVER__PORT", port.to_string()),
             ("CREDITPHONE__SERVER__REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS.to_string()),
             // Below the request timeout, as the configuration requires.
             ("CREDITPHONE__SERVER__BODY_READ_TIMEOUT_MS", (REQUEST_TIMEOUT_MS / 2).to_string()),
-            ("CREDITPHONE__SERVER__WORKERS", "2".to_string()),
-            ("CREDITPHONE__AUTH__ADMIN_KEY", admin_key.to_string()),
             ("CREDITPHONE__AUTH__DEFAULT_RATE_LIMIT_PER_MINUTE", "100000000".to_string()),
-            ("CREDITPHONE__PII__HASH_KEY", "11".repeat(32)),
-            ("CREDITPHONE__PII__ENCRYPTION_KEY", "22".repeat(32)),
             ("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true".to_string()),
-            ("CREDITPHONE__EOD__ENABLED", "false".to_string()),
-            ("CREDITPHONE__NOTICES__ENABLED", "true".to_string()),
             ("CREDITPHONE__NOTICES__TIMEOUT_SECS", "2".to_string()),
             ("CREDITPHONE__NOTICES__RETRY_INITIAL_SECS", "1".to_string()),
             ("CREDITPHONE__NOTICES__RETRY_MAX_SECS", "2".to_string()),
             ("CREDITPHONE__NOTICES__POLL_INTERVAL_MS", "200".to_string()),
             ("CREDITPHONE__NOTICES__MAX_ATTEMPTS", "1000".to_string()),
-            ("CREDITPHONE__LOG__FORMAT", "text".to_string()),
-            ("CREDITPHONE__LOG__LEVEL", "warn".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        Service { child: None, port, dir: pg.dir().to_path_buf(), env, starts: 0 }
+        ] {
+            binary = binary.env(key, value);
+        }
+        Service { binary, running: None, starts: 0 }
     }
 
     fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.binary.base_url()
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.join(format!("serve-{}.log", self.starts))
-    }
-
+    /// The log of the latest start, still there after a kill.
     fn log_tail(&self) -> String {
-        format!("--- {} ---\n{}", self.log_path().display(), tail(&self.log_path(), 40))
+        log_tail(&self.binary.dir().join(format!("serve-{}.log", self.starts)), 40)
     }
 
     fn spawn(&mut self) {
-        assert!(self.child.is_none());
+        assert!(self.running.is_none());
         self.starts += 1;
-        let log = std::fs::File::create(self.log_path()).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_creditphone"));
-        cmd.arg("--config-dir").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).arg("serve").current_dir(&self.dir);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("CREDITPHONE") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log);
-        // SAFETY: only an async-signal-safe system call between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
-                Ok(())
-            });
-        }
-        self.child = Some(cmd.spawn().expect("spawn creditphone serve"));
+        self.running = Some(self.binary.clone().log_file(format!("serve-{}.log", self.starts)).spawn());
     }
 
     /// SIGKILL, then reaped.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut running) = self.running.take() {
+            running.kill();
         }
     }
 
     /// Waits for `/readyz` 200; answers how long it took.
-    async fn wait_ready(&mut self, http: &reqwest::Client) -> Duration {
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("serve exited ({status}):\n{}", self.log_tail());
-            }
-            if let Ok(r) = http.get(format!("{}/readyz", self.base())).timeout(Duration::from_secs(5)).send().await
-                && r.status().as_u16() == 200
-            {
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < Duration::from_secs(90), "serve not ready within 90 s:\n{}", self.log_tail());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    async fn wait_ready(&mut self) -> Duration {
+        self.running.as_mut().expect("a started service").wait_ready(Duration::from_secs(90)).await
     }
 }
 
 impl Drop for Service {
+    /// A crash rather than RunningServe's graceful stop: the test is over, the database may be down.
     fn drop(&mut self) {
         self.kill();
     }
@@ -469,36 +424,6 @@ async fn serve_connection(socket: tokio::net::TcpStream, log: Arc<Mutex<Vec<Rece
 // ---------------------------------------------------------------------------------------------
 // Test data
 // ---------------------------------------------------------------------------------------------
-
-/// A valid PRC resident ID number (GB 11643 check character).
-fn id_number(seed: u64) -> String {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("44030519{:02}{:02}{:02}{:03}", 70 + seed % 30, 1 + seed % 12, 1 + seed % 28, seed % 1000);
-    let s: u32 = body.chars().zip(W).map(|(c, w)| c.to_digit(10).expect("digit") * w).sum();
-    let check = b"10X98765432"[(s % 11) as usize] as char;
-    format!("{body}{check}")
-}
-
-fn phone(seed: u64) -> String {
-    format!("138{:08}", seed % 100_000_000)
-}
-
-/// A Luhn-valid IMEI.
-fn imei(seed: u64) -> String {
-    let body = format!("{:014}", seed % 100_000_000_000_000);
-    let mut total = 0;
-    for (i, c) in body.chars().rev().enumerate() {
-        let mut d = c.to_digit(10).expect("digit");
-        if i % 2 == 0 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        total += d;
-    }
-    format!("{body}{}", (10 - total % 10) % 10)
-}
 
 /// The callers' keys and where the service is.
 #[derive(Clone)]
@@ -1146,8 +1071,7 @@ async fn setup_all(pg: &Pg) -> (Receiver, Service, World) {
     let admin = format!("adm-{}", uuid::Uuid::new_v4().simple());
     let mut svc = Service::new(pg, &admin);
     svc.spawn();
-    let http = reqwest::Client::new();
-    svc.wait_ready(&http).await;
+    svc.wait_ready().await;
     let world = World::setup(svc.base(), admin, &hook).await;
     (hook, svc, world)
 }
@@ -1173,7 +1097,6 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
         let seed = seed();
         let mut pg = Pg::start().await;
         let (hook, mut svc, world) = setup_all(&pg).await;
-        let http = reqwest::Client::new();
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
         let load = Load::start(world.clone(), seed);
         run_load(&load, 50, Duration::from_secs(20)).await;
@@ -1188,7 +1111,7 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
             // Whatever is drawn after this was written by the next instance.
             mark = pg.notice_mark().await;
             svc.spawn();
-            svc.wait_ready(&http).await;
+            svc.wait_ready().await;
             restart_ms.push(ms(killed.elapsed()));
         }
         // Enough work after the last restart to show notices resume.

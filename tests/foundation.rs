@@ -5,6 +5,7 @@
 mod common;
 
 use chrono::NaiveDate;
+use common::binary::{RunningServe, ServeBinary, free_port};
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -1448,78 +1449,14 @@ async fn database_outage_answers_503_and_recovers_by_itself() {
 
 // ---------- 9. the embedded default through the real binary ----------
 
-struct Serve {
-    dir: std::path::PathBuf,
-    port: u16,
-    admin_key: String,
-    config_dir: std::path::PathBuf,
+/// What both binary tests run with: the embedded cluster under `dir/var`, one worker, no EOD.
+fn binary_in(dir: &std::path::Path, admin_key: &str) -> ServeBinary {
+    ServeBinary::new(dir).data_dir(dir.join("var")).admin_key(admin_key).workers(1).eod_enabled(false).log_format("text")
 }
 
-impl Serve {
-    fn command(&self, args: &[&str], port: u16, log: &str) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_creditphone"));
-        cmd.arg("--config-dir").arg(&self.config_dir).args(args).current_dir(&self.dir);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("CREDITPHONE") {
-                cmd.env_remove(name);
-            }
-        }
-        let log = std::fs::File::create(self.dir.join(log)).expect("log file");
-        cmd.env("CREDITPHONE__DATABASE__DATA_DIR", self.dir.join("var"))
-            .env("CREDITPHONE__SERVER__PORT", port.to_string())
-            .env("CREDITPHONE__AUTH__ADMIN_KEY", &self.admin_key)
-            .env("CREDITPHONE__SERVER__WORKERS", "1")
-            .env("CREDITPHONE__EOD__ENABLED", "false")
-            .env("CREDITPHONE__LOG__FORMAT", "text")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        cmd
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-
-    fn postmaster_pid(&self) -> Option<i32> {
-        let text = std::fs::read_to_string(self.dir.join("var/pgdata/postmaster.pid")).ok()?;
-        text.lines().next()?.trim().parse().ok()
-    }
-}
-
-/// A spawned `creditphone`, killed (with its PostgreSQL, by the death signal) if a test fails while it runs.
-struct Running(std::process::Child);
-
-impl Running {
-    fn spawn(mut cmd: std::process::Command) -> Running {
-        Running(cmd.spawn().expect("spawn creditphone"))
-    }
-}
-
-impl std::ops::Deref for Running {
-    type Target = std::process::Child;
-    fn deref(&self) -> &std::process::Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut std::process::Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+fn postmaster_pid(dir: &std::path::Path) -> Option<i32> {
+    let text = std::fs::read_to_string(dir.join("var/pgdata/postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
 }
 
 fn process_alive(pid: i32) -> bool {
@@ -1529,74 +1466,32 @@ fn process_alive(pid: i32) -> bool {
         .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
-async fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until `/readyz` answers 200 (or the process exits, or 90 s pass).
-async fn wait_ready(serve: &Serve, child: &mut std::process::Child, log: &str) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            panic!("serve exited early ({status}):\n{}", serve.log(log));
-        }
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{}/readyz", serve.port)).send().await
-            && r.status().as_u16() == 200
-        {
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve not ready within 90 s:\n{}", serve.log(log));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn terminate(serve: &Serve, mut child: Running, log: &str) {
-    let postmaster = serve.postmaster_pid().expect("a running postmaster has a postmaster.pid");
+/// SIGTERM: the service exits 0 and stops its embedded PostgreSQL cleanly.
+async fn terminate(dir: &std::path::Path, mut child: RunningServe) {
+    let postmaster = postmaster_pid(dir).expect("a running postmaster has a postmaster.pid");
     assert!(process_alive(postmaster));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let status = wait_exit(&mut child, Duration::from_secs(40)).await;
-    let Some(status) = status else {
-        let _ = child.kill();
-        panic!("serve did not stop after SIGTERM:\n{}", serve.log(log));
-    };
-    assert!(status.success(), "serve exits 0 after SIGTERM, got {status}:\n{}", serve.log(log));
+    let status = child.stop(Duration::from_secs(40)).await;
+    assert!(status.success(), "serve exits 0 after SIGTERM, got {status}:\n{}", child.log());
     assert!(!process_alive(postmaster), "the postmaster {postmaster} is left running");
-    assert!(serve.postmaster_pid().is_none(), "postmaster.pid removed by a clean shutdown");
+    assert!(postmaster_pid(dir).is_none(), "postmaster.pid removed by a clean shutdown");
 }
 
 #[actix_web::test]
 async fn embedded_default_serves_stops_and_restarts() {
     let tmp = tempfile::Builder::new().prefix("cp-serve-").tempdir_in("/tmp").expect("tempdir");
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    let serve = Serve {
-        dir: tmp.path().to_path_buf(),
-        port: free_port(),
-        admin_key: format!("adm-{}", uuid::Uuid::new_v4().simple()),
-        config_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/config").into(),
-    };
+    let (dir, admin_key) = (tmp.path(), format!("adm-{}", uuid::Uuid::new_v4().simple()));
+    let serve = binary_in(dir, &admin_key);
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{}", serve.port);
+    let base = serve.base_url();
 
     // First start: creates the cluster under var/, migrates, serves.
-    let mut child = Running::spawn(serve.command(&["serve"], serve.port, "serve-1.log"));
-    wait_ready(&serve, &mut child, "serve-1.log").await;
-    assert!(serve.dir.join("var/pgdata/PG_VERSION").is_file());
+    let mut child = serve.clone().log_file("serve-1.log").spawn();
+    child.wait_ready(Duration::from_secs(90)).await;
+    assert!(dir.join("var/pgdata/PG_VERSION").is_file());
     let r = http
         .post(format!("{base}/v1/admin/providers"))
-        .bearer_auth(&serve.admin_key)
+        .bearer_auth(&admin_key)
         .json(&json!({"id": "kept-provider", "name": "Kept"}))
         .send()
         .await
@@ -1604,50 +1499,46 @@ async fn embedded_default_serves_stops_and_restarts() {
     assert_eq!(r.status().as_u16(), 201);
 
     // A second serve on the same data directory refuses clearly.
-    let other_port = free_port();
-    let mut second = Running::spawn(serve.command(&["serve"], other_port, "serve-2.log"));
-    let status = wait_exit(&mut second, Duration::from_secs(30)).await;
-    let Some(status) = status else {
-        let _ = second.kill();
-        panic!("the second serve keeps running:\n{}", serve.log("serve-2.log"));
+    let mut second = serve.clone().on_port(free_port()).log_file("serve-2.log").spawn();
+    let Some(status) = second.wait_exit(Duration::from_secs(30)).await else {
+        panic!("the second serve keeps running:\n{}", second.log());
     };
     assert!(!status.success(), "the second serve must fail");
-    assert!(serve.log("serve-2.log").contains("already running"), "{}", serve.log("serve-2.log"));
+    assert!(second.log().contains("already running"), "{}", second.log());
     // The first one is unharmed.
     assert_eq!(http.get(format!("{base}/readyz")).send().await.expect("readyz").status().as_u16(), 200);
 
     // SIGTERM: exits 0 and stops its PostgreSQL.
-    terminate(&serve, child, "serve-1.log").await;
+    terminate(dir, child).await;
 
     // `migrate` with the same settings.
-    let mut migrate = Running::spawn(serve.command(&["migrate"], serve.port, "migrate.log"));
-    let status = wait_exit(&mut migrate, Duration::from_secs(60)).await.expect("migrate finishes");
-    assert!(status.success(), "migrate: {status}\n{}", serve.log("migrate.log"));
-    assert!(serve.log("migrate.log").contains("migrations applied: 0"), "{}", serve.log("migrate.log"));
-    assert!(serve.postmaster_pid().is_none(), "migrate stops its PostgreSQL");
+    let mut migrate = serve.clone().log_file("migrate.log").spawn_subcommand(&["migrate"]);
+    let status = migrate.wait_exit(Duration::from_secs(60)).await.expect("migrate finishes");
+    assert!(status.success(), "migrate: {status}\n{}", migrate.log());
+    assert!(migrate.log().contains("migrations applied: 0"), "{}", migrate.log());
+    assert!(postmaster_pid(dir).is_none(), "migrate stops its PostgreSQL");
 
     // Restart on the existing var/: the provider is still there.
-    let mut child = Running::spawn(serve.command(&["serve"], serve.port, "serve-3.log"));
-    wait_ready(&serve, &mut child, "serve-3.log").await;
-    let r = http.get(format!("{base}/v1/admin/providers/kept-provider")).bearer_auth(&serve.admin_key).send().await.expect("read");
+    let mut child = serve.clone().log_file("serve-3.log").spawn();
+    child.wait_ready(Duration::from_secs(90)).await;
+    let r = http.get(format!("{base}/v1/admin/providers/kept-provider")).bearer_auth(&admin_key).send().await.expect("read");
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["name"], "Kept");
 
     // A crash (SIGKILL) takes its PostgreSQL down too, and the next start recovers on the same var/.
-    let postmaster = serve.postmaster_pid().expect("postmaster.pid");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    let postmaster = postmaster_pid(dir).expect("postmaster.pid");
+    child.kill();
     let deadline = Instant::now() + Duration::from_secs(15);
     while process_alive(postmaster) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!process_alive(postmaster), "the postmaster outlives a killed serve");
-    let mut child = Running::spawn(serve.command(&["serve"], serve.port, "serve-4.log"));
-    wait_ready(&serve, &mut child, "serve-4.log").await;
-    let r = http.get(format!("{base}/v1/admin/providers/kept-provider")).bearer_auth(&serve.admin_key).send().await.expect("read");
+    let mut child = serve.clone().log_file("serve-4.log").spawn();
+    child.wait_ready(Duration::from_secs(90)).await;
+    let r = http.get(format!("{base}/v1/admin/providers/kept-provider")).bearer_auth(&admin_key).send().await.expect("read");
     assert_eq!(r.status().as_u16(), 200);
-    terminate(&serve, child, "serve-4.log").await;
+    terminate(dir, child).await;
 }
 
 #[actix_web::test]
@@ -1665,30 +1556,28 @@ async fn configured_database_url_and_settings_from_the_environment() {
     let config_dir = tmp.path().join("config");
     std::fs::create_dir(&config_dir).expect("config dir");
     std::fs::write(config_dir.join("ci.toml"), "[server]\nbody_limit_bytes = 4096\nport = 1\n").expect("ci.toml");
-    let serve = Serve { dir: tmp.path().to_path_buf(), port: free_port(), admin_key: "00123456789".to_string(), config_dir };
-    let env = |cmd: &mut std::process::Command| {
-        cmd.env("CREDITPHONE__DATABASE__URL", &url).env("CREDITPHONE_ENV", "ci").env("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true");
-    };
+    let serve = binary_in(tmp.path(), "00123456789")
+        .config_dir(config_dir)
+        .database_url(&url)
+        .env("CREDITPHONE_ENV", "ci")
+        .env("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true");
 
     // A port that is taken: a clear error and a non-zero exit.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut cmd = serve.command(&["serve"], taken.local_addr().unwrap().port(), "taken.log");
-    env(&mut cmd);
-    let status = cmd.status().expect("serve on a taken port");
-    assert!(!status.success() && serve.log("taken.log").contains("cannot listen"), "{status}: {}", serve.log("taken.log"));
+    let mut refused = serve.clone().on_port(taken.local_addr().unwrap().port()).log_file("taken.log").spawn();
+    let status = refused.wait_exit(Duration::from_secs(60)).await.expect("serve on a taken port exits");
+    assert!(!status.success() && refused.log().contains("cannot listen"), "{status}: {}", refused.log());
     drop(taken);
 
-    let mut cmd = serve.command(&["serve"], serve.port, "serve.log");
-    env(&mut cmd);
-    let mut child = Running::spawn(cmd);
-    wait_ready(&serve, &mut child, "serve.log").await;
-    assert!(!serve.dir.join("var/pgdata").exists(), "no embedded cluster with a database URL");
+    let mut child = serve.spawn();
+    child.wait_ready(Duration::from_secs(90)).await;
+    assert!(!tmp.path().join("var/pgdata").exists(), "no embedded cluster with a database URL");
 
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{}", serve.port);
+    let base = serve.base_url();
     let status = |r: reqwest::Response| r.status().as_u16();
     let r = http.get(format!("{base}/v1/admin/providers")).bearer_auth("00123456789").send().await.expect("send");
-    assert_eq!(status(r), 200, "the admin key as written:\n{}", serve.log("serve.log"));
+    assert_eq!(status(r), 200, "the admin key as written:\n{}", child.log());
     let r = http.get(format!("{base}/v1/admin/providers")).bearer_auth("123456789").send().await.expect("send");
     assert_eq!(status(r), 401, "a key that only parses to the same number is another key");
     // The body limit from the environment.
@@ -1699,14 +1588,12 @@ async fn configured_database_url_and_settings_from_the_environment() {
     let latest: i64 = client.query_one("SELECT max(version)::int8 FROM refinery_schema_history", &[]).await.unwrap().get(0);
     assert_eq!(latest, creditphone::db::latest_migration_version());
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let status = wait_exit(&mut child, Duration::from_secs(30)).await.expect("serve stops");
-    assert!(status.success(), "{status}:\n{}", serve.log("serve.log"));
+    let status = child.stop(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}:\n{}", child.log());
     // `migrate` against the URL.
-    let mut migrate = serve.command(&["migrate"], serve.port, "migrate.log");
-    env(&mut migrate);
-    let status = migrate.status().expect("migrate");
-    assert!(status.success() && serve.log("migrate.log").contains("migrations applied: 0"), "{}", serve.log("migrate.log"));
+    let mut migrate = serve.clone().log_file("migrate.log").spawn_subcommand(&["migrate"]);
+    let status = migrate.wait_exit(Duration::from_secs(60)).await.expect("migrate finishes");
+    assert!(status.success() && migrate.log().contains("migrations applied: 0"), "{}", migrate.log());
 }
 
 #[actix_web::test]

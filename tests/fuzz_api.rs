@@ -21,10 +21,14 @@
 //! Long run (more cases per operation, another seed):
 //! `FUZZ_EXAMPLES=50 FUZZ_SEED=7 cargo test --test fuzz_api -- --nocapture`
 
+mod common;
+
+use common::binary::{RunningServe, ServeBinary};
+use common::{id_number, imei, phone};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The schemathesis release the test installs and runs.
@@ -48,19 +52,6 @@ const EXCLUDED_CHECKS_WITHOUT_KEY: &str = "positive_data_acceptance,unsupported_
 const CI_EXAMPLES: u32 = 6;
 const CI_SEED: u64 = 20_270_105;
 const ADMIN_KEY: &str = "fuzz-bootstrap-admin-key";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The cargo target dir: the test binary is `<target>/<profile>/deps/fuzz_api-<hash>`.
 fn target_dir() -> PathBuf {
@@ -114,74 +105,18 @@ fn schemathesis() -> PathBuf {
     st
 }
 
-fn start_service(dir: &Path) -> (Killed, String) {
-    let port = free_port();
-    let manifest = env!("CARGO_MANIFEST_DIR");
-    let log = dir.join("serve.log");
-    let server = Command::new(env!("CARGO_BIN_EXE_creditphone"))
-        .args(["--config-dir", &format!("{manifest}/config"), "serve"])
-        .env("CREDITPHONE__DATABASE__DATA_DIR", dir.join("var"))
-        .env("CREDITPHONE__SERVER__PORT", port.to_string())
-        .env("CREDITPHONE__AUTH__ADMIN_KEY", ADMIN_KEY)
+/// The real binary on its own embedded cluster in `dir`, ready.
+fn start_service(dir: &Path) -> RunningServe {
+    let mut server = ServeBinary::new(dir)
+        .data_dir(dir.join("var"))
+        .admin_key(ADMIN_KEY)
         .env("CREDITPHONE__AUTH__DEFAULT_RATE_LIMIT_PER_MINUTE", "100000000")
-        .env("CREDITPHONE__NOTICES__ENABLED", "false")
-        .env("CREDITPHONE__EOD__ENABLED", "false")
-        .env("CREDITPHONE__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .expect("start the service");
-    let server = Killed(server);
-    let started = Instant::now();
-    loop {
-        let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            use std::io::{Read, Write};
-            let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
-            let mut buf = String::new();
-            let _ = s.read_to_string(&mut buf);
-            buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
-        });
-        if ready {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "the service did not become ready: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    (server, format!("http://127.0.0.1:{port}"))
-}
-
-/// A valid PRC resident ID number (GB 11643 check character); as in tests/common.
-fn id_number(seed: u64) -> String {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("44030519{:02}{:02}{:02}{:03}", 70 + seed % 30, 1 + seed % 12, 1 + seed % 28, seed % 1000);
-    let s: u32 = body.chars().zip(W).map(|(c, w)| c.to_digit(10).expect("digit") * w).sum();
-    let check = b"10X98765432"[(s % 11) as usize] as char;
-    format!("{body}{check}")
-}
-
-fn phone(seed: u64) -> String {
-    format!("138{:08}", seed % 100_000_000)
-}
-
-/// A Luhn-valid IMEI; as in tests/common.
-fn imei(seed: u64) -> String {
-    let body = format!("{:014}", seed % 100_000_000_000_000);
-    let mut total = 0;
-    for (i, c) in body.chars().rev().enumerate() {
-        let mut d = c.to_digit(10).expect("digit");
-        if i % 2 == 0 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        total += d;
-    }
-    format!("{body}{}", (10 - total % 10) % 10)
+        .notices_enabled(false)
+        .eod_enabled(false)
+        .log_level("warn")
+        .spawn();
+    server.wait_ready_blocking(Duration::from_secs(180));
+    server
 }
 
 /// Today in Asia/Shanghai, moved by `days`.
@@ -492,7 +427,8 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let st = schemathesis();
     let dir = tempfile::Builder::new().prefix("cp-fuzz-").tempdir_in("/tmp").unwrap();
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (_server, url) = start_service(dir.path());
+    let server = start_service(dir.path());
+    let url = server.base_url.clone();
     let world = seed_world(&url);
     let config_path = dir.path().join("schemathesis.toml");
     std::fs::write(&config_path, config(&world)).unwrap();
@@ -520,7 +456,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         }
     }
     println!("schemathesis sent {total} requests in {:.0?} ({:.0?} with setup)", started.elapsed(), test_started.elapsed());
-    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    let log = server.log();
     let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).take(5).collect();
     assert!(panics.is_empty(), "the service panicked:\n{}", panics.join("\n"));
     assert!(problems.is_empty(), "schemathesis found problems ({total} requests):\n{}", problems.join("\n"));

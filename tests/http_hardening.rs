@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::binary::ServeBinary;
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -172,16 +173,6 @@ async fn a_body_shorter_than_its_content_length_is_408_and_not_a_database_outage
 
 // ---------- item 7: no ID number or phone in a path reaches the log ----------
 
-/// The real binary, stopped (SIGTERM, then waited for) when dropped.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
 fn percent_encoded(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
@@ -189,39 +180,13 @@ fn percent_encoded(s: &str) -> String {
 #[actix_web::test]
 async fn no_id_number_or_phone_in_a_path_reaches_the_log_at_any_level() {
     let pg = fresh_database().await;
-    let c = cluster();
-    let url = format!("postgresql://{}@/{}?host={}&port={}", c.user, pg.get_dbname().expect("db"), c.socket_dir.display(), c.port);
     let dir = tempfile::Builder::new().prefix("cp-h14-").tempdir_in("/tmp").expect("tempdir");
-    let log_path = dir.path().join("serve.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let admin = "h14-admin-key";
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_creditphone"));
-    cmd.args(["--config-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "serve"]).current_dir(dir.path());
-    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("CREDITPHONE")) {
-        cmd.env_remove(name);
-    }
-    let log = std::fs::File::create(&log_path).expect("log file");
     // Debug everywhere, and the driver asked for by name at trace: neither may let parameters through.
-    cmd.env("CREDITPHONE__DATABASE__URL", url)
-        .env("CREDITPHONE__DATABASE__DATA_DIR", dir.path().join("var"))
-        .env("CREDITPHONE__SERVER__PORT", port.to_string())
-        .env("CREDITPHONE__SERVER__WORKERS", "1")
-        .env("CREDITPHONE__AUTH__ADMIN_KEY", admin)
-        .env("CREDITPHONE__PII__HASH_KEY", "33".repeat(32))
-        .env("CREDITPHONE__PII__ENCRYPTION_KEY", "44".repeat(32))
-        .env("CREDITPHONE__EOD__ENABLED", "false")
-        .env("CREDITPHONE__NOTICES__ENABLED", "false")
-        .env("CREDITPHONE__LOG__LEVEL", "debug,tokio_postgres=trace")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log);
-    let mut serve = Serve(cmd.spawn().expect("spawn creditphone"));
-    let (base, http) = (format!("http://127.0.0.1:{port}"), reqwest::Client::new());
-    let started = Instant::now();
-    while !matches!(http.get(format!("{base}/readyz")).send().await, Ok(r) if r.status() == 200) {
-        assert!(serve.0.try_wait().expect("try_wait").is_none() && started.elapsed() < Duration::from_secs(60), "not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut serve =
+        ServeBinary::on_test_database(dir.path(), &pg, admin).notices_enabled(false).log_level("debug,tokio_postgres=trace").spawn();
+    serve.wait_ready(Duration::from_secs(60)).await;
+    let (base, http) = (serve.base_url.clone(), reqwest::Client::new());
 
     let id = id_number(7);
     let digits = &id[..17];
@@ -238,9 +203,8 @@ async fn no_id_number_or_phone_in_a_path_reaches_the_log_at_any_level() {
         let r = http.get(format!("{base}{path}")).bearer_auth(admin).send().await.expect("the service answers");
         assert!(r.status().is_client_error(), "{path}: {}", r.status());
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.0.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    assert!(serve.0.wait().expect("wait").success());
-    let log = std::fs::read_to_string(&log_path).expect("the log");
+    assert!(serve.stop(Duration::from_secs(60)).await.success());
+    let log = std::fs::read_to_string(&serve.log_path).expect("the log");
 
     // The scan reads a real debug log with a line for every request.
     assert!(log.contains("\"level\":\"DEBUG\""), "the log is at debug level: {}", &log[..log.len().min(2000)]);

@@ -6,6 +6,7 @@
 mod common;
 
 use chrono::{NaiveDate, Utc};
+use common::binary::{ServeBinary, cluster_url};
 use common::*;
 use creditphone::domain::{add_months_clamped, shanghai_date};
 use serde_json::{Value, json};
@@ -1407,25 +1408,12 @@ async fn borrower_in_clear_for_the_bank_only_audited_and_nowhere_else() {
 
 // ---------- 7. ledger verification ----------
 
-fn database_url(app: &TestApp) -> String {
-    let c = cluster();
-    let db = app.pg.get_dbname().expect("a database name");
-    format!("postgresql://{}@/{}?host={}&port={}", c.user, db, c.socket_dir.display(), c.port)
-}
-
+/// `creditphone verify` on the test's database: its exit code and its output (stdout, then stderr).
 async fn cli_verify(app: &TestApp) -> (i32, String) {
-    let url = database_url(app);
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_creditphone"))
-            .args(["--config-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "verify"])
-            .env("CREDITPHONE__DATABASE__URL", url)
-            .env("CREDITPHONE__LOG__LEVEL", "warn")
-            .env_remove("CREDITPHONE_ENV")
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run creditphone verify");
+    // Run where cargo runs tests, as before; verify writes nothing there.
+    let verify = ServeBinary::new(env!("CARGO_MANIFEST_DIR")).database_url(&cluster_url(&app.pg)).log_level("warn");
+    let out =
+        tokio::task::spawn_blocking(move || verify.command(&["verify"]).output()).await.expect("join").expect("run creditphone verify");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.code().unwrap_or(-1), format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
 }

@@ -7,6 +7,7 @@
 mod common;
 
 use chrono::{NaiveDate, Utc};
+use common::binary::ServeBinary;
 use common::*;
 use creditphone::domain::shanghai_date;
 use creditphone::pg::embedded::PgBinaries;
@@ -63,13 +64,6 @@ fn product_body(id: &str) -> Value {
 fn bank_body(id: &str, priority: i32) -> Value {
     json!({"id": id, "name": format!("Bank {id}"), "priority": priority, "apr_min": "0", "apr_max": "0.24",
            "exposure_limit": "10000000"})
-}
-
-/// `postgresql://` URL of a test database, for the real binary.
-fn database_url(pg: &tokio_postgres::Config) -> String {
-    let c = cluster();
-    let db = pg.get_dbname().expect("a database name");
-    format!("postgresql://{}@/{}?host={}&port={}", c.user, db, c.socket_dir.display(), c.port)
 }
 
 /// `pg_dump` (of the same PostgreSQL the test cluster runs on) of a test database, as text.
@@ -760,16 +754,6 @@ async fn bodies_over_the_limit_are_413_first_and_change_nothing() {
 
 // ---------- 3. no raw personal data in the database or the logs ----------
 
-/// The real binary, killed (SIGTERM, then waited for) when dropped.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
 /// A client of the real binary that keeps every request body it sent.
 struct Client {
     base: String,
@@ -820,48 +804,14 @@ async fn no_raw_id_number_or_phone_reaches_the_database_or_the_debug_log() {
     // The real binary on a database of its own, logging at debug to a file.
     let pg = fresh_database().await;
     let dir = tempfile::Builder::new().prefix("cp-sec-").tempdir_in("/tmp").expect("tempdir");
-    let log_path = dir.path().join("serve.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let admin = "security-admin-key";
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_creditphone"));
-    cmd.args(["--config-dir", concat!(env!("CARGO_MANIFEST_DIR"), "/config"), "serve"]).current_dir(dir.path());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("CREDITPHONE") {
-            cmd.env_remove(name);
-        }
-    }
-    let log = std::fs::File::create(&log_path).expect("log file");
-    cmd.env("CREDITPHONE__DATABASE__URL", database_url(&pg))
-        .env("CREDITPHONE__DATABASE__DATA_DIR", dir.path().join("var"))
-        .env("CREDITPHONE__SERVER__PORT", port.to_string())
-        .env("CREDITPHONE__SERVER__WORKERS", "1")
-        .env("CREDITPHONE__AUTH__ADMIN_KEY", admin)
-        .env("CREDITPHONE__PII__HASH_KEY", "33".repeat(32))
-        .env("CREDITPHONE__PII__ENCRYPTION_KEY", "44".repeat(32))
+    let mut serve = ServeBinary::on_test_database(dir.path(), &pg, admin)
         .env("CREDITPHONE__CLOCK__ALLOW_FUTURE_DATES", "true")
-        .env("CREDITPHONE__EOD__ENABLED", "false")
-        .env("CREDITPHONE__LOG__LEVEL", "debug")
-        .env("CREDITPHONE__LOG__FORMAT", "json")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log);
-    let mut serve = Serve(cmd.spawn().expect("spawn creditphone"));
-    let mut c = Client { base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new(), sent: Vec::new() };
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = c.http.get(format!("{}/readyz", c.base)).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        let exited = serve.0.try_wait().expect("try_wait");
-        assert!(
-            exited.is_none() && started.elapsed() < Duration::from_secs(60),
-            "not ready: {}",
-            std::fs::read_to_string(&log_path).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .log_level("debug")
+        .log_format("json")
+        .spawn();
+    serve.wait_ready(Duration::from_secs(60)).await;
+    let mut c = Client { base: serve.base_url.clone(), http: reqwest::Client::new(), sent: Vec::new() };
 
     // Customers: two ID numbers ending in X (one always sent as a lowercase x), one ending in a digit,
     // one without a line; distinctive phones; names.
@@ -1027,10 +977,9 @@ async fn no_raw_id_number_or_phone_reaches_the_database_or_the_debug_log() {
     assert_eq!(status, 200);
 
     // Stop the service (its log complete), then dump its database.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.0.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let status = serve.0.wait().expect("wait");
+    let status = serve.stop(Duration::from_secs(60)).await;
     assert!(status.success(), "{status}");
-    let log = std::fs::read_to_string(&log_path).expect("the log");
+    let log = std::fs::read_to_string(&serve.log_path).expect("the log");
     let dump = pg_dump(&pg).await;
 
     // Everything the client sent that identifies a person (each as sent), in every spelling.

@@ -2,6 +2,7 @@
 //! (cloned from a migrated template), and the real service on a loopback port.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod readme;
 
 use creditphone::clock::ShiftedClock;
