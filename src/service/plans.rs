@@ -315,7 +315,8 @@ async fn insert_repayment(
     allocations: &[AllocationView],
     hold_released: Amount,
 ) -> ApiResult<()> {
-    let allocations = serde_json::to_value(allocations).map_err(|_| ApiError::internal())?;
+    let allocations =
+        serde_json::to_value(allocations).map_err(|e| ApiError::internal_because("Failed to serialize the repayment's allocations", e))?;
     let n = tx
         .execute(
             "INSERT INTO repayments (id, plan_id, amount_fen, paid_on, booked_on, reference, principal_fen, interest_fen, fee_fen, penalty_fen,
@@ -377,7 +378,7 @@ pub async fn accelerate(
             book.collect_installments(&mut fx, None);
             fx.apply(tx).await?;
             let insts = plans_db::installments(tx, id).await?;
-            let plan = plans_db::get(tx, id).await?.ok_or_else(ApiError::internal)?;
+            let plan = plans_db::get(tx, id).await?.expect("lock_book found and locked this plan in this transaction");
             Ok((StatusCode::OK, plan_view(plan, &insts)))
         },
     )

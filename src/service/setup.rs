@@ -64,7 +64,7 @@ pub async fn create_bank(state: &Deps, id: &str, input: BankInput) -> ApiResult<
     if !q::insert_bank(&tx, id, &input, secret.as_deref()).await? {
         return Err(exists("bank", id));
     }
-    let created = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::internal)?;
+    let created = q::get_bank(&*tx, id).await?.expect("this transaction inserted the bank just above");
     tx.commit().await?;
     Ok(with_secret(created, secret))
 }
@@ -88,7 +88,7 @@ pub async fn update_bank(state: &Deps, id: &str, patch: impl FnOnce(BankInput) -
     if !q::update_bank(&tx, id, &input, secret.as_deref()).await? {
         return Err(ApiError::not_found());
     }
-    let updated = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::internal)?;
+    let updated = q::get_bank(&*tx, id).await?.expect("this transaction locked and updated the bank just above");
     tx.commit().await?;
     Ok(with_secret(updated, secret))
 }
@@ -240,13 +240,17 @@ pub fn price_terms(state: &Deps, pricing: Pricing, terms: &[TermInput], penalty_
 
 /// Prices new terms, or the current ones again (pricing or penalty may have changed), under the cap.
 fn priced(state: &Deps, mut input: ProductInput, new_terms: Option<Vec<TermInput>>) -> ApiResult<ProductInput> {
-    let pricing = Pricing::parse(&input.pricing).map_err(|_| ApiError::internal())?;
+    // The request's pricing was parsed by http and a kept one was checked when stored: a failure is corrupt data.
+    let context = "Failed to reprice a product from its stored terms";
+    let pricing = Pricing::parse(&input.pricing).map_err(|e| ApiError::internal_because(context, e))?;
     let terms = match new_terms {
         Some(t) => t,
         None => input
             .terms
             .iter()
-            .map(|t| Ok(TermInput { months: t.months as u32, rate: Rate::parse(&t.rate).map_err(|_| ApiError::internal())? }))
+            .map(|t| {
+                Ok(TermInput { months: t.months as u32, rate: Rate::parse(&t.rate).map_err(|e| ApiError::internal_because(context, e))? })
+            })
             .collect::<ApiResult<Vec<_>>>()?,
     };
     input.terms = price_terms(state, pricing, &terms, input.penalty_daily_rate)?;
