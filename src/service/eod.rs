@@ -56,6 +56,7 @@ impl Totals {
 }
 
 /// Runs end of day for `date`, waiting for any other run to finish first.
+#[tracing::instrument(skip_all, fields(business_date = %date))]
 pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
     if date > clock.today() && !allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));

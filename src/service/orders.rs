@@ -96,6 +96,7 @@ pub struct QuoteRequest {
     pub down_payment: Amount,
 }
 
+#[tracing::instrument(skip_all, fields(product_id = %q.product_id))]
 pub async fn quote(state: &Deps, q: QuoteRequest) -> ApiResult<Quote> {
     let client = state.pool.get().await?;
     let product = setup_db::get_product(&**client, &q.product_id)
@@ -258,6 +259,7 @@ fn covers_any(patterns: &[String], code: &RegionCode) -> bool {
     patterns.iter().any(|p| RegionPattern::parse(p).is_ok_and(|p| p.covers(code)))
 }
 
+#[tracing::instrument(skip_all, fields(product_id = %r.product_id))]
 pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
     let phone_hash = state.pii.lookup_hash(r.phone.as_str());
@@ -482,6 +484,7 @@ fn region_not_open(code: &RegionCode) -> ApiError {
 
 // ---------- reading ----------
 
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<OrderView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
@@ -491,6 +494,7 @@ pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<OrderV
     Ok(view)
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn list(
     state: &Deps,
     caller: &Principal,
@@ -518,6 +522,7 @@ pub async fn list(
     Ok((out, next))
 }
 
+#[tracing::instrument(skip_all, fields(hold_id = %id))]
 pub async fn get_hold(state: &Deps, caller: &Principal, id: &str) -> ApiResult<Hold> {
     let client = state.pool.get().await?;
     let hold = orders_db::get_hold(&**client, id).await?.ok_or_else(ApiError::not_found)?;
@@ -529,6 +534,7 @@ pub async fn get_hold(state: &Deps, caller: &Principal, id: &str) -> ApiResult<H
 }
 
 /// The borrower in clear for the order's funding bank; every read is written to the audit log.
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &str) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let o = orders_db::get(&**client, id).await?.filter(|o| caller.is(PrincipalKind::Bank, &o.bank_id)).ok_or_else(ApiError::not_found)?;
@@ -596,6 +602,7 @@ async fn visible_order(tx: &Tx<'_>, id: &str, allowed: impl Fn(&Order) -> bool) 
 const PROBE_THRESHOLD: i64 = 3;
 const PROBE_WINDOW_HOURS: i32 = 24;
 
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, reason: Option<String>) -> ApiResult<Answer> {
     let scope = caller.scope();
     // What the committed attempt found of the seller's recent cancellations (a rerun overwrites it).
@@ -672,6 +679,7 @@ pub enum FundingDecision {
     Rejected { reason: String },
 }
 
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn fund(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, decision: FundingDecision) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,

@@ -121,6 +121,7 @@ async fn plan_visible(c: &impl crate::db::Db, caller: &Principal, id: &str, owne
     Err(ApiError::not_found())
 }
 
+#[tracing::instrument(skip_all, fields(plan_id = %id))]
 pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<PlanView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
@@ -166,6 +167,7 @@ pub struct PayoffView {
     pub penalty: Amount,
 }
 
+#[tracing::instrument(skip_all, fields(plan_id = %id, as_of = ?as_of))]
 pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Option<NaiveDate>) -> ApiResult<PayoffView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
@@ -226,6 +228,7 @@ async fn lock_book(tx: &Tx<'_>, id: &str) -> ApiResult<Book> {
     load_books(tx, &[id.to_string()]).await?.pop().ok_or_else(ApiError::not_found)
 }
 
+#[tracing::instrument(skip_all, fields(plan_id = %id, paid_on = %r.paid_on))]
 pub async fn repay(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, r: RepaymentRequest) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
@@ -333,6 +336,7 @@ async fn insert_repayment(
 }
 
 /// `POST /v1/plans/{id}/accelerate`: the payoff falls due at once; the hold converts what it covers.
+#[tracing::instrument(skip_all, fields(plan_id = %id, as_of = %as_of))]
 pub async fn accelerate(
     state: &Deps,
     caller: &Principal,

@@ -35,6 +35,7 @@ fn with_secret(view: impl Serialize, secret: Option<String>) -> Value {
 
 // ---------- providers ----------
 
+#[tracing::instrument(skip_all, fields(provider_id = %id))]
 pub async fn create_provider(state: &Deps, id: &str, input: ProviderInput) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let secret = input.webhook_url.as_ref().map(|_| new_webhook_secret());
@@ -42,6 +43,7 @@ pub async fn create_provider(state: &Deps, id: &str, input: ProviderInput) -> Ap
     Ok(with_secret(created, secret))
 }
 
+#[tracing::instrument(skip_all, fields(provider_id = %id))]
 pub async fn update_provider(state: &Deps, id: &str, patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -57,6 +59,7 @@ pub async fn update_provider(state: &Deps, id: &str, patch: impl FnOnce(Provider
 
 // ---------- banks ----------
 
+#[tracing::instrument(skip_all, fields(bank_id = %id))]
 pub async fn create_bank(state: &Deps, id: &str, input: BankInput) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -69,6 +72,7 @@ pub async fn create_bank(state: &Deps, id: &str, input: BankInput) -> ApiResult<
     Ok(with_secret(created, secret))
 }
 
+#[tracing::instrument(skip_all, fields(bank_id = %id))]
 pub async fn update_bank(state: &Deps, id: &str, patch: impl FnOnce(BankInput) -> ApiResult<BankInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -93,6 +97,7 @@ pub async fn update_bank(state: &Deps, id: &str, patch: impl FnOnce(BankInput) -
     Ok(with_secret(updated, secret))
 }
 
+#[tracing::instrument(skip_all, fields(owner = ?owner, owner_id = %id))]
 pub async fn rotate_webhook_secret(state: &Deps, owner: WebhookOwner, id: &str) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let secret = new_webhook_secret();
@@ -105,11 +110,13 @@ pub async fn rotate_webhook_secret(state: &Deps, owner: WebhookOwner, id: &str) 
 
 // ---------- stores ----------
 
+#[tracing::instrument(skip_all, fields(store_id = %id))]
 pub async fn create_store(state: &Deps, id: &str, input: StoreInput) -> ApiResult<q::Store> {
     let client = state.pool.get().await?;
     q::insert_store(&**client, id, &input).await?.ok_or_else(|| exists("store", id))
 }
 
+#[tracing::instrument(skip_all, fields(store_id = %id))]
 pub async fn update_store(state: &Deps, id: &str, patch: impl FnOnce(StoreInput) -> ApiResult<StoreInput>) -> ApiResult<q::Store> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -176,6 +183,7 @@ async fn check_providers_exist(c: &impl crate::db::Db, ids: &[String], field: &s
     Ok(())
 }
 
+#[tracing::instrument(skip_all, fields(partner_id = %id))]
 pub async fn create_partner(state: &Deps, id: &str, input: PartnerInput) -> ApiResult<PartnerView> {
     let client = state.pool.get().await?;
     if q::get_partner(&**client, id).await?.is_some() {
@@ -186,6 +194,7 @@ pub async fn create_partner(state: &Deps, id: &str, input: PartnerInput) -> ApiR
     Ok(partner_view(state, created))
 }
 
+#[tracing::instrument(skip_all, fields(partner_id = %id))]
 pub async fn update_partner(state: &Deps, id: &str, patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>) -> ApiResult<PartnerView> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -257,6 +266,7 @@ fn priced(state: &Deps, mut input: ProductInput, new_terms: Option<Vec<TermInput
     Ok(input)
 }
 
+#[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn create_product(state: &Deps, id: &str, input: ProductInput, terms: Option<Vec<TermInput>>) -> ApiResult<q::Product> {
     let client = state.pool.get().await?;
     if q::get_product(&**client, id).await?.is_some() {
@@ -268,6 +278,7 @@ pub async fn create_product(state: &Deps, id: &str, input: ProductInput, terms: 
 }
 
 /// `patch` receives the current product and answers the new input and any new terms.
+#[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn update_product(
     state: &Deps,
     id: &str,
@@ -307,6 +318,7 @@ pub fn api_key_view(k: api_keys::ApiKeyRecord) -> ApiKeyView {
     }
 }
 
+#[tracing::instrument(skip_all, fields(for_principal = %principal.scope()))]
 pub async fn create_api_key(state: &Deps, principal: Principal, rate_limit_per_minute: Option<i32>) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     if let Some(id) = principal.id()
@@ -321,11 +333,13 @@ pub async fn create_api_key(state: &Deps, principal: Principal, rate_limit_per_m
     Ok(v)
 }
 
+#[tracing::instrument(skip_all, fields(key_id = %id))]
 pub async fn revoke_api_key(state: &Deps, id: &str) -> ApiResult<()> {
     let client = state.pool.get().await?;
     if api_keys::revoke(&**client, id).await? { Ok(()) } else { Err(ApiError::not_found()) }
 }
 
+#[tracing::instrument(skip_all, fields(key_id = %id))]
 pub async fn get_api_key(state: &Deps, id: &str) -> ApiResult<ApiKeyView> {
     let client = state.pool.get().await?;
     api_keys::get(&**client, id).await?.map(api_key_view).ok_or_else(ApiError::not_found)
