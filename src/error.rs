@@ -149,8 +149,19 @@ impl ApiError {
         e.retryable = true;
         e
     }
-    pub fn internal() -> Self {
+    /// The bare 500 body; private so that every 500 goes through [`ApiError::internal_because`]
+    /// and says why in the log.
+    fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
+    }
+    /// A 500 whose cause goes to the log (with the caller's file and line), while the client
+    /// still sees only `internal` / "internal error": the cause may name tables, keys or data
+    /// the caller has no business seeing. `context` says what failed ("Failed to …").
+    #[track_caller]
+    pub fn internal_because(context: impl fmt::Display, cause: impl fmt::Display) -> Self {
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %cause, at = %at, "{context}");
+        Self::internal()
     }
     pub fn status(&self) -> StatusCode {
         self.code.status()
@@ -221,8 +232,8 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
             // Text PostgreSQL cannot hold (a NUL character) that got past the checks: the request's fault.
             return ApiError::new(ErrorCode::InvalidRequest, "the request holds text with a NUL character");
         }
-        tracing::error!(error = %e, code = code.code(), constraint = db.constraint(), "unexpected database error");
-        return ApiError::internal();
+        let context = format!("unexpected database error (SQLSTATE {}, constraint {:?})", code.code(), db.constraint());
+        return ApiError::internal_because(context, e);
     }
     if e.is_closed() || e.to_string().contains("timed out") || e.to_string().contains("connect") {
         tracing::warn!(error = %e, "database unreachable");
@@ -230,4 +241,55 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
     }
     tracing::error!(error = %e, "database error");
     ApiError::new(ErrorCode::Unavailable, "the database answered unexpectedly; retry later")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the subscriber writes, to read the log line back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(f: impl FnOnce() -> ApiError) -> (ApiError, String) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let e = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        (e, text)
+    }
+
+    #[test]
+    fn internal_because_answers_the_unchanged_500_body() {
+        let (e, _) = logged(|| ApiError::internal_because("Failed to read the stored pricing", "unknown pricing `bogus`"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.retryable);
+        let body = e.body("req-1");
+        let expected = serde_json::json!({
+            "error": { "code": "internal", "message": "internal error", "field": null, "request_id": "req-1" }
+        });
+        assert_eq!(body, expected, "the cause must not reach the client");
+    }
+
+    #[test]
+    fn internal_because_logs_its_context_cause_and_call_site() {
+        let (_, log) = logged(|| ApiError::internal_because("Failed to read the stored pricing", "unknown pricing `bogus`"));
+        assert!(log.contains("ERROR"), "{log}");
+        assert!(log.contains("Failed to read the stored pricing"), "{log}");
+        assert!(log.contains("unknown pricing `bogus`"), "{log}");
+        assert!(log.contains("src/error.rs"), "the log names where the 500 came from: {log}");
+    }
 }

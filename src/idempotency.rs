@@ -207,7 +207,7 @@ async fn run_in<P, T: serde::Serialize>(
     }
     let (status, body) = match business(tx, checked).await {
         Ok((status, value)) => {
-            let body = serde_json::to_value(value).map_err(|_| ApiError::internal())?;
+            let body = serde_json::to_value(value).map_err(|e| ApiError::internal_because("Failed to serialize the answer", e))?;
             (status, body)
         }
         Err(e) if is_stored_refusal(&e) && !e.retryable => {

@@ -27,7 +27,8 @@ pub async fn authenticate(
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(req.into_response(ApiError::internal().error_response()));
+        let e = ApiError::internal_because("Failed to authenticate", "the application state is not registered on the app");
+        return Ok(req.into_response(e.error_response()));
     };
     let caller = match resolve(&state, &req).await {
         Ok(caller) => caller,

@@ -62,7 +62,9 @@ impl FromRequest for Body {
             .or_else(|| req.app_data::<State>().map(|s| BodyBudget::new(&s.settings.server, tokio::time::Instant::now())));
         let payload = payload.take();
         Box::pin(async move {
-            let budget = budget.ok_or_else(ApiError::internal)?;
+            let budget = budget.ok_or_else(|| {
+                ApiError::internal_because("Failed to read the body", "neither a body budget nor the application state is on the request")
+            })?;
             read_body(payload, budget).await.map(Body)
         })
     }

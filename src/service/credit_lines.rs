@@ -107,6 +107,7 @@ fn limit_entry(booked_on: NaiveDate, line_id: &str, delta_fen: i64) -> Entry {
 }
 
 /// `POST /v1/credit-lines`: registers (201) or updates (200) the provider's line for this customer.
+#[tracing::instrument(skip_all, fields(provider_id = %provider_id))]
 pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentRequest, r: Registration) -> ApiResult<Answer> {
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
     let phone_hash = state.pii.lookup_hash(r.phone.as_str());
@@ -172,6 +173,7 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
 }
 
 /// The line, if the caller may see it (its provider, admin); else 404.
+#[tracing::instrument(skip_all, fields(line_id = %id))]
 pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<CreditLineView> {
     let client = state.pool.get().await?;
     let line = lines::get(&**client, id).await?.ok_or_else(ApiError::not_found)?;
@@ -182,6 +184,7 @@ pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<Credit
 }
 
 /// `POST /v1/credit-lines/{id}/debt-repayments`: the customer repaid the provider part of what was converted.
+#[tracing::instrument(skip_all, fields(line_id = %line_id))]
 pub async fn repay_debt(state: &Deps, caller: &Principal, line_id: &str, request: &IdempotentRequest, amount: Amount) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,

@@ -56,6 +56,7 @@ impl Totals {
 }
 
 /// Runs end of day for `date`, waiting for any other run to finish first.
+#[tracing::instrument(skip_all, fields(business_date = %date))]
 pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
     if date > clock.today() && !allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
@@ -131,7 +132,7 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         }
         let mut notices = Vec::with_capacity(ids.len() * 3);
         for id in &ids {
-            let order = orders_db::lock(&tx, id).await?.ok_or_else(ApiError::internal)?;
+            let order = orders_db::lock(&tx, id).await?.expect("this transaction selected the order FOR UPDATE just above");
             assert_eq!(order.status, "awaiting_funding", "only orders awaiting funding expire");
             let hold = super::orders::unwind(&tx, &order, "exposure.released", date).await?;
             let order = orders_db::set_status(&tx, id, "expired", Some("funding timeout"), Some(date)).await?;

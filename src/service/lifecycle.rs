@@ -61,13 +61,23 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
     }
     let mut books = Vec::with_capacity(plans.len());
     for plan in plans {
-        let o = orders.remove(&plan.order_id).ok_or_else(ApiError::internal)?;
+        // plans.order_id keeps its foreign key to orders (V7 dropped only the orders' and holds' own).
+        let o = orders.remove(&plan.order_id).expect("plans.order_id references orders, and the join read every plan's order");
         let (owner_kind, owner_id) = match (o.get::<_, Option<String>>(1), o.get::<_, Option<String>>(2)) {
             (Some(s), _) => ("store", s),
             (_, Some(p)) => ("partner", p),
-            _ => return Err(ApiError::internal()),
+            // No constraint holds one of the two: stored data, not code, would be wrong.
+            _ => {
+                return Err(ApiError::internal_because(
+                    "Failed to load a plan",
+                    format!("order {} has neither store nor partner", plan.order_id),
+                ));
+            }
         };
-        let hold = holds.remove(&o.get::<_, String>(4)).ok_or_else(ApiError::internal)?;
+        let hold_id: String = o.get(4);
+        let hold = holds
+            .remove(&hold_id)
+            .ok_or_else(|| ApiError::internal_because("Failed to load a plan", format!("order {} has no hold {hold_id}", plan.order_id)))?;
         let rows = insts.remove(&plan.id).unwrap_or_default();
         let n = rows.len();
         books.push(Book {

@@ -31,6 +31,7 @@ pub fn parse_recipient(s: &str) -> Option<(&str, &str)> {
     (!id.is_empty() && id.len() <= 64).then_some((kind, id))
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn list(
     state: &Deps,
     delivery_state: Option<&str>,
@@ -44,6 +45,7 @@ pub async fn list(
 
 /// Makes a notice due again from attempt one. Only where the recipient has a webhook URL now
 /// (a `pull_only` notice too, once its recipient has one); otherwise `409 invalid_state`.
+#[tracing::instrument(skip_all, fields(notice_id = %id))]
 pub async fn redeliver(state: &Deps, id: &str) -> ApiResult<AdminNotice> {
     let seq = seq_of_id(id).ok_or_else(ApiError::not_found)?;
     let mut client = state.pool.get().await?;

@@ -56,8 +56,10 @@ pub fn price(product: &Product, term_months: u32, principal: Option<Amount>, sta
     if principal < product.min_principal || principal > product.max_principal {
         return Err(out_of_range());
     }
-    let pricing = Pricing::parse(&product.pricing).map_err(|_| ApiError::internal())?;
-    let rate = Rate::parse(&term.rate).map_err(|_| ApiError::internal())?;
+    // Setup checked both before storing them; a failure here means the stored product is corrupt.
+    let context = || format!("Failed to read the stored pricing of product {}", product.id);
+    let pricing = Pricing::parse(&product.pricing).map_err(|e| ApiError::internal_because(context(), e))?;
+    let rate = Rate::parse(&term.rate).map_err(|e| ApiError::internal_because(context(), e))?;
     let schedule = build_schedule(principal, term_months, pricing, rate, start).map_err(|_| out_of_range())?;
     let apr = schedule_apr_irr(&schedule);
     let hold_amount = hold_amount(&schedule, product.hold_ratio_decimal);
@@ -94,6 +96,7 @@ pub struct QuoteRequest {
     pub down_payment: Amount,
 }
 
+#[tracing::instrument(skip_all, fields(product_id = %q.product_id))]
 pub async fn quote(state: &Deps, q: QuoteRequest) -> ApiResult<Quote> {
     let client = state.pool.get().await?;
     let product = setup_db::get_product(&**client, &q.product_id)
@@ -101,7 +104,7 @@ pub async fn quote(state: &Deps, q: QuoteRequest) -> ApiResult<Quote> {
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
     let principal = q.device_price.checked_sub(q.down_payment);
     let priced = price(&product, q.term_months, principal, state.clock.today())?;
-    let principal = principal.ok_or_else(ApiError::internal)?;
+    let principal = principal.expect("price() refuses a missing principal");
     Ok(Quote {
         product_id: product.id,
         principal,
@@ -195,7 +198,9 @@ pub fn order_view(o: Order, hold: Hold, plan: Option<PlanView>) -> OrderView {
 
 /// The order with its hold and plan, read in the same transaction or connection.
 pub async fn load_view(c: &impl crate::db::Db, o: Order) -> ApiResult<OrderView> {
-    let hold = orders_db::get_hold(c, &o.hold_id).await?.ok_or_else(ApiError::internal)?;
+    let hold = orders_db::get_hold(c, &o.hold_id)
+        .await?
+        .ok_or_else(|| ApiError::internal_because("Failed to load an order", format!("order {} has no hold {}", o.id, o.hold_id)))?;
     let plan = match plans::get_by_order(c, &o.id).await? {
         Some(p) => {
             let insts = plans::installments(c, &p.id).await?;
@@ -254,6 +259,7 @@ fn covers_any(patterns: &[String], code: &RegionCode) -> bool {
     patterns.iter().any(|p| RegionPattern::parse(p).is_ok_and(|p| p.covers(code)))
 }
 
+#[tracing::instrument(skip_all, fields(product_id = %r.product_id))]
 pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
     let id_hash = state.pii.lookup_hash(r.id_number.as_str());
     let phone_hash = state.pii.lookup_hash(r.phone.as_str());
@@ -289,18 +295,23 @@ pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest
             let product = product.ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
             let principal = r.device_price.checked_sub(r.down_payment);
             let priced = price(&product, r.term_months, principal, created_on)?;
-            let principal = principal.ok_or_else(ApiError::internal)?;
+            let principal = principal.expect("price() refuses a missing principal");
             let seller = seller.ok_or_else(ApiError::forbidden)?;
 
             // Region and partner.
             let (channel, store_id, partner_id, region, providers) = match seller {
                 Seller::Store(store) => {
-                    let code = RegionCode::parse_order(&store.region_code).map_err(|_| ApiError::internal())?;
+                    let code = RegionCode::parse_order(&store.region_code).map_err(|e| {
+                        ApiError::internal_because(format!("Failed to read the stored region code of store {}", store.id), e)
+                    })?;
                     ("store", Some(store.id), None, code, product.providers.clone())
                 }
                 Seller::Partner(partner) => {
                     let id = partner.id.clone();
-                    let code = r.region_code.clone().ok_or_else(ApiError::internal)?;
+                    // http::orders::place requires it of a partner; reaching here without it is a caller's bug.
+                    let code = r.region_code.clone().ok_or_else(|| {
+                        ApiError::internal_because("Failed to place an order", "a partner's order came without its region code")
+                    })?;
                     if !covers_any(&product.regions, &code) || !covers_any(&partner.regions, &code) {
                         return Err(region_not_open(&code));
                     }
@@ -394,7 +405,7 @@ pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest
             let (owner_kind, owner_id) = match (&store_id, &partner_id) {
                 (Some(s), _) => ("store", s.clone()),
                 (_, Some(p)) => ("partner", p.clone()),
-                _ => return Err(ApiError::internal()),
+                _ => unreachable!("the seller match above sets exactly one of store_id and partner_id"),
             };
             let order_refs = OrderRefs::unfunded(&order_id, &hold_id, &line.id);
             let notices = [
@@ -473,6 +484,7 @@ fn region_not_open(code: &RegionCode) -> ApiError {
 
 // ---------- reading ----------
 
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<OrderView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
@@ -482,6 +494,7 @@ pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<OrderV
     Ok(view)
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn list(
     state: &Deps,
     caller: &Principal,
@@ -509,6 +522,7 @@ pub async fn list(
     Ok((out, next))
 }
 
+#[tracing::instrument(skip_all, fields(hold_id = %id))]
 pub async fn get_hold(state: &Deps, caller: &Principal, id: &str) -> ApiResult<Hold> {
     let client = state.pool.get().await?;
     let hold = orders_db::get_hold(&**client, id).await?.ok_or_else(ApiError::not_found)?;
@@ -520,15 +534,20 @@ pub async fn get_hold(state: &Deps, caller: &Principal, id: &str) -> ApiResult<H
 }
 
 /// The borrower in clear for the order's funding bank; every read is written to the audit log.
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &str) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let o = orders_db::get(&**client, id).await?.filter(|o| caller.is(PrincipalKind::Bank, &o.bank_id)).ok_or_else(ApiError::not_found)?;
     let sealed = orders_db::sealed_identity(&**client, id).await?.ok_or_else(ApiError::not_found)?;
     let plain = state.pii.decrypt(&sealed).ok_or_else(|| {
-        tracing::error!(order_id = %o.id, "the borrower's identity cannot be decrypted with the configured key");
-        ApiError::internal()
+        ApiError::internal_because(
+            format!("Failed to decrypt the borrower of order {}", o.id),
+            "the sealed identity does not open with the configured key",
+        )
     })?;
-    let identity: Value = serde_json::from_slice(&plain).map_err(|_| ApiError::internal())?;
+    // serde_json's syntax errors name a position, never the text: the identity stays out of the log.
+    let identity: Value = serde_json::from_slice(&plain)
+        .map_err(|e| ApiError::internal_because(format!("Failed to parse the decrypted borrower of order {}", o.id), e))?;
     client
         .execute(
             "INSERT INTO audit_log (actor, action, object_id, request_id) VALUES ($1, 'borrower.read', $2, $3)",
@@ -545,7 +564,10 @@ pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &s
 pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: NaiveDate) -> ApiResult<Hold> {
     let before = orders_db::lock_hold(tx, &order.hold_id).await?;
     let voided = before.remaining;
-    let line_before = credit_lines::lock(tx, &before.credit_line_id).await?.ok_or_else(ApiError::internal)?;
+    // holds.credit_line_id lost its foreign key (V7): a missing line is stored data gone wrong.
+    let line_before = credit_lines::lock(tx, &before.credit_line_id).await?.ok_or_else(|| {
+        ApiError::internal_because("Failed to unwind an order", format!("hold {} has no credit line {}", before.id, before.credit_line_id))
+    })?;
     let hold = orders_db::take_from_hold(tx, &before.id, 0, 0, voided.fen()).await?;
     assert!(hold.remaining.is_zero() && hold.status == "voided", "an unwound hold is voided to zero");
     let line = credit_lines::move_balances(tx, &before.credit_line_id, -voided.fen(), 0).await?;
@@ -580,6 +602,7 @@ async fn visible_order(tx: &Tx<'_>, id: &str, allowed: impl Fn(&Order) -> bool) 
 const PROBE_THRESHOLD: i64 = 3;
 const PROBE_WINDOW_HOURS: i32 = 24;
 
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, reason: Option<String>) -> ApiResult<Answer> {
     let scope = caller.scope();
     // What the committed attempt found of the seller's recent cancellations (a rerun overwrites it).
@@ -656,6 +679,7 @@ pub enum FundingDecision {
     Rejected { reason: String },
 }
 
+#[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn fund(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, decision: FundingDecision) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
@@ -690,9 +714,12 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
         return Err(ApiError::new(ErrorCode::InvalidDate, format!("funded_on must be from {} to {}", order.created_on, deadline_date))
             .field("funded_on"));
     }
-    let pricing = Pricing::parse(&order.pricing).map_err(|_| ApiError::internal())?;
-    let rate = Rate::try_from_decimal(order.rate.normalize()).map_err(|_| ApiError::internal())?;
-    let schedule = build_schedule(order.principal, order.term_months as u32, pricing, rate, funded_on).map_err(|_| ApiError::internal())?;
+    // The order was priced when placed; failing now means its stored terms are corrupt.
+    let context = || format!("Failed to build the schedule of order {}", order.id);
+    let pricing = Pricing::parse(&order.pricing).map_err(|e| ApiError::internal_because(context(), e))?;
+    let rate = Rate::try_from_decimal(order.rate.normalize()).map_err(|e| ApiError::internal_because(context(), e))?;
+    let schedule = build_schedule(order.principal, order.term_months as u32, pricing, rate, funded_on)
+        .map_err(|e| ApiError::internal_because(context(), e))?;
     let plan_id = new_object_id("plan");
     let new = plans::NewPlan {
         id: &plan_id,

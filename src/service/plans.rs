@@ -121,6 +121,7 @@ async fn plan_visible(c: &impl crate::db::Db, caller: &Principal, id: &str, owne
     Err(ApiError::not_found())
 }
 
+#[tracing::instrument(skip_all, fields(plan_id = %id))]
 pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<PlanView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
@@ -166,6 +167,7 @@ pub struct PayoffView {
     pub penalty: Amount,
 }
 
+#[tracing::instrument(skip_all, fields(plan_id = %id, as_of = ?as_of))]
 pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Option<NaiveDate>) -> ApiResult<PayoffView> {
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
@@ -226,6 +228,7 @@ async fn lock_book(tx: &Tx<'_>, id: &str) -> ApiResult<Book> {
     load_books(tx, &[id.to_string()]).await?.pop().ok_or_else(ApiError::not_found)
 }
 
+#[tracing::instrument(skip_all, fields(plan_id = %id, paid_on = %r.paid_on))]
 pub async fn repay(state: &Deps, caller: &Principal, id: &str, request: &IdempotentRequest, r: RepaymentRequest) -> ApiResult<Answer> {
     idempotency::execute(
         &state.pool,
@@ -315,7 +318,8 @@ async fn insert_repayment(
     allocations: &[AllocationView],
     hold_released: Amount,
 ) -> ApiResult<()> {
-    let allocations = serde_json::to_value(allocations).map_err(|_| ApiError::internal())?;
+    let allocations =
+        serde_json::to_value(allocations).map_err(|e| ApiError::internal_because("Failed to serialize the repayment's allocations", e))?;
     let n = tx
         .execute(
             "INSERT INTO repayments (id, plan_id, amount_fen, paid_on, booked_on, reference, principal_fen, interest_fen, fee_fen, penalty_fen,
@@ -332,6 +336,7 @@ async fn insert_repayment(
 }
 
 /// `POST /v1/plans/{id}/accelerate`: the payoff falls due at once; the hold converts what it covers.
+#[tracing::instrument(skip_all, fields(plan_id = %id, as_of = %as_of))]
 pub async fn accelerate(
     state: &Deps,
     caller: &Principal,
@@ -377,7 +382,7 @@ pub async fn accelerate(
             book.collect_installments(&mut fx, None);
             fx.apply(tx).await?;
             let insts = plans_db::installments(tx, id).await?;
-            let plan = plans_db::get(tx, id).await?.ok_or_else(ApiError::internal)?;
+            let plan = plans_db::get(tx, id).await?.expect("lock_book found and locked this plan in this transaction");
             Ok((StatusCode::OK, plan_view(plan, &insts)))
         },
     )

@@ -127,6 +127,7 @@ fn movement(r: MovementRow) -> Movement {
 }
 
 /// A bank sees its own report (`?bank_id=` another bank: 404); the admin one bank's or all.
+#[tracing::instrument(skip_all, fields(business_date = %date, bank_id = ?bank_param))]
 pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, bank_param: Option<&str>) -> ApiResult<Reconciliation> {
     let client = state.pool.get().await?;
     let bank_id = match caller.kind() {
@@ -278,6 +279,7 @@ pub fn parse_month(s: &str) -> Option<(NaiveDate, NaiveDate)> {
 }
 
 /// The partner itself or the admin; another partner's id answers 404 like a missing one.
+#[tracing::instrument(skip_all, fields(partner_id = %partner_id, month = %month))]
 pub async fn statement(
     state: &Deps,
     caller: &Principal,

@@ -35,6 +35,7 @@ fn with_secret(view: impl Serialize, secret: Option<String>) -> Value {
 
 // ---------- providers ----------
 
+#[tracing::instrument(skip_all, fields(provider_id = %id))]
 pub async fn create_provider(state: &Deps, id: &str, input: ProviderInput) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let secret = input.webhook_url.as_ref().map(|_| new_webhook_secret());
@@ -42,6 +43,7 @@ pub async fn create_provider(state: &Deps, id: &str, input: ProviderInput) -> Ap
     Ok(with_secret(created, secret))
 }
 
+#[tracing::instrument(skip_all, fields(provider_id = %id))]
 pub async fn update_provider(state: &Deps, id: &str, patch: impl FnOnce(ProviderInput) -> ApiResult<ProviderInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -57,6 +59,7 @@ pub async fn update_provider(state: &Deps, id: &str, patch: impl FnOnce(Provider
 
 // ---------- banks ----------
 
+#[tracing::instrument(skip_all, fields(bank_id = %id))]
 pub async fn create_bank(state: &Deps, id: &str, input: BankInput) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -64,11 +67,12 @@ pub async fn create_bank(state: &Deps, id: &str, input: BankInput) -> ApiResult<
     if !q::insert_bank(&tx, id, &input, secret.as_deref()).await? {
         return Err(exists("bank", id));
     }
-    let created = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::internal)?;
+    let created = q::get_bank(&*tx, id).await?.expect("this transaction inserted the bank just above");
     tx.commit().await?;
     Ok(with_secret(created, secret))
 }
 
+#[tracing::instrument(skip_all, fields(bank_id = %id))]
 pub async fn update_bank(state: &Deps, id: &str, patch: impl FnOnce(BankInput) -> ApiResult<BankInput>) -> ApiResult<Value> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -88,11 +92,12 @@ pub async fn update_bank(state: &Deps, id: &str, patch: impl FnOnce(BankInput) -
     if !q::update_bank(&tx, id, &input, secret.as_deref()).await? {
         return Err(ApiError::not_found());
     }
-    let updated = q::get_bank(&*tx, id).await?.ok_or_else(ApiError::internal)?;
+    let updated = q::get_bank(&*tx, id).await?.expect("this transaction locked and updated the bank just above");
     tx.commit().await?;
     Ok(with_secret(updated, secret))
 }
 
+#[tracing::instrument(skip_all, fields(owner = ?owner, owner_id = %id))]
 pub async fn rotate_webhook_secret(state: &Deps, owner: WebhookOwner, id: &str) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     let secret = new_webhook_secret();
@@ -105,11 +110,13 @@ pub async fn rotate_webhook_secret(state: &Deps, owner: WebhookOwner, id: &str) 
 
 // ---------- stores ----------
 
+#[tracing::instrument(skip_all, fields(store_id = %id))]
 pub async fn create_store(state: &Deps, id: &str, input: StoreInput) -> ApiResult<q::Store> {
     let client = state.pool.get().await?;
     q::insert_store(&**client, id, &input).await?.ok_or_else(|| exists("store", id))
 }
 
+#[tracing::instrument(skip_all, fields(store_id = %id))]
 pub async fn update_store(state: &Deps, id: &str, patch: impl FnOnce(StoreInput) -> ApiResult<StoreInput>) -> ApiResult<q::Store> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -176,6 +183,7 @@ async fn check_providers_exist(c: &impl crate::db::Db, ids: &[String], field: &s
     Ok(())
 }
 
+#[tracing::instrument(skip_all, fields(partner_id = %id))]
 pub async fn create_partner(state: &Deps, id: &str, input: PartnerInput) -> ApiResult<PartnerView> {
     let client = state.pool.get().await?;
     if q::get_partner(&**client, id).await?.is_some() {
@@ -186,6 +194,7 @@ pub async fn create_partner(state: &Deps, id: &str, input: PartnerInput) -> ApiR
     Ok(partner_view(state, created))
 }
 
+#[tracing::instrument(skip_all, fields(partner_id = %id))]
 pub async fn update_partner(state: &Deps, id: &str, patch: impl FnOnce(PartnerInput) -> ApiResult<PartnerInput>) -> ApiResult<PartnerView> {
     let mut client = state.pool.get().await?;
     let tx = crate::db::Tx::begin(&mut client).await?;
@@ -240,19 +249,24 @@ pub fn price_terms(state: &Deps, pricing: Pricing, terms: &[TermInput], penalty_
 
 /// Prices new terms, or the current ones again (pricing or penalty may have changed), under the cap.
 fn priced(state: &Deps, mut input: ProductInput, new_terms: Option<Vec<TermInput>>) -> ApiResult<ProductInput> {
-    let pricing = Pricing::parse(&input.pricing).map_err(|_| ApiError::internal())?;
+    // The request's pricing was parsed by http and a kept one was checked when stored: a failure is corrupt data.
+    let context = "Failed to reprice a product from its stored terms";
+    let pricing = Pricing::parse(&input.pricing).map_err(|e| ApiError::internal_because(context, e))?;
     let terms = match new_terms {
         Some(t) => t,
         None => input
             .terms
             .iter()
-            .map(|t| Ok(TermInput { months: t.months as u32, rate: Rate::parse(&t.rate).map_err(|_| ApiError::internal())? }))
+            .map(|t| {
+                Ok(TermInput { months: t.months as u32, rate: Rate::parse(&t.rate).map_err(|e| ApiError::internal_because(context, e))? })
+            })
             .collect::<ApiResult<Vec<_>>>()?,
     };
     input.terms = price_terms(state, pricing, &terms, input.penalty_daily_rate)?;
     Ok(input)
 }
 
+#[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn create_product(state: &Deps, id: &str, input: ProductInput, terms: Option<Vec<TermInput>>) -> ApiResult<q::Product> {
     let client = state.pool.get().await?;
     if q::get_product(&**client, id).await?.is_some() {
@@ -264,6 +278,7 @@ pub async fn create_product(state: &Deps, id: &str, input: ProductInput, terms: 
 }
 
 /// `patch` receives the current product and answers the new input and any new terms.
+#[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn update_product(
     state: &Deps,
     id: &str,
@@ -303,6 +318,7 @@ pub fn api_key_view(k: api_keys::ApiKeyRecord) -> ApiKeyView {
     }
 }
 
+#[tracing::instrument(skip_all, fields(for_principal = %principal.scope()))]
 pub async fn create_api_key(state: &Deps, principal: Principal, rate_limit_per_minute: Option<i32>) -> ApiResult<Value> {
     let client = state.pool.get().await?;
     if let Some(id) = principal.id()
@@ -317,11 +333,13 @@ pub async fn create_api_key(state: &Deps, principal: Principal, rate_limit_per_m
     Ok(v)
 }
 
+#[tracing::instrument(skip_all, fields(key_id = %id))]
 pub async fn revoke_api_key(state: &Deps, id: &str) -> ApiResult<()> {
     let client = state.pool.get().await?;
     if api_keys::revoke(&**client, id).await? { Ok(()) } else { Err(ApiError::not_found()) }
 }
 
+#[tracing::instrument(skip_all, fields(key_id = %id))]
 pub async fn get_api_key(state: &Deps, id: &str) -> ApiResult<ApiKeyView> {
     let client = state.pool.get().await?;
     api_keys::get(&**client, id).await?.map(api_key_view).ok_or_else(ApiError::not_found)

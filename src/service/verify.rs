@@ -45,6 +45,7 @@ impl Collector {
 }
 
 /// Runs every check in one repeatable-read snapshot: the books are read, then checked.
+#[tracing::instrument(skip_all)]
 pub async fn verify(client: &mut tokio_postgres::Client) -> Result<Report, tokio_postgres::Error> {
     let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
     let books = verify_db::load(&tx).await?;
