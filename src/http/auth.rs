@@ -3,6 +3,7 @@
 use crate::auth::{Caller, Principal, hash_api_key, secrets_equal};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::payload::exceeds_limit;
 use crate::http::{AppState, BodyBudget, read_body};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -12,7 +13,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Paths answered without a key.
 pub fn is_public(path: &str) -> bool {
@@ -32,7 +33,10 @@ pub async fn authenticate(
     };
     let caller = match resolve(&state, &req).await {
         Ok(caller) => caller,
-        Err(e) => return Ok(req.into_response(e.error_response())),
+        Err(e) => {
+            let e = over_limit_before_unauthenticated(&mut req, e).await;
+            return Ok(req.into_response(e.error_response()));
+        }
     };
     if let Err(e) = read_unknown_length_body(&mut req).await {
         return Ok(req.into_response(e.error_response()));
@@ -48,12 +52,36 @@ pub async fn authenticate(
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }
 
+/// How long a caller without a valid key may keep the service counting its chunked body: long
+/// enough for a body sent at once to show it is over the limit, short enough that a stalled one
+/// costs next to nothing.
+const UNAUTHENTICATED_BODY_GRACE: Duration = Duration::from_secs(1);
+
+/// A refused caller's chunked body (its size unknown from the headers) is counted, never kept, for
+/// at most [`UNAUTHENTICATED_BODY_GRACE`]: over the limit it answers `413` (before `401`, as API.md
+/// §1 orders the checks); otherwise, or stalled, the refusal stands.
+async fn over_limit_before_unauthenticated(req: &mut ServiceRequest, refusal: ApiError) -> ApiError {
+    let Some(budget) = req.extensions().get::<BodyBudget>().copied() else { return refusal };
+    if !has_unknown_length(req) {
+        return refusal;
+    }
+    let deadline = budget.deadline.min(tokio::time::Instant::now() + UNAUTHENTICATED_BODY_GRACE);
+    if exceeds_limit(req.take_payload(), budget.limit, deadline).await {
+        return ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit");
+    }
+    refusal
+}
+
+fn has_unknown_length(req: &ServiceRequest) -> bool {
+    let headers = req.headers();
+    !headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING)
+}
+
 /// A body of unknown length (chunked) is read here, up to the limit and within the body's
 /// deadline, so that `413` still comes before `429` and the route's checks. Only now: a caller
-/// without a valid key never makes the service read or wait for its body (it has its `401`).
+/// without a valid key never makes the service keep its body (see above).
 async fn read_unknown_length_body(req: &mut ServiceRequest) -> ApiResult<()> {
-    let headers = req.headers();
-    if headers.contains_key(header::CONTENT_LENGTH) || !headers.contains_key(header::TRANSFER_ENCODING) {
+    if !has_unknown_length(req) {
         return Ok(());
     }
     let Some(budget) = req.extensions().get::<BodyBudget>().copied() else { return Ok(()) };

@@ -57,6 +57,23 @@ pub async fn read_body(mut payload: Payload, budget: BodyBudget) -> ApiResult<we
     }
 }
 
+/// Counts a body's bytes without keeping them, until it ends, goes over `limit` (answers `true`),
+/// fails, or `deadline` passes: what a caller without a valid key may cost (no buffer, a bounded
+/// wait) so that its over-limit body still answers 413 before its 401 (API.md §1).
+pub async fn exceeds_limit(mut payload: Payload, limit: usize, deadline: Instant) -> bool {
+    let count = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = payload.next().await {
+            seen = seen.saturating_add(chunk.len());
+            if seen > limit {
+                return true;
+            }
+        }
+        false
+    };
+    tokio::time::timeout_at(deadline, count).await.unwrap_or(false)
+}
+
 fn unreadable(e: PayloadError) -> ApiError {
     match e {
         // Shorter than its Content-Length with the client's side closed, or chunks that broke off.
