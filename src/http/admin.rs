@@ -1,6 +1,6 @@
 //! Admin operations: ledger verification, the audit log, notice delivery, and the notice feed for every caller.
 
-use super::{Page, State, encode_cursor, json as json_response, ok, page_of, query_param, resource};
+use super::{Page, State, encode_cursor, json as json_response, ok, page_of, query_param};
 use crate::auth::{Caller, PrincipalKind};
 use crate::db::notices::{feed, position_after, position_new, seq_of_id};
 use crate::error::{ApiError, ApiResult};
@@ -9,18 +9,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/admin/ledger/verify").route(web::get().to(verify)))
-        .service(resource("/v1/admin/audit-log").route(web::get().to(audit_log)))
-        .service(resource("/v1/admin/notices").route(web::get().to(admin_notices)))
-        .service(resource("/v1/admin/notices/{id}").route(web::get().to(admin_notice)))
-        .service(resource("/v1/admin/notices/{id}/redeliver").route(web::post().to(redeliver)))
-        .service(resource("/v1/notices").route(web::get().to(notices)));
-}
-
 /// `GET /v1/admin/notices?state=&recipient=<kind>:<id>&limit=&cursor=`: with delivery state, in creation order.
-async fn admin_notices(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin])?;
+pub(super) async fn admin_notices(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let delivery_state = query_param(&req, "state");
     if let Some(s) = &delivery_state
@@ -40,29 +30,25 @@ async fn admin_notices(state: State, caller: Caller, req: HttpRequest) -> ApiRes
     Ok(page_of(items, page.limit, |n| n.notice.seq, |n| n))
 }
 
-async fn admin_notice(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin])?;
+pub(super) async fn admin_notice(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let seq = seq_of_id(&path).ok_or_else(ApiError::not_found)?;
     let client = state.pool.get().await?;
     ok(&crate::db::notices::get_admin(&**client, seq).await?.ok_or_else(ApiError::not_found)?)
 }
 
 /// `POST /v1/admin/notices/{id}/redeliver` → 202: pending again, attempts reset, due now.
-async fn redeliver(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin])?;
+pub(super) async fn redeliver(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let notice = notices_svc::redeliver(&state, &path).await?;
     Ok(json_response(StatusCode::ACCEPTED, &notice))
 }
 
-async fn verify(state: State, caller: Caller) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin])?;
+pub(super) async fn verify(state: State) -> ApiResult<HttpResponse> {
     let mut client = state.pool.get().await?;
     let report = crate::service::verify::verify(&mut client).await?;
     ok(&report)
 }
 
-async fn audit_log(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin])?;
+pub(super) async fn audit_log(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let client = state.pool.get().await?;
     let rows = client
@@ -87,7 +73,7 @@ async fn audit_log(state: State, caller: Caller, req: HttpRequest) -> ApiResult<
 /// `GET /v1/notices?after=<notice id>&limit=`: the caller's own notices in order (admin: all).
 /// The order is the notices' positions, given after commit (so a page never skips a notice that
 /// commits late); cursors carry positions.
-async fn notices(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+pub(super) async fn notices(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let after = match query_param(&req, "after") {
         None => None,

@@ -15,16 +15,16 @@ use std::future::{Ready, ready};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Paths answered without a key.
-pub fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+/// `401`: no key, or not one the service knows.
+pub fn unauthenticated() -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, "a valid API key is required: Authorization: Bearer <key>")
 }
 
 pub async fn authenticate(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if is_public(req.path()) {
+    if super::endpoints::is_public(req.path()) {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
@@ -95,7 +95,6 @@ fn caller_limit(state: &AppState, caller: &Caller) -> u32 {
 }
 
 async fn resolve(state: &AppState, req: &ServiceRequest) -> ApiResult<Caller> {
-    let unauthenticated = || ApiError::new(ErrorCode::Unauthenticated, "a valid API key is required: Authorization: Bearer <key>");
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(unauthenticated)?;
     let text = value.to_str().map_err(|_| unauthenticated())?;
     // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
@@ -120,12 +119,7 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<Caller>()
-                .cloned()
-                .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "a valid API key is required: Authorization: Bearer <key>")),
-        )
+        ready(req.extensions().get::<Caller>().cloned().ok_or_else(unauthenticated))
     }
 }
 

@@ -1,19 +1,12 @@
 //! Credit lines and holds (API.md section 3), for providers.
 
 use super::body::{Obj, parse_object};
-use super::{Body, State, answer, idempotency_key, idempotent_request, ok, resource};
-use crate::auth::{Caller, PrincipalKind};
+use super::{Body, State, answer, idempotency_key, idempotent_request, ok};
+use crate::auth::Caller;
 use crate::domain::identity::{IdNumber, Phone};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::service::credit_lines::{self as svc, LineStatus, Registration};
 use actix_web::{HttpRequest, HttpResponse, web};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/credit-lines").route(web::post().to(register)))
-        .service(resource("/v1/credit-lines/{id}").route(web::get().to(get_line)))
-        .service(resource("/v1/credit-lines/{id}/debt-repayments").route(web::post().to(repay_debt)))
-        .service(resource("/v1/holds/{id}").route(web::get().to(get_hold)));
-}
 
 /// `customer: {id_number, phone, name?}` with the API.md codes for each.
 pub fn customer(o: &Obj, key: &str) -> ApiResult<(IdNumber, Phone, Option<String>)> {
@@ -28,8 +21,7 @@ pub fn customer(o: &Obj, key: &str) -> ApiResult<(IdNumber, Phone, Option<String
     Ok((id_number, phone, name))
 }
 
-async fn register(state: State, caller: Caller, req: HttpRequest, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Provider])?;
+pub(super) async fn register(state: State, caller: Caller, req: HttpRequest, body: Body) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let v = parse_object(&body.0)?;
     let o = Obj::root(&v, &["customer", "limit", "expires_on", "status"])?;
@@ -45,13 +37,17 @@ async fn register(state: State, caller: Caller, req: HttpRequest, body: Body) ->
     answer(svc::register(&state, &provider_id, &request, Registration { id_number, phone, name, limit, expires_on, status }).await?)
 }
 
-async fn get_line(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Provider, PrincipalKind::Admin])?;
+pub(super) async fn get_line(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&svc::get(&state, &caller.principal, &path).await?)
 }
 
-async fn repay_debt(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Provider])?;
+pub(super) async fn repay_debt(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let v = parse_object(&body.0)?;
     let o = Obj::root(&v, &["amount"])?;
@@ -60,13 +56,6 @@ async fn repay_debt(state: State, caller: Caller, req: HttpRequest, path: web::P
     answer(svc::repay_debt(&state, &caller.principal, &path, &request, amount).await?)
 }
 
-async fn get_hold(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[
-        PrincipalKind::Provider,
-        PrincipalKind::Store,
-        PrincipalKind::Partner,
-        PrincipalKind::Bank,
-        PrincipalKind::Admin,
-    ])?;
+pub(super) async fn get_hold(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&crate::service::orders::get_hold(&state, &caller.principal, &path).await?)
 }

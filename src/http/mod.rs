@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod context;
 pub mod credit_lines;
+pub mod endpoints;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
@@ -168,11 +169,11 @@ pub async fn not_found() -> ApiResult<HttpResponse> {
     Err(ApiError::new(ErrorCode::NotFound, "no such path"))
 }
 
-/// `405` with the `Allow` header RFC 9110 requires, from the route table of the OpenAPI document.
+/// `405` with the `Allow` header RFC 9110 requires, from the endpoint table.
 pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
     let mut response = ApiError::new(ErrorCode::MethodNotAllowed, "this path does not take that method").error_response();
-    let allowed = req.match_pattern().and_then(|p| openapi::allowed_methods(&p));
+    let allowed = req.match_pattern().and_then(|p| endpoints::allowed_methods(&p));
     if let Some(v) = allowed.and_then(|a| actix_web::http::header::HeaderValue::from_str(a).ok()) {
         response.headers_mut().insert(actix_web::http::header::ALLOW, v);
     }
@@ -188,61 +189,9 @@ pub fn resource(path: &str) -> actix_web::Resource {
         .default_service(web::to(method_not_allowed))
 }
 
-/// The whole route table.
+/// The whole route table: every row of [`endpoints::ENDPOINTS`].
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    ops::routes(cfg);
-    setup::routes(cfg);
-    credit_lines::routes(cfg);
-    orders::routes(cfg);
-    plans::routes(cfg);
-    admin::routes(cfg);
-    reports::routes(cfg);
-}
-
-/// Routes of later modules for the OpenAPI document: (method, path, summary, request, status, response schema, idempotent).
-#[allow(clippy::type_complexity)]
-pub fn extra_routes()
--> Vec<(utoipa::openapi::path::HttpMethod, &'static str, &'static str, Option<&'static str>, &'static str, Option<&'static str>, bool)> {
-    use utoipa::openapi::path::HttpMethod::{Get, Post};
-    vec![
-        (
-            Get,
-            "/v1/admin/notices",
-            "Notices with their delivery state (?state=&recipient=<kind>:<id>), in creation order",
-            None,
-            "200",
-            None,
-            false,
-        ),
-        (Get, "/v1/admin/notices/{id}", "One notice with its delivery state", None, "200", Some("AdminNotice"), false),
-        (
-            Post,
-            "/v1/admin/notices/{id}/redeliver",
-            "Deliver a notice again: pending, attempts reset, due now",
-            None,
-            "202",
-            Some("AdminNotice"),
-            false,
-        ),
-        (
-            Get,
-            "/v1/reconciliation/{business_date}",
-            "A bank's movements booked on a date (JSON, or CSV with Accept: text/csv)",
-            None,
-            "200",
-            Some("Reconciliation"),
-            false,
-        ),
-        (
-            Get,
-            "/v1/partners/{id}/statement",
-            "A partner's monthly statement by agent (?month=YYYY-MM)",
-            None,
-            "200",
-            Some("Statement"),
-            false,
-        ),
-    ]
+    endpoints::register(cfg);
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
-//! The OpenAPI 3 document, generated from the code: the route table below and the `ToSchema`
-//! types the handlers answer with.
+//! The OpenAPI 3 document, generated from the code: the endpoint table ([`super::endpoints`]) and
+//! the `ToSchema` types the handlers answer with.
 
+use super::endpoints::{Access, ENDPOINTS, Endpoint, Reply, Verb};
 use crate::db::setup::{Bank, Product, ProductTerm, Provider, Store};
 use crate::domain::money::Amount;
 use crate::service::setup::{ApiKeyView, PartnerView};
 use utoipa::openapi::header::{Header, HeaderBuilder};
-use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder};
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
+use utoipa::openapi::response::{Response, ResponseBuilder, Responses, ResponsesBuilder};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required};
+use utoipa::openapi::{Components, ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required};
 use utoipa::{PartialSchema, ToSchema};
 
 impl PartialSchema for Amount {
@@ -25,134 +26,12 @@ impl PartialSchema for Amount {
 
 impl ToSchema for Amount {}
 
-/// One operation of the route table: method, path, summary, request schema, success status and schema, idempotent.
-struct Route {
-    method: HttpMethod,
-    path: &'static str,
-    summary: &'static str,
-    request: Option<&'static str>,
-    status: &'static str,
-    response: Option<&'static str>,
-    idempotent: bool,
-}
-
-const fn r(
-    method: HttpMethod,
-    path: &'static str,
-    summary: &'static str,
-    request: Option<&'static str>,
-    status: &'static str,
-    response: Option<&'static str>,
-    idempotent: bool,
-) -> Route {
-    Route { method, path, summary, request, status, response, idempotent }
-}
-
-fn route_table() -> Vec<Route> {
-    use HttpMethod::*;
-    let mut v = vec![
-        r(Get, "/healthz", "Process up", None, "200", Some("Status"), false),
-        r(Get, "/readyz", "Database reachable and migrated (else 503 with the same schema)", None, "200", Some("Status"), false),
-        r(Get, "/metrics", "Prometheus metrics", None, "200", Some(TEXT_PLAIN), false),
-    ];
-    for (plural, schema) in
-        [("providers", "Provider"), ("banks", "Bank"), ("stores", "Store"), ("partners", "PartnerView"), ("products", "Product")]
-    {
-        let base: &'static str = Box::leak(format!("/v1/admin/{plural}").into_boxed_str());
-        let one: &'static str = Box::leak(format!("/v1/admin/{plural}/{{id}}").into_boxed_str());
-        v.push(r(Post, base, "Create", Some("object"), "201", Some(schema), false));
-        v.push(r(Get, base, "List in creation order", None, "200", Some(page(schema)), false));
-        v.push(r(Get, one, "Read one", None, "200", Some(schema), false));
-        v.push(r(Patch, one, "Change any field but id", Some("object"), "200", Some(schema), false));
-    }
-    v.push(r(Post, "/v1/admin/providers/{id}/webhook-secret", "Rotate the webhook secret", None, "200", Some("WebhookSecret"), false));
-    v.push(r(Post, "/v1/admin/banks/{id}/webhook-secret", "Rotate the webhook secret", None, "200", Some("WebhookSecret"), false));
-    v.push(r(Post, "/v1/admin/api-keys", "Create an API key (shown once)", Some("object"), "201", Some("ApiKeyCreated"), false));
-    v.push(r(Get, "/v1/admin/api-keys", "List API keys", None, "200", Some(page("ApiKeyView")), false));
-    v.push(r(Get, "/v1/admin/api-keys/{id}", "Read an API key (no secret)", None, "200", Some("ApiKeyView"), false));
-    v.push(r(Delete, "/v1/admin/api-keys/{id}", "Revoke", None, "204", None, false));
-    v.push(r(
-        Post,
-        "/v1/credit-lines",
-        "Register (201) or update (200) a customer's credit line",
-        Some("object"),
-        "201",
-        Some("CreditLineView"),
-        true,
-    ));
-    v.push(r(Get, "/v1/credit-lines/{id}", "A credit line", None, "200", Some("CreditLineView"), false));
-    v.push(r(
-        Post,
-        "/v1/credit-lines/{id}/debt-repayments",
-        "The customer repaid the provider part of what was converted",
-        Some("object"),
-        "200",
-        Some("CreditLineView"),
-        true,
-    ));
-    v.push(r(Get, "/v1/holds/{id}", "A hold", None, "200", Some("Hold"), false));
-    v.push(r(Post, "/v1/quotes", "Quote a plan", Some("object"), "200", Some("Quote"), false));
-    v.push(r(
-        Post,
-        "/v1/orders",
-        "Place an order: the hold and the funding bank in one transaction",
-        Some("object"),
-        "201",
-        Some("OrderView"),
-        true,
-    ));
-    v.push(r(
-        Get,
-        "/v1/orders",
-        "The caller's orders, newest first (?status=&limit=&cursor=)",
-        None,
-        "200",
-        Some(page("OrderView")),
-        false,
-    ));
-    v.push(r(Get, "/v1/orders/{id}", "An order with its hold and plan", None, "200", Some("OrderView"), false));
-    v.push(r(Post, "/v1/orders/{id}/cancel", "Cancel before funding", Some("object"), "200", Some("OrderView"), true));
-    v.push(r(
-        Post,
-        "/v1/orders/{id}/funding",
-        "Approve (opens the plan) or reject (voids the hold)",
-        Some("object"),
-        "200",
-        Some("OrderView"),
-        true,
-    ));
-    v.push(r(
-        Get,
-        "/v1/orders/{id}/borrower",
-        "The borrower in clear, for the order's bank; audited",
-        None,
-        "200",
-        Some("Borrower"),
-        false,
-    ));
-    v.push(r(Get, "/v1/plans/{id}", "A plan with its installments", None, "200", Some("PlanView"), false));
-    v.push(r(Get, "/v1/plans/{id}/payoff", "The payoff as of a date (?as_of=)", None, "200", Some("PayoffView"), false));
-    v.push(r(Post, "/v1/plans/{id}/repayments", "Record a repayment", Some("object"), "201", Some("RepaymentView"), true));
-    v.push(r(Post, "/v1/plans/{id}/accelerate", "Declare the whole loan due", Some("object"), "200", Some("PlanView"), true));
-    v.push(r(Post, "/v1/admin/eod", "Close a business date", Some("object"), "200", Some("EodSummary"), false));
-    v.push(r(Get, "/v1/admin/ledger/verify", "Check every ledger invariant", None, "200", Some("Report"), false));
-    v.push(r(Get, "/v1/admin/audit-log", "Reads of personal data", None, "200", Some(page("AuditEntry")), false));
-    v.push(r(Get, "/v1/notices", "The caller's notices in order (?after=<notice id>&limit=)", None, "200", Some(page("Notice")), false));
-    v.extend(crate::http::extra_routes().into_iter().map(|(m, p, s, req, st, resp, i)| r(m, p, s, req, st, resp, i)));
-    for route in &mut v {
-        if route.path == "/v1/admin/notices" && route.response.is_none() {
-            route.response = Some(page("AdminNotice"));
-        }
-    }
-    v
-}
-
 /// The query parameters of a route (API.md): pagination on lists, and each list's filters.
-fn query_parameters(route: &Route) -> Vec<(&'static str, serde_json::Value)> {
+fn query_parameters(route: &Endpoint) -> Vec<(&'static str, serde_json::Value)> {
     use serde_json::json;
     let string = json!({"type": "string"});
     let mut v = Vec::new();
-    if route.method == HttpMethod::Get && matches!(route.response, Some(r) if r.starts_with("Page:")) {
+    if route.verb == Verb::Get && matches!(route.reply, Reply::Page(_)) {
         v.push(("limit", json!({"type": "integer", "minimum": 1, "maximum": 200})));
         v.push(("cursor", string.clone()));
     }
@@ -174,7 +53,7 @@ fn query_parameters(route: &Route) -> Vec<(&'static str, serde_json::Value)> {
 /// required ones required, no other field (`422 invalid_request`). Optional fields may be `null`
 /// (absent). The rules no schema says (check characters, Luhn, amounts > 0, known ids, business
 /// rules) are the service's, answered with 422.
-fn request_schema(route: &Route) -> serde_json::Value {
+fn request_schema(route: &Endpoint) -> serde_json::Value {
     use serde_json::{Value, json};
     let money = json!({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$"});
     let rate = json!({"type": "string", "pattern": r"^[0-9]{1,2}(\.[0-9]{1,8})?$"});
@@ -210,12 +89,11 @@ fn request_schema(route: &Route) -> serde_json::Value {
         }
         o
     };
-    let patch = route.method == HttpMethod::Patch;
+    let patch = route.verb == Verb::Patch;
     let term = object(&[("months", &int), ("rate", &rate)], &[], false);
     let customer = object(&[("id_number", &json!({"type": "string"})), ("phone", &json!({"type": "string"}))], &[("name", &text)], false);
     let principal =
         object(&[("kind", &json!({"type": "string", "enum": ["admin", "store", "partner", "bank", "provider"]}))], &[("id", &id)], false);
-    let resource = route.path.trim_start_matches("/v1/admin/").split('/').next().unwrap_or("");
     let with_id = |mut o: Value| {
         // A PATCH may repeat the id (unchanged).
         o["properties"]["id"] = if patch { nullable(&id) } else { id.clone() };
@@ -226,19 +104,18 @@ fn request_schema(route: &Route) -> serde_json::Value {
         }
         o
     };
-    match (route.method.clone(), route.path) {
-        (HttpMethod::Post | HttpMethod::Patch, _)
-            if route.path.starts_with("/v1/admin/") && resource != "api-keys" && resource != "eod" =>
-        {
-            let body = match resource {
-                "providers" => object(&[("name", &text)], &[("webhook_url", &text)], patch),
-                "banks" => object(
+    let name = route.request.unwrap_or_default();
+    match name {
+        "ProviderInput" | "BankInput" | "StoreInput" | "PartnerInput" | "ProductInput" => {
+            let body = match name {
+                "ProviderInput" => object(&[("name", &text)], &[("webhook_url", &text)], patch),
+                "BankInput" => object(
                     &[("name", &text), ("priority", &int), ("apr_min", &rate), ("apr_max", &rate), ("exposure_limit", &money)],
                     &[("regions", &regions), ("webhook_url", &text)],
                     patch,
                 ),
-                "stores" => object(&[("name", &text), ("region_code", &region)], &[], patch),
-                "partners" => object(
+                "StoreInput" => object(&[("name", &text), ("region_code", &region)], &[], patch),
+                "PartnerInput" => object(
                     &[
                         ("name", &text),
                         ("established_on", &date),
@@ -273,18 +150,18 @@ fn request_schema(route: &Route) -> serde_json::Value {
             };
             with_id(body)
         }
-        (_, "/v1/admin/api-keys") => object(&[("principal", &principal)], &[("rate_limit_per_minute", &int)], false),
-        (_, "/v1/admin/eod") => object(&[("business_date", &date)], &[], false),
-        (_, "/v1/credit-lines") => object(
+        "ApiKeyRequest" => object(&[("principal", &principal)], &[("rate_limit_per_minute", &int)], false),
+        "EodRequest" => object(&[("business_date", &date)], &[], false),
+        "CreditLineRequest" => object(
             &[("customer", &customer), ("limit", &money), ("expires_on", &date)],
             &[("status", &json!({"type": "string", "enum": ["active", "frozen", "closed"]}))],
             false,
         ),
-        (_, "/v1/credit-lines/{id}/debt-repayments") => object(&[("amount", &money)], &[], false),
-        (_, "/v1/quotes") => {
+        "DebtRepaymentRequest" => object(&[("amount", &money)], &[], false),
+        "QuoteRequest" => {
             object(&[("product_id", &id), ("term_months", &int), ("device_price", &money), ("down_payment", &money)], &[], false)
         }
-        (_, "/v1/orders") => {
+        "OrderRequest" => {
             let device = object(&[("sku", &text), ("imei", &json!({"type": "string"})), ("price", &money)], &[], false);
             let consent =
                 object(&[("method", &json!({"type": "string", "enum": ["provider_app", "sms_otp"]})), ("reference", &text)], &[], false);
@@ -301,24 +178,16 @@ fn request_schema(route: &Route) -> serde_json::Value {
                 false,
             )
         }
-        (_, "/v1/orders/{id}/cancel") => object(&[], &[("reason", &text)], false),
-        (_, "/v1/orders/{id}/funding") => object(
+        "CancelRequest" => object(&[], &[("reason", &text)], false),
+        "FundingRequest" => object(
             &[("decision", &json!({"type": "string", "enum": ["approved", "rejected"]}))],
             &[("loan_no", &ascii), ("funded_on", &date), ("reason", &text)],
             false,
         ),
-        (_, "/v1/plans/{id}/repayments") => object(&[("amount", &money), ("paid_on", &date), ("reference", &ascii)], &[], false),
-        (_, "/v1/plans/{id}/accelerate") => object(&[("as_of", &date), ("reason", &text)], &[], false),
+        "RepaymentRequest" => object(&[("amount", &money), ("paid_on", &date), ("reference", &ascii)], &[], false),
+        "AccelerateRequest" => object(&[("as_of", &date), ("reason", &text)], &[], false),
         _ => json!({"type": "object"}),
     }
-}
-
-/// The response marker of a plain-text answer (`/metrics`).
-const TEXT_PLAIN: &str = "text/plain";
-
-/// The response marker of a list page of `item`: `{data: [item], next_cursor}`.
-fn page(item: &str) -> &'static str {
-    Box::leak(format!("Page:{item}").into_boxed_str())
 }
 
 /// The error statuses an operation may answer besides its success (API.md section 1): every one
@@ -326,26 +195,23 @@ fn page(item: &str) -> &'static str {
 /// over the body limit or without its database; (I) endpoints also want their idempotency key
 /// (400); what changes state or reads state-dependent results may conflict (409); what takes a
 /// body may not get it in time (408).
-fn error_statuses(route: &Route) -> Vec<&'static str> {
-    if OPEN_PATHS.contains(&route.path) {
+fn error_statuses(route: &Endpoint) -> Vec<&'static str> {
+    if matches!(route.access, Access::Public) {
         return vec![];
     }
     let mut v = vec!["401", "403", "404", "413", "422", "429", "503"];
     if route.idempotent {
         v.push("400");
     }
-    if route.method != HttpMethod::Get || route.path == "/v1/plans/{id}/payoff" {
+    if route.verb != Verb::Get || route.path == "/v1/plans/{id}/payoff" {
         v.push("409");
     }
-    if route.method != HttpMethod::Get {
+    if route.verb != Verb::Get {
         v.push("408");
     }
     v.sort_unstable();
     v
 }
-
-/// The paths answered without auth.
-const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// What each error status means, for the document.
 fn error_description(status: &str) -> &'static str {
@@ -374,136 +240,140 @@ fn path_parameters(path: &str) -> Vec<&str> {
     path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
 
-/// The methods a path pattern (`/v1/orders/{id}`) takes, for the `Allow` header of a 405.
-pub fn allowed_methods(pattern: &str) -> Option<&'static str> {
-    static ALLOWED: std::sync::OnceLock<std::collections::HashMap<&'static str, String>> = std::sync::OnceLock::new();
-    let allowed = ALLOWED.get_or_init(|| {
-        let mut map: std::collections::HashMap<&'static str, String> = std::collections::HashMap::new();
-        for route in route_table() {
-            let methods = map.entry(route.path).or_default();
-            if !methods.is_empty() {
-                methods.push_str(", ");
-            }
-            methods.push_str(&method_name(&route.method).to_ascii_uppercase());
-        }
-        map
-    });
-    allowed.get(pattern).map(String::as_str)
-}
-
-fn method_name(m: &HttpMethod) -> &'static str {
-    match m {
-        HttpMethod::Get => "get",
-        HttpMethod::Post => "post",
-        HttpMethod::Put => "put",
-        HttpMethod::Delete => "delete",
-        HttpMethod::Patch => "patch",
-        HttpMethod::Head => "head",
-        HttpMethod::Options => "options",
-        HttpMethod::Trace => "trace",
+/// The OpenAPI method of a verb.
+fn method(verb: Verb) -> HttpMethod {
+    match verb {
+        Verb::Get => HttpMethod::Get,
+        Verb::Post => HttpMethod::Post,
+        Verb::Patch => HttpMethod::Patch,
+        Verb::Delete => HttpMethod::Delete,
     }
 }
 
 pub fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
-    for route in route_table() {
-        let mut op = OperationBuilder::new().summary(Some(route.summary)).operation_id(Some(format!(
-            "{}{}",
-            method_name(&route.method),
-            route.path.replace(['/', '{', '}', '-', '.'], "_")
-        )));
-        for name in path_parameters(route.path) {
-            op = op.parameter(
-                ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(String::schema())),
-            );
-        }
-        if route.idempotent {
-            op = op.parameter(
+    for route in ENDPOINTS.iter().filter(|e| e.reply != Reply::Document) {
+        paths = paths.path(route.path, PathItem::new(method(route.verb), operation(route)));
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("creditphone")
+                .version("1")
+                .description(Some("Pre-authorization engine for carrier credit phone purchase (信用购机)")),
+        )
+        .paths(paths.build())
+        .components(Some(components()))
+        .build()
+}
+
+/// The operation of one endpoint: its parameters, body, security and answers.
+fn operation(route: &Endpoint) -> Operation {
+    let id = format!("{}{}", route.verb.as_str().to_ascii_lowercase(), route.path.replace(['/', '{', '}', '-', '.'], "_"));
+    let mut op = OperationBuilder::new().summary(Some(route.summary)).operation_id(Some(id));
+    for name in path_parameters(route.path) {
+        op = op.parameter(
+            ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(String::schema())),
+        );
+    }
+    if route.idempotent {
+        op =
+            op.parameter(
                 ParameterBuilder::new().name("Idempotency-Key").parameter_in(ParameterIn::Header).required(Required::True).schema(Some(
                     ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).min_length(Some(1)).max_length(Some(255)),
                 )),
             );
-        }
-        for (name, schema) in query_parameters(&route) {
-            let schema: Schema = serde_json::from_value(schema).expect("a query parameter schema");
-            op = op.parameter(
-                ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).required(Required::False).schema(Some(schema)),
-            );
-        }
-        if route.request.is_some() {
-            let schema: Schema = serde_json::from_value(request_schema(&route)).expect("a request body schema");
-            op = op.request_body(Some(
-                RequestBodyBuilder::new()
-                    .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
-                    // Every field of a cancellation is optional: no body at all is taken as `{}`.
-                    .required(Some(if route.path == "/v1/orders/{id}/cancel" { Required::False } else { Required::True }))
-                    .build(),
-            ));
-        }
-        if !OPEN_PATHS.contains(&route.path) {
-            op = op.security(SecurityRequirement::new::<&str, [&str; 0], &str>("api_key", []));
-        }
-        let mut ok = ResponseBuilder::new().description("success").header("X-Request-Id", request_id_header());
-        if route.idempotent {
-            ok = ok.header(
-                "Idempotent-Replayed",
-                HeaderBuilder::new()
-                    .schema(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).enum_values(Some(["true"])))
-                    .description(Some("on an answer replayed for a retry"))
-                    .build(),
-            );
-        }
-        match route.response {
-            None => {}
-            Some(TEXT_PLAIN) => ok = ok.content("text/plain", ContentBuilder::new().schema(Some(String::schema())).build()),
-            Some(schema) => {
-                let body: RefOr<Schema> = match schema.strip_prefix("Page:") {
-                    Some(item) => ObjectBuilder::new()
-                        .property("data", ArrayBuilder::new().items(Ref::from_schema_name(item)))
-                        .property("next_cursor", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])))
-                        .required("data")
-                        .required("next_cursor")
-                        .into(),
-                    None => Ref::from_schema_name(schema).into(),
-                };
-                ok = ok.content("application/json", ContentBuilder::new().schema(Some(body)).build());
-                if route.path == "/v1/reconciliation/{business_date}" {
-                    ok = ok.content("text/csv", ContentBuilder::new().schema(Some(String::schema())).build());
-                }
-            }
-        }
-        let mut responses = ResponsesBuilder::new().response(route.status, ok.build());
-        if route.path == "/v1/credit-lines" {
-            let updated = ResponseBuilder::new()
-                .description("an existing line updated")
-                .header("X-Request-Id", request_id_header())
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("CreditLineView"))).build());
-            responses = responses.response("200", updated);
-        }
-        if route.path == "/readyz" {
-            let down = ResponseBuilder::new()
-                .description("the database is unreachable or not migrated")
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Status"))).build());
-            responses = responses.response("503", down);
-        }
-        for status in error_statuses(&route) {
-            let mut error = ResponseBuilder::new()
-                .description(error_description(status))
-                .header("X-Request-Id", request_id_header())
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build());
-            if status == "429" {
-                error = error.header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).pattern(Some("^[0-9]+$")))
-                        .build(),
-                );
-            }
-            responses = responses.response(status, error);
-        }
-        op = op.responses(responses);
-        paths = paths.path(route.path, PathItem::new(route.method, op));
     }
+    for (name, schema) in query_parameters(route) {
+        let schema: Schema = serde_json::from_value(schema).expect("a query parameter schema");
+        op = op
+            .parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).required(Required::False).schema(Some(schema)));
+    }
+    if route.request.is_some() {
+        let schema: Schema = serde_json::from_value(request_schema(route)).expect("a request body schema");
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+                // Every field of a cancellation is optional: no body at all is taken as `{}`.
+                .required(Some(if route.path == "/v1/orders/{id}/cancel" { Required::False } else { Required::True }))
+                .build(),
+        ));
+    }
+    if !matches!(route.access, Access::Public) {
+        op = op.security(SecurityRequirement::new::<&str, [&str; 0], &str>("api_key", []));
+    }
+    op.responses(responses(route)).build()
+}
+
+/// The success answer of an endpoint, by its row's reply.
+fn success(route: &Endpoint) -> Response {
+    let mut ok = ResponseBuilder::new().description("success").header("X-Request-Id", request_id_header());
+    if route.idempotent {
+        ok = ok.header(
+            "Idempotent-Replayed",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).enum_values(Some(["true"])))
+                .description(Some("on an answer replayed for a retry"))
+                .build(),
+        );
+    }
+    let json = |body: RefOr<Schema>| ContentBuilder::new().schema(Some(body)).build();
+    let text = || ContentBuilder::new().schema(Some(String::schema())).build();
+    match route.reply {
+        Reply::Empty | Reply::Document => {}
+        Reply::Text => ok = ok.content("text/plain", text()),
+        Reply::Json(schema) => ok = ok.content("application/json", json(Ref::from_schema_name(schema).into())),
+        Reply::JsonOrCsv(schema) => {
+            ok = ok.content("application/json", json(Ref::from_schema_name(schema).into())).content("text/csv", text())
+        }
+        Reply::Page(item) => {
+            let page = ObjectBuilder::new()
+                .property("data", ArrayBuilder::new().items(Ref::from_schema_name(item)))
+                .property("next_cursor", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])))
+                .required("data")
+                .required("next_cursor");
+            ok = ok.content("application/json", json(page.into()));
+        }
+    }
+    ok.build()
+}
+
+/// Every answer of an endpoint: its success, the other successes some have, and its errors.
+fn responses(route: &Endpoint) -> Responses {
+    let mut responses = ResponsesBuilder::new().response(route.status.to_string(), success(route));
+    if route.path == "/v1/credit-lines" {
+        let updated = ResponseBuilder::new()
+            .description("an existing line updated")
+            .header("X-Request-Id", request_id_header())
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("CreditLineView"))).build());
+        responses = responses.response("200", updated);
+    }
+    if route.path == "/readyz" {
+        let down = ResponseBuilder::new()
+            .description("the database is unreachable or not migrated")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Status"))).build());
+        responses = responses.response("503", down);
+    }
+    for status in error_statuses(route) {
+        let mut error = ResponseBuilder::new()
+            .description(error_description(status))
+            .header("X-Request-Id", request_id_header())
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build());
+        if status == "429" {
+            error = error.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).pattern(Some("^[0-9]+$")))
+                    .build(),
+            );
+        }
+        responses = responses.response(status, error);
+    }
+    responses.build()
+}
+
+/// The named schemas: those written here, and the `ToSchema` types the handlers answer with.
+fn components() -> Components {
     let nullable_string = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
     let error_schema = ObjectBuilder::new()
         .property(
@@ -535,7 +405,7 @@ pub fn document() -> OpenApi {
         .property("principal", ObjectBuilder::new().schema_type(SchemaType::new(Type::Object)))
         .required("principal")
         .property("rate_limit_per_minute", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Integer, Type::Null])));
-    let components = ComponentsBuilder::new()
+    ComponentsBuilder::new()
         .schema("Error", error_schema)
         .schema("Status", status_schema)
         .schema("WebhookSecret", strings(&["webhook_secret"], &[]))
@@ -578,15 +448,5 @@ pub fn document() -> OpenApi {
         .schema_from::<crate::service::reports::StatementTotal>()
         .schema_from::<crate::service::reports::Statement>()
         .security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)))
-        .build();
-    OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("creditphone")
-                .version("1")
-                .description(Some("Pre-authorization engine for carrier credit phone purchase (信用购机)")),
-        )
-        .paths(paths.build())
-        .components(Some(components))
         .build()
 }

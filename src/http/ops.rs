@@ -1,21 +1,14 @@
 //! Operations endpoints, answered without auth: liveness, readiness, metrics, the OpenAPI document.
 
-use super::{State, resource};
-use actix_web::{HttpResponse, web};
+use super::State;
+use actix_web::HttpResponse;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/readyz").route(web::get().to(readyz)))
-        .service(resource("/metrics").route(web::get().to(metrics)))
-        .service(resource("/openapi.json").route(web::get().to(openapi)));
-}
-
-async fn healthz() -> HttpResponse {
+pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// 200 while the database answers with every migration applied; 503 otherwise, recovering by itself.
-async fn readyz(state: State) -> HttpResponse {
+pub(super) async fn readyz(state: State) -> HttpResponse {
     if crate::db::ready(&state.pool).await {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
     } else {
@@ -24,11 +17,11 @@ async fn readyz(state: State) -> HttpResponse {
     }
 }
 
-async fn metrics(state: State) -> HttpResponse {
+pub(super) async fn metrics(state: State) -> HttpResponse {
     state.metrics.observe_pool(state.pool.status());
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
-async fn openapi() -> HttpResponse {
+pub(super) async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(super::openapi::document())
 }

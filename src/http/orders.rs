@@ -2,7 +2,7 @@
 
 use super::body::{Obj, parse_object};
 use super::credit_lines::customer;
-use super::{Body, Page, State, answer, encode_cursor, idempotency_key, idempotent_request, ok, query_param, request_id, resource};
+use super::{Body, Page, State, answer, encode_cursor, idempotency_key, idempotent_request, ok, query_param, request_id};
 use crate::auth::{Caller, PrincipalKind};
 use crate::domain::identity::{Imei, RegionCode};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -10,20 +10,9 @@ use crate::service::orders::{self as svc, FundingDecision, OrderRequest, QuoteRe
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/quotes").route(web::post().to(quote)))
-        .service(resource("/v1/orders").route(web::post().to(place)).route(web::get().to(list)))
-        .service(resource("/v1/orders/{id}").route(web::get().to(get)))
-        .service(resource("/v1/orders/{id}/cancel").route(web::post().to(cancel)))
-        .service(resource("/v1/orders/{id}/funding").route(web::post().to(funding)))
-        .service(resource("/v1/orders/{id}/borrower").route(web::get().to(borrower)));
-}
-
-const SELLERS: [PrincipalKind; 2] = [PrincipalKind::Store, PrincipalKind::Partner];
 const TEXT_MAX: usize = 200;
 
-async fn quote(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&SELLERS)?;
+pub(super) async fn quote(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_object(&body.0)?;
     let o = Obj::root(&v, &["product_id", "term_months", "device_price", "down_payment"])?;
     let product_id = o.req_id("product_id")?;
@@ -33,8 +22,7 @@ async fn quote(state: State, caller: Caller, body: Body) -> ApiResult<HttpRespon
     ok(&svc::quote(&state, QuoteRequest { product_id, term_months, device_price, down_payment }).await?)
 }
 
-async fn place(state: State, caller: Caller, req: HttpRequest, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&SELLERS)?;
+pub(super) async fn place(state: State, caller: Caller, req: HttpRequest, body: Body) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let v = parse_object(&body.0)?;
     let o = Obj::root(
@@ -95,15 +83,13 @@ async fn place(state: State, caller: Caller, req: HttpRequest, body: Body) -> Ap
     answer(svc::place(&state, &caller.principal, &request, order).await?)
 }
 
-async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Store, PrincipalKind::Partner, PrincipalKind::Bank, PrincipalKind::Admin])?;
+pub(super) async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&svc::get(&state, &caller.principal, &path).await?)
 }
 
 const STATUSES: [&str; 7] = ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired"];
 
-async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Store, PrincipalKind::Partner, PrincipalKind::Bank, PrincipalKind::Admin])?;
+pub(super) async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let status = query_param(&req, "status");
     if let Some(s) = &status
@@ -115,8 +101,7 @@ async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpR
     ok(&json!({ "data": data, "next_cursor": next.map(encode_cursor) }))
 }
 
-async fn cancel(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Store, PrincipalKind::Partner, PrincipalKind::Admin])?;
+pub(super) async fn cancel(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let v = if body.0.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_object(&body.0)? };
     let o = Obj::root(&v, &["reason"])?;
@@ -125,8 +110,13 @@ async fn cancel(state: State, caller: Caller, req: HttpRequest, path: web::Path<
     answer(svc::cancel(&state, &caller.principal, &path, &request, reason).await?)
 }
 
-async fn funding(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Bank])?;
+pub(super) async fn funding(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let v = parse_object(&body.0)?;
     let o = Obj::root(&v, &["decision", "loan_no", "funded_on", "reason"])?;
@@ -151,7 +141,6 @@ async fn funding(state: State, caller: Caller, req: HttpRequest, path: web::Path
     answer(svc::fund(&state, &caller.principal, &path, &request, decision).await?)
 }
 
-async fn borrower(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Bank])?;
+pub(super) async fn borrower(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&svc::borrower(&state, &caller.principal, &path, &request_id(&req)).await?)
 }

@@ -1,30 +1,18 @@
 //! Plans (API.md section 5) for banks, and end of day (section 6) for the admin.
 
 use super::body::{Obj, parse_object};
-use super::{Body, State, answer, idempotency_key, idempotent_request, ok, query_param, resource};
-use crate::auth::{Caller, PrincipalKind};
+use super::{Body, State, answer, idempotency_key, idempotent_request, ok, query_param};
+use crate::auth::Caller;
 use crate::domain::dates::parse_date;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::service::plans::{self as svc, RepaymentRequest};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/plans/{id}").route(web::get().to(get)))
-        .service(resource("/v1/plans/{id}/payoff").route(web::get().to(payoff)))
-        .service(resource("/v1/plans/{id}/repayments").route(web::post().to(repay)))
-        .service(resource("/v1/plans/{id}/accelerate").route(web::post().to(accelerate)))
-        .service(resource("/v1/admin/eod").route(web::post().to(eod)));
-}
-
-const BANK_OR_ADMIN: [PrincipalKind; 2] = [PrincipalKind::Bank, PrincipalKind::Admin];
-
-async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Bank, PrincipalKind::Admin, PrincipalKind::Store, PrincipalKind::Partner])?;
+pub(super) async fn get(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&svc::get(&state, &caller.principal, &path).await?)
 }
 
-async fn payoff(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&BANK_OR_ADMIN)?;
+pub(super) async fn payoff(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let as_of = match query_param(&req, "as_of") {
         None => None,
         Some(s) => {
@@ -34,8 +22,7 @@ async fn payoff(state: State, caller: Caller, req: HttpRequest, path: web::Path<
     ok(&svc::payoff_quote(&state, &caller.principal, &path, as_of).await?)
 }
 
-async fn repay(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&BANK_OR_ADMIN)?;
+pub(super) async fn repay(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let v = parse_object(&body.0)?;
     let o = Obj::root(&v, &["amount", "paid_on", "reference"])?;
@@ -46,8 +33,13 @@ async fn repay(state: State, caller: Caller, req: HttpRequest, path: web::Path<S
     answer(svc::repay(&state, &caller.principal, &path, &request, RepaymentRequest { amount, paid_on, reference }).await?)
 }
 
-async fn accelerate(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&BANK_OR_ADMIN)?;
+pub(super) async fn accelerate(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: Body,
+) -> ApiResult<HttpResponse> {
     let key = idempotency_key(&req)?;
     let v = parse_object(&body.0)?;
     let o = Obj::root(&v, &["as_of", "reason"])?;
@@ -57,8 +49,7 @@ async fn accelerate(state: State, caller: Caller, req: HttpRequest, path: web::P
     answer(svc::accelerate(&state, &caller.principal, &path, &request, as_of, reason).await?)
 }
 
-async fn eod(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin])?;
+pub(super) async fn eod(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_object(&body.0)?;
     let o = Obj::root(&v, &["business_date"])?;
     let date = o.req_date("business_date")?;

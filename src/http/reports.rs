@@ -1,18 +1,13 @@
 //! Reports (API.md section 8): a bank's daily reconciliation (JSON, or CSV on `Accept: text/csv`)
 //! and a partner's monthly statement.
 
-use super::{State, ok, query_param, resource};
-use crate::auth::{Caller, PrincipalKind};
+use super::{State, ok, query_param};
+use crate::auth::Caller;
 use crate::domain::dates::parse_date;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::service::reports as svc;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/reconciliation/{business_date}").route(web::get().to(reconciliation)))
-        .service(resource("/v1/partners/{id}/statement").route(web::get().to(statement)));
-}
 
 /// Does the caller ask for CSV? `Accept` naming `text/csv` (not with `q=0`).
 fn wants_csv(req: &HttpRequest) -> bool {
@@ -25,8 +20,7 @@ fn wants_csv(req: &HttpRequest) -> bool {
     })
 }
 
-async fn reconciliation(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Bank, PrincipalKind::Admin])?;
+pub(super) async fn reconciliation(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let date = parse_date(&path)
         .map_err(|_| ApiError::new(ErrorCode::InvalidDate, "the business date must be a date YYYY-MM-DD").field("business_date"))?;
     let bank_id = query_param(&req, "bank_id");
@@ -44,8 +38,7 @@ async fn reconciliation(state: State, caller: Caller, req: HttpRequest, path: we
     ok(&report)
 }
 
-async fn statement(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Partner, PrincipalKind::Admin])?;
+pub(super) async fn statement(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let month = query_param(&req, "month").ok_or_else(|| ApiError::invalid("month", "`month` (YYYY-MM) is required"))?;
     let dates =
         svc::parse_month(&month).ok_or_else(|| ApiError::new(ErrorCode::InvalidDate, "`month` must be a month YYYY-MM").field("month"))?;

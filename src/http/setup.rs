@@ -1,7 +1,7 @@
 //! Admin setup endpoints (API.md section 2): providers, banks, stores, partners, products, API keys.
 
 use super::body::{Obj, Patch, parse_object};
-use super::{Body, Page, State, created, ok, page_of, resource};
+use super::{Body, Page, State, created, ok, page_of};
 use crate::auth::{Caller, Principal, PrincipalKind};
 use crate::db::setup::{self as q, BankInput, PartnerInput, ProductInput, ProviderInput, StoreInput, WebhookOwner};
 use crate::domain::identity::{RegionCode, RegionPattern};
@@ -15,27 +15,6 @@ use rust_decimal::Decimal;
 const NAME_MAX: usize = 200;
 const URL_MAX: usize = 2000;
 const LIST_MAX: usize = 500;
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/admin/providers").route(web::post().to(create_provider)).route(web::get().to(list_providers)))
-        .service(resource("/v1/admin/providers/{id}").route(web::get().to(get_provider)).route(web::patch().to(patch_provider)))
-        .service(resource("/v1/admin/providers/{id}/webhook-secret").route(web::post().to(rotate_provider_secret)))
-        .service(resource("/v1/admin/banks").route(web::post().to(create_bank)).route(web::get().to(list_banks)))
-        .service(resource("/v1/admin/banks/{id}").route(web::get().to(get_bank)).route(web::patch().to(patch_bank)))
-        .service(resource("/v1/admin/banks/{id}/webhook-secret").route(web::post().to(rotate_bank_secret)))
-        .service(resource("/v1/admin/stores").route(web::post().to(create_store)).route(web::get().to(list_stores)))
-        .service(resource("/v1/admin/stores/{id}").route(web::get().to(get_store)).route(web::patch().to(patch_store)))
-        .service(resource("/v1/admin/partners").route(web::post().to(create_partner)).route(web::get().to(list_partners)))
-        .service(resource("/v1/admin/partners/{id}").route(web::get().to(get_partner)).route(web::patch().to(patch_partner)))
-        .service(resource("/v1/admin/products").route(web::post().to(create_product)).route(web::get().to(list_products)))
-        .service(resource("/v1/admin/products/{id}").route(web::get().to(get_product)).route(web::patch().to(patch_product)))
-        .service(resource("/v1/admin/api-keys").route(web::post().to(create_api_key)).route(web::get().to(list_api_keys)))
-        .service(resource("/v1/admin/api-keys/{id}").route(web::get().to(get_api_key)).route(web::delete().to(revoke_api_key)));
-}
-
-fn admin(caller: &Caller) -> ApiResult<()> {
-    caller.principal.require(&[PrincipalKind::Admin])
-}
 
 /// A required field: on create it must be there; on PATCH absent keeps `current`, `null` is refused.
 fn field<'a, T>(o: &Obj<'a>, key: &str, current: Option<T>, read: impl FnOnce(&Obj<'a>, &str) -> ApiResult<T>) -> ApiResult<T> {
@@ -103,7 +82,7 @@ fn opt_regions(o: &Obj, key: &str) -> ApiResult<Option<Vec<String>>> {
     }
 }
 
-async fn parse_body(body: &Body) -> ApiResult<serde_json::Value> {
+pub(super) async fn parse_body(body: &Body) -> ApiResult<serde_json::Value> {
     parse_object(&body.0)
 }
 
@@ -120,8 +99,7 @@ fn provider_input(o: &Obj, base: Option<ProviderInput>) -> ApiResult<ProviderInp
     })
 }
 
-async fn create_provider(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn create_provider(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = Obj::root(&v, &["id", "name", "webhook_url"])?;
     let id = o.req_id("id")?;
@@ -129,29 +107,25 @@ async fn create_provider(state: State, caller: Caller, body: Body) -> ApiResult<
     created(&svc::create_provider(&state, &id, input).await?)
 }
 
-async fn patch_provider(state: State, caller: Caller, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn patch_provider(state: State, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = patch_obj(&v, &path, &["name", "webhook_url"])?;
     ok(&svc::update_provider(&state, &path, |base| provider_input(&o, Some(base))).await?)
 }
 
-async fn get_provider(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn get_provider(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let client = state.pool.get().await?;
     ok(&q::get_provider(&**client, &path).await?.ok_or_else(ApiError::not_found)?)
 }
 
-async fn list_providers(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn list_providers(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let client = state.pool.get().await?;
     let items = q::list_providers(&**client, page.after_seq()?, page.limit + 1).await?;
     Ok(page_of(items, page.limit, |p| p.seq, |p| p))
 }
 
-async fn rotate_provider_secret(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn rotate_provider_secret(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&svc::rotate_webhook_secret(&state, WebhookOwner::Provider, &path).await?)
 }
 
@@ -178,8 +152,7 @@ fn bank_input(o: &Obj, base: Option<BankInput>) -> ApiResult<BankInput> {
     Ok(input)
 }
 
-async fn create_bank(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn create_bank(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = Obj::root(&v, &["id", "name", "priority", "apr_min", "apr_max", "exposure_limit", "regions", "webhook_url"])?;
     let id = o.req_id("id")?;
@@ -187,29 +160,25 @@ async fn create_bank(state: State, caller: Caller, body: Body) -> ApiResult<Http
     created(&svc::create_bank(&state, &id, input).await?)
 }
 
-async fn patch_bank(state: State, caller: Caller, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn patch_bank(state: State, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = patch_obj(&v, &path, &["name", "priority", "apr_min", "apr_max", "exposure_limit", "regions", "webhook_url"])?;
     ok(&svc::update_bank(&state, &path, |base| bank_input(&o, Some(base))).await?)
 }
 
-async fn get_bank(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn get_bank(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let client = state.pool.get().await?;
     ok(&q::get_bank(&**client, &path).await?.ok_or_else(ApiError::not_found)?)
 }
 
-async fn list_banks(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn list_banks(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let client = state.pool.get().await?;
     let items = q::list_banks(&**client, page.after_seq()?, page.limit + 1).await?;
     Ok(page_of(items, page.limit, |b| b.seq, |b| b))
 }
 
-async fn rotate_bank_secret(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn rotate_bank_secret(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&svc::rotate_webhook_secret(&state, WebhookOwner::Bank, &path).await?)
 }
 
@@ -229,8 +198,7 @@ fn store_input(o: &Obj, base: Option<StoreInput>) -> ApiResult<StoreInput> {
     })
 }
 
-async fn create_store(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn create_store(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = Obj::root(&v, &["id", "name", "region_code"])?;
     let id = o.req_id("id")?;
@@ -238,21 +206,18 @@ async fn create_store(state: State, caller: Caller, body: Body) -> ApiResult<Htt
     created(&svc::create_store(&state, &id, input).await?)
 }
 
-async fn patch_store(state: State, caller: Caller, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn patch_store(state: State, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = patch_obj(&v, &path, &["name", "region_code"])?;
     ok(&svc::update_store(&state, &path, |base| store_input(&o, Some(base))).await?)
 }
 
-async fn get_store(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn get_store(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let client = state.pool.get().await?;
     ok(&q::get_store(&**client, &path).await?.ok_or_else(ApiError::not_found)?)
 }
 
-async fn list_stores(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn list_stores(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let client = state.pool.get().await?;
     let items = q::list_stores(&**client, page.after_seq()?, page.limit + 1).await?;
@@ -280,8 +245,7 @@ fn partner_input(o: &Obj, base: Option<PartnerInput>) -> ApiResult<PartnerInput>
 const PARTNER_FIELDS: [&str; 6] =
     ["name", "established_on", "deposit_paid", "authorized_providers", "major_violation_last_year", "regions"];
 
-async fn create_partner(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn create_partner(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let mut allowed = PARTNER_FIELDS.to_vec();
     allowed.push("id");
@@ -291,15 +255,13 @@ async fn create_partner(state: State, caller: Caller, body: Body) -> ApiResult<H
     created(&svc::create_partner(&state, &id, input).await?)
 }
 
-async fn patch_partner(state: State, caller: Caller, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn patch_partner(state: State, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = patch_obj(&v, &path, &PARTNER_FIELDS)?;
     ok(&svc::update_partner(&state, &path, |base| partner_input(&o, Some(base))).await?)
 }
 
-async fn get_partner(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin, PrincipalKind::Partner])?;
+pub(super) async fn get_partner(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     if caller.principal.kind() == PrincipalKind::Partner && !caller.principal.is(PrincipalKind::Partner, &path) {
         return Err(ApiError::not_found());
     }
@@ -308,8 +270,7 @@ async fn get_partner(state: State, caller: Caller, path: web::Path<String>) -> A
     ok(&svc::partner_view(&state, p))
 }
 
-async fn list_partners(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn list_partners(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let client = state.pool.get().await?;
     let items = q::list_partners(&**client, page.after_seq()?, page.limit + 1).await?;
@@ -440,8 +401,7 @@ fn optional_with_default<'a, T>(
     }
 }
 
-async fn create_product(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn create_product(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let mut allowed = PRODUCT_FIELDS.to_vec();
     allowed.push("id");
@@ -451,21 +411,18 @@ async fn create_product(state: State, caller: Caller, body: Body) -> ApiResult<H
     created(&svc::create_product(&state, &id, input, terms).await?)
 }
 
-async fn patch_product(state: State, caller: Caller, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn patch_product(state: State, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = patch_obj(&v, &path, &PRODUCT_FIELDS)?;
     ok(&svc::update_product(&state, &path, |base| product_input(&o, Some(base))).await?)
 }
 
-async fn get_product(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin, PrincipalKind::Store, PrincipalKind::Partner])?;
+pub(super) async fn get_product(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let client = state.pool.get().await?;
     ok(&q::get_product(&**client, &path).await?.ok_or_else(ApiError::not_found)?)
 }
 
-async fn list_products(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    caller.principal.require(&[PrincipalKind::Admin, PrincipalKind::Store, PrincipalKind::Partner])?;
+pub(super) async fn list_products(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let client = state.pool.get().await?;
     let items = q::list_products(&**client, page.after_seq()?, page.limit + 1).await?;
@@ -474,8 +431,7 @@ async fn list_products(state: State, caller: Caller, req: HttpRequest) -> ApiRes
 
 // ---------- api keys ----------
 
-async fn create_api_key(state: State, caller: Caller, body: Body) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn create_api_key(state: State, body: Body) -> ApiResult<HttpResponse> {
     let v = parse_body(&body).await?;
     let o = Obj::root(&v, &["principal", "rate_limit_per_minute"])?;
     let p = o.req_obj("principal", &["kind", "id"])?;
@@ -495,21 +451,18 @@ async fn create_api_key(state: State, caller: Caller, body: Body) -> ApiResult<H
     created(&svc::create_api_key(&state, principal, rate).await?)
 }
 
-async fn get_api_key(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn get_api_key(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     ok(&svc::get_api_key(&state, &path).await?)
 }
 
-async fn list_api_keys(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn list_api_keys(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
     let client = state.pool.get().await?;
     let items = crate::db::api_keys::list(&**client, page.after_seq()?, page.limit + 1).await?;
     Ok(page_of(items, page.limit, |k| k.seq, svc::api_key_view))
 }
 
-async fn revoke_api_key(state: State, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    admin(&caller)?;
+pub(super) async fn revoke_api_key(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
     svc::revoke_api_key(&state, &path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
