@@ -654,10 +654,11 @@ impl Model {
             }
             Some(i) => {
                 let l = &self.lines[i];
-                let status = status.unwrap_or(l.status);
-                if l.status == "closed" && status != "closed" {
+                // API.md §3: a closed line is never registered again, before any limit check.
+                if l.status == "closed" {
                     return Err((409, "invalid_state"));
                 }
+                let status = status.unwrap_or(l.status);
                 if limit < l.held + l.drawn {
                     return Err((409, "limit_below_exposure"));
                 }
