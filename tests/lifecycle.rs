@@ -332,6 +332,27 @@ async fn acceleration_converts_what_the_hold_covers_and_releases_the_rest() {
     w.verify_ok().await;
 }
 
+/// API.md §5 (v2, issue 15): after an acceleration the hold cannot cover, the plan is
+/// `defaulted` and every installment left owing reads `overdue` — those due after `as_of`
+/// included — in the answer, on later reads, and after a partial recovery.
+#[actix_web::test]
+async fn an_under_covered_acceleration_leaves_every_installment_owing_overdue() {
+    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let accelerate = json!({"as_of": "2027-02-10", "reason": "fraud"});
+    let plan = w.app.post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
+    assert_eq!((plan["status"].as_str(), plan["compensated"].as_str()), (Some("defaulted"), Some("330.05")), "{plan}");
+    let statuses = |plan: &Value| -> Vec<String> {
+        plan["installments"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap().to_string()).collect()
+    };
+    let expected: Vec<String> = std::iter::once("paid").chain(std::iter::repeat_n("overdue", 11)).map(String::from).collect();
+    assert_eq!(statuses(&plan), expected, "the answer: installment 1 paid from the hold, the rest fallen due");
+    assert_eq!(statuses(&w.plan(&plan_id).await), expected, "a later read");
+    w.repay(&plan_id, "100.00", "2027-02-12", "recovery-1").await.expect(201);
+    assert_eq!(statuses(&w.plan(&plan_id).await), expected, "a partial recovery pays installment 2 in part, still overdue");
+    w.verify_ok().await;
+}
+
 #[actix_web::test]
 async fn unfunded_orders_expire_at_end_of_day_after_their_deadline() {
     let w = World::new(json!({"funding_timeout_hours": 1})).await;

@@ -902,6 +902,8 @@ impl Model {
             let (_, shortfall) = self.compensate(o, k);
             if shortfall > 0 {
                 self.set_status(o, "defaulted");
+                // API.md §5: everything left owing has fallen due.
+                self.plan_mut(o).insts.iter_mut().filter(|i| !i.settled()).for_each(|i| i.marked = true);
                 break;
             }
         }
