@@ -402,6 +402,25 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
         .expect_err(422, "invalid_date");
 }
 
+/// API.md §1's order of checks (issue 15): `409 business_date_regression` is a state refusal and
+/// comes before `422 invalid_date` for a date after today (a check against the clock). Seen when
+/// the service's today is behind the last closed date (a clock set back, or an instance whose
+/// clock lags the one that closed it).
+#[actix_web::test]
+async fn end_of_day_refuses_a_regression_before_a_date_after_today() {
+    let strict = TestApp::start_with(|s| s.clock.allow_future_dates = false).await;
+    let key = strict.admin_key.clone();
+    let eod = async |date: &str| strict.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": date})), None).await;
+    strict.set_today("2027-03-10");
+    eod("2027-03-10").await.expect(200);
+    strict.set_today("2027-03-01");
+    eod("2027-03-05").await.expect_err(409, "business_date_regression");
+    eod("2027-03-10").await.expect_err(422, "invalid_date");
+    eod("2027-03-11").await.expect_err(422, "invalid_date");
+    eod("2027-02-28").await.expect_err(409, "business_date_regression");
+    strict.clock.reset();
+}
+
 /// Dates are `YYYY-MM-DD`, so 9999-12-31 is the calendar's last: end of day never closes it
 /// (nothing could be booked after it), and no answer or booking ever carries a later date.
 #[actix_web::test]

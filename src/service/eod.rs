@@ -58,12 +58,10 @@ impl Totals {
 /// Runs end of day for `date`, waiting for any other run to finish first.
 #[tracing::instrument(skip_all, fields(business_date = %date))]
 pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
-    if date > clock.today() && !allow_future_dates {
-        return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
-    }
     let client = pool.get().await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&EOD_LOCK_KEY]).await?;
-    let result = run_locked(pool, &client, date, chunk_size.clamp(1, 100_000) as i64).await;
+    let after_today = || date > clock.today() && !allow_future_dates;
+    let result = run_locked(pool, &client, date, after_today, chunk_size.clamp(1, 100_000) as i64).await;
     if let Err(e) = client.execute("SELECT pg_advisory_unlock($1)", &[&EOD_LOCK_KEY]).await {
         tracing::error!(error = %e, "releasing the end-of-day lock failed; dropping the connection");
         let _ = deadpool_postgres::Object::take(client);
@@ -71,20 +69,31 @@ pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_d
     result
 }
 
-async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: NaiveDate, chunk: i64) -> ApiResult<EodSummary> {
+/// Refusals in API.md §1's order: the regression (a state, 409) before a date after today (a check
+/// against the clock, 422), which also holds for running the last date again.
+async fn run_locked(
+    pool: &Pool,
+    client: &deadpool_postgres::Object,
+    date: NaiveDate,
+    after_today: impl Fn() -> bool,
+    chunk: i64,
+) -> ApiResult<EodSummary> {
     let last = crate::db::business_days::last_closed(&***client).await?;
-    if let Some(last) = last {
-        if date < last {
-            return Err(ApiError::new(
-                ErrorCode::BusinessDateRegression,
-                format!("{last} is already closed; end of day cannot go back to {date}"),
-            )
-            .field("business_date")
-            .details(json!({ "last_closed": last })));
-        }
-        if date == last {
-            return Ok(Totals::default().summary(date));
-        }
+    if let Some(last) = last
+        && date < last
+    {
+        return Err(ApiError::new(
+            ErrorCode::BusinessDateRegression,
+            format!("{last} is already closed; end of day cannot go back to {date}"),
+        )
+        .field("business_date")
+        .details(json!({ "last_closed": last })));
+    }
+    if after_today() {
+        return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
+    }
+    if last == Some(date) {
+        return Ok(Totals::default().summary(date));
     }
     if crate::domain::dates::next_date(date).is_none() {
         // Whatever arrives after a closed date is booked on the next one, and there is none.
