@@ -144,7 +144,8 @@ pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, b
         },
         _ => return Err(ApiError::forbidden()),
     };
-    // A check against the clock, after the objects (API.md §1's order): nothing is booked there yet.
+    // A check against the clock, so after the objects (API.md §1's order): without future dates
+    // nothing can be booked after today, and an empty report would read as a real one.
     if date > state.clock.today() && !state.settings.clock.allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
     }
