@@ -332,6 +332,27 @@ async fn acceleration_converts_what_the_hold_covers_and_releases_the_rest() {
     w.verify_ok().await;
 }
 
+/// API.md §5 (v2, issue 15): after an acceleration the hold cannot cover, the plan is
+/// `defaulted` and every installment left owing reads `overdue` — those due after `as_of`
+/// included — in the answer, on later reads, and after a partial recovery.
+#[actix_web::test]
+async fn an_under_covered_acceleration_leaves_every_installment_owing_overdue() {
+    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
+    let accelerate = json!({"as_of": "2027-02-10", "reason": "fraud"});
+    let plan = w.app.post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
+    assert_eq!((plan["status"].as_str(), plan["compensated"].as_str()), (Some("defaulted"), Some("330.05")), "{plan}");
+    let statuses = |plan: &Value| -> Vec<String> {
+        plan["installments"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap().to_string()).collect()
+    };
+    let expected: Vec<String> = std::iter::once("paid").chain(std::iter::repeat_n("overdue", 11)).map(String::from).collect();
+    assert_eq!(statuses(&plan), expected, "the answer: installment 1 paid from the hold, the rest fallen due");
+    assert_eq!(statuses(&w.plan(&plan_id).await), expected, "a later read");
+    w.repay(&plan_id, "100.00", "2027-02-12", "recovery-1").await.expect(201);
+    assert_eq!(statuses(&w.plan(&plan_id).await), expected, "a partial recovery pays installment 2 in part, still overdue");
+    w.verify_ok().await;
+}
+
 #[actix_web::test]
 async fn unfunded_orders_expire_at_end_of_day_after_their_deadline() {
     let w = World::new(json!({"funding_timeout_hours": 1})).await;
@@ -379,6 +400,25 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
         .call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2099-01-01"})), None)
         .await
         .expect_err(422, "invalid_date");
+}
+
+/// API.md §1's order of checks (issue 15): `409 business_date_regression` is a state refusal and
+/// comes before `422 invalid_date` for a date after today (a check against the clock). Seen when
+/// the service's today is behind the last closed date (a clock set back, or an instance whose
+/// clock lags the one that closed it).
+#[actix_web::test]
+async fn end_of_day_refuses_a_regression_before_a_date_after_today() {
+    let strict = TestApp::start_with(|s| s.clock.allow_future_dates = false).await;
+    let key = strict.admin_key.clone();
+    let eod = async |date: &str| strict.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": date})), None).await;
+    strict.set_today("2027-03-10");
+    eod("2027-03-10").await.expect(200);
+    strict.set_today("2027-03-01");
+    eod("2027-03-05").await.expect_err(409, "business_date_regression");
+    eod("2027-03-10").await.expect_err(422, "invalid_date");
+    eod("2027-03-11").await.expect_err(422, "invalid_date");
+    eod("2027-02-28").await.expect_err(409, "business_date_regression");
+    strict.clock.reset();
 }
 
 /// Dates are `YYYY-MM-DD`, so 9999-12-31 is the calendar's last: end of day never closes it

@@ -980,7 +980,10 @@ struct Books {
 impl Books {
     /// Banks `bka` (APR 0.15-0.24, first) and `bkb` (APR 0-0.24); products at 0.18 (→ bka) and 0.10 (→ bkb).
     async fn new() -> Books {
-        let app = TestApp::start().await;
+        Self::with_app(TestApp::start().await).await
+    }
+
+    async fn with_app(app: TestApp) -> Books {
         app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
         for (id, priority, min) in [("bka", 1, "0.15"), ("bkb", 2, "0")] {
             app.admin_post(
@@ -1248,6 +1251,88 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
     assert_eq!(bank_b_view["movements"].as_array().unwrap().len(), 1);
     let v = b.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
     assert_eq!(v["ok"], true, "{v}");
+}
+
+/// API.md §8 (v2, issue 15): within one end of day, funding expiries come first, in order of
+/// the orders' creation (not of their deadlines), then conversions, plans in the order of their
+/// creation (not of their orders' nor their ids), each plan's installments in due order — in the
+/// JSON movements and the CSV rows alike, across end of day's chunks (two plans a chunk here).
+#[actix_web::test]
+async fn one_end_of_day_books_expiries_by_order_creation_then_conversions_by_plan_creation() {
+    let b = Books::with_app(TestApp::start_with(|s| s.eod.chunk_size = 2).await).await;
+    let admin = b.app.admin_key.clone();
+    let mut quick = json!({"id": "p18q", "name": "p18q", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}],
+                           "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"});
+    quick["funding_timeout_hours"] = json!(1);
+    b.app.admin_post("/v1/admin/products", quick).await.expect(201);
+    b.app.set_today("2027-01-31");
+    // Each later order's deadline is earlier: 72 hours, then 1 hour, then 72, then 1.
+    let mut expiring = Vec::new();
+    for (n, product) in [(1, "p18"), (2, "p18q"), (3, "p18"), (4, "p18q")] {
+        expiring.push(b.order(n, product).await);
+    }
+    let mut funded_orders = Vec::new();
+    for n in 11..17 {
+        funded_orders.push(b.order(n, "p18").await);
+    }
+    // Plans are created in the reverse order of their orders.
+    let mut plans = Vec::new();
+    for (i, o) in funded_orders.iter().enumerate().rev() {
+        plans.push(b.fund_on(o, &b.bank_a, &format!("L-{i}"), "2027-01-31").await);
+    }
+    b.app.clock.reset();
+    // Nothing paid: installments 1 (due 02-28) and 2 (due 03-31) convert in one end of day.
+    let eod = b.eod("2027-04-03").await;
+    assert_eq!((eod["holds_expired"].as_i64(), eod["compensations"]["count"].as_i64()), (Some(4), Some(12)), "{eod}");
+    let report = b.report(&admin, "2027-04-03", "").await.expect(200);
+    let booked: Vec<(String, String, Option<i64>)> = report["movements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let id = if m["kind"] == "expiry" { &m["order_id"] } else { &m["plan_id"] };
+            (m["kind"].as_str().unwrap().to_string(), id.as_str().unwrap().to_string(), m["installment_seq"].as_i64())
+        })
+        .collect();
+    let mut expected: Vec<(String, String, Option<i64>)> = expiring.iter().map(|o| ("expiry".into(), o.clone(), None)).collect();
+    for p in &plans {
+        for seq in [1, 2] {
+            expected.push(("compensation".into(), p.clone(), Some(seq)));
+        }
+    }
+    assert_eq!(booked, expected, "booking order of one end of day");
+    assert_csv_matches(&report, std::str::from_utf8(&b.csv(&admin, "2027-04-03", "").await.2).unwrap());
+    let v = b.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// API.md §8 (issue 15): a reconciliation for a date after today is `422 invalid_date` unless
+/// configuration allows future dates; who may see which bank is decided first (404), as §1's
+/// order of checks puts objects before checks against the clock.
+#[actix_web::test]
+async fn a_reconciliation_for_a_future_date_is_refused_unless_future_dates_are_allowed() {
+    let b = Books::with_app(TestApp::start_with(|s| s.clock.allow_future_dates = false).await).await;
+    let admin = b.app.admin_key.clone();
+    b.app.set_today("2027-01-31");
+    assert_eq!(b.report(&b.bank_a, "2027-01-31", "").await.expect(200)["closed"], false, "today is open, not refused");
+    b.report(&admin, "2027-01-30", "?bank_id=bka").await.expect(200);
+    for (key, query) in [(&b.bank_a, ""), (&admin, ""), (&admin, "?bank_id=bkb")] {
+        let r = b.report(key, "2027-02-01", query).await;
+        r.expect_err(422, "invalid_date");
+        assert_eq!(r.field(), Some("business_date"), "{}", r.body);
+        let (status, _, body) = b.csv(key, "2027-02-01", query).await;
+        assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+    }
+    b.report(&b.bank_a, "2027-02-01", "?bank_id=bkb").await.expect_err(404, "not_found");
+    b.report(&admin, "2027-02-01", "?bank_id=nope").await.expect_err(404, "not_found");
+    b.report(&b.store, "2027-02-01", "").await.expect_err(403, "forbidden");
+    b.app.clock.reset();
+
+    // Where configuration allows future dates (test environments), the date answers as usual.
+    let open = Books::new().await;
+    let tomorrow = (creditphone::domain::shanghai_date(chrono::Utc::now()) + chrono::Duration::days(1)).to_string();
+    let r = open.report(&open.app.admin_key, &tomorrow, "").await.expect(200);
+    assert_eq!((r["closed"].as_bool(), r["movements"].as_array().map(Vec::len)), (Some(false), Some(0)));
 }
 
 // ---------- partner statement ----------

@@ -273,9 +273,10 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     for status in ["active", "frozen"] {
         err(&post(with(&line_body(seed_x, "11000", FAR), "status", Some(json!(status)))).await, 409, "invalid_state", None);
     }
-    let r = post(line_body(seed_x, "9000", FAR)).await.expect(200);
-    assert_eq!((st(&r["status"]), st(&r["limit"])), ("closed".into(), "9000.00".into()), "a closed line stays closed");
-    assert_eq!(admin_line(app, &line_id).await["status"], json!("closed"));
+    // API.md §3 (v2): re-registering a closed line is refused however it is asked, status absent included.
+    err(&post(line_body(seed_x, "9000", FAR)).await, 409, "invalid_state", None);
+    let closed = admin_line(app, &line_id).await;
+    assert_eq!((st(&closed["status"]), st(&closed["limit"])), ("closed".into(), "11000.00".into()), "a closed line stays as it was");
 
     // limit_below_exposure: a limit under held + drawn.
     let l2 = line(&w, &w.wld, 2, "10000").await;
@@ -344,6 +345,59 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     assert_eq!(r["status"], json!("frozen"));
     err(&app.post(&w.store, "/v1/credit-lines", line_body(3, "1", FAR)).await, 403, "forbidden", None);
     verify_ok(app).await;
+}
+
+/// API.md §3 (issue 15): re-registering a `closed` line is `409 invalid_state` whatever the
+/// body says (status `closed` or absent included), and that check comes before
+/// `limit_below_exposure`; nothing about the line changes.
+#[actix_web::test]
+async fn re_registering_a_closed_line_is_invalid_state_before_limit_below_exposure() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let post = |body: Value| app.post(&w.wld, "/v1/credit-lines", body);
+    let l = line(&w, &w.wld, 3, "10000").await;
+    place(&w, &w.store, order("CLOSED-1", 3)).await;
+    let closed = post(with(&line_body(3, "10000", FAR), "status", Some(json!("closed")))).await.expect(200);
+    assert_eq!((st(&closed["status"]), st(&closed["held"])), ("closed".into(), HOLD.into()), "an open line may be closed");
+    let before = snapshot(app).await;
+    for (limit, status) in [("10000", Some("closed")), ("10000", None), ("12000", Some("active")), ("100", Some("closed")), ("100", None)] {
+        let body = with(&line_body(3, limit, "2036-06-30"), "status", status.map(|s| json!(s)));
+        let r = post(body).await;
+        assert_eq!((r.status, r.code()), (409, Some("invalid_state")), "limit {limit}, status {status:?}: {}", r.body);
+    }
+    assert_eq!(snapshot(app).await, before, "refusals leave the line as it was");
+    let after = admin_line(app, &st(&l["id"])).await;
+    assert_eq!((st(&after["status"]), st(&after["expires_on"])), ("closed".into(), FAR.into()));
+}
+
+/// API.md §3 (issue 15): a line whose `expires_on` is before today reads `expired`, a `frozen`
+/// one too; a `closed` line reads `closed` whatever its expiry.
+#[actix_web::test]
+async fn frozen_lines_past_expiry_read_expired_and_closed_ones_closed() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    app.set_today("2030-06-10");
+    let mut ids = Vec::new();
+    for (seed, status) in [(11, "active"), (12, "frozen"), (13, "closed")] {
+        let body = with(&line_body(seed, "10000", "2030-06-15"), "status", Some(json!(status)));
+        let l = app.post(&w.wld, "/v1/credit-lines", body).await.expect(201);
+        assert_eq!(l["status"], json!(status), "before expiry each reads its own status");
+        ids.push(st(&l["id"]));
+    }
+    let statuses = async || {
+        let mut out = Vec::new();
+        for id in &ids {
+            out.push(st(&app.get(&w.wld, &format!("/v1/credit-lines/{id}")).await.expect(200)["status"]));
+        }
+        out
+    };
+    app.set_today("2030-06-15");
+    assert_eq!(statuses().await, ["active", "frozen", "closed"], "on its expiry date a line has not expired");
+    app.set_today("2030-06-16");
+    assert_eq!(statuses().await, ["expired", "expired", "closed"]);
+    let frozen = with(&line_body(12, "10000", "2030-06-15"), "status", Some(json!("frozen")));
+    assert_eq!(app.post(&w.wld, "/v1/credit-lines", frozen).await.expect(200)["status"], json!("expired"), "the update answers it too");
+    app.clock.reset();
 }
 
 // ---------- 1. quotes and orders ----------

@@ -654,10 +654,11 @@ impl Model {
             }
             Some(i) => {
                 let l = &self.lines[i];
-                let status = status.unwrap_or(l.status);
-                if l.status == "closed" && status != "closed" {
+                // API.md §3: a closed line is never registered again, before any limit check.
+                if l.status == "closed" {
                     return Err((409, "invalid_state"));
                 }
+                let status = status.unwrap_or(l.status);
                 if limit < l.held + l.drawn {
                     return Err((409, "limit_below_exposure"));
                 }
@@ -901,6 +902,8 @@ impl Model {
             let (_, shortfall) = self.compensate(o, k);
             if shortfall > 0 {
                 self.set_status(o, "defaulted");
+                // API.md §5: everything left owing has fallen due.
+                self.plan_mut(o).insts.iter_mut().filter(|i| !i.settled()).for_each(|i| i.marked = true);
                 break;
             }
         }

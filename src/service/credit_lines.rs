@@ -119,10 +119,11 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
         async |tx: &Tx<'_>, ()| {
             let booked_on = db::business_days::booking_date(tx, state.clock.today()).await?;
             if let Some(current) = lines::lock_by_customer(tx, provider_id, &id_hash).await? {
-                let status = r.status.unwrap_or(LineStatus::parse(&current.status).unwrap_or(LineStatus::Active));
-                if current.status == "closed" && status != LineStatus::Closed {
-                    return Err(ApiError::invalid_state("the line is closed; a closed line cannot be reopened"));
+                // Closed is final (API.md §3): any re-registration is refused, before the limit is looked at.
+                if current.status == LineStatus::Closed.as_str() {
+                    return Err(ApiError::invalid_state("the line is closed; a closed line cannot be registered again"));
                 }
+                let status = r.status.unwrap_or(LineStatus::parse(&current.status).unwrap_or(LineStatus::Active));
                 let exposure = current.held + current.drawn;
                 if r.limit < exposure {
                     return Err(ApiError::new(

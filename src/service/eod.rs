@@ -58,12 +58,10 @@ impl Totals {
 /// Runs end of day for `date`, waiting for any other run to finish first.
 #[tracing::instrument(skip_all, fields(business_date = %date))]
 pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
-    if date > clock.today() && !allow_future_dates {
-        return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
-    }
     let client = pool.get().await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&EOD_LOCK_KEY]).await?;
-    let result = run_locked(pool, &client, date, chunk_size.clamp(1, 100_000) as i64).await;
+    let after_today = || date > clock.today() && !allow_future_dates;
+    let result = run_locked(pool, &client, date, after_today, chunk_size.clamp(1, 100_000) as i64).await;
     if let Err(e) = client.execute("SELECT pg_advisory_unlock($1)", &[&EOD_LOCK_KEY]).await {
         tracing::error!(error = %e, "releasing the end-of-day lock failed; dropping the connection");
         let _ = deadpool_postgres::Object::take(client);
@@ -71,20 +69,31 @@ pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_d
     result
 }
 
-async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: NaiveDate, chunk: i64) -> ApiResult<EodSummary> {
+/// Refusals in API.md §1's order: the regression (a state, 409) before a date after today (a check
+/// against the clock, 422), which also holds for running the last date again.
+async fn run_locked(
+    pool: &Pool,
+    client: &deadpool_postgres::Object,
+    date: NaiveDate,
+    after_today: impl Fn() -> bool,
+    chunk: i64,
+) -> ApiResult<EodSummary> {
     let last = crate::db::business_days::last_closed(&***client).await?;
-    if let Some(last) = last {
-        if date < last {
-            return Err(ApiError::new(
-                ErrorCode::BusinessDateRegression,
-                format!("{last} is already closed; end of day cannot go back to {date}"),
-            )
-            .field("business_date")
-            .details(json!({ "last_closed": last })));
-        }
-        if date == last {
-            return Ok(Totals::default().summary(date));
-        }
+    if let Some(last) = last
+        && date < last
+    {
+        return Err(ApiError::new(
+            ErrorCode::BusinessDateRegression,
+            format!("{last} is already closed; end of day cannot go back to {date}"),
+        )
+        .field("business_date")
+        .details(json!({ "last_closed": last })));
+    }
+    if after_today() {
+        return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
+    }
+    if last == Some(date) {
+        return Ok(Totals::default().summary(date));
     }
     if crate::domain::dates::next_date(date).is_none() {
         // Whatever arrives after a closed date is booked on the next one, and there is none.
@@ -109,7 +118,8 @@ async fn run_locked(pool: &Pool, client: &deadpool_postgres::Object, date: Naive
     Ok(summary)
 }
 
-/// Orders still awaiting funding whose deadline's date is before D: the hold is voided.
+/// Orders still awaiting funding whose deadline's date is before D: the hold is voided. They are
+/// booked in order of the orders' creation (API.md §8), whatever their deadlines.
 async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
     let started = Instant::now();
     let mut chunks = 0;
@@ -120,7 +130,7 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
             .query(
                 "SELECT id FROM orders WHERE status = 'awaiting_funding'
                    AND funding_deadline < ($1::date::timestamp AT TIME ZONE 'Asia/Shanghai')
-                 ORDER BY funding_deadline, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
                 &[&date, &chunk],
             )
             .await?
@@ -166,6 +176,10 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         let mut client = pool.get().await?;
         let tx = crate::db::Tx::begin(&mut client).await?;
         let mut books = load_books(&tx, ids).await?;
+        // Locked in id order, the one lock order of every multi-plan transaction; booked in the
+        // plans' creation order (API.md §8), the order `due_plans` answers.
+        let position: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        books.sort_by_key(|b| position.get(b.plan.id.as_str()).copied());
         let mut fx = Effects::default();
         for book in books.iter_mut().filter(|b| b.plan.status == "active") {
             close_day(book, date, &mut fx, totals);
@@ -185,16 +199,18 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
 
 /// The plans with an unpaid installment due before D, or on D when their product has no grace:
 /// range scans of the partial index of open installments, so the cost follows what is due, not
-/// the book. Plans that are not active any more are skipped when locked.
+/// the book. Plans that are not active any more are skipped when locked. In order of the plans'
+/// creation, the order their conversions are booked in (API.md §8).
 async fn due_plans(pool: &Pool, date: NaiveDate) -> ApiResult<Vec<String>> {
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
-             UNION
-             SELECT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id JOIN orders o ON o.id = p.order_id
-             WHERE i.status IN ('pending', 'overdue') AND i.due_on = $1 AND o.grace_days = 0
-             ORDER BY 1",
+            "SELECT p.id FROM plans p WHERE p.id IN (
+                 SELECT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
+                 UNION
+                 SELECT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id JOIN orders o ON o.id = p.order_id
+                 WHERE i.status IN ('pending', 'overdue') AND i.due_on = $1 AND o.grace_days = 0)
+             ORDER BY p.seq",
             &[&date],
         )
         .await?;

@@ -288,6 +288,17 @@ impl Book {
         fx.notices.push(self.order_refs().notice("order.updated", self.owner_kind, &self.owner_id, fields));
     }
 
+    /// Everything still owed has fallen due at once (an acceleration the hold could not cover,
+    /// API.md §5): every installment left owing reads `overdue`, those due later included.
+    pub fn fall_due(&mut self) {
+        for i in 0..self.insts.len() {
+            if !self.insts[i].is_settled() && self.statuses[i] != "overdue" {
+                self.statuses[i] = "overdue".to_string();
+                self.touch(i);
+            }
+        }
+    }
+
     /// Settles the plan once nothing is owed: the whole hold is released.
     pub fn settle_if_paid_off(&mut self, fx: &mut Effects, booked_on: NaiveDate) {
         if self.plan.status != "settled" && self.is_paid_off() {

@@ -378,6 +378,7 @@ pub async fn accelerate(
             book.settle_if_paid_off(&mut fx, booked_on);
             if book.plan.status == "defaulted" {
                 book.release_to_target(&mut fx, booked_on);
+                book.fall_due();
             }
             book.collect_installments(&mut fx, None);
             fx.apply(tx).await?;

@@ -5,7 +5,7 @@ use crate::auth::{Principal, PrincipalKind};
 use crate::db::reports::{self as db, AgentRow, MovementRow};
 use crate::db::setup as setup_db;
 use crate::domain::money::Amount;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use chrono::NaiveDate;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -144,6 +144,11 @@ pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, b
         },
         _ => return Err(ApiError::forbidden()),
     };
+    // A check against the clock, so after the objects (API.md §1's order): without future dates
+    // nothing can be booked after today, and an empty report would read as a real one.
+    if date > state.clock.today() && !state.settings.clock.allow_future_dates {
+        return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
+    }
     let last_closed = crate::db::business_days::last_closed(&**client).await?;
     let rows = db::movements(&**client, date, bank_id.as_deref()).await?;
     let movements: Vec<Movement> = rows.into_iter().map(movement).collect();
