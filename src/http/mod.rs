@@ -13,6 +13,7 @@ pub mod orders;
 pub mod payload;
 pub mod plans;
 pub mod reports;
+pub mod requests;
 pub mod setup;
 
 use crate::auth::Caller;

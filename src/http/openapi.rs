@@ -49,11 +49,27 @@ fn query_parameters(route: &Endpoint) -> Vec<(&'static str, serde_json::Value)> 
     v
 }
 
-/// The JSON schema of a route's request body, from API.md sections 1-6: every field typed, the
-/// required ones required, no other field (`422 invalid_request`). Optional fields may be `null`
-/// (absent). The rules no schema says (check characters, Luhn, amounts > 0, known ids, business
-/// rules) are the service's, answered with 422.
-fn request_schema(route: &Endpoint) -> serde_json::Value {
+/// The schema of a route's request body: its type's ([`super::requests`]) where it has one, else
+/// written here.
+fn request_schema(route: &Endpoint) -> RefOr<Schema> {
+    use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
+    match route.request.unwrap_or_default() {
+        "QuoteRequest" => QuoteRequest::schema(),
+        "OrderRequest" => OrderRequest::schema(),
+        "CancelRequest" => CancelRequest::schema(),
+        "FundingRequest" => FundingRequest::schema(),
+        _ => {
+            let schema: Schema = serde_json::from_value(hand_written_schema(route)).expect("a request body schema");
+            schema.into()
+        }
+    }
+}
+
+/// The JSON schema of a request body without a type yet, from API.md sections 1-6: every field
+/// typed, the required ones required, no other field (`422 invalid_request`). Optional fields may
+/// be `null` (absent). The rules no schema says (check characters, Luhn, amounts > 0, known ids,
+/// business rules) are the service's, answered with 422.
+fn hand_written_schema(route: &Endpoint) -> serde_json::Value {
     use serde_json::{Value, json};
     let money = json!({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$"});
     let rate = json!({"type": "string", "pattern": r"^[0-9]{1,2}(\.[0-9]{1,8})?$"});
@@ -158,32 +174,6 @@ fn request_schema(route: &Endpoint) -> serde_json::Value {
             false,
         ),
         "DebtRepaymentRequest" => object(&[("amount", &money)], &[], false),
-        "QuoteRequest" => {
-            object(&[("product_id", &id), ("term_months", &int), ("device_price", &money), ("down_payment", &money)], &[], false)
-        }
-        "OrderRequest" => {
-            let device = object(&[("sku", &text), ("imei", &json!({"type": "string"})), ("price", &money)], &[], false);
-            let consent =
-                object(&[("method", &json!({"type": "string", "enum": ["provider_app", "sms_otp"]})), ("reference", &text)], &[], false);
-            object(
-                &[
-                    ("out_order_no", &ascii),
-                    ("product_id", &id),
-                    ("term_months", &int),
-                    ("customer", &customer),
-                    ("device", &device),
-                    ("down_payment", &money),
-                ],
-                &[("consent", &consent), ("region_code", &region), ("agent_id", &ascii)],
-                false,
-            )
-        }
-        "CancelRequest" => object(&[], &[("reason", &text)], false),
-        "FundingRequest" => object(
-            &[("decision", &json!({"type": "string", "enum": ["approved", "rejected"]}))],
-            &[("loan_no", &ascii), ("funded_on", &date), ("reason", &text)],
-            false,
-        ),
         "RepaymentRequest" => object(&[("amount", &money), ("paid_on", &date), ("reference", &ascii)], &[], false),
         "AccelerateRequest" => object(&[("as_of", &date), ("reason", &text)], &[], false),
         _ => json!({"type": "object"}),
@@ -290,10 +280,9 @@ fn operation(route: &Endpoint) -> Operation {
             .parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).required(Required::False).schema(Some(schema)));
     }
     if route.request.is_some() {
-        let schema: Schema = serde_json::from_value(request_schema(route)).expect("a request body schema");
         op = op.request_body(Some(
             RequestBodyBuilder::new()
-                .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+                .content("application/json", ContentBuilder::new().schema(Some(request_schema(route))).build())
                 // Every field of a cancellation is optional: no body at all is taken as `{}`.
                 .required(Some(if route.path == "/v1/orders/{id}/cancel" { Required::False } else { Required::True }))
                 .build(),
