@@ -11,6 +11,7 @@ pub mod money;
 #[cfg(test)]
 mod parser_properties;
 pub mod partner;
+pub mod placement;
 pub mod schedule;
 
 pub use dates::{DateError, SHANGHAI, add_months_clamped, parse_date, shanghai_date};

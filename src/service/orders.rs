@@ -10,11 +10,13 @@ use crate::db::notices::{NewNotice, record};
 use crate::db::orders::{self as orders_db, Hold, NewOrder, Order, Scope};
 use crate::db::setup::{self as setup_db, Product, rate_string};
 use crate::db::{self, Tx, banks, credit_lines, plans};
-use crate::domain::dates::{SHANGHAI, add_months_clamped};
+use crate::domain::dates::SHANGHAI;
 use crate::domain::hold::hold_amount;
-use crate::domain::identity::{IdNumber, Imei, Phone, RegionCode, RegionPattern};
+use crate::domain::identity::{IdNumber, Imei, Phone, RegionCode};
 use crate::domain::irr::{format_apr, schedule_apr_irr};
 use crate::domain::money::{Amount, Rate};
+use crate::domain::partner::IneligibleReason;
+use crate::domain::placement::{self, BankFacts, Decision, LineFacts, PartnerFacts, Placement, PricedOrder, Refusal};
 use crate::domain::schedule::{Pricing, ScheduledInstallment, build_schedule, total_repayable};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, Answer, IdempotentRequest};
@@ -255,222 +257,320 @@ pub struct OrderRequest {
     pub agent_id: Option<String>,
 }
 
-fn covers_any(patterns: &[String], code: &RegionCode) -> bool {
-    patterns.iter().any(|p| RegionPattern::parse(p).is_ok_and(|p| p.covers(code)))
-}
-
 #[tracing::instrument(skip_all, fields(product_id = %r.product_id))]
 pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
-    let id_hash = state.pii.lookup_hash(r.id_number.as_str());
-    let phone_hash = state.pii.lookup_hash(r.phone.as_str());
-    let sealed = super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref());
+    // Hashed and sealed once: a retried transaction reuses them.
+    let customer = Customer {
+        id_hash: state.pii.lookup_hash(r.id_number.as_str()),
+        phone_hash: state.pii.lookup_hash(r.phone.as_str()),
+        sealed: super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref()),
+    };
     let owner_scope = caller.scope();
     idempotency::execute(
         &state.pool,
         request,
         async |_tx: &Tx<'_>| Ok(()),
-        async |tx: &Tx<'_>, ()| {
-            // Every independent read in one pipelined round trip, the customer's lines locked with
-            // them (all of them: which providers count depends on the product and the seller).
-            let now = state.clock.now();
-            let created_on = now.with_timezone(&SHANGHAI).date_naive();
-            let seller = async {
-                let id = caller.id().unwrap_or_default();
-                Ok(match caller.kind() {
-                    PrincipalKind::Store => setup_db::get_store(tx, id).await?.map(Seller::Store),
-                    _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
-                })
-            };
-            let (taken, product, seller, bank_list, booked_on, lines) = futures_util::try_join!(
-                orders_db::out_order_no_taken(tx, &owner_scope, &r.out_order_no),
-                setup_db::get_product(tx, &r.product_id),
-                seller,
-                banks::routing_order(tx),
-                db::business_days::booking_date(tx, created_on),
-                credit_lines::lock_customer_lines(tx, &id_hash),
-            )?;
-            if taken {
-                return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
-            }
-            let product = product.ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
-            let principal = r.device_price.checked_sub(r.down_payment);
-            let priced = price(&product, r.term_months, principal, created_on)?;
-            let principal = principal.expect("price() refuses a missing principal");
-            let seller = seller.ok_or_else(ApiError::forbidden)?;
-
-            // Region and partner.
-            let (channel, store_id, partner_id, region, providers) = match seller {
-                Seller::Store(store) => {
-                    let code = RegionCode::parse_order(&store.region_code).map_err(|e| {
-                        ApiError::internal_because(format!("Failed to read the stored region code of store {}", store.id), e)
-                    })?;
-                    ("store", Some(store.id), None, code, product.providers.clone())
-                }
-                Seller::Partner(partner) => {
-                    let id = partner.id.clone();
-                    // http::orders::place requires it of a partner; reaching here without it is a caller's bug.
-                    let code = r.region_code.clone().ok_or_else(|| {
-                        ApiError::internal_because("Failed to place an order", "a partner's order came without its region code")
-                    })?;
-                    if !covers_any(&product.regions, &code) || !covers_any(&partner.regions, &code) {
-                        return Err(region_not_open(&code));
-                    }
-                    let mut reasons = super::setup::partner_reasons(state, &partner);
-                    let authorised: Vec<String> =
-                        product.providers.iter().filter(|p| partner.authorized_providers.contains(p)).cloned().collect();
-                    if authorised.is_empty() {
-                        reasons.push("not_authorized_for_product".to_string());
-                    }
-                    if !reasons.is_empty() {
-                        return Err(ApiError::new(
-                            ErrorCode::PartnerNotEligible,
-                            format!("the partner may not take this order: {}", reasons.join(", ")),
-                        )
-                        .details(json!({ "reasons": reasons })));
-                    }
-                    ("partner", None, Some(id.to_string()), code, authorised)
-                }
-            };
-            if !covers_any(&product.regions, &region) {
-                return Err(region_not_open(&region));
-            }
-
-            // The matching line, in the product's preference order.
-            let funding_deadline = now + chrono::Duration::hours(i64::from(product.funding_timeout_hours));
-            let deadline_date = funding_deadline.with_timezone(&SHANGHAI).date_naive();
-            let must_run_until = add_months_clamped(deadline_date, r.term_months);
-            let line = matching_line(&lines, &providers, &phone_hash, must_run_until, priced.hold_amount)?.clone();
-
-            // The funding bank: first by priority whose APR range and regions fit and whose exposure has room.
-            let apr_text = format_apr(priced.apr);
-            let mut reserved = None;
-            let start_stripe = rand::random::<u16>() as i16 & i16::MAX;
-            for b in bank_list {
-                let regions_ok = b.regions.as_ref().is_none_or(|rs| covers_any(rs, &region));
-                if priced.apr < b.apr_min || priced.apr > b.apr_max || !regions_ok {
-                    continue;
-                }
-                if let Some(stripe) = banks::try_reserve(tx, &b.id, principal, start_stripe % banks::STRIPES).await? {
-                    reserved = Some((b.id, stripe));
-                    break;
-                }
-            }
-            let (bank_id, exposure_stripe) =
-                reserved.ok_or_else(|| ApiError::new(ErrorCode::NoFundingBank, "no funding bank can take this order now"))?;
-
-            let order_id = new_object_id("ord");
-            let hold_id = new_object_id("hold");
-            let new = NewOrder {
-                id: &order_id,
-                owner_scope: &owner_scope,
-                out_order_no: &r.out_order_no,
-                channel,
-                store_id: store_id.as_deref(),
-                partner_id: partner_id.as_deref(),
-                agent_id: r.agent_id.as_deref(),
-                region_code: region.as_str(),
-                product_id: &product.id,
-                term_months: r.term_months as i32,
-                pricing: priced.pricing.as_str(),
-                rate: priced.rate.as_decimal(),
-                hold_ratio: product.hold_ratio_decimal,
-                grace_days: product.grace_days,
-                penalty_daily_rate: product.penalty_daily_rate_decimal,
-                partner_referral_fee: product.partner_referral_fee,
-                principal,
-                apr_irr: &apr_text,
-                device_sku: &r.device_sku,
-                imei_masked: &r.imei.masked(),
-                device_price: r.device_price,
-                down_payment: r.down_payment,
-                consent: r.consent.as_ref(),
-                identity_sealed: &sealed,
-                credit_line_id: &line.id,
-                bank_id: &bank_id,
-                exposure_stripe,
-                hold_id: &hold_id,
-                funding_deadline,
-                created_on,
-            };
-            let refs = Refs::new().order(&order_id).hold(&hold_id).line(&line.id).bank(&bank_id);
-            let amount = priced.hold_amount.fen();
-            let mut placed = Entry::new("hold.placed", booked_on, refs.clone());
-            placed.transfer(account::line_available(&line.id), account::line_held(&line.id), amount).transfer(
-                account::hold_origin(&hold_id),
-                account::hold_remaining(&hold_id),
-                amount,
-            );
-            let mut reserved = Entry::new("exposure.reserved", booked_on, refs);
-            reserved.transfer(account::bank_exposure_source(&bank_id), account::bank_exposure(&bank_id), principal.fen());
-            let (owner_kind, owner_id) = match (&store_id, &partner_id) {
-                (Some(s), _) => ("store", s.clone()),
-                (_, Some(p)) => ("partner", p.clone()),
-                _ => unreachable!("the seller match above sets exactly one of store_id and partner_id"),
-            };
-            let order_refs = OrderRefs::unfunded(&order_id, &hold_id, &line.id);
-            let notices = [
-                order_refs.notice(
-                    "funding.requested",
-                    "bank",
-                    &bank_id,
-                    json!({ "amount": principal, "principal": principal, "term_months": r.term_months, "apr_irr": apr_text,
-                            "funding_deadline": funding_deadline }),
-                ),
-                order_refs.notice(
-                    "hold.placed",
-                    "provider",
-                    &line.provider_id,
-                    json!({ "amount": priced.hold_amount, "remaining": priced.hold_amount }),
-                ),
-                order_refs.notice(
-                    "order.updated",
-                    owner_kind,
-                    &owner_id,
-                    json!({ "out_order_no": r.out_order_no, "status": "awaiting_funding" }),
-                ),
-            ];
-            // Every write in one pipelined round trip; a refusal rolls them all back.
-            let entries = [placed, reserved];
-            let ((), order, hold, after, (), ()) = futures_util::try_join!(
-                banks::keep_reservation(tx),
-                orders_db::insert(tx, &new),
-                orders_db::insert_hold(tx, &hold_id, &line.id, &line.provider_id, &order_id, priced.hold_amount),
-                credit_lines::move_balances(tx, &line.id, priced.hold_amount.fen(), 0),
-                crate::db::journal::post_all(tx, &entries),
-                record(tx, &notices),
-            )?;
-            let order = order.ok_or_else(|| ApiError::already_exists("this out_order_no was already used").field("out_order_no"))?;
-            assert_eq!(after.held.fen(), line.held.fen() + priced.hold_amount.fen(), "the hold is added to the line's held");
-            assert_eq!(hold.remaining, priced.hold_amount, "a new hold has all of its amount remaining");
-            Ok((StatusCode::CREATED, order_view(order, hold, None)))
-        },
+        async |tx: &Tx<'_>, ()| place_in(state, tx, caller, &owner_scope, &customer, &r).await,
     )
     .await
 }
 
-/// The first of `providers` (the preference order) where the customer has an active line,
-/// registered with the order's phone, valid until `must_run_until`, with `hold_amount` available.
-///
-/// The refusal is one answer whatever the reason (API.md §4): telling a missing line from a
-/// wrong phone or a short line would let anyone holding an ID number probe a stranger's credit.
-fn matching_line<'a>(
-    lines: &'a [CreditLine],
-    providers: &[String],
-    phone_hash: &str,
-    must_run_until: NaiveDate,
-    hold_amount: Amount,
-) -> ApiResult<&'a CreditLine> {
-    providers
-        .iter()
-        .filter_map(|p| lines.iter().find(|l| &l.provider_id == p))
-        .find(|l| l.status == "active" && l.phone_hash == phone_hash && l.expires_on >= must_run_until && l.available() >= hold_amount)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NoMatchingCreditLine,
-                "no credit line of this customer is active, registered with this phone, valid for the whole plan and with enough available",
-            )
-            .details(json!({ "hold_amount": hold_amount, "valid_until_at_least": must_run_until }))
+/// The order's customer as the transaction uses it: never in clear.
+struct Customer {
+    id_hash: String,
+    phone_hash: String,
+    sealed: Vec<u8>,
+}
+
+/// One placement in its transaction: load, decide (pure), reserve a bank, apply.
+async fn place_in(
+    state: &Deps,
+    tx: &Tx<'_>,
+    caller: &Principal,
+    owner_scope: &str,
+    customer: &Customer,
+    r: &OrderRequest,
+) -> ApiResult<(StatusCode, OrderView)> {
+    let now = state.clock.now();
+    let created_on = now.with_timezone(&SHANGHAI).date_naive();
+    let loaded = load(tx, caller, owner_scope, r, &customer.id_hash, created_on).await?;
+    let region = order_region(&loaded.seller, r)?;
+    let funding_deadline = now + chrono::Duration::hours(i64::from(loaded.product.funding_timeout_hours));
+    let decision = decide_placement(state, &loaded, r, &region, &customer.phone_hash, funding_deadline)?;
+    let (bank_id, exposure_stripe) = reserve(tx, &loaded.routing, &decision.banks, loaded.principal).await?;
+    let placing = Placing {
+        r,
+        owner_scope,
+        sealed: &customer.sealed,
+        loaded: &loaded,
+        region: &region,
+        line: &loaded.lines[decision.line],
+        bank_id: &bank_id,
+        exposure_stripe,
+        funding_deadline,
+        created_on,
+        apr_text: format_apr(loaded.priced.apr),
+        imei_masked: r.imei.masked(),
+        order_id: new_object_id("ord"),
+        hold_id: new_object_id("hold"),
+    };
+    apply(tx, &placing).await
+}
+
+/// What one placement reads, checked as far as the seller.
+struct Loaded {
+    product: Product,
+    priced: Priced,
+    principal: Amount,
+    seller: Seller,
+    /// Every bank, in routing order.
+    routing: Vec<banks::BankCandidate>,
+    booked_on: NaiveDate,
+    /// All the customer's lines, locked.
+    lines: Vec<CreditLine>,
+}
+
+/// Every independent read in one pipelined round trip, the customer's lines locked with them (all
+/// of them: which providers count depends on the product and the seller); then the checks of §4
+/// that come before the region: out_order_no, product, term, principal, and the seller itself.
+async fn load(
+    tx: &Tx<'_>,
+    caller: &Principal,
+    owner_scope: &str,
+    r: &OrderRequest,
+    id_hash: &str,
+    created_on: NaiveDate,
+) -> ApiResult<Loaded> {
+    let seller = async {
+        let id = caller.id().unwrap_or_default();
+        Ok(match caller.kind() {
+            PrincipalKind::Store => setup_db::get_store(tx, id).await?.map(Seller::Store),
+            _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
         })
+    };
+    let (taken, product, seller, routing, booked_on, lines) = futures_util::try_join!(
+        orders_db::out_order_no_taken(tx, owner_scope, &r.out_order_no),
+        setup_db::get_product(tx, &r.product_id),
+        seller,
+        banks::routing_order(tx),
+        db::business_days::booking_date(tx, created_on),
+        credit_lines::lock_customer_lines(tx, id_hash),
+    )?;
+    if taken {
+        return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
+    }
+    let product = product.ok_or_else(|| ApiError::new(ErrorCode::UnknownReference, "no such product").field("product_id"))?;
+    let principal = r.device_price.checked_sub(r.down_payment);
+    let priced = price(&product, r.term_months, principal, created_on)?;
+    let principal = principal.expect("price() refuses a missing principal");
+    let seller = seller.ok_or_else(ApiError::forbidden)?;
+    Ok(Loaded { product, priced, principal, seller, routing, booked_on, lines })
+}
+
+/// The order's region: a store's own, the one a partner's order names.
+fn order_region(seller: &Seller, r: &OrderRequest) -> ApiResult<RegionCode> {
+    match seller {
+        Seller::Store(store) => RegionCode::parse_order(&store.region_code)
+            .map_err(|e| ApiError::internal_because(format!("Failed to read the stored region code of store {}", store.id), e)),
+        // http::orders::place requires it of a partner; reaching here without it is a caller's bug.
+        Seller::Partner(_) => r
+            .region_code
+            .clone()
+            .ok_or_else(|| ApiError::internal_because("Failed to place an order", "a partner's order came without its region code")),
+    }
+}
+
+/// The pure decision of §4 (region, partner, line, candidate banks) on what was loaded.
+fn decide_placement(
+    state: &Deps,
+    loaded: &Loaded,
+    r: &OrderRequest,
+    region: &RegionCode,
+    phone_hash: &str,
+    funding_deadline: DateTime<Utc>,
+) -> ApiResult<Decision> {
+    let seller = match &loaded.seller {
+        Seller::Store(_) => placement::Seller::Store,
+        Seller::Partner(p) => placement::Seller::Partner(PartnerFacts {
+            regions: &p.regions,
+            authorized_providers: &p.authorized_providers,
+            deposit_paid: p.deposit_paid,
+            established_on: p.established_on,
+            major_violation_last_year: p.major_violation_last_year,
+            // Judged as GET /v1/admin/partners shows it.
+            min_deposit: super::setup::partner_min_deposit(state),
+            today: state.clock.today(),
+        }),
+    };
+    let order = PricedOrder {
+        region,
+        product_regions: &loaded.product.regions,
+        product_providers: &loaded.product.providers,
+        term_months: r.term_months,
+        apr: loaded.priced.apr,
+        hold_amount: loaded.priced.hold_amount,
+        funding_deadline_on: funding_deadline.with_timezone(&SHANGHAI).date_naive(),
+    };
+    let lines: Vec<LineFacts<'_>> = loaded
+        .lines
+        .iter()
+        .map(|l| LineFacts {
+            provider_id: &l.provider_id,
+            status: &l.status,
+            phone_hash: &l.phone_hash,
+            expires_on: l.expires_on,
+            available: l.available(),
+        })
+        .collect();
+    let banks: Vec<BankFacts<'_>> =
+        loaded.routing.iter().map(|b| BankFacts { apr_min: b.apr_min, apr_max: b.apr_max, regions: b.regions.as_deref() }).collect();
+    let input = Placement { seller, order, phone_hash, lines: &lines, banks: &banks };
+    placement::decide(&input).map_err(|refusal| refused(refusal, region))
+}
+
+/// A placement's refusal as the API answers it.
+fn refused(refusal: Refusal, region: &RegionCode) -> ApiError {
+    match refusal {
+        Refusal::RegionNotOpen => {
+            ApiError::new(ErrorCode::RegionNotOpen, format!("the product is not open in region {}", region.as_str())).field("region_code")
+        }
+        Refusal::PartnerNotEligible(reasons) => {
+            let reasons: Vec<&str> = reasons.iter().map(IneligibleReason::code).collect();
+            ApiError::new(ErrorCode::PartnerNotEligible, format!("the partner may not take this order: {}", reasons.join(", ")))
+                .details(json!({ "reasons": reasons }))
+        }
+        Refusal::NoMatchingCreditLine { hold_amount, valid_until_at_least } => ApiError::new(
+            ErrorCode::NoMatchingCreditLine,
+            "no credit line of this customer is active, registered with this phone, valid for the whole plan and with enough available",
+        )
+        .details(json!({ "hold_amount": hold_amount, "valid_until_at_least": valid_until_at_least })),
+        Refusal::NoFundingBank => no_funding_bank(),
+    }
+}
+
+fn no_funding_bank() -> ApiError {
+    ApiError::new(ErrorCode::NoFundingBank, "no funding bank can take this order now")
+}
+
+/// Reserves the principal on the first of the candidate banks (indexes into `routing`, in routing
+/// order) whose exposure has room: the bank's id and the stripe reserved on.
+async fn reserve(tx: &Tx<'_>, routing: &[banks::BankCandidate], candidates: &[usize], principal: Amount) -> ApiResult<(String, i16)> {
+    // A random first stripe spreads concurrent orders on one bank over its stripes.
+    let start_stripe = rand::random::<u16>() as i16 & i16::MAX;
+    for &i in candidates {
+        let bank = &routing[i];
+        if let Some(stripe) = banks::try_reserve(tx, &bank.id, principal, start_stripe % banks::STRIPES).await? {
+            return Ok((bank.id.clone(), stripe));
+        }
+    }
+    Err(no_funding_bank())
+}
+
+/// A decided and reserved placement: everything its writes need.
+struct Placing<'a> {
+    r: &'a OrderRequest,
+    owner_scope: &'a str,
+    sealed: &'a [u8],
+    loaded: &'a Loaded,
+    region: &'a RegionCode,
+    line: &'a CreditLine,
+    bank_id: &'a str,
+    exposure_stripe: i16,
+    funding_deadline: DateTime<Utc>,
+    created_on: NaiveDate,
+    apr_text: String,
+    imei_masked: String,
+    order_id: String,
+    hold_id: String,
+}
+
+/// Every write in one pipelined round trip; a refusal rolls them all back.
+async fn apply(tx: &Tx<'_>, p: &Placing<'_>) -> ApiResult<(StatusCode, OrderView)> {
+    let hold_amount = p.loaded.priced.hold_amount;
+    let (new, entries, notices) = (new_order(p), placement_entries(p), placement_notices(p));
+    let ((), order, hold, after, (), ()) = futures_util::try_join!(
+        banks::keep_reservation(tx),
+        orders_db::insert(tx, &new),
+        orders_db::insert_hold(tx, &p.hold_id, &p.line.id, &p.line.provider_id, &p.order_id, hold_amount),
+        credit_lines::move_balances(tx, &p.line.id, hold_amount.fen(), 0),
+        crate::db::journal::post_all(tx, &entries),
+        record(tx, &notices),
+    )?;
+    let order = order.ok_or_else(|| ApiError::already_exists("this out_order_no was already used").field("out_order_no"))?;
+    assert_eq!(after.held.fen(), p.line.held.fen() + hold_amount.fen(), "the hold is added to the line's held");
+    assert_eq!(hold.remaining, hold_amount, "a new hold has all of its amount remaining");
+    Ok((StatusCode::CREATED, order_view(order, hold, None)))
+}
+
+fn new_order<'a>(p: &'a Placing<'a>) -> NewOrder<'a> {
+    let (r, product, priced) = (p.r, &p.loaded.product, &p.loaded.priced);
+    let (channel, seller_id) = p.loaded.seller.owner();
+    NewOrder {
+        id: &p.order_id,
+        owner_scope: p.owner_scope,
+        out_order_no: &r.out_order_no,
+        channel,
+        store_id: matches!(p.loaded.seller, Seller::Store(_)).then_some(seller_id),
+        partner_id: matches!(p.loaded.seller, Seller::Partner(_)).then_some(seller_id),
+        agent_id: r.agent_id.as_deref(),
+        region_code: p.region.as_str(),
+        product_id: &product.id,
+        term_months: r.term_months as i32,
+        pricing: priced.pricing.as_str(),
+        rate: priced.rate.as_decimal(),
+        hold_ratio: product.hold_ratio_decimal,
+        grace_days: product.grace_days,
+        penalty_daily_rate: product.penalty_daily_rate_decimal,
+        partner_referral_fee: product.partner_referral_fee,
+        principal: p.loaded.principal,
+        apr_irr: &p.apr_text,
+        device_sku: &r.device_sku,
+        imei_masked: &p.imei_masked,
+        device_price: r.device_price,
+        down_payment: r.down_payment,
+        consent: r.consent.as_ref(),
+        identity_sealed: p.sealed,
+        credit_line_id: &p.line.id,
+        bank_id: p.bank_id,
+        exposure_stripe: p.exposure_stripe,
+        hold_id: &p.hold_id,
+        funding_deadline: p.funding_deadline,
+        created_on: p.created_on,
+    }
+}
+
+/// The hold moves the line's available to held; the bank's exposure takes the principal.
+fn placement_entries(p: &Placing<'_>) -> [Entry; 2] {
+    let (line_id, hold_id, bank_id) = (&p.line.id, &p.hold_id, p.bank_id);
+    let refs = Refs::new().order(&p.order_id).hold(hold_id).line(line_id).bank(bank_id);
+    let amount = p.loaded.priced.hold_amount.fen();
+    let mut placed = Entry::new("hold.placed", p.loaded.booked_on, refs.clone());
+    placed.transfer(account::line_available(line_id), account::line_held(line_id), amount).transfer(
+        account::hold_origin(hold_id),
+        account::hold_remaining(hold_id),
+        amount,
+    );
+    let mut reserved = Entry::new("exposure.reserved", p.loaded.booked_on, refs);
+    reserved.transfer(account::bank_exposure_source(bank_id), account::bank_exposure(bank_id), p.loaded.principal.fen());
+    [placed, reserved]
+}
+
+/// `funding.requested` to the bank, `hold.placed` to the provider, `order.updated` to the seller.
+fn placement_notices(p: &Placing<'_>) -> [NewNotice; 3] {
+    let (r, principal, hold_amount) = (p.r, p.loaded.principal, p.loaded.priced.hold_amount);
+    let (owner_kind, owner_id) = p.loaded.seller.owner();
+    let refs = OrderRefs::unfunded(&p.order_id, &p.hold_id, &p.line.id);
+    [
+        refs.notice(
+            "funding.requested",
+            "bank",
+            p.bank_id,
+            json!({ "amount": principal, "principal": principal, "term_months": r.term_months, "apr_irr": p.apr_text,
+                    "funding_deadline": p.funding_deadline }),
+        ),
+        refs.notice("hold.placed", "provider", &p.line.provider_id, json!({ "amount": hold_amount, "remaining": hold_amount })),
+        refs.notice("order.updated", owner_kind, owner_id, json!({ "out_order_no": r.out_order_no, "status": "awaiting_funding" })),
+    ]
 }
 
 enum Seller {
@@ -478,8 +578,14 @@ enum Seller {
     Partner(setup_db::Partner),
 }
 
-fn region_not_open(code: &RegionCode) -> ApiError {
-    ApiError::new(ErrorCode::RegionNotOpen, format!("the product is not open in region {}", code.as_str())).field("region_code")
+impl Seller {
+    /// The order's channel and its seller's id: who the order and its notices belong to.
+    fn owner(&self) -> (&'static str, &str) {
+        match self {
+            Seller::Store(s) => ("store", &s.id),
+            Seller::Partner(p) => ("partner", &p.id),
+        }
+    }
 }
 
 // ---------- reading ----------

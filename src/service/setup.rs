@@ -145,9 +145,14 @@ pub struct PartnerView {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The configured minimum deposit of an eligible partner, in whole fen.
+pub fn partner_min_deposit(state: &Deps) -> Amount {
+    Amount::round_half_up(state.settings.business.partner_min_deposit)
+}
+
 /// Partner eligibility against today (API.md section 2), as reason codes.
 pub fn partner_reasons(state: &Deps, p: &q::Partner) -> Vec<String> {
-    let min_deposit = Amount::round_half_up(state.settings.business.partner_min_deposit);
+    let min_deposit = partner_min_deposit(state);
     let today = state.clock.today();
     eligibility(p.deposit_paid, p.established_on, p.authorized_providers.len(), p.major_violation_last_year, today, min_deposit)
         .into_iter()
