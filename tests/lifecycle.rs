@@ -502,8 +502,8 @@ async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
     for n in 1..=5 {
         plans.push(w.funded_on(n, "2027-01-31").await.0);
     }
-    plans.sort();
-    // Fail the transaction of the third plan in processing order (chunks of one plan).
+    // Fail the transaction of the third plan in processing order (chunks of one plan): end of day
+    // converts plans in the order of their creation (API.md §8), the order they were funded here.
     let db = w.app.db().await;
     db.batch_execute(&format!(
         "CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
