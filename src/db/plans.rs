@@ -212,3 +212,26 @@ pub async fn installments_of(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<(String,
     let rows = tx.query("SELECT * FROM installments WHERE plan_id = ANY($1) ORDER BY plan_id, seq", &[&ids]).await?;
     Ok(rows.iter().map(|r| (r.get("plan_id"), installment(r))).collect())
 }
+
+/// The plans with an unpaid installment due before `date`, or on it when their product has no
+/// grace: range scans of the partial index of open installments, so the cost follows what is
+/// due, not the book (in no particular order: see [`in_creation_order`]).
+pub async fn due_plan_ids(c: &impl Db, date: NaiveDate) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
+             UNION
+             SELECT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id JOIN orders o ON o.id = p.order_id
+             WHERE i.status IN ('pending', 'overdue') AND i.due_on = $1 AND o.grace_days = 0",
+            &[&date],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `ids` in the order of the plans' creation, by key lookups: asked apart from the due scan so
+/// that a day with nothing due never makes the planner walk every plan to order none.
+pub async fn in_creation_order(c: &impl Db, ids: &[String]) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = c.query("SELECT id FROM plans WHERE id = ANY($1) ORDER BY seq", &[&ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -203,18 +203,11 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
 /// creation, the order their conversions are booked in (API.md §8).
 async fn due_plans(pool: &Pool, date: NaiveDate) -> ApiResult<Vec<String>> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT p.id FROM plans p WHERE p.id IN (
-                 SELECT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
-                 UNION
-                 SELECT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id JOIN orders o ON o.id = p.order_id
-                 WHERE i.status IN ('pending', 'overdue') AND i.due_on = $1 AND o.grace_days = 0)
-             ORDER BY p.seq",
-            &[&date],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    let due = crate::db::plans::due_plan_ids(&**client, date).await?;
+    if due.is_empty() {
+        return Ok(due);
+    }
+    Ok(crate::db::plans::in_creation_order(&**client, &due).await?)
 }
 
 /// One plan's end of day: mark overdue, accrue penalty, then convert past grace oldest first,
