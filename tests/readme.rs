@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::binary::free_port;
 use common::readme::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

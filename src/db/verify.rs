@@ -73,14 +73,14 @@ pub struct Books {
 pub async fn load(c: &impl Db) -> Result<Books, tokio_postgres::Error> {
     let journal_entries: i64 = c.query_one("SELECT count(*) FROM journal_entries", &[]).await?.get(0);
     let unbalanced =
-        c.query("SELECT entry_id, sum(amount_fen)::int8 FROM journal_lines GROUP BY entry_id HAVING sum(amount_fen) <> 0", &[]);
-    let balances = c.query("SELECT account, sum(amount_fen)::int8 FROM journal_lines GROUP BY account", &[]);
-    let held = c.query("SELECT credit_line_id, sum(remaining_fen)::int8 FROM holds GROUP BY credit_line_id", &[]);
+        c.query("SELECT entry_id, sum(amount_fen)::int8 FROM journal_lines GROUP BY entry_id HAVING sum(amount_fen) <> 0", &[]).await?;
+    let balances = c.query("SELECT account, sum(amount_fen)::int8 FROM journal_lines GROUP BY account", &[]).await?;
+    let held = c.query("SELECT credit_line_id, sum(remaining_fen)::int8 FROM holds GROUP BY credit_line_id", &[]).await?;
     Ok(Books {
         journal_entries,
-        unbalanced_entries: unbalanced.await?.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        account_balances: balances.await?.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        held_by_holds: held.await?.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        unbalanced_entries: unbalanced.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        account_balances: balances.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        held_by_holds: held.iter().map(|r| (r.get(0), r.get(1))).collect(),
         lines: lines(c).await?,
         holds: holds(c).await?,
         missing_references: missing_references(c).await?,

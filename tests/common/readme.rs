@@ -44,10 +44,6 @@ pub fn command_line(block: &str, needle: &str) -> String {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A README command in bash (which `exec`s a single command, so the child is the command itself),
 /// in the repository. The outer cargo's variables are removed so that an inner cargo sees what a
 /// user's shell would.
