@@ -3,6 +3,7 @@
 use super::Db;
 use super::Tx;
 use crate::domain::money::Amount;
+use crate::domain::status::LineStatus;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::Row;
 
@@ -18,7 +19,7 @@ pub struct CreditLine {
     pub held: Amount,
     pub drawn: Amount,
     pub expires_on: NaiveDate,
-    pub status: String,
+    pub status: LineStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -86,7 +87,7 @@ pub struct NewLine<'a> {
     pub identity_sealed: &'a [u8],
     pub limit: Amount,
     pub expires_on: NaiveDate,
-    pub status: &'a str,
+    pub status: LineStatus,
 }
 
 /// Inserts a new line; `None` when one for this provider and customer appeared meanwhile.
@@ -125,7 +126,7 @@ pub async fn update_registration(
     identity_sealed: &[u8],
     limit: Amount,
     expires_on: NaiveDate,
-    status: &str,
+    status: LineStatus,
 ) -> Result<CreditLine, tokio_postgres::Error> {
     let row = tx
         .query_one(

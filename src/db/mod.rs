@@ -12,6 +12,7 @@ pub mod orders;
 pub mod plans;
 pub mod reports;
 pub mod setup;
+pub mod status;
 pub mod verify;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

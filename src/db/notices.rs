@@ -2,6 +2,7 @@
 
 use super::Db;
 use super::Tx;
+use crate::domain::status::NoticeState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -139,7 +140,8 @@ pub struct AdminNotice {
     #[serde(flatten)]
     pub notice: Notice,
     /// `pending`, `delivered`, `dead` or `pull_only`.
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: NoticeState,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
@@ -164,7 +166,7 @@ fn admin_notice(r: &Row) -> AdminNotice {
 /// Notices after `after_seq` in creation order, optionally of one state and one recipient.
 pub async fn list_admin(
     c: &impl Db,
-    state: Option<&str>,
+    state: Option<NoticeState>,
     recipient: Option<(&str, &str)>,
     after_seq: i64,
     limit: i64,
@@ -374,7 +376,7 @@ pub async fn finish_attempts(
     c: &impl Db,
     answered: &[Answered],
     max_attempts: i32,
-) -> Result<std::collections::HashMap<i64, String>, tokio_postgres::Error> {
+) -> Result<std::collections::HashMap<i64, NoticeState>, tokio_postgres::Error> {
     let seqs: Vec<i64> = answered.iter().map(|a| a.seq).collect();
     let attempts: Vec<i32> = answered.iter().map(|a| a.attempt).collect();
     let delivered: Vec<bool> = answered.iter().map(|a| a.delivered).collect();
@@ -419,7 +421,7 @@ pub async fn give_back_attempts(c: &impl Db, started: &[(i64, i32, Option<&str>)
 }
 
 /// How many notices are in each delivery state.
-pub async fn counts_by_state(c: &impl Db) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+pub async fn counts_by_state(c: &impl Db) -> Result<Vec<(NoticeState, i64)>, tokio_postgres::Error> {
     let rows = c.query("SELECT state, count(*) FROM notices GROUP BY state", &[]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

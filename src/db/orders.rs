@@ -3,6 +3,7 @@
 use super::Db;
 use super::Tx;
 use crate::domain::money::Amount;
+use crate::domain::status::{HoldStatus, OrderStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -39,7 +40,7 @@ pub struct Order {
     pub exposure_stripe: i16,
     pub hold_id: String,
     pub funding_deadline: DateTime<Utc>,
-    pub status: String,
+    pub status: OrderStatus,
     pub reason: Option<String>,
     pub created_on: NaiveDate,
     pub decided_on: Option<NaiveDate>,
@@ -195,7 +196,7 @@ pub async fn sealed_identity(c: &impl Db, id: &str) -> Result<Option<Vec<u8>>, t
 pub async fn set_status(
     tx: &Tx<'_>,
     id: &str,
-    status: &str,
+    status: OrderStatus,
     reason: Option<&str>,
     decided_on: Option<NaiveDate>,
 ) -> Result<Order, tokio_postgres::Error> {
@@ -249,7 +250,7 @@ pub enum Scope<'a> {
 pub async fn list(
     c: &impl Db,
     scope: Scope<'_>,
-    status: Option<&str>,
+    status: Option<OrderStatus>,
     before_seq: i64,
     limit: i64,
 ) -> Result<Vec<Order>, tokio_postgres::Error> {
@@ -284,7 +285,8 @@ pub struct Hold {
     pub voided: Amount,
     pub remaining: Amount,
     /// active, closed or voided.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: HoldStatus,
 }
 
 impl Hold {

@@ -5,6 +5,7 @@ use super::Tx;
 use crate::domain::installment::InstallmentState;
 use crate::domain::money::Amount;
 use crate::domain::schedule::ScheduledInstallment;
+use crate::domain::status::{InstallmentStatus, PlanStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
@@ -21,7 +22,7 @@ pub struct Plan {
     pub apr_irr: String,
     pub term_months: i32,
     pub funded_on: NaiveDate,
-    pub status: String,
+    pub status: PlanStatus,
     pub accelerated_as_of: Option<NaiveDate>,
     pub accelerated_reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -121,7 +122,7 @@ pub async fn lock(tx: &Tx<'_>, id: &str) -> Result<Option<Plan>, tokio_postgres:
     Ok(tx.query_opt(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE id = $1 FOR UPDATE"), &[&id]).await?.as_ref().map(plan))
 }
 
-pub async fn set_status(tx: &Tx<'_>, id: &str, status: &str) -> Result<(), tokio_postgres::Error> {
+pub async fn set_status(tx: &Tx<'_>, id: &str, status: PlanStatus) -> Result<(), tokio_postgres::Error> {
     tx.execute("UPDATE plans SET status = $2, updated_at = now() WHERE id = $1", &[&id, &status]).await?;
     Ok(())
 }
@@ -139,7 +140,7 @@ pub async fn set_accelerated(tx: &Tx<'_>, id: &str, as_of: NaiveDate, reason: &s
 #[derive(Debug, Clone)]
 pub struct InstallmentRow {
     pub state: InstallmentState,
-    pub status: String,
+    pub status: InstallmentStatus,
 }
 
 fn installment(r: &Row) -> InstallmentRow {
@@ -169,7 +170,7 @@ pub async fn installments(c: &impl Db, plan_id: &str) -> Result<Vec<InstallmentR
 }
 
 /// Writes back changed installments (of any plans) with their statuses, in one statement.
-pub async fn save_installments(tx: &Tx<'_>, rows: &[(&str, &InstallmentState, &str)]) -> Result<(), tokio_postgres::Error> {
+pub async fn save_installments(tx: &Tx<'_>, rows: &[(&str, &InstallmentState, InstallmentStatus)]) -> Result<(), tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -185,7 +186,7 @@ pub async fn save_installments(tx: &Tx<'_>, rows: &[(&str, &InstallmentState, &s
     let comp = col(&|s| s.compensated);
     let waived = col(&|s| s.waived_interest_and_fee);
     let waived_penalty = col(&|s| s.waived_penalty);
-    let status: Vec<&str> = rows.iter().map(|(_, _, st)| *st).collect();
+    let status: Vec<InstallmentStatus> = rows.iter().map(|(_, _, st)| *st).collect();
     let n = tx
         .execute(
             "UPDATE installments i SET penalty_fen = t.pen, penalty_through = t.thr, paid_principal_fen = t.pp, paid_interest_fen = t.pi,

@@ -22,31 +22,7 @@ use serde::Serialize;
 use super::money::Amount;
 use super::schedule::ScheduledInstallment;
 
-/// What an installment shows as its `status` (API.md §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstallmentStatus {
-    /// Something is owed and it is not past due.
-    Pending,
-    /// Something is owed and `due_on` is before the date asked about.
-    Overdue,
-    /// Nothing is owed and nothing was forgiven.
-    Paid,
-    /// Nothing is owed and something was forgiven.
-    Waived,
-}
-
-impl InstallmentStatus {
-    /// `pending`, `overdue`, `paid` or `waived`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            InstallmentStatus::Pending => "pending",
-            InstallmentStatus::Overdue => "overdue",
-            InstallmentStatus::Paid => "paid",
-            InstallmentStatus::Waived => "waived",
-        }
-    }
-}
+pub use super::status::InstallmentStatus;
 
 /// An amount split into its components, as repayments and compensations are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

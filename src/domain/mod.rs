@@ -13,6 +13,7 @@ mod parser_properties;
 pub mod partner;
 pub mod placement;
 pub mod schedule;
+pub mod status;
 
 pub use dates::{DateError, SHANGHAI, add_months_clamped, parse_date, shanghai_date};
 pub use hold::{HoldRatio, hold_amount, hold_target};

@@ -4,6 +4,7 @@ use super::body::parse_object;
 use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
 use super::{Body, Page, State, answer, encode_cursor, idempotency_key, idempotent_request, ok, query_param, request_id};
 use crate::auth::{Caller, PrincipalKind};
+use crate::domain::status::OrderStatus;
 use crate::error::{ApiError, ApiResult};
 use crate::service::orders as svc;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -26,17 +27,13 @@ pub(super) async fn get(state: State, caller: Caller, path: web::Path<String>) -
     ok(&svc::get(&state, &caller.principal, &path).await?)
 }
 
-const STATUSES: [&str; 7] = ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired"];
-
 pub(super) async fn list(state: State, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
-    let status = query_param(&req, "status");
-    if let Some(s) = &status
-        && !STATUSES.contains(&s.as_str())
-    {
-        return Err(ApiError::invalid("status", "not an order status"));
-    }
-    let (data, next) = svc::list(&state, &caller.principal, status.as_deref(), page.after_seq()?, page.limit).await?;
+    let status = match query_param(&req, "status") {
+        Some(s) => Some(OrderStatus::parse(&s).ok_or_else(|| ApiError::invalid("status", "not an order status"))?),
+        None => None,
+    };
+    let (data, next) = svc::list(&state, &caller.principal, status, page.after_seq()?, page.limit).await?;
     ok(&json!({ "data": data, "next_cursor": next.map(encode_cursor) }))
 }
 

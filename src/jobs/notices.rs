@@ -24,6 +24,7 @@
 //!   loses nothing: the notice comes due again once the lease runs out (at least once).
 
 use crate::db::notices::{self as db, Due, Lane};
+use crate::domain::status::NoticeState;
 use crate::service::Deps;
 use crate::service::notices::signature_header;
 use futures_util::StreamExt;
@@ -202,9 +203,9 @@ async fn refresh_gauges(state: &Deps) {
     match counts {
         Ok((counts, slow)) => {
             state.metrics.notice_slow_recipients.set(slow);
-            for s in crate::service::notices::STATES {
+            for s in NoticeState::ALL {
                 let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
-                state.metrics.notices.with_label_values(&[s]).set(n);
+                state.metrics.notices.with_label_values(&[s.as_str()]).set(n);
             }
         }
         Err(e) => tracing::warn!(error = %e, "counting notices by state failed"),
@@ -354,7 +355,7 @@ async fn attempt_run(ctx: &Ctx, lane: &Lane, worker: &Mutex<Worker>, webhook: &W
             }
             Attempt::Answered(answer, elapsed) => {
                 run.slow = Some(run.slow.unwrap_or(false) || elapsed >= ctx.slow_after);
-                let recorded = recorded.get(&due.notice.seq).map(String::as_str);
+                let recorded = recorded.get(&due.notice.seq).copied();
                 run.outcomes.push(observe(ctx, &lane.kind, &lane.id, &due, n, &answer, elapsed, recorded));
             }
         }
@@ -428,7 +429,7 @@ async fn deliver(ctx: &Ctx, webhook: &Webhook, due: &Due, attempt: i32) -> Sent 
 
 /// Records a run's answers (one statement) and gives back what was not answered (one statement);
 /// answers each recorded notice's new state.
-async fn record_run(ctx: &Ctx, sent: &[(Due, i32, Attempt)]) -> Result<std::collections::HashMap<i64, String>, Error> {
+async fn record_run(ctx: &Ctx, sent: &[(Due, i32, Attempt)]) -> Result<std::collections::HashMap<i64, NoticeState>, Error> {
     let settings = &ctx.state.settings.notices;
     let cut_short = format!(
         "no answer within {} ms while every slow recipient's worker was busy; sent again when one is free",
@@ -460,13 +461,13 @@ async fn record_run(ctx: &Ctx, sent: &[(Due, i32, Attempt)]) -> Result<std::coll
 /// Metrics and logs of one recorded attempt (`recorded`: the notice's new state, `None` when it
 /// changed during the attempt and its new state stands).
 #[allow(clippy::too_many_arguments)]
-fn observe(ctx: &Ctx, kind: &str, id: &str, due: &Due, n: i32, sent: &Sent, elapsed: Duration, recorded: Option<&str>) -> Outcome {
+fn observe(ctx: &Ctx, kind: &str, id: &str, due: &Due, n: i32, sent: &Sent, elapsed: Duration, recorded: Option<NoticeState>) -> Outcome {
     let settings = &ctx.state.settings.notices;
     let notice_id = due.notice.id.as_str();
     let recipient = format!("{kind}:{id}");
     let outcome = match recorded {
-        Some("delivered") => Outcome::Delivered,
-        Some("dead") => Outcome::Dead,
+        Some(NoticeState::Delivered) => Outcome::Delivered,
+        Some(NoticeState::Dead) => Outcome::Dead,
         Some(_) => Outcome::Failed,
         None => {
             tracing::info!(notice_id, recipient = %recipient, attempt = n, "webhook delivery: the notice changed during the attempt; its new state stands");

@@ -15,30 +15,8 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineStatus {
-    Active,
-    Frozen,
-    Closed,
-}
-
-impl LineStatus {
-    pub fn parse(s: &str) -> Option<LineStatus> {
-        match s {
-            "active" => Some(LineStatus::Active),
-            "frozen" => Some(LineStatus::Frozen),
-            "closed" => Some(LineStatus::Closed),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LineStatus::Active => "active",
-            LineStatus::Frozen => "frozen",
-            LineStatus::Closed => "closed",
-        }
-    }
-}
+pub use crate::domain::status::LineStatus;
+use crate::domain::status::LineReading;
 
 pub struct Registration {
     pub id_number: IdNumber,
@@ -66,14 +44,15 @@ pub struct CreditLineView {
     pub drawn: Amount,
     pub expires_on: NaiveDate,
     /// active, frozen, closed, or expired (expires_on before today).
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: LineReading,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The line as answered; its status reads `expired` once `expires_on` is before `today`.
 pub fn view(l: CreditLine, today: NaiveDate) -> CreditLineView {
-    let status = if l.status != "closed" && l.expires_on < today { "expired".to_string() } else { l.status.clone() };
+    let status = l.status.reading(l.expires_on, today);
     CreditLineView {
         available: l.available(),
         id: l.id,
@@ -120,10 +99,10 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
             let booked_on = db::business_days::booking_date(tx, state.clock.today()).await?;
             if let Some(current) = lines::lock_by_customer(tx, provider_id, &id_hash).await? {
                 // Closed is final (API.md §3): any re-registration is refused, before the limit is looked at.
-                if current.status == LineStatus::Closed.as_str() {
+                if current.status == LineStatus::Closed {
                     return Err(ApiError::invalid_state("the line is closed; a closed line cannot be registered again"));
                 }
-                let status = r.status.unwrap_or(LineStatus::parse(&current.status).unwrap_or(LineStatus::Active));
+                let status = r.status.unwrap_or(current.status);
                 let exposure = current.held + current.drawn;
                 if r.limit < exposure {
                     return Err(ApiError::new(
@@ -141,7 +120,7 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
                     &sealed,
                     r.limit,
                     r.expires_on,
-                    status.as_str(),
+                    status,
                 )
                 .await?;
                 limit_entry(booked_on, &current.id, r.limit.fen() - current.limit.fen()).post(tx).await?;
@@ -160,7 +139,7 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
                 identity_sealed: &sealed,
                 limit: r.limit,
                 expires_on: r.expires_on,
-                status: status.as_str(),
+                status,
             };
             let Some(created) = lines::insert(tx, &new).await? else {
                 // Another request registered this customer at the same moment: run again and update it.

@@ -7,6 +7,7 @@ use super::order_notices::OrderRefs;
 use crate::clock::Clock;
 use crate::db::notices::record;
 use crate::db::orders as orders_db;
+use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use chrono::NaiveDate;
 use deadpool_postgres::Pool;
@@ -143,9 +144,9 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         let mut notices = Vec::with_capacity(ids.len() * 3);
         for id in &ids {
             let order = orders_db::lock(&tx, id).await?.expect("this transaction selected the order FOR UPDATE just above");
-            assert_eq!(order.status, "awaiting_funding", "only orders awaiting funding expire");
+            assert_eq!(order.status, OrderStatus::AwaitingFunding, "only orders awaiting funding expire");
             let hold = super::orders::unwind(&tx, &order, "exposure.released", date).await?;
-            let order = orders_db::set_status(&tx, id, "expired", Some("funding timeout"), Some(date)).await?;
+            let order = orders_db::set_status(&tx, id, OrderStatus::Expired, Some("funding timeout"), Some(date)).await?;
             let refs = OrderRefs::of_order(&order);
             notices.push(refs.notice(
                 "order.expired",
@@ -181,7 +182,7 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         let position: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
         books.sort_by_key(|b| position.get(b.plan.id.as_str()).copied());
         let mut fx = Effects::default();
-        for book in books.iter_mut().filter(|b| b.plan.status == "active") {
+        for book in books.iter_mut().filter(|b| b.plan.status == PlanStatus::Active) {
             close_day(book, date, &mut fx, totals);
         }
         totals.compensations.0 += fx.compensated.count;
@@ -224,7 +225,7 @@ fn close_day(book: &mut Book, date: NaiveDate, fx: &mut Effects, totals: &mut To
             totals.penalties.0 += 1;
             totals.penalties.1 += added.fen();
         }
-        if book.statuses[i] == "pending" {
+        if book.statuses[i] == InstallmentStatus::Pending {
             totals.overdue_marked += 1;
             let (seq, due_on, unpaid) = (inst.seq, inst.due_on, inst.unpaid_total());
             fx.notices.push(book.bank_notice("installment.overdue", json!({ "installment_seq": seq, "due_on": due_on, "amount": unpaid })));
@@ -242,7 +243,7 @@ fn close_day(book: &mut Book, date: NaiveDate, fx: &mut Effects, totals: &mut To
             break;
         }
     }
-    if book.plan.status == "active" {
+    if book.plan.status == PlanStatus::Active {
         book.release_to_target(fx, date);
         book.settle_if_paid_off(fx, date);
     }

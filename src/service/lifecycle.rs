@@ -12,6 +12,7 @@ use crate::db::{Tx, orders as orders_db};
 use crate::domain::hold::hold_target;
 use crate::domain::installment::{InstallmentState, Split, compensate, unpaid_scheduled_total};
 use crate::domain::money::Amount;
+use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus};
 use crate::error::{ApiError, ApiResult};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -32,7 +33,7 @@ pub struct Book {
     pub grace_days: i64,
     pub exposure_stripe: i16,
     pub insts: Vec<InstallmentState>,
-    pub statuses: Vec<String>,
+    pub statuses: Vec<InstallmentStatus>,
     changed: Vec<bool>,
 }
 
@@ -90,7 +91,7 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
             penalty_daily_rate: o.get(6),
             grace_days: i64::from(o.get::<_, i32>(7)),
             exposure_stripe: o.get(8),
-            statuses: rows.iter().map(|r| r.status.clone()).collect(),
+            statuses: rows.iter().map(|r| r.status).collect(),
             insts: rows.into_iter().map(|r| r.state).collect(),
             changed: vec![false; n],
             plan,
@@ -102,15 +103,15 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
 /// Everything a batch of changes writes, collected first.
 #[derive(Default)]
 pub struct Effects {
-    installments: Vec<(String, InstallmentState, String)>,
+    installments: Vec<(String, InstallmentState, InstallmentStatus)>,
     /// hold id → (line id, released, converted)
     holds: BTreeMap<String, (String, i64, i64)>,
     /// line id → (held delta, drawn delta)
     lines: BTreeMap<String, (i64, i64)>,
     /// (bank id, stripe) → principal repaid (exposure freed)
     exposure_freed: BTreeMap<(String, i16), i64>,
-    plan_status: BTreeMap<String, String>,
-    order_status: BTreeMap<String, String>,
+    plan_status: BTreeMap<String, PlanStatus>,
+    order_status: BTreeMap<String, OrderStatus>,
     compensations: Vec<(String, u32, Split, NaiveDate, NaiveDate)>,
     pub entries: Vec<Entry>,
     pub notices: Vec<NewNotice>,
@@ -266,7 +267,7 @@ impl Book {
         let seq = self.insts[index].seq;
         fx.notices
             .push(self.bank_notice("default.uncovered", json!({ "installment_seq": seq, "shortfall": shortfall, "amount": shortfall })));
-        self.set_status(fx, "defaulted");
+        self.set_status(fx, PlanStatus::Defaulted);
     }
 
     /// Releases the hold down to its target (everything once the plan is paid off).
@@ -277,13 +278,13 @@ impl Book {
         excess
     }
 
-    pub fn set_status(&mut self, fx: &mut Effects, status: &str) {
+    pub fn set_status(&mut self, fx: &mut Effects, status: PlanStatus) {
         if self.plan.status == status {
             return;
         }
-        self.plan.status = status.to_string();
-        fx.plan_status.insert(self.plan.id.clone(), status.to_string());
-        fx.order_status.insert(self.order_id.clone(), status.to_string());
+        self.plan.status = status;
+        fx.plan_status.insert(self.plan.id.clone(), status);
+        fx.order_status.insert(self.order_id.clone(), status.into());
         let fields = json!({ "out_order_no": self.out_order_no, "status": status });
         fx.notices.push(self.order_refs().notice("order.updated", self.owner_kind, &self.owner_id, fields));
     }
@@ -292,8 +293,8 @@ impl Book {
     /// API.md §5): every installment left owing reads `overdue`, those due later included.
     pub fn fall_due(&mut self) {
         for i in 0..self.insts.len() {
-            if !self.insts[i].is_settled() && self.statuses[i] != "overdue" {
-                self.statuses[i] = "overdue".to_string();
+            if !self.insts[i].is_settled() && self.statuses[i] != InstallmentStatus::Overdue {
+                self.statuses[i] = InstallmentStatus::Overdue;
                 self.touch(i);
             }
         }
@@ -301,9 +302,9 @@ impl Book {
 
     /// Settles the plan once nothing is owed: the whole hold is released.
     pub fn settle_if_paid_off(&mut self, fx: &mut Effects, booked_on: NaiveDate) {
-        if self.plan.status != "settled" && self.is_paid_off() {
+        if self.plan.status != PlanStatus::Settled && self.is_paid_off() {
             self.release_to_target(fx, booked_on);
-            self.set_status(fx, "settled");
+            self.set_status(fx, PlanStatus::Settled);
             fx.notices.push(self.bank_notice("plan.settled", json!({ "amount": self.plan.principal })));
         }
     }
@@ -321,11 +322,11 @@ impl Book {
             }
             inst.assert_invariants();
             let status = match as_of {
-                Some(d) => inst.status(d).as_str().to_string(),
-                None if inst.is_settled() => inst.status(inst.due_on).as_str().to_string(),
-                None => self.statuses[i].clone(),
+                Some(d) => inst.status(d),
+                None if inst.is_settled() => inst.status(inst.due_on),
+                None => self.statuses[i],
             };
-            self.statuses[i] = status.clone();
+            self.statuses[i] = status;
             fx.installments.push((self.plan.id.clone(), inst.clone(), status));
         }
         self.changed.iter_mut().for_each(|c| *c = false);
@@ -335,7 +336,7 @@ impl Book {
 impl Effects {
     /// Writes everything in a few statements, in the fixed lock order: holds, lines, banks.
     pub async fn apply(self, tx: &Tx<'_>) -> ApiResult<()> {
-        let rows: Vec<(&str, &InstallmentState, &str)> = self.installments.iter().map(|(p, s, st)| (p.as_str(), s, st.as_str())).collect();
+        let rows: Vec<(&str, &InstallmentState, InstallmentStatus)> = self.installments.iter().map(|(p, s, st)| (p.as_str(), s, *st)).collect();
         plans::save_installments(tx, &rows).await?;
         if !self.holds.is_empty() {
             let ids: Vec<&str> = self.holds.keys().map(String::as_str).collect();
@@ -369,12 +370,13 @@ impl Effects {
         let freed: Vec<(&str, i16, i64)> =
             self.exposure_freed.iter().filter(|(_, x)| **x > 0).map(|((b, stripe), x)| (b.as_str(), *stripe, *x)).collect();
         crate::db::banks::release_many(tx, &freed).await?;
-        for (table, changes) in [("plans", &self.plan_status), ("orders", &self.order_status)] {
+        let plans = self.plan_status.iter().map(|(id, s)| (id.as_str(), s.as_str())).collect::<Vec<_>>();
+        let orders = self.order_status.iter().map(|(id, s)| (id.as_str(), s.as_str())).collect::<Vec<_>>();
+        for (table, changes) in [("plans", plans), ("orders", orders)] {
             if changes.is_empty() {
                 continue;
             }
-            let ids: Vec<&str> = changes.keys().map(String::as_str).collect();
-            let statuses: Vec<&str> = changes.values().map(String::as_str).collect();
+            let (ids, statuses): (Vec<&str>, Vec<&str>) = changes.into_iter().unzip();
             tx.execute(
                 &format!("UPDATE {table} x SET status = t.s, updated_at = now() FROM unnest($1::text[], $2::text[]) AS t(id, s) WHERE x.id = t.id"),
                 &[&ids, &statuses],

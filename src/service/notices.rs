@@ -3,12 +3,13 @@
 
 use super::Deps;
 use crate::db::notices::{self as db, AdminNotice, seq_of_id};
+use crate::domain::status::NoticeState;
 use crate::error::{ApiError, ApiResult};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Delivery states a notice can be in.
-pub const STATES: [&str; 4] = ["pending", "delivered", "dead", "pull_only"];
+/// Delivery states a notice can be in, as `?state=` names them.
+pub const STATES: &[&str] = NoticeState::NAMES;
 
 /// `CreditPhone-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
 pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -39,6 +40,11 @@ pub async fn list(
     after_seq: i64,
     limit: i64,
 ) -> ApiResult<Vec<AdminNotice>> {
+    // The caller checked the state against `STATES`, the same names: this cannot fail.
+    let delivery_state = delivery_state
+        .map(str::parse::<NoticeState>)
+        .transpose()
+        .map_err(|e| ApiError::internal_because("Failed to list notices by delivery state", e))?;
     let client = state.pool.get().await?;
     Ok(db::list_admin(&**client, delivery_state, recipient, after_seq, limit).await?)
 }

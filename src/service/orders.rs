@@ -18,6 +18,7 @@ use crate::domain::money::{Amount, Rate};
 use crate::domain::partner::IneligibleReason;
 use crate::domain::placement::{self, BankFacts, Decision, LineFacts, PartnerFacts, Placement, PricedOrder, Refusal};
 use crate::domain::schedule::{Pricing, ScheduledInstallment, build_schedule, total_repayable};
+use crate::domain::status::{HoldStatus, OrderStatus};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
@@ -144,7 +145,8 @@ pub struct Device {
 pub struct OrderView {
     pub id: String,
     pub out_order_no: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: OrderStatus,
     pub channel: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_id: Option<String>,
@@ -416,7 +418,7 @@ fn decide_placement(
         .iter()
         .map(|l| LineFacts {
             provider_id: &l.provider_id,
-            status: &l.status,
+            status: l.status.as_str(),
             phone_hash: &l.phone_hash,
             expires_on: l.expires_on,
             available: l.available(),
@@ -604,7 +606,7 @@ pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<OrderV
 pub async fn list(
     state: &Deps,
     caller: &Principal,
-    status: Option<&str>,
+    status: Option<OrderStatus>,
     before_seq: i64,
     limit: i64,
 ) -> ApiResult<(Vec<OrderView>, Option<i64>)> {
@@ -675,7 +677,7 @@ pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: N
         ApiError::internal_because("Failed to unwind an order", format!("hold {} has no credit line {}", before.id, before.credit_line_id))
     })?;
     let hold = orders_db::take_from_hold(tx, &before.id, 0, 0, voided.fen()).await?;
-    assert!(hold.remaining.is_zero() && hold.status == "voided", "an unwound hold is voided to zero");
+    assert!(hold.remaining.is_zero() && hold.status == HoldStatus::Voided, "an unwound hold is voided to zero");
     let line = credit_lines::move_balances(tx, &before.credit_line_id, -voided.fen(), 0).await?;
     assert_eq!(line.held.fen(), line_before.held.fen() - voided.fen(), "the line's held falls by what was voided");
     banks::release(tx, &order.bank_id, order.exposure_stripe, order.principal).await?;
@@ -719,7 +721,7 @@ pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &Idempo
         async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is_admin() || o.owner_scope == scope).await,
         async |tx: &Tx<'_>, ()| {
             let order = orders_db::lock(tx, id).await?.ok_or_else(ApiError::not_found)?;
-            if order.status != "awaiting_funding" {
+            if order.status != OrderStatus::AwaitingFunding {
                 return Err(ApiError::invalid_state(format!(
                     "only an order awaiting funding can be cancelled; this one is {}",
                     order.status
@@ -728,7 +730,7 @@ pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &Idempo
             let today = state.clock.today();
             let booked_on = db::business_days::booking_date(tx, today).await?;
             let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
-            let order = orders_db::set_status(tx, id, "cancelled", reason.as_deref(), Some(today)).await?;
+            let order = orders_db::set_status(tx, id, OrderStatus::Cancelled, reason.as_deref(), Some(today)).await?;
             let refs = OrderRefs::of_order(&order);
             record(
                 tx,
@@ -799,7 +801,7 @@ pub async fn fund(state: &Deps, caller: &Principal, id: &str, request: &Idempote
                 }
             }
             let order = orders_db::lock(tx, id).await?.ok_or_else(ApiError::not_found)?;
-            if order.status != "awaiting_funding" {
+            if order.status != OrderStatus::AwaitingFunding {
                 return Err(ApiError::invalid_state(format!("the order is {}, not awaiting funding", order.status)));
             }
             if state.clock.now() > order.funding_deadline {
@@ -847,7 +849,7 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
     let mut e = Entry::new("plan.opened", booked_on, refs);
     e.transfer(account::bank_funded(&order.bank_id), account::plan_principal(&plan_id), order.principal.fen());
     e.post(tx).await?;
-    let order = orders_db::set_status(tx, &order.id, "active", None, None).await?;
+    let order = orders_db::set_status(tx, &order.id, OrderStatus::Active, None, None).await?;
     let refs = OrderRefs::of_order(&order).funded(&plan_id, loan_no);
     record(
         tx,
@@ -868,7 +870,7 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
 async fn reject(tx: &Tx<'_>, order: Order, reason: &str, today: NaiveDate) -> ApiResult<(StatusCode, OrderView)> {
     let booked_on = db::business_days::booking_date(tx, today).await?;
     let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
-    let order = orders_db::set_status(tx, &order.id, "rejected", Some(reason), Some(today)).await?;
+    let order = orders_db::set_status(tx, &order.id, OrderStatus::Rejected, Some(reason), Some(today)).await?;
     let refs = OrderRefs::of_order(&order);
     record(tx, &[hold_notice("hold.voided", &refs, &hold, hold.voided), order_updated(&refs, &order)]).await?;
     Ok((StatusCode::OK, load_view(tx, order).await?))

@@ -3,6 +3,7 @@
 use crate::db::plans::{InstallmentRow, Plan};
 use crate::db::setup::rate_string;
 use crate::domain::money::Amount;
+use crate::domain::status::{InstallmentStatus, PlanStatus};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -22,7 +23,8 @@ pub struct InstallmentView {
     pub paid_penalty: Amount,
     pub compensated: Amount,
     pub waived: Amount,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: InstallmentStatus,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,7 +45,8 @@ pub struct PlanView {
     pub apr_irr: String,
     pub term_months: i32,
     pub funded_on: NaiveDate,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: PlanStatus,
     pub outstanding_principal: Amount,
     pub compensated: Amount,
     pub accelerated: Option<Accelerated>,
@@ -65,7 +68,7 @@ pub fn installment_view(row: &InstallmentRow) -> InstallmentView {
         paid_penalty: s.paid_penalty,
         compensated: s.compensated,
         waived: s.waived(),
-        status: row.status.clone(),
+        status: row.status,
     }
 }
 
@@ -146,7 +149,7 @@ fn check_value_date(state: &Deps, plan: &Plan, date: NaiveDate, field: &str) -> 
 
 /// Brings due installments' penalty up to `date` (a defaulted plan's penalty has stopped).
 fn bring_up(book: &mut Book, date: NaiveDate) {
-    if book.plan.status != "active" {
+    if book.plan.status != PlanStatus::Active {
         return;
     }
     let rate = book.penalty_daily_rate;
@@ -172,7 +175,7 @@ pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Opt
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
     let plan = plan_visible(&tx, caller, id, false).await?;
-    if plan.status == "settled" {
+    if plan.status == PlanStatus::Settled {
         return Err(ApiError::invalid_state("the plan is settled"));
     }
     let as_of = as_of.unwrap_or_else(|| state.clock.today());
@@ -185,7 +188,7 @@ pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Opt
     let rate: Decimal = tx.query_one("SELECT penalty_daily_rate FROM orders WHERE id = $1", &[&plan.order_id]).await?.get(0);
     tx.commit().await?;
     let mut insts: Vec<_> = rows.into_iter().map(|r| r.state).collect();
-    if plan.status == "active" {
+    if plan.status == PlanStatus::Active {
         bring_all_up_to(&mut insts, as_of, rate);
     }
     let s = payoff(&insts, as_of);
@@ -217,7 +220,8 @@ pub struct RepaymentView {
     pub reference: String,
     pub allocations: Vec<AllocationView>,
     pub hold_released: Amount,
-    pub plan_status: String,
+    #[schema(value_type = String)]
+    pub plan_status: PlanStatus,
 }
 
 async fn precheck_plan(tx: &Tx<'_>, caller: &Principal, id: &str) -> ApiResult<()> {
@@ -239,7 +243,7 @@ pub async fn repay(state: &Deps, caller: &Principal, id: &str, request: &Idempot
                 return Err(ApiError::already_exists("this reference was already used on this plan").field("reference"));
             }
             let mut book = lock_book(tx, id).await?;
-            if book.plan.status == "settled" {
+            if book.plan.status == PlanStatus::Settled {
                 return Err(ApiError::invalid_state("the plan is settled"));
             }
             check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
@@ -299,7 +303,7 @@ pub async fn repay(state: &Deps, caller: &Principal, id: &str, request: &Idempot
                 reference: r.reference.clone(),
                 allocations,
                 hold_released,
-                plan_status: book.plan.status.clone(),
+                plan_status: book.plan.status,
             };
             Ok((StatusCode::CREATED, view))
         },
@@ -351,7 +355,7 @@ pub async fn accelerate(
         async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await,
         async |tx: &Tx<'_>, ()| {
             let mut book = lock_book(tx, id).await?;
-            if book.plan.status != "active" {
+            if book.plan.status != PlanStatus::Active {
                 return Err(ApiError::invalid_state(format!("the plan is {}; only an active plan can be accelerated", book.plan.status)));
             }
             check_value_date(state, &book.plan, as_of, "as_of")?;
@@ -376,7 +380,7 @@ pub async fn accelerate(
                 }
             }
             book.settle_if_paid_off(&mut fx, booked_on);
-            if book.plan.status == "defaulted" {
+            if book.plan.status == PlanStatus::Defaulted {
                 book.release_to_target(&mut fx, booked_on);
                 book.fall_due();
             }

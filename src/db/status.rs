@@ -1,0 +1,37 @@
+//! Statuses as the database keeps them: text columns checked against the same lists
+//! (sql/V2__origination.sql), bound and read through each status's one text mapping
+//! (`domain::status`), so a row can never carry a status the code does not know — reading one
+//! fails the statement instead of inventing a value.
+
+use crate::domain::status::{HoldStatus, InstallmentStatus, LineStatus, NoticeState, OrderStatus, PlanStatus};
+use bytes::BytesMut;
+use std::error::Error;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+macro_rules! text_column {
+    ($($status:ty),+) => {$(
+        impl ToSql for $status {
+            fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as ToSql>::accepts(ty)
+            }
+
+            to_sql_checked!();
+        }
+
+        impl<'a> FromSql<'a> for $status {
+            fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<$status, Box<dyn Error + Sync + Send>> {
+                Ok(<&str as FromSql>::from_sql(ty, raw)?.parse::<$status>()?)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as FromSql>::accepts(ty)
+            }
+        }
+    )+};
+}
+
+text_column!(OrderStatus, PlanStatus, HoldStatus, LineStatus, InstallmentStatus, NoticeState);
