@@ -2,20 +2,13 @@
 
 use super::Db;
 use super::Tx;
+// A notice to be recorded; `Notice` in this module is the feed's item, as read back.
+use crate::domain::notice::Notice as NewNotice;
 use crate::domain::status::NoticeState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
-
-/// A notice to be recorded: its type, recipient and data.
-#[derive(Debug, Clone)]
-pub struct NewNotice {
-    pub kind: &'static str,
-    pub recipient_kind: &'static str,
-    pub recipient_id: String,
-    pub data: Value,
-}
 
 /// One sequencer at a time gives positions (sql/V5__notice_positions.sql).
 const NOTICE_SEQUENCER_LOCK_KEY: i64 = super::lock_keys::NOTICE_SEQUENCER;
@@ -26,10 +19,11 @@ pub async fn record(tx: &Tx<'_>, notices: &[NewNotice]) -> Result<(), tokio_post
     if notices.is_empty() {
         return Ok(());
     }
-    let types: Vec<&str> = notices.iter().map(|n| n.kind).collect();
-    let kinds: Vec<&str> = notices.iter().map(|n| n.recipient_kind).collect();
-    let ids: Vec<&str> = notices.iter().map(|n| n.recipient_id.as_str()).collect();
-    let data: Vec<&Value> = notices.iter().map(|n| &n.data).collect();
+    let types: Vec<&str> = notices.iter().map(NewNotice::kind).collect();
+    let recipients: Vec<_> = notices.iter().map(NewNotice::recipient).collect();
+    let kinds: Vec<&str> = recipients.iter().map(|r| r.kind()).collect();
+    let ids: Vec<&str> = recipients.iter().map(|r| r.id()).collect();
+    let data: Vec<Value> = notices.iter().map(NewNotice::data).collect();
     tx.execute(
         "INSERT INTO notices (type, recipient_kind, recipient_id, data, state, next_attempt_at)
          SELECT t.type, t.kind, t.rid, t.data,

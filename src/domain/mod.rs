@@ -8,6 +8,7 @@ pub mod identity;
 pub mod installment;
 pub mod irr;
 pub mod money;
+pub mod notice;
 #[cfg(test)]
 mod parser_properties;
 pub mod partner;

@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-pub use crate::domain::status::LineStatus;
 use crate::domain::status::LineReading;
+pub use crate::domain::status::LineStatus;
 
 pub struct Registration {
     pub id_number: IdNumber,
@@ -112,17 +112,9 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
                     .field("limit")
                     .details(json!({ "held": current.held, "drawn": current.drawn })));
                 }
-                let updated = lines::update_registration(
-                    tx,
-                    &current.id,
-                    &phone_hash,
-                    &r.phone.masked(),
-                    &sealed,
-                    r.limit,
-                    r.expires_on,
-                    status,
-                )
-                .await?;
+                let updated =
+                    lines::update_registration(tx, &current.id, &phone_hash, &r.phone.masked(), &sealed, r.limit, r.expires_on, status)
+                        .await?;
                 limit_entry(booked_on, &current.id, r.limit.fen() - current.limit.fen()).post(tx).await?;
                 assert_eq!(updated.held, current.held, "re-registration never moves held");
                 return Ok((StatusCode::OK, view(updated, state.clock.today())));

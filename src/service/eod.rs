@@ -7,6 +7,7 @@ use super::order_notices::OrderRefs;
 use crate::clock::Clock;
 use crate::db::notices::record;
 use crate::db::orders as orders_db;
+use crate::domain::notice::{InstallmentOverdue, Notice, OrderExpired, Recipient};
 use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use chrono::NaiveDate;
@@ -148,13 +149,9 @@ async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
             let hold = super::orders::unwind(&tx, &order, "exposure.released", date).await?;
             let order = orders_db::set_status(&tx, id, OrderStatus::Expired, Some("funding timeout"), Some(date)).await?;
             let refs = OrderRefs::of_order(&order);
-            notices.push(refs.notice(
-                "order.expired",
-                "bank",
-                &order.bank_id,
-                json!({ "amount": order.principal, "principal": order.principal }),
-            ));
-            notices.push(super::orders::hold_notice("hold.voided", &refs, &hold, hold.voided));
+            let expired = OrderExpired { amount: order.principal, principal: order.principal };
+            notices.push(Notice::OrderExpired(refs.about(Recipient::Bank(order.bank_id.clone()), expired)));
+            notices.push(super::orders::hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided));
             notices.push(super::orders::order_updated(&refs, &order));
         }
         record(&tx, &notices).await?;
@@ -228,7 +225,8 @@ fn close_day(book: &mut Book, date: NaiveDate, fx: &mut Effects, totals: &mut To
         if book.statuses[i] == InstallmentStatus::Pending {
             totals.overdue_marked += 1;
             let (seq, due_on, unpaid) = (inst.seq, inst.due_on, inst.unpaid_total());
-            fx.notices.push(book.bank_notice("installment.overdue", json!({ "installment_seq": seq, "due_on": due_on, "amount": unpaid })));
+            let overdue = InstallmentOverdue { installment_seq: seq, due_on, amount: unpaid };
+            fx.notices.push(Notice::InstallmentOverdue(book.bank_notice(overdue)));
         }
         book.touch(i);
     }

@@ -5,13 +5,14 @@
 
 use super::order_notices::OrderRefs;
 use crate::db::journal::{self, Entry, Refs, account};
-use crate::db::notices::{NewNotice, record};
+use crate::db::notices::record;
 use crate::db::orders::Hold;
 use crate::db::plans::{self, Plan};
 use crate::db::{Tx, orders as orders_db};
 use crate::domain::hold::hold_target;
 use crate::domain::installment::{InstallmentState, Split, compensate, unpaid_scheduled_total};
 use crate::domain::money::Amount;
+use crate::domain::notice::{About, DefaultCompensated, DefaultUncovered, HoldConverted, Notice, PlanSettled, Recipient};
 use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus};
 use crate::error::{ApiError, ApiResult};
 use chrono::NaiveDate;
@@ -114,7 +115,7 @@ pub struct Effects {
     order_status: BTreeMap<String, OrderStatus>,
     compensations: Vec<(String, u32, Split, NaiveDate, NaiveDate)>,
     pub entries: Vec<Entry>,
-    pub notices: Vec<NewNotice>,
+    pub notices: Vec<Notice>,
     pub compensated: Counter,
     pub uncovered: Counter,
     pub released_fen: i64,
@@ -136,10 +137,6 @@ impl Counter {
     }
 }
 
-fn split_json(s: &Split) -> Value {
-    json!({ "principal": s.principal, "interest": s.interest, "fee": s.fee, "penalty": s.penalty })
-}
-
 impl Book {
     pub fn refs(&self) -> Refs {
         Refs::new().order(&self.order_id).plan(&self.plan.id).hold(&self.hold.id).line(&self.hold.credit_line_id).bank(&self.plan.bank_id)
@@ -158,18 +155,9 @@ impl Book {
         OrderRefs::unfunded(&self.order_id, &self.hold.id, &self.hold.credit_line_id).funded(&self.plan.id, &self.plan.loan_no)
     }
 
-    /// A notice about this plan to its bank.
-    pub fn bank_notice(&self, kind: &'static str, fields: Value) -> NewNotice {
-        self.order_refs().notice(kind, "bank", &self.plan.bank_id, fields)
-    }
-
-    /// A `hold.*` notice to the hold's provider: `amount` moved, `remaining` left.
-    fn hold_notice(&self, kind: &'static str, amount: Amount, extra: Value) -> NewNotice {
-        let mut fields = json!({ "amount": amount, "remaining": self.hold.remaining });
-        if let (Some(f), Value::Object(e)) = (fields.as_object_mut(), extra) {
-            f.extend(e);
-        }
-        self.order_refs().notice(kind, "provider", &self.hold.provider_id, fields)
+    /// A notice's content about this plan, to its bank.
+    pub fn bank_notice<F>(&self, fields: F) -> About<F> {
+        self.order_refs().about(Recipient::Bank(self.plan.bank_id.clone()), fields)
     }
 
     /// Principal paid in `split` no longer counts against the bank's exposure; the payment moves in the journal.
@@ -234,7 +222,7 @@ impl Book {
         );
         fx.entries.push(e);
         fx.released_fen += amount.fen();
-        fx.notices.push(self.hold_notice("hold.released", amount, json!({})));
+        fx.notices.push(Notice::HoldReleased(Notice::hold_moved(&self.order_refs(), &self.hold.provider_id, amount, self.hold.remaining)));
     }
 
     /// Compensates installment `index` from the hold: `min(unpaid, remaining)`; answers the shortfall.
@@ -252,11 +240,9 @@ impl Book {
             let seq = self.insts[index].seq;
             fx.compensations.push((self.plan.id.clone(), seq, split, value_date, booked_on));
             fx.compensated.add(amount);
-            let mut data = split_json(&split);
-            data["installment_seq"] = json!(seq);
-            data["amount"] = json!(amount);
-            fx.notices.push(self.bank_notice("default.compensated", data));
-            fx.notices.push(self.hold_notice("hold.converted", amount, json!({ "installment_seq": seq })));
+            fx.notices.push(Notice::DefaultCompensated(self.bank_notice(DefaultCompensated { installment_seq: seq, amount, split })));
+            let converted = HoldConverted { amount, remaining: self.hold.remaining, installment_seq: seq };
+            fx.notices.push(Notice::HoldConverted(self.order_refs().about(Recipient::Provider(self.hold.provider_id.clone()), converted)));
         }
         shortfall
     }
@@ -265,8 +251,11 @@ impl Book {
     pub fn default_uncovered(&mut self, fx: &mut Effects, index: usize, shortfall: Amount) {
         fx.uncovered.add(shortfall);
         let seq = self.insts[index].seq;
-        fx.notices
-            .push(self.bank_notice("default.uncovered", json!({ "installment_seq": seq, "shortfall": shortfall, "amount": shortfall })));
+        fx.notices.push(Notice::DefaultUncovered(self.bank_notice(DefaultUncovered {
+            installment_seq: seq,
+            shortfall,
+            amount: shortfall,
+        })));
         self.set_status(fx, PlanStatus::Defaulted);
     }
 
@@ -285,8 +274,8 @@ impl Book {
         self.plan.status = status;
         fx.plan_status.insert(self.plan.id.clone(), status);
         fx.order_status.insert(self.order_id.clone(), status.into());
-        let fields = json!({ "out_order_no": self.out_order_no, "status": status });
-        fx.notices.push(self.order_refs().notice("order.updated", self.owner_kind, &self.owner_id, fields));
+        let seller = Recipient::seller(self.owner_kind, &self.owner_id);
+        fx.notices.push(Notice::order_updated(&self.order_refs(), seller, &self.out_order_no, status.into()));
     }
 
     /// Everything still owed has fallen due at once (an acceleration the hold could not cover,
@@ -305,7 +294,7 @@ impl Book {
         if self.plan.status != PlanStatus::Settled && self.is_paid_off() {
             self.release_to_target(fx, booked_on);
             self.set_status(fx, PlanStatus::Settled);
-            fx.notices.push(self.bank_notice("plan.settled", json!({ "amount": self.plan.principal })));
+            fx.notices.push(Notice::PlanSettled(self.bank_notice(PlanSettled { amount: self.plan.principal })));
         }
     }
 
@@ -336,7 +325,8 @@ impl Book {
 impl Effects {
     /// Writes everything in a few statements, in the fixed lock order: holds, lines, banks.
     pub async fn apply(self, tx: &Tx<'_>) -> ApiResult<()> {
-        let rows: Vec<(&str, &InstallmentState, InstallmentStatus)> = self.installments.iter().map(|(p, s, st)| (p.as_str(), s, *st)).collect();
+        let rows: Vec<(&str, &InstallmentState, InstallmentStatus)> =
+            self.installments.iter().map(|(p, s, st)| (p.as_str(), s, *st)).collect();
         plans::save_installments(tx, &rows).await?;
         if !self.holds.is_empty() {
             let ids: Vec<&str> = self.holds.keys().map(String::as_str).collect();

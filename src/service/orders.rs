@@ -6,7 +6,7 @@ use super::plans::{PlanView, plan_view};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
 use crate::db::credit_lines::CreditLine;
 use crate::db::journal::{Entry, Refs, account};
-use crate::db::notices::{NewNotice, record};
+use crate::db::notices::record;
 use crate::db::orders::{self as orders_db, Hold, NewOrder, Order, Scope};
 use crate::db::setup::{self as setup_db, Product, rate_string};
 use crate::db::{self, Tx, banks, credit_lines, plans};
@@ -15,6 +15,7 @@ use crate::domain::hold::hold_amount;
 use crate::domain::identity::{IdNumber, Imei, Phone, RegionCode};
 use crate::domain::irr::{format_apr, schedule_apr_irr};
 use crate::domain::money::{Amount, Rate};
+use crate::domain::notice::{About, FundingRequested, HoldMoved, Notice, OrderCancelled, PlanOpened, Recipient};
 use crate::domain::partner::IneligibleReason;
 use crate::domain::placement::{self, BankFacts, Decision, LineFacts, PartnerFacts, Placement, PricedOrder, Refusal};
 use crate::domain::schedule::{Pricing, ScheduledInstallment, build_schedule, total_repayable};
@@ -220,25 +221,25 @@ pub fn can_see(caller: &Principal, o: &Order) -> bool {
     caller.is_admin() || caller.scope() == o.owner_scope || caller.is(PrincipalKind::Bank, &o.bank_id)
 }
 
-fn owner_of(o: &Order) -> (&'static str, String) {
+fn owner_of(o: &Order) -> Recipient {
     match (&o.store_id, &o.partner_id) {
-        (Some(s), _) => ("store", s.clone()),
-        (_, Some(p)) => ("partner", p.clone()),
-        _ => ("store", String::new()),
+        (Some(s), _) => Recipient::Store(s.clone()),
+        (_, Some(p)) => Recipient::Partner(p.clone()),
+        _ => Recipient::Store(String::new()),
     }
 }
 
-/// `order.updated` to the order's store or partner.
-pub fn order_updated(refs: &OrderRefs, o: &Order) -> NewNotice {
+/// `order.updated` to the order's store or partner, with the order's status as stored.
+pub fn order_updated(refs: &OrderRefs, o: &Order) -> Notice {
     assert_eq!(refs.order_id, o.id, "the refs are this order's");
-    let (kind, id) = owner_of(o);
-    refs.notice("order.updated", kind, &id, json!({ "out_order_no": o.out_order_no, "status": o.status }))
+    Notice::order_updated(refs, owner_of(o), &o.out_order_no, o.status)
 }
 
-/// A `hold.*` notice to the hold's provider: `amount` moved, `remaining` left.
-pub fn hold_notice(kind: &'static str, refs: &OrderRefs, h: &Hold, amount: Amount) -> NewNotice {
+/// A `hold.*` notice (`kind`: `Notice::HoldVoided`…) to the hold's provider: `amount` moved,
+/// `remaining` left.
+pub fn hold_notice(kind: fn(About<HoldMoved>) -> Notice, refs: &OrderRefs, h: &Hold, amount: Amount) -> Notice {
     assert_eq!((&refs.hold_id, &refs.order_id), (&h.id, &h.order_id), "the refs are this hold's");
-    refs.notice(kind, "provider", &h.provider_id, json!({ "amount": amount, "remaining": h.remaining }))
+    kind(Notice::hold_moved(refs, &h.provider_id, amount, h.remaining))
 }
 
 // ---------- placing an order ----------
@@ -558,20 +559,21 @@ fn placement_entries(p: &Placing<'_>) -> [Entry; 2] {
 }
 
 /// `funding.requested` to the bank, `hold.placed` to the provider, `order.updated` to the seller.
-fn placement_notices(p: &Placing<'_>) -> [NewNotice; 3] {
+fn placement_notices(p: &Placing<'_>) -> [Notice; 3] {
     let (r, principal, hold_amount) = (p.r, p.loaded.principal, p.loaded.priced.hold_amount);
-    let (owner_kind, owner_id) = p.loaded.seller.owner();
+    let (channel, seller_id) = p.loaded.seller.owner();
     let refs = OrderRefs::unfunded(&p.order_id, &p.hold_id, &p.line.id);
+    let funding = FundingRequested {
+        amount: principal,
+        principal,
+        term_months: r.term_months,
+        apr_irr: p.apr_text.clone(),
+        funding_deadline: p.funding_deadline,
+    };
     [
-        refs.notice(
-            "funding.requested",
-            "bank",
-            p.bank_id,
-            json!({ "amount": principal, "principal": principal, "term_months": r.term_months, "apr_irr": p.apr_text,
-                    "funding_deadline": p.funding_deadline }),
-        ),
-        refs.notice("hold.placed", "provider", &p.line.provider_id, json!({ "amount": hold_amount, "remaining": hold_amount })),
-        refs.notice("order.updated", owner_kind, owner_id, json!({ "out_order_no": r.out_order_no, "status": "awaiting_funding" })),
+        Notice::FundingRequested(refs.about(Recipient::Bank(p.bank_id.to_string()), funding)),
+        Notice::HoldPlaced(Notice::hold_moved(&refs, &p.line.provider_id, hold_amount, hold_amount)),
+        Notice::order_updated(&refs, Recipient::seller(channel, seller_id), &r.out_order_no, OrderStatus::AwaitingFunding),
     ]
 }
 
@@ -735,8 +737,11 @@ pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &Idempo
             record(
                 tx,
                 &[
-                    refs.notice("order.cancelled", "bank", &order.bank_id, json!({ "amount": order.principal, "reason": order.reason })),
-                    hold_notice("hold.voided", &refs, &hold, hold.voided),
+                    Notice::OrderCancelled(refs.about(
+                        Recipient::Bank(order.bank_id.clone()),
+                        OrderCancelled { amount: order.principal, reason: order.reason.clone() },
+                    )),
+                    hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided),
                     order_updated(&refs, &order),
                 ],
             )
@@ -854,12 +859,10 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
     record(
         tx,
         &[
-            refs.notice(
-                "plan.opened",
-                "bank",
-                &order.bank_id,
-                json!({ "amount": order.principal, "principal": order.principal, "funded_on": funded_on }),
-            ),
+            Notice::PlanOpened(refs.about(
+                Recipient::Bank(order.bank_id.clone()),
+                PlanOpened { amount: order.principal, principal: order.principal, funded_on },
+            )),
             order_updated(&refs, &order),
         ],
     )
@@ -872,6 +875,6 @@ async fn reject(tx: &Tx<'_>, order: Order, reason: &str, today: NaiveDate) -> Ap
     let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
     let order = orders_db::set_status(tx, &order.id, OrderStatus::Rejected, Some(reason), Some(today)).await?;
     let refs = OrderRefs::of_order(&order);
-    record(tx, &[hold_notice("hold.voided", &refs, &hold, hold.voided), order_updated(&refs, &order)]).await?;
+    record(tx, &[hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided), order_updated(&refs, &order)]).await?;
     Ok((StatusCode::OK, load_view(tx, order).await?))
 }

@@ -104,6 +104,7 @@ use super::lifecycle::{Book, Effects, load_books};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
 use crate::db::{self, Tx, orders as orders_db, plans as plans_db};
 use crate::domain::installment::{AllocError, Split, allocate, bring_all_up_to, payoff, waive_beyond_payoff};
+use crate::domain::notice::{Notice, PlanAccelerated, RepaymentRecorded};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
@@ -286,12 +287,17 @@ pub async fn repay(state: &Deps, caller: &Principal, id: &str, request: &Idempot
                     principal: l.split.principal,
                 })
                 .collect();
-            let mut data = json!({ "repayment_id": repayment_id, "reference": r.reference, "amount": r.amount, "paid_on": r.paid_on,
-                               "booked_on": booked_on, "hold_released": hold_released, "plan_status": book.plan.status });
-            for (k, v) in [("principal", split.principal), ("interest", split.interest), ("fee", split.fee), ("penalty", split.penalty)] {
-                data[k] = json!(v);
-            }
-            fx.notices.insert(0, book.bank_notice("repayment.recorded", data));
+            let recorded = RepaymentRecorded {
+                repayment_id: repayment_id.clone(),
+                reference: r.reference.clone(),
+                amount: r.amount,
+                paid_on: r.paid_on,
+                booked_on,
+                hold_released,
+                plan_status: book.plan.status,
+                split,
+            };
+            fx.notices.insert(0, Notice::RepaymentRecorded(book.bank_notice(recorded)));
             insert_repayment(tx, &repayment_id, id, &r, booked_on, &split, &allocations, hold_released).await?;
             fx.apply(tx).await?;
             let view = RepaymentView {
@@ -366,8 +372,8 @@ pub async fn accelerate(
             let booked_on = db::business_days::booking_date(tx, as_of).await?;
             let mut fx = Effects::default();
             plans_db::set_accelerated(tx, id, as_of, &reason).await?;
-            let fields = json!({ "as_of": as_of, "reason": reason, "amount": payoff(&book.insts, as_of).total() });
-            fx.notices.push(book.bank_notice("plan.accelerated", fields));
+            let accelerated = PlanAccelerated { as_of, reason: reason.clone(), amount: payoff(&book.insts, as_of).total() };
+            fx.notices.push(Notice::PlanAccelerated(book.bank_notice(accelerated)));
             for i in 0..book.insts.len() {
                 if book.insts[i].is_settled() {
                     continue;
