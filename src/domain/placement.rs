@@ -12,6 +12,7 @@ use super::dates::add_months_clamped;
 use super::identity::{RegionCode, RegionPattern};
 use super::money::Amount;
 use super::partner::{IneligibleReason, eligibility};
+use super::status::LineStatus;
 
 /// Who sells: a store sells in its own region for every provider of the product; a partner
 /// only where it is open, when eligible, and for the providers that authorised it.
@@ -54,7 +55,7 @@ pub struct PricedOrder<'a> {
 #[derive(Debug, Clone)]
 pub struct LineFacts<'a> {
     pub provider_id: &'a str,
-    pub status: &'a str,
+    pub status: LineStatus,
     pub phone_hash: &'a str,
     pub expires_on: NaiveDate,
     pub available: Amount,
@@ -164,7 +165,7 @@ fn matching_line(
 ) -> Option<usize> {
     providers.iter().filter_map(|p| lines.iter().position(|l| l.provider_id == *p)).find(|&i| {
         let l = &lines[i];
-        l.status == "active" && l.phone_hash == phone_hash && l.expires_on >= must_run_until && l.available >= hold_amount
+        l.status == LineStatus::Active && l.phone_hash == phone_hash && l.expires_on >= must_run_until && l.available >= hold_amount
     })
 }
 
@@ -198,7 +199,7 @@ mod tests {
     #[derive(Debug, Clone)]
     struct Line {
         provider_id: String,
-        status: String,
+        status: LineStatus,
         phone_hash: String,
         expires_on: NaiveDate,
         available: Amount,
@@ -255,7 +256,7 @@ mod tests {
                 .iter()
                 .map(|l| LineFacts {
                     provider_id: &l.provider_id,
-                    status: &l.status,
+                    status: l.status,
                     phone_hash: &l.phone_hash,
                     expires_on: l.expires_on,
                     available: l.available,
@@ -287,7 +288,7 @@ mod tests {
     fn line(provider_id: &str) -> Line {
         Line {
             provider_id: provider_id.to_string(),
-            status: "active".to_string(),
+            status: LineStatus::Active,
             phone_hash: "h".to_string(),
             expires_on: d(2028, 6, 30),
             available: amount("5000"),
@@ -329,7 +330,7 @@ mod tests {
         assert_eq!(w.decide(), Ok(Decision { line: 0, banks: vec![0] }));
         w.lines = vec![line("p2"), line("p9"), line("p1")];
         assert_eq!(w.decide().unwrap().line, 2, "p1 comes first in the product's order, wherever its line is listed");
-        w.lines[2].status = "frozen".to_string();
+        w.lines[2].status = LineStatus::Frozen;
         assert_eq!(w.decide().unwrap().line, 0, "p1's line fails: p2's is next");
         w.lines[0].phone_hash = "other".to_string();
         assert_eq!(w.decide(), Err(w.no_line()));
@@ -430,7 +431,7 @@ mod tests {
     }
 
     fn matches_by_section_4(w: &World, l: &Line) -> bool {
-        l.status == "active" && l.phone_hash == w.phone_hash && l.expires_on >= w.must_run_until() && l.available >= w.hold_amount
+        l.status == LineStatus::Active && l.phone_hash == w.phone_hash && l.expires_on >= w.must_run_until() && l.available >= w.hold_amount
     }
 
     /// The providers whose lines may take the order, as §4 words it.
@@ -469,14 +470,15 @@ mod tests {
     prop_compose! {
         fn arb_line()(
             provider in proptest::sample::select(&PROVIDERS[..]),
-            status in proptest::sample::select(&["active", "active", "active", "active", "active", "frozen", "closed"][..]),
+            status in proptest::sample::select(&[LineStatus::Active, LineStatus::Active, LineStatus::Active, LineStatus::Active,
+                                                 LineStatus::Active, LineStatus::Frozen, LineStatus::Closed][..]),
             phone in proptest::sample::select(&["h", "h", "h", "h", "h", "g"][..]),
             expiry_days in -5_i64..40,
             available_fen in 0_i64..9000,
         ) -> Line {
             // Around the end of a 12-month plan funded by 2027-01-31.
             let expires_on = d(2028, 1, 31) + chrono::Duration::days(expiry_days);
-            Line { provider_id: provider.to_string(), status: status.to_string(), phone_hash: phone.to_string(), expires_on,
+            Line { provider_id: provider.to_string(), status, phone_hash: phone.to_string(), expires_on,
                    available: Amount::from_fen(available_fen) }
         }
     }
@@ -617,7 +619,7 @@ mod tests {
             l.expires_on = d(2028, 1, 31);
             let rules: [fn(&mut Line); 5] = [
                 |l| l.provider_id = "p9".to_string(),
-                |l| l.status = "closed".to_string(),
+                |l| l.status = LineStatus::Closed,
                 |l| l.phone_hash = "g".to_string(),
                 |l| l.expires_on = d(2028, 1, 30),
                 |l| l.available = l.available.checked_sub(Amount::from_fen(1)).unwrap(),

@@ -419,7 +419,7 @@ fn decide_placement(
         .iter()
         .map(|l| LineFacts {
             provider_id: &l.provider_id,
-            status: l.status.as_str(),
+            status: l.status,
             phone_hash: &l.phone_hash,
             expires_on: l.expires_on,
             available: l.available(),
