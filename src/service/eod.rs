@@ -185,9 +185,10 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
     let started = Instant::now();
     let candidates = due_plans(pool, date).await?;
     tracing::info!(business_date = %date, plans = candidates.len(), elapsed_ms = started.elapsed().as_millis() as u64, "end of day: plans with something due");
-    let mut chunks = 0u64;
-    let mut plans_done = 0u64;
-    for ids in candidates.chunks(chunk.max(1) as usize) {
+    let chunk = usize::try_from(chunk).expect("the chunk size is clamped to 1..=100000");
+    let max_chunks = candidates.len().div_ceil(chunk);
+    let (mut chunks, mut plans_done) = (0, 0);
+    for ids in candidates.chunks(chunk) {
         let mut client = pool.get().await?;
         let tx = Tx::begin(&mut client).await?;
         let mut books = load_books(&tx, ids).await?;
@@ -206,9 +207,10 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         fx.apply(&tx).await?;
         tx.commit().await?;
         chunks += 1;
-        plans_done += ids.len() as u64;
+        plans_done += ids.len();
         tracing::info!(business_date = %date, chunks, plans = plans_done, elapsed_ms = started.elapsed().as_millis() as u64, "end of day: due installments");
     }
+    assert!(chunks == max_chunks && plans_done == candidates.len(), "one chunk per {chunk} plans found, each plan found in one");
     Ok(())
 }
 
