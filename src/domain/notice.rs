@@ -33,6 +33,16 @@ impl Recipient {
         }
     }
 
+    /// An order's seller as the order's row names it: its store, else its partner; `None` when it
+    /// names neither (no constraint holds one of the two).
+    pub fn seller_of(store_id: Option<&str>, partner_id: Option<&str>) -> Option<Recipient> {
+        match (store_id, partner_id) {
+            (Some(s), _) => Some(Recipient::Store(s.to_string())),
+            (_, Some(p)) => Some(Recipient::Partner(p.to_string())),
+            _ => None,
+        }
+    }
+
     /// `bank`, `provider`, `store` or `partner`, as stored in `notices.recipient_kind`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -550,6 +560,13 @@ mod tests {
     #[should_panic(expected = "hold.placed goes to a Provider, not to a bank")]
     fn a_notice_goes_only_to_its_audience() {
         Notice::HoldPlaced(unfunded().about(bank(), HoldMoved { amount: a("1.00"), remaining: a("1.00") })).recipient();
+    }
+
+    #[test]
+    fn an_orders_seller_is_its_store_else_its_partner() {
+        assert_eq!(Recipient::seller_of(Some("st"), None), Some(Recipient::Store("st".into())));
+        assert_eq!(Recipient::seller_of(None, Some("pa")), Some(Recipient::Partner("pa".into())));
+        assert_eq!(Recipient::seller_of(None, None), None);
     }
 
     #[test]

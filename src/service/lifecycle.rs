@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 pub struct Book {
     pub plan: Plan,
     pub order_id: String,
-    pub owner_kind: &'static str,
-    pub owner_id: String,
+    /// The order's store or partner, told of its status changes.
+    pub seller: Recipient,
     pub out_order_no: String,
     pub hold: Hold,
     pub hold_ratio: Decimal,
@@ -61,17 +61,10 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
     for plan in plans {
         // plans.order_id keeps its foreign key to orders (V7 dropped only the orders' and holds' own).
         let o = orders.remove(&plan.order_id).expect("plans.order_id references orders, and the join read every plan's order");
-        let (owner_kind, owner_id) = match (o.store_id, o.partner_id) {
-            (Some(s), _) => ("store", s),
-            (_, Some(p)) => ("partner", p),
-            // No constraint holds one of the two: stored data, not code, would be wrong.
-            _ => {
-                return Err(ApiError::internal_because(
-                    "Failed to load a plan",
-                    format!("order {} has neither store nor partner", plan.order_id),
-                ));
-            }
-        };
+        // No constraint holds one of the two: stored data, not code, would be wrong.
+        let seller = Recipient::seller_of(o.store_id.as_deref(), o.partner_id.as_deref()).ok_or_else(|| {
+            ApiError::internal_because("Failed to load a plan", format!("order {} has neither store nor partner", plan.order_id))
+        })?;
         let hold = holds.remove(&o.hold_id).ok_or_else(|| {
             ApiError::internal_because("Failed to load a plan", format!("order {} has no hold {}", plan.order_id, o.hold_id))
         })?;
@@ -79,8 +72,7 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
         let n = rows.len();
         books.push(Book {
             order_id: plan.order_id.clone(),
-            owner_kind,
-            owner_id,
+            seller,
             out_order_no: o.out_order_no,
             hold,
             hold_ratio: o.hold_ratio,
@@ -277,8 +269,7 @@ impl Book {
         self.plan.status = status;
         fx.plan_status.insert(self.plan.id.clone(), status);
         fx.order_status.insert(self.order_id.clone(), status.into());
-        let seller = Recipient::seller(self.owner_kind, &self.owner_id);
-        fx.notices.push(Notice::order_updated(&self.order_refs(), seller, &self.out_order_no, status.into()));
+        fx.notices.push(Notice::order_updated(&self.order_refs(), self.seller.clone(), &self.out_order_no, status.into()));
     }
 
     /// Everything still owed has fallen due at once (an acceleration the hold could not cover,

@@ -223,11 +223,7 @@ pub fn can_see(caller: &Principal, o: &Order) -> bool {
 }
 
 fn owner_of(o: &Order) -> Recipient {
-    match (&o.store_id, &o.partner_id) {
-        (Some(s), _) => Recipient::Store(s.clone()),
-        (_, Some(p)) => Recipient::Partner(p.clone()),
-        _ => Recipient::Store(String::new()),
-    }
+    Recipient::seller_of(o.store_id.as_deref(), o.partner_id.as_deref()).unwrap_or_else(|| Recipient::Store(String::new()))
 }
 
 /// `order.updated` to the order's store or partner, with the order's status as stored.
