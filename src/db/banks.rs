@@ -4,6 +4,7 @@
 use super::Tx;
 use crate::domain::money::Amount;
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 
 /// How many stripes a new bank's exposure is spread over.
 pub const STRIPES: i16 = 8;
@@ -177,29 +178,24 @@ pub async fn keep_reservation(tx: &Tx<'_>) -> Result<(), tokio_postgres::Error> 
     tx.batch_execute("RELEASE SAVEPOINT reserve_exposure").await
 }
 
-/// Frees exposure on the stripe it was reserved on (the database refuses going below zero).
-pub async fn release(tx: &Tx<'_>, bank_id: &str, stripe: i16, principal: Amount) -> Result<(), tokio_postgres::Error> {
-    if principal.is_zero() {
-        return Ok(());
-    }
-    let n = tx
-        .execute(
-            "UPDATE bank_exposure_stripes SET used_fen = used_fen - $3 WHERE bank_id = $1 AND stripe = $2",
-            &[&bank_id, &stripe, &principal.fen()],
-        )
-        .await?;
-    assert_eq!(n, 1, "the stripe of an order exists");
-    Ok(())
+/// One stripe of a bank's exposure: where an order's principal was reserved.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExposureKey {
+    pub bank_id: String,
+    pub stripe: i16,
 }
 
-/// Frees several (bank, stripe) amounts in one statement, in key order.
-pub async fn release_many(tx: &Tx<'_>, freed: &[(&str, i16, i64)]) -> Result<(), tokio_postgres::Error> {
+/// Frees each stripe's amount in one statement, in key order (the database refuses going below
+/// zero). Reservations are taken by [`try_reserve`] alone; everything freed goes through here.
+pub async fn release_many(tx: &Tx<'_>, freed: &BTreeMap<ExposureKey, i64>) -> Result<(), tokio_postgres::Error> {
+    assert!(freed.values().all(|x| *x >= 0), "exposure is only freed here, never reserved");
+    let freed: Vec<(&ExposureKey, i64)> = freed.iter().filter(|(_, x)| **x > 0).map(|(k, x)| (k, *x)).collect();
     if freed.is_empty() {
         return Ok(());
     }
-    let banks: Vec<&str> = freed.iter().map(|f| f.0).collect();
-    let stripes: Vec<i16> = freed.iter().map(|f| f.1).collect();
-    let amounts: Vec<i64> = freed.iter().map(|f| f.2).collect();
+    let banks: Vec<&str> = freed.iter().map(|f| f.0.bank_id.as_str()).collect();
+    let stripes: Vec<i16> = freed.iter().map(|f| f.0.stripe).collect();
+    let amounts: Vec<i64> = freed.iter().map(|f| f.1).collect();
     let n = tx
         .execute(
             "UPDATE bank_exposure_stripes s SET used_fen = used_fen - t.x FROM unnest($1::text[], $2::int2[], $3::int8[]) AS t(b, st, x)

@@ -9,6 +9,22 @@ pub async fn last_closed(c: &impl Db) -> Result<Option<NaiveDate>, tokio_postgre
     Ok(c.query_one("SELECT max(business_date) FROM business_days", &[]).await?.get(0))
 }
 
+/// One end of day at a time across instances: a session-level lock, held across the run's many
+/// transactions on the connection that took it.
+const END_OF_DAY_LOCK_KEY: i64 = super::lock_keys::END_OF_DAY;
+
+/// Waits for any other end of day to finish, then holds the end-of-day lock on this connection.
+pub async fn lock_end_of_day(c: &impl Db) -> Result<(), tokio_postgres::Error> {
+    c.execute("SELECT pg_advisory_lock($1)", &[&END_OF_DAY_LOCK_KEY]).await?;
+    Ok(())
+}
+
+/// Gives the end-of-day lock back (taken on this same connection by [`lock_end_of_day`]).
+pub async fn unlock_end_of_day(c: &impl Db) -> Result<(), tokio_postgres::Error> {
+    c.execute("SELECT pg_advisory_unlock($1)", &[&END_OF_DAY_LOCK_KEY]).await?;
+    Ok(())
+}
+
 /// Bookers hold this advisory lock shared until they commit; end of day takes it exclusively in
 /// the transaction that closes a date, so nothing can be booked on a date as it closes.
 const CLOSING_LOCK_KEY: i64 = super::lock_keys::CLOSING;

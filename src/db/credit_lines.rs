@@ -4,6 +4,7 @@ use super::Db;
 use super::Tx;
 use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
 use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
@@ -140,18 +141,53 @@ pub async fn update_registration(
     Ok(line(&row))
 }
 
-/// Adds signed deltas to held and drawn (the database refuses a negative or overdrawn result).
-pub async fn move_balances(tx: &Tx<'_>, id: &str, held_delta_fen: i64, drawn_delta_fen: i64) -> Result<CreditLine, tokio_postgres::Error> {
+/// Adds `hold_amount` to the line's held: placing an order's hold. This is the reservation side
+/// of a hold, which order placement writes by itself (pipelined with the order, the hold and the
+/// bank's reservation in one round trip, the line locked when the customer's lines were read);
+/// everything that later moves a line's balances goes through `service::lifecycle::Effects`.
+pub async fn add_held(tx: &Tx<'_>, id: &str, hold_amount: Amount) -> Result<CreditLine, tokio_postgres::Error> {
     let row = tx
         .query_one(
-            &format!(
-                "UPDATE credit_lines SET held_fen = held_fen + $2, drawn_fen = drawn_fen + $3, updated_at = now()
-                 WHERE id = $1 RETURNING {COLUMNS}"
-            ),
-            &[&id, &held_delta_fen, &drawn_delta_fen],
+            &format!("UPDATE credit_lines SET held_fen = held_fen + $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"),
+            &[&id, &hold_amount.fen()],
         )
         .await?;
     Ok(line(&row))
+}
+
+/// What one batch adds to a line's held and drawn (signed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineDelta {
+    pub held_fen: i64,
+    pub drawn_fen: i64,
+}
+
+/// Lines locked in id order (the fixed lock order): those of `ids` that exist.
+pub async fn lock_many(tx: &Tx<'_>, ids: &[&str]) -> Result<Vec<CreditLine>, tokio_postgres::Error> {
+    let rows = tx.query(&format!("SELECT {COLUMNS} FROM credit_lines WHERE id = ANY($1) ORDER BY id FOR UPDATE"), &[&ids]).await?;
+    Ok(rows.iter().map(line).collect())
+}
+
+/// Adds each delta to its line's held and drawn in one statement (the database refuses a negative
+/// or overdrawn result); answers the lines as written. The caller has locked them.
+pub async fn move_balances(tx: &Tx<'_>, deltas: &BTreeMap<String, LineDelta>) -> Result<Vec<CreditLine>, tokio_postgres::Error> {
+    if deltas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = deltas.keys().map(String::as_str).collect();
+    let held: Vec<i64> = deltas.values().map(|l| l.held_fen).collect();
+    let drawn: Vec<i64> = deltas.values().map(|l| l.drawn_fen).collect();
+    let rows = tx
+        .query(
+            &format!(
+                "UPDATE credit_lines l SET held_fen = held_fen + t.h, drawn_fen = drawn_fen + t.d, updated_at = now()
+                 FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(line_id, h, d) WHERE l.id = t.line_id RETURNING {COLUMNS}"
+            ),
+            &[&ids, &held, &drawn],
+        )
+        .await?;
+    assert_eq!(rows.len(), ids.len(), "every line changed was written");
+    Ok(rows.iter().map(line).collect())
 }
 
 pub async fn insert_debt_repayment(

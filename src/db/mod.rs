@@ -2,14 +2,17 @@
 //! One module per aggregate below; every function there takes a transaction (or a client).
 
 pub mod api_keys;
+pub mod audit;
 pub mod banks;
 pub mod business_days;
+pub mod compensations;
 pub mod credit_lines;
 pub mod idempotency;
 pub mod journal;
 pub mod notices;
 pub mod orders;
 pub mod plans;
+pub mod repayments;
 pub mod reports;
 pub mod setup;
 pub mod verify;
@@ -227,6 +230,20 @@ impl Db for deadpool_postgres::ClientWrapper {
             tokio_postgres::Client::query_opt(self, &statement, params).await.inspect_err(|e| log_row_count(e, sql))
         }
     }
+}
+
+/// Sets the status of each row of `table` (plans or orders) named in `ids` to the one at the same
+/// index of `statuses`, in one statement.
+async fn set_statuses(tx: &Tx<'_>, table: &'static str, ids: &[&str], statuses: &[&str]) -> Result<(), tokio_postgres::Error> {
+    assert_eq!(ids.len(), statuses.len(), "one status per row");
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql =
+        format!("UPDATE {table} x SET status = t.s, updated_at = now() FROM unnest($1::text[], $2::text[]) AS t(id, s) WHERE x.id = t.id");
+    let n = tx.execute(&sql, &[&ids, &statuses]).await?;
+    assert_eq!(n as usize, ids.len(), "every status changed was written");
+    Ok(())
 }
 
 /// A pool whose waits are bounded by `timeout`, so a lost database answers 503 quickly.

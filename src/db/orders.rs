@@ -6,6 +6,7 @@ use crate::domain::money::Amount;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use tokio_postgres::Row;
 
 #[derive(Debug, Clone)]
@@ -211,6 +212,86 @@ pub async fn set_status(
     Ok(order(&row))
 }
 
+/// Sets several orders' statuses in one statement (`statuses[i]` is `ids[i]`'s).
+pub async fn set_statuses(tx: &Tx<'_>, ids: &[&str], statuses: &[&str]) -> Result<(), tokio_postgres::Error> {
+    super::set_statuses(tx, "orders", ids, statuses).await
+}
+
+/// An order's terms as a funded plan's life uses them, read with the plan.
+#[derive(Debug, Clone)]
+pub struct PlanTerms {
+    pub order_id: String,
+    pub store_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub out_order_no: String,
+    pub hold_id: String,
+    pub hold_ratio: Decimal,
+    pub penalty_daily_rate: Decimal,
+    pub grace_days: i32,
+    pub exposure_stripe: i16,
+}
+
+/// The terms of the orders of these plans (one each: plans.order_id is unique).
+pub async fn terms_of_plans(tx: &Tx<'_>, plan_ids: &[String]) -> Result<Vec<PlanTerms>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT o.id, o.store_id, o.partner_id, o.out_order_no, o.hold_id, o.hold_ratio, o.penalty_daily_rate, o.grace_days,
+                    o.exposure_stripe
+             FROM orders o JOIN plans p ON p.order_id = o.id WHERE p.id = ANY($1)",
+            &[&plan_ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|o| PlanTerms {
+            order_id: o.get(0),
+            store_id: o.get(1),
+            partner_id: o.get(2),
+            out_order_no: o.get(3),
+            hold_id: o.get(4),
+            hold_ratio: o.get(5),
+            penalty_daily_rate: o.get(6),
+            grace_days: o.get(7),
+            exposure_stripe: o.get(8),
+        })
+        .collect())
+}
+
+/// The daily penalty rate the order was placed with.
+pub async fn penalty_daily_rate(c: &impl Db, id: &str) -> Result<Decimal, tokio_postgres::Error> {
+    Ok(c.query_one("SELECT penalty_daily_rate FROM orders WHERE id = $1", &[&id]).await?.get(0))
+}
+
+/// The orders still awaiting funding whose deadline is before `date` begins (Asia/Shanghai), in
+/// creation order: what end of day for `date` expires. Read without locks.
+pub async fn expirable(c: &impl Db, date: NaiveDate) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT id FROM orders WHERE status = 'awaiting_funding'
+               AND funding_deadline < ($1::date::timestamp AT TIME ZONE 'Asia/Shanghai')
+             ORDER BY seq",
+            &[&date],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Locks those of `ids` that are still expirable on `date`, in creation order, and answers them.
+/// It waits for a cancellation or funding decision in flight, then finds the order decided.
+pub async fn lock_expirable(tx: &Tx<'_>, ids: &[String], date: NaiveDate) -> Result<Vec<Order>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1) AND status = 'awaiting_funding'
+                   AND funding_deadline < ($2::date::timestamp AT TIME ZONE 'Asia/Shanghai')
+                 ORDER BY seq FOR UPDATE"
+            ),
+            &[&ids, &date],
+        )
+        .await?;
+    Ok(rows.iter().map(order).collect())
+}
+
 /// The keyed ID-number hash of the customer of `line_id`, and how many of the seller's orders on
 /// that customer's lines (one per provider) were cancelled within the last `hours`, counted up to
 /// `cap` (index `orders_cancelled_by_seller`).
@@ -346,28 +427,51 @@ pub async fn lock_hold(tx: &Tx<'_>, id: &str) -> Result<Hold, tokio_postgres::Er
     Ok(hold(&tx.query_one(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1 FOR UPDATE"), &[&id]).await?))
 }
 
-/// What leaves the hold's remaining: released, converted or voided amounts. Sets the status.
-pub async fn take_from_hold(
-    tx: &Tx<'_>,
-    id: &str,
-    released_fen: i64,
-    converted_fen: i64,
-    voided_fen: i64,
-) -> Result<Hold, tokio_postgres::Error> {
-    let row = tx
-        .query_one(
+/// What one batch takes out of a hold's remaining (released to its line, converted into the
+/// line's drawn, voided), and the remaining the service computed it leaves: written by
+/// [`take_from_holds`], which checks the row it wrote against it.
+#[derive(Debug, Clone, Default)]
+pub struct HoldChange {
+    pub line_id: String,
+    pub released_fen: i64,
+    pub converted_fen: i64,
+    pub voided_fen: i64,
+    pub remaining_after_fen: i64,
+}
+
+/// Takes each change out of its hold's remaining in one statement (the holds are locked already,
+/// in id order) and sets the status: voided once anything is voided, closed at zero. Answers the
+/// holds as written, each checked against its change.
+pub async fn take_from_holds(tx: &Tx<'_>, changes: &BTreeMap<String, HoldChange>) -> Result<BTreeMap<String, Hold>, tokio_postgres::Error> {
+    if changes.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ids: Vec<&str> = changes.keys().map(String::as_str).collect();
+    let released: Vec<i64> = changes.values().map(|h| h.released_fen).collect();
+    let converted: Vec<i64> = changes.values().map(|h| h.converted_fen).collect();
+    let voided: Vec<i64> = changes.values().map(|h| h.voided_fen).collect();
+    let rows = tx
+        .query(
             &format!(
-                "UPDATE holds SET released_fen = released_fen + $2, converted_fen = converted_fen + $3, voided_fen = voided_fen + $4,
-                     remaining_fen = remaining_fen - $2 - $3 - $4,
-                     status = CASE WHEN $4 > 0 THEN 'voided'
-                                   WHEN remaining_fen - $2 - $3 - $4 = 0 THEN 'closed' ELSE status END,
+                "UPDATE holds h SET released_fen = released_fen + t.r, converted_fen = converted_fen + t.c, voided_fen = voided_fen + t.v,
+                     remaining_fen = remaining_fen - t.r - t.c - t.v,
+                     status = CASE WHEN t.v > 0 THEN 'voided' WHEN remaining_fen - t.r - t.c - t.v = 0 THEN 'closed' ELSE status END,
                      updated_at = now()
-                 WHERE id = $1 RETURNING {HOLD_COLUMNS}"
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS t(hold_id, r, c, v) WHERE h.id = t.hold_id
+                 RETURNING {HOLD_COLUMNS}"
             ),
-            &[&id, &released_fen, &converted_fen, &voided_fen],
+            &[&ids, &released, &converted, &voided],
         )
         .await?;
-    Ok(hold(&row))
+    assert_eq!(rows.len(), ids.len(), "every hold changed was written");
+    let written: BTreeMap<String, Hold> = rows.iter().map(hold).map(|h| (h.id.clone(), h)).collect();
+    for (id, change) in changes {
+        let h = &written[id];
+        assert_eq!(h.credit_line_id, change.line_id, "hold {id}'s change moves its own credit line");
+        assert_eq!(h.remaining.fen(), change.remaining_after_fen, "hold {id} keeps the remaining its change computed");
+        assert!(change.voided_fen == 0 || (h.remaining.is_zero() && h.status == "voided"), "a voided hold is voided to zero");
+    }
+    Ok(written)
 }
 
 /// Holds locked in id order.

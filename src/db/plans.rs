@@ -126,6 +126,11 @@ pub async fn set_status(tx: &Tx<'_>, id: &str, status: &str) -> Result<(), tokio
     Ok(())
 }
 
+/// Sets several plans' statuses in one statement (`statuses[i]` is `ids[i]`'s).
+pub async fn set_statuses(tx: &Tx<'_>, ids: &[&str], statuses: &[&str]) -> Result<(), tokio_postgres::Error> {
+    super::set_statuses(tx, "plans", ids, statuses).await
+}
+
 pub async fn set_accelerated(tx: &Tx<'_>, id: &str, as_of: NaiveDate, reason: &str) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "UPDATE plans SET accelerated_as_of = $2, accelerated_reason = $3, updated_at = now() WHERE id = $1",

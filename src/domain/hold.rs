@@ -108,14 +108,12 @@ pub fn hold_target(unpaid_scheduled: Amount, hold_ratio: Decimal) -> Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::test_support::*;
     use crate::domain::money::Rate;
     use crate::domain::schedule::{Pricing, build_schedule};
     use chrono::NaiveDate;
     use rust_decimal_macros::dec;
 
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
 
     #[test]
     fn worked_example_hold() {

@@ -541,6 +541,7 @@ pub fn compensate(inst: &mut InstallmentState, available_from_hold: Amount) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::test_support::*;
     use crate::domain::money::Rate;
     use crate::domain::schedule::{Pricing, build_schedule};
     use proptest::prelude::*;
@@ -548,12 +549,6 @@ mod tests {
 
     const PENALTY_RATE: Decimal = dec!(0.0005);
 
-    fn d(year: i32, month: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(year, month, day).unwrap()
-    }
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
     fn split(principal: &str, interest: &str, fee: &str, penalty: &str) -> Split {
         Split { principal: amount(principal), interest: amount(interest), fee: amount(fee), penalty: amount(penalty) }
     }

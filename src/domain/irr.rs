@@ -238,14 +238,12 @@ fn initial_bracket(principal: Decimal, payments: &[Decimal], total: Decimal) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::test_support::*;
     use crate::domain::schedule::build_schedule;
     use chrono::NaiveDate;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;
 
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
     fn rate(text: &str) -> Rate {
         Rate::parse(text).unwrap()
     }

@@ -13,6 +13,8 @@ mod parser_properties;
 pub mod partner;
 pub mod placement;
 pub mod schedule;
+#[cfg(test)]
+mod test_support;
 
 pub use dates::{DateError, SHANGHAI, add_months_clamped, parse_date, shanghai_date};
 pub use hold::{HoldRatio, hold_amount, hold_target};

@@ -63,13 +63,8 @@ pub fn eligibility(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::test_support::*;
 
-    fn d(year: i32, month: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(year, month, day).unwrap()
-    }
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
     fn min_deposit() -> Amount {
         amount("3000000.00")
     }

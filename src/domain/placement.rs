@@ -177,15 +177,10 @@ fn candidate_banks(banks: &[BankFacts<'_>], apr: Decimal, region: &RegionCode) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::test_support::*;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;
 
-    fn d(year: i32, month: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(year, month, day).unwrap()
-    }
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
     }

@@ -248,15 +248,10 @@ fn assert_schedule(schedule: &[ScheduledInstallment], principal: Amount, term_mo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::test_support::*;
     use crate::domain::dates::add_months_clamped;
     use proptest::prelude::*;
 
-    fn d(year: i32, month: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(year, month, day).unwrap()
-    }
-    fn amount(text: &str) -> Amount {
-        Amount::parse(text).unwrap()
-    }
     fn rate(text: &str) -> Rate {
         Rate::parse(text).unwrap()
     }

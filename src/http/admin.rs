@@ -50,24 +50,8 @@ pub(super) async fn verify(state: State) -> ApiResult<HttpResponse> {
 
 pub(super) async fn audit_log(state: State, req: HttpRequest) -> ApiResult<HttpResponse> {
     let page = Page::from_request(&req)?;
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT seq, at, actor, action, object_id, request_id FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&page.after_seq()?, &(page.limit + 1)],
-        )
-        .await?;
-    let more = rows.len() as i64 > page.limit;
-    let items: Vec<_> = rows.iter().take(page.limit as usize).collect();
-    let next = if more { items.last().map(|r| encode_cursor(r.get(0))) } else { None };
-    let data: Vec<_> = items
-        .iter()
-        .map(|r| {
-            json!({ "at": r.get::<_, chrono::DateTime<chrono::Utc>>(1), "actor": r.get::<_, String>(2), "action": r.get::<_, String>(3),
-                    "object_id": r.get::<_, String>(4), "request_id": r.get::<_, String>(5) })
-        })
-        .collect();
-    ok(&json!({ "data": data, "next_cursor": next }))
+    let items = crate::service::audit::page(&state, page.after_seq()?, page.limit + 1).await?;
+    Ok(page_of(items, page.limit, |e| e.seq, |e| e))
 }
 
 /// `GET /v1/notices?after=<notice id>&limit=`: the caller's own notices in order (admin: all).

@@ -1,6 +1,7 @@
 //! Credit lines (API.md section 3): the whitelist registered by providers, debt repayments, holds.
 
 use super::Deps;
+use super::lifecycle::Effects;
 use crate::auth::{Principal, PrincipalKind, new_object_id};
 use crate::db::credit_lines::{self as lines, CreditLine, NewLine};
 use crate::db::journal::{Entry, Refs, account};
@@ -207,11 +208,10 @@ pub async fn repay_debt(state: &Deps, caller: &Principal, line_id: &str, request
             let booked_on = db::business_days::booking_date(tx, state.clock.today()).await?;
             let id = new_object_id("drp");
             lines::insert_debt_repayment(tx, &id, line_id, amount, booked_on).await?;
-            let after = lines::move_balances(tx, line_id, 0, -amount.fen()).await?;
+            let mut fx = Effects::default();
+            fx.repay_debt(line_id, amount, booked_on, &id);
+            let after = fx.apply(tx).await?.lines.remove(line_id).expect("apply wrote the line it moved");
             assert_eq!(after.drawn.fen(), line.drawn.fen() - amount.fen(), "drawn fell by the repayment");
-            let mut e = Entry::new("line.debt_repaid", booked_on, Refs::new().line(line_id).reference(&id));
-            e.transfer(account::line_drawn(line_id), account::line_available(line_id), amount.fen());
-            e.post(tx).await?;
             Ok((StatusCode::OK, view(after, state.clock.today())))
         },
     )

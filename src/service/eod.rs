@@ -5,16 +5,15 @@
 use super::lifecycle::{Book, Effects, load_books};
 use super::order_notices::OrderRefs;
 use crate::clock::Clock;
-use crate::db::notices::record;
-use crate::db::orders as orders_db;
+use crate::db::notices::{NewNotice, record};
+use crate::db::orders::{self as orders_db, Hold, Order};
+use crate::db::{Tx, business_days};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use chrono::NaiveDate;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::Instant;
-
-const EOD_LOCK_KEY: i64 = crate::db::lock_keys::END_OF_DAY;
 
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Counted {
@@ -59,10 +58,10 @@ impl Totals {
 #[tracing::instrument(skip_all, fields(business_date = %date))]
 pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
     let client = pool.get().await?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&EOD_LOCK_KEY]).await?;
+    business_days::lock_end_of_day(&**client).await?;
     let after_today = || date > clock.today() && !allow_future_dates;
     let result = run_locked(pool, &client, date, after_today, chunk_size.clamp(1, 100_000) as i64).await;
-    if let Err(e) = client.execute("SELECT pg_advisory_unlock($1)", &[&EOD_LOCK_KEY]).await {
+    if let Err(e) = business_days::unlock_end_of_day(&**client).await {
         tracing::error!(error = %e, "releasing the end-of-day lock failed; dropping the connection");
         let _ = deadpool_postgres::Object::take(client);
     }
@@ -78,7 +77,7 @@ async fn run_locked(
     after_today: impl Fn() -> bool,
     chunk: i64,
 ) -> ApiResult<EodSummary> {
-    let last = crate::db::business_days::last_closed(&***client).await?;
+    let last = business_days::last_closed(&***client).await?;
     if let Some(last) = last
         && date < last
     {
@@ -119,50 +118,66 @@ async fn run_locked(
 }
 
 /// Orders still awaiting funding whose deadline's date is before D: the hold is voided. They are
-/// booked in order of the orders' creation (API.md §8), whatever their deadlines.
+/// booked in order of the orders' creation (API.md §8), whatever their deadlines. The orders are
+/// found once, then expired a chunk per transaction, so the loop ends with the work found; an
+/// order placed meanwhile expires in a later end of day, as one placed after the run would.
 async fn expire_orders(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
     let started = Instant::now();
-    let mut chunks = 0;
-    loop {
+    let found = orders_db::expirable(&**pool.get().await?, date).await?;
+    let chunk = usize::try_from(chunk).expect("the chunk size is clamped to 1..=100000");
+    let max_chunks = found.len().div_ceil(chunk);
+    let (mut chunks, mut expired) = (0, 0);
+    for ids in found.chunks(chunk) {
         let mut client = pool.get().await?;
-        let tx = crate::db::Tx::begin(&mut client).await?;
-        let ids: Vec<String> = tx
-            .query(
-                "SELECT id FROM orders WHERE status = 'awaiting_funding'
-                   AND funding_deadline < ($1::date::timestamp AT TIME ZONE 'Asia/Shanghai')
-                 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
-                &[&date, &chunk],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if ids.is_empty() {
-            break;
-        }
-        let mut notices = Vec::with_capacity(ids.len() * 3);
-        for id in &ids {
-            let order = orders_db::lock(&tx, id).await?.expect("this transaction selected the order FOR UPDATE just above");
-            assert_eq!(order.status, "awaiting_funding", "only orders awaiting funding expire");
-            let hold = super::orders::unwind(&tx, &order, "exposure.released", date).await?;
-            let order = orders_db::set_status(&tx, id, "expired", Some("funding timeout"), Some(date)).await?;
-            let refs = OrderRefs::of_order(&order);
-            notices.push(refs.notice(
-                "order.expired",
-                "bank",
-                &order.bank_id,
-                json!({ "amount": order.principal, "principal": order.principal }),
-            ));
-            notices.push(super::orders::hold_notice("hold.voided", &refs, &hold, hold.voided));
-            notices.push(super::orders::order_updated(&refs, &order));
-        }
+        let tx = Tx::begin(&mut client).await?;
+        // Those cancelled, rejected or funded since they were found are left out.
+        let orders = orders_db::lock_expirable(&tx, ids, date).await?;
+        let notices = expire_chunk(&tx, &orders, date).await?;
         record(&tx, &notices).await?;
         tx.commit().await?;
         chunks += 1;
-        totals.holds_expired += ids.len() as i64;
+        expired += orders.len();
+        totals.holds_expired += orders.len() as i64;
         tracing::info!(business_date = %date, chunks, orders = totals.holds_expired, elapsed_ms = started.elapsed().as_millis() as u64, "end of day: expiring unfunded orders");
     }
+    assert!(
+        chunks == max_chunks && expired <= found.len(),
+        "expiry ran one chunk per {chunk} orders found, and expired no more than were found"
+    );
     Ok(())
+}
+
+/// Voids the holds of a chunk of locked orders in one apply, then marks them expired: the notices
+/// about each, in the orders' order.
+async fn expire_chunk(tx: &Tx<'_>, orders: &[Order], date: NaiveDate) -> ApiResult<Vec<NewNotice>> {
+    let hold_ids: Vec<String> = orders.iter().map(|o| o.hold_id.clone()).collect();
+    let holds: std::collections::BTreeMap<String, Hold> =
+        orders_db::lock_holds(tx, &hold_ids).await?.into_iter().map(|h| (h.id.clone(), h)).collect();
+    let mut fx = Effects::default();
+    for order in orders {
+        assert_eq!(order.status, "awaiting_funding", "only orders awaiting funding expire");
+        // holds.order_id lost its foreign key (V7): a missing hold is stored data gone wrong.
+        let hold = holds.get(&order.hold_id).ok_or_else(|| {
+            ApiError::internal_because("Failed to expire an order", format!("order {} has no hold {}", order.id, order.hold_id))
+        })?;
+        fx.void(order, hold, "exposure.released", date);
+    }
+    let mut applied = fx.apply(tx).await?;
+    let mut notices = Vec::with_capacity(orders.len() * 3);
+    for order in orders {
+        let hold = applied.holds.remove(&order.hold_id).expect("apply wrote every hold it voided");
+        let order = orders_db::set_status(tx, &order.id, "expired", Some("funding timeout"), Some(date)).await?;
+        let refs = OrderRefs::of_order(&order);
+        notices.push(refs.notice(
+            "order.expired",
+            "bank",
+            &order.bank_id,
+            json!({ "amount": order.principal, "principal": order.principal }),
+        ));
+        notices.push(super::orders::hold_notice("hold.voided", &refs, &hold, hold.voided));
+        notices.push(super::orders::order_updated(&refs, &order));
+    }
+    Ok(notices)
 }
 
 /// Active plans with an unpaid installment due before D (or on D with no grace), a chunk of plans per transaction.
@@ -170,11 +185,12 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
     let started = Instant::now();
     let candidates = due_plans(pool, date).await?;
     tracing::info!(business_date = %date, plans = candidates.len(), elapsed_ms = started.elapsed().as_millis() as u64, "end of day: plans with something due");
-    let mut chunks = 0u64;
-    let mut plans_done = 0u64;
-    for ids in candidates.chunks(chunk.max(1) as usize) {
+    let chunk = usize::try_from(chunk).expect("the chunk size is clamped to 1..=100000");
+    let max_chunks = candidates.len().div_ceil(chunk);
+    let (mut chunks, mut plans_done) = (0, 0);
+    for ids in candidates.chunks(chunk) {
         let mut client = pool.get().await?;
-        let tx = crate::db::Tx::begin(&mut client).await?;
+        let tx = Tx::begin(&mut client).await?;
         let mut books = load_books(&tx, ids).await?;
         // Locked in id order, the one lock order of every multi-plan transaction; booked in the
         // plans' creation order (API.md §8), the order `due_plans` answers.
@@ -191,9 +207,10 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         fx.apply(&tx).await?;
         tx.commit().await?;
         chunks += 1;
-        plans_done += ids.len() as u64;
+        plans_done += ids.len();
         tracing::info!(business_date = %date, chunks, plans = plans_done, elapsed_ms = started.elapsed().as_millis() as u64, "end of day: due installments");
     }
+    assert!(chunks == max_chunks && plans_done == candidates.len(), "one chunk per {chunk} plans found, each plan found in one");
     Ok(())
 }
 

@@ -4,9 +4,12 @@
 //! statements.
 
 use super::order_notices::OrderRefs;
+use crate::db::banks::{self, ExposureKey};
+use crate::db::compensations::{self, Compensation};
+use crate::db::credit_lines::{self, CreditLine, LineDelta};
 use crate::db::journal::{self, Entry, Refs, account};
 use crate::db::notices::{NewNotice, record};
-use crate::db::orders::Hold;
+use crate::db::orders::{Hold, HoldChange, Order};
 use crate::db::plans::{self, Plan};
 use crate::db::{Tx, orders as orders_db};
 use crate::domain::hold::hold_target;
@@ -43,16 +46,9 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
         return Ok(Vec::new());
     }
     let ids: Vec<String> = plans.iter().map(|p| p.id.clone()).collect();
-    let order_rows = tx
-        .query(
-            "SELECT o.id, o.store_id, o.partner_id, o.out_order_no, o.hold_id, o.hold_ratio, o.penalty_daily_rate, o.grace_days,
-                    o.exposure_stripe
-             FROM orders o JOIN plans p ON p.order_id = o.id WHERE p.id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    let mut orders: BTreeMap<String, tokio_postgres::Row> = order_rows.into_iter().map(|r| (r.get::<_, String>(0), r)).collect();
-    let hold_ids: Vec<String> = orders.values().map(|r| r.get::<_, String>(4)).collect();
+    let terms = orders_db::terms_of_plans(tx, &ids).await?;
+    let mut orders: BTreeMap<String, orders_db::PlanTerms> = terms.into_iter().map(|t| (t.order_id.clone(), t)).collect();
+    let hold_ids: Vec<String> = orders.values().map(|t| t.hold_id.clone()).collect();
     let holds = orders_db::lock_holds(tx, &hold_ids).await?;
     let mut holds: BTreeMap<String, Hold> = holds.into_iter().map(|h| (h.id.clone(), h)).collect();
     let mut insts: BTreeMap<String, Vec<plans::InstallmentRow>> = BTreeMap::new();
@@ -63,7 +59,7 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
     for plan in plans {
         // plans.order_id keeps its foreign key to orders (V7 dropped only the orders' and holds' own).
         let o = orders.remove(&plan.order_id).expect("plans.order_id references orders, and the join read every plan's order");
-        let (owner_kind, owner_id) = match (o.get::<_, Option<String>>(1), o.get::<_, Option<String>>(2)) {
+        let (owner_kind, owner_id) = match (o.store_id, o.partner_id) {
             (Some(s), _) => ("store", s),
             (_, Some(p)) => ("partner", p),
             // No constraint holds one of the two: stored data, not code, would be wrong.
@@ -74,22 +70,21 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
                 ));
             }
         };
-        let hold_id: String = o.get(4);
-        let hold = holds
-            .remove(&hold_id)
-            .ok_or_else(|| ApiError::internal_because("Failed to load a plan", format!("order {} has no hold {hold_id}", plan.order_id)))?;
+        let hold = holds.remove(&o.hold_id).ok_or_else(|| {
+            ApiError::internal_because("Failed to load a plan", format!("order {} has no hold {}", plan.order_id, o.hold_id))
+        })?;
         let rows = insts.remove(&plan.id).unwrap_or_default();
         let n = rows.len();
         books.push(Book {
             order_id: plan.order_id.clone(),
             owner_kind,
             owner_id,
-            out_order_no: o.get(3),
+            out_order_no: o.out_order_no,
             hold,
-            hold_ratio: o.get(5),
-            penalty_daily_rate: o.get(6),
-            grace_days: i64::from(o.get::<_, i32>(7)),
-            exposure_stripe: o.get(8),
+            hold_ratio: o.hold_ratio,
+            penalty_daily_rate: o.penalty_daily_rate,
+            grace_days: i64::from(o.grace_days),
+            exposure_stripe: o.exposure_stripe,
             statuses: rows.iter().map(|r| r.status.clone()).collect(),
             insts: rows.into_iter().map(|r| r.state).collect(),
             changed: vec![false; n],
@@ -99,24 +94,34 @@ pub async fn load_books(tx: &Tx<'_>, plan_ids: &[String]) -> ApiResult<Vec<Book>
     Ok(books)
 }
 
-/// Everything a batch of changes writes, collected first.
+/// Everything a batch of changes writes, collected first, then written by [`Effects::apply`]:
+/// the one path by which a line's held and drawn, a hold's released, converted, voided and
+/// remaining, and a bank's exposure change after placement (repayments, compensations, releases,
+/// settlement, default, and the voiding of cancellation, rejection and expiry). Placement's
+/// reservation (the new hold, its amount added to the line's held, the bank's exposure taken in
+/// `db::banks::try_reserve`) is the one other writer: a separate mechanism that reserves under
+/// its own locks in one pipelined round trip.
 #[derive(Default)]
 pub struct Effects {
     installments: Vec<(String, InstallmentState, String)>,
-    /// hold id → (line id, released, converted)
-    holds: BTreeMap<String, (String, i64, i64)>,
-    /// line id → (held delta, drawn delta)
-    lines: BTreeMap<String, (i64, i64)>,
-    /// (bank id, stripe) → principal repaid (exposure freed)
-    exposure_freed: BTreeMap<(String, i16), i64>,
+    holds: BTreeMap<String, HoldChange>,
+    lines: BTreeMap<String, LineDelta>,
+    /// Principal no longer counting against a bank's exposure, per stripe.
+    exposure_freed: BTreeMap<ExposureKey, i64>,
     plan_status: BTreeMap<String, String>,
     order_status: BTreeMap<String, String>,
-    compensations: Vec<(String, u32, Split, NaiveDate, NaiveDate)>,
+    compensations: Vec<Compensation>,
     pub entries: Vec<Entry>,
     pub notices: Vec<NewNotice>,
     pub compensated: Counter,
     pub uncovered: Counter,
     pub released_fen: i64,
+}
+
+/// The holds and lines an [`Effects::apply`] wrote, as written.
+pub struct Applied {
+    pub holds: BTreeMap<String, Hold>,
+    pub lines: BTreeMap<String, CreditLine>,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -192,7 +197,7 @@ impl Book {
                 (split.interest + split.fee + split.penalty).fen(),
             )
             .transfer(account::bank_exposure(bank), account::bank_exposure_source(bank), split.principal.fen());
-        *fx.exposure_freed.entry((bank.clone(), self.exposure_stripe)).or_default() += split.principal.fen();
+        fx.free_exposure(bank, self.exposure_stripe, split.principal);
     }
 
     /// Takes `amount` out of the hold into the credit line's drawn (代偿), on `e`.
@@ -202,11 +207,10 @@ impl Book {
         self.hold.converted += amount;
         self.hold.assert_balanced();
         let line = self.hold.credit_line_id.clone();
-        let h = fx.holds.entry(self.hold.id.clone()).or_insert((line.clone(), 0, 0));
-        h.2 += amount.fen();
+        fx.hold_change(&self.hold).converted_fen += amount.fen();
         let l = fx.lines.entry(line.clone()).or_default();
-        l.0 -= amount.fen();
-        l.1 += amount.fen();
+        l.held_fen -= amount.fen();
+        l.drawn_fen += amount.fen();
         e.transfer(account::line_held(&line), account::line_drawn(&line), amount.fen()).transfer(
             account::hold_remaining(&self.hold.id),
             account::hold_converted(&self.hold.id),
@@ -222,9 +226,8 @@ impl Book {
         self.hold.released += amount;
         self.hold.assert_balanced();
         let line = self.hold.credit_line_id.clone();
-        let h = fx.holds.entry(self.hold.id.clone()).or_insert((line.clone(), 0, 0));
-        h.1 += amount.fen();
-        fx.lines.entry(line.clone()).or_default().0 -= amount.fen();
+        fx.hold_change(&self.hold).released_fen += amount.fen();
+        fx.lines.entry(line.clone()).or_default().held_fen -= amount.fen();
         let mut e = Entry::new("hold.released", booked_on, self.refs());
         e.transfer(account::line_held(&line), account::line_available(&line), amount.fen()).transfer(
             account::hold_remaining(&self.hold.id),
@@ -249,7 +252,7 @@ impl Book {
             self.pay_into(fx, &mut e, &split);
             fx.entries.push(e);
             let seq = self.insts[index].seq;
-            fx.compensations.push((self.plan.id.clone(), seq, split, value_date, booked_on));
+            fx.compensations.push(Compensation { plan_id: self.plan.id.clone(), installment_seq: seq, split, value_date, booked_on });
             fx.compensated.add(amount);
             let mut data = split_json(&split);
             data["installment_seq"] = json!(seq);
@@ -333,74 +336,95 @@ impl Book {
 }
 
 impl Effects {
+    /// The change of `hold`, which the caller has just changed in memory: the remaining it leaves
+    /// is the hold's now, checked against the row written.
+    fn hold_change(&mut self, hold: &Hold) -> &mut HoldChange {
+        let change = self
+            .holds
+            .entry(hold.id.clone())
+            .or_insert_with(|| HoldChange { line_id: hold.credit_line_id.clone(), ..HoldChange::default() });
+        change.remaining_after_fen = hold.remaining.fen();
+        change
+    }
+
+    fn free_exposure(&mut self, bank_id: &str, stripe: i16, principal: Amount) {
+        *self.exposure_freed.entry(ExposureKey { bank_id: bank_id.to_string(), stripe }).or_default() += principal.fen();
+    }
+
+    /// Voids what is left of an unfunded order's hold, `hold` as locked, back to its line's
+    /// available, and frees the principal its bank reserved (cancellation, rejection, expiry):
+    /// the hold's `hold.voided` entry and the bank's entry of `kind`.
+    pub fn void(&mut self, order: &Order, hold: &Hold, kind: &'static str, booked_on: NaiveDate) {
+        assert_eq!((&hold.id, &hold.order_id), (&order.hold_id, &order.id), "the hold voided is the order's");
+        let voided = hold.remaining;
+        let mut after = hold.clone();
+        after.voided += voided;
+        after.remaining = Amount::ZERO;
+        after.assert_balanced();
+        self.hold_change(&after).voided_fen += voided.fen();
+        let line = &hold.credit_line_id;
+        self.lines.entry(line.clone()).or_default().held_fen -= voided.fen();
+        self.free_exposure(&order.bank_id, order.exposure_stripe, order.principal);
+        let refs = Refs::new().order(&order.id).hold(&hold.id).line(line).bank(&order.bank_id);
+        let mut e = Entry::new("hold.voided", booked_on, refs.clone());
+        e.transfer(account::line_held(line), account::line_available(line), voided.fen()).transfer(
+            account::hold_remaining(&hold.id),
+            account::hold_voided(&hold.id),
+            voided.fen(),
+        );
+        self.entries.push(e);
+        let mut e = Entry::new(kind, booked_on, refs);
+        e.transfer(account::bank_exposure(&order.bank_id), account::bank_exposure_source(&order.bank_id), order.principal.fen());
+        self.entries.push(e);
+    }
+
+    /// The customer repaid `amount` of the line's drawn to its provider (debt repayment `id`).
+    pub fn repay_debt(&mut self, line_id: &str, amount: Amount, booked_on: NaiveDate, id: &str) {
+        self.lines.entry(line_id.to_string()).or_default().drawn_fen -= amount.fen();
+        let mut e = Entry::new("line.debt_repaid", booked_on, Refs::new().line(line_id).reference(id));
+        e.transfer(account::line_drawn(line_id), account::line_available(line_id), amount.fen());
+        self.entries.push(e);
+    }
+
     /// Writes everything in a few statements, in the fixed lock order: holds, lines, banks.
-    pub async fn apply(self, tx: &Tx<'_>) -> ApiResult<()> {
+    pub async fn apply(self, tx: &Tx<'_>) -> ApiResult<Applied> {
         let rows: Vec<(&str, &InstallmentState, &str)> = self.installments.iter().map(|(p, s, st)| (p.as_str(), s, st.as_str())).collect();
         plans::save_installments(tx, &rows).await?;
-        if !self.holds.is_empty() {
-            let ids: Vec<&str> = self.holds.keys().map(String::as_str).collect();
-            let released: Vec<i64> = self.holds.values().map(|h| h.1).collect();
-            let converted: Vec<i64> = self.holds.values().map(|h| h.2).collect();
-            let n = tx
-                .execute(
-                    "UPDATE holds h SET released_fen = released_fen + t.r, converted_fen = converted_fen + t.c,
-                         remaining_fen = remaining_fen - t.r - t.c,
-                         status = CASE WHEN remaining_fen - t.r - t.c = 0 THEN 'closed' ELSE status END, updated_at = now()
-                     FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(id, r, c) WHERE h.id = t.id",
-                    &[&ids, &released, &converted],
-                )
-                .await?;
-            assert_eq!(n as usize, ids.len(), "every hold changed was written");
-        }
-        if !self.lines.is_empty() {
-            let ids: Vec<&str> = self.lines.keys().map(String::as_str).collect();
-            tx.query("SELECT 1 FROM credit_lines WHERE id = ANY($1) ORDER BY id FOR UPDATE", &[&ids]).await?;
-            let held: Vec<i64> = self.lines.values().map(|l| l.0).collect();
-            let drawn: Vec<i64> = self.lines.values().map(|l| l.1).collect();
-            let n = tx
-                .execute(
-                    "UPDATE credit_lines l SET held_fen = held_fen + t.h, drawn_fen = drawn_fen + t.d, updated_at = now()
-                     FROM unnest($1::text[], $2::int8[], $3::int8[]) AS t(id, h, d) WHERE l.id = t.id",
-                    &[&ids, &held, &drawn],
-                )
-                .await?;
-            assert_eq!(n as usize, ids.len(), "every line changed was written");
-        }
-        let freed: Vec<(&str, i16, i64)> =
-            self.exposure_freed.iter().filter(|(_, x)| **x > 0).map(|((b, stripe), x)| (b.as_str(), *stripe, *x)).collect();
-        crate::db::banks::release_many(tx, &freed).await?;
-        for (table, changes) in [("plans", &self.plan_status), ("orders", &self.order_status)] {
-            if changes.is_empty() {
-                continue;
-            }
-            let ids: Vec<&str> = changes.keys().map(String::as_str).collect();
-            let statuses: Vec<&str> = changes.values().map(String::as_str).collect();
-            tx.execute(
-                &format!("UPDATE {table} x SET status = t.s, updated_at = now() FROM unnest($1::text[], $2::text[]) AS t(id, s) WHERE x.id = t.id"),
-                &[&ids, &statuses],
-            )
-            .await?;
-        }
-        if !self.compensations.is_empty() {
-            let c = &self.compensations;
-            let plan_ids: Vec<&str> = c.iter().map(|x| x.0.as_str()).collect();
-            let seqs: Vec<i32> = c.iter().map(|x| x.1 as i32).collect();
-            let amount: Vec<i64> = c.iter().map(|x| x.2.total().fen()).collect();
-            let p: Vec<i64> = c.iter().map(|x| x.2.principal.fen()).collect();
-            let i: Vec<i64> = c.iter().map(|x| x.2.interest.fen()).collect();
-            let f: Vec<i64> = c.iter().map(|x| x.2.fee.fen()).collect();
-            let pen: Vec<i64> = c.iter().map(|x| x.2.penalty.fen()).collect();
-            let value: Vec<NaiveDate> = c.iter().map(|x| x.3).collect();
-            let booked: Vec<NaiveDate> = c.iter().map(|x| x.4).collect();
-            tx.execute(
-                "INSERT INTO compensations (plan_id, installment_seq, amount_fen, principal_fen, interest_fen, fee_fen, penalty_fen, value_date, booked_on)
-                 SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::date[], $9::date[])",
-                &[&plan_ids, &seqs, &amount, &p, &i, &f, &pen, &value, &booked],
-            )
-            .await?;
-        }
+        let holds = orders_db::take_from_holds(tx, &self.holds).await?;
+        let lines = move_lines(tx, &self.lines).await?;
+        banks::release_many(tx, &self.exposure_freed).await?;
+        let (ids, statuses): (Vec<&str>, Vec<&str>) = self.plan_status.iter().map(|(id, s)| (id.as_str(), s.as_str())).unzip();
+        plans::set_statuses(tx, &ids, &statuses).await?;
+        let (ids, statuses): (Vec<&str>, Vec<&str>) = self.order_status.iter().map(|(id, s)| (id.as_str(), s.as_str())).unzip();
+        orders_db::set_statuses(tx, &ids, &statuses).await?;
+        compensations::insert_all(tx, &self.compensations).await?;
         journal::post_all(tx, &self.entries).await?;
         record(tx, &self.notices).await?;
-        Ok(())
+        Ok(Applied { holds, lines })
     }
+}
+
+/// Locks the lines (id order), adds the deltas, and checks both sides: each line written moved
+/// by exactly its delta from what was locked.
+async fn move_lines(tx: &Tx<'_>, deltas: &BTreeMap<String, LineDelta>) -> ApiResult<BTreeMap<String, CreditLine>> {
+    if deltas.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ids: Vec<&str> = deltas.keys().map(String::as_str).collect();
+    let before: BTreeMap<String, CreditLine> = credit_lines::lock_many(tx, &ids).await?.into_iter().map(|l| (l.id.clone(), l)).collect();
+    // holds.credit_line_id lost its foreign key (V7): a missing line is stored data gone wrong.
+    if let Some(missing) = ids.iter().find(|id| !before.contains_key(**id)) {
+        return Err(ApiError::internal_because("Failed to move credit line balances", format!("credit line {missing} does not exist")));
+    }
+    let after = credit_lines::move_balances(tx, deltas).await?;
+    let after: BTreeMap<String, CreditLine> = after.into_iter().map(|l| (l.id.clone(), l)).collect();
+    for (id, d) in deltas {
+        let (b, a) = (&before[id], &after[id]);
+        assert_eq!(
+            (a.held.fen(), a.drawn.fen()),
+            (b.held.fen() + d.held_fen, b.drawn.fen() + d.drawn_fen),
+            "line {id}'s held and drawn move by exactly their delta"
+        );
+    }
+    Ok(after)
 }

@@ -1,5 +1,6 @@
 //! Services own the transaction: they call `db` and `domain` and return views or `ApiError`s.
 
+pub mod audit;
 pub mod credit_lines;
 pub mod eod;
 pub mod lifecycle;

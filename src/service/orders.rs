@@ -1,6 +1,7 @@
 //! Quotes and orders (API.md section 4): the matching credit line, the hold, the funding bank.
 
 use super::Deps;
+use super::lifecycle::Effects;
 use super::order_notices::OrderRefs;
 use super::plans::{PlanView, plan_view};
 use crate::auth::{Principal, PrincipalKind, new_object_id};
@@ -484,7 +485,10 @@ struct Placing<'a> {
     hold_id: String,
 }
 
-/// Every write in one pipelined round trip; a refusal rolls them all back.
+/// Every write in one pipelined round trip; a refusal rolls them all back. This is the
+/// reservation: the new hold, its amount added to the line's held and the exposure `reserve`
+/// took, a separate mechanism from the `Effects` that every later balance change goes through,
+/// so that placing an order stays one round trip under the locks it took while loading.
 async fn apply(tx: &Tx<'_>, p: &Placing<'_>) -> ApiResult<(StatusCode, OrderView)> {
     let hold_amount = p.loaded.priced.hold_amount;
     let (new, entries, notices) = (new_order(p), placement_entries(p), placement_notices(p));
@@ -492,7 +496,7 @@ async fn apply(tx: &Tx<'_>, p: &Placing<'_>) -> ApiResult<(StatusCode, OrderView
         banks::keep_reservation(tx),
         orders_db::insert(tx, &new),
         orders_db::insert_hold(tx, &p.hold_id, &p.line.id, &p.line.provider_id, &p.order_id, hold_amount),
-        credit_lines::move_balances(tx, &p.line.id, hold_amount.fen(), 0),
+        credit_lines::add_held(tx, &p.line.id, hold_amount),
         crate::db::journal::post_all(tx, &entries),
         record(tx, &notices),
     )?;
@@ -654,12 +658,7 @@ pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &s
     // serde_json's syntax errors name a position, never the text: the identity stays out of the log.
     let identity: Value = serde_json::from_slice(&plain)
         .map_err(|e| ApiError::internal_because(format!("Failed to parse the decrypted borrower of order {}", o.id), e))?;
-    client
-        .execute(
-            "INSERT INTO audit_log (actor, action, object_id, request_id) VALUES ($1, 'borrower.read', $2, $3)",
-            &[&caller.scope(), &o.id, &request_id],
-        )
-        .await?;
+    db::audit::record_borrower_read(&**client, &caller.scope(), &o.id, request_id).await?;
     tracing::info!(order_id = %o.id, actor = %caller.scope(), "borrower identity read");
     Ok(identity)
 }
@@ -667,29 +666,14 @@ pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &s
 // ---------- cancel, fund, reject ----------
 
 /// Voids what is left of the hold and frees the bank's exposure: cancellation, rejection, expiry.
+/// Written through [`Effects`] like every balance change; answers the hold as written.
 pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: NaiveDate) -> ApiResult<Hold> {
     let before = orders_db::lock_hold(tx, &order.hold_id).await?;
-    let voided = before.remaining;
-    // holds.credit_line_id lost its foreign key (V7): a missing line is stored data gone wrong.
-    let line_before = credit_lines::lock(tx, &before.credit_line_id).await?.ok_or_else(|| {
-        ApiError::internal_because("Failed to unwind an order", format!("hold {} has no credit line {}", before.id, before.credit_line_id))
-    })?;
-    let hold = orders_db::take_from_hold(tx, &before.id, 0, 0, voided.fen()).await?;
+    let mut fx = Effects::default();
+    fx.void(order, &before, kind, booked_on);
+    let mut applied = fx.apply(tx).await?;
+    let hold = applied.holds.remove(&before.id).expect("apply wrote the hold it voided");
     assert!(hold.remaining.is_zero() && hold.status == "voided", "an unwound hold is voided to zero");
-    let line = credit_lines::move_balances(tx, &before.credit_line_id, -voided.fen(), 0).await?;
-    assert_eq!(line.held.fen(), line_before.held.fen() - voided.fen(), "the line's held falls by what was voided");
-    banks::release(tx, &order.bank_id, order.exposure_stripe, order.principal).await?;
-    let refs = Refs::new().order(&order.id).hold(&hold.id).line(&hold.credit_line_id).bank(&order.bank_id);
-    let mut e = Entry::new("hold.voided", booked_on, refs.clone());
-    e.transfer(account::line_held(&hold.credit_line_id), account::line_available(&hold.credit_line_id), voided.fen()).transfer(
-        account::hold_remaining(&hold.id),
-        account::hold_voided(&hold.id),
-        voided.fen(),
-    );
-    e.post(tx).await?;
-    let mut e = Entry::new(kind, booked_on, refs);
-    e.transfer(account::bank_exposure(&order.bank_id), account::bank_exposure_source(&order.bank_id), order.principal.fen());
-    e.post(tx).await?;
     Ok(hold)
 }
 

@@ -4,7 +4,6 @@ use crate::db::plans::{InstallmentRow, Plan};
 use crate::db::setup::rate_string;
 use crate::domain::money::Amount;
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -182,7 +181,7 @@ pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Opt
         );
     }
     let rows = plans_db::installments(&tx, id).await?;
-    let rate: Decimal = tx.query_one("SELECT penalty_daily_rate FROM orders WHERE id = $1", &[&plan.order_id]).await?.get(0);
+    let rate = orders_db::penalty_daily_rate(&tx, &plan.order_id).await?;
     tx.commit().await?;
     let mut insts: Vec<_> = rows.into_iter().map(|r| r.state).collect();
     if plan.status == "active" {
@@ -235,103 +234,120 @@ pub async fn repay(state: &Deps, caller: &Principal, id: &str, request: &Idempot
         request,
         async |tx: &Tx<'_>| precheck_plan(tx, caller, id).await,
         async |tx: &Tx<'_>, ()| {
-            if tx.query_opt("SELECT 1 FROM repayments WHERE plan_id = $1 AND reference = $2", &[&id, &r.reference]).await?.is_some() {
-                return Err(ApiError::already_exists("this reference was already used on this plan").field("reference"));
-            }
-            let mut book = lock_book(tx, id).await?;
-            if book.plan.status == "settled" {
-                return Err(ApiError::invalid_state("the plan is settled"));
-            }
-            check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
-            bring_up(&mut book, r.paid_on);
-            let allocation = match allocate(&mut book.insts, r.amount, r.paid_on) {
-                Ok(a) => a,
-                Err(AllocError::Overpayment { payoff }) => {
-                    return Err(ApiError::new(ErrorCode::Overpayment, format!("more than the payoff of {payoff} as of {}", r.paid_on))
-                        .field("amount")
-                        .details(json!({ "payoff": payoff })));
-                }
-                Err(e) => return Err(ApiError::invalid("amount", e.to_string())),
-            };
-            for line in &allocation.lines {
-                if let Some(i) = book.insts.iter().position(|x| x.seq == line.seq) {
-                    book.touch(i);
-                }
-            }
-            if allocation.settled {
-                (0..book.insts.len()).for_each(|i| book.touch(i));
-            }
-            let split = allocation.split();
-            assert_eq!(split.total(), r.amount, "the allocation spends exactly the repayment");
-            let booked_on = db::business_days::booking_date(tx, r.paid_on).await?;
+            let (mut book, booked_on) = load_repayment(state, tx, id, &r).await?;
             let repayment_id = new_object_id("rep");
-            let mut fx = Effects::default();
-            book.book_repayment(&mut fx, &split, booked_on, &repayment_id);
-            book.release_to_target(&mut fx, booked_on);
-            book.settle_if_paid_off(&mut fx, booked_on);
-            book.collect_installments(&mut fx, None);
-            let hold_released = Amount::from_fen(fx.released_fen);
-            let allocations: Vec<AllocationView> = allocation
-                .lines
-                .iter()
-                .map(|l| AllocationView {
-                    seq: l.seq,
-                    penalty: l.split.penalty,
-                    fee: l.split.fee,
-                    interest: l.split.interest,
-                    principal: l.split.principal,
-                })
-                .collect();
-            let mut data = json!({ "repayment_id": repayment_id, "reference": r.reference, "amount": r.amount, "paid_on": r.paid_on,
-                               "booked_on": booked_on, "hold_released": hold_released, "plan_status": book.plan.status });
-            for (k, v) in [("principal", split.principal), ("interest", split.interest), ("fee", split.fee), ("penalty", split.penalty)] {
-                data[k] = json!(v);
-            }
-            fx.notices.insert(0, book.bank_notice("repayment.recorded", data));
-            insert_repayment(tx, &repayment_id, id, &r, booked_on, &split, &allocations, hold_released).await?;
-            fx.apply(tx).await?;
-            let view = RepaymentView {
-                id: repayment_id,
-                plan_id: id.to_string(),
-                amount: r.amount,
-                paid_on: r.paid_on,
-                booked_on,
-                reference: r.reference.clone(),
-                allocations,
-                hold_released,
-                plan_status: book.plan.status.clone(),
-            };
+            let (fx, split, view) = decide_repayment(&mut book, &r, booked_on, repayment_id)?;
+            apply_repayment(tx, fx, &split, &view).await?;
             Ok((StatusCode::CREATED, view))
         },
     )
     .await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert_repayment(
-    tx: &Tx<'_>,
-    id: &str,
-    plan_id: &str,
+fn reference_used() -> ApiError {
+    ApiError::already_exists("this reference was already used on this plan").field("reference")
+}
+
+/// The plan locked with its book, checked for a repayment (reference unused, plan not settled,
+/// `paid_on` allowed), and the date the repayment is booked on.
+async fn load_repayment(state: &Deps, tx: &Tx<'_>, id: &str, r: &RepaymentRequest) -> ApiResult<(Book, NaiveDate)> {
+    if db::repayments::reference_taken(tx, id, &r.reference).await? {
+        return Err(reference_used());
+    }
+    let book = lock_book(tx, id).await?;
+    if book.plan.status == "settled" {
+        return Err(ApiError::invalid_state("the plan is settled"));
+    }
+    check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
+    let booked_on = db::business_days::booking_date(tx, r.paid_on).await?;
+    Ok((book, booked_on))
+}
+
+/// The repayment decided on the book, in memory: penalty brought up to `paid_on`, the amount
+/// allocated, the hold released to its target, the plan settled once paid off. Answers what to
+/// write and the answer.
+fn decide_repayment(
+    book: &mut Book,
     r: &RepaymentRequest,
     booked_on: NaiveDate,
-    split: &Split,
-    allocations: &[AllocationView],
-    hold_released: Amount,
-) -> ApiResult<()> {
-    let allocations =
-        serde_json::to_value(allocations).map_err(|e| ApiError::internal_because("Failed to serialize the repayment's allocations", e))?;
-    let n = tx
-        .execute(
-            "INSERT INTO repayments (id, plan_id, amount_fen, paid_on, booked_on, reference, principal_fen, interest_fen, fee_fen, penalty_fen,
-                 allocations, hold_released_fen)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT ON CONSTRAINT repayments_reference_unique DO NOTHING",
-            &[&id, &plan_id, &r.amount.fen(), &r.paid_on, &booked_on, &r.reference, &split.principal.fen(), &split.interest.fen(),
-              &split.fee.fen(), &split.penalty.fen(), &allocations, &hold_released.fen()],
-        )
-        .await?;
-    if n == 0 {
-        return Err(ApiError::already_exists("this reference was already used on this plan").field("reference"));
+    repayment_id: String,
+) -> ApiResult<(Effects, Split, RepaymentView)> {
+    bring_up(book, r.paid_on);
+    let allocation = match allocate(&mut book.insts, r.amount, r.paid_on) {
+        Ok(a) => a,
+        Err(AllocError::Overpayment { payoff }) => {
+            return Err(ApiError::new(ErrorCode::Overpayment, format!("more than the payoff of {payoff} as of {}", r.paid_on))
+                .field("amount")
+                .details(json!({ "payoff": payoff })));
+        }
+        Err(e) => return Err(ApiError::invalid("amount", e.to_string())),
+    };
+    for line in &allocation.lines {
+        if let Some(i) = book.insts.iter().position(|x| x.seq == line.seq) {
+            book.touch(i);
+        }
     }
+    if allocation.settled {
+        (0..book.insts.len()).for_each(|i| book.touch(i));
+    }
+    let split = allocation.split();
+    assert_eq!(split.total(), r.amount, "the allocation spends exactly the repayment");
+    let mut fx = Effects::default();
+    book.book_repayment(&mut fx, &split, booked_on, &repayment_id);
+    book.release_to_target(&mut fx, booked_on);
+    book.settle_if_paid_off(&mut fx, booked_on);
+    book.collect_installments(&mut fx, None);
+    let hold_released = Amount::from_fen(fx.released_fen);
+    let allocations: Vec<AllocationView> = allocation
+        .lines
+        .iter()
+        .map(|l| AllocationView {
+            seq: l.seq,
+            penalty: l.split.penalty,
+            fee: l.split.fee,
+            interest: l.split.interest,
+            principal: l.split.principal,
+        })
+        .collect();
+    let mut data = json!({ "repayment_id": repayment_id, "reference": r.reference, "amount": r.amount, "paid_on": r.paid_on,
+                       "booked_on": booked_on, "hold_released": hold_released, "plan_status": book.plan.status });
+    for (k, v) in [("principal", split.principal), ("interest", split.interest), ("fee", split.fee), ("penalty", split.penalty)] {
+        data[k] = json!(v);
+    }
+    fx.notices.insert(0, book.bank_notice("repayment.recorded", data));
+    let view = RepaymentView {
+        id: repayment_id,
+        plan_id: book.plan.id.clone(),
+        amount: r.amount,
+        paid_on: r.paid_on,
+        booked_on,
+        reference: r.reference.clone(),
+        allocations,
+        hold_released,
+        plan_status: book.plan.status.clone(),
+    };
+    Ok((fx, split, view))
+}
+
+/// Records the repayment, then writes what it moved.
+async fn apply_repayment(tx: &Tx<'_>, fx: Effects, split: &Split, v: &RepaymentView) -> ApiResult<()> {
+    let allocations = serde_json::to_value(&v.allocations)
+        .map_err(|e| ApiError::internal_because("Failed to serialize the repayment's allocations", e))?;
+    let new = db::repayments::NewRepayment {
+        id: &v.id,
+        plan_id: &v.plan_id,
+        amount: v.amount,
+        paid_on: v.paid_on,
+        booked_on: v.booked_on,
+        reference: &v.reference,
+        split,
+        allocations: &allocations,
+        hold_released: v.hold_released,
+    };
+    if !db::repayments::insert(tx, &new).await? {
+        return Err(reference_used());
+    }
+    fx.apply(tx).await?;
     Ok(())
 }
 

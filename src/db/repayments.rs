@@ -1,0 +1,39 @@
+//! Repayments a bank reports on a plan, each with its allocation over the installments.
+
+use super::Tx;
+use crate::domain::installment::Split;
+use crate::domain::money::Amount;
+use chrono::NaiveDate;
+
+/// Has this plan a repayment with this reference already?
+pub async fn reference_taken(tx: &Tx<'_>, plan_id: &str, reference: &str) -> Result<bool, tokio_postgres::Error> {
+    Ok(tx.query_opt("SELECT 1 FROM repayments WHERE plan_id = $1 AND reference = $2", &[&plan_id, &reference]).await?.is_some())
+}
+
+/// A repayment as recorded: what was paid, how it was split, what the hold released.
+pub struct NewRepayment<'a> {
+    pub id: &'a str,
+    pub plan_id: &'a str,
+    pub amount: Amount,
+    pub paid_on: NaiveDate,
+    pub booked_on: NaiveDate,
+    pub reference: &'a str,
+    pub split: &'a Split,
+    pub allocations: &'a serde_json::Value,
+    pub hold_released: Amount,
+}
+
+/// Inserts; `false` when the plan has a repayment with this reference already.
+pub async fn insert(tx: &Tx<'_>, r: &NewRepayment<'_>) -> Result<bool, tokio_postgres::Error> {
+    let s = r.split;
+    let n = tx
+        .execute(
+            "INSERT INTO repayments (id, plan_id, amount_fen, paid_on, booked_on, reference, principal_fen, interest_fen, fee_fen, penalty_fen,
+                 allocations, hold_released_fen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT ON CONSTRAINT repayments_reference_unique DO NOTHING",
+            &[&r.id, &r.plan_id, &r.amount.fen(), &r.paid_on, &r.booked_on, &r.reference, &s.principal.fen(), &s.interest.fen(),
+              &s.fee.fen(), &s.penalty.fen(), r.allocations, &r.hold_released.fen()],
+        )
+        .await?;
+    Ok(n == 1)
+}
