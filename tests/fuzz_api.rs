@@ -42,6 +42,12 @@ const SCHEMATHESIS: &str = "4.32.5";
 /// fields, lengths, list sizes), and the check holds that to account on every other operation.
 /// Each entry is (operation, the rule); they become a per-operation `[[operations]]` entry of the
 /// configuration ([`config`]).
+///
+/// Measured with the check on everywhere (CI size and seed): 29 operations had schema-valid
+/// requests refused while most request schemas were hand-written plain objects, 17 once every
+/// schema came from its request type; those 17 are listed here. So are four that passed that run
+/// only by the draw (`POST /v1/admin/partners`, the payoff, end of day, the reconciliation): a
+/// schema-valid provider id, date or `as_of` is refused there as well on another seed.
 const EXCLUDED_CHECKS: &[(&str, &str)] = &[
     // Cross-field rules.
     ("POST /v1/admin/banks", "apr_min <= apr_max; exposure_limit above zero"),
@@ -58,7 +64,6 @@ const EXCLUDED_CHECKS: &[(&str, &str)] = &[
     ("POST /v1/quotes", "an active product_id with that term, the principal within its bounds; price above zero"),
     ("POST /v1/orders", "check characters and Luhn digits; the product; a partner's region_code and agent_id (a store's none)"),
     ("POST /v1/credit-lines", "the ID number's GB 11643 check character"),
-    ("GET /v1/reconciliation/{business_date}", "a date not after today; an existing bank_id"),
     // Idempotency: schemathesis sends one Idempotency-Key (often "0") with different bodies, and a
     // key used before with another body is 422 idempotency_key_reused (API.md section 1). Every other
     // (I) endpoint is listed for another reason as well.
@@ -69,6 +74,7 @@ const EXCLUDED_CHECKS: &[(&str, &str)] = &[
     ("POST /v1/plans/{id}/accelerate", "as_of within [funded_on, today]"),
     ("GET /v1/plans/{id}/payoff", "as_of not before funded_on"),
     ("POST /v1/admin/eod", "a business date not after today"),
+    ("GET /v1/reconciliation/{business_date}", "a business date not after today"),
     // Not yet stated: the order statuses are being typed (issue 15 item 3); the filter's enum comes with them.
     ("GET /v1/orders", "status is an order status"),
 ];
