@@ -298,32 +298,5 @@ impl TestApp {
     }
 }
 
-/// A valid PRC resident ID number (GB 11643 check character).
-pub fn id_number(seed: u64) -> String {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("44030519{:02}{:02}{:02}{:03}", 70 + seed % 30, 1 + seed % 12, 1 + seed % 28, seed % 1000);
-    let s: u32 = body.chars().zip(W).map(|(c, w)| c.to_digit(10).expect("digit") * w).sum();
-    let check = b"10X98765432"[(s % 11) as usize] as char;
-    format!("{body}{check}")
-}
-
-pub fn phone(seed: u64) -> String {
-    format!("138{:08}", seed % 100_000_000)
-}
-
-/// A Luhn-valid IMEI.
-pub fn imei(seed: u64) -> String {
-    let body = format!("{:014}", seed % 100_000_000_000_000);
-    let mut total = 0;
-    for (i, c) in body.chars().rev().enumerate() {
-        let mut d = c.to_digit(10).expect("digit");
-        if i % 2 == 0 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        total += d;
-    }
-    format!("{body}{}", (10 - total % 10) % 10)
-}
+/// The identity generators live once, in the library, shared with the bench.
+pub use creditphone::testkit::{id_number, imei, phone};
