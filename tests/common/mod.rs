@@ -4,6 +4,10 @@
 
 pub mod binary;
 pub mod readme;
+pub mod world;
+
+#[allow(unused_imports)] // each test binary uses its own part of the helpers
+pub use world::{Client, World};
 
 use creditphone::clock::ShiftedClock;
 use creditphone::config::{Secret, Settings};
@@ -243,26 +247,17 @@ impl TestApp {
         idem: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{}", self.url, path));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(i) = idem {
-            req = req.header("Idempotency-Key", i);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b);
-        }
-        let res = req.send().await.expect("request reaches the service");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp { status, body, headers }
+        world::send(&self.http, &self.url, method, path, key, body, idem, headers).await
+    }
+
+    /// A client holding `key`.
+    pub fn client(&self, key: &str) -> Client {
+        Client::new(self, key)
+    }
+
+    /// The admin's client.
+    pub fn admin(&self) -> Client {
+        Client::new(self, &self.admin_key)
     }
 
     pub async fn get(&self, key: &str, path: &str) -> Resp {
