@@ -341,6 +341,13 @@ impl WorldSpec {
         self
     }
 
+    /// Fields set over the provider `id` named so far.
+    pub fn provider_extra(mut self, id: &str, extra: Value) -> Self {
+        let provider = self.providers.iter_mut().find(|p| p["id"].as_str() == Some(id)).unwrap_or_else(|| panic!("no provider {id}"));
+        *provider = merged(provider.clone(), extra);
+        self
+    }
+
     /// Customer `seed`'s line at `provider`, expiring [`FAR`].
     pub fn line(self, provider: &str, seed: u64, limit: &str) -> Self {
         self.line_until(provider, seed, limit, FAR)
