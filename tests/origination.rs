@@ -7,6 +7,7 @@ mod common;
 
 use chrono::{NaiveDate, Utc};
 use common::binary::{ServeBinary, cluster_url};
+use common::world::{FAR, WorldSpec, line_body, merged, partner_body};
 use common::*;
 use creditphone::domain::{add_months_clamped, shanghai_date};
 use serde_json::{Value, json};
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 // ---------- helpers ----------
 
-const FAR: &str = "2035-12-31";
 /// principal 3000.00 over 12 months at 0.18: the hold of the default order.
 const HOLD: &str = "3300.46";
 
@@ -78,8 +78,7 @@ fn product(id: &str, rate: &str, providers: &[&str], regions: &[&str]) -> Value 
 }
 
 fn partner(id: &str, deposit: &str, providers: &[&str], regions: &[&str]) -> Value {
-    json!({"id": id, "name": "Agent Co", "established_on": days_from_today(-800), "deposit_paid": deposit,
-           "authorized_providers": providers, "major_violation_last_year": false, "regions": regions})
+    merged(partner_body(id, providers, regions), json!({"deposit_paid": deposit}))
 }
 
 /// One database with providers wld, huabei, jd; the given banks; stores st-a and st-b (440305),
@@ -87,6 +86,8 @@ fn partner(id: &str, deposit: &str, providers: &[&str], regions: &[&str]) -> Val
 /// (12 months 0.18, 24 months 0.12; providers wld then huabei; regions 44, 110000, 31).
 struct W {
     app: TestApp,
+    /// Every principal's client (the banks' too), by id.
+    world: World,
     wld: String,
     huabei: String,
     store: String,
@@ -94,29 +95,40 @@ struct W {
     partner: String,
 }
 
-async fn world(banks: &[Value]) -> W {
-    let app = TestApp::start().await;
-    for (id, name) in [("wld", "微粒贷"), ("huabei", "花呗"), ("jd", "白条")] {
-        app.admin_post("/v1/admin/providers", json!({"id": id, "name": name})).await.expect(201);
+impl W {
+    /// The key of principal `id`.
+    fn key(&self, id: &str) -> String {
+        self.world.key(id).key.clone()
     }
-    for b in banks {
-        app.admin_post("/v1/admin/banks", b.clone()).await.expect(201);
-    }
-    for (id, region) in [("st-a", "440305"), ("st-b", "440305"), ("st-bj", "110105"), ("st-sh", "310101"), ("st-zj", "330106")] {
-        app.admin_post("/v1/admin/stores", json!({"id": id, "name": "营业厅", "region_code": region})).await.expect(201);
-    }
-    app.admin_post("/v1/admin/partners", partner("pt-a", "3000000.00", &["wld"], &["4403"])).await.expect(201);
-    app.admin_post("/v1/admin/products", product("p12", "0.18", &["wld", "huabei"], &["44", "110000", "31"])).await.expect(201);
-    let wld = app.key_for("provider", Some("wld")).await;
-    let huabei = app.key_for("provider", Some("huabei")).await;
-    let store = app.key_for("store", Some("st-a")).await;
-    let store_b = app.key_for("store", Some("st-b")).await;
-    let partner = app.key_for("partner", Some("pt-a")).await;
-    W { app, wld, huabei, store, store_b, partner }
 }
 
-fn line_body(seed: u64, limit: &str, expires_on: &str) -> Value {
-    json!({"customer": {"id_number": id_number(seed), "phone": phone(seed)}, "limit": limit, "expires_on": expires_on})
+async fn world(banks: &[Value]) -> W {
+    world_with(banks, |spec| spec).await
+}
+
+/// [`world`] with more parts (`more` adds them to the spec).
+async fn world_with(banks: &[Value], more: impl FnOnce(WorldSpec) -> WorldSpec) -> W {
+    let app = TestApp::start().await;
+    let mut spec = World::empty()
+        .provider("wld", json!({"name": "微粒贷"}))
+        .provider("huabei", json!({"name": "花呗"}))
+        .provider("jd", json!({"name": "白条"}));
+    for b in banks {
+        spec = spec.bank(b["id"].as_str().expect("a bank id"), b.clone());
+    }
+    for (id, region) in [("st-a", "440305"), ("st-b", "440305"), ("st-bj", "110105"), ("st-sh", "310101"), ("st-zj", "330106")] {
+        spec = spec.store(id, region);
+    }
+    let spec = spec.partner(partner("pt-a", "3000000.00", &["wld"], &["4403"])).product(product(
+        "p12",
+        "0.18",
+        &["wld", "huabei"],
+        &["44", "110000", "31"],
+    ));
+    let world = more(spec).build(&app).await;
+    let key = |id: &str| world.key(id).key.clone();
+    let (wld, huabei, store, store_b, partner) = (key("wld"), key("huabei"), key("st-a"), key("st-b"), key("pt-a"));
+    W { app, world, wld, huabei, store, store_b, partner }
 }
 
 /// Registers a new line (201) for customer `seed`.
@@ -151,8 +163,7 @@ async fn post_to(app: &TestApp, key: &str, path: String, body: Value) -> Resp {
 }
 
 async fn patch(app: &TestApp, path: &str, body: Value) -> Resp {
-    let key = app.admin_key.clone();
-    app.call("PATCH", path, Some(&key), Some(&body), None).await
+    app.admin().patch(path, body).await
 }
 
 async fn admin_line(app: &TestApp, id: &str) -> Value {
@@ -316,7 +327,7 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     err(&app.get(&w.store, &format!("/v1/credit-lines/{l2_id}")).await, 403, "forbidden", None);
 
     // Once the hold converted, `drawn` can be repaid, and no more than it.
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     let funding = json!({"decision": "approved", "loan_no": "LBE-L", "funded_on": today().to_string()});
     app.post(&bank, &format!("/v1/orders/{}/funding", st(&o["id"])), funding).await.expect(200);
     let eod_date = add_months_clamped(today(), 1) + chrono::Duration::days(3);
@@ -404,21 +415,23 @@ async fn frozen_lines_past_expiry_read_expired_and_closed_ones_closed() {
 
 #[actix_web::test]
 async fn quote_and_order_refusals_in_the_contract_order() {
-    let w = world(&std_banks()).await;
+    let w = world_with(&std_banks(), |spec| {
+        spec.partner(partner("pt-poor", "2999999.99", &["wld"], &["44"]))
+            .partner(partner("pt-jd", "3000000.00", &["jd"], &["44"]))
+            .product(product("p-old", "0.18", &["wld"], &["44"]))
+    })
+    .await;
     let app = &w.app;
-    app.admin_post("/v1/admin/partners", partner("pt-poor", "2999999.99", &["wld"], &["44"])).await.expect(201);
-    app.admin_post("/v1/admin/partners", partner("pt-jd", "3000000.00", &["jd"], &["44"])).await.expect(201);
-    app.admin_post("/v1/admin/products", product("p-old", "0.18", &["wld"], &["44"])).await.expect(201);
-    let poor = app.key_for("partner", Some("pt-poor")).await;
-    let jd = app.key_for("partner", Some("pt-jd")).await;
-    let zj = app.key_for("store", Some("st-zj")).await;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let poor = w.key("pt-poor");
+    let jd = w.key("pt-jd");
+    let zj = w.key("st-zj");
+    let bank = w.key("bk-a");
     let before = snapshot(app).await;
 
     // Quotes.
     let q = |key: &str, body: Value| {
         let key = key.to_string();
-        async move { app.call("POST", "/v1/quotes", Some(&key), Some(&body), None).await }
+        async move { app.client(&key).quote(body).await }
     };
     let quote = json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"});
     let ok = q(&w.store, quote.clone()).await.expect(200);
@@ -536,12 +549,12 @@ async fn quote_and_order_refusals_in_the_contract_order() {
 
 #[actix_web::test]
 async fn line_matching_and_bank_routing_refusals_change_no_balance() {
-    let w = world(&[bank("bk-gd", 1, "0.20", "1000000", Some(&["44"])), bank("bk-bj", 2, "0.24", "1000", Some(&["11"]))]).await;
+    let banks = [bank("bk-gd", 1, "0.20", "1000000", Some(&["44"])), bank("bk-bj", 2, "0.24", "1000", Some(&["11"]))];
+    let w = world_with(&banks, |spec| spec.product(product("p-high", "0.22", &["wld"], &["44"]))).await;
     let app = &w.app;
-    app.admin_post("/v1/admin/products", product("p-high", "0.22", &["wld"], &["44"])).await.expect(201);
-    let bj = app.key_for("store", Some("st-bj")).await;
-    let sh = app.key_for("store", Some("st-sh")).await;
-    let zj = app.key_for("store", Some("st-zj")).await;
+    let bj = w.key("st-bj");
+    let sh = w.key("st-sh");
+    let zj = w.key("st-zj");
     let must_run_until = add_months_clamped(deadline_date_now(), 12);
 
     // 302 frozen; 303 expires a day too early; 304 one fen short; 305 only a huabei line; 306 fine.
@@ -618,8 +631,8 @@ async fn line_matching_and_bank_routing_refusals_change_no_balance() {
 async fn funding_cancellation_and_rejection_rules() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
-    let bank_b = app.key_for("bank", Some("bk-b")).await;
+    let bank = w.key("bk-a");
+    let bank_b = w.key("bk-b");
     let l = line(&w, &w.wld, 20, "100000").await;
     let line_id = st(&l["id"]);
     let mut orders = Vec::new();
@@ -757,8 +770,8 @@ async fn funding_cancellation_and_rejection_rules() {
 async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     let w = world(&[bank("bk-a", 1, "0.24", "6000", None), bank("bk-b", 2, "0.24", "10000000", None)]).await;
     let app = &w.app;
-    let bank_a = app.key_for("bank", Some("bk-a")).await;
-    let bank_b = app.key_for("bank", Some("bk-b")).await;
+    let bank_a = w.key("bk-a");
+    let bank_b = w.key("bk-b");
     for seed in [31, 32, 33, 35] {
         line(&w, &w.wld, seed, "10000").await;
     }
@@ -954,13 +967,8 @@ async fn concurrent_orders_on_one_line_never_overdraw_it() {
     let w = world(&std_banks()).await;
     let app = &w.app;
     let quote = app
-        .call(
-            "POST",
-            "/v1/quotes",
-            Some(&w.store),
-            Some(&json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"})),
-            None,
-        )
+        .client(&w.store)
+        .quote(json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"}))
         .await
         .expect(200);
     let hold = fen(&st(&quote["hold_amount"]));
@@ -1068,7 +1076,7 @@ async fn a_bank_over_a_lowered_limit_takes_no_order_until_it_is_back_within_it()
     // room while the bank as a whole was still over, and a new order was routed there.
     let w = world(&[bank("bk-1", 1, "0.24", "100000", None)]).await;
     let app = &w.app;
-    let bank_key = app.key_for("bank", Some("bk-1")).await;
+    let bank_key = w.key("bk-1");
     let mut orders = Vec::new();
     for seed in 400..408 {
         line(&w, &w.wld, seed, "15000").await;
@@ -1231,7 +1239,7 @@ async fn concurrent_requests_with_one_idempotency_key_place_one_order() {
 async fn golden_vectors_through_quote_order_funding_and_plan() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/schedules.json")).expect("vectors");
     let vectors: Vec<Value> = serde_json::from_str(&text).expect("vectors json");
     assert!(vectors.len() >= 7);
@@ -1249,13 +1257,8 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
         let ctx = format!("vector {i} ({} {} {} months)", v["pricing"], v["rate"], months);
         // The quote, due dates from today.
         let q = app
-            .call(
-                "POST",
-                "/v1/quotes",
-                Some(&w.store),
-                Some(&json!({"product_id": pid, "term_months": months, "device_price": v["principal"], "down_payment": "0"})),
-                None,
-            )
+            .client(&w.store)
+            .quote(json!({"product_id": pid, "term_months": months, "device_price": v["principal"], "down_payment": "0"}))
             .await
             .expect(200);
         for k in ["principal", "apr_irr", "hold_amount", "total_repayable", "pricing", "product_id", "term_months"] {
@@ -1325,8 +1328,8 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
 async fn borrower_in_clear_for_the_bank_only_audited_and_nowhere_else() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
-    let bank_b = app.key_for("bank", Some("bk-b")).await;
+    let bank = w.key("bk-a");
+    let bank_b = w.key("bk-b");
     let seed = 42_424_242;
     let (idn, ph, im, name) = (id_number(seed), phone(seed), imei(seed), "欧阳测试名");
     let mut answers: Vec<String> = Vec::new();
@@ -1480,7 +1483,7 @@ fn has_violation(report: &Value, rule: &str, object_id: &str) -> bool {
 async fn ledger_verify_reports_corruption_by_rule_and_object() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     let l = line(&w, &w.wld, 70, "50000").await;
     let line_id = st(&l["id"]);
     let o1 = place(&w, &w.store, order("V-1", 70)).await;
@@ -1586,7 +1589,7 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
 async fn placement_cancel_and_funding_replay_their_stored_answers() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     line(&w, &w.wld, 80, "100000").await;
 
     #[track_caller]
@@ -1755,7 +1758,7 @@ async fn probes_suspected(app: &TestApp) -> u64 {
 async fn a_seller_placing_and_cancelling_repeatedly_against_one_customer_is_counted_as_probing() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     line(&w, &w.wld, 600, "100000").await;
     line(&w, &w.huabei, 600, "100000").await;
     line(&w, &w.wld, 601, "100000").await;

@@ -95,8 +95,9 @@ impl Client {
 
     // ---- orders (store, partner; banks read them) ----
 
+    /// A quote (not an idempotent operation: no key is sent).
     pub async fn quote(&self, body: Value) -> Resp {
-        self.post("/v1/quotes", body).await
+        self.call("POST", "/v1/quotes", Some(&body), None).await
     }
 
     pub async fn place_order(&self, body: Value) -> Resp {
