@@ -31,12 +31,7 @@ fn st(v: &Value) -> String {
 
 /// Creates an API key and answers `(id, key)`.
 async fn new_key(app: &TestApp, principal: Value, rate: Option<u32>) -> (String, String) {
-    let mut body = json!({ "principal": principal });
-    if let Some(r) = rate {
-        body["rate_limit_per_minute"] = json!(r);
-    }
-    let created = app.admin_post("/v1/admin/api-keys", body).await.expect(201);
-    (st(&created["id"]), st(&created["key"]))
+    app.admin().new_key(principal, rate).await
 }
 
 fn order_body(no: &str, seed: u64, partner: bool) -> Value {
@@ -348,53 +343,45 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let app = TestApp::start().await;
     let today = today().to_string();
-    app.admin_post("/v1/admin/providers", json!({"id": "pv-a", "name": "微粒贷", "webhook_url": "https://pv-a.example.com/hooks"}))
-        .await
-        .expect(201);
-    app.admin_post("/v1/admin/providers", json!({"id": "pv-b", "name": "花呗"})).await.expect(201);
-    let mut bk_a = bank_body("bk-a", 1);
-    bk_a["webhook_url"] = json!("https://bk-a.example.com/hooks");
-    app.admin_post("/v1/admin/banks", bk_a).await.expect(201);
-    app.admin_post("/v1/admin/banks", bank_body("bk-b", 2)).await.expect(201);
-    for id in ["st-a", "st-b"] {
-        app.admin_post("/v1/admin/stores", json!({"id": id, "name": "营业厅", "region_code": "440305"})).await.expect(201);
-    }
-    for id in ["pt-a", "pt-b"] {
-        app.admin_post("/v1/admin/partners", partner_body(id)).await.expect(201);
-    }
-    app.admin_post("/v1/admin/products", product_body("p12")).await.expect(201);
-
-    let mut keys = HashMap::new();
+    // One customer with a line at each provider; orders match pv-a's (first in the product).
+    let w = World::empty()
+        .provider("pv-a", json!({"name": "微粒贷", "webhook_url": "https://pv-a.example.com/hooks"}))
+        .provider("pv-b", json!({"name": "花呗"}))
+        .bank("bk-a", bank_body("bk-a", 1))
+        .bank_extra("bk-a", json!({"webhook_url": "https://bk-a.example.com/hooks"}))
+        .bank("bk-b", bank_body("bk-b", 2))
+        .store("st-a", "440305")
+        .store("st-b", "440305")
+        .partner(partner_body("pt-a"))
+        .partner(partner_body("pt-b"))
+        .product(product_body("p12"))
+        .line("pv-a", 1, "200000")
+        .line("pv-b", 1, "50000")
+        .build(&app)
+        .await;
+    let mut keys: HashMap<Who, String> = [
+        (Who::StoreA, "st-a"),
+        (Who::StoreB, "st-b"),
+        (Who::PartnerA, "pt-a"),
+        (Who::PartnerB, "pt-b"),
+        (Who::BankA, "bk-a"),
+        (Who::BankB, "bk-b"),
+        (Who::ProviderA, "pv-a"),
+        (Who::ProviderB, "pv-b"),
+    ]
+    .into_iter()
+    .map(|(who, id)| (who, w.key(id).key.clone()))
+    .collect();
     let mut vars: HashMap<&'static str, String> = HashMap::new();
-    for (who, kind, id) in [
-        (Who::StoreA, "store", "st-a"),
-        (Who::StoreB, "store", "st-b"),
-        (Who::PartnerA, "partner", "pt-a"),
-        (Who::PartnerB, "partner", "pt-b"),
-        (Who::BankA, "bank", "bk-a"),
-        (Who::BankB, "bank", "bk-b"),
-        (Who::ProviderA, "provider", "pv-a"),
-        (Who::ProviderB, "provider", "pv-b"),
-    ] {
-        let (key_id, key) = new_key(&app, json!({"kind": kind, "id": id}), None).await;
-        if who == Who::StoreA {
-            vars.insert("key_id", key_id);
-        }
-        keys.insert(who, key);
-    }
+    vars.insert("key_id", w.key_ids["st-a"].clone());
     keys.insert(Who::UnknownKey, format!("cpk_{}", "ab".repeat(32)));
     let (revoked_id, revoked) = new_key(&app, json!({"kind": "store", "id": "st-a"}), None).await;
     let admin = app.admin_key.clone();
     assert_eq!(app.call("DELETE", &format!("/v1/admin/api-keys/{revoked_id}"), Some(&admin), None, None).await.status, 204);
     keys.insert(Who::RevokedKey, revoked);
     vars.insert("key_del", new_key(&app, json!({"kind": "bank", "id": "bk-b"}), None).await.0);
-
-    // One customer with a line at each provider; orders match pv-a's (first in the product).
-    let line = |limit: &str| json!({"customer": {"id_number": id_number(1), "phone": phone(1)}, "limit": limit, "expires_on": FAR});
-    let l = app.post(&keys[&Who::ProviderA], "/v1/credit-lines", line("200000")).await.expect(201);
-    vars.insert("line", st(&l["id"]));
-    let l = app.post(&keys[&Who::ProviderB], "/v1/credit-lines", line("50000")).await.expect(201);
-    vars.insert("line_b", st(&l["id"]));
+    vars.insert("line", w.lines[0].clone());
+    vars.insert("line_b", w.lines[1].clone());
 
     let mut n = 0;
     let mut place = async |key: &str, partner: bool| {
@@ -692,8 +679,8 @@ async fn bodies_over_the_limit_are_413_first_and_change_nothing() {
     const LIMIT: usize = 2048;
     let app = TestApp::start_with(|s| s.server.body_limit_bytes = LIMIT).await;
     let admin = app.admin_key.clone();
-    app.admin_post("/v1/admin/providers", json!({"id": "pv-a", "name": "P"})).await.expect(201);
-    let provider = app.key_for("provider", Some("pv-a")).await;
+    let w = World::empty().provider("pv-a", json!({"name": "P"})).build(&app).await;
+    let provider = w.provider().key.clone();
     // A JSON object of exactly `len` bytes (padded with whitespace).
     let sized = |v: Value, len: usize| {
         let mut b = serde_json::to_vec(&v).expect("json");
@@ -1287,8 +1274,7 @@ async fn lists_feeds_and_idempotency_keys_are_scoped_to_the_caller() {
 #[actix_web::test]
 async fn malformed_or_foreign_authorization_is_401() {
     let app = TestApp::start().await;
-    app.admin_post("/v1/admin/stores", json!({"id": "st-a", "name": "S", "region_code": "440305"})).await.expect(201);
-    let key = app.key_for("store", Some("st-a")).await;
+    let key = World::empty().store("st-a", "440305").build(&app).await.store().key.clone();
     let get = async |value: &str| {
         let mut req = app.http.get(format!("{}/v1/orders", app.url));
         if !value.is_empty() {

@@ -288,8 +288,7 @@ impl TestApp {
             Some(id) => json!({"kind": kind, "id": id}),
             None => json!({"kind": kind}),
         };
-        let body = self.admin_post("/v1/admin/api-keys", json!({ "principal": principal })).await.expect(201);
-        body["key"].as_str().expect("key").to_string()
+        self.admin().new_key(principal, None).await.1
     }
 }
 

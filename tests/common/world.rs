@@ -57,7 +57,22 @@ pub(crate) async fn send(
 
 impl Client {
     pub fn new(app: &TestApp, key: &str) -> Client {
-        Client { key: key.to_string(), http: app.http.clone(), url: app.url.clone() }
+        Client::at(&app.http, &app.url, key)
+    }
+
+    /// A client of a service at `url` (an in-process `TestApp` or a spawned binary).
+    pub fn at(http: &reqwest::Client, url: &str, key: &str) -> Client {
+        Client { key: key.to_string(), http: http.clone(), url: url.to_string() }
+    }
+
+    /// A new API key for a principal (an admin client); answers its id and its secret.
+    pub async fn new_key(&self, principal: Value, rate_limit_per_minute: Option<u32>) -> (String, String) {
+        let mut body = json!({ "principal": principal });
+        if let Some(r) = rate_limit_per_minute {
+            body["rate_limit_per_minute"] = json!(r);
+        }
+        let made = self.call("POST", "/v1/admin/api-keys", Some(&body), None).await.expect(201);
+        (made["id"].as_str().expect("a key id").to_string(), made["key"].as_str().expect("a key").to_string())
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<&Value>, idem: Option<&str>) -> Resp {
@@ -241,6 +256,8 @@ pub struct WorldSpec {
 pub struct World {
     pub admin: Client,
     clients: BTreeMap<String, Client>,
+    /// The id of each principal's key (to list, revoke or audit it).
+    pub key_ids: BTreeMap<String, String>,
     /// Each principal's kind, in the order the spec named them (the first of a kind is its default).
     kinds: Vec<(String, &'static str)>,
     pub lines: Vec<String>,
@@ -368,8 +385,20 @@ impl WorldSpec {
     /// Creates every part through the admin API (each must answer 201), a key per principal, and
     /// the lines through their providers' keys.
     pub async fn build(self, app: &TestApp) -> World {
-        let admin = Client::new(app, &app.admin_key);
-        let mut world = World { admin, clients: BTreeMap::new(), kinds: Vec::new(), lines: Vec::new(), secrets: BTreeMap::new() };
+        self.build_at(&app.http, &app.url, &app.admin_key).await
+    }
+
+    /// [`WorldSpec::build`] on a service at `url` whose admin key is `admin_key`.
+    pub async fn build_at(self, http: &reqwest::Client, url: &str, admin_key: &str) -> World {
+        let admin = Client::at(http, url, admin_key);
+        let mut world = World {
+            admin,
+            clients: BTreeMap::new(),
+            key_ids: BTreeMap::new(),
+            kinds: Vec::new(),
+            lines: Vec::new(),
+            secrets: BTreeMap::new(),
+        };
         let parts = [
             ("provider", "/v1/admin/providers", &self.providers),
             ("bank", "/v1/admin/banks", &self.banks),
@@ -383,7 +412,9 @@ impl WorldSpec {
                 if let Some(secret) = made["webhook_secret"].as_str() {
                     world.secrets.insert(id.clone(), secret.to_string());
                 }
-                world.clients.insert(id.clone(), Client::new(app, &app.key_for(kind, Some(&id)).await));
+                let (key_id, key) = world.admin.new_key(json!({"kind": kind, "id": id}), None).await;
+                world.clients.insert(id.clone(), Client::at(http, url, &key));
+                world.key_ids.insert(id.clone(), key_id);
                 world.kinds.push((id, kind));
             }
         }
