@@ -6,6 +6,7 @@ mod common;
 
 use chrono::NaiveDate;
 use common::binary::{RunningServe, ServeBinary, free_port};
+use common::world::{self, merged};
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -46,36 +47,28 @@ fn days_ago(n: i64) -> String {
 
 /// Creates a provider and answers a key for it.
 async fn provider_with_key(app: &TestApp, id: &str) -> String {
-    app.admin_post("/v1/admin/providers", json!({"id": id, "name": format!("Provider {id}")})).await.expect(201);
-    app.key_for("provider", Some(id)).await
+    World::empty().provider(id, json!({})).build(app).await.provider().key.clone()
 }
 
 async fn store_with_key(app: &TestApp, id: &str) -> String {
-    app.admin_post("/v1/admin/stores", json!({"id": id, "name": "Store", "region_code": "440305"})).await.expect(201);
-    app.key_for("store", Some(id)).await
+    World::empty().store(id, "440305").build(app).await.store().key.clone()
 }
 
 fn line_body(seed: u64) -> Value {
-    json!({"customer": {"id_number": id_number(seed), "phone": phone(seed)}, "limit": "10000", "expires_on": "2031-12-31"})
+    world::line_body(seed, "10000", "2031-12-31")
 }
 
 fn bank_body(id: &str) -> Value {
-    json!({"id": id, "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "1000000"})
+    merged(world::bank_body(id), json!({"exposure_limit": "1000000"}))
 }
 
 fn partner_body(id: &str, providers: &[&str]) -> Value {
-    json!({
-        "id": id, "name": "Agent Co", "established_on": days_ago(800), "deposit_paid": "3000000.00",
-        "authorized_providers": providers, "major_violation_last_year": false, "regions": ["44"]
-    })
+    world::partner_body(id, providers, &["44"])
 }
 
 fn product_body(id: &str, providers: &[&str]) -> Value {
-    json!({
-        "id": id, "name": "Phone 12", "pricing": "interest",
-        "terms": [{"months": 12, "rate": "0.18"}, {"months": 24, "rate": "0.12"}],
-        "providers": providers, "regions": ["44", "110000"], "min_principal": "500", "max_principal": "20000"
-    })
+    let terms = json!([{"months": 12, "rate": "0.18"}, {"months": 24, "rate": "0.12"}]);
+    merged(world::product_body(id), json!({"name": "Phone 12", "terms": terms, "providers": providers, "regions": ["44", "110000"]}))
 }
 
 /// `body` with `key` set to `value` (or removed when `value` is None).
