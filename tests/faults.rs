@@ -31,6 +31,7 @@
 mod common;
 
 use common::binary::{RunningServe, ServeBinary, log_tail};
+use common::world;
 use common::{id_number, imei, phone};
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster};
 use futures_util::StreamExt;
@@ -439,51 +440,15 @@ impl World {
     /// A provider and a bank with webhooks to the receiver, a store, a product, keys and customer lines.
     async fn setup(base: String, admin: String, hook: &Receiver) -> World {
         let http = reqwest::Client::builder().timeout(CLIENT_TIMEOUT).pool_idle_timeout(Duration::from_secs(5)).build().expect("client");
-        let post = async |path: &str, auth: &str, body: Value, idem: Option<&str>| -> Value {
-            let mut req = http.post(format!("{base}{path}")).bearer_auth(auth).json(&body);
-            if let Some(k) = idem {
-                req = req.header("Idempotency-Key", k);
-            }
-            let r = req.send().await.expect("setup request");
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.expect("json");
-            assert!((200..300).contains(&status), "setup {path}: {status} {body}");
-            body
-        };
-        post("/v1/admin/providers", &admin, json!({"id": "wld", "name": "微粒贷", "webhook_url": hook.url("provider")}), None).await;
-        post(
-            "/v1/admin/banks",
-            &admin,
-            json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24",
-                   "exposure_limit": "999999999999", "webhook_url": hook.url("bank")}),
-            None,
-        )
-        .await;
-        post("/v1/admin/stores", &admin, json!({"id": "st", "name": "营业厅", "region_code": "440305"}), None).await;
-        post(
-            "/v1/admin/products",
-            &admin,
-            json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}],
-                   "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"}),
-            None,
-        )
-        .await;
-        let key = async |kind: &str, id: &str| -> String {
-            let v = post("/v1/admin/api-keys", &admin, json!({"principal": {"kind": kind, "id": id}}), None).await;
-            v["key"].as_str().expect("key").to_string()
-        };
-        let store = key("store", "st").await;
-        let bank = key("bank", "bk").await;
-        let provider = key("provider", "wld").await;
+        let mut spec = world::World::standard()
+            .no_lines()
+            .provider_extra("wld", json!({"webhook_url": hook.url("provider")}))
+            .bank_extra("bk", json!({"exposure_limit": "999999999999", "webhook_url": hook.url("bank")}));
         for c in 0..CUSTOMERS {
-            post(
-                "/v1/credit-lines",
-                &provider,
-                json!({"customer": {"id_number": id_number(c), "phone": phone(c)}, "limit": "99999999", "expires_on": "2045-12-31"}),
-                Some(&format!("line-{c}")),
-            )
-            .await;
+            spec = spec.line_until("wld", c, "99999999", "2045-12-31");
         }
+        let w = spec.build_at(&http, &base, &admin).await;
+        let (store, bank) = (w.store().key.clone(), w.bank().key.clone());
         World { base, http, admin, store, bank }
     }
 }
