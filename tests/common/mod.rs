@@ -9,7 +9,7 @@ pub mod world;
 #[allow(unused_imports)] // each test binary uses its own part of the helpers
 pub use world::{Client, World};
 
-use creditphone::clock::ShiftedClock;
+use creditphone::clock::{ManualClock, ShiftedClock};
 use creditphone::config::{Secret, Settings};
 use creditphone::http::AppState;
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster, PgBinaries};
@@ -147,8 +147,11 @@ pub struct TestApp {
     pub url: String,
     pub admin_key: String,
     pub state: actix_web::web::Data<AppState>,
-    /// The service's clock: the system clock until a test sets it (see `ShiftedClock`).
+    /// The service's clock: the system clock until a test sets it (see `ShiftedClock`); unused
+    /// when the app was started with a [`ManualClock`] (see `start_with_manual_clock`).
     pub clock: Arc<ShiftedClock>,
+    /// The clock that stands still, when the app was started with one.
+    pub manual: Option<Arc<ManualClock>>,
     pub pg: tokio_postgres::Config,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
@@ -194,12 +197,28 @@ impl TestApp {
 
     /// Another instance of the service on the same database.
     pub async fn start_on(pg: tokio_postgres::Config, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::start_clocked(pg, adjust, None).await
+    }
+
+    /// The service on a clock that stands at `at` until the test sets it: every request of a step
+    /// sees the same instant, so that what depends on the time of day is decided, not raced
+    /// (the simulation's deadlines).
+    pub async fn start_with_manual_clock(at: chrono::DateTime<chrono::Utc>, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let pg = fresh_database().await;
+        Self::start_clocked(pg, adjust, Some(ManualClock::new(at))).await
+    }
+
+    async fn start_clocked(pg: tokio_postgres::Config, adjust: impl FnOnce(&mut Settings), manual: Option<Arc<ManualClock>>) -> TestApp {
         let mut settings = test_settings();
         adjust(&mut settings);
         let admin_key = settings.auth.admin_key.expose().to_string();
         let settings = Arc::new(settings);
         let clock = ShiftedClock::new();
-        let state = creditphone::app::prepare_with_clock(settings.clone(), &pg, clock.clone()).await.expect("prepare the service");
+        let service_clock: creditphone::clock::SharedClock = match &manual {
+            Some(m) => m.clone(),
+            None => clock.clone(),
+        };
+        let state = creditphone::app::prepare_with_clock(settings.clone(), &pg, service_clock).await.expect("prepare the service");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("address").port();
         let server = creditphone::app::server(state.clone(), listener, settings.server.workers).expect("server");
@@ -210,6 +229,7 @@ impl TestApp {
             admin_key,
             state,
             clock,
+            manual,
             pg,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
             handle,
@@ -220,9 +240,7 @@ impl TestApp {
     /// there) until [`TestApp::clock`]'s `reset`.
     pub fn set_today(&self, date: &str) {
         let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("a YYYY-MM-DD date");
-        let noon =
-            day.and_hms_opt(12, 0, 0).expect("noon").and_local_timezone(creditphone::domain::SHANGHAI).single().expect("fixed offset");
-        self.clock.set(noon.with_timezone(&chrono::Utc));
+        self.clock.set(shanghai_time(day, 12));
     }
 
     pub async fn stop(&self) {
@@ -290,6 +308,12 @@ impl TestApp {
         };
         self.admin().new_key(principal, None).await.1
     }
+}
+
+/// `hour`:00 of `day` in Asia/Shanghai, the time zone of the API's dates.
+pub fn shanghai_time(day: chrono::NaiveDate, hour: u32) -> chrono::DateTime<chrono::Utc> {
+    let at = day.and_hms_opt(hour, 0, 0).expect("an hour of the day");
+    at.and_local_timezone(creditphone::domain::SHANGHAI).single().expect("a fixed offset").with_timezone(&chrono::Utc)
 }
 
 /// The identity generators live once, in the library, shared with the bench.
