@@ -117,7 +117,8 @@ impl World {
         }
         let provider_key = api.key("provider", PROVIDER).await?;
 
-        let customers: Vec<Customer> = (0..params.customers).map(|i| Customer { id_number: id_number(i as u64), phone: phone(i as u64) }).collect();
+        let customers: Vec<Customer> =
+            (0..params.customers).map(|i| Customer { id_number: id_number(i as u64), phone: phone(i as u64) }).collect();
         let customers = Arc::new(customers);
         let results: Vec<Result<()>> = futures_util::stream::iter(0..customers.len())
             .map(|i| {

@@ -547,11 +547,24 @@ async fn money_is_a_string_of_yuan() {
     assert_eq!(partner["deposit_paid"], "0.00");
 }
 
+/// A service and an admin POST of raw bytes to `/v1/admin/providers`, the body check's first stop.
+async fn raw_poster(app: &TestApp) -> impl AsyncFn(&[u8]) -> Resp + '_ {
+    let admin = app.admin_key.clone();
+    async move |bytes: &[u8]| app.call_raw("POST", "/v1/admin/providers", Some(&admin), Some(bytes.to_vec()), None, &[]).await
+}
+
+/// A service with provider `p1`, which the bodies below refer to.
+async fn app_with_provider_p1() -> TestApp {
+    let app = TestApp::start().await;
+    World::empty().provider("p1", json!({"name": "x"})).build(&app).await;
+    app
+}
+
 #[actix_web::test]
-async fn bodies_are_one_strict_json_object() {
+async fn a_body_that_is_not_one_json_object_is_refused() {
     let app = TestApp::start().await;
     let admin = app.admin_key.clone();
-    let raw = |bytes: &[u8]| app.call_raw("POST", "/v1/admin/providers", Some(&admin), Some(bytes.to_vec()), None, &[]);
+    let raw = raw_poster(&app).await;
 
     // Not JSON, not an object, empty, trailing garbage, invalid UTF-8.
     for bad in [
@@ -572,6 +585,14 @@ async fn bodies_are_one_strict_json_object() {
     }
     let r = app.call("POST", "/v1/admin/providers", Some(&admin), None, None).await;
     expect_error(&r, 422, "invalid_request");
+    assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 0);
+}
+
+#[actix_web::test]
+async fn a_duplicate_key_is_refused_and_named_by_its_path() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let raw = raw_poster(&app).await;
     // A duplicate key, even with the same value.
     let r = raw(br#"{"id": "p1", "name": "x", "id": "p2"}"#).await;
     expect_field(&r, 422, "invalid_request", "id");
@@ -600,6 +621,12 @@ async fn bodies_are_one_strict_json_object() {
         )
         .await;
     expect_field(&r, 422, "invalid_request", "terms[1].months");
+    assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 0);
+}
+
+#[actix_web::test]
+async fn unknown_fields_are_refused_and_named_also_nested() {
+    let app = TestApp::start().await;
     // Unknown fields, named, also nested.
     expect_field(
         &app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "x", "colour": "red"})).await,
@@ -613,8 +640,12 @@ async fn bodies_are_one_strict_json_object() {
     expect_field(&app.admin_post("/v1/admin/products", product).await, 422, "invalid_request", "terms[0].foo");
     let r = app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "provider", "id": "p1", "scope": "all"}})).await;
     expect_field(&r, 422, "invalid_request", "principal.scope");
+    assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 1);
+}
 
-    // Wrong JSON types.
+#[actix_web::test]
+async fn fields_of_the_wrong_json_type_are_refused_and_named() {
+    let app = app_with_provider_p1().await;
     let bank = bank_body("b-1");
     for (field, value) in [
         ("name", json!(5)),
@@ -657,8 +688,15 @@ async fn bodies_are_one_strict_json_object() {
         "invalid_request",
         "terms[0]",
     );
+    assert_eq!(count(&app, "SELECT count(*) FROM banks").await, 0);
+}
 
-    // null is absent: a required field null (or missing) names it; an optional one is fine.
+/// null is absent: a required field null (or missing) names it; an optional one is fine.
+#[actix_web::test]
+async fn null_is_absent_a_required_field_null_is_named_an_optional_one_is_fine() {
+    let app = app_with_provider_p1().await;
+    let bank = bank_body("b-1");
+    let partner = partner_body("pa-1", &["p1"]);
     for field in ["name", "priority", "apr_min", "apr_max", "exposure_limit", "id"] {
         expect_field(&app.admin_post("/v1/admin/banks", with(&bank, field, Some(Value::Null))).await, 422, "invalid_request", field);
         expect_field(&app.admin_post("/v1/admin/banks", with(&bank, field, None)).await, 422, "invalid_request", field);

@@ -217,7 +217,7 @@ fn fen(text: &str) -> i64 {
 // ---------- 1. credit lines ----------
 
 #[actix_web::test]
-async fn credit_line_refusals_updates_and_debt_repayments() {
+async fn credit_line_registration_refuses_malformed_customers_amounts_and_dates() {
     let w = world(&std_banks()).await;
     let app = &w.app;
     let post = |body: Value| app.post(&w.wld, "/v1/credit-lines", body);
@@ -253,9 +253,21 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     err(&post(with(&line_body(1, "10000", FAR), "status", Some(json!("paused")))).await, 422, "invalid_request", Some("status"));
     err(&post(with(&line_body(1, "10000", FAR), "customer", None)).await, 422, "invalid_request", Some("customer"));
     assert_eq!(count(app, "SELECT count(*) FROM credit_lines").await, 0, "no refused registration left a line");
+    err(&app.post(&w.store, "/v1/credit-lines", line_body(3, "1", FAR)).await, 403, "forbidden", None);
+}
 
+/// The customer whose ID number ends in the check character X.
+fn seed_with_x() -> u64 {
+    (1..).find(|s| id_number(*s).ends_with('X')).expect("a check character X")
+}
+
+#[actix_web::test]
+async fn a_lowercase_x_is_the_same_customer_and_each_provider_has_its_own_line() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let post = |body: Value| app.post(&w.wld, "/v1/credit-lines", body);
     // A trailing lowercase x is read as X: the same customer either way.
-    let seed_x = (1..).find(|s| id_number(*s).ends_with('X')).expect("a check character X");
+    let seed_x = seed_with_x();
     let upper = id_number(seed_x);
     let lower = format!("{}x", &upper[..17]);
     let l = post(with(&line_body(seed_x, "10000", FAR), "customer.id_number", Some(json!(lower)))).await.expect(201);
@@ -272,9 +284,15 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     // Another provider has a line of its own for the same customer.
     let other = app.post(&w.huabei, "/v1/credit-lines", line_body(seed_x, "500", FAR)).await.expect(201);
     assert_ne!(other["id"], l["id"]);
+}
 
-    // Status: frozen stays frozen when absent; closed is final.
-    let line_id = st(&l["id"]);
+#[actix_web::test]
+async fn a_frozen_line_stays_frozen_when_status_is_absent_and_a_closed_one_is_final() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let post = |body: Value| app.post(&w.wld, "/v1/credit-lines", body);
+    let seed_x = seed_with_x();
+    let line_id = st(&post(line_body(seed_x, "12000", FAR)).await.expect(201)["id"]);
     let r = post(with(&line_body(seed_x, "12000", FAR), "status", Some(json!("frozen")))).await.expect(200);
     assert_eq!(r["status"], json!("frozen"));
     let r = post(line_body(seed_x, "11000", "2034-01-31")).await.expect(200);
@@ -288,28 +306,43 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     err(&post(line_body(seed_x, "9000", FAR)).await, 409, "invalid_state", None);
     let closed = admin_line(app, &line_id).await;
     assert_eq!((st(&closed["status"]), st(&closed["limit"])), ("closed".into(), "11000.00".into()), "a closed line stays as it was");
+    // A new line may be registered frozen; one past its expiry reads expired.
+    let r = post(line_body(4, "1000", &days_from_today(-1))).await.expect(201);
+    assert_eq!(r["status"], json!("expired"));
+    let r = post(with(&line_body(5, "1000", FAR), "status", Some(json!("frozen")))).await.expect(201);
+    assert_eq!(r["status"], json!("frozen"));
+}
 
-    // limit_below_exposure: a limit under held + drawn.
-    let l2 = line(&w, &w.wld, 2, "10000").await;
-    let o = place(&w, &w.store, order("LBE-1", 2)).await;
+/// Customer 2's line (limit 10,000) at wld and a store order on it holding [`HOLD`]: answers the
+/// line's id and the order.
+async fn line_with_an_order(w: &W) -> (String, Value) {
+    let line = line(w, &w.wld, 2, "10000").await;
+    let o = place(w, &w.store, order("LBE-1", 2)).await;
     assert_eq!(o["hold"]["amount"], json!(HOLD));
+    (st(&line["id"]), o)
+}
+
+#[actix_web::test]
+async fn a_limit_below_held_plus_drawn_is_refused_and_re_registration_updates_the_phone() {
+    let w = world(&std_banks()).await;
+    let post = |body: Value| w.app.post(&w.wld, "/v1/credit-lines", body);
+    line_with_an_order(&w).await;
     let r = post(line_body(2, "3300.45", FAR)).await;
     err(&r, 409, "limit_below_exposure", Some("limit"));
     assert_eq!(r.body["error"]["details"]["held"], json!(HOLD));
     let r = post(line_body(2, HOLD, FAR)).await.expect(200);
     assert_eq!((st(&r["available"]), st(&r["held"])), ("0.00".into(), HOLD.into()), "the limit may equal held + drawn");
+    let r = post(with(&line_body(2, HOLD, FAR), "customer.phone", Some(json!("13912345678")))).await.expect(200);
+    assert_eq!(r["customer"]["phone_masked"], json!("139****5678"));
+    verify_ok(&w.app).await;
+}
 
-    // Debt repayments: above drawn is an overpayment; zero and malformed amounts are invalid.
-    let l2_id = st(&l2["id"]);
+#[actix_web::test]
+async fn lines_and_holds_of_another_provider_are_404_like_missing_ones() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let (l2_id, o) = line_with_an_order(&w).await;
     let path = format!("/v1/credit-lines/{l2_id}/debt-repayments");
-    let r = app.post(&w.wld, &path, json!({"amount": "0.01"})).await;
-    err(&r, 422, "overpayment", Some("amount"));
-    assert_eq!(r.body["error"]["details"]["drawn"], json!("0.00"));
-    err(&app.post(&w.wld, &path, json!({"amount": "0"})).await, 422, "invalid_amount", Some("amount"));
-    err(&app.post(&w.wld, &path, json!({"amount": 1})).await, 422, "invalid_amount", Some("amount"));
-    err(&app.post(&w.wld, &path, json!({"amount": "1", "x": 1})).await, 422, "invalid_request", Some("x"));
-
-    // Another provider: 404 exactly like a missing line, for reads and writes.
     let missing = app.get(&w.wld, "/v1/credit-lines/line_missing").await;
     err(&missing, 404, "not_found", None);
     for r in [
@@ -325,13 +358,28 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     assert_eq!(app.get(&w.wld, &format!("/v1/holds/{}", st(&o["hold"]["id"]))).await.expect(200)["amount"], json!(HOLD));
     admin_line(app, &l2_id).await;
     err(&app.get(&w.store, &format!("/v1/credit-lines/{l2_id}")).await, 403, "forbidden", None);
+}
+
+#[actix_web::test]
+async fn debt_repayments_pay_back_the_drawn_balance_and_no_more() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let (l2_id, o) = line_with_an_order(&w).await;
+    // The limit equals held + drawn: what is available is exactly what was repaid.
+    app.post(&w.wld, "/v1/credit-lines", line_body(2, HOLD, FAR)).await.expect(200);
+    // Above drawn is an overpayment; zero and malformed amounts are invalid.
+    let path = format!("/v1/credit-lines/{l2_id}/debt-repayments");
+    let r = app.post(&w.wld, &path, json!({"amount": "0.01"})).await;
+    err(&r, 422, "overpayment", Some("amount"));
+    assert_eq!(r.body["error"]["details"]["drawn"], json!("0.00"));
+    err(&app.post(&w.wld, &path, json!({"amount": "0"})).await, 422, "invalid_amount", Some("amount"));
+    err(&app.post(&w.wld, &path, json!({"amount": 1})).await, 422, "invalid_amount", Some("amount"));
+    err(&app.post(&w.wld, &path, json!({"amount": "1", "x": 1})).await, 422, "invalid_request", Some("x"));
 
     // Once the hold converted, `drawn` can be repaid, and no more than it.
-    let bank = w.key("bk-a");
-    let funding = json!({"decision": "approved", "loan_no": "LBE-L", "funded_on": today().to_string()});
-    app.post(&bank, &format!("/v1/orders/{}/funding", st(&o["id"])), funding).await.expect(200);
+    app.client(&w.key("bk-a")).fund(&st(&o["id"]), "LBE-L", &today().to_string()).await.expect(200);
     let eod_date = add_months_clamped(today(), 1) + chrono::Duration::days(3);
-    app.admin_post("/v1/admin/eod", json!({"business_date": eod_date.to_string()})).await.expect(200);
+    app.admin().eod(&eod_date.to_string()).await.expect(200);
     let converted = app.get(&w.wld, &format!("/v1/credit-lines/{l2_id}")).await.expect(200);
     let drawn = fen(&st(&converted["drawn"]));
     assert!(drawn > 27_504, "the first installment converted: {converted}");
@@ -346,15 +394,6 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     let done = app.post(&w.wld, &path, json!({"amount": rest})).await.expect(200);
     assert_eq!((st(&done["drawn"]), fen(&st(&done["available"]))), ("0.00".to_string(), drawn));
     err(&app.post(&w.wld, &path, json!({"amount": "0.01"})).await, 422, "overpayment", Some("amount"));
-
-    // Re-registration updates the phone; a line past its expiry reads expired.
-    let r = post(with(&line_body(2, HOLD, FAR), "customer.phone", Some(json!("13912345678")))).await.expect(200);
-    assert_eq!(r["customer"]["phone_masked"], json!("139****5678"));
-    let r = post(line_body(4, "1000", &days_from_today(-1))).await.expect(201);
-    assert_eq!(r["status"], json!("expired"));
-    let r = post(with(&line_body(5, "1000", FAR), "status", Some(json!("frozen")))).await.expect(201);
-    assert_eq!(r["status"], json!("frozen"));
-    err(&app.post(&w.store, "/v1/credit-lines", line_body(3, "1", FAR)).await, 403, "forbidden", None);
     verify_ok(app).await;
 }
 
