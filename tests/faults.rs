@@ -1018,6 +1018,24 @@ fn merge(mut a: Value, b: Value) -> Value {
 }
 
 /// Attempts answered 5xx other than 503, or never answered within the client timeout.
+/// What every fault test reads once its load stopped: the verdict on the ledger and the driven
+/// answers, the notices delivered since `mark`, and the answers that are failures of the service.
+async fn settle(world: &World, pg: &Pg, hook: &Receiver, mark: i64, driven: &Driven) -> (Verdict, Value, Vec<String>) {
+    let db = pg.client().await;
+    let verdict = verify_everything(world, &db, driven).await;
+    let notices = await_notices(&db, hook, mark, Duration::from_secs(120)).await;
+    (verdict, notices, bad_failures(&driven.attempts))
+}
+
+/// Every fault test's claim on the answers: each one expected, no 5xx but 503 and no hang, and
+/// every 503 with API.md's body (`log` is the service's, for the failure message).
+#[track_caller]
+fn assert_answers_clean(driven: &Driven, bad: &[String], log: &str) {
+    assert!(driven.unexpected.is_empty(), "unexpected answers: {:?}\n{log}", &driven.unexpected[..driven.unexpected.len().min(10)]);
+    assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{log}");
+    assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+}
+
 fn bad_failures(attempts: &[Attempt]) -> Vec<String> {
     attempts
         .iter()
@@ -1083,10 +1101,7 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
         run_load(&load, 100, Duration::from_secs(30)).await;
         let driven = load.stop().await;
 
-        let db = pg.client().await;
-        let verdict = verify_everything(&world, &db, &driven).await;
-        let notices = await_notices(&db, &hook, mark, Duration::from_secs(120)).await;
-        let bad = bad_failures(&driven.attempts);
+        let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let figures = merge(
             merge(merge(json!({"test": "service_sigkill", "service_kills": kills}), driven.summary()), verdict.figures()),
             merge(
@@ -1096,14 +1111,7 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
             ),
         );
         report(&figures);
-        assert!(
-            driven.unexpected.is_empty(),
-            "unexpected answers: {:?}\n{}",
-            &driven.unexpected[..driven.unexpected.len().min(10)],
-            svc.log_tail()
-        );
-        assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{}", svc.log_tail());
-        assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+        assert_answers_clean(&driven, &bad, &svc.log_tail());
         verdict.assert_clean();
         assert!(driven.count(Kind::Order) > 0 && driven.count(Kind::Funding) > 0 && driven.count(Kind::Repayment) > 0);
         drop(svc);
@@ -1159,10 +1167,7 @@ fn postgres_killed_under_load_the_service_recovers_by_itself() {
         run_load(&load, 100, Duration::from_secs(30)).await;
         let driven = load.stop().await;
 
-        let db = pg.client().await;
-        let verdict = verify_everything(&world, &db, &driven).await;
-        let notices = await_notices(&db, &hook, mark, Duration::from_secs(120)).await;
-        let bad = bad_failures(&driven.attempts);
+        let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let figures = merge(
             merge(merge(json!({"test": "postgres_kill", "postgres_kills": kills}), driven.summary()), verdict.figures()),
             merge(
@@ -1172,14 +1177,7 @@ fn postgres_killed_under_load_the_service_recovers_by_itself() {
             ),
         );
         report(&figures);
-        assert!(
-            driven.unexpected.is_empty(),
-            "unexpected answers: {:?}\n{}",
-            &driven.unexpected[..driven.unexpected.len().min(10)],
-            svc.log_tail()
-        );
-        assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{}", svc.log_tail());
-        assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+        assert_answers_clean(&driven, &bad, &svc.log_tail());
         assert!(
             recovery_ms.iter().all(|r| *r <= ms(RECOVERY_BOUND)),
             "readyz took longer than {RECOVERY_BOUND:?} to recover: {recovery_ms:?}"
@@ -1250,10 +1248,7 @@ fn database_outage_answers_503_fast_and_recovers_within_5_s() {
         let first_2xx_after = driven.attempts.iter().filter(|a| a.sent >= up && a.is_2xx()).map(|a| a.answered()).min();
         let answers_again = first_2xx_after.map(|t| t.saturating_duration_since(up));
 
-        let db = pg.client().await;
-        let verdict = verify_everything(&world, &db, &driven).await;
-        let notices = await_notices(&db, &hook, mark, Duration::from_secs(120)).await;
-        let bad = bad_failures(&driven.attempts);
+        let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let bound = Duration::from_millis(DB_TIMEOUT_MS) + Duration::from_secs(1);
         let figures = merge(
             merge(merge(json!({"test": "database_outage", "outage_s": outage.as_secs()}), driven.summary()), verdict.figures()),
@@ -1285,14 +1280,7 @@ fn database_outage_answers_503_fast_and_recovers_within_5_s() {
         assert!(readyz_max <= bound, "readyz took {readyz_max:?} during the outage");
         assert!(readyz_recovered <= RECOVERY_BOUND, "readyz 200 only {readyz_recovered:?} after the database came back");
         assert!(answers_again.is_some_and(|d| d <= RECOVERY_BOUND), "2xx again only after {answers_again:?}");
-        assert!(
-            driven.unexpected.is_empty(),
-            "unexpected answers: {:?}\n{}",
-            &driven.unexpected[..driven.unexpected.len().min(10)],
-            svc.log_tail()
-        );
-        assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{}", svc.log_tail());
-        assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+        assert_answers_clean(&driven, &bad, &svc.log_tail());
         verdict.assert_clean();
         drop(svc);
         pg.stop().await;

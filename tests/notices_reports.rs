@@ -1176,7 +1176,22 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
     assert_eq!((later["closed"].as_bool(), later["movements"].as_array().unwrap().len()), (Some(false), 0));
     assert_eq!(day("2027-03-03").await["closed"], true);
 
-    // Who may ask, and how.
+    let v = b.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// Who may ask for a reconciliation, and how: the admin (all banks or one), a bank for its own
+/// movements only; a store is refused, another bank's id is not found, a malformed date named.
+#[actix_web::test]
+async fn reconciliation_is_for_the_admin_and_each_bank_of_its_own_movements() {
+    let b = Books::new().await;
+    let admin = b.app.admin_key.clone();
+    b.app.set_today("2027-01-31");
+    let (o1, o2) = (b.order(1, "p18").await, b.order(2, "p10").await);
+    b.fund_on(&o1, &b.bank_a, "L-1", "2027-01-31").await;
+    b.fund_on(&o2, &b.bank_b, "L-2", "2027-01-31").await;
+    b.app.clock.reset();
+    b.eod("2027-01-31").await;
     b.report(&b.store, "2027-01-31", "").await.expect_err(403, "forbidden");
     b.report(&b.bank_a, "2027-01-31", "?bank_id=bkb").await.expect_err(404, "not_found");
     assert_eq!(b.report(&b.bank_a, "2027-01-31", "?bank_id=bka").await.expect(200)["bank_id"], "bka");
@@ -1188,8 +1203,7 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
     }
     let bank_b_view = b.report(&b.bank_b, "2027-01-31", "").await.expect(200);
     assert_eq!(bank_b_view["movements"].as_array().unwrap().len(), 1);
-    let v = b.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
-    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(bank_b_view["movements"][0]["order_id"], o2.as_str(), "bkb sees its own funding only");
 }
 
 /// API.md §8 (v2, issue 15): within one end of day, funding expiries come first, in order of

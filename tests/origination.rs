@@ -7,7 +7,7 @@ mod common;
 
 use chrono::{NaiveDate, Utc};
 use common::binary::{ServeBinary, cluster_url};
-use common::world::{FAR, WorldSpec, line_body, merged, partner_body};
+use common::world::{FAR, WorldSpec, by_partner, line_body, merged, named_order_body, partner_body};
 use common::*;
 use creditphone::domain::{add_months_clamped, shanghai_date};
 use serde_json::{Value, json};
@@ -138,16 +138,11 @@ async fn line(w: &W, provider_key: &str, seed: u64, limit: &str) -> Value {
 
 /// A store order of principal 3000.00 over 12 months on p12 for customer `seed`.
 fn order(no: &str, seed: u64) -> Value {
-    json!({"out_order_no": no, "product_id": "p12", "term_months": 12,
-           "customer": {"id_number": id_number(seed), "phone": phone(seed), "name": "王小明"},
-           "device": {"sku": "phone-128g", "imei": imei(seed), "price": "3999"}, "down_payment": "999"})
+    named_order_body(no, seed)
 }
 
 fn partner_order(no: &str, seed: u64, region: &str) -> Value {
-    let mut b = order(no, seed);
-    b["region_code"] = json!(region);
-    b["agent_id"] = json!("a-17");
-    b
+    by_partner(order(no, seed), region, "a-17")
 }
 
 async fn place(w: &W, key: &str, body: Value) -> Value {
@@ -1786,7 +1781,7 @@ async fn a_line_matches_only_its_registered_phone_and_every_refusal_looks_the_sa
 
 /// `creditphone_order_probe_suspected_total` from `/metrics` (0 while absent).
 async fn probes_suspected(app: &TestApp) -> u64 {
-    let text = app.call("GET", "/metrics", None, None, None).await.body.as_str().expect("metrics text").to_string();
+    let text = app.get_without_key("/metrics").await.body.as_str().expect("metrics text").to_string();
     let line = text.lines().find(|l| l.starts_with("creditphone_order_probe_suspected_total "));
     line.map_or(0, |l| l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a counter value"))
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod raw;
 pub mod readme;
 pub mod world;
 
@@ -265,7 +266,7 @@ impl TestApp {
         idem: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        world::send(&self.http, &self.url, method, path, key, body, idem, headers).await
+        world::send(&self.http, &self.url, world::Request { method, path, key, body, idem, headers }).await
     }
 
     /// A client holding `key`.
@@ -276,6 +277,11 @@ impl TestApp {
     /// The admin's client.
     pub fn admin(&self) -> Client {
         Client::new(self, &self.admin_key)
+    }
+
+    /// A GET without a key (public endpoints, and the 401 of the others).
+    pub async fn get_without_key(&self, path: &str) -> Resp {
+        self.call("GET", path, None, None, None).await
     }
 
     pub async fn get(&self, key: &str, path: &str) -> Resp {

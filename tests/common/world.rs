@@ -22,17 +22,19 @@ pub struct Client {
     url: String,
 }
 
+/// What a test asks of the service, exactly as it is to be sent.
+pub(crate) struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub key: Option<&'a str>,
+    pub body: Option<Vec<u8>>,
+    pub idem: Option<&'a str>,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
 /// One request to the service; `TestApp::call_raw` and every `Client` send through it.
-pub(crate) async fn send(
-    http: &reqwest::Client,
-    url: &str,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<Vec<u8>>,
-    idem: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Resp {
+pub(crate) async fn send(http: &reqwest::Client, url: &str, r: Request<'_>) -> Resp {
+    let Request { method, path, key, body, idem, headers } = r;
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut req = http.request(method, format!("{url}{path}"));
     if let Some(k) = key {
@@ -77,7 +79,8 @@ impl Client {
 
     pub async fn call(&self, method: &str, path: &str, body: Option<&Value>, idem: Option<&str>) -> Resp {
         let raw = body.map(|b| serde_json::to_vec(b).expect("json"));
-        send(&self.http, &self.url, method, path, Some(&self.key), raw, idem, &[]).await
+        let request = Request { method, path, key: Some(&self.key), body: raw, idem, headers: &[] };
+        send(&self.http, &self.url, request).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -96,6 +99,10 @@ impl Client {
 
     pub async fn patch(&self, path: &str, body: Value) -> Resp {
         self.call("PATCH", path, Some(&body), None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call("DELETE", path, None, None).await
     }
 
     // ---- credit lines (provider) ----
@@ -229,6 +236,19 @@ pub fn order_body(no: &str, product: &str, seed: u64, device: u64) -> Value {
     json!({"out_order_no": no, "product_id": product, "term_months": 12,
            "customer": {"id_number": id_number(seed), "phone": phone(seed)},
            "device": {"sku": "phone", "imei": imei(device), "price": "3999"}, "down_payment": "999"})
+}
+
+/// A store order like [`order_body`] on p12 for customer `seed`, who gives a name (personal data
+/// the tests of masking and of the logs look for), with the IMEI of the same seed.
+pub fn named_order_body(no: &str, seed: u64) -> Value {
+    json!({"out_order_no": no, "product_id": "p12", "term_months": 12,
+           "customer": {"id_number": id_number(seed), "phone": phone(seed), "name": "王小明"},
+           "device": {"sku": "phone-128g", "imei": imei(seed), "price": "3999"}, "down_payment": "999"})
+}
+
+/// An order `body` as a partner places it: in a region, by one of its agents.
+pub fn by_partner(body: Value, region: &str, agent: &str) -> Value {
+    merged(body, json!({"region_code": region, "agent_id": agent}))
 }
 
 /// A credit line the world registers: its provider, customer, limit and expiry.
