@@ -661,30 +661,37 @@ async fn line_matching_and_bank_routing_refusals_change_no_balance() {
 
 // ---------- 1. funding, cancellation, rejection ----------
 
-#[actix_web::test]
-async fn funding_cancellation_and_rejection_rules() {
+/// A world of [`world`] with customer 20's line (limit 100,000) and `n` store orders on it, all
+/// routed to bk-a: the world, the line's id and the orders' ids.
+async fn awaiting_orders(n: usize) -> (W, String, Vec<String>) {
     let w = world(&std_banks()).await;
-    let app = &w.app;
-    let bank = w.key("bk-a");
-    let bank_b = w.key("bk-b");
     let l = line(&w, &w.wld, 20, "100000").await;
-    let line_id = st(&l["id"]);
     let mut orders = Vec::new();
-    for i in 0..6 {
+    for i in 0..n {
         let o = place(&w, &w.store, order(&format!("F-{i}"), 20)).await;
         assert_eq!(o["bank_id"], json!("bk-a"));
         orders.push(st(&o["id"]));
     }
-    let o0 = app.get(&w.store, &format!("/v1/orders/{}", orders[0])).await.expect(200);
-    let created_on = today();
-    let deadline = chrono::DateTime::parse_from_rfc3339(&st(&o0["funding_deadline"])).expect("rfc3339").with_timezone(&Utc);
-    let created = chrono::DateTime::parse_from_rfc3339(&st(&o0["created_at"])).expect("rfc3339").with_timezone(&Utc);
-    let off = (deadline - created - chrono::Duration::hours(72)).num_seconds().abs();
-    assert!(off <= 5, "the deadline is creation + funding_timeout_hours: {deadline} {created}");
-    let deadline_date = shanghai_date(deadline);
-    let fund = |id: &str, body: Value| post_to(app, &bank, format!("/v1/orders/{id}/funding"), body);
-    let approve = |loan: &str, on: String| json!({"decision": "approved", "loan_no": loan, "funded_on": on});
+    (w, st(&l["id"]), orders)
+}
 
+/// A funding decision approving with `loan`, funded on `on`.
+fn approve(loan: &str, on: String) -> Value {
+    json!({"decision": "approved", "loan_no": loan, "funded_on": on})
+}
+
+/// bk-a's funding decision on an order.
+async fn fund_as_bank_a(w: &W, id: &str, body: Value) -> Resp {
+    post_to(&w.app, &w.key("bk-a"), format!("/v1/orders/{id}/funding"), body).await
+}
+
+#[actix_web::test]
+async fn a_funding_decision_is_checked_for_its_body_and_its_caller() {
+    let (w, _, orders) = awaiting_orders(1).await;
+    let app = &w.app;
+    let bank_b = w.key("bk-b");
+    let created_on = today();
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
     // Body checks.
     err(&fund(&orders[0], approve("L-0", "2027-02-30".into())).await, 422, "invalid_date", Some("funded_on"));
     err(&fund(&orders[0], json!({"decision": "maybe"})).await, 422, "invalid_request", Some("decision"));
@@ -716,6 +723,22 @@ async fn funding_cancellation_and_rejection_rules() {
             None,
         );
     }
+    assert_eq!(app.get(&w.store, &format!("/v1/orders/{}", orders[0])).await.expect(200)["status"], json!("awaiting_funding"));
+}
+
+#[actix_web::test]
+async fn funded_on_lies_between_creation_and_deadline_and_a_loan_no_is_a_banks_once() {
+    let (w, _, orders) = awaiting_orders(3).await;
+    let app = &w.app;
+    let (bank, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let o0 = app.get(&w.store, &format!("/v1/orders/{}", orders[0])).await.expect(200);
+    let created_on = today();
+    let deadline = chrono::DateTime::parse_from_rfc3339(&st(&o0["funding_deadline"])).expect("rfc3339").with_timezone(&Utc);
+    let created = chrono::DateTime::parse_from_rfc3339(&st(&o0["created_at"])).expect("rfc3339").with_timezone(&Utc);
+    let off = (deadline - created - chrono::Duration::hours(72)).num_seconds().abs();
+    assert!(off <= 5, "the deadline is creation + funding_timeout_hours: {deadline} {created}");
+    let deadline_date = shanghai_date(deadline);
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
 
     // funded_on within [creation date, deadline date], both ends included.
     let r = fund(&orders[0], approve("L-0", (created_on - chrono::Duration::days(1)).to_string())).await;
@@ -736,14 +759,27 @@ async fn funding_cancellation_and_rejection_rules() {
     err(&fund(&orders[0], approve("L-1", created_on.to_string())).await, 409, "already_exists", Some("loan_no"));
     assert_eq!(app.get(&bank, &format!("/v1/orders/{}", orders[2])).await.expect(200)["status"], json!("awaiting_funding"));
     // Another bank may use the same loan_no: take an order routed to bk-b.
-    assert_eq!(st(&admin_bank(app, "bk-a").await["exposure_used"]), "18000.00");
-    patch(app, "/v1/admin/banks/bk-a", json!({"exposure_limit": "18000"})).await.expect(200);
+    assert_eq!(st(&admin_bank(app, "bk-a").await["exposure_used"]), "9000.00");
+    patch(app, "/v1/admin/banks/bk-a", json!({"exposure_limit": "9000"})).await.expect(200);
     let ob = place(&w, &w.store, order("F-B", 20)).await;
     assert_eq!(ob["bank_id"], json!("bk-b"));
     app.post(&bank_b, &format!("/v1/orders/{}/funding", st(&ob["id"])), approve("L-0", created_on.to_string())).await.expect(200);
     // Funded twice: invalid_state.
     err(&fund(&orders[0], approve("L-9", created_on.to_string())).await, 409, "invalid_state", None);
     err(&fund(&orders[0], json!({"decision": "rejected", "reason": "x"})).await, 409, "invalid_state", None);
+    err(&app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[0]), json!({})).await, 409, "invalid_state", None);
+    verify_ok(app).await;
+}
+
+#[actix_web::test]
+async fn cancellation_voids_the_hold_and_frees_exposure_once() {
+    let (w, line_id, orders) = awaiting_orders(4).await;
+    let app = &w.app;
+    let bank = w.key("bk-a");
+    let created_on = today();
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
+    // A funded order is not cancelled.
+    fund(&orders[0], approve("L-0", created_on.to_string())).await.expect(200);
     err(&app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[0]), json!({})).await, 409, "invalid_state", None);
 
     // Cancel: voids the hold and frees exposure; twice is invalid_state; funding it too.
@@ -773,13 +809,32 @@ async fn funding_cancellation_and_rejection_rules() {
         .call_raw("POST", &format!("/v1/orders/{}/cancel", orders[3]), Some(app.admin_key.as_str()), None, Some("empty-cancel"), &[])
         .await;
     assert_eq!((r.status, r.body["status"].clone()), (200, json!("cancelled")), "{}", r.body);
+    let bk = admin_bank(app, "bk-a").await;
+    assert_eq!(st(&bk["exposure_used"]), "6000.00", "one plan and one order still awaiting funding: {bk}");
+    verify_ok(app).await;
+}
 
+#[actix_web::test]
+async fn rejection_voids_the_hold_and_comes_once() {
+    let (w, _, orders) = awaiting_orders(5).await;
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
     // Rejection voids the hold too.
     let r = fund(&orders[4], json!({"decision": "rejected", "reason": "kyc failed"})).await.expect(200);
     assert_eq!((st(&r["status"]), st(&r["reason"]), st(&r["hold"]["status"])), ("rejected".into(), "kyc failed".into(), "voided".into()));
     assert!(r["plan"].is_null());
     err(&fund(&orders[4], json!({"decision": "rejected", "reason": "again"})).await, 409, "invalid_state", None);
+    let bk = admin_bank(&w.app, "bk-a").await;
+    assert_eq!(st(&bk["exposure_used"]), "12000.00", "the rejected order's exposure is freed: {bk}");
+    verify_ok(&w.app).await;
+}
 
+#[actix_web::test]
+async fn past_the_deadline_a_bank_can_neither_approve_nor_reject() {
+    let (w, _, orders) = awaiting_orders(6).await;
+    let app = &w.app;
+    let bank = w.key("bk-a");
+    let created_on = today();
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
     // Past the deadline (the service's clock a minute after it): 409 invalid_state for approvals
     // and rejections alike.
     let o5 = app.get(&bank, &format!("/v1/orders/{}", orders[5])).await.expect(200);
@@ -791,10 +846,6 @@ async fn funding_cancellation_and_rejection_rules() {
     err(&fund(&orders[5], json!({"decision": "rejected", "reason": "late"})).await, 409, "invalid_state", None);
     assert_eq!(app.get(&bank, &format!("/v1/orders/{}", orders[5])).await.expect(200)["status"], json!("awaiting_funding"));
     app.clock.reset();
-
-    // Exposure: the two awaiting orders are gone from bk-a, the funded ones stay.
-    let bk = admin_bank(app, "bk-a").await;
-    assert_eq!(st(&bk["exposure_used"]), "9000.00", "two plans and one order still awaiting funding: {bk}");
     verify_ok(app).await;
 }
 
