@@ -851,12 +851,19 @@ async fn past_the_deadline_a_bank_can_neither_approve_nor_reject() {
 
 // ---------- 2. tenants, lists, notices ----------
 
-#[actix_web::test]
-async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
+/// Five orders of three sellers over two banks (bk-a fits two principals): store st-a's a1, a2
+/// and a3, store st-b's b1 (on a huabei line) and partner pt-a's p1.
+struct Tenants {
+    w: W,
+    a1: Value,
+    a2: Value,
+    a3: Value,
+    b1: Value,
+    p1: Value,
+}
+
+async fn tenants() -> Tenants {
     let w = world(&[bank("bk-a", 1, "0.24", "6000", None), bank("bk-b", 2, "0.24", "10000000", None)]).await;
-    let app = &w.app;
-    let bank_a = w.key("bk-a");
-    let bank_b = w.key("bk-b");
     for seed in [31, 32, 33, 35] {
         line(&w, &w.wld, seed, "10000").await;
     }
@@ -869,9 +876,25 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     let banks: Vec<Value> = [&a1, &a2, &a3, &b1, &p1].iter().map(|o| o["bank_id"].clone()).collect();
     assert_eq!(banks, [json!("bk-a"), json!("bk-a"), json!("bk-b"), json!("bk-b"), json!("bk-b")], "bk-a fits two principals");
     assert_eq!(b1["hold"]["provider_id"], json!("huabei"));
-    let id = |o: &Value| st(&o["id"]);
-    let (a1_id, a2_id) = (id(&a1), id(&a2));
+    Tenants { w, a1, a2, a3, b1, p1 }
+}
 
+/// st-a cancels a2 and bk-a funds a1: answers a1's plan id.
+async fn cancel_a2_fund_a1(t: &Tenants) -> String {
+    let app = &t.w.app;
+    app.post(&t.w.store, &format!("/v1/orders/{}/cancel", st(&t.a2["id"])), json!({})).await.expect(200);
+    let funding = json!({"decision": "approved", "loan_no": "LA-1", "funded_on": today().to_string()});
+    let funded = app.post(&t.w.key("bk-a"), &format!("/v1/orders/{}/funding", st(&t.a1["id"])), funding).await.expect(200);
+    st(&funded["plan"]["id"])
+}
+
+#[actix_web::test]
+async fn someone_elses_orders_holds_lines_and_plans_answer_like_missing_ones() {
+    let t = tenants().await;
+    let (w, a1) = (&t.w, &t.a1);
+    let app = &w.app;
+    let (bank_a, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let a1_id = st(&a1["id"]);
     // Reads and writes of someone else's objects answer exactly like missing ones.
     let missing = app.get(&w.store_b, "/v1/orders/ord_missing").await;
     err(&missing, 404, "not_found", None);
@@ -916,24 +939,25 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     app.get(&w.wld, &format!("/v1/holds/{hold_a1}")).await.expect(200);
     app.get(&w.wld, &format!("/v1/credit-lines/{line_a1}")).await.expect(200);
 
-    // Cancel one, fund one.
-    app.post(&w.store, &format!("/v1/orders/{a2_id}/cancel"), json!({})).await.expect(200);
-    let funded = app
-        .post(
-            &bank_a,
-            &format!("/v1/orders/{a1_id}/funding"),
-            json!({"decision": "approved", "loan_no": "LA-1", "funded_on": today().to_string()}),
-        )
-        .await
-        .expect(200);
-    let plan_id = st(&funded["plan"]["id"]);
+    // Once a1 is funded, its plan is as private.
+    let plan_id = cancel_a2_fund_a1(&t).await;
     for key in [&w.store, &bank_a, &app.admin_key.clone()] {
         assert_eq!(app.get(key, &format!("/v1/plans/{plan_id}")).await.expect(200)["id"], json!(plan_id));
     }
     for key in [&w.store_b, &bank_b, &w.partner] {
         err(&app.get(key, &format!("/v1/plans/{plan_id}")).await, 404, "not_found", None);
     }
+}
 
+#[actix_web::test]
+async fn lists_show_the_callers_own_orders_newest_first_with_a_status_filter_and_cursors() {
+    let t = tenants().await;
+    cancel_a2_fund_a1(&t).await;
+    let Tenants { w, a1, a2, a3, b1, p1 } = t;
+    let app = &w.app;
+    let (bank_a, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let id = |o: &Value| st(&o["id"]);
+    let (a1_id, a2_id) = (id(&a1), id(&a2));
     // Lists: the caller's own, newest first, with a status filter and cursors.
     let all = [&p1, &b1, &a3, &a2, &a1].map(id).to_vec();
     assert_eq!(ids(&app.get(&w.store, "/v1/orders").await.expect(200)), [id(&a3), a2_id.clone(), a1_id.clone()]);
@@ -963,7 +987,17 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     for bad in ["status=open", "limit=0", "limit=201", "cursor=zzz"] {
         err(&app.get(&w.store, &format!("/v1/orders?{bad}")).await, 422, "invalid_request", bad.split('=').next());
     }
+}
 
+#[actix_web::test]
+async fn notice_feeds_show_the_callers_own_notices_in_order_with_their_ids_and_amounts() {
+    let t = tenants().await;
+    let plan_id = cancel_a2_fund_a1(&t).await;
+    let Tenants { w, a1, a2, a3, b1, p1 } = t;
+    let app = &w.app;
+    let (bank_a, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let id = |o: &Value| st(&o["id"]);
+    let (a1_id, a2_id) = (id(&a1), id(&a2));
     // Notices: only the caller's, in order, with the ids and amounts.
     let feed = |key: String, q: String| async move { app.get(&key, &format!("/v1/notices{q}")).await.expect(200) };
     let types = |f: &Value| -> Vec<(String, String)> {
@@ -1042,6 +1076,7 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     let next = feed(bank_a.clone(), format!("?limit=3&cursor={cursor}")).await;
     assert_eq!((next["data"][0]["id"].clone(), next["next_cursor"].clone()), (json!(bids[3]), Value::Null));
     err(&app.get(&bank_a, "/v1/notices?after=ntc_x").await, 422, "invalid_request", Some("after"));
+    verify_ok(app).await;
     verify_ok(app).await;
 }
 
