@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The generators are the tests' own (one definition, in the library).
+pub use creditphone::testkit::{id_number, imei, phone};
+
 pub const PROVIDER: &str = "bench-wld";
 pub const PRODUCT: &str = "bench-12";
 /// Every order of the hot-bank phase reserves exposure at this one bank.
@@ -114,7 +117,8 @@ impl World {
         }
         let provider_key = api.key("provider", PROVIDER).await?;
 
-        let customers: Vec<Customer> = (0..params.customers).map(|i| Customer { id_number: id_number(i), phone: phone(i) }).collect();
+        let customers: Vec<Customer> =
+            (0..params.customers).map(|i| Customer { id_number: id_number(i as u64), phone: phone(i as u64) }).collect();
         let customers = Arc::new(customers);
         let results: Vec<Result<()>> = futures_util::stream::iter(0..customers.len())
             .map(|i| {
@@ -174,54 +178,5 @@ impl Api {
         let answer =
             self.admin("/v1/admin/api-keys", json!({"principal": {"kind": kind, "id": id}, "rate_limit_per_minute": 1_000_000})).await?;
         answer["key"].as_str().map(str::to_string).with_context(|| format!("no key in {answer}"))
-    }
-}
-
-/// A distinct valid PRC resident ID number per `i` (GB 11643 check character).
-pub fn id_number(i: usize) -> String {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let base = chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap_or_default();
-    let born = base + chrono::Duration::days((i / 1000) as i64);
-    let body = format!("110101{}{:03}", born.format("%Y%m%d"), i % 1000);
-    let sum: u32 = body.bytes().zip(W).map(|(c, w)| u32::from(c - b'0') * w).sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
-    format!("{body}{check}")
-}
-
-pub fn phone(i: usize) -> String {
-    format!("139{:08}", i % 100_000_000)
-}
-
-/// A Luhn-valid IMEI per `i`.
-pub fn imei(i: u64) -> String {
-    let body = format!("{:014}", i % 100_000_000_000_000);
-    let mut total = 0;
-    for (k, c) in body.bytes().rev().enumerate() {
-        let mut d = u32::from(c - b'0');
-        if k % 2 == 0 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        total += d;
-    }
-    format!("{body}{}", (10 - total % 10) % 10)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use creditphone::domain::identity::{IdNumber, Imei, Phone};
-
-    #[test]
-    fn generated_identities_are_valid_and_distinct() {
-        let mut seen = std::collections::HashSet::new();
-        for i in (0..40_000).step_by(7) {
-            assert!(IdNumber::parse(&id_number(i)).is_ok(), "{}", id_number(i));
-            assert!(seen.insert(id_number(i)));
-        }
-        assert!(Phone::parse(&phone(12)).is_ok());
-        assert!(Imei::parse(&imei(123_456)).is_ok());
     }
 }

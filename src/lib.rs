@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod pg;
 pub mod pii;
 pub mod service;
+pub mod testkit;

@@ -31,6 +31,7 @@
 mod common;
 
 use common::binary::{RunningServe, ServeBinary, log_tail};
+use common::world;
 use common::{id_number, imei, phone};
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster};
 use futures_util::StreamExt;
@@ -439,51 +440,15 @@ impl World {
     /// A provider and a bank with webhooks to the receiver, a store, a product, keys and customer lines.
     async fn setup(base: String, admin: String, hook: &Receiver) -> World {
         let http = reqwest::Client::builder().timeout(CLIENT_TIMEOUT).pool_idle_timeout(Duration::from_secs(5)).build().expect("client");
-        let post = async |path: &str, auth: &str, body: Value, idem: Option<&str>| -> Value {
-            let mut req = http.post(format!("{base}{path}")).bearer_auth(auth).json(&body);
-            if let Some(k) = idem {
-                req = req.header("Idempotency-Key", k);
-            }
-            let r = req.send().await.expect("setup request");
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.expect("json");
-            assert!((200..300).contains(&status), "setup {path}: {status} {body}");
-            body
-        };
-        post("/v1/admin/providers", &admin, json!({"id": "wld", "name": "微粒贷", "webhook_url": hook.url("provider")}), None).await;
-        post(
-            "/v1/admin/banks",
-            &admin,
-            json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24",
-                   "exposure_limit": "999999999999", "webhook_url": hook.url("bank")}),
-            None,
-        )
-        .await;
-        post("/v1/admin/stores", &admin, json!({"id": "st", "name": "营业厅", "region_code": "440305"}), None).await;
-        post(
-            "/v1/admin/products",
-            &admin,
-            json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}],
-                   "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"}),
-            None,
-        )
-        .await;
-        let key = async |kind: &str, id: &str| -> String {
-            let v = post("/v1/admin/api-keys", &admin, json!({"principal": {"kind": kind, "id": id}}), None).await;
-            v["key"].as_str().expect("key").to_string()
-        };
-        let store = key("store", "st").await;
-        let bank = key("bank", "bk").await;
-        let provider = key("provider", "wld").await;
+        let mut spec = world::World::standard()
+            .no_lines()
+            .provider_extra("wld", json!({"webhook_url": hook.url("provider")}))
+            .bank_extra("bk", json!({"exposure_limit": "999999999999", "webhook_url": hook.url("bank")}));
         for c in 0..CUSTOMERS {
-            post(
-                "/v1/credit-lines",
-                &provider,
-                json!({"customer": {"id_number": id_number(c), "phone": phone(c)}, "limit": "99999999", "expires_on": "2045-12-31"}),
-                Some(&format!("line-{c}")),
-            )
-            .await;
+            spec = spec.line_until("wld", c, "99999999", "2045-12-31");
         }
+        let w = spec.build_at(&http, &base, &admin).await;
+        let (store, bank) = (w.store().key.clone(), w.bank().key.clone());
         World { base, http, admin, store, bank }
     }
 }
@@ -1053,6 +1018,24 @@ fn merge(mut a: Value, b: Value) -> Value {
 }
 
 /// Attempts answered 5xx other than 503, or never answered within the client timeout.
+/// What every fault test reads once its load stopped: the verdict on the ledger and the driven
+/// answers, the notices delivered since `mark`, and the answers that are failures of the service.
+async fn settle(world: &World, pg: &Pg, hook: &Receiver, mark: i64, driven: &Driven) -> (Verdict, Value, Vec<String>) {
+    let db = pg.client().await;
+    let verdict = verify_everything(world, &db, driven).await;
+    let notices = await_notices(&db, hook, mark, Duration::from_secs(120)).await;
+    (verdict, notices, bad_failures(&driven.attempts))
+}
+
+/// Every fault test's claim on the answers: each one expected, no 5xx but 503 and no hang, and
+/// every 503 with API.md's body (`log` is the service's, for the failure message).
+#[track_caller]
+fn assert_answers_clean(driven: &Driven, bad: &[String], log: &str) {
+    assert!(driven.unexpected.is_empty(), "unexpected answers: {:?}\n{log}", &driven.unexpected[..driven.unexpected.len().min(10)]);
+    assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{log}");
+    assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+}
+
 fn bad_failures(attempts: &[Attempt]) -> Vec<String> {
     attempts
         .iter()
@@ -1118,10 +1101,7 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
         run_load(&load, 100, Duration::from_secs(30)).await;
         let driven = load.stop().await;
 
-        let db = pg.client().await;
-        let verdict = verify_everything(&world, &db, &driven).await;
-        let notices = await_notices(&db, &hook, mark, Duration::from_secs(120)).await;
-        let bad = bad_failures(&driven.attempts);
+        let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let figures = merge(
             merge(merge(json!({"test": "service_sigkill", "service_kills": kills}), driven.summary()), verdict.figures()),
             merge(
@@ -1131,14 +1111,7 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
             ),
         );
         report(&figures);
-        assert!(
-            driven.unexpected.is_empty(),
-            "unexpected answers: {:?}\n{}",
-            &driven.unexpected[..driven.unexpected.len().min(10)],
-            svc.log_tail()
-        );
-        assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{}", svc.log_tail());
-        assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+        assert_answers_clean(&driven, &bad, &svc.log_tail());
         verdict.assert_clean();
         assert!(driven.count(Kind::Order) > 0 && driven.count(Kind::Funding) > 0 && driven.count(Kind::Repayment) > 0);
         drop(svc);
@@ -1194,10 +1167,7 @@ fn postgres_killed_under_load_the_service_recovers_by_itself() {
         run_load(&load, 100, Duration::from_secs(30)).await;
         let driven = load.stop().await;
 
-        let db = pg.client().await;
-        let verdict = verify_everything(&world, &db, &driven).await;
-        let notices = await_notices(&db, &hook, mark, Duration::from_secs(120)).await;
-        let bad = bad_failures(&driven.attempts);
+        let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let figures = merge(
             merge(merge(json!({"test": "postgres_kill", "postgres_kills": kills}), driven.summary()), verdict.figures()),
             merge(
@@ -1207,14 +1177,7 @@ fn postgres_killed_under_load_the_service_recovers_by_itself() {
             ),
         );
         report(&figures);
-        assert!(
-            driven.unexpected.is_empty(),
-            "unexpected answers: {:?}\n{}",
-            &driven.unexpected[..driven.unexpected.len().min(10)],
-            svc.log_tail()
-        );
-        assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{}", svc.log_tail());
-        assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+        assert_answers_clean(&driven, &bad, &svc.log_tail());
         assert!(
             recovery_ms.iter().all(|r| *r <= ms(RECOVERY_BOUND)),
             "readyz took longer than {RECOVERY_BOUND:?} to recover: {recovery_ms:?}"
@@ -1285,10 +1248,7 @@ fn database_outage_answers_503_fast_and_recovers_within_5_s() {
         let first_2xx_after = driven.attempts.iter().filter(|a| a.sent >= up && a.is_2xx()).map(|a| a.answered()).min();
         let answers_again = first_2xx_after.map(|t| t.saturating_duration_since(up));
 
-        let db = pg.client().await;
-        let verdict = verify_everything(&world, &db, &driven).await;
-        let notices = await_notices(&db, &hook, mark, Duration::from_secs(120)).await;
-        let bad = bad_failures(&driven.attempts);
+        let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let bound = Duration::from_millis(DB_TIMEOUT_MS) + Duration::from_secs(1);
         let figures = merge(
             merge(merge(json!({"test": "database_outage", "outage_s": outage.as_secs()}), driven.summary()), verdict.figures()),
@@ -1320,14 +1280,7 @@ fn database_outage_answers_503_fast_and_recovers_within_5_s() {
         assert!(readyz_max <= bound, "readyz took {readyz_max:?} during the outage");
         assert!(readyz_recovered <= RECOVERY_BOUND, "readyz 200 only {readyz_recovered:?} after the database came back");
         assert!(answers_again.is_some_and(|d| d <= RECOVERY_BOUND), "2xx again only after {answers_again:?}");
-        assert!(
-            driven.unexpected.is_empty(),
-            "unexpected answers: {:?}\n{}",
-            &driven.unexpected[..driven.unexpected.len().min(10)],
-            svc.log_tail()
-        );
-        assert!(bad.is_empty(), "5xx other than 503, or hangs: {bad:?}\n{}", svc.log_tail());
-        assert_eq!(bad_503_bodies(&driven.attempts), 0, "503 answers without API.md's unavailable body");
+        assert_answers_clean(&driven, &bad, &svc.log_tail());
         verdict.assert_clean();
         drop(svc);
         pg.stop().await;

@@ -6,6 +6,7 @@ mod common;
 
 use chrono::NaiveDate;
 use common::binary::{RunningServe, ServeBinary, free_port};
+use common::world::{self, merged};
 use common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -46,36 +47,28 @@ fn days_ago(n: i64) -> String {
 
 /// Creates a provider and answers a key for it.
 async fn provider_with_key(app: &TestApp, id: &str) -> String {
-    app.admin_post("/v1/admin/providers", json!({"id": id, "name": format!("Provider {id}")})).await.expect(201);
-    app.key_for("provider", Some(id)).await
+    World::empty().provider(id, json!({})).build(app).await.provider().key.clone()
 }
 
 async fn store_with_key(app: &TestApp, id: &str) -> String {
-    app.admin_post("/v1/admin/stores", json!({"id": id, "name": "Store", "region_code": "440305"})).await.expect(201);
-    app.key_for("store", Some(id)).await
+    World::empty().store(id, "440305").build(app).await.store().key.clone()
 }
 
 fn line_body(seed: u64) -> Value {
-    json!({"customer": {"id_number": id_number(seed), "phone": phone(seed)}, "limit": "10000", "expires_on": "2031-12-31"})
+    world::line_body(seed, "10000", "2031-12-31")
 }
 
 fn bank_body(id: &str) -> Value {
-    json!({"id": id, "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "1000000"})
+    merged(world::bank_body(id), json!({"exposure_limit": "1000000"}))
 }
 
 fn partner_body(id: &str, providers: &[&str]) -> Value {
-    json!({
-        "id": id, "name": "Agent Co", "established_on": days_ago(800), "deposit_paid": "3000000.00",
-        "authorized_providers": providers, "major_violation_last_year": false, "regions": ["44"]
-    })
+    world::partner_body(id, providers, &["44"])
 }
 
 fn product_body(id: &str, providers: &[&str]) -> Value {
-    json!({
-        "id": id, "name": "Phone 12", "pricing": "interest",
-        "terms": [{"months": 12, "rate": "0.18"}, {"months": 24, "rate": "0.12"}],
-        "providers": providers, "regions": ["44", "110000"], "min_principal": "500", "max_principal": "20000"
-    })
+    let terms = json!([{"months": 12, "rate": "0.18"}, {"months": 24, "rate": "0.12"}]);
+    merged(world::product_body(id), json!({"name": "Phone 12", "terms": terms, "providers": providers, "regions": ["44", "110000"]}))
 }
 
 /// `body` with `key` set to `value` (or removed when `value` is None).
@@ -133,7 +126,7 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
 
     // No key, an unknown key, malformed Authorization headers: 401, also on unknown paths.
     for path in ["/v1/admin/providers", "/v1/no-such-thing", "/"] {
-        let r = app.call("GET", path, None, None, None).await;
+        let r = app.get_without_key(path).await;
         expect_error(&r, 401, "unauthenticated");
         let r = app.call("GET", path, Some("cpk_0000000000000000000000000000000000000000000000000000000000000000"), None, None).await;
         expect_error(&r, 401, "unauthenticated");
@@ -162,7 +155,7 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
     expect_error(&app.call("POST", "/v1/admin/banks", Some(&store), Some(&bank_body("b-x")), None).await, 403, "forbidden");
     expect_error(&app.get(&store, "/v1/nothing-here").await, 404, "not_found");
     expect_error(&app.admin_get("/v1/admin/nothing").await, 404, "not_found");
-    expect_error(&app.call("DELETE", "/v1/admin/providers", Some(&app.admin_key), None, None).await, 405, "method_not_allowed");
+    expect_error(&app.admin().delete("/v1/admin/providers").await, 405, "method_not_allowed");
     let wrong_method = app.call("PUT", "/v1/admin/banks/b1", Some(&app.admin_key), None, None).await;
     expect_error(&wrong_method, 405, "method_not_allowed");
     assert_eq!(wrong_method.header("allow"), Some("GET, PATCH"), "RFC 9110: a 405 lists the methods the path takes");
@@ -175,7 +168,7 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
     let r = app.call_raw("POST", "/v1/credit-lines", Some(&store), Some(b"not json".to_vec()), None, &[]).await;
     expect_error(&r, 403, "forbidden");
     // Public paths need no key, and a wrong method there is still 405.
-    assert_eq!(app.call("GET", "/healthz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/healthz").await.status, 200);
     expect_error(&app.call("POST", "/healthz", None, None, None).await, 405, "method_not_allowed");
 
     // A revoked key answers 401 from then on.
@@ -183,7 +176,7 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
     let key = created["key"].as_str().expect("key").to_string();
     let key_id = created["id"].as_str().expect("id").to_string();
     assert_eq!(app.get(&key, "/v1/admin/products").await.status, 200);
-    let r = app.call("DELETE", &format!("/v1/admin/api-keys/{key_id}"), Some(&app.admin_key), None, None).await;
+    let r = app.admin().delete(&format!("/v1/admin/api-keys/{key_id}")).await;
     assert_eq!(r.status, 204, "{}", r.body);
     request_id(&r);
     expect_error(&app.get(&key, "/v1/admin/products").await, 401, "unauthenticated");
@@ -192,7 +185,7 @@ async fn auth_rules_answer_401_403_404_405_with_request_ids() {
     assert!(read["revoked_at"].is_string(), "{read}");
     // The store's other key still works.
     assert_eq!(app.get(&store, "/v1/admin/products").await.status, 200);
-    expect_error(&app.call("DELETE", "/v1/admin/api-keys/key_nope", Some(&app.admin_key), None, None).await, 404, "not_found");
+    expect_error(&app.admin().delete("/v1/admin/api-keys/key_nope").await, 404, "not_found");
 }
 
 #[actix_web::test]
@@ -554,11 +547,24 @@ async fn money_is_a_string_of_yuan() {
     assert_eq!(partner["deposit_paid"], "0.00");
 }
 
+/// A service and an admin POST of raw bytes to `/v1/admin/providers`, the body check's first stop.
+async fn raw_poster(app: &TestApp) -> impl AsyncFn(&[u8]) -> Resp + '_ {
+    let admin = app.admin_key.clone();
+    async move |bytes: &[u8]| app.call_raw("POST", "/v1/admin/providers", Some(&admin), Some(bytes.to_vec()), None, &[]).await
+}
+
+/// A service with provider `p1`, which the bodies below refer to.
+async fn app_with_provider_p1() -> TestApp {
+    let app = TestApp::start().await;
+    World::empty().provider("p1", json!({"name": "x"})).build(&app).await;
+    app
+}
+
 #[actix_web::test]
-async fn bodies_are_one_strict_json_object() {
+async fn a_body_that_is_not_one_json_object_is_refused() {
     let app = TestApp::start().await;
     let admin = app.admin_key.clone();
-    let raw = |bytes: &[u8]| app.call_raw("POST", "/v1/admin/providers", Some(&admin), Some(bytes.to_vec()), None, &[]);
+    let raw = raw_poster(&app).await;
 
     // Not JSON, not an object, empty, trailing garbage, invalid UTF-8.
     for bad in [
@@ -579,6 +585,14 @@ async fn bodies_are_one_strict_json_object() {
     }
     let r = app.call("POST", "/v1/admin/providers", Some(&admin), None, None).await;
     expect_error(&r, 422, "invalid_request");
+    assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 0);
+}
+
+#[actix_web::test]
+async fn a_duplicate_key_is_refused_and_named_by_its_path() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let raw = raw_poster(&app).await;
     // A duplicate key, even with the same value.
     let r = raw(br#"{"id": "p1", "name": "x", "id": "p2"}"#).await;
     expect_field(&r, 422, "invalid_request", "id");
@@ -607,6 +621,12 @@ async fn bodies_are_one_strict_json_object() {
         )
         .await;
     expect_field(&r, 422, "invalid_request", "terms[1].months");
+    assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 0);
+}
+
+#[actix_web::test]
+async fn unknown_fields_are_refused_and_named_also_nested() {
+    let app = TestApp::start().await;
     // Unknown fields, named, also nested.
     expect_field(
         &app.admin_post("/v1/admin/providers", json!({"id": "p1", "name": "x", "colour": "red"})).await,
@@ -620,8 +640,12 @@ async fn bodies_are_one_strict_json_object() {
     expect_field(&app.admin_post("/v1/admin/products", product).await, 422, "invalid_request", "terms[0].foo");
     let r = app.admin_post("/v1/admin/api-keys", json!({"principal": {"kind": "provider", "id": "p1", "scope": "all"}})).await;
     expect_field(&r, 422, "invalid_request", "principal.scope");
+    assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 1);
+}
 
-    // Wrong JSON types.
+#[actix_web::test]
+async fn fields_of_the_wrong_json_type_are_refused_and_named() {
+    let app = app_with_provider_p1().await;
     let bank = bank_body("b-1");
     for (field, value) in [
         ("name", json!(5)),
@@ -664,8 +688,15 @@ async fn bodies_are_one_strict_json_object() {
         "invalid_request",
         "terms[0]",
     );
+    assert_eq!(count(&app, "SELECT count(*) FROM banks").await, 0);
+}
 
-    // null is absent: a required field null (or missing) names it; an optional one is fine.
+/// null is absent: a required field null (or missing) names it; an optional one is fine.
+#[actix_web::test]
+async fn null_is_absent_a_required_field_null_is_named_an_optional_one_is_fine() {
+    let app = app_with_provider_p1().await;
+    let bank = bank_body("b-1");
+    let partner = partner_body("pa-1", &["p1"]);
     for field in ["name", "priority", "apr_min", "apr_max", "exposure_limit", "id"] {
         expect_field(&app.admin_post("/v1/admin/banks", with(&bank, field, Some(Value::Null))).await, 422, "invalid_request", field);
         expect_field(&app.admin_post("/v1/admin/banks", with(&bank, field, None)).await, 422, "invalid_request", field);
@@ -842,7 +873,7 @@ async fn existing_ids_and_missing_references_are_refused_without_changes() {
     assert_eq!(count(&app, "SELECT count(*) FROM partners").await, 1);
     assert_eq!(count(&app, "SELECT count(*) FROM products").await, 1);
     // PATCH of a missing object: 404.
-    let r = app.call("PATCH", "/v1/admin/banks/ghost", Some(&app.admin_key), Some(&json!({"name": "x"})), None).await;
+    let r = app.admin().patch("/v1/admin/banks/ghost", json!({"name": "x"})).await;
     expect_error(&r, 404, "not_found");
 }
 
@@ -889,12 +920,10 @@ async fn partner_eligibility_boundaries_against_today() {
     assert_eq!(reasons(&listed), (false, vec!["deposit_below_minimum".to_string()]));
 
     // PATCH of the deposit changes `eligible` on the next read.
-    let admin = app.admin_key.clone();
-    let r =
-        app.call("PATCH", "/v1/admin/partners/pa-dep-low", Some(&admin), Some(&json!({"deposit_paid": "3000000"})), None).await.expect(200);
+    let r = app.admin().patch("/v1/admin/partners/pa-dep-low", json!({"deposit_paid": "3000000"})).await.expect(200);
     assert_eq!(reasons(&r), (true, vec![]));
     assert_eq!(reasons(&app.admin_get("/v1/admin/partners/pa-dep-low").await.expect(200)), (true, vec![]));
-    app.call("PATCH", "/v1/admin/partners/pa-dep-low", Some(&admin), Some(&json!({"deposit_paid": "1"})), None).await.expect(200);
+    app.admin().patch("/v1/admin/partners/pa-dep-low", json!({"deposit_paid": "1"})).await.expect(200);
     let read = app.admin_get("/v1/admin/partners/pa-dep-low").await.expect(200);
     assert_eq!((reasons(&read), read["deposit_paid"].as_str()), ((false, vec!["deposit_below_minimum".to_string()]), Some("1.00")));
     // A partner key reads its own partner only.
@@ -974,12 +1003,11 @@ async fn apr_cap_on_products_and_product_defaults() {
     }
 
     // PATCH: deactivate; a change that prices above the cap is refused and changes nothing.
-    let patched = app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"active": false})), None).await.expect(200);
+    let patched = app.admin().patch("/v1/admin/products/pr-int", json!({"active": false})).await.expect(200);
     assert_eq!((patched["active"].as_bool(), &patched["terms"]), (Some(false), &created["terms"]));
-    let r = app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"pricing": "fee", "name": "Renamed"})), None).await;
+    let r = app.admin().patch("/v1/admin/products/pr-int", json!({"pricing": "fee", "name": "Renamed"})).await;
     expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
-    let r =
-        app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"terms": [{"months": 3, "rate": "0.25"}]})), None).await;
+    let r = app.admin().patch("/v1/admin/products/pr-int", json!({"terms": [{"months": 3, "rate": "0.25"}]})).await;
     expect_field(&r, 422, "apr_above_cap", "terms[0].rate");
     let read = app.admin_get("/v1/admin/products/pr-int").await.expect(200);
     assert_eq!(
@@ -999,9 +1027,9 @@ async fn apr_cap_on_products_and_product_defaults() {
     assert_eq!(patched["terms"], json!([{"months": 36, "rate": "0.2", "apr_irr": "0.2000"}]));
     assert_eq!((patched["grace_days"].as_i64(), patched["hold_ratio"].as_str()), (Some(0), Some("1.50")));
     // PATCH cannot change the id (repeating it is fine).
-    let r = app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"id": "pr-new"})), None).await;
+    let r = app.admin().patch("/v1/admin/products/pr-int", json!({"id": "pr-new"})).await;
     expect_field(&r, 422, "invalid_request", "id");
-    app.call("PATCH", "/v1/admin/products/pr-int", Some(&admin), Some(&json!({"id": "pr-int", "name": "Same id"})), None).await.expect(200);
+    app.admin().patch("/v1/admin/products/pr-int", json!({"id": "pr-int", "name": "Same id"})).await.expect(200);
     expect_error(&app.admin_get("/v1/admin/products/pr-new").await, 404, "not_found");
     // Stores and partners may read products.
     let store = store_with_key(&app, "st-p").await;
@@ -1185,10 +1213,10 @@ async fn api_keys_show_their_secret_only_once() {
     assert_eq!(stored.len(), 32);
 
     assert_eq!(app.get(&key, "/v1/admin/products").await.status, 200);
-    let r = app.call("DELETE", &format!("/v1/admin/api-keys/{id}"), Some(&app.admin_key), None, None).await;
+    let r = app.admin().delete(&format!("/v1/admin/api-keys/{id}")).await;
     assert_eq!(r.status, 204);
     expect_error(&app.get(&key, "/v1/admin/products").await, 401, "unauthenticated");
-    let r = app.call("DELETE", &format!("/v1/admin/api-keys/{id}"), Some(&app.admin_key), None, None).await;
+    let r = app.admin().delete(&format!("/v1/admin/api-keys/{id}")).await;
     assert_eq!(r.status, 204, "revoking twice is fine");
 
     // Bad principals.
@@ -1268,13 +1296,13 @@ async fn webhook_secrets_are_shown_at_creation_and_rotation_only() {
 #[actix_web::test]
 async fn operations_endpoints() {
     let app = TestApp::start().await;
-    let r = app.call("GET", "/healthz", None, None, None).await;
+    let r = app.get_without_key("/healthz").await;
     assert_eq!(r.status, 200);
     request_id(&r);
-    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/readyz").await.status, 200);
     app.admin_get("/v1/admin/banks").await.expect(200);
     app.admin_get("/v1/admin/banks/b-none").await;
-    let metrics = app.call("GET", "/metrics", None, None, None).await;
+    let metrics = app.get_without_key("/metrics").await;
     assert_eq!(metrics.status, 200);
     let text = metrics.body.as_str().expect("text").to_string();
     assert!(text.contains(r#"creditphone_http_requests_total{method="GET",route="/v1/admin/banks",status="200"} 1"#), "{text}");
@@ -1282,7 +1310,7 @@ async fn operations_endpoints() {
     assert!(text.lines().any(|l| l.starts_with("creditphone_db_pool_connections ")), "{text}");
     assert!(text.contains("creditphone_http_request_duration_seconds_bucket"), "{text}");
 
-    let doc = app.call("GET", "/openapi.json", None, None, None).await.expect(200);
+    let doc = app.get_without_key("/openapi.json").await.expect(200);
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
     // Every operation of API.md is in the document; the idempotent ones take an Idempotency-Key.
     let mut operations = vec![
@@ -1340,7 +1368,7 @@ async fn operations_endpoints() {
         .query_one("DELETE FROM refinery_schema_history WHERE version = $1 RETURNING name, applied_on, checksum", &[&latest])
         .await
         .unwrap();
-    let r = app.call("GET", "/readyz", None, None, None).await;
+    let r = app.get_without_key("/readyz").await;
     assert_eq!(r.status, 503, "{}", r.body);
     let (name, applied_on, checksum): (String, String, String) = (removed.get(0), removed.get(1), removed.get(2));
     db.execute(
@@ -1349,7 +1377,7 @@ async fn operations_endpoints() {
     )
     .await
     .unwrap();
-    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/readyz").await.status, 200);
 }
 
 // ---------- 8. migrations and database outages ----------
@@ -1395,13 +1423,13 @@ async fn migrations_run_twice_and_concurrently() {
     assert_eq!(creditphone::db::migrate(&mut client).await.expect("rerun"), 0);
     // The service starts on it and is ready.
     let app = TestApp::start_on(cfg, |_| {}).await;
-    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/readyz").await.status, 200);
 }
 
 async fn wait_for_status(app: &TestApp, path: &str, status: u16, within: Duration) -> Resp {
     let deadline = Instant::now() + within;
     loop {
-        let r = app.call("GET", path, None, None, None).await;
+        let r = app.get_without_key(path).await;
         if r.status == status || Instant::now() > deadline {
             return r;
         }
@@ -1413,7 +1441,7 @@ async fn wait_for_status(app: &TestApp, path: &str, status: u16, within: Duratio
 async fn database_outage_answers_503_and_recovers_by_itself() {
     let app = TestApp::start_with(|s| s.database.timeout_ms = 1500).await;
     let provider = provider_with_key(&app, "prov-o").await;
-    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/readyz").await.status, 200);
     let dbname = app.pg.get_dbname().expect("dbname").to_string();
     let admin = creditphone::db::connect(&cluster().base).await.expect("connect");
     admin.batch_execute(&format!("ALTER DATABASE {dbname} ALLOW_CONNECTIONS false")).await.expect("close the database");
@@ -1435,8 +1463,8 @@ async fn database_outage_answers_503_and_recovers_by_itself() {
     expect_error(&app.post(&provider, "/v1/credit-lines", line_body(9)).await, 503, "unavailable");
     assert!(started.elapsed() < Duration::from_secs(10), "answered in {:?}", started.elapsed());
     // What needs no database still works.
-    assert_eq!(app.call("GET", "/healthz", None, None, None).await.status, 200);
-    expect_error(&app.call("GET", "/v1/admin/providers", None, None, None).await, 401, "unauthenticated");
+    assert_eq!(app.get_without_key("/healthz").await.status, 200);
+    expect_error(&app.get_without_key("/v1/admin/providers").await, 401, "unauthenticated");
 
     admin.batch_execute(&format!("ALTER DATABASE {dbname} ALLOW_CONNECTIONS true")).await.expect("reopen");
     let r = wait_for_status(&app, "/readyz", 200, Duration::from_secs(10)).await;
@@ -1619,7 +1647,7 @@ async fn hostile_input_never_answers_5xx() {
         expect_error(&r, 404, "not_found");
     }
     // Still 401 first, and 404 (not 403) for a store.
-    expect_error(&app.call("GET", "/v1/admin/banks/%00", None, None, None).await, 401, "unauthenticated");
+    expect_error(&app.get_without_key("/v1/admin/banks/%00").await, 401, "unauthenticated");
     expect_error(&app.get(&store, "/v1/admin/banks/%00").await, 404, "not_found");
     let long = format!("/v1/admin/banks/{}", "x".repeat(4000));
     expect_error(&app.admin_get(&long).await, 404, "not_found");

@@ -4,8 +4,8 @@
 //! (providers, a bank, stores, a partner, a product, credit lines, orders, a funded plan with a
 //! repayment), then `st run <url>/openapi.json` once per principal — admin, store, partner, bank,
 //! provider, each with `Authorization: Bearer <its key>` — and once with no key. Every run uses a
-//! fixed seed, all of schemathesis' checks but `positive_data_acceptance` (see [`EXCLUDED_CHECKS`] and,
-//! for the run without a key, [`EXCLUDED_CHECKS_WITHOUT_KEY`]),
+//! fixed seed, all of schemathesis' checks (`positive_data_acceptance` but on the operations listed in
+//! [`EXCLUDED_CHECKS`]; for the run without a key, see [`EXCLUDED_CHECKS_WITHOUT_KEY`]),
 //! its four phases (examples, coverage, fuzzing, stateful), and a dictionary of the seeded ids for
 //! path parameters, so that generated requests reach real objects as well as missing ones.
 //! Schemathesis itself (pinned, [`SCHEMATHESIS`]) is installed once from PyPI into a venv under the
@@ -34,19 +34,57 @@ use std::time::{Duration, Instant};
 /// The schemathesis release the test installs and runs.
 const SCHEMATHESIS: &str = "4.32.5";
 
-/// Checks left out, and why:
-/// - `positive_data_acceptance` expects every schema-valid request to be accepted (2xx). The
-///   request bodies are declared as plain JSON objects, while the real rules are in API.md and
-///   checked by the service (GB 11643 check characters, Luhn IMEIs, money strings, known ids,
-///   business rules): a "schema-valid" body is rightly refused with 422, which API.md requires.
-const EXCLUDED_CHECKS: &str = "positive_data_acceptance";
+/// Checks left out, and where. Every check runs (schemathesis' default is all of them), and
+/// `positive_data_acceptance` — a request valid by the schema must not be refused with a 4xx other
+/// than 401, 403, 404, 409 or 429 — runs for every operation but these, where a schema-valid
+/// request is rightly refused `422` by a rule JSON Schema cannot state. The request schemas state
+/// everything else the service checks (money, rate, date and id patterns, ranges, enums, required
+/// fields, lengths, list sizes), and the check holds that to account on every other operation.
+/// Each entry is (operation, the rule); they become a per-operation `[[operations]]` entry of the
+/// configuration ([`config`]).
+///
+/// Measured with the check on everywhere (CI size and seed): 29 operations had schema-valid
+/// requests refused while most request schemas were hand-written plain objects, 17 once every
+/// schema came from its request type; those 17 are listed here. So are four that passed that run
+/// only by the draw (`POST /v1/admin/partners`, the payoff, end of day, the reconciliation): a
+/// schema-valid provider id, date or `as_of` is refused there as well on another seed.
+const EXCLUDED_CHECKS: &[(&str, &str)] = &[
+    // Cross-field rules.
+    ("POST /v1/admin/banks", "apr_min <= apr_max; exposure_limit above zero"),
+    ("PATCH /v1/admin/banks/{id}", "a body id equal to the path's; apr_min <= apr_max, merged with the stored bank"),
+    ("PATCH /v1/admin/providers/{id}", "a body id equal to the path's"),
+    ("PATCH /v1/admin/stores/{id}", "a body id equal to the path's"),
+    ("POST /v1/orders/{id}/funding", "an approval takes loan_no and funded_on, a rejection a reason (null is absent)"),
+    ("POST /v1/admin/api-keys", "an id for every kind but admin, none for admin; the principal exists"),
+    // References to objects that must exist (422 unknown_reference), and the rules against them.
+    ("POST /v1/admin/partners", "authorized_providers exist"),
+    ("PATCH /v1/admin/partners/{id}", "a body id equal to the path's; authorized_providers exist"),
+    ("POST /v1/admin/products", "providers exist; min_principal <= max_principal, both above zero; months listed once; APR cap"),
+    ("PATCH /v1/admin/products/{id}", "a body id equal to the path's; providers exist; the merged bounds; APR cap"),
+    ("POST /v1/quotes", "an active product_id with that term, the principal within its bounds; price above zero"),
+    ("POST /v1/orders", "check characters and Luhn digits; the product; a partner's region_code and agent_id (a store's none)"),
+    ("POST /v1/credit-lines", "the ID number's GB 11643 check character"),
+    // Idempotency: schemathesis sends one Idempotency-Key (often "0") with different bodies, and a
+    // key used before with another body is 422 idempotency_key_reused (API.md section 1). Every other
+    // (I) endpoint is listed for another reason as well.
+    ("POST /v1/orders/{id}/cancel", "an Idempotency-Key not used before with another body"),
+    // Amounts above zero, and dates against the plan or the clock.
+    ("POST /v1/credit-lines/{id}/debt-repayments", "amount above zero and at most the line's drawn"),
+    ("POST /v1/plans/{id}/repayments", "amount above zero; paid_on within [funded_on, today]"),
+    ("POST /v1/plans/{id}/accelerate", "as_of within [funded_on, today]"),
+    ("GET /v1/plans/{id}/payoff", "as_of not before funded_on"),
+    ("POST /v1/admin/eod", "a business date not after today"),
+    ("GET /v1/reconciliation/{business_date}", "a business date not after today"),
+    // Not yet stated: the order statuses are being typed (issue 15 item 3); the filter's enum comes with them.
+    ("GET /v1/orders", "status is an order status"),
+];
 
-/// Left out of the run without a key, besides [`EXCLUDED_CHECKS`]:
+/// Left out of the run without a key:
 /// - `unsupported_method` expects `405` for a method a path does not take. API.md §1 orders the
 ///   checks "413 → 401 → 429 → route (404/405) → …": a request without a key is `401
 ///   unauthenticated` before its route is looked at, so `TRACE /v1/orders/x` answers 401 there
 ///   (with a key it is checked, and answers 405 with `Allow`).
-const EXCLUDED_CHECKS_WITHOUT_KEY: &str = "positive_data_acceptance,unsupported_method";
+const EXCLUDED_CHECKS_WITHOUT_KEY: &str = "unsupported_method";
 
 /// Per-operation example count of a CI run; `FUZZ_EXAMPLES` overrides it.
 const CI_EXAMPLES: u32 = 6;
@@ -268,15 +306,19 @@ fn seed_world(url: &str) -> World {
     }
 }
 
-/// The schemathesis configuration: seeded ids for `{id}`, dates for `{business_date}`.
+/// The schemathesis configuration: seeded ids for `{id}`, dates for `{business_date}`, and the
+/// operations without `positive_data_acceptance` ([`EXCLUDED_CHECKS`]).
 fn config(world: &World) -> String {
     let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let excluded: Vec<String> = EXCLUDED_CHECKS.iter().map(|(operation, _)| operation.to_string()).collect();
     format!(
         "[dictionaries.ids]\nvalues = [{}]\n\n[dictionaries.dates]\nvalues = [{}]\n\n[parameters]\n\
          \"path.id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\
-         \"path.business_date\" = {{ dictionary = \"dates\", probability = 0.5 }}\n",
+         \"path.business_date\" = {{ dictionary = \"dates\", probability = 0.5 }}\n\n\
+         [[operations]]\ninclude-name = [{}]\nchecks.positive_data_acceptance.enabled = false\n",
         list(&world.ids),
-        list(&world.dates)
+        list(&world.dates),
+        list(&excluded)
     )
 }
 
@@ -360,7 +402,9 @@ fn run_schemathesis(run: &Run, who: &str, key: Option<&str>) -> (usize, String, 
         .arg(run.config)
         .arg("run")
         .arg(format!("{}/openapi.json", run.url))
-        .args(["--checks", "all", "--exclude-checks", if key.is_some() { EXCLUDED_CHECKS } else { EXCLUDED_CHECKS_WITHOUT_KEY }])
+        // No `--checks`: schemathesis runs all of them by default, and a check named on the command
+        // line would override the per-operation exclusions of the configuration.
+        .args(if key.is_some() { vec![] } else { vec!["--exclude-checks", EXCLUDED_CHECKS_WITHOUT_KEY] })
         .args(["--max-examples", &run.examples.to_string(), "--seed", &run.seed.to_string()])
         // One worker: with more, hypothesis' lambda descriptions call `ast.parse` from several
         // threads, which on Python 3.11 fails now and then ("AST constructor recursion depth

@@ -7,65 +7,18 @@
 mod common;
 
 use common::binary::ServeBinary;
+use common::raw::{self, RawAnswer, read_answer};
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 // ---------- raw HTTP/1.1 ----------
 
-/// An answer read off a raw socket.
-#[derive(Debug)]
-struct RawAnswer {
-    status: u16,
-    /// The head, lowercased.
-    head: String,
-    body: Value,
-}
-
-impl RawAnswer {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
-    }
-}
-
-/// Opens a connection and writes `bytes` as they are: no client library, so the framing (a
-/// chunked body left open, a body shorter than its Content-Length, a malformed head) is exactly
-/// what the test wrote.
+/// Opens a connection and writes `bytes` as they are (see `common::raw`).
 async fn send(app: &TestApp, bytes: &[u8]) -> TcpStream {
-    let mut s = TcpStream::connect(app.url.trim_start_matches("http://")).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    s
-}
-
-/// Reads one answer (head and a body of its Content-Length), failing after `wait`.
-async fn read_answer(s: &mut TcpStream, wait: Duration) -> RawAnswer {
-    let deadline = Instant::now() + wait;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().expect("a length")))
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let text = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                return RawAnswer { status, head, body };
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut chunk)).await {
-            Ok(Ok(0)) => panic!("connection closed before a complete answer: {:?}", String::from_utf8_lossy(&buf)),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => panic!("read failed ({e}) after: {:?}", String::from_utf8_lossy(&buf)),
-            Err(_) => panic!("no answer within {wait:?}; read so far: {:?}", String::from_utf8_lossy(&buf)),
-        }
-    }
+    raw::send(&app.url, bytes).await
 }
 
 /// True when the service closes the connection within `wait` (end of stream or a reset), once the
@@ -121,7 +74,7 @@ async fn a_stalled_chunked_body_without_a_valid_key_is_401_within_a_second_and_i
         assert_error(&a, 401, "unauthenticated");
         assert!(closed_within(&mut s, Duration::from_secs(5)).await, "the connection of an unread body closes ({key:?})");
     }
-    let r = app.call("GET", "/readyz", None, None, None).await;
+    let r = app.get_without_key("/readyz").await;
     assert_eq!(r.status, 200);
 }
 
@@ -158,7 +111,7 @@ async fn a_body_shorter_than_its_content_length_is_408_and_not_a_database_outage
     assert_error(&a, 408, "request_timeout");
     assert!(closed_within(&mut s, Duration::from_secs(5)).await, "the connection closes");
     // The client's fault: the database is fine, nothing counts as a request cut by the request timeout.
-    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/readyz").await.status, 200);
     assert_eq!(counter(&app, "timed_out", "503").await, 0.0);
     assert_eq!(counter(&app, "/v1/admin/providers", "408").await, 1.0);
     // A client that closes its side after a short body is told at once.
@@ -253,5 +206,5 @@ async fn malformed_framing_gets_actix_bare_400_and_the_service_stays_healthy() {
     assert_error(&a, 422, "invalid_request");
     let list = app.admin_get("/v1/admin/providers").await.expect(200);
     assert_eq!(list["data"], json!([]), "nothing was created");
-    assert_eq!(app.call("GET", "/readyz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/readyz").await.status, 200);
 }

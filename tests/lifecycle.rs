@@ -4,70 +4,42 @@
 
 mod common;
 
-use common::{TestApp, id_number, imei, phone};
+use common::world::{World, order_body};
+use common::{Client, TestApp};
 use serde_json::{Value, json};
 
-/// One provider, bank, store and product, with keys, and a customer line.
-struct World {
+/// The standard world (provider wld, bank bk, store st, product p12, customer 7's line) with the
+/// product's terms a test names; its callers held by name.
+struct Life {
     app: TestApp,
-    store: String,
-    bank: String,
-    provider: String,
-    product: String,
+    store: Client,
+    bank: Client,
+    provider: Client,
+    admin: Client,
     line_id: String,
-    seed: u64,
 }
+
+/// The customer of every order of these tests.
+const SEED: u64 = 7;
 
 fn d(s: &str) -> chrono::NaiveDate {
     chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
-impl World {
-    async fn new(product_extra: Value) -> World {
+impl Life {
+    async fn new(product_extra: Value) -> Life {
         Self::with_app(TestApp::start().await, product_extra).await
     }
 
-    async fn with_app(app: TestApp, product_extra: Value) -> World {
-        app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
-        app.admin_post(
-            "/v1/admin/banks",
-            json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"}),
-        )
-        .await
-        .expect(201);
-        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
-        let mut product = json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}],
-            "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"});
-        for (k, v) in product_extra.as_object().unwrap() {
-            product[k] = v.clone();
-        }
-        app.admin_post("/v1/admin/products", product).await.expect(201);
-        let store = app.key_for("store", Some("st")).await;
-        let bank = app.key_for("bank", Some("bk")).await;
-        let provider = app.key_for("provider", Some("wld")).await;
-        let line = app
-            .post(
-                &provider,
-                "/v1/credit-lines",
-                json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "100000", "expires_on": "2035-12-31"}),
-            )
-            .await
-            .expect(201);
-        World { line_id: line["id"].as_str().unwrap().to_string(), app, store, bank, provider, product: "p12".into(), seed: 7 }
+    async fn with_app(app: TestApp, product_extra: Value) -> Life {
+        let w = World::standard().product_extra(product_extra).build(&app).await;
+        let (store, bank, provider) = (w.store().clone(), w.bank().clone(), w.provider().clone());
+        Life { line_id: w.line().to_string(), admin: w.admin, app, store, bank, provider }
     }
 
     /// Places an order for principal 3000.00 (device 3999, down 999) and answers it.
     async fn order(&self, n: u32) -> Value {
-        self.app
-            .post(
-                &self.store,
-                "/v1/orders",
-                json!({"out_order_no": format!("POS-{n}"), "product_id": self.product, "term_months": 12,
-                       "customer": {"id_number": id_number(self.seed), "phone": phone(self.seed)},
-                       "device": {"sku": "phone", "imei": imei(n as u64), "price": "3999"}, "down_payment": "999"}),
-            )
-            .await
-            .expect(201)
+        self.store.place_order(order_body(&format!("POS-{n}"), "p12", SEED, n.into())).await.expect(201)
     }
 
     /// Places an order on `date` (the service's clock set to that day's noon in Asia/Shanghai)
@@ -75,64 +47,34 @@ impl World {
     async fn funded_on(&self, n: u32, date: &str) -> (String, Value) {
         self.app.set_today(date);
         let order = self.order(n).await;
-        let id = order["id"].as_str().unwrap();
-        let funded = self
-            .app
-            .post(
-                &self.bank,
-                &format!("/v1/orders/{id}/funding"),
-                json!({"decision": "approved", "loan_no": format!("L{n}"), "funded_on": date}),
-            )
-            .await
-            .expect(200);
+        let funded = self.bank.fund(order["id"].as_str().unwrap(), &format!("L{n}"), date).await.expect(200);
         self.app.clock.reset();
         (funded["plan"]["id"].as_str().unwrap().to_string(), funded)
     }
 
     async fn repay(&self, plan: &str, amount: &str, paid_on: &str, reference: &str) -> common::Resp {
-        self.app
-            .post(
-                &self.bank,
-                &format!("/v1/plans/{plan}/repayments"),
-                json!({"amount": amount, "paid_on": paid_on, "reference": reference}),
-            )
-            .await
+        self.bank.repay(plan, amount, paid_on, reference).await
     }
 
     async fn eod(&self, date: &str) -> common::Resp {
-        let key = self.app.admin_key.clone();
-        self.app.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": date})), None).await
+        self.admin.eod(date).await
     }
 
     async fn line(&self) -> Value {
-        self.app.get(&self.provider, &format!("/v1/credit-lines/{}", self.line_id)).await.expect(200)
+        self.provider.line(&self.line_id).await.expect(200)
     }
 
     async fn plan(&self, id: &str) -> Value {
-        self.app.get(&self.bank, &format!("/v1/plans/{id}")).await.expect(200)
+        self.bank.plan(id).await.expect(200)
     }
 
     async fn hold(&self, plan: &Value) -> Value {
-        let order = self.app.get(&self.bank, &format!("/v1/orders/{}", plan["order_id"].as_str().unwrap())).await.expect(200);
+        let order = self.bank.order(plan["order_id"].as_str().unwrap()).await.expect(200);
         order["hold"].clone()
     }
 
     async fn verify_ok(&self) {
-        let v = self.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
-        assert_eq!(v["ok"], json!(true), "ledger verify: {v}");
-    }
-
-    async fn notices(&self, key: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut path = "/v1/notices?limit=200".to_string();
-        loop {
-            let page = self.app.get(key, &path).await.expect(200);
-            out.extend(page["data"].as_array().unwrap().iter().cloned());
-            match page["next_cursor"].as_str() {
-                Some(c) => path = format!("/v1/notices?limit=200&cursor={c}"),
-                None => return out,
-            }
-        }
+        self.admin.verify_ok().await;
     }
 }
 
@@ -142,7 +84,7 @@ fn count_type(notices: &[Value], kind: &str) -> usize {
 
 #[actix_web::test]
 async fn on_time_repayments_release_the_hold_step_by_step_to_zero() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     let (plan_id, funded) = w.funded_on(1, "2027-01-31").await;
     assert_eq!(funded["hold"]["amount"], "3300.46");
     let plan = w.plan(&plan_id).await;
@@ -168,16 +110,16 @@ async fn on_time_repayments_release_the_hold_step_by_step_to_zero() {
         (hold["status"].as_str(), hold["released"].as_str(), hold["remaining"].as_str()),
         (Some("closed"), Some("3300.46"), Some("0.00"))
     );
-    let order = w.app.get(&w.store, &format!("/v1/orders/{}", plan["order_id"].as_str().unwrap())).await.expect(200);
+    let order = w.store.get(&format!("/v1/orders/{}", plan["order_id"].as_str().unwrap())).await.expect(200);
     assert_eq!(order["status"], "settled");
     // A settled plan takes no more repayments and has no payoff.
     w.repay(&plan_id, "1.00", "2028-02-01", "late").await.expect_err(409, "invalid_state");
-    w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff")).await.expect_err(409, "invalid_state");
-    let bank = w.notices(&w.bank).await;
+    w.bank.get(&format!("/v1/plans/{plan_id}/payoff")).await.expect_err(409, "invalid_state");
+    let bank = w.bank.notices().await;
     assert_eq!(count_type(&bank, "repayment.recorded"), 12);
     assert_eq!(count_type(&bank, "plan.settled"), 1);
-    assert_eq!(count_type(&w.notices(&w.provider).await, "hold.released"), 12);
-    let exposure = w.app.admin_get("/v1/admin/banks/bk").await.expect(200);
+    assert_eq!(count_type(&w.provider.notices().await, "hold.released"), 12);
+    let exposure = w.admin.get("/v1/admin/banks/bk").await.expect(200);
     assert_eq!(exposure["exposure_used"], "0.00");
     w.verify_ok().await;
 }
@@ -194,7 +136,7 @@ fn money(fen: i64) -> String {
 
 #[actix_web::test]
 async fn overdue_then_compensated_after_grace_with_its_penalty() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     let first = w.eod("2027-03-01").await.expect(200);
     assert_eq!(first["overdue_marked"], 1);
@@ -203,7 +145,7 @@ async fn overdue_then_compensated_after_grace_with_its_penalty() {
     let plan = w.plan(&plan_id).await;
     assert_eq!(plan["installments"][0]["status"], "overdue");
     assert_eq!(plan["installments"][0]["penalty"], "0.12");
-    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-03-01")).await.expect(200);
+    let payoff = w.bank.payoff(&plan_id, "2027-03-01").await.expect(200);
     assert_eq!(payoff["penalty"], "0.12");
     let second = w.eod("2027-03-03").await.expect(200);
     assert_eq!(second["overdue_marked"], 0, "already marked");
@@ -219,24 +161,23 @@ async fn overdue_then_compensated_after_grace_with_its_penalty() {
     assert_eq!((line["drawn"].as_str(), line["held"].as_str()), (Some("275.39"), Some("3025.07")));
     let hold = w.hold(&plan).await;
     assert_eq!((hold["converted"].as_str(), hold["remaining"].as_str()), (Some("275.39"), Some("3025.07")));
-    let bank = w.notices(&w.bank).await;
+    let bank = w.bank.notices().await;
     assert_eq!(count_type(&bank, "installment.overdue"), 1);
     let comp: Vec<_> = bank.iter().filter(|n| n["type"] == "default.compensated").collect();
     assert_eq!(comp.len(), 1);
     assert_eq!(comp[0]["data"]["amount"], "275.39");
     assert_eq!(comp[0]["data"]["penalty"], "0.35");
     assert_eq!(comp[0]["data"]["installment_seq"], 1);
-    assert_eq!(count_type(&w.notices(&w.provider).await, "hold.converted"), 1);
+    assert_eq!(count_type(&w.provider.notices().await, "hold.converted"), 1);
     // The customer repays the provider part of what was converted.
-    let after =
-        w.app.post(&w.provider, &format!("/v1/credit-lines/{}/debt-repayments", w.line_id), json!({"amount": "100.00"})).await.expect(200);
+    let after = w.provider.post(&format!("/v1/credit-lines/{}/debt-repayments", w.line_id), json!({"amount": "100.00"})).await.expect(200);
     assert_eq!(after["drawn"], "175.39");
     w.verify_ok().await;
 }
 
 #[actix_web::test]
 async fn a_small_ratio_hold_is_exhausted_into_default_uncovered() {
-    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let w = Life::new(json!({"hold_ratio": "0.10"})).await;
     let (plan_id, funded) = w.funded_on(1, "2027-01-31").await;
     assert_eq!(funded["hold"]["amount"], "330.05");
     let first = w.eod("2027-03-03").await.expect(200);
@@ -251,7 +192,7 @@ async fn a_small_ratio_hold_is_exhausted_into_default_uncovered() {
         (hold["status"].as_str(), hold["remaining"].as_str(), hold["converted"].as_str()),
         (Some("closed"), Some("0.00"), Some("330.05"))
     );
-    let unc: Vec<_> = w.notices(&w.bank).await.into_iter().filter(|n| n["type"] == "default.uncovered").collect();
+    let unc: Vec<_> = w.bank.notices().await.into_iter().filter(|n| n["type"] == "default.uncovered").collect();
     assert_eq!(unc.len(), 1);
     let i2 = &plan["installments"][1];
     let owed2 = fen(&i2["principal"]) + fen(&i2["interest"]) + fen(&i2["penalty"]);
@@ -259,7 +200,7 @@ async fn a_small_ratio_hold_is_exhausted_into_default_uncovered() {
     // Defaulted plans are left alone by end of day; recoveries still settle them.
     let third = w.eod("2027-05-10").await.expect(200);
     assert_eq!((third["overdue_marked"].as_i64(), third["penalties"]["count"].as_i64()), (Some(0), Some(0)));
-    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-05-10")).await.expect(200);
+    let payoff = w.bank.payoff(&plan_id, "2027-05-10").await.expect(200);
     w.repay(&plan_id, payoff["amount"].as_str().unwrap(), "2027-05-10", "recovery").await.expect(201);
     assert_eq!(w.plan(&plan_id).await["status"], "settled");
     w.verify_ok().await;
@@ -267,15 +208,15 @@ async fn a_small_ratio_hold_is_exhausted_into_default_uncovered() {
 
 #[actix_web::test]
 async fn prepayment_with_the_exact_payoff_settles_and_waives() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
-    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-02-10")).await.expect(200);
+    let payoff = w.bank.payoff(&plan_id, "2027-02-10").await.expect(200);
     assert_eq!(
         payoff,
         json!({"as_of": "2027-02-10", "amount": "3045.00", "principal": "3000.00", "interest": "45.00", "fee": "0.00", "penalty": "0.00"})
     );
     w.repay(&plan_id, "3045.01", "2027-02-10", "too-much").await.expect_err(422, "overpayment");
-    w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-01-30")).await.expect_err(422, "invalid_date");
+    w.bank.payoff(&plan_id, "2027-01-30").await.expect_err(422, "invalid_date");
     w.repay(&plan_id, "10.00", "2027-01-30", "early").await.expect_err(422, "invalid_date");
     let r = w.repay(&plan_id, "3045.00", "2027-02-10", "payoff").await.expect(201);
     assert_eq!(r["plan_status"], "settled");
@@ -291,7 +232,7 @@ async fn prepayment_with_the_exact_payoff_settles_and_waives() {
 
 #[actix_web::test]
 async fn partial_prepayment_pays_whole_future_installments_oldest_first() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     let r = w.repay(&plan_id, "600.00", "2027-02-01", "R1").await.expect(201);
     let alloc = r["allocations"].as_array().unwrap();
@@ -305,15 +246,11 @@ async fn partial_prepayment_pays_whole_future_installments_oldest_first() {
 
 #[actix_web::test]
 async fn acceleration_converts_what_the_hold_covers_and_releases_the_rest() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     w.repay(&plan_id, "275.04", "2027-02-28", "R1").await.expect(201);
-    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-03-05")).await.expect(200);
-    let plan = w
-        .app
-        .post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), json!({"as_of": "2027-03-05", "reason": "fraud"}))
-        .await
-        .expect(200);
+    let payoff = w.bank.payoff(&plan_id, "2027-03-05").await.expect(200);
+    let plan = w.bank.accelerate(&plan_id, "2027-03-05", "fraud").await.expect(200);
     assert_eq!(plan["status"], "settled");
     assert_eq!(plan["accelerated"], json!({"as_of": "2027-03-05", "reason": "fraud"}));
     assert_eq!(plan["compensated"], payoff["amount"]);
@@ -321,13 +258,10 @@ async fn acceleration_converts_what_the_hold_covers_and_releases_the_rest() {
     assert_eq!(hold["converted"], payoff["amount"]);
     assert_eq!(fen(&hold["released"]), 330046 - fen(&payoff["amount"]), "what was not converted was released");
     assert_eq!(hold["remaining"], "0.00");
-    let bank = w.notices(&w.bank).await;
+    let bank = w.bank.notices().await;
     assert_eq!(count_type(&bank, "default.compensated"), 11, "one per installment paid from the hold");
     assert_eq!(count_type(&bank, "plan.accelerated"), 1);
-    w.app
-        .post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), json!({"as_of": "2027-03-05", "reason": "again"}))
-        .await
-        .expect_err(409, "invalid_state");
+    w.bank.accelerate(&plan_id, "2027-03-05", "again").await.expect_err(409, "invalid_state");
     assert_eq!(w.line().await["drawn"], payoff["amount"]);
     w.verify_ok().await;
 }
@@ -337,10 +271,10 @@ async fn acceleration_converts_what_the_hold_covers_and_releases_the_rest() {
 /// included — in the answer, on later reads, and after a partial recovery.
 #[actix_web::test]
 async fn an_under_covered_acceleration_leaves_every_installment_owing_overdue() {
-    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let w = Life::new(json!({"hold_ratio": "0.10"})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     let accelerate = json!({"as_of": "2027-02-10", "reason": "fraud"});
-    let plan = w.app.post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
+    let plan = w.bank.post(&format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
     assert_eq!((plan["status"].as_str(), plan["compensated"].as_str()), (Some("defaulted"), Some("330.05")), "{plan}");
     let statuses = |plan: &Value| -> Vec<String> {
         plan["installments"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap().to_string()).collect()
@@ -355,7 +289,7 @@ async fn an_under_covered_acceleration_leaves_every_installment_owing_overdue() 
 
 #[actix_web::test]
 async fn unfunded_orders_expire_at_end_of_day_after_their_deadline() {
-    let w = World::new(json!({"funding_timeout_hours": 1})).await;
+    let w = Life::new(json!({"funding_timeout_hours": 1})).await;
     let order = w.order(1).await;
     let deadline = chrono::DateTime::parse_from_rfc3339(order["funding_deadline"].as_str().unwrap()).unwrap();
     let deadline_date = deadline.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive();
@@ -364,19 +298,19 @@ async fn unfunded_orders_expire_at_end_of_day_after_their_deadline() {
     let next = (deadline_date + chrono::Duration::days(1)).to_string();
     let r = w.eod(&next).await.expect(200);
     assert_eq!(r["holds_expired"], 1);
-    let o = w.app.get(&w.store, &format!("/v1/orders/{}", order["id"].as_str().unwrap())).await.expect(200);
+    let o = w.store.get(&format!("/v1/orders/{}", order["id"].as_str().unwrap())).await.expect(200);
     assert_eq!(o["status"], "expired");
     assert_eq!((o["hold"]["status"].as_str(), o["hold"]["voided"].as_str()), (Some("voided"), Some("3300.46")));
     assert_eq!(w.line().await["held"], "0.00");
-    assert_eq!(w.app.admin_get("/v1/admin/banks/bk").await.expect(200)["exposure_used"], "0.00");
-    assert_eq!(count_type(&w.notices(&w.bank).await, "order.expired"), 1);
-    assert_eq!(count_type(&w.notices(&w.provider).await, "hold.voided"), 1);
+    assert_eq!(w.admin.get("/v1/admin/banks/bk").await.expect(200)["exposure_used"], "0.00");
+    assert_eq!(count_type(&w.bank.notices().await, "order.expired"), 1);
+    assert_eq!(count_type(&w.provider.notices().await, "hold.voided"), 1);
     w.verify_ok().await;
 }
 
 #[actix_web::test]
 async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     w.funded_on(1, "2027-01-31").await;
     let first = w.eod("2027-03-03").await.expect(200);
     assert_eq!(first["compensations"]["count"], 1);
@@ -395,11 +329,7 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
     w.verify_ok().await;
 
     let strict = TestApp::start_with(|s| s.clock.allow_future_dates = false).await;
-    let key = strict.admin_key.clone();
-    strict
-        .call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2099-01-01"})), None)
-        .await
-        .expect_err(422, "invalid_date");
+    strict.admin().eod("2099-01-01").await.expect_err(422, "invalid_date");
 }
 
 /// API.md §1's order of checks (issue 15): `409 business_date_regression` is a state refusal and
@@ -409,8 +339,8 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
 #[actix_web::test]
 async fn end_of_day_refuses_a_regression_before_a_date_after_today() {
     let strict = TestApp::start_with(|s| s.clock.allow_future_dates = false).await;
-    let key = strict.admin_key.clone();
-    let eod = async |date: &str| strict.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": date})), None).await;
+    let admin = strict.admin();
+    let eod = async |date: &str| admin.eod(date).await;
     strict.set_today("2027-03-10");
     eod("2027-03-10").await.expect(200);
     strict.set_today("2027-03-01");
@@ -425,7 +355,7 @@ async fn end_of_day_refuses_a_regression_before_a_date_after_today() {
 /// (nothing could be booked after it), and no answer or booking ever carries a later date.
 #[actix_web::test]
 async fn the_calendars_last_date_is_never_closed_and_nothing_is_booked_past_it() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     w.eod("9999-12-31").await.expect_err(422, "invalid_date");
     let db = w.app.db().await;
@@ -443,7 +373,7 @@ async fn the_calendars_last_date_is_never_closed_and_nothing_is_booked_past_it()
     w.verify_ok().await;
 }
 
-impl World {
+impl Life {
     async fn plan_ids(&self) -> Vec<String> {
         let db = self.app.db().await;
         db.query("SELECT id FROM plans ORDER BY seq", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
@@ -452,7 +382,7 @@ impl World {
 
 #[actix_web::test]
 async fn two_end_of_day_runs_racing_do_the_work_once() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     for n in 1..=5 {
         w.funded_on(n, "2027-01-31").await;
     }
@@ -463,8 +393,7 @@ async fn two_end_of_day_runs_racing_do_the_work_once() {
     assert_eq!(fen(&w.line().await["drawn"]), 5 * 27539);
     // Another instance on the same database sees the date closed.
     let other = TestApp::start_on(w.app.pg.clone(), |_| {}).await;
-    let key = other.admin_key.clone();
-    let r = other.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2027-03-03"})), None).await;
+    let r = other.admin().eod("2027-03-03").await;
     assert_eq!(r.expect(200)["compensations"]["count"], 0);
     w.verify_ok().await;
 }
@@ -472,7 +401,7 @@ async fn two_end_of_day_runs_racing_do_the_work_once() {
 #[actix_web::test]
 async fn a_repayment_racing_end_of_day_on_the_same_plan_is_never_applied_twice() {
     for round in 0..4u32 {
-        let w = World::new(json!({})).await;
+        let w = Life::new(json!({})).await;
         let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
         w.eod("2027-03-02").await.expect(200);
         // The installment now owes 275.04 + 0.23 penalty as of 03-02, 0.35 as of 03-03.
@@ -497,7 +426,7 @@ async fn a_repayment_racing_end_of_day_on_the_same_plan_is_never_applied_twice()
 #[actix_web::test]
 async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
     let app = TestApp::start_with(|s| s.eod.chunk_size = 1).await;
-    let w = World::with_app(app, json!({})).await;
+    let w = Life::with_app(app, json!({})).await;
     let mut plans = Vec::new();
     for n in 1..=5 {
         plans.push(w.funded_on(n, "2027-01-31").await.0);
@@ -536,15 +465,15 @@ async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
 
 #[actix_web::test]
 async fn fee_priced_plans_allocate_fee_before_principal_and_replay_repayments() {
-    let w = World::new(json!({"pricing": "fee", "terms": [{"months": 12, "rate": "0.06"}]})).await;
+    let w = Life::new(json!({"pricing": "fee", "terms": [{"months": 12, "rate": "0.06"}]})).await;
     let (plan_id, funded) = w.funded_on(1, "2027-01-31").await;
     // total fee = 180.00, 15.00 a month; principal 250.00 a month.
     assert_eq!(funded["hold"]["amount"], "3180.00");
     let plan = w.plan(&plan_id).await;
     assert_eq!((plan["installments"][0]["fee"].as_str(), plan["installments"][0]["principal"].as_str()), (Some("15.00"), Some("250.00")));
     let body = json!({"amount": "20.00", "paid_on": "2027-02-01", "reference": "F1"});
-    let first = w.app.post_idem(&w.bank, &format!("/v1/plans/{plan_id}/repayments"), body.clone(), "rep-key").await;
-    let replay = w.app.post_idem(&w.bank, &format!("/v1/plans/{plan_id}/repayments"), body, "rep-key").await;
+    let first = w.bank.post_idem(&format!("/v1/plans/{plan_id}/repayments"), body.clone(), "rep-key").await;
+    let replay = w.bank.post_idem(&format!("/v1/plans/{plan_id}/repayments"), body, "rep-key").await;
     assert_eq!(first.status, 201);
     assert_eq!(replay.status, 201);
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
@@ -557,7 +486,7 @@ async fn fee_priced_plans_allocate_fee_before_principal_and_replay_repayments() 
 
 #[actix_web::test]
 async fn with_no_grace_days_the_hold_converts_at_the_end_of_the_due_date() {
-    let w = World::new(json!({"grace_days": 0})).await;
+    let w = Life::new(json!({"grace_days": 0})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     let before = w.eod("2027-02-27").await.expect(200);
     assert_eq!(before["compensations"]["count"], 0);
@@ -574,13 +503,13 @@ async fn with_no_grace_days_the_hold_converts_at_the_end_of_the_due_date() {
 /// settles the plan and waives it, and acceleration as of that day converts none of it.
 #[actix_web::test]
 async fn a_backdated_payoff_leaves_out_penalty_of_installments_not_yet_due() {
-    let w = World::new(json!({})).await;
+    let w = Life::new(json!({})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     let (accelerated_id, _) = w.funded_on(2, "2027-01-31").await;
     // Installment 1 is due 2027-02-28; end of day for 03-01 accrues 230.04 × 0.0005 = 0.12.
     w.eod("2027-03-01").await.expect(200);
     assert_eq!(w.plan(&plan_id).await["installments"][0]["penalty"], "0.12");
-    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-02-27")).await.expect(200);
+    let payoff = w.bank.payoff(&plan_id, "2027-02-27").await.expect(200);
     assert_eq!(
         payoff,
         json!({"as_of": "2027-02-27", "amount": "3045.00", "principal": "3000.00", "interest": "45.00", "fee": "0.00", "penalty": "0.00"})
@@ -598,18 +527,14 @@ async fn a_backdated_payoff_leaves_out_penalty_of_installments_not_yet_due() {
     assert_eq!(plan["installments"][1]["waived"], "41.55", "later installments' interest is waived as before");
     w.verify_ok().await;
 
-    let plan = w
-        .app
-        .post(&w.bank, &format!("/v1/plans/{accelerated_id}/accelerate"), json!({"as_of": "2027-02-27", "reason": "fraud"}))
-        .await
-        .expect(200);
+    let plan = w.bank.accelerate(&accelerated_id, "2027-02-27", "fraud").await.expect(200);
     assert_eq!(plan["status"], "settled");
     assert_eq!(plan["compensated"], "3045.00", "the payoff as of 02-27 is converted, its penalty is not: {plan}");
     let first = &plan["installments"][0];
     assert_eq!((first["waived"].as_str(), first["paid_penalty"].as_str()), (Some("0.12"), Some("0.00")), "{first}");
     let hold = w.hold(&plan).await;
     assert_eq!((hold["converted"].as_str(), hold["released"].as_str()), (Some("3045.00"), Some("255.46")));
-    let accelerated = w.notices(&w.bank).await.into_iter().find(|n| n["type"] == "plan.accelerated").unwrap();
+    let accelerated = w.bank.notices().await.into_iter().find(|n| n["type"] == "plan.accelerated").unwrap();
     assert_eq!(accelerated["data"]["amount"], "3045.00");
     w.verify_ok().await;
 }
@@ -641,26 +566,26 @@ const ORDER_NOTICE_TYPES: [&str; 15] = [
 /// others are cancelled, rejected and expired; every notice of every type is then checked.
 #[actix_web::test]
 async fn every_notice_about_an_order_carries_the_ids_of_the_objects_involved() {
-    let w = World::new(json!({"hold_ratio": "0.10"})).await;
+    let w = Life::new(json!({"hold_ratio": "0.10"})).await;
     let (plan_id, _) = w.funded_on(1, "2027-01-31").await;
     w.repay(&plan_id, "275.04", "2027-02-28", "R1").await.expect(201);
     let cancelled = w.order(2).await;
-    w.app.post(&w.store, &format!("/v1/orders/{}/cancel", cancelled["id"].as_str().unwrap()), json!({})).await.expect(200);
+    w.store.post(&format!("/v1/orders/{}/cancel", cancelled["id"].as_str().unwrap()), json!({})).await.expect(200);
     let rejected = w.order(3).await;
     let reject = json!({"decision": "rejected", "reason": "kyc"});
-    w.app.post(&w.bank, &format!("/v1/orders/{}/funding", rejected["id"].as_str().unwrap()), reject).await.expect(200);
+    w.bank.post(&format!("/v1/orders/{}/funding", rejected["id"].as_str().unwrap()), reject).await.expect(200);
     w.order(4).await; // expires at the next end of day
     // Installment 2 (due 2027-03-31) goes overdue and, past grace, the hold pays it.
     let eod = w.eod("2027-04-03").await.expect(200);
     assert_eq!((eod["overdue_marked"].as_i64(), eod["holds_expired"].as_i64()), (Some(1), Some(1)), "{eod}");
     let accelerate = json!({"as_of": "2027-04-03", "reason": "fraud"});
-    let plan = w.app.post(&w.bank, &format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
+    let plan = w.bank.post(&format!("/v1/plans/{plan_id}/accelerate"), accelerate).await.expect(200);
     assert_eq!(plan["status"], "defaulted", "the small hold cannot cover the payoff: {plan}");
-    let payoff = w.app.get(&w.bank, &format!("/v1/plans/{plan_id}/payoff?as_of=2027-04-10")).await.expect(200);
+    let payoff = w.bank.payoff(&plan_id, "2027-04-10").await.expect(200);
     let recovery = w.repay(&plan_id, payoff["amount"].as_str().unwrap(), "2027-04-10", "recovery").await.expect(201);
     assert_eq!(recovery["plan_status"], "settled");
 
-    let notices = w.notices(&w.app.admin_key).await;
+    let notices = w.admin.notices().await;
     let mut orders: std::collections::BTreeMap<String, Value> = Default::default();
     let mut seen = std::collections::BTreeSet::new();
     // type → (carried, expected) of its first notice that is wrong
@@ -671,7 +596,7 @@ async fn every_notice_about_an_order_carries_the_ids_of_the_objects_involved() {
         seen.insert(kind.to_string());
         let order_id = n["data"]["order_id"].as_str().unwrap_or_else(|| panic!("no order_id: {n}")).to_string();
         if !orders.contains_key(&order_id) {
-            orders.insert(order_id.clone(), w.app.admin_get(&format!("/v1/orders/{order_id}")).await.expect(200));
+            orders.insert(order_id.clone(), w.admin.get(&format!("/v1/orders/{order_id}")).await.expect(200));
         }
         let order = &orders[&order_id];
         // The plan exists from its plan.opened notice on (notice ids sort in creation order).

@@ -6,7 +6,8 @@
 mod common;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use common::{Resp, TestApp, id_number, imei, phone};
+use common::world::{World, merged, order_body, partner_body, product_body};
+use common::{Resp, TestApp};
 use creditphone::config::Settings;
 use creditphone::jobs::Jobs;
 use hmac::{Hmac, Mac};
@@ -164,7 +165,9 @@ fn fast(s: &mut Settings) {
     s.notices.max_attempts = 5;
 }
 
-struct World {
+/// The standard world (common::World) with webhooks where a test gives them, and the service's
+/// notice jobs, started or not.
+struct Hooks {
     app: TestApp,
     jobs: Option<Jobs>,
     store: String,
@@ -174,55 +177,35 @@ struct World {
     provider_secret: Option<String>,
 }
 
-impl World {
+impl Hooks {
     /// Provider `wld`, bank `bk`, store `st`, product `p12` (3000.00 over 12 months at 0.18), a line.
-    async fn new(adjust: impl FnOnce(&mut Settings), bank_url: Option<&str>, provider_url: Option<&str>, start_jobs: bool) -> World {
+    async fn new(adjust: impl FnOnce(&mut Settings), bank_url: Option<&str>, provider_url: Option<&str>, start_jobs: bool) -> Hooks {
         let app = TestApp::start_with(|s| {
             fast(s);
             adjust(s)
         })
         .await;
-        let mut provider = json!({"id": "wld", "name": "微粒贷"});
-        if let Some(u) = provider_url {
-            provider["webhook_url"] = json!(u);
-        }
-        let p = app.admin_post("/v1/admin/providers", provider).await.expect(201);
-        let mut bank = json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"});
-        if let Some(u) = bank_url {
-            bank["webhook_url"] = json!(u);
-        }
-        let b = app.admin_post("/v1/admin/banks", bank).await.expect(201);
-        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
-        app.admin_post(
-            "/v1/admin/products",
-            json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}],
-                   "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"}),
-        )
-        .await
-        .expect(201);
-        let store = app.key_for("store", Some("st")).await;
-        let bank = app.key_for("bank", Some("bk")).await;
-        let provider = app.key_for("provider", Some("wld")).await;
-        app.post(
-            &provider,
-            "/v1/credit-lines",
-            json!({"customer": {"id_number": id_number(7), "phone": phone(7)}, "limit": "1000000", "expires_on": "2035-12-31"}),
-        )
-        .await
-        .expect(201);
-        let mut w = World {
-            bank_secret: b["webhook_secret"].as_str().map(String::from),
-            provider_secret: p["webhook_secret"].as_str().map(String::from),
+        let url = |u: Option<&str>| u.map_or(json!({}), |u| json!({"webhook_url": u}));
+        let w = World::standard()
+            .no_lines()
+            .line("wld", 7, "1000000")
+            .provider_extra("wld", url(provider_url))
+            .bank_extra("bk", url(bank_url))
+            .build(&app)
+            .await;
+        let mut h = Hooks {
+            bank_secret: w.secrets.get("bk").cloned(),
+            provider_secret: w.secrets.get("wld").cloned(),
+            store: w.store().key.clone(),
+            bank: w.bank().key.clone(),
+            provider: w.provider().key.clone(),
             app,
             jobs: None,
-            store,
-            bank,
-            provider,
         };
         if start_jobs {
-            w.start_jobs();
+            h.start_jobs();
         }
-        w
+        h
     }
 
     fn start_jobs(&mut self) {
@@ -236,16 +219,7 @@ impl World {
     }
 
     async fn order(&self, n: u32) -> Value {
-        self.app
-            .post(
-                &self.store,
-                "/v1/orders",
-                json!({"out_order_no": format!("POS-{n}"), "product_id": "p12", "term_months": 12,
-                       "customer": {"id_number": id_number(7), "phone": phone(7)},
-                       "device": {"sku": "phone", "imei": imei(n as u64), "price": "3999"}, "down_payment": "999"}),
-            )
-            .await
-            .expect(201)
+        self.app.client(&self.store).place_order(order_body(&format!("POS-{n}"), "p12", 7, n.into())).await.expect(201)
     }
 
     /// Every notice as the admin sees it, following cursors.
@@ -299,7 +273,7 @@ async fn metrics(app: &TestApp) -> String {
 async fn webhooks_are_signed_in_creation_order_and_carry_the_feed_item() {
     let bank_rx = Receiver::start(Mode::Accept).await;
     let prov_rx = Receiver::start(Mode::Accept).await;
-    let mut w = World::new(|_| {}, Some(&bank_rx.url), Some(&prov_rx.url), true).await;
+    let mut w = Hooks::new(|_| {}, Some(&bank_rx.url), Some(&prov_rx.url), true).await;
     let bank_secret = w.bank_secret.clone().expect("a bank with a webhook_url gets a secret");
     let provider_secret = w.provider_secret.clone().expect("a provider with a webhook_url gets a secret");
     for n in 1..=4 {
@@ -359,7 +333,7 @@ async fn webhooks_are_signed_in_creation_order_and_carry_the_feed_item() {
 #[actix_web::test]
 async fn a_failing_receiver_gets_the_same_event_again_after_backoff_without_holding_back_later_ones() {
     let rx = Receiver::start(Mode::FailFirstEvent(2)).await;
-    let mut w = World::new(|_| {}, Some(&rx.url), None, true).await;
+    let mut w = Hooks::new(|_| {}, Some(&rx.url), None, true).await;
     w.order(1).await;
     w.order(2).await;
     let bank_ids = ids(&w.admin_notices("recipient=bank:bk").await);
@@ -392,7 +366,7 @@ async fn a_failing_receiver_gets_the_same_event_again_after_backoff_without_hold
 #[actix_web::test]
 async fn a_receiver_that_never_accepts_makes_notices_dead_and_redelivery_brings_them_back() {
     let rx = Receiver::start(Mode::Redirect).await;
-    let mut w = World::new(|s| s.notices.max_attempts = 3, Some(&rx.url), None, true).await;
+    let mut w = Hooks::new(|s| s.notices.max_attempts = 3, Some(&rx.url), None, true).await;
     w.order(1).await;
     let bank_id = ids(&w.admin_notices("recipient=bank:bk").await).remove(0);
     wait_for("the bank notice to be dead", Duration::from_secs(10), async || w.notice(&bank_id).await["state"] == "dead").await;
@@ -428,8 +402,7 @@ async fn a_receiver_that_never_accepts_makes_notices_dead_and_redelivery_brings_
         .admin_post(&format!("/v1/admin/notices/{}/redeliver", store_notice["id"].as_str().unwrap()), json!({}))
         .await
         .expect_err(409, "invalid_state");
-    let patched =
-        w.app.call("PATCH", "/v1/admin/providers/wld", Some(&w.app.admin_key.clone()), Some(&json!({"webhook_url": rx.url})), None).await;
+    let patched = w.app.admin().patch("/v1/admin/providers/wld", json!({"webhook_url": rx.url})).await;
     let secret = patched.expect(200)["webhook_secret"].as_str().expect("a new secret with the first URL").to_string();
     w.app.admin_post(&hold_path, json!({})).await.expect(202);
     let hold_id = hold_placed["id"].as_str().unwrap().to_string();
@@ -466,7 +439,7 @@ async fn a_slow_receiver_does_not_hold_up_another_recipient() {
     // served long before the slow one's first attempt times out.
     let slow = Receiver::start(Mode::Sleep(Duration::from_secs(10))).await;
     let quick = Receiver::start(Mode::Accept).await;
-    let mut w = World::new(
+    let mut w = Hooks::new(
         |s| {
             s.notices.timeout_secs = 5;
             s.notices.workers = 2;
@@ -507,8 +480,8 @@ async fn a_slow_receiver_does_not_hold_up_another_recipient() {
 /// A world whose bank `bk` and four more banks (`hang1`..`hang4`) have their webhooks at
 /// `hanging`, and whose provider has its webhook at `quick`; 2 quick and 2 slow delivery workers,
 /// an attempt slow after 400 ms, a 5 s timeout; jobs not started. Answers the hanging banks.
-async fn world_with_hanging_banks(hanging: &Receiver, quick: &Receiver) -> (World, Vec<String>) {
-    let w = World::new(
+async fn world_with_hanging_banks(hanging: &Receiver, quick: &Receiver) -> (Hooks, Vec<String>) {
+    let w = Hooks::new(
         |s| {
             s.notices.timeout_secs = 5;
             s.notices.workers = 2;
@@ -532,7 +505,7 @@ async fn world_with_hanging_banks(hanging: &Receiver, quick: &Receiver) -> (Worl
 }
 
 /// From creation to delivery, of each of a recipient's delivered notices.
-async fn delivery_lags(w: &World, recipient: &str) -> Vec<Duration> {
+async fn delivery_lags(w: &Hooks, recipient: &str) -> Vec<Duration> {
     let lag = |n: &Value| {
         let at = |f: &str| chrono::DateTime::parse_from_rfc3339(n[f].as_str().unwrap()).unwrap();
         (at("delivered_at") - at("created_at")).to_std().unwrap()
@@ -615,7 +588,7 @@ async fn many_hanging_receivers_do_not_delay_a_healthy_one() {
 #[actix_web::test]
 async fn two_instances_deliver_each_notice_once_in_order() {
     let rx = Receiver::start(Mode::Accept).await;
-    let mut w = World::new(|_| {}, Some(&rx.url), Some(&rx.url), true).await;
+    let mut w = Hooks::new(|_| {}, Some(&rx.url), Some(&rx.url), true).await;
     let app2 = TestApp::start_on(w.app.pg.clone(), fast).await;
     let jobs2 = creditphone::jobs::spawn_all(app2.state.deps.clone());
     let started = Instant::now();
@@ -673,7 +646,7 @@ async fn two_instances_deliver_each_notice_once_in_order() {
 #[actix_web::test]
 async fn a_lost_instance_or_a_restart_loses_nothing() {
     let rx = Receiver::start(Mode::Accept).await;
-    let mut w = World::new(|_| {}, Some(&rx.url), None, false).await;
+    let mut w = Hooks::new(|_| {}, Some(&rx.url), None, false).await;
     w.order(1).await;
     w.order(2).await;
     let bank_ids = ids(&w.admin_notices("recipient=bank:bk").await);
@@ -711,7 +684,7 @@ async fn a_lost_instance_or_a_restart_loses_nothing() {
 
 #[actix_web::test]
 async fn the_feed_never_skips_a_notice_that_commits_late() {
-    let w = World::new(|_| {}, None, None, false).await;
+    let w = Hooks::new(|_| {}, None, None, false).await;
     w.order(1).await;
     let first = w.app.get(&w.bank, "/v1/notices").await.expect(200);
     let last = ids(first["data"].as_array().unwrap()).pop().unwrap();
@@ -773,7 +746,7 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
     assert!(out.status.success(), "self-test: {}", String::from_utf8_lossy(&out.stderr));
 
     let rx = Receiver::start(Mode::Accept).await;
-    let mut w = World::new(|_| {}, Some(&rx.url), Some("http://127.0.0.1:9/not-yet"), false).await;
+    let mut w = Hooks::new(|_| {}, Some(&rx.url), Some("http://127.0.0.1:9/not-yet"), false).await;
     let secret = w.provider_secret.clone().unwrap();
     let mut child = KillOnDrop(
         std::process::Command::new(&python)
@@ -804,8 +777,7 @@ async fn the_python_example_receiver_verifies_real_deliveries() {
         }
     };
     let url = next_line().await.expect("the receiver's address").strip_prefix("listening on ").expect("the receiver's address").to_string();
-    let key = w.app.admin_key.clone();
-    let patched = w.app.call("PATCH", "/v1/admin/providers/wld", Some(&key), Some(&json!({"webhook_url": url})), None).await.expect(200);
+    let patched = w.app.admin().patch("/v1/admin/providers/wld", json!({"webhook_url": url})).await.expect(200);
     assert!(patched.get("webhook_secret").is_none(), "changing the URL keeps the secret");
     w.start_jobs();
     w.order(1).await;
@@ -984,66 +956,33 @@ impl Books {
     }
 
     async fn with_app(app: TestApp) -> Books {
-        app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
-        for (id, priority, min) in [("bka", 1, "0.15"), ("bkb", 2, "0")] {
-            app.admin_post(
-                "/v1/admin/banks",
-                json!({"id": id, "name": id, "priority": priority, "apr_min": min, "apr_max": "0.24", "exposure_limit": "10000000"}),
-            )
-            .await
-            .expect(201);
-        }
-        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
-        for (id, rate) in [("p18", "0.18"), ("p10", "0.10")] {
-            app.admin_post(
-                "/v1/admin/products",
-                json!({"id": id, "name": id, "pricing": "interest", "terms": [{"months": 12, "rate": rate}],
-                       "providers": ["wld"], "regions": ["44"], "min_principal": "500", "max_principal": "20000"}),
-            )
-            .await
-            .expect(201);
-        }
-        let provider = app.key_for("provider", Some("wld")).await;
-        app.post(
-            &provider,
-            "/v1/credit-lines",
-            json!({"customer": {"id_number": id_number(9), "phone": phone(9)}, "limit": "1000000", "expires_on": "2035-12-31"}),
-        )
-        .await
-        .expect(201);
-        let store = app.key_for("store", Some("st")).await;
-        let bank_a = app.key_for("bank", Some("bka")).await;
-        let bank_b = app.key_for("bank", Some("bkb")).await;
+        let product = |id: &str, rate: &str| merged(product_body(id), json!({"name": id, "terms": [{"months": 12, "rate": rate}]}));
+        let w = World::empty()
+            .provider("wld", json!({"name": "微粒贷"}))
+            .bank("bka", json!({"name": "bka", "apr_min": "0.15"}))
+            .bank("bkb", json!({"name": "bkb", "priority": 2}))
+            .store("st", "440305")
+            .product(product("p18", "0.18"))
+            .product(product("p10", "0.10"))
+            .line("wld", 9, "1000000")
+            .build(&app)
+            .await;
+        let (store, bank_a, bank_b) = (w.store().key.clone(), w.key("bka").key.clone(), w.key("bkb").key.clone());
         Books { app, store, bank_a, bank_b }
     }
 
     async fn order(&self, n: u32, product: &str) -> String {
-        let o = self
-            .app
-            .post(
-                &self.store,
-                "/v1/orders",
-                json!({"out_order_no": format!("R-{n}"), "product_id": product, "term_months": 12,
-                       "customer": {"id_number": id_number(9), "phone": phone(9)},
-                       "device": {"sku": "phone", "imei": imei(1000 + n as u64), "price": "3999"}, "down_payment": "999"}),
-            )
-            .await
-            .expect(201);
-        o["id"].as_str().unwrap().to_string()
+        let o = self.app.client(&self.store).place_order(order_body(&format!("R-{n}"), product, 9, 1000 + u64::from(n))).await;
+        o.expect(201)["id"].as_str().unwrap().to_string()
     }
 
     /// Funds an order on `date` (the order placed while the service's today was `date`); answers the plan id.
     async fn fund_on(&self, order: &str, key: &str, loan_no: &str, date: &str) -> String {
-        let r = self
-            .app
-            .post(key, &format!("/v1/orders/{order}/funding"), json!({"decision": "approved", "loan_no": loan_no, "funded_on": date}))
-            .await;
-        r.expect(200)["plan"]["id"].as_str().unwrap().to_string()
+        self.app.client(key).fund(order, loan_no, date).await.expect(200)["plan"]["id"].as_str().unwrap().to_string()
     }
 
     async fn eod(&self, date: &str) -> Value {
-        let key = self.app.admin_key.clone();
-        self.app.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": date})), None).await.expect(200)
+        self.app.admin().eod(date).await.expect(200)
     }
 
     async fn report(&self, key: &str, date: &str, query: &str) -> Resp {
@@ -1237,7 +1176,22 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
     assert_eq!((later["closed"].as_bool(), later["movements"].as_array().unwrap().len()), (Some(false), 0));
     assert_eq!(day("2027-03-03").await["closed"], true);
 
-    // Who may ask, and how.
+    let v = b.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// Who may ask for a reconciliation, and how: the admin (all banks or one), a bank for its own
+/// movements only; a store is refused, another bank's id is not found, a malformed date named.
+#[actix_web::test]
+async fn reconciliation_is_for_the_admin_and_each_bank_of_its_own_movements() {
+    let b = Books::new().await;
+    let admin = b.app.admin_key.clone();
+    b.app.set_today("2027-01-31");
+    let (o1, o2) = (b.order(1, "p18").await, b.order(2, "p10").await);
+    b.fund_on(&o1, &b.bank_a, "L-1", "2027-01-31").await;
+    b.fund_on(&o2, &b.bank_b, "L-2", "2027-01-31").await;
+    b.app.clock.reset();
+    b.eod("2027-01-31").await;
     b.report(&b.store, "2027-01-31", "").await.expect_err(403, "forbidden");
     b.report(&b.bank_a, "2027-01-31", "?bank_id=bkb").await.expect_err(404, "not_found");
     assert_eq!(b.report(&b.bank_a, "2027-01-31", "?bank_id=bka").await.expect(200)["bank_id"], "bka");
@@ -1249,8 +1203,7 @@ async fn reconciliation_agrees_with_the_journal_in_json_and_csv_and_never_change
     }
     let bank_b_view = b.report(&b.bank_b, "2027-01-31", "").await.expect(200);
     assert_eq!(bank_b_view["movements"].as_array().unwrap().len(), 1);
-    let v = b.app.admin_get("/v1/admin/ledger/verify").await.expect(200);
-    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(bank_b_view["movements"][0]["order_id"], o2.as_str(), "bkb sees its own funding only");
 }
 
 /// API.md §8 (v2, issue 15): within one end of day, funding expiries come first, in order of
@@ -1340,64 +1293,25 @@ async fn a_reconciliation_for_a_future_date_is_refused_unless_future_dates_are_a
 #[actix_web::test]
 async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees() {
     let app = TestApp::start().await;
-    app.admin_post("/v1/admin/providers", json!({"id": "wld", "name": "微粒贷"})).await.expect(201);
-    app.admin_post(
-        "/v1/admin/banks",
-        json!({"id": "bk", "name": "Bank", "priority": 1, "apr_min": "0", "apr_max": "0.24", "exposure_limit": "10000000"}),
-    )
-    .await
-    .expect(201);
-    let established = (chrono::Utc::now().date_naive() - chrono::Duration::days(800)).to_string();
-    for id in ["pa", "pb"] {
-        app.admin_post(
-            "/v1/admin/partners",
-            json!({"id": id, "name": "Agent Co", "established_on": established, "deposit_paid": "3000000.00",
-                   "authorized_providers": ["wld"], "major_violation_last_year": false, "regions": ["44"]}),
-        )
-        .await
-        .expect(201);
-    }
-    app.admin_post(
-        "/v1/admin/products",
-        json!({"id": "p12", "name": "12期", "pricing": "interest", "terms": [{"months": 12, "rate": "0.18"}], "providers": ["wld"],
-               "regions": ["44"], "min_principal": "500", "max_principal": "20000", "partner_referral_fee": "30"}),
-    )
-    .await
-    .expect(201);
-    let provider = app.key_for("provider", Some("wld")).await;
-    app.post(
-        &provider,
-        "/v1/credit-lines",
-        json!({"customer": {"id_number": id_number(5), "phone": phone(5)}, "limit": "1000000", "expires_on": "2035-12-31"}),
-    )
-    .await
-    .expect(201);
-    let pa = app.key_for("partner", Some("pa")).await;
-    let pb = app.key_for("partner", Some("pb")).await;
-    let bank = app.key_for("bank", Some("bk")).await;
-    let store_key = {
-        app.admin_post("/v1/admin/stores", json!({"id": "st", "name": "营业厅", "region_code": "440305"})).await.expect(201);
-        app.key_for("store", Some("st")).await
-    };
+    let w = World::standard()
+        .no_lines()
+        .partner(partner_body("pa", &["wld"], &["44"]))
+        .partner(partner_body("pb", &["wld"], &["44"]))
+        .product_extra(json!({"partner_referral_fee": "30"}))
+        .line("wld", 5, "1000000")
+        .build(&app)
+        .await;
+    let (pa, pb, bank, store_key) = (w.key("pa").key.clone(), w.key("pb").key.clone(), w.bank().key.clone(), w.store().key.clone());
     let order = async |n: u32, agent: &str| -> String {
-        let o = app
-            .post(
-                &pa,
-                "/v1/orders",
-                json!({"out_order_no": format!("PA-{n}"), "product_id": "p12", "term_months": 12, "region_code": "440305", "agent_id": agent,
-                       "customer": {"id_number": id_number(5), "phone": phone(5)},
-                       "device": {"sku": "phone", "imei": imei(2000 + n as u64), "price": "3999"}, "down_payment": "999"}),
-            )
-            .await
-            .expect(201);
+        let body =
+            merged(order_body(&format!("PA-{n}"), "p12", 5, 2000 + u64::from(n)), json!({"region_code": "440305", "agent_id": agent}));
+        let o = app.client(&pa).place_order(body).await.expect(201);
         o["id"].as_str().unwrap().to_string()
     };
     // Each event happens on its own date: the service's today is set to it.
     let fund = async |id: &str, loan: &str, date: &str| {
         app.set_today(date);
-        app.post(&bank, &format!("/v1/orders/{id}/funding"), json!({"decision": "approved", "loan_no": loan, "funded_on": date}))
-            .await
-            .expect(200);
+        app.client(&bank).fund(id, loan, date).await.expect(200);
     };
     let placed_on = async |n: u32, agent: &str, date: &str| {
         app.set_today(date);
@@ -1416,8 +1330,7 @@ async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees()
     app.post(&bank, &format!("/v1/orders/{b1}/funding"), json!({"decision": "rejected", "reason": "kyc"})).await.expect(200);
     let _b2 = placed_on(5, "a-2", "2027-11-15").await;
     app.clock.reset();
-    let key = app.admin_key.clone();
-    let eod = app.call("POST", "/v1/admin/eod", Some(&key), Some(&json!({"business_date": "2027-11-20"})), None).await.expect(200);
+    let eod = app.admin().eod("2027-11-20").await.expect(200);
     assert_eq!(eod["holds_expired"], 1);
 
     let nov = app.get(&pa, "/v1/partners/pa/statement?month=2027-11").await.expect(200);

@@ -7,6 +7,7 @@ mod common;
 
 use chrono::{NaiveDate, Utc};
 use common::binary::{ServeBinary, cluster_url};
+use common::world::{FAR, WorldSpec, by_partner, line_body, merged, named_order_body, partner_body};
 use common::*;
 use creditphone::domain::{add_months_clamped, shanghai_date};
 use serde_json::{Value, json};
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 // ---------- helpers ----------
 
-const FAR: &str = "2035-12-31";
 /// principal 3000.00 over 12 months at 0.18: the hold of the default order.
 const HOLD: &str = "3300.46";
 
@@ -78,8 +78,7 @@ fn product(id: &str, rate: &str, providers: &[&str], regions: &[&str]) -> Value 
 }
 
 fn partner(id: &str, deposit: &str, providers: &[&str], regions: &[&str]) -> Value {
-    json!({"id": id, "name": "Agent Co", "established_on": days_from_today(-800), "deposit_paid": deposit,
-           "authorized_providers": providers, "major_violation_last_year": false, "regions": regions})
+    merged(partner_body(id, providers, regions), json!({"deposit_paid": deposit}))
 }
 
 /// One database with providers wld, huabei, jd; the given banks; stores st-a and st-b (440305),
@@ -87,6 +86,8 @@ fn partner(id: &str, deposit: &str, providers: &[&str], regions: &[&str]) -> Val
 /// (12 months 0.18, 24 months 0.12; providers wld then huabei; regions 44, 110000, 31).
 struct W {
     app: TestApp,
+    /// Every principal's client (the banks' too), by id.
+    world: World,
     wld: String,
     huabei: String,
     store: String,
@@ -94,29 +95,40 @@ struct W {
     partner: String,
 }
 
-async fn world(banks: &[Value]) -> W {
-    let app = TestApp::start().await;
-    for (id, name) in [("wld", "微粒贷"), ("huabei", "花呗"), ("jd", "白条")] {
-        app.admin_post("/v1/admin/providers", json!({"id": id, "name": name})).await.expect(201);
+impl W {
+    /// The key of principal `id`.
+    fn key(&self, id: &str) -> String {
+        self.world.key(id).key.clone()
     }
-    for b in banks {
-        app.admin_post("/v1/admin/banks", b.clone()).await.expect(201);
-    }
-    for (id, region) in [("st-a", "440305"), ("st-b", "440305"), ("st-bj", "110105"), ("st-sh", "310101"), ("st-zj", "330106")] {
-        app.admin_post("/v1/admin/stores", json!({"id": id, "name": "营业厅", "region_code": region})).await.expect(201);
-    }
-    app.admin_post("/v1/admin/partners", partner("pt-a", "3000000.00", &["wld"], &["4403"])).await.expect(201);
-    app.admin_post("/v1/admin/products", product("p12", "0.18", &["wld", "huabei"], &["44", "110000", "31"])).await.expect(201);
-    let wld = app.key_for("provider", Some("wld")).await;
-    let huabei = app.key_for("provider", Some("huabei")).await;
-    let store = app.key_for("store", Some("st-a")).await;
-    let store_b = app.key_for("store", Some("st-b")).await;
-    let partner = app.key_for("partner", Some("pt-a")).await;
-    W { app, wld, huabei, store, store_b, partner }
 }
 
-fn line_body(seed: u64, limit: &str, expires_on: &str) -> Value {
-    json!({"customer": {"id_number": id_number(seed), "phone": phone(seed)}, "limit": limit, "expires_on": expires_on})
+async fn world(banks: &[Value]) -> W {
+    world_with(banks, |spec| spec).await
+}
+
+/// [`world`] with more parts (`more` adds them to the spec).
+async fn world_with(banks: &[Value], more: impl FnOnce(WorldSpec) -> WorldSpec) -> W {
+    let app = TestApp::start().await;
+    let mut spec = World::empty()
+        .provider("wld", json!({"name": "微粒贷"}))
+        .provider("huabei", json!({"name": "花呗"}))
+        .provider("jd", json!({"name": "白条"}));
+    for b in banks {
+        spec = spec.bank(b["id"].as_str().expect("a bank id"), b.clone());
+    }
+    for (id, region) in [("st-a", "440305"), ("st-b", "440305"), ("st-bj", "110105"), ("st-sh", "310101"), ("st-zj", "330106")] {
+        spec = spec.store(id, region);
+    }
+    let spec = spec.partner(partner("pt-a", "3000000.00", &["wld"], &["4403"])).product(product(
+        "p12",
+        "0.18",
+        &["wld", "huabei"],
+        &["44", "110000", "31"],
+    ));
+    let world = more(spec).build(&app).await;
+    let key = |id: &str| world.key(id).key.clone();
+    let (wld, huabei, store, store_b, partner) = (key("wld"), key("huabei"), key("st-a"), key("st-b"), key("pt-a"));
+    W { app, world, wld, huabei, store, store_b, partner }
 }
 
 /// Registers a new line (201) for customer `seed`.
@@ -126,16 +138,11 @@ async fn line(w: &W, provider_key: &str, seed: u64, limit: &str) -> Value {
 
 /// A store order of principal 3000.00 over 12 months on p12 for customer `seed`.
 fn order(no: &str, seed: u64) -> Value {
-    json!({"out_order_no": no, "product_id": "p12", "term_months": 12,
-           "customer": {"id_number": id_number(seed), "phone": phone(seed), "name": "王小明"},
-           "device": {"sku": "phone-128g", "imei": imei(seed), "price": "3999"}, "down_payment": "999"})
+    named_order_body(no, seed)
 }
 
 fn partner_order(no: &str, seed: u64, region: &str) -> Value {
-    let mut b = order(no, seed);
-    b["region_code"] = json!(region);
-    b["agent_id"] = json!("a-17");
-    b
+    by_partner(order(no, seed), region, "a-17")
 }
 
 async fn place(w: &W, key: &str, body: Value) -> Value {
@@ -151,8 +158,7 @@ async fn post_to(app: &TestApp, key: &str, path: String, body: Value) -> Resp {
 }
 
 async fn patch(app: &TestApp, path: &str, body: Value) -> Resp {
-    let key = app.admin_key.clone();
-    app.call("PATCH", path, Some(&key), Some(&body), None).await
+    app.admin().patch(path, body).await
 }
 
 async fn admin_line(app: &TestApp, id: &str) -> Value {
@@ -206,7 +212,7 @@ fn fen(text: &str) -> i64 {
 // ---------- 1. credit lines ----------
 
 #[actix_web::test]
-async fn credit_line_refusals_updates_and_debt_repayments() {
+async fn credit_line_registration_refuses_malformed_customers_amounts_and_dates() {
     let w = world(&std_banks()).await;
     let app = &w.app;
     let post = |body: Value| app.post(&w.wld, "/v1/credit-lines", body);
@@ -242,9 +248,21 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     err(&post(with(&line_body(1, "10000", FAR), "status", Some(json!("paused")))).await, 422, "invalid_request", Some("status"));
     err(&post(with(&line_body(1, "10000", FAR), "customer", None)).await, 422, "invalid_request", Some("customer"));
     assert_eq!(count(app, "SELECT count(*) FROM credit_lines").await, 0, "no refused registration left a line");
+    err(&app.post(&w.store, "/v1/credit-lines", line_body(3, "1", FAR)).await, 403, "forbidden", None);
+}
 
+/// The customer whose ID number ends in the check character X.
+fn seed_with_x() -> u64 {
+    (1..).find(|s| id_number(*s).ends_with('X')).expect("a check character X")
+}
+
+#[actix_web::test]
+async fn a_lowercase_x_is_the_same_customer_and_each_provider_has_its_own_line() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let post = |body: Value| app.post(&w.wld, "/v1/credit-lines", body);
     // A trailing lowercase x is read as X: the same customer either way.
-    let seed_x = (1..).find(|s| id_number(*s).ends_with('X')).expect("a check character X");
+    let seed_x = seed_with_x();
     let upper = id_number(seed_x);
     let lower = format!("{}x", &upper[..17]);
     let l = post(with(&line_body(seed_x, "10000", FAR), "customer.id_number", Some(json!(lower)))).await.expect(201);
@@ -261,9 +279,15 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     // Another provider has a line of its own for the same customer.
     let other = app.post(&w.huabei, "/v1/credit-lines", line_body(seed_x, "500", FAR)).await.expect(201);
     assert_ne!(other["id"], l["id"]);
+}
 
-    // Status: frozen stays frozen when absent; closed is final.
-    let line_id = st(&l["id"]);
+#[actix_web::test]
+async fn a_frozen_line_stays_frozen_when_status_is_absent_and_a_closed_one_is_final() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let post = |body: Value| app.post(&w.wld, "/v1/credit-lines", body);
+    let seed_x = seed_with_x();
+    let line_id = st(&post(line_body(seed_x, "12000", FAR)).await.expect(201)["id"]);
     let r = post(with(&line_body(seed_x, "12000", FAR), "status", Some(json!("frozen")))).await.expect(200);
     assert_eq!(r["status"], json!("frozen"));
     let r = post(line_body(seed_x, "11000", "2034-01-31")).await.expect(200);
@@ -277,28 +301,43 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     err(&post(line_body(seed_x, "9000", FAR)).await, 409, "invalid_state", None);
     let closed = admin_line(app, &line_id).await;
     assert_eq!((st(&closed["status"]), st(&closed["limit"])), ("closed".into(), "11000.00".into()), "a closed line stays as it was");
+    // A new line may be registered frozen; one past its expiry reads expired.
+    let r = post(line_body(4, "1000", &days_from_today(-1))).await.expect(201);
+    assert_eq!(r["status"], json!("expired"));
+    let r = post(with(&line_body(5, "1000", FAR), "status", Some(json!("frozen")))).await.expect(201);
+    assert_eq!(r["status"], json!("frozen"));
+}
 
-    // limit_below_exposure: a limit under held + drawn.
-    let l2 = line(&w, &w.wld, 2, "10000").await;
-    let o = place(&w, &w.store, order("LBE-1", 2)).await;
+/// Customer 2's line (limit 10,000) at wld and a store order on it holding [`HOLD`]: answers the
+/// line's id and the order.
+async fn line_with_an_order(w: &W) -> (String, Value) {
+    let line = line(w, &w.wld, 2, "10000").await;
+    let o = place(w, &w.store, order("LBE-1", 2)).await;
     assert_eq!(o["hold"]["amount"], json!(HOLD));
+    (st(&line["id"]), o)
+}
+
+#[actix_web::test]
+async fn a_limit_below_held_plus_drawn_is_refused_and_re_registration_updates_the_phone() {
+    let w = world(&std_banks()).await;
+    let post = |body: Value| w.app.post(&w.wld, "/v1/credit-lines", body);
+    line_with_an_order(&w).await;
     let r = post(line_body(2, "3300.45", FAR)).await;
     err(&r, 409, "limit_below_exposure", Some("limit"));
     assert_eq!(r.body["error"]["details"]["held"], json!(HOLD));
     let r = post(line_body(2, HOLD, FAR)).await.expect(200);
     assert_eq!((st(&r["available"]), st(&r["held"])), ("0.00".into(), HOLD.into()), "the limit may equal held + drawn");
+    let r = post(with(&line_body(2, HOLD, FAR), "customer.phone", Some(json!("13912345678")))).await.expect(200);
+    assert_eq!(r["customer"]["phone_masked"], json!("139****5678"));
+    verify_ok(&w.app).await;
+}
 
-    // Debt repayments: above drawn is an overpayment; zero and malformed amounts are invalid.
-    let l2_id = st(&l2["id"]);
+#[actix_web::test]
+async fn lines_and_holds_of_another_provider_are_404_like_missing_ones() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let (l2_id, o) = line_with_an_order(&w).await;
     let path = format!("/v1/credit-lines/{l2_id}/debt-repayments");
-    let r = app.post(&w.wld, &path, json!({"amount": "0.01"})).await;
-    err(&r, 422, "overpayment", Some("amount"));
-    assert_eq!(r.body["error"]["details"]["drawn"], json!("0.00"));
-    err(&app.post(&w.wld, &path, json!({"amount": "0"})).await, 422, "invalid_amount", Some("amount"));
-    err(&app.post(&w.wld, &path, json!({"amount": 1})).await, 422, "invalid_amount", Some("amount"));
-    err(&app.post(&w.wld, &path, json!({"amount": "1", "x": 1})).await, 422, "invalid_request", Some("x"));
-
-    // Another provider: 404 exactly like a missing line, for reads and writes.
     let missing = app.get(&w.wld, "/v1/credit-lines/line_missing").await;
     err(&missing, 404, "not_found", None);
     for r in [
@@ -314,13 +353,28 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     assert_eq!(app.get(&w.wld, &format!("/v1/holds/{}", st(&o["hold"]["id"]))).await.expect(200)["amount"], json!(HOLD));
     admin_line(app, &l2_id).await;
     err(&app.get(&w.store, &format!("/v1/credit-lines/{l2_id}")).await, 403, "forbidden", None);
+}
+
+#[actix_web::test]
+async fn debt_repayments_pay_back_the_drawn_balance_and_no_more() {
+    let w = world(&std_banks()).await;
+    let app = &w.app;
+    let (l2_id, o) = line_with_an_order(&w).await;
+    // The limit equals held + drawn: what is available is exactly what was repaid.
+    app.post(&w.wld, "/v1/credit-lines", line_body(2, HOLD, FAR)).await.expect(200);
+    // Above drawn is an overpayment; zero and malformed amounts are invalid.
+    let path = format!("/v1/credit-lines/{l2_id}/debt-repayments");
+    let r = app.post(&w.wld, &path, json!({"amount": "0.01"})).await;
+    err(&r, 422, "overpayment", Some("amount"));
+    assert_eq!(r.body["error"]["details"]["drawn"], json!("0.00"));
+    err(&app.post(&w.wld, &path, json!({"amount": "0"})).await, 422, "invalid_amount", Some("amount"));
+    err(&app.post(&w.wld, &path, json!({"amount": 1})).await, 422, "invalid_amount", Some("amount"));
+    err(&app.post(&w.wld, &path, json!({"amount": "1", "x": 1})).await, 422, "invalid_request", Some("x"));
 
     // Once the hold converted, `drawn` can be repaid, and no more than it.
-    let bank = app.key_for("bank", Some("bk-a")).await;
-    let funding = json!({"decision": "approved", "loan_no": "LBE-L", "funded_on": today().to_string()});
-    app.post(&bank, &format!("/v1/orders/{}/funding", st(&o["id"])), funding).await.expect(200);
+    app.client(&w.key("bk-a")).fund(&st(&o["id"]), "LBE-L", &today().to_string()).await.expect(200);
     let eod_date = add_months_clamped(today(), 1) + chrono::Duration::days(3);
-    app.admin_post("/v1/admin/eod", json!({"business_date": eod_date.to_string()})).await.expect(200);
+    app.admin().eod(&eod_date.to_string()).await.expect(200);
     let converted = app.get(&w.wld, &format!("/v1/credit-lines/{l2_id}")).await.expect(200);
     let drawn = fen(&st(&converted["drawn"]));
     assert!(drawn > 27_504, "the first installment converted: {converted}");
@@ -335,15 +389,6 @@ async fn credit_line_refusals_updates_and_debt_repayments() {
     let done = app.post(&w.wld, &path, json!({"amount": rest})).await.expect(200);
     assert_eq!((st(&done["drawn"]), fen(&st(&done["available"]))), ("0.00".to_string(), drawn));
     err(&app.post(&w.wld, &path, json!({"amount": "0.01"})).await, 422, "overpayment", Some("amount"));
-
-    // Re-registration updates the phone; a line past its expiry reads expired.
-    let r = post(with(&line_body(2, HOLD, FAR), "customer.phone", Some(json!("13912345678")))).await.expect(200);
-    assert_eq!(r["customer"]["phone_masked"], json!("139****5678"));
-    let r = post(line_body(4, "1000", &days_from_today(-1))).await.expect(201);
-    assert_eq!(r["status"], json!("expired"));
-    let r = post(with(&line_body(5, "1000", FAR), "status", Some(json!("frozen")))).await.expect(201);
-    assert_eq!(r["status"], json!("frozen"));
-    err(&app.post(&w.store, "/v1/credit-lines", line_body(3, "1", FAR)).await, 403, "forbidden", None);
     verify_ok(app).await;
 }
 
@@ -404,21 +449,23 @@ async fn frozen_lines_past_expiry_read_expired_and_closed_ones_closed() {
 
 #[actix_web::test]
 async fn quote_and_order_refusals_in_the_contract_order() {
-    let w = world(&std_banks()).await;
+    let w = world_with(&std_banks(), |spec| {
+        spec.partner(partner("pt-poor", "2999999.99", &["wld"], &["44"]))
+            .partner(partner("pt-jd", "3000000.00", &["jd"], &["44"]))
+            .product(product("p-old", "0.18", &["wld"], &["44"]))
+    })
+    .await;
     let app = &w.app;
-    app.admin_post("/v1/admin/partners", partner("pt-poor", "2999999.99", &["wld"], &["44"])).await.expect(201);
-    app.admin_post("/v1/admin/partners", partner("pt-jd", "3000000.00", &["jd"], &["44"])).await.expect(201);
-    app.admin_post("/v1/admin/products", product("p-old", "0.18", &["wld"], &["44"])).await.expect(201);
-    let poor = app.key_for("partner", Some("pt-poor")).await;
-    let jd = app.key_for("partner", Some("pt-jd")).await;
-    let zj = app.key_for("store", Some("st-zj")).await;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let poor = w.key("pt-poor");
+    let jd = w.key("pt-jd");
+    let zj = w.key("st-zj");
+    let bank = w.key("bk-a");
     let before = snapshot(app).await;
 
     // Quotes.
     let q = |key: &str, body: Value| {
         let key = key.to_string();
-        async move { app.call("POST", "/v1/quotes", Some(&key), Some(&body), None).await }
+        async move { app.client(&key).quote(body).await }
     };
     let quote = json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"});
     let ok = q(&w.store, quote.clone()).await.expect(200);
@@ -536,12 +583,12 @@ async fn quote_and_order_refusals_in_the_contract_order() {
 
 #[actix_web::test]
 async fn line_matching_and_bank_routing_refusals_change_no_balance() {
-    let w = world(&[bank("bk-gd", 1, "0.20", "1000000", Some(&["44"])), bank("bk-bj", 2, "0.24", "1000", Some(&["11"]))]).await;
+    let banks = [bank("bk-gd", 1, "0.20", "1000000", Some(&["44"])), bank("bk-bj", 2, "0.24", "1000", Some(&["11"]))];
+    let w = world_with(&banks, |spec| spec.product(product("p-high", "0.22", &["wld"], &["44"]))).await;
     let app = &w.app;
-    app.admin_post("/v1/admin/products", product("p-high", "0.22", &["wld"], &["44"])).await.expect(201);
-    let bj = app.key_for("store", Some("st-bj")).await;
-    let sh = app.key_for("store", Some("st-sh")).await;
-    let zj = app.key_for("store", Some("st-zj")).await;
+    let bj = w.key("st-bj");
+    let sh = w.key("st-sh");
+    let zj = w.key("st-zj");
     let must_run_until = add_months_clamped(deadline_date_now(), 12);
 
     // 302 frozen; 303 expires a day too early; 304 one fen short; 305 only a huabei line; 306 fine.
@@ -614,30 +661,37 @@ async fn line_matching_and_bank_routing_refusals_change_no_balance() {
 
 // ---------- 1. funding, cancellation, rejection ----------
 
-#[actix_web::test]
-async fn funding_cancellation_and_rejection_rules() {
+/// A world of [`world`] with customer 20's line (limit 100,000) and `n` store orders on it, all
+/// routed to bk-a: the world, the line's id and the orders' ids.
+async fn awaiting_orders(n: usize) -> (W, String, Vec<String>) {
     let w = world(&std_banks()).await;
-    let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
-    let bank_b = app.key_for("bank", Some("bk-b")).await;
     let l = line(&w, &w.wld, 20, "100000").await;
-    let line_id = st(&l["id"]);
     let mut orders = Vec::new();
-    for i in 0..6 {
+    for i in 0..n {
         let o = place(&w, &w.store, order(&format!("F-{i}"), 20)).await;
         assert_eq!(o["bank_id"], json!("bk-a"));
         orders.push(st(&o["id"]));
     }
-    let o0 = app.get(&w.store, &format!("/v1/orders/{}", orders[0])).await.expect(200);
-    let created_on = today();
-    let deadline = chrono::DateTime::parse_from_rfc3339(&st(&o0["funding_deadline"])).expect("rfc3339").with_timezone(&Utc);
-    let created = chrono::DateTime::parse_from_rfc3339(&st(&o0["created_at"])).expect("rfc3339").with_timezone(&Utc);
-    let off = (deadline - created - chrono::Duration::hours(72)).num_seconds().abs();
-    assert!(off <= 5, "the deadline is creation + funding_timeout_hours: {deadline} {created}");
-    let deadline_date = shanghai_date(deadline);
-    let fund = |id: &str, body: Value| post_to(app, &bank, format!("/v1/orders/{id}/funding"), body);
-    let approve = |loan: &str, on: String| json!({"decision": "approved", "loan_no": loan, "funded_on": on});
+    (w, st(&l["id"]), orders)
+}
 
+/// A funding decision approving with `loan`, funded on `on`.
+fn approve(loan: &str, on: String) -> Value {
+    json!({"decision": "approved", "loan_no": loan, "funded_on": on})
+}
+
+/// bk-a's funding decision on an order.
+async fn fund_as_bank_a(w: &W, id: &str, body: Value) -> Resp {
+    post_to(&w.app, &w.key("bk-a"), format!("/v1/orders/{id}/funding"), body).await
+}
+
+#[actix_web::test]
+async fn a_funding_decision_is_checked_for_its_body_and_its_caller() {
+    let (w, _, orders) = awaiting_orders(1).await;
+    let app = &w.app;
+    let bank_b = w.key("bk-b");
+    let created_on = today();
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
     // Body checks.
     err(&fund(&orders[0], approve("L-0", "2027-02-30".into())).await, 422, "invalid_date", Some("funded_on"));
     err(&fund(&orders[0], json!({"decision": "maybe"})).await, 422, "invalid_request", Some("decision"));
@@ -669,6 +723,22 @@ async fn funding_cancellation_and_rejection_rules() {
             None,
         );
     }
+    assert_eq!(app.get(&w.store, &format!("/v1/orders/{}", orders[0])).await.expect(200)["status"], json!("awaiting_funding"));
+}
+
+#[actix_web::test]
+async fn funded_on_lies_between_creation_and_deadline_and_a_loan_no_is_a_banks_once() {
+    let (w, _, orders) = awaiting_orders(3).await;
+    let app = &w.app;
+    let (bank, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let o0 = app.get(&w.store, &format!("/v1/orders/{}", orders[0])).await.expect(200);
+    let created_on = today();
+    let deadline = chrono::DateTime::parse_from_rfc3339(&st(&o0["funding_deadline"])).expect("rfc3339").with_timezone(&Utc);
+    let created = chrono::DateTime::parse_from_rfc3339(&st(&o0["created_at"])).expect("rfc3339").with_timezone(&Utc);
+    let off = (deadline - created - chrono::Duration::hours(72)).num_seconds().abs();
+    assert!(off <= 5, "the deadline is creation + funding_timeout_hours: {deadline} {created}");
+    let deadline_date = shanghai_date(deadline);
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
 
     // funded_on within [creation date, deadline date], both ends included.
     let r = fund(&orders[0], approve("L-0", (created_on - chrono::Duration::days(1)).to_string())).await;
@@ -689,14 +759,27 @@ async fn funding_cancellation_and_rejection_rules() {
     err(&fund(&orders[0], approve("L-1", created_on.to_string())).await, 409, "already_exists", Some("loan_no"));
     assert_eq!(app.get(&bank, &format!("/v1/orders/{}", orders[2])).await.expect(200)["status"], json!("awaiting_funding"));
     // Another bank may use the same loan_no: take an order routed to bk-b.
-    assert_eq!(st(&admin_bank(app, "bk-a").await["exposure_used"]), "18000.00");
-    patch(app, "/v1/admin/banks/bk-a", json!({"exposure_limit": "18000"})).await.expect(200);
+    assert_eq!(st(&admin_bank(app, "bk-a").await["exposure_used"]), "9000.00");
+    patch(app, "/v1/admin/banks/bk-a", json!({"exposure_limit": "9000"})).await.expect(200);
     let ob = place(&w, &w.store, order("F-B", 20)).await;
     assert_eq!(ob["bank_id"], json!("bk-b"));
     app.post(&bank_b, &format!("/v1/orders/{}/funding", st(&ob["id"])), approve("L-0", created_on.to_string())).await.expect(200);
     // Funded twice: invalid_state.
     err(&fund(&orders[0], approve("L-9", created_on.to_string())).await, 409, "invalid_state", None);
     err(&fund(&orders[0], json!({"decision": "rejected", "reason": "x"})).await, 409, "invalid_state", None);
+    err(&app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[0]), json!({})).await, 409, "invalid_state", None);
+    verify_ok(app).await;
+}
+
+#[actix_web::test]
+async fn cancellation_voids_the_hold_and_frees_exposure_once() {
+    let (w, line_id, orders) = awaiting_orders(4).await;
+    let app = &w.app;
+    let bank = w.key("bk-a");
+    let created_on = today();
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
+    // A funded order is not cancelled.
+    fund(&orders[0], approve("L-0", created_on.to_string())).await.expect(200);
     err(&app.post(&w.store, &format!("/v1/orders/{}/cancel", orders[0]), json!({})).await, 409, "invalid_state", None);
 
     // Cancel: voids the hold and frees exposure; twice is invalid_state; funding it too.
@@ -726,13 +809,32 @@ async fn funding_cancellation_and_rejection_rules() {
         .call_raw("POST", &format!("/v1/orders/{}/cancel", orders[3]), Some(app.admin_key.as_str()), None, Some("empty-cancel"), &[])
         .await;
     assert_eq!((r.status, r.body["status"].clone()), (200, json!("cancelled")), "{}", r.body);
+    let bk = admin_bank(app, "bk-a").await;
+    assert_eq!(st(&bk["exposure_used"]), "6000.00", "one plan and one order still awaiting funding: {bk}");
+    verify_ok(app).await;
+}
 
+#[actix_web::test]
+async fn rejection_voids_the_hold_and_comes_once() {
+    let (w, _, orders) = awaiting_orders(5).await;
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
     // Rejection voids the hold too.
     let r = fund(&orders[4], json!({"decision": "rejected", "reason": "kyc failed"})).await.expect(200);
     assert_eq!((st(&r["status"]), st(&r["reason"]), st(&r["hold"]["status"])), ("rejected".into(), "kyc failed".into(), "voided".into()));
     assert!(r["plan"].is_null());
     err(&fund(&orders[4], json!({"decision": "rejected", "reason": "again"})).await, 409, "invalid_state", None);
+    let bk = admin_bank(&w.app, "bk-a").await;
+    assert_eq!(st(&bk["exposure_used"]), "12000.00", "the rejected order's exposure is freed: {bk}");
+    verify_ok(&w.app).await;
+}
 
+#[actix_web::test]
+async fn past_the_deadline_a_bank_can_neither_approve_nor_reject() {
+    let (w, _, orders) = awaiting_orders(6).await;
+    let app = &w.app;
+    let bank = w.key("bk-a");
+    let created_on = today();
+    let fund = async |id: &str, body: Value| fund_as_bank_a(&w, id, body).await;
     // Past the deadline (the service's clock a minute after it): 409 invalid_state for approvals
     // and rejections alike.
     let o5 = app.get(&bank, &format!("/v1/orders/{}", orders[5])).await.expect(200);
@@ -744,21 +846,24 @@ async fn funding_cancellation_and_rejection_rules() {
     err(&fund(&orders[5], json!({"decision": "rejected", "reason": "late"})).await, 409, "invalid_state", None);
     assert_eq!(app.get(&bank, &format!("/v1/orders/{}", orders[5])).await.expect(200)["status"], json!("awaiting_funding"));
     app.clock.reset();
-
-    // Exposure: the two awaiting orders are gone from bk-a, the funded ones stay.
-    let bk = admin_bank(app, "bk-a").await;
-    assert_eq!(st(&bk["exposure_used"]), "9000.00", "two plans and one order still awaiting funding: {bk}");
     verify_ok(app).await;
 }
 
 // ---------- 2. tenants, lists, notices ----------
 
-#[actix_web::test]
-async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
+/// Five orders of three sellers over two banks (bk-a fits two principals): store st-a's a1, a2
+/// and a3, store st-b's b1 (on a huabei line) and partner pt-a's p1.
+struct Tenants {
+    w: W,
+    a1: Value,
+    a2: Value,
+    a3: Value,
+    b1: Value,
+    p1: Value,
+}
+
+async fn tenants() -> Tenants {
     let w = world(&[bank("bk-a", 1, "0.24", "6000", None), bank("bk-b", 2, "0.24", "10000000", None)]).await;
-    let app = &w.app;
-    let bank_a = app.key_for("bank", Some("bk-a")).await;
-    let bank_b = app.key_for("bank", Some("bk-b")).await;
     for seed in [31, 32, 33, 35] {
         line(&w, &w.wld, seed, "10000").await;
     }
@@ -771,9 +876,25 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     let banks: Vec<Value> = [&a1, &a2, &a3, &b1, &p1].iter().map(|o| o["bank_id"].clone()).collect();
     assert_eq!(banks, [json!("bk-a"), json!("bk-a"), json!("bk-b"), json!("bk-b"), json!("bk-b")], "bk-a fits two principals");
     assert_eq!(b1["hold"]["provider_id"], json!("huabei"));
-    let id = |o: &Value| st(&o["id"]);
-    let (a1_id, a2_id) = (id(&a1), id(&a2));
+    Tenants { w, a1, a2, a3, b1, p1 }
+}
 
+/// st-a cancels a2 and bk-a funds a1: answers a1's plan id.
+async fn cancel_a2_fund_a1(t: &Tenants) -> String {
+    let app = &t.w.app;
+    app.post(&t.w.store, &format!("/v1/orders/{}/cancel", st(&t.a2["id"])), json!({})).await.expect(200);
+    let funding = json!({"decision": "approved", "loan_no": "LA-1", "funded_on": today().to_string()});
+    let funded = app.post(&t.w.key("bk-a"), &format!("/v1/orders/{}/funding", st(&t.a1["id"])), funding).await.expect(200);
+    st(&funded["plan"]["id"])
+}
+
+#[actix_web::test]
+async fn someone_elses_orders_holds_lines_and_plans_answer_like_missing_ones() {
+    let t = tenants().await;
+    let (w, a1) = (&t.w, &t.a1);
+    let app = &w.app;
+    let (bank_a, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let a1_id = st(&a1["id"]);
     // Reads and writes of someone else's objects answer exactly like missing ones.
     let missing = app.get(&w.store_b, "/v1/orders/ord_missing").await;
     err(&missing, 404, "not_found", None);
@@ -818,24 +939,25 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     app.get(&w.wld, &format!("/v1/holds/{hold_a1}")).await.expect(200);
     app.get(&w.wld, &format!("/v1/credit-lines/{line_a1}")).await.expect(200);
 
-    // Cancel one, fund one.
-    app.post(&w.store, &format!("/v1/orders/{a2_id}/cancel"), json!({})).await.expect(200);
-    let funded = app
-        .post(
-            &bank_a,
-            &format!("/v1/orders/{a1_id}/funding"),
-            json!({"decision": "approved", "loan_no": "LA-1", "funded_on": today().to_string()}),
-        )
-        .await
-        .expect(200);
-    let plan_id = st(&funded["plan"]["id"]);
+    // Once a1 is funded, its plan is as private.
+    let plan_id = cancel_a2_fund_a1(&t).await;
     for key in [&w.store, &bank_a, &app.admin_key.clone()] {
         assert_eq!(app.get(key, &format!("/v1/plans/{plan_id}")).await.expect(200)["id"], json!(plan_id));
     }
     for key in [&w.store_b, &bank_b, &w.partner] {
         err(&app.get(key, &format!("/v1/plans/{plan_id}")).await, 404, "not_found", None);
     }
+}
 
+#[actix_web::test]
+async fn lists_show_the_callers_own_orders_newest_first_with_a_status_filter_and_cursors() {
+    let t = tenants().await;
+    cancel_a2_fund_a1(&t).await;
+    let Tenants { w, a1, a2, a3, b1, p1 } = t;
+    let app = &w.app;
+    let (bank_a, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let id = |o: &Value| st(&o["id"]);
+    let (a1_id, a2_id) = (id(&a1), id(&a2));
     // Lists: the caller's own, newest first, with a status filter and cursors.
     let all = [&p1, &b1, &a3, &a2, &a1].map(id).to_vec();
     assert_eq!(ids(&app.get(&w.store, "/v1/orders").await.expect(200)), [id(&a3), a2_id.clone(), a1_id.clone()]);
@@ -865,7 +987,17 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     for bad in ["status=open", "limit=0", "limit=201", "cursor=zzz"] {
         err(&app.get(&w.store, &format!("/v1/orders?{bad}")).await, 422, "invalid_request", bad.split('=').next());
     }
+}
 
+#[actix_web::test]
+async fn notice_feeds_show_the_callers_own_notices_in_order_with_their_ids_and_amounts() {
+    let t = tenants().await;
+    let plan_id = cancel_a2_fund_a1(&t).await;
+    let Tenants { w, a1, a2, a3, b1, p1 } = t;
+    let app = &w.app;
+    let (bank_a, bank_b) = (w.key("bk-a"), w.key("bk-b"));
+    let id = |o: &Value| st(&o["id"]);
+    let (a1_id, a2_id) = (id(&a1), id(&a2));
     // Notices: only the caller's, in order, with the ids and amounts.
     let feed = |key: String, q: String| async move { app.get(&key, &format!("/v1/notices{q}")).await.expect(200) };
     let types = |f: &Value| -> Vec<(String, String)> {
@@ -945,6 +1077,7 @@ async fn tenants_see_only_their_own_orders_holds_lines_and_notices() {
     assert_eq!((next["data"][0]["id"].clone(), next["next_cursor"].clone()), (json!(bids[3]), Value::Null));
     err(&app.get(&bank_a, "/v1/notices?after=ntc_x").await, 422, "invalid_request", Some("after"));
     verify_ok(app).await;
+    verify_ok(app).await;
 }
 
 // ---------- 3. concurrency ----------
@@ -954,13 +1087,8 @@ async fn concurrent_orders_on_one_line_never_overdraw_it() {
     let w = world(&std_banks()).await;
     let app = &w.app;
     let quote = app
-        .call(
-            "POST",
-            "/v1/quotes",
-            Some(&w.store),
-            Some(&json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"})),
-            None,
-        )
+        .client(&w.store)
+        .quote(json!({"product_id": "p12", "term_months": 12, "device_price": "3999", "down_payment": "999"}))
         .await
         .expect(200);
     let hold = fen(&st(&quote["hold_amount"]));
@@ -1068,7 +1196,7 @@ async fn a_bank_over_a_lowered_limit_takes_no_order_until_it_is_back_within_it()
     // room while the bank as a whole was still over, and a new order was routed there.
     let w = world(&[bank("bk-1", 1, "0.24", "100000", None)]).await;
     let app = &w.app;
-    let bank_key = app.key_for("bank", Some("bk-1")).await;
+    let bank_key = w.key("bk-1");
     let mut orders = Vec::new();
     for seed in 400..408 {
         line(&w, &w.wld, seed, "15000").await;
@@ -1231,7 +1359,7 @@ async fn concurrent_requests_with_one_idempotency_key_place_one_order() {
 async fn golden_vectors_through_quote_order_funding_and_plan() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/schedules.json")).expect("vectors");
     let vectors: Vec<Value> = serde_json::from_str(&text).expect("vectors json");
     assert!(vectors.len() >= 7);
@@ -1249,13 +1377,8 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
         let ctx = format!("vector {i} ({} {} {} months)", v["pricing"], v["rate"], months);
         // The quote, due dates from today.
         let q = app
-            .call(
-                "POST",
-                "/v1/quotes",
-                Some(&w.store),
-                Some(&json!({"product_id": pid, "term_months": months, "device_price": v["principal"], "down_payment": "0"})),
-                None,
-            )
+            .client(&w.store)
+            .quote(json!({"product_id": pid, "term_months": months, "device_price": v["principal"], "down_payment": "0"}))
             .await
             .expect(200);
         for k in ["principal", "apr_irr", "hold_amount", "total_repayable", "pricing", "product_id", "term_months"] {
@@ -1325,8 +1448,8 @@ async fn golden_vectors_through_quote_order_funding_and_plan() {
 async fn borrower_in_clear_for_the_bank_only_audited_and_nowhere_else() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
-    let bank_b = app.key_for("bank", Some("bk-b")).await;
+    let bank = w.key("bk-a");
+    let bank_b = w.key("bk-b");
     let seed = 42_424_242;
     let (idn, ph, im, name) = (id_number(seed), phone(seed), imei(seed), "欧阳测试名");
     let mut answers: Vec<String> = Vec::new();
@@ -1480,7 +1603,7 @@ fn has_violation(report: &Value, rule: &str, object_id: &str) -> bool {
 async fn ledger_verify_reports_corruption_by_rule_and_object() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     let l = line(&w, &w.wld, 70, "50000").await;
     let line_id = st(&l["id"]);
     let o1 = place(&w, &w.store, order("V-1", 70)).await;
@@ -1586,7 +1709,7 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
 async fn placement_cancel_and_funding_replay_their_stored_answers() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     line(&w, &w.wld, 80, "100000").await;
 
     #[track_caller]
@@ -1744,7 +1867,7 @@ async fn a_line_matches_only_its_registered_phone_and_every_refusal_looks_the_sa
 
 /// `creditphone_order_probe_suspected_total` from `/metrics` (0 while absent).
 async fn probes_suspected(app: &TestApp) -> u64 {
-    let text = app.call("GET", "/metrics", None, None, None).await.body.as_str().expect("metrics text").to_string();
+    let text = app.get_without_key("/metrics").await.body.as_str().expect("metrics text").to_string();
     let line = text.lines().find(|l| l.starts_with("creditphone_order_probe_suspected_total "));
     line.map_or(0, |l| l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a counter value"))
 }
@@ -1755,7 +1878,7 @@ async fn probes_suspected(app: &TestApp) -> u64 {
 async fn a_seller_placing_and_cancelling_repeatedly_against_one_customer_is_counted_as_probing() {
     let w = world(&std_banks()).await;
     let app = &w.app;
-    let bank = app.key_for("bank", Some("bk-a")).await;
+    let bank = w.key("bk-a");
     line(&w, &w.wld, 600, "100000").await;
     line(&w, &w.huabei, 600, "100000").await;
     line(&w, &w.wld, 601, "100000").await;

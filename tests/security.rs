@@ -8,13 +8,15 @@ mod common;
 
 use chrono::{NaiveDate, Utc};
 use common::binary::ServeBinary;
+use common::raw::{self, RawAnswer};
+use common::world;
 use common::*;
 use creditphone::domain::shanghai_date;
 use creditphone::pg::embedded::PgBinaries;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 // ---------- helpers ----------
 
@@ -31,23 +33,12 @@ fn st(v: &Value) -> String {
 
 /// Creates an API key and answers `(id, key)`.
 async fn new_key(app: &TestApp, principal: Value, rate: Option<u32>) -> (String, String) {
-    let mut body = json!({ "principal": principal });
-    if let Some(r) = rate {
-        body["rate_limit_per_minute"] = json!(r);
-    }
-    let created = app.admin_post("/v1/admin/api-keys", body).await.expect(201);
-    (st(&created["id"]), st(&created["key"]))
+    app.admin().new_key(principal, rate).await
 }
 
 fn order_body(no: &str, seed: u64, partner: bool) -> Value {
-    let mut b = json!({"out_order_no": no, "product_id": "p12", "term_months": 12,
-        "customer": {"id_number": id_number(seed), "phone": phone(seed), "name": "王小明"},
-        "device": {"sku": "phone-128g", "imei": imei(seed), "price": "3999"}, "down_payment": "999"});
-    if partner {
-        b["region_code"] = json!("440305");
-        b["agent_id"] = json!("a-1");
-    }
-    b
+    let body = world::named_order_body(no, seed);
+    if partner { world::by_partner(body, "440305", "a-1") } else { body }
 }
 
 fn partner_body(id: &str) -> Value {
@@ -86,47 +77,14 @@ async fn pg_dump(pg: &tokio_postgres::Config) -> String {
     dump
 }
 
-/// An HTTP/1.1 answer read off a raw socket.
-struct RawAnswer {
-    status: u16,
-    headers: String,
-    body: Value,
-}
-
 /// Sends `head` + `body` on a fresh connection (no client library, so the framing is exactly what is
 /// written: a chunked body without Content-Length) and reads one answer by its Content-Length,
 /// without waiting for the server to close.
 async fn raw_request(app: &TestApp, head: String, body: Vec<u8>) -> RawAnswer {
-    let addr = app.url.trim_start_matches("http://").to_string();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    s.write_all(head.as_bytes()).await.expect("write the head");
+    let mut s = raw::send(&app.url, head.as_bytes()).await;
     // The server may answer 413 and stop reading part-way: a failed write is not the test's failure.
     let _ = s.write_all(&body).await;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len = headers
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let text = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                return RawAnswer { status, headers, body };
-            }
-        }
-        assert!(Instant::now() < deadline, "no complete answer: {}", String::from_utf8_lossy(&buf));
-        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk)).await {
-            Ok(Ok(0)) => panic!("connection closed before a complete answer: {}", String::from_utf8_lossy(&buf)),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => panic!("read failed ({e}) after: {}", String::from_utf8_lossy(&buf)),
-            Err(_) => panic!("no answer in time: {}", String::from_utf8_lossy(&buf)),
-        }
-    }
+    raw::read_answer(&mut s, Duration::from_secs(20)).await
 }
 
 /// A POST with `Transfer-Encoding: chunked` and no Content-Length; `terminate` sends the final
@@ -348,53 +306,44 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let app = TestApp::start().await;
     let today = today().to_string();
-    app.admin_post("/v1/admin/providers", json!({"id": "pv-a", "name": "微粒贷", "webhook_url": "https://pv-a.example.com/hooks"}))
-        .await
-        .expect(201);
-    app.admin_post("/v1/admin/providers", json!({"id": "pv-b", "name": "花呗"})).await.expect(201);
-    let mut bk_a = bank_body("bk-a", 1);
-    bk_a["webhook_url"] = json!("https://bk-a.example.com/hooks");
-    app.admin_post("/v1/admin/banks", bk_a).await.expect(201);
-    app.admin_post("/v1/admin/banks", bank_body("bk-b", 2)).await.expect(201);
-    for id in ["st-a", "st-b"] {
-        app.admin_post("/v1/admin/stores", json!({"id": id, "name": "营业厅", "region_code": "440305"})).await.expect(201);
-    }
-    for id in ["pt-a", "pt-b"] {
-        app.admin_post("/v1/admin/partners", partner_body(id)).await.expect(201);
-    }
-    app.admin_post("/v1/admin/products", product_body("p12")).await.expect(201);
-
-    let mut keys = HashMap::new();
+    // One customer with a line at each provider; orders match pv-a's (first in the product).
+    let w = World::empty()
+        .provider("pv-a", json!({"name": "微粒贷", "webhook_url": "https://pv-a.example.com/hooks"}))
+        .provider("pv-b", json!({"name": "花呗"}))
+        .bank("bk-a", bank_body("bk-a", 1))
+        .bank_extra("bk-a", json!({"webhook_url": "https://bk-a.example.com/hooks"}))
+        .bank("bk-b", bank_body("bk-b", 2))
+        .store("st-a", "440305")
+        .store("st-b", "440305")
+        .partner(partner_body("pt-a"))
+        .partner(partner_body("pt-b"))
+        .product(product_body("p12"))
+        .line("pv-a", 1, "200000")
+        .line("pv-b", 1, "50000")
+        .build(&app)
+        .await;
+    let mut keys: HashMap<Who, String> = [
+        (Who::StoreA, "st-a"),
+        (Who::StoreB, "st-b"),
+        (Who::PartnerA, "pt-a"),
+        (Who::PartnerB, "pt-b"),
+        (Who::BankA, "bk-a"),
+        (Who::BankB, "bk-b"),
+        (Who::ProviderA, "pv-a"),
+        (Who::ProviderB, "pv-b"),
+    ]
+    .into_iter()
+    .map(|(who, id)| (who, w.key(id).key.clone()))
+    .collect();
     let mut vars: HashMap<&'static str, String> = HashMap::new();
-    for (who, kind, id) in [
-        (Who::StoreA, "store", "st-a"),
-        (Who::StoreB, "store", "st-b"),
-        (Who::PartnerA, "partner", "pt-a"),
-        (Who::PartnerB, "partner", "pt-b"),
-        (Who::BankA, "bank", "bk-a"),
-        (Who::BankB, "bank", "bk-b"),
-        (Who::ProviderA, "provider", "pv-a"),
-        (Who::ProviderB, "provider", "pv-b"),
-    ] {
-        let (key_id, key) = new_key(&app, json!({"kind": kind, "id": id}), None).await;
-        if who == Who::StoreA {
-            vars.insert("key_id", key_id);
-        }
-        keys.insert(who, key);
-    }
+    vars.insert("key_id", w.key_ids["st-a"].clone());
     keys.insert(Who::UnknownKey, format!("cpk_{}", "ab".repeat(32)));
     let (revoked_id, revoked) = new_key(&app, json!({"kind": "store", "id": "st-a"}), None).await;
-    let admin = app.admin_key.clone();
-    assert_eq!(app.call("DELETE", &format!("/v1/admin/api-keys/{revoked_id}"), Some(&admin), None, None).await.status, 204);
+    assert_eq!(app.admin().delete(&format!("/v1/admin/api-keys/{revoked_id}")).await.status, 204);
     keys.insert(Who::RevokedKey, revoked);
     vars.insert("key_del", new_key(&app, json!({"kind": "bank", "id": "bk-b"}), None).await.0);
-
-    // One customer with a line at each provider; orders match pv-a's (first in the product).
-    let line = |limit: &str| json!({"customer": {"id_number": id_number(1), "phone": phone(1)}, "limit": limit, "expires_on": FAR});
-    let l = app.post(&keys[&Who::ProviderA], "/v1/credit-lines", line("200000")).await.expect(201);
-    vars.insert("line", st(&l["id"]));
-    let l = app.post(&keys[&Who::ProviderB], "/v1/credit-lines", line("50000")).await.expect(201);
-    vars.insert("line_b", st(&l["id"]));
+    vars.insert("line", w.lines[0].clone());
+    vars.insert("line_b", w.lines[1].clone());
 
     let mut n = 0;
     let mut place = async |key: &str, partner: bool| {
@@ -539,7 +488,7 @@ async fn every_endpoint_answers_every_principal_as_api_md_says() {
     }
 
     // Every operation of the generated document is in the table, and every table line in it.
-    let doc = fx.app.call("GET", "/openapi.json", None, None, None).await.expect(200);
+    let doc = fx.app.get_without_key("/openapi.json").await.expect(200);
     let mut operations = 0;
     for (doc_path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
@@ -658,11 +607,11 @@ async fn rate_limits_are_per_key_configurable_and_answer_retry_after() {
         let r = app.call(method, path, Some(&limited), None, None).await;
         retry_after(&r);
     }
-    let r = app.call("GET", "/v1/orders", None, None, None).await;
+    let r = app.get_without_key("/v1/orders").await;
     assert_eq!((r.status, r.code()), (401, Some("unauthenticated")), "401 before 429");
     // Another key of the same store is not affected, nor are public endpoints.
     assert_eq!(app.get(&twin, "/v1/orders").await.status, 200);
-    assert_eq!(app.call("GET", "/healthz", None, None, None).await.status, 200);
+    assert_eq!(app.get_without_key("/healthz").await.status, 200);
 
     // A key's own rate, set at creation, replaces the default, up or down.
     let (passed, r, elapsed) = until_limited(&app, &fast, "/v1/orders", 60).await;
@@ -692,8 +641,8 @@ async fn bodies_over_the_limit_are_413_first_and_change_nothing() {
     const LIMIT: usize = 2048;
     let app = TestApp::start_with(|s| s.server.body_limit_bytes = LIMIT).await;
     let admin = app.admin_key.clone();
-    app.admin_post("/v1/admin/providers", json!({"id": "pv-a", "name": "P"})).await.expect(201);
-    let provider = app.key_for("provider", Some("pv-a")).await;
+    let w = World::empty().provider("pv-a", json!({"name": "P"})).build(&app).await;
+    let provider = w.provider().key.clone();
     // A JSON object of exactly `len` bytes (padded with whitespace).
     let sized = |v: Value, len: usize| {
         let mut b = serde_json::to_vec(&v).expect("json");
@@ -728,10 +677,10 @@ async fn bodies_over_the_limit_are_413_first_and_change_nothing() {
     let over = sized(json!({"id": "pv-chunked-over", "name": "O"}), LIMIT + 700);
     for (key, status, code) in [(Some(admin.as_str()), 413, "payload_too_large"), (None, 413, "payload_too_large")] {
         let r = chunked_post(&app, "/v1/admin/providers", key, None, &over, false).await;
-        assert_eq!(r.status, status, "chunked ({key:?}): {} {}", r.headers, r.body);
-        let request_id = r.headers.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id:").map(|v| v.trim().to_string()));
+        assert_eq!(r.status, status, "chunked ({key:?}): {} {}", r.head, r.body);
+        let request_id = r.head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("x-request-id:").map(|v| v.trim().to_string()));
         assert_error_body(&r.body, status, code, request_id.as_deref());
-        assert!(!r.headers.to_ascii_lowercase().contains("\r\ncontent-length: 0"), "{}", r.headers);
+        assert!(!r.head.to_ascii_lowercase().contains("\r\ncontent-length: 0"), "{}", r.head);
     }
     let r = chunked_post(&app, "/v1/credit-lines", Some(&provider), Some("big-2"), &serde_json::to_vec(&big).unwrap(), false).await;
     assert_eq!(r.status, 413, "{}", r.body);
@@ -1099,7 +1048,7 @@ async fn api_keys_and_webhook_secrets_are_shown_once_and_the_database_keeps_only
         keys.push((id, key));
     }
     let (revoked_id, revoked) = keys.last().cloned().expect("a key");
-    assert_eq!(app.call("DELETE", &format!("/v1/admin/api-keys/{revoked_id}"), Some(&admin), None, None).await.status, 204);
+    assert_eq!(app.admin().delete(&format!("/v1/admin/api-keys/{revoked_id}")).await.status, 204);
     assert_eq!(app.get(&revoked, "/v1/notices").await.status, 401);
 
     // Every read: lists (every page), single objects, notices, audit, metrics, the document, and PATCH answers.
@@ -1146,7 +1095,7 @@ async fn api_keys_and_webhook_secrets_are_shown_once_and_the_database_keeps_only
     }
     reads.push(("/v1/admin/partners/pt-a (the partner)".into(), app.get(&keys[2].1, "/v1/admin/partners/pt-a").await));
     for p in ["/v1/admin/banks/bk-a", "/v1/admin/providers/pv-a", "/v1/admin/providers/pv-b"] {
-        reads.push((format!("PATCH {p}"), app.call("PATCH", p, Some(&admin), Some(&json!({"name": "Renamed"})), None).await));
+        reads.push((format!("PATCH {p}"), app.admin().patch(p, json!({"name": "Renamed"})).await));
     }
     let all_secrets: Vec<&String> = keys.iter().map(|(_, k)| k).chain(&dead_webhook).chain(&live_webhook).chain([&admin]).collect();
     let mut leaks = Vec::new();
@@ -1287,8 +1236,7 @@ async fn lists_feeds_and_idempotency_keys_are_scoped_to_the_caller() {
 #[actix_web::test]
 async fn malformed_or_foreign_authorization_is_401() {
     let app = TestApp::start().await;
-    app.admin_post("/v1/admin/stores", json!({"id": "st-a", "name": "S", "region_code": "440305"})).await.expect(201);
-    let key = app.key_for("store", Some("st-a")).await;
+    let key = World::empty().store("st-a", "440305").build(&app).await.store().key.clone();
     let get = async |value: &str| {
         let mut req = app.http.get(format!("{}/v1/orders", app.url));
         if !value.is_empty() {

@@ -32,10 +32,12 @@
 //! model's own.
 //!
 //! Dates: the simulated business calendar starts on 2031-01-29 (month ends exercise the due-date
-//! clamping); each placed order is moved onto the simulation's open business date (its
-//! `created_on` and `funding_deadline` are rewritten in the database right after the 201, as
-//! tests/lifecycle.rs does), repayments and end of day use simulated dates (the test settings
-//! allow future dates).
+//! clamping). The service runs on a clock that stands still (tests/common `start_with_manual_clock`):
+//! at the start of every step it is set to 00:00 (Asia/Shanghai) of the open business date, so an
+//! order is placed on that date with its funding deadline `funding_timeout_hours` after that
+//! midnight, as the service computes it; the model reads the same date (`Model::today`) for
+//! pricing, deadlines, the deadline check of funding and the `expired` reading of lines.
+//! Repayments and end of day use simulated dates (the test settings allow future dates).
 //!
 //! Running:
 //! - CI default: `cargo test --test simulation` — seeds 1, 6, 10, 11 × 750 steps, 2 seeds at a time.
@@ -50,9 +52,9 @@
 
 mod common;
 
-use chrono::{Datelike, Duration, NaiveDate, Utc};
-use common::{Resp, TestApp, id_number, imei, phone};
-use creditphone::domain::{Amount, Pricing, Rate, SHANGHAI, build_schedule, format_apr, schedule_apr_irr};
+use chrono::{Datelike, Duration, NaiveDate};
+use common::{Resp, TestApp, World, id_number, imei, phone, shanghai_time};
+use creditphone::domain::{Amount, Pricing, Rate, build_schedule, format_apr, schedule_apr_irr};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -64,6 +66,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The CI default's seeds, between them: end of day in chunks of 1, 3 and 5000 plans; every hold
 /// ratio (0.30 to 1.25); grace days 0, 1, 3, 7 and 10.
 const DEFAULT_SEEDS: [u64; 4] = [1, 6, 10, 11];
+/// The first business date of the simulated calendar.
+const START: &str = "2031-01-29";
 const DEFAULT_STEPS: u64 = 750;
 const DEFAULT_PARALLEL: u64 = 2;
 /// Every this many steps (and at the last) every order is read back, not only the ones touched.
@@ -227,6 +231,12 @@ fn days(n: i64) -> Duration {
     Duration::days(n)
 }
 
+/// The date of an order's funding deadline: `hours` after 00:00 of `created_on` (the service's
+/// clock when it was placed), in Asia/Shanghai.
+fn deadline_date(created_on: NaiveDate, hours: i64) -> NaiveDate {
+    created_on + days(hours.div_euclid(24))
+}
+
 /// `d + k` months, clamped to the month's last day (API.md §9).
 fn add_months(d: NaiveDate, k: u32) -> NaiveDate {
     let total = d.year() * 12 + d.month0() as i32 + k as i32;
@@ -238,10 +248,6 @@ fn add_months(d: NaiveDate, k: u32) -> NaiveDate {
         }
         day -= 1;
     }
-}
-
-fn real_today() -> NaiveDate {
-    Utc::now().with_timezone(&SHANGHAI).date_naive()
 }
 
 struct Scheduled {
@@ -290,8 +296,8 @@ impl MLine {
     }
 
     /// As the API shows it: a line whose `expires_on` is before today reads `expired` (API.md §3).
-    fn shown_status(&self) -> &'static str {
-        if self.status != "closed" && self.expires_on < real_today() { "expired" } else { self.status }
+    fn shown_status(&self, today: NaiveDate) -> &'static str {
+        if self.status != "closed" && self.expires_on < today { "expired" } else { self.status }
     }
 }
 
@@ -538,6 +544,9 @@ struct Model {
     loan_nos: Vec<BTreeSet<String>>,
     last_closed: Option<NaiveDate>,
     start: NaiveDate,
+    /// The service clock's date during this step: the open date when the step began (an end of
+    /// day within the step closes it without moving the clock).
+    today: NaiveDate,
     /// End of day's chunk of plans per transaction (configuration); small ones split a run further.
     eod_chunk: u32,
 }
@@ -553,6 +562,13 @@ struct Placed {
 impl Model {
     fn open_date(&self) -> NaiveDate {
         self.last_closed.map_or(self.start, |d| d + days(1))
+    }
+
+    /// The service's now (00:00 of `today`) is after the order's funding deadline (00:00 of its
+    /// creation date plus the product's timeout hours): a bank's decision is refused.
+    fn deadline_passed(&self, o: usize) -> bool {
+        let ord = &self.orders[o];
+        (self.today - ord.created_on).num_hours() > ord.terms.timeout_hours
     }
 
     fn line_of(&self, provider: usize, customer: usize) -> Option<usize> {
@@ -681,7 +697,7 @@ impl Model {
         if principal < prod.min_fen || principal > prod.max_fen {
             return Err((422, "principal_out_of_range"));
         }
-        let (insts, apr) = schedule(principal, term, prod.pricing, rate, real_today());
+        let (insts, apr) = schedule(principal, term, prod.pricing, rate, self.today);
         let total: i64 = insts.iter().map(|i| i.principal + i.interest + i.fee).sum();
         let hold = round_up(Decimal::from(total) * dec(prod.ratio));
         Ok((principal, insts, apr, hold))
@@ -700,8 +716,7 @@ impl Model {
         if !prod.regions.iter().any(|r| covers(r, region)) {
             return Err((422, "region_not_open"));
         }
-        let real_deadline = (Utc::now() + Duration::hours(prod.timeout_hours)).with_timezone(&SHANGHAI).date_naive();
-        let must_run_until = add_months(real_deadline, a.term);
+        let must_run_until = add_months(deadline_date(self.today, prod.timeout_hours), a.term);
         let line = prod
             .providers
             .iter()
@@ -728,8 +743,7 @@ impl Model {
     }
 
     fn commit_place(&mut self, a: &PlaceArgs, p: &Placed, id: &str) {
-        let open = self.open_date();
-        let timeout_days = self.products[a.product].timeout_hours / 24;
+        let open = self.today;
         self.lines[p.line].held += p.hold;
         self.orders.push(MOrder {
             id: id.to_string(),
@@ -745,7 +759,7 @@ impl Model {
             hold: MHold { amount: p.hold, released: 0, converted: 0, voided: 0, remaining: p.hold },
             status: "awaiting_funding",
             created_on: open,
-            deadline: open + days(timeout_days),
+            deadline: deadline_date(open, self.products[a.product].timeout_hours),
             plan: None,
             terms: self.products[a.product].clone(),
         });
@@ -753,6 +767,10 @@ impl Model {
 
     fn cancel_or_reject(&mut self, o: usize, status: &'static str) -> Result<(), Refusal> {
         if self.orders[o].status != "awaiting_funding" {
+            return Err((409, "invalid_state"));
+        }
+        // A bank's decision comes too late once the deadline has passed; a store may still cancel.
+        if status == "rejected" && self.deadline_passed(o) {
             return Err((409, "invalid_state"));
         }
         self.void(o, status);
@@ -767,7 +785,7 @@ impl Model {
             return Err((409, "already_exists"));
         }
         let ord = &self.orders[o];
-        if ord.status != "awaiting_funding" {
+        if ord.status != "awaiting_funding" || self.deadline_passed(o) {
             return Err((409, "invalid_state"));
         }
         if funded_on < ord.created_on || funded_on > ord.deadline {
@@ -1018,7 +1036,7 @@ impl Model {
                     Ok(new) => {
                         expect_status(r, if new { 201 } else { 200 })?;
                         let i = self.line_of(*provider, *customer).expect("line");
-                        line_diffs(&mut d, &self.lines[i], &r.body);
+                        line_diffs(&mut d, &self.lines[i], &r.body, self.today);
                     }
                 }
             }
@@ -1147,7 +1165,7 @@ impl Model {
                 Err(e) => return refused(r, e),
                 Ok(()) => {
                     expect_status(r, 200)?;
-                    line_diffs(&mut d, &self.lines[*line], &r.body);
+                    line_diffs(&mut d, &self.lines[*line], &r.body, self.today);
                 }
             },
             Op::SetActive { product, active } => {
@@ -1197,14 +1215,14 @@ fn int_eq(d: &mut Vec<String>, what: &str, v: &Value, want: i64) {
     }
 }
 
-fn line_diffs(d: &mut Vec<String>, l: &MLine, v: &Value) {
+fn line_diffs(d: &mut Vec<String>, l: &MLine, v: &Value, today: NaiveDate) {
     let w = format!("line {} ({} customer {})", l.id, PROVIDERS[l.provider], l.customer);
     str_eq(d, &format!("{w} id"), &v["id"], &l.id);
     money_eq(d, &format!("{w} limit"), &v["limit"], l.limit);
     money_eq(d, &format!("{w} held"), &v["held"], l.held);
     money_eq(d, &format!("{w} drawn"), &v["drawn"], l.drawn);
     money_eq(d, &format!("{w} available"), &v["available"], l.available());
-    str_eq(d, &format!("{w} status"), &v["status"], l.shown_status());
+    str_eq(d, &format!("{w} status"), &v["status"], l.shown_status(today));
     str_eq(d, &format!("{w} expires_on"), &v["expires_on"], &l.expires_on.to_string());
 }
 
@@ -1551,8 +1569,8 @@ impl Gen {
         };
         let expires_on = match self.rng.gen_range(0..100) {
             0..85 => date("2099-12-31"),
-            85..96 => real_today() + days(120),
-            _ => real_today() - days(30),
+            85..96 => m.today + days(120),
+            _ => m.today - days(30),
         };
         Op::Register { provider, customer, limit, status, expires_on }
     }
@@ -1897,7 +1915,7 @@ impl Gen {
 /// the plans chunk by chunk, then closing the date), so it is not paired with what reads the
 /// balances it moves across those transactions: order placement and line registration (and debt
 /// repayments when a run has several chunks of plans); nor with approving an order it would expire
-/// (the simulation's deadlines lie in the real future, which the service checks).
+/// (which of the two comes first decides whether the order is funded or expired).
 fn pair_allowed(m: &Model, a: &Op, b: &Op) -> bool {
     let one_way = |x: &Op, y: &Op| match (x, y) {
         (Op::Replay | Op::Pair(..) | Op::Twice(..), _) => false,
@@ -1926,7 +1944,6 @@ struct Recorded {
 
 struct Sim {
     app: TestApp,
-    db: tokio_postgres::Client,
     admin: String,
     providers: Vec<String>,
     stores: Vec<String>,
@@ -1948,44 +1965,42 @@ fn customer_json(c: usize) -> Value {
 
 impl Sim {
     async fn start(products: &[Product], eod_chunk: u32) -> Sim {
-        let app = TestApp::start_with(|s| {
+        let app = TestApp::start_with_manual_clock(shanghai_time(date(START), 0), |s| {
             // The simulation reads everything back after every step: far above the default 6,000 a minute.
             s.auth.default_rate_limit_per_minute = 10_000_000;
             s.eod.chunk_size = eod_chunk;
         })
         .await;
+        let mut spec = World::empty();
         for p in PROVIDERS {
-            app.admin_post("/v1/admin/providers", json!({"id": p, "name": p})).await.expect(201);
+            spec = spec.provider(p, json!({"name": p}));
         }
         for b in &BANKS {
-            let mut body = json!({"id": b.id, "name": b.id, "priority": b.priority, "apr_min": b.apr_min, "apr_max": b.apr_max,
-                                  "exposure_limit": money(b.limit_fen)});
-            if let Some(r) = b.regions {
-                body["regions"] = json!(r);
-            }
-            app.admin_post("/v1/admin/banks", body).await.expect(201);
+            let regions = b.regions.map_or(Value::Null, |r| json!(r));
+            spec = spec.bank(
+                b.id,
+                json!({"name": b.id, "priority": b.priority, "apr_min": b.apr_min, "apr_max": b.apr_max,
+                                          "exposure_limit": money(b.limit_fen), "regions": regions}),
+            );
         }
         for (id, region) in STORES {
-            app.admin_post("/v1/admin/stores", json!({"id": id, "name": id, "region_code": region})).await.expect(201);
+            spec = spec.store(id, region);
         }
         for p in products {
-            app.admin_post("/v1/admin/products", p.json()).await.expect(201);
+            spec = spec.product(p.json());
         }
-        let mut providers = Vec::new();
-        for p in PROVIDERS {
-            providers.push(app.key_for("provider", Some(p)).await);
-        }
-        let mut stores = Vec::new();
-        for (s, _) in STORES {
-            stores.push(app.key_for("store", Some(s)).await);
-        }
-        let mut banks = Vec::new();
-        for b in &BANKS {
-            banks.push(app.key_for("bank", Some(b.id)).await);
-        }
-        let db = app.db().await;
+        let w = spec.build(&app).await;
+        let keys = |ids: &mut dyn Iterator<Item = &str>| ids.map(|id| w.key(id).key.clone()).collect::<Vec<_>>();
+        let providers = keys(&mut PROVIDERS.into_iter());
+        let stores = keys(&mut STORES.iter().map(|s| s.0));
+        let banks = keys(&mut BANKS.iter().map(|b| b.id));
         let admin = app.admin_key.clone();
-        Sim { app, db, admin, providers, stores, banks }
+        Sim { app, admin, providers, stores, banks }
+    }
+
+    /// The service's clock stands at 00:00 of `day` (Asia/Shanghai) until set again.
+    fn set_clock(&self, day: NaiveDate) {
+        self.app.manual.as_ref().expect("the simulation's service runs on a manual clock").set(shanghai_time(day, 0));
     }
 
     async fn post(&self, key: &str, path: String, body: Value, order: Option<usize>, idem: Option<&str>) -> (Resp, Option<Recorded>) {
@@ -2089,24 +2104,6 @@ impl Sim {
         }
     }
 
-    /// Moves a new order onto the simulated open date, as if placed then.
-    async fn after(&self, m: &Model, op: &Op, r: &Resp) -> Result<(), String> {
-        if let (Op::Place(a), 201) = (op, r.status) {
-            let id = r.body["id"].as_str().ok_or("an order id")?;
-            let hours = m.products[a.product].timeout_hours as i32;
-            self.db
-                .execute(
-                    "UPDATE orders SET created_on = $2,
-                         funding_deadline = ($2::date::timestamp + make_interval(hours => $3)) AT TIME ZONE 'Asia/Shanghai'
-                     WHERE id = $1",
-                    &[&id, &m.open_date(), &hours],
-                )
-                .await
-                .map_err(|e| format!("moving the order onto the simulated date: {e}"))?;
-        }
-        Ok(())
-    }
-
     async fn observe(&self, lines: &BTreeSet<String>, orders: &BTreeSet<String>, all: bool) -> Result<Observed, String> {
         let mut obs = Observed { all_orders: all, ..Observed::default() };
         for id in lines {
@@ -2154,7 +2151,7 @@ fn compare(m: &Model, obs: &Observed) -> Vec<String> {
     let mut d = Vec::new();
     for l in &m.lines {
         match obs.lines.get(&l.id) {
-            Some(v) => line_diffs(&mut d, l, v),
+            Some(v) => line_diffs(&mut d, l, v, m.today),
             None => d.push(format!("line {} was not read", l.id)),
         }
     }
@@ -2250,7 +2247,8 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
         orders: Vec::new(),
         loan_nos: vec![BTreeSet::new(); BANKS.len()],
         last_closed: None,
-        start: date("2031-01-29"),
+        start: date(START),
+        today: date(START),
         eod_chunk,
     };
     let mut stats = Stats::default();
@@ -2265,6 +2263,9 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
         Failure { seed, step, message: format!("{message}\n--- the last {} steps:\n{}", tail.len(), tail.join("\n")) }
     };
     for step in 1..=steps {
+        // The service's clock stands at 00:00 of the open date for the whole step.
+        model.today = model.open_date();
+        sim.set_clock(model.today);
         let op = gen_.op(&model, last.is_some());
         let pre = model.clone();
         let mut entry = format!("step {step} [{}] {}", model.open_date(), op.describe(&model));
@@ -2301,11 +2302,6 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
                 entry.push_str(&format!(" -> {} {} || {} {}", ra.status, ra.code().unwrap_or(""), rb.status, rb.code().unwrap_or("")));
                 stats.count(a, &ra);
                 stats.count(b, &rb);
-                for (x, rx) in [(a, &ra), (b, &rb)] {
-                    if let Err(e) = sim.after(&model, x, rx).await {
-                        return Err(fail(step, &log, e));
-                    }
-                }
                 let mut out = Vec::new();
                 for (name, x, rx, y, ry) in [("first then second", a, &ra, b, &rb), ("second then first", b, &rb, a, &ra)] {
                     let mut m = model.clone();
@@ -2345,9 +2341,6 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
                         other.status, other.body, primary.status, primary.body
                     ));
                 }
-                if let Err(e) = sim.after(&model, x, &primary).await {
-                    return Err(fail(step, &log, e));
-                }
                 last = None;
                 let mut m = model.clone();
                 vec![(
@@ -2362,9 +2355,6 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
                 let (r, rec) = sim.exec(&model, single, None).await;
                 entry.push_str(&format!(" -> {} {}", r.status, r.code().unwrap_or("")));
                 stats.count(single, &r);
-                if let Err(e) = sim.after(&model, single, &r).await {
-                    return Err(fail(step, &log, e));
-                }
                 let mut m = model.clone();
                 let applied = m.apply(single, &r).map(|()| m);
                 if let Some(rec) = rec

@@ -131,6 +131,54 @@ impl<T> Patch<T> {
     pub fn is_absent(&self) -> bool {
         matches!(self, Patch::Absent)
     }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Patch<U> {
+        match self {
+            Patch::Absent => Patch::Absent,
+            Patch::Clear => Patch::Clear,
+            Patch::Set(v) => Patch::Set(f(v)),
+        }
+    }
+
+    /// A field that cannot be cleared: the value set, else `current` (the checks refused `null`).
+    pub fn or(self, current: T) -> T {
+        match self {
+            Patch::Set(v) => v,
+            Patch::Absent | Patch::Clear => current,
+        }
+    }
+
+    /// An optional field: the value set, nothing once cleared, else `current`.
+    pub fn or_clear(self, current: Option<T>) -> Option<T> {
+        match self {
+            Patch::Set(v) => Some(v),
+            Patch::Clear => None,
+            Patch::Absent => current,
+        }
+    }
+
+    /// A field with a default: the value set, the default once cleared, else `current`.
+    pub fn or_default(self, current: T, default: T) -> T {
+        match self {
+            Patch::Set(v) => v,
+            Patch::Clear => default,
+            Patch::Absent => current,
+        }
+    }
+}
+
+/// Absent, until a body says otherwise (`#[serde(default)]` on the field or its struct).
+impl<T> Default for Patch<T> {
+    fn default() -> Self {
+        Patch::Absent
+    }
+}
+
+/// `null` clears, a value sets; an absent field is the [`Default`].
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Patch<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(d)?.map_or(Patch::Clear, Patch::Set))
+    }
 }
 
 /// A reader over one JSON object that knows its path, refuses unknown keys up front and

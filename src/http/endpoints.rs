@@ -2,12 +2,21 @@
 //! `Allow` header of a 405 and the OpenAPI document all read [`ENDPOINTS`], so adding an endpoint
 //! is one row here, its request type and its service function.
 
+use super::requests::credit_lines::{CreditLineRequest, DebtRepaymentRequest};
+use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
+use super::requests::plans::{AccelerateRequest, EodRequest, RepaymentRequest};
+use super::requests::setup::{
+    ApiKeyRequest, BankPatch, BankRequest, PartnerPatch, PartnerRequest, ProductPatch, ProductRequest, ProviderPatch, ProviderRequest,
+    StorePatch, StoreRequest,
+};
 use super::{admin, credit_lines, ops, orders, plans, reports, setup};
 use crate::auth::{Caller, PrincipalKind};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpMessage, ResponseError, Route, web};
+use utoipa::PartialSchema;
+use utoipa::openapi::{RefOr, Schema};
 
 /// The methods the API uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +84,8 @@ pub struct Endpoint {
     pub access: Access,
     /// Takes an `Idempotency-Key` (API.md's (I) endpoints).
     pub idempotent: bool,
-    /// The request body's schema, `None` for endpoints without a body.
-    pub request: Option<&'static str>,
+    /// The request body's schema (its type's, [`super::requests`]), `None` for endpoints without a body.
+    pub request: Option<fn() -> RefOr<Schema>>,
     /// The success status (the usual one, where the service may answer another).
     pub status: u16,
     pub reply: Reply,
@@ -108,7 +117,7 @@ impl Endpoint {
     const fn idempotent(self) -> Self {
         Endpoint { idempotent: true, ..self }
     }
-    const fn takes(self, request: &'static str) -> Self {
+    const fn takes(self, request: fn() -> RefOr<Schema>) -> Self {
         Endpoint { request: Some(request), ..self }
     }
     const fn answers(self, status: u16, reply: Reply) -> Self {
@@ -137,47 +146,51 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Get, "/metrics", "Prometheus metrics", |r| r.to(ops::metrics)).public().answers(200, Reply::Text),
     row(Get, "/openapi.json", "This document", |r| r.to(ops::openapi)).public().answers(200, Reply::Document),
     // Set-up (section 2)
-    row(Post, "/v1/admin/providers", "Create", |r| r.to(setup::create_provider)).takes("ProviderInput").answers(201, Json("Provider")),
+    row(Post, "/v1/admin/providers", "Create", |r| r.to(setup::create_provider))
+        .takes(ProviderRequest::schema)
+        .answers(201, Json("Provider")),
     row(Get, "/v1/admin/providers", "List in creation order", |r| r.to(setup::list_providers)).answers(200, Page("Provider")),
     row(Get, "/v1/admin/providers/{id}", "Read one", |r| r.to(setup::get_provider)).answers(200, Json("Provider")),
     row(Patch, "/v1/admin/providers/{id}", "Change any field but id", |r| r.to(setup::patch_provider))
-        .takes("ProviderInput")
+        .takes(ProviderPatch::schema)
         .answers(200, Json("Provider")),
     row(Post, "/v1/admin/providers/{id}/webhook-secret", "Rotate the webhook secret", |r| r.to(setup::rotate_provider_secret))
         .answers(200, Json("WebhookSecret")),
-    row(Post, "/v1/admin/banks", "Create", |r| r.to(setup::create_bank)).takes("BankInput").answers(201, Json("Bank")),
+    row(Post, "/v1/admin/banks", "Create", |r| r.to(setup::create_bank)).takes(BankRequest::schema).answers(201, Json("Bank")),
     row(Get, "/v1/admin/banks", "List in creation order", |r| r.to(setup::list_banks)).answers(200, Page("Bank")),
     row(Get, "/v1/admin/banks/{id}", "Read one", |r| r.to(setup::get_bank)).answers(200, Json("Bank")),
     row(Patch, "/v1/admin/banks/{id}", "Change any field but id", |r| r.to(setup::patch_bank))
-        .takes("BankInput")
+        .takes(BankPatch::schema)
         .answers(200, Json("Bank")),
     row(Post, "/v1/admin/banks/{id}/webhook-secret", "Rotate the webhook secret", |r| r.to(setup::rotate_bank_secret))
         .answers(200, Json("WebhookSecret")),
-    row(Post, "/v1/admin/stores", "Create", |r| r.to(setup::create_store)).takes("StoreInput").answers(201, Json("Store")),
+    row(Post, "/v1/admin/stores", "Create", |r| r.to(setup::create_store)).takes(StoreRequest::schema).answers(201, Json("Store")),
     row(Get, "/v1/admin/stores", "List in creation order", |r| r.to(setup::list_stores)).answers(200, Page("Store")),
     row(Get, "/v1/admin/stores/{id}", "Read one", |r| r.to(setup::get_store)).answers(200, Json("Store")),
     row(Patch, "/v1/admin/stores/{id}", "Change any field but id", |r| r.to(setup::patch_store))
-        .takes("StoreInput")
+        .takes(StorePatch::schema)
         .answers(200, Json("Store")),
-    row(Post, "/v1/admin/partners", "Create", |r| r.to(setup::create_partner)).takes("PartnerInput").answers(201, Json("PartnerView")),
+    row(Post, "/v1/admin/partners", "Create", |r| r.to(setup::create_partner))
+        .takes(PartnerRequest::schema)
+        .answers(201, Json("PartnerView")),
     row(Get, "/v1/admin/partners", "List in creation order", |r| r.to(setup::list_partners)).answers(200, Page("PartnerView")),
     // A partner reads its own record (another's is 404).
     row(Get, "/v1/admin/partners/{id}", "Read one", |r| r.to(setup::get_partner))
         .kinds(&[Admin, Partner])
         .answers(200, Json("PartnerView")),
     row(Patch, "/v1/admin/partners/{id}", "Change any field but id", |r| r.to(setup::patch_partner))
-        .takes("PartnerInput")
+        .takes(PartnerPatch::schema)
         .answers(200, Json("PartnerView")),
-    row(Post, "/v1/admin/products", "Create", |r| r.to(setup::create_product)).takes("ProductInput").answers(201, Json("Product")),
+    row(Post, "/v1/admin/products", "Create", |r| r.to(setup::create_product)).takes(ProductRequest::schema).answers(201, Json("Product")),
     row(Get, "/v1/admin/products", "List in creation order", |r| r.to(setup::list_products))
         .kinds(SELLERS_AND_ADMIN)
         .answers(200, Page("Product")),
     row(Get, "/v1/admin/products/{id}", "Read one", |r| r.to(setup::get_product)).kinds(SELLERS_AND_ADMIN).answers(200, Json("Product")),
     row(Patch, "/v1/admin/products/{id}", "Change any field but id", |r| r.to(setup::patch_product))
-        .takes("ProductInput")
+        .takes(ProductPatch::schema)
         .answers(200, Json("Product")),
     row(Post, "/v1/admin/api-keys", "Create an API key (shown once)", |r| r.to(setup::create_api_key))
-        .takes("ApiKeyRequest")
+        .takes(ApiKeyRequest::schema)
         .answers(201, Json("ApiKeyCreated")),
     row(Get, "/v1/admin/api-keys", "List API keys", |r| r.to(setup::list_api_keys)).answers(200, Page("ApiKeyView")),
     row(Get, "/v1/admin/api-keys/{id}", "Read an API key (no secret)", |r| r.to(setup::get_api_key)).answers(200, Json("ApiKeyView")),
@@ -186,7 +199,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Post, "/v1/credit-lines", "Register (201) or update (200) a customer's credit line", |r| r.to(credit_lines::register))
         .kinds(&[Provider])
         .idempotent()
-        .takes("CreditLineRequest")
+        .takes(CreditLineRequest::schema)
         .answers(201, Json("CreditLineView")),
     row(Get, "/v1/credit-lines/{id}", "A credit line", |r| r.to(credit_lines::get_line))
         .kinds(&[Provider, Admin])
@@ -196,15 +209,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
     })
     .kinds(&[Provider])
     .idempotent()
-    .takes("DebtRepaymentRequest")
+    .takes(DebtRepaymentRequest::schema)
     .answers(200, Json("CreditLineView")),
     row(Get, "/v1/holds/{id}", "A hold", |r| r.to(credit_lines::get_hold)).kinds(ALL).answers(200, Json("Hold")),
     // Quotes and orders (section 4)
-    row(Post, "/v1/quotes", "Quote a plan", |r| r.to(orders::quote)).kinds(SELLERS).takes("QuoteRequest").answers(200, Json("Quote")),
+    row(Post, "/v1/quotes", "Quote a plan", |r| r.to(orders::quote)).kinds(SELLERS).takes(QuoteRequest::schema).answers(200, Json("Quote")),
     row(Post, "/v1/orders", "Place an order: the hold and the funding bank in one transaction", |r| r.to(orders::place))
         .kinds(SELLERS)
         .idempotent()
-        .takes("OrderRequest")
+        .takes(OrderRequest::schema)
         .answers(201, Json("OrderView")),
     row(Get, "/v1/orders", "The caller's orders, newest first (?status=&limit=&cursor=)", |r| r.to(orders::list))
         .kinds(ORDER_READERS)
@@ -215,12 +228,12 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Post, "/v1/orders/{id}/cancel", "Cancel before funding", |r| r.to(orders::cancel))
         .kinds(SELLERS_AND_ADMIN)
         .idempotent()
-        .takes("CancelRequest")
+        .takes(CancelRequest::schema)
         .answers(200, Json("OrderView")),
     row(Post, "/v1/orders/{id}/funding", "Approve (opens the plan) or reject (voids the hold)", |r| r.to(orders::funding))
         .kinds(&[Bank])
         .idempotent()
-        .takes("FundingRequest")
+        .takes(FundingRequest::schema)
         .answers(200, Json("OrderView")),
     row(Get, "/v1/orders/{id}/borrower", "The borrower in clear, for the order's bank; audited", |r| r.to(orders::borrower))
         .kinds(&[Bank])
@@ -233,14 +246,14 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Post, "/v1/plans/{id}/repayments", "Record a repayment", |r| r.to(plans::repay))
         .kinds(BANK_OR_ADMIN)
         .idempotent()
-        .takes("RepaymentRequest")
+        .takes(RepaymentRequest::schema)
         .answers(201, Json("RepaymentView")),
     row(Post, "/v1/plans/{id}/accelerate", "Declare the whole loan due", |r| r.to(plans::accelerate))
         .kinds(BANK_OR_ADMIN)
         .idempotent()
-        .takes("AccelerateRequest")
+        .takes(AccelerateRequest::schema)
         .answers(200, Json("PlanView")),
-    row(Post, "/v1/admin/eod", "Close a business date", |r| r.to(plans::eod)).takes("EodRequest").answers(200, Json("EodSummary")),
+    row(Post, "/v1/admin/eod", "Close a business date", |r| r.to(plans::eod)).takes(EodRequest::schema).answers(200, Json("EodSummary")),
     // Admin operations and notices (sections 7 and 10)
     row(Get, "/v1/admin/ledger/verify", "Check every ledger invariant", |r| r.to(admin::verify)).answers(200, Json("Report")),
     row(Get, "/v1/admin/audit-log", "Reads of personal data", |r| r.to(admin::audit_log)).answers(200, Page("AuditEntry")),

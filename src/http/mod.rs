@@ -145,6 +145,13 @@ impl Page {
     }
 }
 
+/// The shape of every cursor [`encode_cursor`] gives for a sequence number of up to 16 digits: the
+/// unpadded base64url of `s<digits>`, group by group (`s` and two digits, then three digits, then
+/// a last one or two without trailing bits). The document states it so that a client (or a fuzzer)
+/// can tell a cursor from garbage; only cursors this API answered point anywhere.
+pub const CURSOR_PATTERN: &str = "^cz[AEIMQUYcgk](?:[w-z0-5](?:(?:[MN][DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]){0,4}\
+                                  (?:(?:[MN][DTjz]|O[DT])[AEIMQUYcgk]|[MN][AQgw]|O[AQ])?)?$";
+
 pub fn encode_cursor(seq: i64) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("s{seq}"))

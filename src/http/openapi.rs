@@ -1,5 +1,5 @@
-//! The OpenAPI 3 document, generated from the code: the endpoint table ([`super::endpoints`]) and
-//! the `ToSchema` types the handlers answer with.
+//! The OpenAPI 3 document, generated from the code: the endpoint table ([`super::endpoints`]), the
+//! request types it names ([`super::requests`]) and the `ToSchema` types the handlers answer with.
 
 use super::endpoints::{Access, ENDPOINTS, Endpoint, Reply, Verb};
 use crate::db::setup::{Bank, Product, ProductTerm, Provider, Store};
@@ -26,159 +26,36 @@ impl PartialSchema for Amount {
 
 impl ToSchema for Amount {}
 
-/// The query parameters of a route (API.md): pagination on lists, and each list's filters.
-fn query_parameters(route: &Endpoint) -> Vec<(&'static str, serde_json::Value)> {
+/// The query parameters of a route (API.md): pagination on lists, and each list's filters; each
+/// with whether it is required.
+fn query_parameters(route: &Endpoint) -> Vec<(&'static str, serde_json::Value, bool)> {
     use serde_json::json;
     let string = json!({"type": "string"});
     let mut v = Vec::new();
     if route.verb == Verb::Get && matches!(route.reply, Reply::Page(_)) {
-        v.push(("limit", json!({"type": "integer", "minimum": 1, "maximum": 200})));
-        v.push(("cursor", string.clone()));
+        v.push(("limit", json!({"type": "integer", "minimum": 1, "maximum": 200}), false));
+        let cursor = json!({"type": "string", "pattern": super::CURSOR_PATTERN, "description": "a next_cursor this API answered"});
+        v.push(("cursor", cursor, false));
     }
     match route.path {
-        "/v1/orders" => v.push(("status", string.clone())),
-        "/v1/notices" => v.push(("after", string.clone())),
+        "/v1/orders" => v.push(("status", string, false)),
+        "/v1/notices" => v.push(("after", json!({"type": "string", "pattern": "^ntc_[0-9]{16}$"}), false)),
         "/v1/admin/notices" => {
-            v.push(("state", string.clone()));
-            v.push(("recipient", string.clone()));
+            v.push(("state", json!({"type": "string", "enum": crate::service::notices::STATES}), false));
+            v.push(("recipient", json!({"type": "string", "pattern": "^(bank|provider|store|partner):[!-~]{1,64}$"}), false));
         }
-        "/v1/plans/{id}/payoff" => v.push(("as_of", json!({"type": "string", "format": "date"}))),
-        "/v1/partners/{id}/statement" => v.push(("month", json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}))),
+        "/v1/plans/{id}/payoff" => v.push(("as_of", json!({"type": "string", "format": "date"}), false)),
+        "/v1/partners/{id}/statement" => v.push(("month", json!({"type": "string", "pattern": MONTH}), true)),
+        "/v1/reconciliation/{business_date}" => v.push(("bank_id", json!({"type": "string", "pattern": REFERENCE_ID}), false)),
         _ => {}
     }
     v
 }
 
-/// The schema of a route's request body: its type's ([`super::requests`]) where it has one, else
-/// written here.
-fn request_schema(route: &Endpoint) -> RefOr<Schema> {
-    use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
-    match route.request.unwrap_or_default() {
-        "QuoteRequest" => QuoteRequest::schema(),
-        "OrderRequest" => OrderRequest::schema(),
-        "CancelRequest" => CancelRequest::schema(),
-        "FundingRequest" => FundingRequest::schema(),
-        _ => {
-            let schema: Schema = serde_json::from_value(hand_written_schema(route)).expect("a request body schema");
-            schema.into()
-        }
-    }
-}
-
-/// The JSON schema of a request body without a type yet, from API.md sections 1-6: every field
-/// typed, the required ones required, no other field (`422 invalid_request`). Optional fields may
-/// be `null` (absent). The rules no schema says (check characters, Luhn, amounts > 0, known ids,
-/// business rules) are the service's, answered with 422.
-fn hand_written_schema(route: &Endpoint) -> serde_json::Value {
-    use serde_json::{Value, json};
-    let money = json!({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$"});
-    let rate = json!({"type": "string", "pattern": r"^[0-9]{1,2}(\.[0-9]{1,8})?$"});
-    let date = json!({"type": "string", "format": "date"});
-    let id = json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{1,63}$"});
-    let text = json!({"type": "string", "minLength": 1});
-    let ascii = json!({"type": "string", "pattern": "^[!-~]{1,64}$"});
-    let int = json!({"type": "integer"});
-    let boolean = json!({"type": "boolean"});
-    let region = json!({"type": "string", "pattern": "^[0-9]{6}$"});
-    let regions = json!({"type": "array", "items": {"type": "string", "pattern": "^([0-9]{2}){1,3}$"}});
-    let ids = json!({"type": "array", "items": id.clone()});
-    let nullable = |s: &Value| {
-        let mut s = s.clone();
-        let t = s["type"].clone();
-        s["type"] = json!([t, "null"]);
-        s
-    };
-    // An object of `required` and optional fields; `patch`: every field optional, null clears.
-    let object = |required: &[(&str, &Value)], optional: &[(&str, &Value)], patch: bool| {
-        let mut props = serde_json::Map::new();
-        let mut names = Vec::new();
-        for (k, s) in required {
-            props.insert(k.to_string(), if patch { nullable(s) } else { (*s).clone() });
-            names.push(k.to_string());
-        }
-        for (k, s) in optional {
-            props.insert(k.to_string(), nullable(s));
-        }
-        let mut o = json!({"type": "object", "properties": props, "additionalProperties": false});
-        if !patch && !names.is_empty() {
-            o["required"] = json!(names);
-        }
-        o
-    };
-    let patch = route.verb == Verb::Patch;
-    let term = object(&[("months", &int), ("rate", &rate)], &[], false);
-    let customer = object(&[("id_number", &json!({"type": "string"})), ("phone", &json!({"type": "string"}))], &[("name", &text)], false);
-    let principal =
-        object(&[("kind", &json!({"type": "string", "enum": ["admin", "store", "partner", "bank", "provider"]}))], &[("id", &id)], false);
-    let with_id = |mut o: Value| {
-        // A PATCH may repeat the id (unchanged).
-        o["properties"]["id"] = if patch { nullable(&id) } else { id.clone() };
-        if !patch {
-            let mut req = o["required"].as_array().cloned().unwrap_or_default();
-            req.insert(0, json!("id"));
-            o["required"] = json!(req);
-        }
-        o
-    };
-    let name = route.request.unwrap_or_default();
-    match name {
-        "ProviderInput" | "BankInput" | "StoreInput" | "PartnerInput" | "ProductInput" => {
-            let body = match name {
-                "ProviderInput" => object(&[("name", &text)], &[("webhook_url", &text)], patch),
-                "BankInput" => object(
-                    &[("name", &text), ("priority", &int), ("apr_min", &rate), ("apr_max", &rate), ("exposure_limit", &money)],
-                    &[("regions", &regions), ("webhook_url", &text)],
-                    patch,
-                ),
-                "StoreInput" => object(&[("name", &text), ("region_code", &region)], &[], patch),
-                "PartnerInput" => object(
-                    &[
-                        ("name", &text),
-                        ("established_on", &date),
-                        ("deposit_paid", &money),
-                        ("authorized_providers", &ids),
-                        ("major_violation_last_year", &boolean),
-                        ("regions", &regions),
-                    ],
-                    &[],
-                    patch,
-                ),
-                _ => object(
-                    &[
-                        ("name", &text),
-                        ("pricing", &json!({"type": "string", "enum": ["interest", "fee"]})),
-                        ("terms", &json!({"type": "array", "items": term})),
-                        ("providers", &ids),
-                        ("regions", &regions),
-                        ("min_principal", &money),
-                        ("max_principal", &money),
-                    ],
-                    &[
-                        ("hold_ratio", &rate),
-                        ("grace_days", &int),
-                        ("penalty_daily_rate", &rate),
-                        ("funding_timeout_hours", &int),
-                        ("partner_referral_fee", &money),
-                        ("active", &boolean),
-                    ],
-                    patch,
-                ),
-            };
-            with_id(body)
-        }
-        "ApiKeyRequest" => object(&[("principal", &principal)], &[("rate_limit_per_minute", &int)], false),
-        "EodRequest" => object(&[("business_date", &date)], &[], false),
-        "CreditLineRequest" => object(
-            &[("customer", &customer), ("limit", &money), ("expires_on", &date)],
-            &[("status", &json!({"type": "string", "enum": ["active", "frozen", "closed"]}))],
-            false,
-        ),
-        "DebtRepaymentRequest" => object(&[("amount", &money)], &[], false),
-        "RepaymentRequest" => object(&[("amount", &money), ("paid_on", &date), ("reference", &ascii)], &[], false),
-        "AccelerateRequest" => object(&[("as_of", &date), ("reason", &text)], &[], false),
-        _ => json!({"type": "object"}),
-    }
-}
+/// A month `YYYY-MM` of a year from 1.
+const MONTH: &str = "^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])$";
+/// A reference-data id (API.md section 1).
+const REFERENCE_ID: &str = "^[a-z0-9][a-z0-9_-]{1,63}$";
 
 /// The error statuses an operation may answer besides its success (API.md section 1): every one
 /// may be unauthenticated, forbidden, missing, refused as invalid (query or body), over the rate,
@@ -230,6 +107,19 @@ fn path_parameters(path: &str) -> Vec<&str> {
     path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
 
+/// A path parameter's schema: a business date is a date, every other an id of any form (a
+/// malformed one is a missing object, 404).
+fn path_schema(name: &str) -> RefOr<Schema> {
+    match name {
+        "business_date" => ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).format(Some(date_format())).into(),
+        _ => String::schema(),
+    }
+}
+
+fn date_format() -> utoipa::openapi::SchemaFormat {
+    utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date)
+}
+
 /// The OpenAPI method of a verb.
 fn method(verb: Verb) -> HttpMethod {
     match verb {
@@ -263,7 +153,7 @@ fn operation(route: &Endpoint) -> Operation {
     let mut op = OperationBuilder::new().summary(Some(route.summary)).operation_id(Some(id));
     for name in path_parameters(route.path) {
         op = op.parameter(
-            ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(String::schema())),
+            ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(path_schema(name))),
         );
     }
     if route.idempotent {
@@ -274,15 +164,15 @@ fn operation(route: &Endpoint) -> Operation {
                 )),
             );
     }
-    for (name, schema) in query_parameters(route) {
+    for (name, schema, required) in query_parameters(route) {
         let schema: Schema = serde_json::from_value(schema).expect("a query parameter schema");
-        op = op
-            .parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).required(Required::False).schema(Some(schema)));
+        let required = if required { Required::True } else { Required::False };
+        op = op.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Query).required(required).schema(Some(schema)));
     }
     if route.request.is_some() {
         op = op.request_body(Some(
             RequestBodyBuilder::new()
-                .content("application/json", ContentBuilder::new().schema(Some(request_schema(route))).build())
+                .content("application/json", ContentBuilder::new().schema(route.request.map(|schema| schema())).build())
                 // Every field of a cancellation is optional: no body at all is taken as `{}`.
                 .required(Some(if route.path == "/v1/orders/{id}/cancel" { Required::False } else { Required::True }))
                 .build(),
@@ -363,6 +253,13 @@ fn responses(route: &Endpoint) -> Responses {
 
 /// The named schemas: those written here, and the `ToSchema` types the handlers answer with.
 fn components() -> Components {
+    answer_types(written_here(ComponentsBuilder::new()))
+        .security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)))
+        .build()
+}
+
+/// The answers without a type of their own: errors, statuses, secrets shown once.
+fn written_here(components: ComponentsBuilder) -> ComponentsBuilder {
     let nullable_string = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
     let error_schema = ObjectBuilder::new()
         .property(
@@ -394,13 +291,19 @@ fn components() -> Components {
         .property("principal", ObjectBuilder::new().schema_type(SchemaType::new(Type::Object)))
         .required("principal")
         .property("rate_limit_per_minute", ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Integer, Type::Null])));
-    ComponentsBuilder::new()
+    components
         .schema("Error", error_schema)
         .schema("Status", status_schema)
         .schema("WebhookSecret", strings(&["webhook_secret"], &[]))
         .schema("ApiKeyCreated", api_key_created)
         .schema("Borrower", strings(&["id_number", "phone"], &["name"]))
         .schema("AuditEntry", strings(&["at", "actor", "action", "object_id", "request_id"], &[]))
+}
+
+/// The `ToSchema` types the handlers answer with, and the types they refer to.
+fn answer_types(components: ComponentsBuilder) -> ComponentsBuilder {
+    use crate::service::{credit_lines, eod, orders, plans, reports, verify};
+    components
         .schema_from::<Amount>()
         .schema_from::<Provider>()
         .schema_from::<Bank>()
@@ -409,33 +312,31 @@ fn components() -> Components {
         .schema_from::<ProductTerm>()
         .schema_from::<Product>()
         .schema_from::<ApiKeyView>()
-        .schema_from::<crate::service::credit_lines::CreditLineView>()
+        .schema_from::<credit_lines::CreditLineView>()
         .schema_from::<crate::db::orders::Hold>()
-        .schema_from::<crate::service::orders::Quote>()
-        .schema_from::<crate::service::orders::OrderView>()
-        .schema_from::<crate::service::plans::PlanView>()
-        .schema_from::<crate::service::plans::PayoffView>()
-        .schema_from::<crate::service::plans::RepaymentView>()
-        .schema_from::<crate::service::eod::EodSummary>()
-        .schema_from::<crate::service::verify::Report>()
+        .schema_from::<orders::Quote>()
+        .schema_from::<orders::OrderView>()
+        .schema_from::<plans::PlanView>()
+        .schema_from::<plans::PayoffView>()
+        .schema_from::<plans::RepaymentView>()
+        .schema_from::<eod::EodSummary>()
+        .schema_from::<verify::Report>()
         .schema_from::<crate::db::notices::Notice>()
-        .schema_from::<crate::service::credit_lines::CustomerMasked>()
-        .schema_from::<crate::service::orders::Device>()
-        .schema_from::<crate::service::orders::ScheduleLine>()
-        .schema_from::<crate::service::plans::InstallmentView>()
-        .schema_from::<crate::service::plans::Accelerated>()
-        .schema_from::<crate::service::plans::AllocationView>()
-        .schema_from::<crate::service::eod::Counted>()
-        .schema_from::<crate::service::verify::Checked>()
-        .schema_from::<crate::service::verify::Violation>()
+        .schema_from::<credit_lines::CustomerMasked>()
+        .schema_from::<orders::Device>()
+        .schema_from::<orders::ScheduleLine>()
+        .schema_from::<plans::InstallmentView>()
+        .schema_from::<plans::Accelerated>()
+        .schema_from::<plans::AllocationView>()
+        .schema_from::<eod::Counted>()
+        .schema_from::<verify::Checked>()
+        .schema_from::<verify::Violation>()
         .schema_from::<crate::db::notices::AdminNotice>()
-        .schema_from::<crate::service::reports::Movement>()
-        .schema_from::<crate::service::reports::Total>()
-        .schema_from::<crate::service::reports::Totals>()
-        .schema_from::<crate::service::reports::Reconciliation>()
-        .schema_from::<crate::service::reports::AgentLine>()
-        .schema_from::<crate::service::reports::StatementTotal>()
-        .schema_from::<crate::service::reports::Statement>()
-        .security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)))
-        .build()
+        .schema_from::<reports::Movement>()
+        .schema_from::<reports::Total>()
+        .schema_from::<reports::Totals>()
+        .schema_from::<reports::Reconciliation>()
+        .schema_from::<reports::AgentLine>()
+        .schema_from::<reports::StatementTotal>()
+        .schema_from::<reports::Statement>()
 }

@@ -3,9 +3,14 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod raw;
 pub mod readme;
+pub mod world;
 
-use creditphone::clock::ShiftedClock;
+#[allow(unused_imports)] // each test binary uses its own part of the helpers
+pub use world::{Client, World};
+
+use creditphone::clock::{ManualClock, ShiftedClock};
 use creditphone::config::{Secret, Settings};
 use creditphone::http::AppState;
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster, PgBinaries};
@@ -143,8 +148,11 @@ pub struct TestApp {
     pub url: String,
     pub admin_key: String,
     pub state: actix_web::web::Data<AppState>,
-    /// The service's clock: the system clock until a test sets it (see `ShiftedClock`).
+    /// The service's clock: the system clock until a test sets it (see `ShiftedClock`); unused
+    /// when the app was started with a [`ManualClock`] (see `start_with_manual_clock`).
     pub clock: Arc<ShiftedClock>,
+    /// The clock that stands still, when the app was started with one.
+    pub manual: Option<Arc<ManualClock>>,
     pub pg: tokio_postgres::Config,
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
@@ -190,12 +198,28 @@ impl TestApp {
 
     /// Another instance of the service on the same database.
     pub async fn start_on(pg: tokio_postgres::Config, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::start_clocked(pg, adjust, None).await
+    }
+
+    /// The service on a clock that stands at `at` until the test sets it: every request of a step
+    /// sees the same instant, so that what depends on the time of day is decided, not raced
+    /// (the simulation's deadlines).
+    pub async fn start_with_manual_clock(at: chrono::DateTime<chrono::Utc>, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let pg = fresh_database().await;
+        Self::start_clocked(pg, adjust, Some(ManualClock::new(at))).await
+    }
+
+    async fn start_clocked(pg: tokio_postgres::Config, adjust: impl FnOnce(&mut Settings), manual: Option<Arc<ManualClock>>) -> TestApp {
         let mut settings = test_settings();
         adjust(&mut settings);
         let admin_key = settings.auth.admin_key.expose().to_string();
         let settings = Arc::new(settings);
         let clock = ShiftedClock::new();
-        let state = creditphone::app::prepare_with_clock(settings.clone(), &pg, clock.clone()).await.expect("prepare the service");
+        let service_clock: creditphone::clock::SharedClock = match &manual {
+            Some(m) => m.clone(),
+            None => clock.clone(),
+        };
+        let state = creditphone::app::prepare_with_clock(settings.clone(), &pg, service_clock).await.expect("prepare the service");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("address").port();
         let server = creditphone::app::server(state.clone(), listener, settings.server.workers).expect("server");
@@ -206,6 +230,7 @@ impl TestApp {
             admin_key,
             state,
             clock,
+            manual,
             pg,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
             handle,
@@ -216,9 +241,7 @@ impl TestApp {
     /// there) until [`TestApp::clock`]'s `reset`.
     pub fn set_today(&self, date: &str) {
         let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("a YYYY-MM-DD date");
-        let noon =
-            day.and_hms_opt(12, 0, 0).expect("noon").and_local_timezone(creditphone::domain::SHANGHAI).single().expect("fixed offset");
-        self.clock.set(noon.with_timezone(&chrono::Utc));
+        self.clock.set(shanghai_time(day, 12));
     }
 
     pub async fn stop(&self) {
@@ -243,26 +266,22 @@ impl TestApp {
         idem: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{}", self.url, path));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(i) = idem {
-            req = req.header("Idempotency-Key", i);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b);
-        }
-        let res = req.send().await.expect("request reaches the service");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp { status, body, headers }
+        world::send(&self.http, &self.url, world::Request { method, path, key, body, idem, headers }).await
+    }
+
+    /// A client holding `key`.
+    pub fn client(&self, key: &str) -> Client {
+        Client::new(self, key)
+    }
+
+    /// The admin's client.
+    pub fn admin(&self) -> Client {
+        Client::new(self, &self.admin_key)
+    }
+
+    /// A GET without a key (public endpoints, and the 401 of the others).
+    pub async fn get_without_key(&self, path: &str) -> Resp {
+        self.call("GET", path, None, None, None).await
     }
 
     pub async fn get(&self, key: &str, path: &str) -> Resp {
@@ -293,37 +312,15 @@ impl TestApp {
             Some(id) => json!({"kind": kind, "id": id}),
             None => json!({"kind": kind}),
         };
-        let body = self.admin_post("/v1/admin/api-keys", json!({ "principal": principal })).await.expect(201);
-        body["key"].as_str().expect("key").to_string()
+        self.admin().new_key(principal, None).await.1
     }
 }
 
-/// A valid PRC resident ID number (GB 11643 check character).
-pub fn id_number(seed: u64) -> String {
-    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("44030519{:02}{:02}{:02}{:03}", 70 + seed % 30, 1 + seed % 12, 1 + seed % 28, seed % 1000);
-    let s: u32 = body.chars().zip(W).map(|(c, w)| c.to_digit(10).expect("digit") * w).sum();
-    let check = b"10X98765432"[(s % 11) as usize] as char;
-    format!("{body}{check}")
+/// `hour`:00 of `day` in Asia/Shanghai, the time zone of the API's dates.
+pub fn shanghai_time(day: chrono::NaiveDate, hour: u32) -> chrono::DateTime<chrono::Utc> {
+    let at = day.and_hms_opt(hour, 0, 0).expect("an hour of the day");
+    at.and_local_timezone(creditphone::domain::SHANGHAI).single().expect("a fixed offset").with_timezone(&chrono::Utc)
 }
 
-pub fn phone(seed: u64) -> String {
-    format!("138{:08}", seed % 100_000_000)
-}
-
-/// A Luhn-valid IMEI.
-pub fn imei(seed: u64) -> String {
-    let body = format!("{:014}", seed % 100_000_000_000_000);
-    let mut total = 0;
-    for (i, c) in body.chars().rev().enumerate() {
-        let mut d = c.to_digit(10).expect("digit");
-        if i % 2 == 0 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        total += d;
-    }
-    format!("{body}{}", (10 - total % 10) % 10)
-}
+/// The identity generators live once, in the library, shared with the bench.
+pub use creditphone::testkit::{id_number, imei, phone};

@@ -4,12 +4,12 @@
 //! cannot (check characters, Luhn, amounts above zero, the fields a partner must and a store must
 //! not send, the fields a decision takes) is in the descriptions and answered 422 by the checks.
 
+use super::credit_lines::CustomerInput;
 use super::{parsed, typed};
-use crate::domain::identity::{IdNumber, Imei, Phone, RegionCode};
+use crate::domain::identity::{Imei, RegionCode};
 use crate::domain::money::Amount;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::body::Obj;
-use crate::http::credit_lines::customer;
 use crate::service::orders::{self as svc, FundingDecision};
 use chrono::NaiveDate;
 use serde::{Deserialize, Deserializer};
@@ -62,23 +62,6 @@ impl From<QuoteRequest> for svc::QuoteRequest {
             down_payment: q.down_payment,
         }
     }
-}
-
-/// The borrower, as the credit provider registered their line.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerInput {
-    /// An 18-character PRC resident ID with a valid GB 11643 check character (`x` read as `X`).
-    #[schema(value_type = String, pattern = "^[0-9]{17}[0-9Xx]$")]
-    #[serde(deserialize_with = "id_number")]
-    pub id_number: IdNumber,
-    /// A mainland mobile number.
-    #[schema(value_type = String, pattern = "^1[0-9]{10}$")]
-    #[serde(deserialize_with = "phone")]
-    pub phone: Phone,
-    /// No control characters.
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
-    pub name: Option<String>,
 }
 
 /// The phone sold.
@@ -192,7 +175,7 @@ impl OrderRequest {
         o.req_visible_ascii("out_order_no", 64)?;
         o.req_id("product_id")?;
         o.req_int("term_months", 1, 360)?;
-        customer(&o, "customer")?;
+        CustomerInput::check(&o, "customer")?;
         DeviceInput::check(&o.req_obj("device", DeviceInput::FIELDS)?)?;
         o.req_money("down_payment")?;
         if let Some(c) = o.opt_obj("consent", ConsentInput::FIELDS)? {
@@ -316,14 +299,6 @@ impl FundingRequest {
     }
 }
 
-fn id_number<'de, D: Deserializer<'de>>(d: D) -> Result<IdNumber, D::Error> {
-    parsed(d, IdNumber::parse)
-}
-
-fn phone<'de, D: Deserializer<'de>>(d: D) -> Result<Phone, D::Error> {
-    parsed(d, Phone::parse)
-}
-
 fn imei<'de, D: Deserializer<'de>>(d: D) -> Result<Imei, D::Error> {
     parsed(d, Imei::parse)
 }
@@ -337,18 +312,7 @@ fn region_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RegionCode>, D:
 mod tests {
     use super::*;
     use crate::http::body::parse_object;
-    use crate::http::requests::tests::properties;
-    use utoipa::PartialSchema;
-
-    /// The fields the checks take are the type's, and its schema refuses any other.
-    fn same_fields<T: PartialSchema>(fields: &[&str]) {
-        let (mut names, closed) = properties::<T>();
-        let mut fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
-        names.sort();
-        fields.sort();
-        assert_eq!(names, fields);
-        assert!(closed, "additionalProperties: false");
-    }
+    use crate::http::requests::tests::same_fields;
 
     #[test]
     fn checks_and_types_take_the_same_fields() {
@@ -356,7 +320,6 @@ mod tests {
         same_fields::<OrderRequest>(OrderRequest::FIELDS);
         same_fields::<DeviceInput>(DeviceInput::FIELDS);
         same_fields::<ConsentInput>(ConsentInput::FIELDS);
-        same_fields::<CustomerInput>(&["id_number", "phone", "name"]);
         same_fields::<CancelRequest>(&["reason"]);
         same_fields::<FundingRequest>(&["decision", "loan_no", "funded_on", "reason"]);
     }
