@@ -1,7 +1,8 @@
-//! Statuses as the database keeps them: text columns checked against the same lists
-//! (sql/V2__origination.sql), bound and read through each status's one text mapping
-//! (`domain::status`), so a row can never carry a status the code does not know — reading one
-//! fails the statement instead of inventing a value.
+//! Statuses as the database keeps them: text columns whose CHECK constraints list the same texts
+//! (sql/V2__origination.sql), bound and read through each status's one spelling
+//! (`domain::status`). Text rather than PostgreSQL enum types, so that the v2 states (API.md
+//! §12-§14) are a constraint's list to extend, not a type to alter under running statements; a
+//! text no status has is refused by the constraint on the way in and by `FromSql` on the way out.
 
 use crate::domain::status::{HoldStatus, InstallmentStatus, LineStatus, NoticeState, OrderStatus, PlanStatus};
 use bytes::BytesMut;
