@@ -108,12 +108,11 @@ pub fn hold_target(unpaid_scheduled: Amount, hold_ratio: Decimal) -> Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::test_support::*;
     use crate::domain::money::Rate;
     use crate::domain::schedule::{Pricing, build_schedule};
+    use crate::domain::test_support::*;
     use chrono::NaiveDate;
     use rust_decimal_macros::dec;
-
 
     #[test]
     fn worked_example_hold() {

@@ -517,9 +517,9 @@ pub fn compensate(inst: &mut InstallmentState, available_from_hold: Amount) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::test_support::*;
     use crate::domain::money::Rate;
     use crate::domain::schedule::{Pricing, build_schedule};
+    use crate::domain::test_support::*;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;
 

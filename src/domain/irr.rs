@@ -238,8 +238,8 @@ fn initial_bracket(principal: Decimal, payments: &[Decimal], total: Decimal) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::test_support::*;
     use crate::domain::schedule::build_schedule;
+    use crate::domain::test_support::*;
     use chrono::NaiveDate;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;

@@ -248,8 +248,8 @@ fn assert_schedule(schedule: &[ScheduledInstallment], principal: Amount, term_mo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::test_support::*;
     use crate::domain::dates::add_months_clamped;
+    use crate::domain::test_support::*;
     use proptest::prelude::*;
 
     fn rate(text: &str) -> Rate {
