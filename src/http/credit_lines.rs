@@ -1,18 +1,14 @@
 //! Credit lines and holds (API.md section 3), for providers.
 
-use super::body::parse_object;
 use super::requests::credit_lines::{CreditLineRequest, DebtRepaymentRequest};
-use super::{Body, State, answer, idempotency_key, idempotent_request, ok};
+use super::{Body, State, answer, idempotent, ok};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::service::credit_lines as svc;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 pub(super) async fn register(state: State, caller: Caller, req: HttpRequest, body: Body) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let line = CreditLineRequest::read(&v)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (line, request) = idempotent(&req, &caller, &body, CreditLineRequest::read)?;
     let provider_id = caller.principal.id().unwrap_or_default().to_string();
     answer(svc::register(&state, &provider_id, &request, line.into()).await?)
 }
@@ -28,10 +24,7 @@ pub(super) async fn repay_debt(
     path: web::Path<String>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let debt = DebtRepaymentRequest::read(&v)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (debt, request) = idempotent(&req, &caller, &body, DebtRepaymentRequest::read)?;
     answer(svc::repay_debt(&state, &caller.principal, &path, &request, debt.amount).await?)
 }
 

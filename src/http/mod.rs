@@ -81,6 +81,20 @@ pub fn idempotency_key(req: &HttpRequest) -> ApiResult<String> {
     parse_key(req.headers().get("Idempotency-Key").map(|v| v.as_bytes()))
 }
 
+/// The prologue of every idempotent POST, in API.md §1's order: the key (400), the body as
+/// `read` checks it (422), then the key bound to the body as sent.
+pub fn idempotent<T>(
+    req: &HttpRequest,
+    caller: &Caller,
+    body: &Body,
+    read: impl FnOnce(&Value) -> ApiResult<T>,
+) -> ApiResult<(T, IdempotentRequest)> {
+    let key = idempotency_key(req)?;
+    let v = body::parse_object(&body.0)?;
+    let parsed = read(&v)?;
+    Ok((parsed, idempotent_request(req, caller, key, &v)))
+}
+
 /// Binds the key to this request once the body has been parsed.
 pub fn idempotent_request(req: &HttpRequest, caller: &Caller, key: String, body: &Value) -> IdempotentRequest {
     IdempotentRequest::new(caller.principal.scope(), key, req.method().as_str(), req.path(), body, &request_id(req))

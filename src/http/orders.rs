@@ -2,7 +2,7 @@
 
 use super::body::parse_object;
 use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
-use super::{Body, Page, State, answer, encode_cursor, idempotency_key, idempotent_request, ok, query_param, request_id};
+use super::{Body, Page, State, answer, encode_cursor, idempotency_key, idempotent, idempotent_request, ok, query_param, request_id};
 use crate::auth::{Caller, PrincipalKind};
 use crate::domain::status::OrderStatus;
 use crate::error::{ApiError, ApiResult};
@@ -16,10 +16,7 @@ pub(super) async fn quote(state: State, body: Body) -> ApiResult<HttpResponse> {
 }
 
 pub(super) async fn place(state: State, caller: Caller, req: HttpRequest, body: Body) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let order = OrderRequest::read(&v, caller.principal.kind() == PrincipalKind::Partner)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (order, request) = idempotent(&req, &caller, &body, |v| OrderRequest::read(v, caller.principal.kind() == PrincipalKind::Partner))?;
     answer(svc::place(&state, &caller.principal, &request, order.into()).await?)
 }
 
@@ -52,10 +49,7 @@ pub(super) async fn funding(
     path: web::Path<String>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let decision = FundingRequest::read(&v)?.decision()?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (decision, request) = idempotent(&req, &caller, &body, |v| FundingRequest::read(v)?.decision())?;
     answer(svc::fund(&state, &caller.principal, &path, &request, decision).await?)
 }
 

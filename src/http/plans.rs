@@ -2,7 +2,7 @@
 
 use super::body::parse_object;
 use super::requests::plans::{AccelerateRequest, EodRequest, PayoffQuery, RepaymentRequest};
-use super::{Body, State, answer, idempotency_key, idempotent_request, ok, query_param};
+use super::{Body, State, answer, idempotent, ok, query_param};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::service::plans as svc;
@@ -18,10 +18,7 @@ pub(super) async fn payoff(state: State, caller: Caller, req: HttpRequest, path:
 }
 
 pub(super) async fn repay(state: State, caller: Caller, req: HttpRequest, path: web::Path<String>, body: Body) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let repayment = RepaymentRequest::read(&v)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (repayment, request) = idempotent(&req, &caller, &body, RepaymentRequest::read)?;
     answer(svc::repay(&state, &caller.principal, &path, &request, repayment.into()).await?)
 }
 
@@ -32,10 +29,7 @@ pub(super) async fn accelerate(
     path: web::Path<String>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let acceleration = AccelerateRequest::read(&v)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (acceleration, request) = idempotent(&req, &caller, &body, AccelerateRequest::read)?;
     answer(svc::accelerate(&state, &caller.principal, &path, &request, acceleration.as_of, acceleration.reason).await?)
 }
 
