@@ -304,6 +304,18 @@ impl Load {
         self.shared.acks.lock().expect("acks").iter().filter(|a| a.is_2xx()).count()
     }
 
+    /// When `instance` answered again after an outage that began at `since`: the answer to its
+    /// first 2xx sent after its first failed attempt sent at or after `since` (or after `since`,
+    /// if none failed). Requests sent just after `since` may still succeed (a killed postmaster's
+    /// backends commit for a few milliseconds more): those are not the recovery.
+    pub fn recovered_at(&self, instance: usize, since: Instant) -> Option<Instant> {
+        let attempts = self.shared.attempts.lock().expect("attempts");
+        let mine: Vec<&Attempt> = attempts.iter().filter(|a| a.instance == instance && a.sent >= since).collect();
+        let failed = |a: &&&Attempt| a.status.is_none_or(|s| s >= 500 || s == 409);
+        let first_failure = mine.iter().filter(failed).map(|a| a.sent).min().unwrap_or(since);
+        mine.iter().filter(|a| a.sent >= first_failure && a.is_2xx()).map(|a| a.answered).min()
+    }
+
     /// Waits until `n` more requests are acknowledged, or `max` passes.
     pub async fn run_for(&self, n: usize, max: Duration) {
         let started = Instant::now();
