@@ -216,11 +216,7 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
     if crate::db::is_retryable(e) {
         return ApiError::retry(format!("transient conflict: {e}"));
     }
-    if is_lost_connection(e) {
-        // The server went away or stopped being the primary (a failover): no connection opened
-        // before now is used again, so the pool reconnects, to the new primary where the URL names
-        // several hosts with `target_session_attrs=read-write`.
-        crate::db::connection_lost();
+    if retire_if_lost(e) {
         tracing::warn!(error = %e, sqlstate = e.code().map(|c| c.code()), "database connection lost");
         return ApiError::unavailable();
     }
@@ -245,12 +241,34 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
     ApiError::new(ErrorCode::Unavailable, "the database answered unexpectedly; retry later")
 }
 
+/// What the log says of a database error: the driver's `Display` of a server error is only "db
+/// error", so the server's message and SQLSTATE are added.
+pub fn db_cause(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
 /// SQLSTATEs that say this connection no longer reaches a writable primary: the server is a
 /// standby now or read-only (`25006`, what a demoted primary answers), it terminated the session
 /// (`57P01` admin shutdown or `pg_terminate_backend`, `57P02` crash of another backend), it is
 /// starting or stopping (`57P03`), or the connection itself failed (class `08`).
 const LOST_CONNECTION_STATES: [SqlState; 4] =
     [SqlState::READ_ONLY_SQL_TRANSACTION, SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
+
+/// If `e` is a lost connection, the pool's connections opened before now are retired: the server
+/// went away or stopped being the primary (a failover), so the pool reconnects, to the new primary
+/// where the URL names several hosts with `target_session_attrs=read-write`. Every path that meets
+/// a database error and keeps running (requests through [`classify_db_error`], background jobs)
+/// calls this, or a job alone could keep meeting a demoted primary's sessions.
+pub fn retire_if_lost(e: &tokio_postgres::Error) -> bool {
+    let lost = is_lost_connection(e);
+    if lost {
+        crate::db::connection_lost();
+    }
+    lost
+}
 
 /// Is `e` a lost connection (see [`LOST_CONNECTION_STATES`]), or a closed or broken socket?
 pub fn is_lost_connection(e: &tokio_postgres::Error) -> bool {

@@ -7,6 +7,7 @@
 //! cluster and writes through it (providers: an admin write that needs no other set-up).
 
 mod common;
+mod traffic;
 
 use common::binary::{RunningServe, ServeBinary};
 use serde_json::{Value, json};
@@ -36,11 +37,19 @@ struct Service {
 
 impl Service {
     async fn start() -> Service {
+        Service::start_with(false).await
+    }
+
+    /// With webhook delivery on (or off), retried every second.
+    async fn start_with(notices: bool) -> Service {
         let pg = common::fresh_database().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut serve = ServeBinary::on_test_database(dir.path(), &pg, ADMIN)
             .env("CREDITPHONE__DATABASE__TIMEOUT_MS", DB_TIMEOUT_MS.to_string())
-            .notices_enabled(false)
+            .env("CREDITPHONE__NOTICES__POLL_INTERVAL_MS", "100")
+            .env("CREDITPHONE__NOTICES__RETRY_INITIAL_SECS", "1")
+            .env("CREDITPHONE__NOTICES__RETRY_MAX_SECS", "1")
+            .notices_enabled(notices)
             .spawn();
         serve.wait_ready(Duration::from_secs(30)).await;
         let db = creditphone::db::connect(&pg).await.expect("connect");
@@ -187,6 +196,60 @@ fn a_read_only_database_answers_503_and_writes_resume_once_it_takes_writes() {
     });
 }
 
+/// Webhook delivery alone — no request coming in to notice anything — heals after a read-only
+/// spell: its own errors retire the read-only sessions, so once the database takes writes again the
+/// notices pending meanwhile reach the receiver.
+#[test]
+fn webhook_delivery_alone_recovers_from_a_read_only_database() {
+    run(async {
+        let service = Service::start_with(true).await;
+        let hook = traffic::Receiver::start().await;
+        hook.set_failing(true);
+        let world = traffic::World::setup(vec![service.serve.base_url.clone()], ADMIN.to_string(), &hook).await;
+        let order = json!({"out_order_no": "ro-1", "product_id": "p12", "term_months": 12,
+            "customer": {"id_number": common::id_number(1), "phone": common::phone(1)},
+            "device": {"sku": "phone-x", "imei": common::imei(1), "price": "3999"}, "down_payment": "999"});
+        let placed = world.http.post(format!("{}/v1/orders", service.serve.base_url)).bearer_auth(&world.store);
+        let placed = placed.header("Idempotency-Key", "ro-1").json(&order).send().await.expect("order");
+        assert_eq!(placed.status().as_u16(), 201);
+        wait(Duration::from_secs(10), "a delivery refused", || async { hook.refused() > 0 }).await;
+
+        service.set_read_only(true).await;
+        service.terminate_backends().await;
+        let refused = hook.refused();
+        // Delivery meets the read-only sessions (retries come due every second) and fails.
+        wait(Duration::from_secs(10), "delivery failing on the read-only database", || async {
+            service.serve.log().contains("read-only transaction")
+        })
+        .await;
+        hook.set_failing(false);
+        service.set_read_only(false).await;
+
+        let sql = "SELECT count(*) FROM notices WHERE state::text <> 'pull_only'";
+        let wanted: i64 = service.db.query_one(sql, &[]).await.expect("count").get(0);
+        assert!(wanted >= 2, "the order's notices to the bank and the provider: {wanted}");
+        wait(Duration::from_secs(15), "every notice delivered with no request coming in", || async {
+            hook.deliveries().len() as i64 == wanted
+        })
+        .await;
+        assert!(hook.refused() >= refused);
+        assert_no_500(&service);
+    });
+}
+
+/// Polls `check` every 100 ms; panics naming `what` after `within`.
+async fn wait<F, Fut>(within: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn service_sessions(service: &Service) -> i64 {
     let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'creditphone'";
     service.db.query_one(sql, &[&service.db_name]).await.expect("count").get(0)
@@ -206,10 +269,12 @@ async fn wait_for_lock_waiter(service: &Service) {
     }
 }
 
-/// The service's log holds no answer with status 500 (each request's line carries its status).
+/// The service's log holds no answer with status 500 (each request's `request done` line carries
+/// its status) and no database error taken for a bug.
 fn assert_no_500(service: &Service) {
     let log = service.serve.log();
-    let bad: Vec<&str> = log.lines().filter(|l| l.contains("\"status\":500") || l.contains("unexpected database error")).collect();
+    let answered_500 = |l: &&str| l.contains("request done") && l.contains("\"status\":500");
+    let bad: Vec<&str> = log.lines().filter(|l| answered_500(l) || l.contains("unexpected database error")).collect();
     assert!(bad.is_empty(), "no 500: {bad:#?}");
     assert!(log.contains("\"status\":201"), "the log shows request lines: {}", service.serve.log_tail(10));
 }

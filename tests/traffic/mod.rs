@@ -28,10 +28,13 @@ pub fn shanghai_today() -> chrono::NaiveDate {
 // The webhook receiver
 // ---------------------------------------------------------------------------------------------
 
-/// A minimal HTTP/1.1 server answering 200 to every POST, counting each `CreditPhone-Event-Id`.
+/// A minimal HTTP/1.1 server answering 200 to every POST, counting each `CreditPhone-Event-Id`;
+/// or, while told to fail, 500 to every POST (not counted).
 pub struct Receiver {
     port: u16,
     got: Arc<Mutex<HashMap<String, usize>>>,
+    failing: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -40,17 +43,28 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
         let port = listener.local_addr().expect("addr").port();
         let got = Arc::new(Mutex::new(HashMap::new()));
-        let log = got.clone();
+        let (failing, refused) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let state = Reception { log: got.clone(), failing: failing.clone(), refused: refused.clone() };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else { continue };
-                let log = log.clone();
+                let state = state.clone();
                 tokio::spawn(async move {
-                    let _ = serve_connection(socket, log).await;
+                    let _ = serve_connection(socket, state).await;
                 });
             }
         });
-        Receiver { port, got, task }
+        Receiver { port, got, failing, refused, task }
+    }
+
+    /// From now on, answer 500 (`true`) or 200 (`false`).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Deliveries answered 500.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, who: &str) -> String {
@@ -69,7 +83,14 @@ impl Drop for Receiver {
     }
 }
 
-async fn serve_connection(socket: tokio::net::TcpStream, log: Arc<Mutex<HashMap<String, usize>>>) -> std::io::Result<()> {
+#[derive(Clone)]
+struct Reception {
+    log: Arc<Mutex<HashMap<String, usize>>>,
+    failing: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
+}
+
+async fn serve_connection(socket: tokio::net::TcpStream, state: Reception) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut read = BufReader::new(read);
     loop {
@@ -97,7 +118,12 @@ async fn serve_connection(socket: tokio::net::TcpStream, log: Arc<Mutex<HashMap<
         }
         let mut body = vec![0; length];
         read.read_exact(&mut body).await?;
-        *log.lock().expect("receiver log").entry(id).or_default() += 1;
+        if state.failing.load(Ordering::SeqCst) {
+            state.refused.fetch_add(1, Ordering::SeqCst);
+            write.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n").await?;
+            continue;
+        }
+        *state.log.lock().expect("receiver log").entry(id).or_default() += 1;
         write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await?;
     }
 }
