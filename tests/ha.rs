@@ -40,6 +40,8 @@ struct Failover {
     primary_at: Instant,
     /// Per instance, when it answered 2xx again (see `Load::recovered_at`).
     first_2xx: Vec<Instant>,
+    /// When every instance's `/readyz` answered 200 again (no restart).
+    ready_at: Instant,
 }
 
 impl Failover {
@@ -52,7 +54,8 @@ impl Failover {
     fn figures(&self) -> serde_json::Value {
         json!({"killed": self.old, "new_primary": self.new,
                "new_primary_after_s": secs(self.primary_at.duration_since(self.killed_at)),
-               "unavailable_s": secs(self.unavailable()), "first_2xx_after_s": secs(self.first_2xx_after_primary())})
+               "unavailable_s": secs(self.unavailable()), "first_2xx_after_s": secs(self.first_2xx_after_primary()),
+               "ready_after_s": secs(self.ready_at.duration_since(self.killed_at))})
     }
 }
 
@@ -84,22 +87,27 @@ async fn start_services(cluster: &Cluster, dirs: &[tempfile::TempDir]) -> Vec<Ru
     serves
 }
 
-/// Kills the primary under load and waits until each instance has answered a request sent after
-/// the kill with a 2xx.
-async fn fail_over(cluster: &Cluster, load: &Load) -> Failover {
+/// Kills the primary under load and waits until each instance has answered 2xx again and its
+/// `/readyz` is 200.
+async fn fail_over(cluster: &Cluster, load: &Load, world: &World) -> Failover {
     let old = cluster.wait_healthy(None, Duration::from_secs(120)).await;
     load.run_for(60, Duration::from_secs(30)).await;
     let killed_at = Instant::now();
     cluster.kill_postmaster(&old);
     let (new, primary_at) = cluster.wait_new_leader(&old, Duration::from_secs(60)).await;
-    loop {
+    let first_2xx = loop {
         let first: Vec<Instant> = (0..INSTANCES).filter_map(|i| load.recovered_at(i, killed_at)).collect();
         if first.len() == INSTANCES {
-            return Failover { old, new, killed_at, primary_at, first_2xx: first };
+            break first;
         }
         assert!(killed_at.elapsed() < Duration::from_secs(120), "an instance never answered 2xx after the kill");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for base in &world.bases {
+        let ready = || async { world.http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().as_u16() == 200) };
+        patroni::wait_until(Duration::from_secs(10), &format!("{base}/readyz ready again"), ready).await;
     }
+    Failover { old, new, killed_at, primary_at, first_2xx, ready_at: Instant::now() }
 }
 
 #[test]
@@ -115,7 +123,7 @@ fn patroni_failovers_lose_nothing_acknowledged() {
         let load = Load::start(world.clone(), TASKS, rand::random());
         let mut failovers = Vec::new();
         for _ in 0..FAILOVERS {
-            failovers.push(fail_over(&cluster, &load).await);
+            failovers.push(fail_over(&cluster, &load, &world).await);
         }
         load.run_for(60, Duration::from_secs(30)).await;
         let driven = load.stop(Duration::from_secs(60)).await;

@@ -35,6 +35,8 @@ pub struct Cluster {
     pub members: Vec<Member>,
     etcd: Child,
     http: reqwest::Client,
+    /// Held (flock) while the cluster runs: a dir whose lock is free belongs to a run that died.
+    _lock: std::fs::File,
     // Last: removed once every process is gone.
     dir: tempfile::TempDir,
 }
@@ -155,12 +157,16 @@ impl Cluster {
     /// Starts etcd and the three Patroni members; answers once a leader and a synchronous standby run.
     pub async fn start() -> Cluster {
         ensure_installed();
+        remove_stale_clusters();
         let bin_dir = creditphone::pg::embedded::PgBinaries::ensure().expect("PostgreSQL server binaries").bin_dir;
         let user = service_user();
         let dir = tempfile::Builder::new().prefix("cp-ha-").tempdir_in("/tmp").expect("tempdir");
         if let Some(u) = &user {
             nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid)).expect("chown the cluster dir");
         }
+        let lock = std::fs::File::create(dir.path().join(LOCK_FILE)).expect("lock file");
+        #[allow(deprecated)]
+        nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), nix::fcntl::FlockArg::LockExclusiveNonblock).expect("lock the dir");
         let (etcd_port, peer_port) = (free_port(), free_port());
         let mut etcd = Command::new("etcd");
         let client_url = format!("http://127.0.0.1:{etcd_port}");
@@ -185,7 +191,7 @@ impl Cluster {
             let patroni = spawn(cmd, &dir.path().join(format!("{name}.log")), user.as_ref());
             members.push(Member { data_dir: dir.path().join(&name), name, rest_port, pg_port, patroni });
         }
-        let cluster = Cluster { members, etcd, http, dir };
+        let cluster = Cluster { members, etcd, http, _lock: lock, dir };
         cluster.wait_healthy(None, Duration::from_secs(120)).await;
         cluster
     }
@@ -262,6 +268,33 @@ impl Cluster {
 
     pub fn log_tails(&self) -> String {
         self.members.iter().map(|m| crate::common::binary::log_tail(&self.dir.path().join(format!("{}.log", m.name)), 15)).collect()
+    }
+}
+
+const LOCK_FILE: &str = "ha.lock";
+
+/// Runs that died (SIGKILLed tests) leave their PostgreSQL servers behind: Patroni and etcd die
+/// with the test (the death signal), but the servers Patroni started do not. Their dirs' locks are
+/// free: the servers are killed and the dirs removed.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with("cp-ha-") {
+            continue;
+        }
+        let Ok(lock) = std::fs::File::open(path.join(LOCK_FILE)) else { continue };
+        #[allow(deprecated)]
+        let free = nix::fcntl::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok();
+        if !free {
+            continue;
+        }
+        for i in 1..=MEMBERS {
+            if let Some(pid) = postmaster_pid(&path.join(format!("pg{i}"))) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&path);
     }
 }
 
