@@ -217,7 +217,7 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
         return ApiError::retry(format!("transient conflict: {e}"));
     }
     if retire_if_lost(e) {
-        tracing::warn!(error = %e, sqlstate = e.code().map(|c| c.code()), "database connection lost");
+        tracing::warn!(error = %db_cause(e), "database connection lost: the pool reconnects");
         return ApiError::unavailable();
     }
     if let Some(db) = e.as_db_error() {
