@@ -10,7 +10,7 @@ mod traffic;
 
 use common::binary::{RunningServe, ServeBinary};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use traffic::{Driven, Load, Receiver, World};
 
 const INSTANCES: usize = 3;
@@ -75,33 +75,6 @@ fn work(summary: &Value) -> i64 {
         + n(&summary["uncovered"]["count"])
 }
 
-/// Waits until every notice to a webhook recipient is delivered and at the receiver; answers the
-/// notice ids.
-async fn await_deliveries(db: &tokio_postgres::Client, hook: &Receiver, within: Duration) -> Vec<String> {
-    let started = Instant::now();
-    loop {
-        let rows =
-            db.query("SELECT id, state::text FROM notices WHERE state::text <> 'pull_only' ORDER BY seq", &[]).await.expect("notices");
-        let got = hook.deliveries();
-        let waiting: Vec<String> = rows
-            .iter()
-            .filter(|r| r.get::<_, String>(1) != "delivered" || !got.contains_key(&r.get::<_, String>(0)))
-            .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect();
-        if waiting.is_empty() {
-            return rows.iter().map(|r| r.get(0)).collect();
-        }
-        assert!(
-            started.elapsed() < within,
-            "{} of {} notices undelivered after {within:?}, e.g. {:?}",
-            waiting.len(),
-            rows.len(),
-            &waiting[..3.min(waiting.len())]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[test]
 fn three_instances_share_one_database_safely() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
@@ -152,7 +125,7 @@ fn three_instances_share_one_database_safely() {
             assert_eq!(started, 1, "{date} closed by one run across the instances: {lines:#?}");
         }
 
-        let ids = await_deliveries(&db, &hook, Duration::from_secs(60)).await;
+        let ids = traffic::await_deliveries(&db, &hook, Duration::from_secs(60)).await;
         let got = hook.deliveries();
         let twice: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n != 1).collect();
         assert!(twice.is_empty(), "every notice delivered exactly once: {twice:?}");

@@ -237,12 +237,25 @@ impl Cluster {
             if let Some(leader) = leader
                 && running == MEMBERS
                 && sync
+                && self.streaming_to(&leader.name).await == MEMBERS - 1
             {
                 return leader.name.clone();
             }
             assert!(started.elapsed() < within, "the cluster is not healthy within {within:?}: {states:?}\n{}", self.log_tails());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// How many standbys stream from `leader` (its `pg_stat_replication`). Patroni reports a
+    /// rejoining old primary `running` before it has been rewound and streams: only streaming
+    /// standbys can confirm a commit after the next failover.
+    async fn streaming_to(&self, leader: &str) -> usize {
+        let Some(m) = self.members.iter().find(|m| m.name == leader) else { return 0 };
+        let url = format!("postgresql://postgres@127.0.0.1:{}/postgres?connect_timeout=2", m.pg_port);
+        let Ok(config) = url.parse::<tokio_postgres::Config>() else { return 0 };
+        let Ok(client) = creditphone::db::connect(&config).await else { return 0 };
+        let sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
+        client.query_one(sql, &[]).await.map_or(0, |r| r.get::<_, i64>(0) as usize)
     }
 
     /// SIGKILL of the named member's postmaster (Patroni on that member lives on).
@@ -266,8 +279,19 @@ impl Cluster {
         }
     }
 
+    /// Copies every member's and etcd's log to a dir that outlives the run (for a failure's
+    /// post-mortem); answers where.
+    pub fn keep_logs(&self) -> PathBuf {
+        let kept = std::env::temp_dir().join(format!("cp-ha-logs-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&kept);
+        for name in self.members.iter().map(|m| m.name.as_str()).chain(["etcd"]) {
+            let _ = std::fs::copy(self.dir.path().join(format!("{name}.log")), kept.join(format!("{name}.log")));
+        }
+        kept
+    }
+
     pub fn log_tails(&self) -> String {
-        self.members.iter().map(|m| crate::common::binary::log_tail(&self.dir.path().join(format!("{}.log", m.name)), 15)).collect()
+        self.members.iter().map(|m| crate::common::binary::log_tail(&self.dir.path().join(format!("{}.log", m.name)), 40)).collect()
     }
 }
 

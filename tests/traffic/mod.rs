@@ -506,6 +506,33 @@ async fn drive(shared: Arc<Shared>, task: usize, seed: u64) {
     }
 }
 
+/// Waits until every notice to a webhook recipient is delivered and at the receiver; answers the
+/// notice ids.
+pub async fn await_deliveries(db: &tokio_postgres::Client, hook: &Receiver, within: Duration) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let rows =
+            db.query("SELECT id, state::text FROM notices WHERE state::text <> 'pull_only' ORDER BY seq", &[]).await.expect("notices");
+        let got = hook.deliveries();
+        let waiting: Vec<String> = rows
+            .iter()
+            .filter(|r| r.get::<_, String>(1) != "delivered" || !got.contains_key(&r.get::<_, String>(0)))
+            .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        if waiting.is_empty() {
+            return rows.iter().map(|r| r.get(0)).collect();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} of {} notices undelivered after {within:?}, e.g. {:?}",
+            waiting.len(),
+            rows.len(),
+            &waiting[..3.min(waiting.len())]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reconciliation
 // ---------------------------------------------------------------------------------------------
