@@ -307,8 +307,8 @@ impl Driven {
 }
 
 impl Load {
-    /// `tasks` closed-loop clients; task `t` starts on instance `t % instances` and moves to the
-    /// next instance after every failed attempt.
+    /// `tasks` closed-loop clients; task `t` sends new requests to instance `t % instances` and
+    /// retries a failed one on the next instance.
     pub fn start(world: World, tasks: usize, seed: u64) -> Load {
         let shared = Arc::new(Shared {
             world,
@@ -460,7 +460,10 @@ fn allowed_refusal(kind: Kind, status: u16, code: &str) -> bool {
 async fn drive(shared: Arc<Shared>, task: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let instances = shared.world.bases.len();
-    let mut instance = task % instances;
+    // A task's new requests go to its home instance, so every instance keeps getting traffic; a
+    // retry goes to the next one (left to chance, all tasks could end up on one instance).
+    let home = task % instances;
+    let mut instance = home;
     let mut pending: Option<(Req, u32)> = None;
     let mut settle_until: Option<Instant> = None;
     loop {
@@ -473,7 +476,10 @@ async fn drive(shared: Arc<Shared>, task: usize, seed: u64) {
         }
         let (req, tries) = match pending.take() {
             Some((req, tries)) => (req, tries + 1),
-            None => (shared.next_request(task, &mut rng), 1),
+            None => {
+                instance = home;
+                (shared.next_request(task, &mut rng), 1)
+            }
         };
         let sent = Instant::now();
         let retry = match send(&shared.world, &shared.world.bases[instance], &req).await {
