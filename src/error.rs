@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use serde_json::Value;
 use std::fmt;
+use tokio_postgres::error::SqlState;
 
 /// Stable error codes of API.md. The HTTP status is a function of the code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,32 +216,66 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
     if crate::db::is_retryable(e) {
         return ApiError::retry(format!("transient conflict: {e}"));
     }
+    if retire_if_lost(e) {
+        tracing::warn!(error = %db_cause(e), "database connection lost: the pool reconnects");
+        return ApiError::unavailable();
+    }
     if let Some(db) = e.as_db_error() {
         let code = db.code();
-        if *code == tokio_postgres::error::SqlState::QUERY_CANCELED
-            || *code == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE
-            || *code == tokio_postgres::error::SqlState::ADMIN_SHUTDOWN
-            || *code == tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW
-            || *code == tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS
-        {
-            tracing::warn!(error = %e, "database busy or going away");
+        if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::TOO_MANY_CONNECTIONS {
+            tracing::warn!(error = %e, "database busy");
             return ApiError::unavailable();
         }
-        if *code == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE
-            || *code == tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER
-        {
+        if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER {
             // Text PostgreSQL cannot hold (a NUL character) that got past the checks: the request's fault.
             return ApiError::new(ErrorCode::InvalidRequest, "the request holds text with a NUL character");
         }
         let context = format!("unexpected database error (SQLSTATE {}, constraint {:?})", code.code(), db.constraint());
         return ApiError::internal_because(context, e);
     }
-    if e.is_closed() || e.to_string().contains("timed out") || e.to_string().contains("connect") {
+    if e.to_string().contains("timed out") || e.to_string().contains("connect") {
         tracing::warn!(error = %e, "database unreachable");
         return ApiError::unavailable();
     }
     tracing::error!(error = %e, "database error");
     ApiError::new(ErrorCode::Unavailable, "the database answered unexpectedly; retry later")
+}
+
+/// What the log says of a database error: the driver's `Display` of a server error is only "db
+/// error", so the server's message and SQLSTATE are added.
+pub fn db_cause(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// SQLSTATEs that say this connection no longer reaches a writable primary: the server is a
+/// standby now or read-only (`25006`, what a demoted primary answers), it terminated the session
+/// (`57P01` admin shutdown or `pg_terminate_backend`, `57P02` crash of another backend), it is
+/// starting or stopping (`57P03`), or the connection itself failed (class `08`).
+const LOST_CONNECTION_STATES: [SqlState; 4] =
+    [SqlState::READ_ONLY_SQL_TRANSACTION, SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
+
+/// If `e` is a lost connection, the pool's connections opened before now are retired: the server
+/// went away or stopped being the primary (a failover), so the pool reconnects, to the new primary
+/// where the URL names several hosts with `target_session_attrs=read-write`. Every path that meets
+/// a database error and keeps running (requests through [`classify_db_error`], background jobs)
+/// calls this, or a job alone could keep meeting a demoted primary's sessions.
+pub fn retire_if_lost(e: &tokio_postgres::Error) -> bool {
+    let lost = is_lost_connection(e);
+    if lost {
+        crate::db::connection_lost();
+    }
+    lost
+}
+
+/// Is `e` a lost connection (see [`LOST_CONNECTION_STATES`]), or a closed or broken socket?
+pub fn is_lost_connection(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(code) => LOST_CONNECTION_STATES.contains(code) || code.code().starts_with("08"),
+        None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ pub mod setup;
 pub mod status;
 pub mod verify;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
@@ -252,13 +253,38 @@ async fn set_statuses<S: ToSql + Sync>(
     Ok(())
 }
 
-/// A pool whose waits are bounded by `timeout`, so a lost database answers 503 quickly.
+/// When a connection was last found lost (`error::is_lost_connection`: a failover, a terminated
+/// backend, a primary turned read-only). Per process, not per pool: one process talks to one
+/// database, and a test process's other pools only reconnect once more than they need to.
+static LAST_LOST_CONNECTION: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Records that a connection was lost now: every pooled connection opened before this is dropped
+/// instead of handed out again. Closed sockets would be caught by deadpool's `is_closed()` check
+/// anyway, but a demoted primary keeps its sessions open, answering `25006` to every write, and
+/// so do the other sessions to a server whose neighbours were terminated: none of them is trusted.
+pub fn connection_lost() {
+    *LAST_LOST_CONNECTION.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+}
+
+fn opened_before_a_lost_connection(created: Instant) -> bool {
+    LAST_LOST_CONNECTION.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|lost| created <= lost)
+}
+
+/// A pool whose waits are bounded by `timeout`, so a lost database answers 503 quickly. A
+/// connection opened before the last lost one (see [`connection_lost`]) is never handed out again:
+/// the pool opens a new one, on the first host of the URL that takes writes.
 pub fn make_pool(mut pg: tokio_postgres::Config, size: usize, timeout: Duration, statement_timeout: Duration) -> anyhow::Result<Pool> {
     pg.connect_timeout(timeout);
     pg.options(format!("-c statement_timeout={} -c lock_timeout={}", statement_timeout.as_millis(), statement_timeout.as_millis()));
     pg.application_name("creditphone");
     let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
+        .pre_recycle(Hook::sync_fn(|_, metrics| {
+            if opened_before_a_lost_connection(metrics.created) {
+                return Err(HookError::message("opened before a lost connection"));
+            }
+            Ok(())
+        }))
         .max_size(size)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))

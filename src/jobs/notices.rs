@@ -165,10 +165,18 @@ struct Worker {
 
 #[derive(Debug, thiserror::Error)]
 enum Error {
-    #[error("database: {0}")]
-    Db(#[from] tokio_postgres::Error),
+    #[error("database: {}", crate::error::db_cause(.0))]
+    Db(tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl From<tokio_postgres::Error> for Error {
+    /// Delivery alone (no requests coming in) must notice a failover too.
+    fn from(e: tokio_postgres::Error) -> Self {
+        crate::error::retire_if_lost(&e);
+        Error::Db(e)
+    }
 }
 
 /// Committed notices get their read order (also while every worker is busy).
