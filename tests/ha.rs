@@ -9,7 +9,7 @@
 //! first_2xx_after_s_max` (and per failover figures); docs/RELIABILITY.md keeps them.
 //!
 //! `reliability/ha` runs it (`cargo test --test ha -- --nocapture`); so does plain `cargo test`
-//! (about 30-40 s on 2 cores). Either installs Debian's `patroni` and `etcd-server` first when
+//! (40-80 s on 2 shared cores). Either installs Debian's `patroni` and `etcd-server` first when
 //! missing (`reliability/ha install`: apt-get, through sudo unless root).
 
 mod common;
