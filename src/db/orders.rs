@@ -3,7 +3,7 @@
 use super::Db;
 use super::Tx;
 use crate::domain::money::Amount;
-use crate::domain::status::{HoldStatus, OrderStatus};
+use crate::domain::status::{HoldStatus, OrderStatus, VoidReason};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -368,6 +368,9 @@ pub struct Hold {
     /// active, closed or voided.
     #[schema(value_type = String)]
     pub status: HoldStatus,
+    /// Why the hold was voided (API.md §12); `null` unless voided.
+    #[schema(value_type = Option<String>)]
+    pub void_reason: Option<VoidReason>,
 }
 
 impl Hold {
@@ -382,7 +385,7 @@ impl Hold {
 }
 
 const HOLD_COLUMNS: &str =
-    "id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen, status";
+    "id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen, status, void_reason";
 
 fn hold(r: &Row) -> Hold {
     let h = Hold {
@@ -396,6 +399,7 @@ fn hold(r: &Row) -> Hold {
         voided: Amount::from_fen(r.get("voided_fen")),
         remaining: Amount::from_fen(r.get("remaining_fen")),
         status: r.get("status"),
+        void_reason: r.get("void_reason"),
     };
     h.assert_balanced();
     h
@@ -439,6 +443,8 @@ pub struct HoldChange {
     pub converted_fen: i64,
     pub voided_fen: i64,
     pub remaining_after_fen: i64,
+    /// Why it is voided, when `voided_fen` is not zero (sql/V19: a voided hold has a reason).
+    pub void_reason: Option<VoidReason>,
 }
 
 /// Takes each change out of its hold's remaining in one statement (the holds are locked already,
@@ -452,17 +458,19 @@ pub async fn take_from_holds(tx: &Tx<'_>, changes: &BTreeMap<String, HoldChange>
     let released: Vec<i64> = changes.values().map(|h| h.released_fen).collect();
     let converted: Vec<i64> = changes.values().map(|h| h.converted_fen).collect();
     let voided: Vec<i64> = changes.values().map(|h| h.voided_fen).collect();
+    let reasons: Vec<Option<VoidReason>> = changes.values().map(|h| h.void_reason).collect();
     let rows = tx
         .query(
             &format!(
                 "UPDATE holds h SET released_fen = released_fen + t.r, converted_fen = converted_fen + t.c, voided_fen = voided_fen + t.v,
                      remaining_fen = remaining_fen - t.r - t.c - t.v,
                      status = CASE WHEN t.v > 0 THEN 'voided' WHEN remaining_fen - t.r - t.c - t.v = 0 THEN 'closed' ELSE status END,
+                     void_reason = CASE WHEN t.v > 0 THEN t.why ELSE void_reason END,
                      updated_at = now()
-                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS t(hold_id, r, c, v) WHERE h.id = t.hold_id
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[]) AS t(hold_id, r, c, v, why) WHERE h.id = t.hold_id
                  RETURNING {HOLD_COLUMNS}"
             ),
-            &[&ids, &released, &converted, &voided],
+            &[&ids, &released, &converted, &voided, &reasons],
         )
         .await?;
     assert_eq!(rows.len(), ids.len(), "every hold changed was written");
@@ -472,6 +480,7 @@ pub async fn take_from_holds(tx: &Tx<'_>, changes: &BTreeMap<String, HoldChange>
         assert_eq!(h.credit_line_id, change.line_id, "hold {id}'s change moves its own credit line");
         assert_eq!(h.remaining.fen(), change.remaining_after_fen, "hold {id} keeps the remaining its change computed");
         assert!(change.voided_fen == 0 || (h.remaining.is_zero() && h.status == HoldStatus::Voided), "a voided hold is voided to zero");
+        assert!(change.voided_fen == 0 || h.void_reason == change.void_reason, "a voided hold keeps the reason it was voided for");
     }
     Ok(written)
 }

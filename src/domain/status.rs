@@ -137,6 +137,23 @@ statuses! {
         /// Its recipient has no webhook URL: it reads the notice from its feed.
         PullOnly = "pull_only",
     }
+
+    /// Why a hold was voided (API.md §12): every voided hold has one, every `hold.voided` notice
+    /// says it as `data.reason`.
+    VoidReason ("void reason") {
+        /// The owner (or admin) cancelled the unfunded order.
+        Cancelled = "cancelled",
+        /// The bank's funding decision was a rejection.
+        Rejected = "rejected",
+        /// Nobody funded the order before its funding deadline.
+        Expired = "expired",
+        /// The provider declined to freeze the line.
+        Declined = "declined",
+        /// The provider did not confirm before the hold's confirm deadline.
+        ConfirmationTimeout = "confirmation_timeout",
+        /// The device was returned (API.md §13).
+        Returned = "returned",
+    }
 }
 
 impl From<PlanStatus> for OrderStatus {
@@ -195,6 +212,7 @@ mod tests {
         agree(LineReading::ALL, LineReading::NAMES);
         agree(InstallmentStatus::ALL, InstallmentStatus::NAMES);
         agree(NoticeState::ALL, NoticeState::NAMES);
+        agree(VoidReason::ALL, VoidReason::NAMES);
     }
 
     #[test]
@@ -207,6 +225,8 @@ mod tests {
         assert_eq!(LineReading::NAMES, ["active", "frozen", "closed", "expired"]);
         assert_eq!(InstallmentStatus::NAMES, ["pending", "overdue", "paid", "waived"]);
         assert_eq!(NoticeState::NAMES, ["pending", "delivered", "dead", "pull_only"]);
+        // API.md §12 and the CHECK of sql/V19__void_reason.sql.
+        assert_eq!(VoidReason::NAMES, ["cancelled", "rejected", "expired", "declined", "confirmation_timeout", "returned"]);
         let err = "active ".parse::<OrderStatus>().unwrap_err();
         assert_eq!(err.to_string(), "\"active \" names no order status");
     }

@@ -9,7 +9,7 @@ use crate::db::notices::record;
 use crate::db::orders::{self as orders_db, Hold, Order};
 use crate::db::{Tx, business_days};
 use crate::domain::notice::{InstallmentOverdue, Notice, OrderExpired, Recipient};
-use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus};
+use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus, VoidReason};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use chrono::NaiveDate;
 use deadpool_postgres::Pool;
@@ -162,7 +162,7 @@ async fn expire_chunk(tx: &Tx<'_>, orders: &[Order], date: NaiveDate) -> ApiResu
         let hold = holds.get(&order.hold_id).ok_or_else(|| {
             ApiError::internal_because("Failed to expire an order", format!("order {} has no hold {}", order.id, order.hold_id))
         })?;
-        fx.void(order, hold, "exposure.released", date);
+        fx.void(order, hold, VoidReason::Expired, "exposure.released", date);
     }
     let mut applied = fx.apply(tx).await?;
     let mut notices = Vec::with_capacity(orders.len() * 3);
@@ -172,7 +172,7 @@ async fn expire_chunk(tx: &Tx<'_>, orders: &[Order], date: NaiveDate) -> ApiResu
         let refs = OrderRefs::of_order(&order);
         let expired = OrderExpired { amount: order.principal, principal: order.principal };
         notices.push(Notice::OrderExpired(refs.about(Recipient::Bank(order.bank_id.clone()), expired)));
-        notices.push(super::orders::hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided));
+        notices.push(super::orders::hold_voided(&refs, &hold));
         notices.push(super::orders::order_updated(&refs, &order));
     }
     Ok(notices)

@@ -20,7 +20,7 @@ use crate::domain::notice::{About, FundingRequested, HoldMoved, Notice, OrderCan
 use crate::domain::partner::IneligibleReason;
 use crate::domain::placement::{self, BankFacts, Decision, LineFacts, PartnerFacts, Placement, PricedOrder, Refusal};
 use crate::domain::schedule::{Pricing, ScheduledInstallment, build_schedule, total_repayable};
-use crate::domain::status::{HoldStatus, OrderStatus};
+use crate::domain::status::{HoldStatus, OrderStatus, VoidReason};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
@@ -232,11 +232,18 @@ pub fn order_updated(refs: &OrderRefs, o: &Order) -> Notice {
     Notice::order_updated(refs, owner_of(o), &o.out_order_no, o.status)
 }
 
-/// A `hold.*` notice (`kind`: `Notice::HoldVoided`…) to the hold's provider: `amount` moved,
+/// A `hold.*` notice (`kind`: `Notice::HoldPlaced`…) to the hold's provider: `amount` moved,
 /// `remaining` left.
 pub fn hold_notice(kind: fn(About<HoldMoved>) -> Notice, refs: &OrderRefs, h: &Hold, amount: Amount) -> Notice {
     assert_eq!((&refs.hold_id, &refs.order_id), (&h.id, &h.order_id), "the refs are this hold's");
     kind(Notice::hold_moved(refs, &h.provider_id, amount, h.remaining))
+}
+
+/// `hold.voided` to the hold's provider, the hold as voided: its reason is the one it was voided for.
+pub fn hold_voided(refs: &OrderRefs, h: &Hold) -> Notice {
+    assert_eq!((&refs.hold_id, &refs.order_id), (&h.id, &h.order_id), "the refs are this hold's");
+    let reason = h.void_reason.expect("a voided hold has its reason (sql/V19: holds_voided_with_reason)");
+    Notice::hold_voided(refs, &h.provider_id, h.voided, reason)
 }
 
 // ---------- placing an order ----------
@@ -667,10 +674,10 @@ pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &s
 
 /// Voids what is left of the hold and frees the bank's exposure: cancellation, rejection, expiry.
 /// Written through [`Effects`] like every balance change; answers the hold as written.
-pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: NaiveDate) -> ApiResult<Hold> {
+pub async fn unwind(tx: &Tx<'_>, order: &Order, reason: VoidReason, kind: &'static str, booked_on: NaiveDate) -> ApiResult<Hold> {
     let before = orders_db::lock_hold(tx, &order.hold_id).await?;
     let mut fx = Effects::default();
-    fx.void(order, &before, kind, booked_on);
+    fx.void(order, &before, reason, kind, booked_on);
     let mut applied = fx.apply(tx).await?;
     let hold = applied.holds.remove(&before.id).expect("apply wrote the hold it voided");
     assert!(hold.remaining.is_zero() && hold.status == HoldStatus::Voided, "an unwound hold is voided to zero");
@@ -711,7 +718,7 @@ pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &Idempo
             }
             let today = state.clock.today();
             let booked_on = db::business_days::booking_date(tx, today).await?;
-            let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
+            let hold = unwind(tx, &order, VoidReason::Cancelled, "exposure.released", booked_on).await?;
             let order = orders_db::set_status(tx, id, OrderStatus::Cancelled, reason.as_deref(), Some(today)).await?;
             let refs = OrderRefs::of_order(&order);
             record(
@@ -721,7 +728,7 @@ pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &Idempo
                         Recipient::Bank(order.bank_id.clone()),
                         OrderCancelled { amount: order.principal, reason: order.reason.clone() },
                     )),
-                    hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided),
+                    hold_voided(&refs, &hold),
                     order_updated(&refs, &order),
                 ],
             )
@@ -852,9 +859,9 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
 
 async fn reject(tx: &Tx<'_>, order: Order, reason: &str, today: NaiveDate) -> ApiResult<(StatusCode, OrderView)> {
     let booked_on = db::business_days::booking_date(tx, today).await?;
-    let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
+    let hold = unwind(tx, &order, VoidReason::Rejected, "exposure.released", booked_on).await?;
     let order = orders_db::set_status(tx, &order.id, OrderStatus::Rejected, Some(reason), Some(today)).await?;
     let refs = OrderRefs::of_order(&order);
-    record(tx, &[hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided), order_updated(&refs, &order)]).await?;
+    record(tx, &[hold_voided(&refs, &hold), order_updated(&refs, &order)]).await?;
     Ok((StatusCode::OK, load_view(tx, order).await?))
 }
