@@ -144,7 +144,7 @@ async fn stripes(c: &impl Db) -> Result<Vec<StripeRow>, tokio_postgres::Error> {
         .query(
             "SELECT s.bank_id, s.stripe, s.used_fen,
                     coalesce((SELECT sum(principal_fen) FROM orders o
-                              WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND o.status = 'awaiting_funding'), 0)::int8
+                              WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND o.status IN ('awaiting_funding', 'awaiting_hold_confirmation')), 0)::int8
                   + coalesce((SELECT sum(i.principal_fen - i.paid_principal_fen) FROM orders o JOIN plans p ON p.order_id = o.id
                               JOIN installments i ON i.plan_id = p.id
                               WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND p.status IN ('active', 'defaulted')), 0)::int8

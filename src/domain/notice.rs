@@ -177,6 +177,15 @@ pub struct HoldMoved {
     pub remaining: Amount,
 }
 
+/// `hold.requested` (API.md §12): the provider must confirm (or decline) freezing `amount` before
+/// `confirm_deadline`; `consent` is the order's evidence of the customer's consent, if any.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldRequested {
+    pub amount: Amount,
+    pub confirm_deadline: DateTime<Utc>,
+    pub consent: Option<Value>,
+}
+
 /// `hold.voided`: `amount` voided, `remaining` left (zero), and why (API.md §12): the provider's
 /// instruction to unfreeze.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -308,6 +317,7 @@ notices! {
     HoldConverted(HoldConverted) = "hold.converted" to Provider;
     HoldVoided(HoldVoided) = "hold.voided" to Provider;
     OrderUpdated(OrderUpdated) = "order.updated" to Seller;
+    HoldRequested(HoldRequested) = "hold.requested" to Provider;
 }
 
 impl Notice {
@@ -383,6 +393,20 @@ mod tests {
         let deadline: DateTime<Utc> = "2027-01-07T04:00:00Z".parse().unwrap();
         let provider = || Recipient::Provider("wld".into());
         let cases: Vec<(Notice, (&str, &str), &Value, Value)> = vec![
+            (
+                Notice::HoldRequested(unfunded().about(
+                    Recipient::Provider("wld".into()),
+                    HoldRequested {
+                        amount: a("3300.46"),
+                        confirm_deadline: deadline,
+                        consent: Some(json!({"method": "provider_app", "reference": "c-1"})),
+                    },
+                )),
+                ("provider", "wld"),
+                &unfunded_ids,
+                json!({ "amount": "3300.46", "confirm_deadline": "2027-01-07T04:00:00Z",
+                        "consent": {"method": "provider_app", "reference": "c-1"} }),
+            ),
             (
                 Notice::FundingRequested(unfunded().about(
                     bank(),
@@ -557,6 +581,7 @@ mod tests {
                 "hold.converted",
                 "hold.placed",
                 "hold.released",
+                "hold.requested",
                 "hold.voided",
                 "installment.overdue",
                 "order.cancelled",

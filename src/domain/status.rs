@@ -82,6 +82,9 @@ statuses! {
         Cancelled = "cancelled",
         Rejected = "rejected",
         Expired = "expired",
+        /// v2 (API.md §12): placed on a line whose provider must confirm the hold first; not
+        /// yet shown to its bank.
+        AwaitingHoldConfirmation = "awaiting_hold_confirmation",
     }
 
     /// An installment plan's status (API.md §5).
@@ -97,6 +100,9 @@ statuses! {
         Active = "active",
         Closed = "closed",
         Voided = "voided",
+        /// v2 (API.md §12): placed, counted in its line's held, awaiting its provider's
+        /// confirmation until its `confirm_deadline`.
+        Pending = "pending",
     }
 
     /// A credit line's status as its provider registers it and the database keeps it (API.md §3);
@@ -153,6 +159,22 @@ statuses! {
         ConfirmationTimeout = "confirmation_timeout",
         /// The device was returned (API.md §13).
         Returned = "returned",
+    }
+
+    /// Whether a provider confirms each hold on its side before it counts as placed (API.md §12).
+    HoldConfirmation ("hold confirmation mode") {
+        /// Version 1: the hold is placed when the order's transaction commits.
+        None = "none",
+        /// The hold stays `pending` until the provider confirms it.
+        Required = "required",
+    }
+
+    /// Why a provider declined a pending hold (API.md §12).
+    DeclineReason ("decline reason") {
+        CustomerDeclined = "customer_declined",
+        RiskRefused = "risk_refused",
+        InsufficientLimit = "insufficient_limit",
+        Other = "other",
     }
 }
 
@@ -213,14 +235,19 @@ mod tests {
         agree(InstallmentStatus::ALL, InstallmentStatus::NAMES);
         agree(NoticeState::ALL, NoticeState::NAMES);
         agree(VoidReason::ALL, VoidReason::NAMES);
+        agree(HoldConfirmation::ALL, HoldConfirmation::NAMES);
+        agree(DeclineReason::ALL, DeclineReason::NAMES);
     }
 
     #[test]
     fn the_texts_are_those_of_the_contract_and_the_schema() {
         // API.md §3-§7 and the CHECK constraints of sql/V2__origination.sql.
-        assert_eq!(OrderStatus::NAMES, ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired"]);
+        assert_eq!(
+            OrderStatus::NAMES,
+            ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired", "awaiting_hold_confirmation"]
+        );
         assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted"]);
-        assert_eq!(HoldStatus::NAMES, ["active", "closed", "voided"]);
+        assert_eq!(HoldStatus::NAMES, ["active", "closed", "voided", "pending"]);
         assert_eq!(LineStatus::NAMES, ["active", "frozen", "closed"]);
         assert_eq!(LineReading::NAMES, ["active", "frozen", "closed", "expired"]);
         assert_eq!(InstallmentStatus::NAMES, ["pending", "overdue", "paid", "waived"]);
