@@ -476,3 +476,21 @@ async fn many_pending_orders_on_one_line_never_over_hold_it() {
     assert_eq!((s(&line["held"]), s(&line["held_pending"]), s(&line["available"])), ("9901.38", "9901.38", "98.62"));
     w.admin.verify_ok().await;
 }
+
+// ---------- the ledger check (API.md §12) ----------
+
+#[actix_web::test]
+async fn verify_checks_pending_holds_and_voids_by_reason() {
+    let app = TestApp::start_with(|s| s.holds.confirmation_sweep_secs = 0).await;
+    let w = confirming(&app, json!({})).await;
+    let (a, b) = (order(&w, 1).await, order(&w, 2).await);
+    w.provider().decline_hold(s(&a["hold"]["id"]), "risk_refused").await.expect(200);
+    w.admin.verify_ok().await;
+    let db = app.db().await;
+    db.execute("UPDATE orders SET reason = 'bank said no' WHERE id = $1", &[&s(&a["id"])]).await.unwrap();
+    db.execute("UPDATE orders SET status = 'awaiting_funding' WHERE id = $1", &[&s(&b["id"])]).await.unwrap();
+    let v = w.admin.get("/v1/admin/ledger/verify").await.expect(200);
+    let rules: Vec<(&str, &str)> = v["violations"].as_array().unwrap().iter().map(|x| (s(&x["rule"]), s(&x["object_id"]))).collect();
+    assert!(rules.contains(&("hold_void_reason_matches_order", s(&a["hold"]["id"]))), "{v}");
+    assert!(rules.contains(&("hold_pending_with_its_order", s(&b["hold"]["id"]))), "{v}");
+}

@@ -98,3 +98,45 @@ pub async fn held_pending(c: &impl Db, line_id: &str) -> Result<i64, tokio_postg
 pub async fn try_sweep_lock(tx: &Tx<'_>) -> Result<bool, tokio_postgres::Error> {
     Ok(tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&super::lock_keys::CONFIRMATION_SWEEP]).await?.get(0))
 }
+
+/// A hold with what its order says of it, for the ledger check of confirmations and voids.
+pub struct HoldOrderRow {
+    pub hold_id: String,
+    pub hold_status: String,
+    pub void_reason: Option<String>,
+    /// released, converted and voided are all zero, and remaining is the amount.
+    pub untouched: bool,
+    pub has_confirm_deadline: bool,
+    pub order_status: String,
+    pub order_reason: Option<String>,
+    pub order_has_funding_deadline: bool,
+}
+
+/// Every pending or voided hold, and every hold of an order awaiting confirmation, with its order
+/// (the caller holds the verify snapshot).
+pub async fn verify_rows(c: &impl Db) -> Result<Vec<HoldOrderRow>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT h.id, h.status, h.void_reason,
+                    h.released_fen = 0 AND h.converted_fen = 0 AND h.voided_fen = 0 AND h.remaining_fen = h.amount_fen,
+                    h.confirm_deadline IS NOT NULL, o.status, o.reason, o.funding_deadline IS NOT NULL
+             FROM holds h JOIN orders o ON o.id = h.order_id
+             WHERE h.status IN ('pending', 'voided') OR o.status = 'awaiting_hold_confirmation'
+             ORDER BY h.id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| HoldOrderRow {
+            hold_id: r.get(0),
+            hold_status: r.get(1),
+            void_reason: r.get(2),
+            untouched: r.get(3),
+            has_confirm_deadline: r.get(4),
+            order_status: r.get(5),
+            order_reason: r.get(6),
+            order_has_funding_deadline: r.get(7),
+        })
+        .collect())
+}

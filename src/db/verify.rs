@@ -67,6 +67,8 @@ pub struct Books {
     pub plans: Vec<PlanRow>,
     pub stripes: Vec<StripeRow>,
     pub banks: Vec<BankRow>,
+    /// v2 (API.md §12): pending and voided holds with their orders.
+    pub confirmations: Vec<super::holds::HoldOrderRow>,
 }
 
 /// Reads the books (the caller holds a read-only repeatable-read transaction).
@@ -87,6 +89,7 @@ pub async fn load(c: &impl Db) -> Result<Books, tokio_postgres::Error> {
         plans: plans(c).await?,
         stripes: stripes(c).await?,
         banks: banks(c).await?,
+        confirmations: super::holds::verify_rows(c).await?,
     })
 }
 
