@@ -293,6 +293,7 @@ async fn only_the_holds_provider_acts_on_it_and_bad_bodies_are_refused() {
     let w = spec.build(&app).await;
     let o = order(&w, 1).await;
     let hid = s(&o["hold"]["id"]).to_string();
+    let before = (w.provider().line(w.line()).await.expect(200), w.admin.get("/v1/admin/banks/bk").await.expect(200));
     let path = format!("/v1/holds/{hid}/confirm");
     let body = json!({"amount": HOLD, "provider_order_no": "W-1"});
     w.key("ant").post(&path, body.clone()).await.expect_err(404, "not_found");
@@ -308,6 +309,9 @@ async fn only_the_holds_provider_acts_on_it_and_bad_bodies_are_refused() {
     w.provider().post(&format!("/v1/holds/{hid}/decline"), json!({"reason": "other", "x": 1})).await.expect_err(422, "invalid_request");
     let read = w.store().order(s(&o["id"])).await.expect(200);
     assert_eq!((s(&read["status"]), s(&read["hold"]["status"])), ("awaiting_hold_confirmation", "pending"), "refusals change nothing");
+    let after = (w.provider().line(w.line()).await.expect(200), w.admin.get("/v1/admin/banks/bk").await.expect(200));
+    assert_eq!(after, before, "the line's and the bank's balances are untouched");
+    assert_eq!(types(&w.provider().notices().await), ["hold.requested"]);
     w.admin.verify_ok().await;
 }
 
@@ -493,4 +497,28 @@ async fn verify_checks_pending_holds_and_voids_by_reason() {
     let rules: Vec<(&str, &str)> = v["violations"].as_array().unwrap().iter().map(|x| (s(&x["rule"]), s(&x["object_id"]))).collect();
     assert!(rules.contains(&("hold_void_reason_matches_order", s(&a["hold"]["id"]))), "{v}");
     assert!(rules.contains(&("hold_pending_with_its_order", s(&b["hold"]["id"]))), "{v}");
+}
+
+#[actix_web::test]
+async fn a_decline_and_an_acknowledgement_replay_their_answers() {
+    let app = TestApp::start_with(|s| s.holds.confirmation_sweep_secs = 0).await;
+    let w = confirming(&app, json!({})).await;
+    let (a, b) = (order(&w, 1).await, order(&w, 2).await);
+    let ack = format!("/v1/holds/{}/acknowledge", s(&a["hold"]["id"]));
+    let body = json!({"sign_url": "https://wld.example/a", "provider_order_no": "W-1"});
+    let first = w.provider().post_idem(&ack, body.clone(), "a1").await.expect(200);
+    let again = w.provider().post_idem(&ack, body, "a1").await;
+    assert_eq!((again.status, again.header("Idempotent-Replayed"), &again.body), (200, Some("true"), &first));
+    let decline = format!("/v1/holds/{}/decline", s(&b["hold"]["id"]));
+    let first = w.provider().post_idem(&decline, json!({"reason": "customer_declined"}), "d1").await.expect(200);
+    let again = w.provider().post_idem(&decline, json!({"reason": "customer_declined"}), "d1").await;
+    assert_eq!((again.status, again.header("Idempotent-Replayed"), &again.body), (200, Some("true"), &first));
+    w.provider().post_idem(&decline, json!({"reason": "other"}), "d1").await.expect_err(422, "idempotency_key_reused");
+    // A second decline with a new key is a state refusal, stored and replayed like any answer.
+    let refused = w.provider().post_idem(&decline, json!({"reason": "other"}), "d2").await;
+    refused.expect_err(409, "invalid_state");
+    let replayed = w.provider().post_idem(&decline, json!({"reason": "other"}), "d2").await;
+    assert_eq!((replayed.status, replayed.header("Idempotent-Replayed")), (409, Some("true")));
+    assert_eq!(voided_notices(w.provider()).await.len(), 1, "one decline, one hold.voided");
+    w.admin.verify_ok().await;
 }

@@ -7,6 +7,14 @@ use super::orders::{HOLD_COLUMNS, Hold, hold};
 use super::{Db, Tx};
 use crate::domain::status::DeclineReason;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// The confirmation timeout of every provider that requires confirming holds: few rows (one per
+/// provider), read in placement's first round trip so the placement takes no other.
+pub async fn confirming_providers(c: &impl Db) -> Result<HashMap<String, i32>, tokio_postgres::Error> {
+    let rows = c.query("SELECT id, hold_confirmation_timeout_minutes FROM providers WHERE hold_confirmation = 'required'", &[]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
 
 /// The pending holds whose deadline is before `cutoff`, oldest deadline first, at most `limit`:
 /// what a sweep times out. Read without locks; each is locked and checked again.

@@ -96,7 +96,7 @@ mod tests {
         /// owes nothing: refunded + waived + unpaid principal = everything the plan owed.
         #[test]
         fn a_return_leaves_nothing_owed_and_nothing_kept(
-            principal_fen in 1_00_i64..=10_000_000_00,
+            principal_fen in 100_i64..=1_000_000_000, // 1.00 to 10,000,000.00 yuan
             term_months in 1_u32..=36,
             rate_bp in 0_i64..=3600,
             fee_pricing in any::<bool>(),

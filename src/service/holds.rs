@@ -15,7 +15,7 @@ use crate::db::{self, Tx, holds as holds_db};
 use crate::domain::dates::SHANGHAI;
 use crate::domain::money::Amount;
 use crate::domain::notice::{FundingRequested, Notice, Recipient};
-use crate::domain::status::{DeclineReason, HoldConfirmation, HoldStatus, OrderStatus, VoidReason};
+use crate::domain::status::{DeclineReason, HoldStatus, OrderStatus, VoidReason};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
@@ -27,16 +27,11 @@ use serde_json::json;
 /// reconciliation reports, since nothing of a pending hold appears there (API.md §12).
 pub const UNCONFIRMED_RELEASE: &str = "exposure.unconfirmed_released";
 
-/// The `confirm_deadline` of a hold placed `now` on a line of `provider_id`: `None` unless the
-/// provider requires confirmation.
-pub async fn confirm_deadline(tx: &Tx<'_>, provider_id: &str, now: DateTime<Utc>) -> ApiResult<Option<DateTime<Utc>>> {
-    // credit_lines.provider_id references providers: a line's provider exists.
-    let provider = db::setup::get_provider(tx, provider_id).await?.ok_or_else(|| {
-        ApiError::internal_because("Failed to place an order", format!("the line's provider {provider_id} does not exist"))
-    })?;
+/// The `confirm_deadline` of a hold placed `now` on a line whose provider requires confirmation
+/// within `timeout_minutes` (`None`: it does not).
+pub fn confirm_deadline(timeout_minutes: Option<i32>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     // To the microsecond, as PostgreSQL keeps it: the deadline notified is the one stored.
-    Ok((provider.hold_confirmation == HoldConfirmation::Required)
-        .then(|| (now + chrono::Duration::minutes(i64::from(provider.hold_confirmation_timeout_minutes))).trunc_subsecs(6)))
+    timeout_minutes.map(|m| (now + chrono::Duration::minutes(i64::from(m))).trunc_subsecs(6))
 }
 
 /// Is the hold pending and past its deadline at `now` (API.md §12: "past `confirm_deadline` a

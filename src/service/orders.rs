@@ -307,7 +307,7 @@ async fn place_in(
     let decision = decide_placement(state, &loaded, r, &region, &customer.phone_hash, funding_deadline)?;
     let (bank_id, exposure_stripe) = reserve(tx, &loaded.routing, &decision.banks, loaded.principal).await?;
     let line = &loaded.lines[decision.line];
-    let confirm_deadline = super::holds::confirm_deadline(tx, &line.provider_id, now).await?;
+    let confirm_deadline = super::holds::confirm_deadline(loaded.confirming.get(&line.provider_id).copied(), now);
     let placing = Placing {
         r,
         owner_scope,
@@ -339,6 +339,8 @@ struct Loaded {
     booked_on: NaiveDate,
     /// All the customer's lines, locked.
     lines: Vec<CreditLine>,
+    /// The confirmation timeout of each provider that requires confirming holds (API.md §12).
+    confirming: std::collections::HashMap<String, i32>,
 }
 
 /// Every independent read in one pipelined round trip, the customer's lines locked with them (all
@@ -359,13 +361,14 @@ async fn load(
             _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
         })
     };
-    let (taken, product, seller, routing, booked_on, lines) = futures_util::try_join!(
+    let (taken, product, seller, routing, booked_on, lines, confirming) = futures_util::try_join!(
         orders_db::out_order_no_taken(tx, owner_scope, &r.out_order_no),
         setup_db::get_product(tx, &r.product_id),
         seller,
         banks::routing_order(tx),
         db::business_days::booking_date(tx, created_on),
         credit_lines::lock_customer_lines(tx, id_hash),
+        db::holds::confirming_providers(tx),
     )?;
     if taken {
         return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
@@ -375,7 +378,7 @@ async fn load(
     let priced = price(&product, r.term_months, principal, created_on)?;
     let principal = principal.expect("price() refuses a missing principal");
     let seller = seller.ok_or_else(ApiError::forbidden)?;
-    Ok(Loaded { product, priced, principal, seller, routing, booked_on, lines })
+    Ok(Loaded { product, priced, principal, seller, routing, booked_on, lines, confirming })
 }
 
 /// The order's region: a store's own, the one a partner's order names.
