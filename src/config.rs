@@ -42,6 +42,26 @@ pub struct Settings {
     pub eod: EodSettings,
     pub notices: NoticeSettings,
     pub log: LogSettings,
+    /// v2 (API.md §12); absent from an older configuration file: the defaults.
+    #[serde(default)]
+    pub holds: HoldSettings,
+}
+
+/// The provider's confirmation of each hold (API.md §12).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldSettings {
+    /// Seconds between two sweeps timing out pending holds past their deadline; 0 turns the sweep
+    /// off (end of day still times them out).
+    pub confirmation_sweep_secs: u64,
+    /// Pending holds one sweep times out at most (one transaction); the next sweep takes the rest.
+    pub confirmation_sweep_batch: i64,
+}
+
+impl Default for HoldSettings {
+    fn default() -> HoldSettings {
+        HoldSettings { confirmation_sweep_secs: 30, confirmation_sweep_batch: 500 }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -249,6 +269,7 @@ impl Settings {
         anyhow::ensure!(self.idempotency.retention_days >= 7, "idempotency.retention_days must be at least 7");
         anyhow::ensure!(self.database.pool_size >= 1 && self.database.pool_size <= 1000, "database.pool_size must be 1-1000");
         anyhow::ensure!(self.notices.max_attempts >= 1, "notices.max_attempts must be at least 1");
+        anyhow::ensure!((1..=100_000).contains(&self.holds.confirmation_sweep_batch), "holds.confirmation_sweep_batch must be 1-100000");
         anyhow::ensure!(self.notices.timeout_secs >= 1, "notices.timeout_secs must be at least 1");
         anyhow::ensure!(
             self.notices.workers >= 1 && self.notices.per_recipient >= 1,

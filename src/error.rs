@@ -39,6 +39,10 @@ pub enum ErrorCode {
     BusinessDateRegression,
     Unavailable,
     Internal,
+    // v2, API.md §12-§13 (issue 16).
+    HoldAmountMismatch,
+    ImeiMismatch,
+    ReturnWindowClosed,
 }
 
 impl ErrorCode {
@@ -76,6 +80,9 @@ impl ErrorCode {
             BusinessDateRegression => "business_date_regression",
             Unavailable => "unavailable",
             Internal => "internal",
+            HoldAmountMismatch => "hold_amount_mismatch",
+            ImeiMismatch => "imei_mismatch",
+            ReturnWindowClosed => "return_window_closed",
         }
     }
 
@@ -96,6 +103,7 @@ impl ErrorCode {
             IdempotencyKeyInUse | AlreadyExists | InvalidState | LimitBelowExposure | BusinessDateRegression => StatusCode::CONFLICT,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            HoldAmountMismatch | ImeiMismatch | ReturnWindowClosed => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

@@ -248,6 +248,10 @@ fn table() -> Vec<Endpoint> {
         ep("GET",    "/v1/holds/{hold}",                                "",           [200, 200, 404, 404, 404, 200, 404, 200, 404, 401, 401, 401]),
         ep("GET",    "/v1/holds/{phold}",                               "",           [200, 404, 404, 200, 404, 200, 404, 200, 404, 401, 401, 401]),
         ep("GET",    "/v1/holds/hold_0000000000000000",                 "",           [404, 404, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401]),
+        // v2 §12: only the hold's provider acts on it (admin 403); these holds need no confirmation: 409.
+        ep("POST",   "/v1/holds/{hold}/acknowledge",                    "ack",        [403, 403, 403, 403, 403, 403, 403, 409, 404, 401, 401, 401]),
+        ep("POST",   "/v1/holds/{hold}/confirm",                        "confirm",    [403, 403, 403, 403, 403, 403, 403, 409, 404, 401, 401, 401]),
+        ep("POST",   "/v1/holds/{hold}/decline",                        "decline",    [403, 403, 403, 403, 403, 403, 403, 409, 404, 401, 401, 401]),
         // ---- quotes and orders (store, partner; the order's bank) ----
         ep("POST",   "/v1/quotes",                                      "quote",      [403, 200, 200, 200, 200, 403, 403, 403, 403, 401, 401, 401]),
         ep("POST",   "/v1/orders",                                      "order",      [403, 201, 201, 201, 201, 403, 403, 403, 403, 401, 401, 401]),
@@ -426,6 +430,9 @@ impl Fixture {
             "repay" => json!({"amount": "10", "paid_on": today, "reference": format!("R-{who:?}")}),
             "accelerate" => json!({"as_of": today, "reason": "fraud"}),
             "eod" => json!({"business_date": (self::today() - chrono::Duration::days(1)).to_string()}),
+            "ack" => json!({"sign_url": "https://pv.example/sign"}),
+            "confirm" => json!({"amount": "1", "provider_order_no": format!("W-{who:?}")}),
+            "decline" => json!({"reason": "other"}),
             other => panic!("no body {other}"),
         })
     }

@@ -7,6 +7,7 @@ pub mod banks;
 pub mod business_days;
 pub mod compensations;
 pub mod credit_lines;
+pub mod holds;
 pub mod idempotency;
 pub mod journal;
 pub mod notices;
@@ -40,6 +41,8 @@ pub mod lock_keys {
     pub const NOTICE_SEQUENCER: i64 = 0x6372_6564_6974_0003;
     /// Held shared by every booking, exclusively by the closing of a business date.
     pub const CLOSING: i64 = 0x6372_6564_6974_0004;
+    /// One confirmation sweep at a time (API.md §12), apart from end of day's.
+    pub const CONFIRMATION_SWEEP: i64 = 0x6372_6564_6974_0005;
 }
 
 const MIGRATION_LOCK_KEY: i64 = lock_keys::MIGRATIONS;

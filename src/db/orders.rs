@@ -3,7 +3,7 @@
 use super::Db;
 use super::Tx;
 use crate::domain::money::Amount;
-use crate::domain::status::{HoldStatus, OrderStatus};
+use crate::domain::status::{DeclineReason, HoldStatus, OrderStatus, VoidReason};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -40,7 +40,12 @@ pub struct Order {
     pub bank_id: String,
     pub exposure_stripe: i16,
     pub hold_id: String,
-    pub funding_deadline: DateTime<Utc>,
+    /// `None` while the hold awaits its provider's confirmation (API.md §12), and for ever after
+    /// when it was never confirmed: such an order was never shown to its bank.
+    pub funding_deadline: Option<DateTime<Utc>>,
+    /// The product's funding timeout when the order was placed (null on orders placed before
+    /// version 2): a confirmed order's funding deadline runs from its confirmation for this long.
+    pub funding_timeout_hours: Option<i32>,
     pub status: OrderStatus,
     pub reason: Option<String>,
     pub created_on: NaiveDate,
@@ -49,10 +54,18 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Order {
+    /// Does the order exist for its bank? Only once its hold was placed without confirmation or
+    /// confirmed, i.e. once it has a funding deadline (API.md §12).
+    pub fn shown_to_bank(&self) -> bool {
+        self.funding_deadline.is_some()
+    }
+}
+
 const ORDER_COLUMNS: &str = "id, seq, owner_scope, out_order_no, channel, store_id, partner_id, agent_id, region_code, product_id,
     term_months, pricing, rate, hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen, apr_irr,
     device_sku, imei_masked, device_price_fen, down_payment_fen, consent, credit_line_id, bank_id, exposure_stripe, hold_id,
-    funding_deadline, status, reason, created_on, decided_on, created_at, updated_at";
+    funding_deadline, funding_timeout_hours, status, reason, created_on, decided_on, created_at, updated_at";
 
 fn order(r: &Row) -> Order {
     Order {
@@ -85,6 +98,7 @@ fn order(r: &Row) -> Order {
         exposure_stripe: r.get("exposure_stripe"),
         hold_id: r.get::<_, Option<String>>("hold_id").unwrap_or_default(),
         funding_deadline: r.get("funding_deadline"),
+        funding_timeout_hours: r.get("funding_timeout_hours"),
         status: r.get("status"),
         reason: r.get("reason"),
         created_on: r.get("created_on"),
@@ -123,7 +137,9 @@ pub struct NewOrder<'a> {
     pub bank_id: &'a str,
     pub exposure_stripe: i16,
     pub hold_id: &'a str,
-    pub funding_deadline: DateTime<Utc>,
+    pub funding_deadline: Option<DateTime<Utc>>,
+    pub funding_timeout_hours: i32,
+    pub status: OrderStatus,
     pub created_on: NaiveDate,
 }
 
@@ -135,9 +151,9 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
                 "INSERT INTO orders (id, owner_scope, out_order_no, channel, store_id, partner_id, agent_id, region_code, product_id,
                      term_months, pricing, rate, hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen,
                      apr_irr, device_sku, imei_masked, device_price_fen, down_payment_fen, consent, identity_sealed, credit_line_id,
-                     bank_id, hold_id, funding_deadline, status, created_on, exposure_stripe)
+                     bank_id, hold_id, funding_deadline, status, created_on, exposure_stripe, funding_timeout_hours)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-                     $25, $26, $27, $28, 'awaiting_funding', $29, $30)
+                     $25, $26, $27, $28, $31, $29, $30, $32)
                  ON CONFLICT ON CONSTRAINT orders_out_order_no_unique DO NOTHING
                  RETURNING {ORDER_COLUMNS}"
             ),
@@ -172,6 +188,8 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
                 &o.funding_deadline,
                 &o.created_on,
                 &o.exposure_stripe,
+                &o.status,
+                &o.funding_timeout_hours,
             ],
         )
         .await?;
@@ -188,6 +206,30 @@ pub async fn get(c: &impl Db, id: &str) -> Result<Option<Order>, tokio_postgres:
 
 pub async fn lock(tx: &Tx<'_>, id: &str) -> Result<Option<Order>, tokio_postgres::Error> {
     Ok(tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"), &[&id]).await?.as_ref().map(order))
+}
+
+/// Locks an order by its hold (the order first, then the hold: the lock order of every write on an
+/// unfunded order), answering both; `None` when no such hold.
+pub async fn lock_by_hold(tx: &Tx<'_>, hold_id: &str) -> Result<Option<(Order, Hold)>, tokio_postgres::Error> {
+    let Some(row) = tx.query_opt("SELECT order_id FROM holds WHERE id = $1", &[&hold_id]).await? else { return Ok(None) };
+    let order_id: String = row.get(0);
+    let Some(order) = lock(tx, &order_id).await? else { return Ok(None) };
+    Ok(Some((order, lock_hold(tx, hold_id).await?)))
+}
+
+/// The order's funding deadline starts (its provider confirmed the hold, API.md §12): it now
+/// awaits funding and exists for its bank.
+pub async fn await_funding(tx: &Tx<'_>, id: &str, funding_deadline: DateTime<Utc>) -> Result<Order, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE orders SET status = 'awaiting_funding', funding_deadline = $2, updated_at = now()
+                 WHERE id = $1 AND status = 'awaiting_hold_confirmation' RETURNING {ORDER_COLUMNS}"
+            ),
+            &[&id, &funding_deadline],
+        )
+        .await?;
+    Ok(order(&row))
 }
 
 pub async fn sealed_identity(c: &impl Db, id: &str) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
@@ -339,7 +381,8 @@ pub async fn list(
     let (filter, who): (&str, Option<&str>) = match scope {
         Scope::All => ("true", None),
         Scope::Owner(s) => ("owner_scope = $4", Some(s)),
-        Scope::Bank(b) => ("bank_id = $4", Some(b)),
+        // An order never confirmed by its provider does not exist for its bank (API.md §12).
+        Scope::Bank(b) => ("bank_id = $4 AND funding_deadline IS NOT NULL", Some(b)),
     };
     let sql = format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE seq < $1 AND ($2::text IS NULL OR status = $2) AND {filter}
@@ -368,6 +411,18 @@ pub struct Hold {
     /// active, closed or voided.
     #[schema(value_type = String)]
     pub status: HoldStatus,
+    /// Why the hold was voided (API.md §12); `null` unless voided.
+    #[schema(value_type = Option<String>)]
+    pub void_reason: Option<VoidReason>,
+    /// v2 (API.md §12): why the provider declined it, when it did.
+    #[schema(value_type = Option<String>)]
+    pub decline_reason: Option<DeclineReason>,
+    /// v2 (API.md §12): by when a pending hold must be confirmed; null unless placed pending.
+    pub confirm_deadline: Option<DateTime<Utc>>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub provider_order_no: Option<String>,
+    /// The provider's page where the customer signs the freeze (for the POS to show as a QR code).
+    pub sign_url: Option<String>,
 }
 
 impl Hold {
@@ -381,10 +436,11 @@ impl Hold {
     }
 }
 
-const HOLD_COLUMNS: &str =
-    "id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen, status";
+pub(super) const HOLD_COLUMNS: &str =
+    "id, credit_line_id, provider_id, order_id, amount_fen, released_fen, converted_fen, voided_fen, remaining_fen, status, void_reason,
+     decline_reason, confirm_deadline, confirmed_at, provider_order_no, sign_url";
 
-fn hold(r: &Row) -> Hold {
+pub(super) fn hold(r: &Row) -> Hold {
     let h = Hold {
         id: r.get("id"),
         credit_line_id: r.get("credit_line_id"),
@@ -396,26 +452,36 @@ fn hold(r: &Row) -> Hold {
         voided: Amount::from_fen(r.get("voided_fen")),
         remaining: Amount::from_fen(r.get("remaining_fen")),
         status: r.get("status"),
+        void_reason: r.get("void_reason"),
+        decline_reason: r.get("decline_reason"),
+        confirm_deadline: r.get("confirm_deadline"),
+        confirmed_at: r.get("confirmed_at"),
+        provider_order_no: r.get("provider_order_no"),
+        sign_url: r.get("sign_url"),
     };
     h.assert_balanced();
     h
 }
 
-pub async fn insert_hold(
-    tx: &Tx<'_>,
-    id: &str,
-    line_id: &str,
-    provider_id: &str,
-    order_id: &str,
-    amount: Amount,
-) -> Result<Hold, tokio_postgres::Error> {
+/// A hold to insert: `confirm_deadline` set places it `pending` (API.md §12), else `active`.
+pub struct NewHold<'a> {
+    pub id: &'a str,
+    pub line_id: &'a str,
+    pub provider_id: &'a str,
+    pub order_id: &'a str,
+    pub amount: Amount,
+    pub confirm_deadline: Option<DateTime<Utc>>,
+}
+
+pub async fn insert_hold(tx: &Tx<'_>, h: &NewHold<'_>) -> Result<Hold, tokio_postgres::Error> {
+    let status = if h.confirm_deadline.is_some() { HoldStatus::Pending } else { HoldStatus::Active };
     let row = tx
         .query_one(
             &format!(
-                "INSERT INTO holds (id, credit_line_id, provider_id, order_id, amount_fen, remaining_fen, status)
-                 VALUES ($1, $2, $3, $4, $5, $5, 'active') RETURNING {HOLD_COLUMNS}"
+                "INSERT INTO holds (id, credit_line_id, provider_id, order_id, amount_fen, remaining_fen, status, confirm_deadline)
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING {HOLD_COLUMNS}"
             ),
-            &[&id, &line_id, &provider_id, &order_id, &amount.fen()],
+            &[&h.id, &h.line_id, &h.provider_id, &h.order_id, &h.amount.fen(), &status, &h.confirm_deadline],
         )
         .await?;
     Ok(hold(&row))
@@ -439,6 +505,8 @@ pub struct HoldChange {
     pub converted_fen: i64,
     pub voided_fen: i64,
     pub remaining_after_fen: i64,
+    /// Why it is voided, when `voided_fen` is not zero (sql/V19: a voided hold has a reason).
+    pub void_reason: Option<VoidReason>,
 }
 
 /// Takes each change out of its hold's remaining in one statement (the holds are locked already,
@@ -452,17 +520,19 @@ pub async fn take_from_holds(tx: &Tx<'_>, changes: &BTreeMap<String, HoldChange>
     let released: Vec<i64> = changes.values().map(|h| h.released_fen).collect();
     let converted: Vec<i64> = changes.values().map(|h| h.converted_fen).collect();
     let voided: Vec<i64> = changes.values().map(|h| h.voided_fen).collect();
+    let reasons: Vec<Option<VoidReason>> = changes.values().map(|h| h.void_reason).collect();
     let rows = tx
         .query(
             &format!(
                 "UPDATE holds h SET released_fen = released_fen + t.r, converted_fen = converted_fen + t.c, voided_fen = voided_fen + t.v,
                      remaining_fen = remaining_fen - t.r - t.c - t.v,
                      status = CASE WHEN t.v > 0 THEN 'voided' WHEN remaining_fen - t.r - t.c - t.v = 0 THEN 'closed' ELSE status END,
+                     void_reason = CASE WHEN t.v > 0 THEN t.why ELSE void_reason END,
                      updated_at = now()
-                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS t(hold_id, r, c, v) WHERE h.id = t.hold_id
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[]) AS t(hold_id, r, c, v, why) WHERE h.id = t.hold_id
                  RETURNING {HOLD_COLUMNS}"
             ),
-            &[&ids, &released, &converted, &voided],
+            &[&ids, &released, &converted, &voided, &reasons],
         )
         .await?;
     assert_eq!(rows.len(), ids.len(), "every hold changed was written");
@@ -472,6 +542,7 @@ pub async fn take_from_holds(tx: &Tx<'_>, changes: &BTreeMap<String, HoldChange>
         assert_eq!(h.credit_line_id, change.line_id, "hold {id}'s change moves its own credit line");
         assert_eq!(h.remaining.fen(), change.remaining_after_fen, "hold {id} keeps the remaining its change computed");
         assert!(change.voided_fen == 0 || (h.remaining.is_zero() && h.status == HoldStatus::Voided), "a voided hold is voided to zero");
+        assert!(change.voided_fen == 0 || h.void_reason == change.void_reason, "a voided hold keeps the reason it was voided for");
     }
     Ok(written)
 }

@@ -2,6 +2,7 @@
 
 use super::Db;
 use crate::domain::money::Amount;
+use crate::domain::status::HoldConfirmation;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -24,6 +25,10 @@ pub struct Provider {
     pub id: String,
     pub name: String,
     pub webhook_url: Option<String>,
+    /// `none` or `required` (API.md §12).
+    #[schema(value_type = String)]
+    pub hold_confirmation: HoldConfirmation,
+    pub hold_confirmation_timeout_minutes: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
@@ -35,6 +40,8 @@ fn provider(r: &Row) -> Provider {
         id: r.get("id"),
         name: r.get("name"),
         webhook_url: r.get("webhook_url"),
+        hold_confirmation: r.get("hold_confirmation"),
+        hold_confirmation_timeout_minutes: r.get("hold_confirmation_timeout_minutes"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
         seq: r.get("seq"),
@@ -44,6 +51,8 @@ fn provider(r: &Row) -> Provider {
 pub struct ProviderInput {
     pub name: String,
     pub webhook_url: Option<String>,
+    pub hold_confirmation: HoldConfirmation,
+    pub hold_confirmation_timeout_minutes: i32,
 }
 
 pub async fn insert_provider(
@@ -54,9 +63,10 @@ pub async fn insert_provider(
 ) -> Result<Option<Provider>, tokio_postgres::Error> {
     let row = c
         .query_opt(
-            "INSERT INTO providers (id, name, webhook_url, webhook_secret) VALUES ($1, $2, $3, $4)
+            "INSERT INTO providers (id, name, webhook_url, webhook_secret, hold_confirmation, hold_confirmation_timeout_minutes)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (id) DO NOTHING RETURNING *",
-            &[&id, &input.name, &input.webhook_url, &secret],
+            &[&id, &input.name, &input.webhook_url, &secret, &input.hold_confirmation, &input.hold_confirmation_timeout_minutes],
         )
         .await?;
     Ok(row.as_ref().map(provider))
@@ -82,9 +92,10 @@ pub async fn update_provider(
         .query_opt(
             "UPDATE providers SET name = $2, webhook_url = $3,
                  webhook_secret = CASE WHEN $3::text IS NULL THEN NULL ELSE coalesce(webhook_secret, $4) END,
+                 hold_confirmation = $5, hold_confirmation_timeout_minutes = $6,
                  updated_at = now()
              WHERE id = $1 RETURNING *",
-            &[&id, &input.name, &input.webhook_url, &new_secret],
+            &[&id, &input.name, &input.webhook_url, &new_secret, &input.hold_confirmation, &input.hold_confirmation_timeout_minutes],
         )
         .await?;
     Ok(row.as_ref().map(provider))

@@ -67,6 +67,8 @@ pub struct Books {
     pub plans: Vec<PlanRow>,
     pub stripes: Vec<StripeRow>,
     pub banks: Vec<BankRow>,
+    /// v2 (API.md §12): pending and voided holds with their orders.
+    pub confirmations: Vec<super::holds::HoldOrderRow>,
 }
 
 /// Reads the books (the caller holds a read-only repeatable-read transaction).
@@ -87,6 +89,7 @@ pub async fn load(c: &impl Db) -> Result<Books, tokio_postgres::Error> {
         plans: plans(c).await?,
         stripes: stripes(c).await?,
         banks: banks(c).await?,
+        confirmations: super::holds::verify_rows(c).await?,
     })
 }
 
@@ -144,7 +147,7 @@ async fn stripes(c: &impl Db) -> Result<Vec<StripeRow>, tokio_postgres::Error> {
         .query(
             "SELECT s.bank_id, s.stripe, s.used_fen,
                     coalesce((SELECT sum(principal_fen) FROM orders o
-                              WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND o.status = 'awaiting_funding'), 0)::int8
+                              WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND o.status IN ('awaiting_funding', 'awaiting_hold_confirmation')), 0)::int8
                   + coalesce((SELECT sum(i.principal_fen - i.paid_principal_fen) FROM orders o JOIN plans p ON p.order_id = o.id
                               JOIN installments i ON i.plan_id = p.id
                               WHERE o.bank_id = s.bank_id AND o.exposure_stripe = s.stripe AND p.status IN ('active', 'defaulted')), 0)::int8

@@ -13,6 +13,7 @@ pub mod notice;
 mod parser_properties;
 pub mod partner;
 pub mod placement;
+pub mod returns;
 pub mod schedule;
 pub mod status;
 #[cfg(test)]

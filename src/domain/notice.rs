@@ -6,7 +6,7 @@
 
 use super::installment::Split;
 use super::money::Amount;
-use super::status::{OrderStatus, PlanStatus};
+use super::status::{OrderStatus, PlanStatus, VoidReason};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -170,11 +170,29 @@ pub struct OrderUpdated {
     pub status: OrderStatus,
 }
 
-/// `hold.placed`, `hold.released`, `hold.voided`: `amount` moved, `remaining` left.
+/// `hold.placed`, `hold.released`: `amount` moved, `remaining` left.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HoldMoved {
     pub amount: Amount,
     pub remaining: Amount,
+}
+
+/// `hold.requested` (API.md §12): the provider must confirm (or decline) freezing `amount` before
+/// `confirm_deadline`; `consent` is the order's evidence of the customer's consent, if any.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldRequested {
+    pub amount: Amount,
+    pub confirm_deadline: DateTime<Utc>,
+    pub consent: Option<Value>,
+}
+
+/// `hold.voided`: `amount` voided, `remaining` left (zero), and why (API.md §12): the provider's
+/// instruction to unfreeze.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldVoided {
+    pub amount: Amount,
+    pub remaining: Amount,
+    pub reason: VoidReason,
 }
 
 /// `hold.converted`: `amount` converted into the line's drawn to pay installment `installment_seq`.
@@ -297,8 +315,9 @@ notices! {
     HoldPlaced(HoldMoved) = "hold.placed" to Provider;
     HoldReleased(HoldMoved) = "hold.released" to Provider;
     HoldConverted(HoldConverted) = "hold.converted" to Provider;
-    HoldVoided(HoldMoved) = "hold.voided" to Provider;
+    HoldVoided(HoldVoided) = "hold.voided" to Provider;
     OrderUpdated(OrderUpdated) = "order.updated" to Seller;
+    HoldRequested(HoldRequested) = "hold.requested" to Provider;
 }
 
 impl Notice {
@@ -318,7 +337,12 @@ impl Notice {
         Notice::OrderUpdated(refs.about(seller, OrderUpdated { out_order_no: out_order_no.to_string(), status }))
     }
 
-    /// What a `hold.*` notice other than `hold.converted` says, to the hold's provider.
+    /// `hold.voided` to the hold's provider: the one place its payload is built.
+    pub fn hold_voided(refs: &OrderRefs, provider_id: &str, amount: Amount, reason: VoidReason) -> Notice {
+        Notice::HoldVoided(refs.about(Recipient::Provider(provider_id.to_string()), HoldVoided { amount, remaining: Amount::ZERO, reason }))
+    }
+
+    /// What `hold.placed` and `hold.released` say, to the hold's provider.
     pub fn hold_moved(refs: &OrderRefs, provider_id: &str, amount: Amount, remaining: Amount) -> About<HoldMoved> {
         refs.about(Recipient::Provider(provider_id.to_string()), HoldMoved { amount, remaining })
     }
@@ -370,6 +394,20 @@ mod tests {
         let provider = || Recipient::Provider("wld".into());
         let cases: Vec<(Notice, (&str, &str), &Value, Value)> = vec![
             (
+                Notice::HoldRequested(unfunded().about(
+                    Recipient::Provider("wld".into()),
+                    HoldRequested {
+                        amount: a("3300.46"),
+                        confirm_deadline: deadline,
+                        consent: Some(json!({"method": "provider_app", "reference": "c-1"})),
+                    },
+                )),
+                ("provider", "wld"),
+                &unfunded_ids,
+                json!({ "amount": "3300.46", "confirm_deadline": "2027-01-07T04:00:00Z",
+                        "consent": {"method": "provider_app", "reference": "c-1"} }),
+            ),
+            (
                 Notice::FundingRequested(unfunded().about(
                     bank(),
                     FundingRequested {
@@ -418,10 +456,10 @@ mod tests {
                 json!({ "amount": "3000.00", "reason": "changed mind" }),
             ),
             (
-                Notice::HoldVoided(Notice::hold_moved(&unfunded(), "wld", a("3300.00"), Amount::ZERO)),
+                Notice::hold_voided(&unfunded(), "wld", a("3300.00"), VoidReason::Cancelled),
                 ("provider", "wld"),
                 &unfunded_ids,
-                json!({ "amount": "3300.00", "remaining": "0.00" }),
+                json!({ "amount": "3300.00", "remaining": "0.00", "reason": "cancelled" }),
             ),
             (
                 Notice::OrderExpired(unfunded().about(bank(), OrderExpired { amount: a("3000.00"), principal: a("3000.00") })),
@@ -543,6 +581,7 @@ mod tests {
                 "hold.converted",
                 "hold.placed",
                 "hold.released",
+                "hold.requested",
                 "hold.voided",
                 "installment.overdue",
                 "order.cancelled",

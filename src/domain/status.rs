@@ -82,6 +82,9 @@ statuses! {
         Cancelled = "cancelled",
         Rejected = "rejected",
         Expired = "expired",
+        /// v2 (API.md §12): placed on a line whose provider must confirm the hold first; not
+        /// yet shown to its bank.
+        AwaitingHoldConfirmation = "awaiting_hold_confirmation",
     }
 
     /// An installment plan's status (API.md §5).
@@ -97,6 +100,9 @@ statuses! {
         Active = "active",
         Closed = "closed",
         Voided = "voided",
+        /// v2 (API.md §12): placed, counted in its line's held, awaiting its provider's
+        /// confirmation until its `confirm_deadline`.
+        Pending = "pending",
     }
 
     /// A credit line's status as its provider registers it and the database keeps it (API.md §3);
@@ -136,6 +142,39 @@ statuses! {
         Dead = "dead",
         /// Its recipient has no webhook URL: it reads the notice from its feed.
         PullOnly = "pull_only",
+    }
+
+    /// Why a hold was voided (API.md §12): every voided hold has one, every `hold.voided` notice
+    /// says it as `data.reason`.
+    VoidReason ("void reason") {
+        /// The owner (or admin) cancelled the unfunded order.
+        Cancelled = "cancelled",
+        /// The bank's funding decision was a rejection.
+        Rejected = "rejected",
+        /// Nobody funded the order before its funding deadline.
+        Expired = "expired",
+        /// The provider declined to freeze the line.
+        Declined = "declined",
+        /// The provider did not confirm before the hold's confirm deadline.
+        ConfirmationTimeout = "confirmation_timeout",
+        /// The device was returned (API.md §13).
+        Returned = "returned",
+    }
+
+    /// Whether a provider confirms each hold on its side before it counts as placed (API.md §12).
+    HoldConfirmation ("hold confirmation mode") {
+        /// Version 1: the hold is placed when the order's transaction commits.
+        None = "none",
+        /// The hold stays `pending` until the provider confirms it.
+        Required = "required",
+    }
+
+    /// Why a provider declined a pending hold (API.md §12).
+    DeclineReason ("decline reason") {
+        CustomerDeclined = "customer_declined",
+        RiskRefused = "risk_refused",
+        InsufficientLimit = "insufficient_limit",
+        Other = "other",
     }
 }
 
@@ -195,18 +234,26 @@ mod tests {
         agree(LineReading::ALL, LineReading::NAMES);
         agree(InstallmentStatus::ALL, InstallmentStatus::NAMES);
         agree(NoticeState::ALL, NoticeState::NAMES);
+        agree(VoidReason::ALL, VoidReason::NAMES);
+        agree(HoldConfirmation::ALL, HoldConfirmation::NAMES);
+        agree(DeclineReason::ALL, DeclineReason::NAMES);
     }
 
     #[test]
     fn the_texts_are_those_of_the_contract_and_the_schema() {
         // API.md §3-§7 and the CHECK constraints of sql/V2__origination.sql.
-        assert_eq!(OrderStatus::NAMES, ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired"]);
+        assert_eq!(
+            OrderStatus::NAMES,
+            ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired", "awaiting_hold_confirmation"]
+        );
         assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted"]);
-        assert_eq!(HoldStatus::NAMES, ["active", "closed", "voided"]);
+        assert_eq!(HoldStatus::NAMES, ["active", "closed", "voided", "pending"]);
         assert_eq!(LineStatus::NAMES, ["active", "frozen", "closed"]);
         assert_eq!(LineReading::NAMES, ["active", "frozen", "closed", "expired"]);
         assert_eq!(InstallmentStatus::NAMES, ["pending", "overdue", "paid", "waived"]);
         assert_eq!(NoticeState::NAMES, ["pending", "delivered", "dead", "pull_only"]);
+        // API.md §12 and the CHECK of sql/V19__void_reason.sql.
+        assert_eq!(VoidReason::NAMES, ["cancelled", "rejected", "expired", "declined", "confirmation_timeout", "returned"]);
         let err = "active ".parse::<OrderStatus>().unwrap_err();
         assert_eq!(err.to_string(), "\"active \" names no order status");
     }

@@ -3,13 +3,14 @@
 //! is one row here, its request type and its service function.
 
 use super::requests::credit_lines::{CreditLineRequest, DebtRepaymentRequest};
+use super::requests::holds::{AcknowledgeRequest, ConfirmRequest, DeclineRequest};
 use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
 use super::requests::plans::{AccelerateRequest, EodRequest, RepaymentRequest};
 use super::requests::setup::{
     ApiKeyRequest, BankPatch, BankRequest, PartnerPatch, PartnerRequest, ProductPatch, ProductRequest, ProviderPatch, ProviderRequest,
     StorePatch, StoreRequest,
 };
-use super::{admin, credit_lines, ops, orders, plans, reports, setup};
+use super::{admin, credit_lines, holds, ops, orders, plans, reports, setup};
 use crate::auth::{Caller, PrincipalKind};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -277,6 +278,22 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Get, "/v1/partners/{id}/statement", "A partner's monthly statement by agent (?month=YYYY-MM)", |r| r.to(reports::statement))
         .kinds(&[Partner, Admin])
         .answers(200, Json("Statement")),
+    // The provider's confirmation of each hold (v2, section 12)
+    row(Post, "/v1/holds/{id}/acknowledge", "Show the customer where to sign: the hold stays pending", |r| r.to(holds::acknowledge))
+        .kinds(&[Provider])
+        .idempotent()
+        .takes(AcknowledgeRequest::schema)
+        .answers(200, Json("Hold")),
+    row(Post, "/v1/holds/{id}/confirm", "The line is frozen: the hold becomes active, the bank is asked to fund", |r| r.to(holds::confirm))
+        .kinds(&[Provider])
+        .idempotent()
+        .takes(ConfirmRequest::schema)
+        .answers(200, Json("Hold")),
+    row(Post, "/v1/holds/{id}/decline", "The provider refuses: the hold is voided, the order rejected", |r| r.to(holds::decline))
+        .kinds(&[Provider])
+        .idempotent()
+        .takes(DeclineRequest::schema)
+        .answers(200, Json("Hold")),
 ];
 
 /// Registers every endpoint: one resource per path (its other methods answer 405), one route per

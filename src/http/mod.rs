@@ -7,6 +7,7 @@ pub mod body;
 pub mod context;
 pub mod credit_lines;
 pub mod endpoints;
+pub mod holds;
 pub mod openapi;
 pub mod ops;
 pub mod orders;

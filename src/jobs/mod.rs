@@ -1,6 +1,7 @@
 //! Background jobs inside `serve` (end of day, notice delivery, housekeeping). Each can run in
 //! several instances at once: they coordinate through the database, never through memory.
 
+pub mod confirmation_sweep;
 pub mod notices;
 
 use crate::service::Deps;
@@ -28,6 +29,9 @@ pub fn spawn_all(state: Arc<Deps>) -> Jobs {
     let mut handles = vec![tokio::spawn(housekeeping(state.clone(), stopped.clone()))];
     if state.settings.notices.enabled {
         handles.push(tokio::spawn(notices::run(state.clone(), stopped.clone())));
+    }
+    if state.settings.holds.confirmation_sweep_secs > 0 {
+        handles.push(tokio::spawn(confirmation_sweep::run(state.clone(), stopped.clone())));
     }
     if state.settings.eod.enabled {
         handles.push(tokio::spawn(daily_eod(state, stopped)));

@@ -42,6 +42,8 @@ pub struct CreditLineView {
     pub limit: Amount,
     pub available: Amount,
     pub held: Amount,
+    /// v2 (API.md §12): the part of `held` in holds awaiting their provider's confirmation.
+    pub held_pending: Amount,
     pub drawn: Amount,
     pub expires_on: NaiveDate,
     /// active, frozen, closed, or expired (expires_on before today).
@@ -52,7 +54,7 @@ pub struct CreditLineView {
 }
 
 /// The line as answered; its status reads `expired` once `expires_on` is before `today`.
-pub fn view(l: CreditLine, today: NaiveDate) -> CreditLineView {
+pub fn view(l: CreditLine, today: NaiveDate, held_pending: Amount) -> CreditLineView {
     let status = l.status.reading(l.expires_on, today);
     CreditLineView {
         available: l.available(),
@@ -61,12 +63,18 @@ pub fn view(l: CreditLine, today: NaiveDate) -> CreditLineView {
         customer: CustomerMasked { id_number_masked: l.id_number_masked, phone_masked: l.phone_masked },
         limit: l.limit,
         held: l.held,
+        held_pending,
         drawn: l.drawn,
         expires_on: l.expires_on,
         status,
         created_at: l.created_at,
         updated_at: l.updated_at,
     }
+}
+
+/// What of the line's held awaits confirmation (API.md §12).
+async fn held_pending(c: &impl crate::db::Db, line_id: &str) -> ApiResult<Amount> {
+    Ok(Amount::from_fen(crate::db::holds::held_pending(c, line_id).await?))
 }
 
 /// The encrypted identity copy: the values as given, for the funding bank alone.
@@ -118,7 +126,8 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
                         .await?;
                 limit_entry(booked_on, &current.id, r.limit.fen() - current.limit.fen()).post(tx).await?;
                 assert_eq!(updated.held, current.held, "re-registration never moves held");
-                return Ok((StatusCode::OK, view(updated, state.clock.today())));
+                let pending = held_pending(tx, &updated.id).await?;
+                return Ok((StatusCode::OK, view(updated, state.clock.today(), pending)));
             }
             let id = new_object_id("line");
             let status = r.status.unwrap_or(LineStatus::Active);
@@ -139,7 +148,7 @@ pub async fn register(state: &Deps, provider_id: &str, request: &IdempotentReque
                 return Err(ApiError::retry("a concurrent registration of this customer"));
             };
             limit_entry(booked_on, &id, r.limit.fen()).post(tx).await?;
-            Ok((StatusCode::CREATED, view(created, state.clock.today())))
+            Ok((StatusCode::CREATED, view(created, state.clock.today(), Amount::ZERO)))
         },
     )
     .await
@@ -153,7 +162,8 @@ pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<Credit
     if !caller.is_admin() && !caller.is(PrincipalKind::Provider, &line.provider_id) {
         return Err(ApiError::not_found());
     }
-    Ok(view(line, state.clock.today()))
+    let pending = held_pending(&**client, &line.id).await?;
+    Ok(view(line, state.clock.today(), pending))
 }
 
 /// `POST /v1/credit-lines/{id}/debt-repayments`: the customer repaid the provider part of what was converted.
@@ -183,7 +193,8 @@ pub async fn repay_debt(state: &Deps, caller: &Principal, line_id: &str, request
             fx.repay_debt(line_id, amount, booked_on, &id);
             let after = fx.apply(tx).await?.lines.remove(line_id).expect("apply wrote the line it moved");
             assert_eq!(after.drawn.fen(), line.drawn.fen() - amount.fen(), "drawn fell by the repayment");
-            Ok((StatusCode::OK, view(after, state.clock.today())))
+            let pending = held_pending(tx, &after.id).await?;
+            Ok((StatusCode::OK, view(after, state.clock.today(), pending)))
         },
     )
     .await

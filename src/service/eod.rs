@@ -9,7 +9,7 @@ use crate::db::notices::record;
 use crate::db::orders::{self as orders_db, Hold, Order};
 use crate::db::{Tx, business_days};
 use crate::domain::notice::{InstallmentOverdue, Notice, OrderExpired, Recipient};
-use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus};
+use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus, VoidReason};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use chrono::NaiveDate;
 use deadpool_postgres::Pool;
@@ -31,6 +31,8 @@ pub struct EodSummary {
     pub compensations: Counted,
     pub uncovered: Counted,
     pub holds_expired: i64,
+    /// v2 (API.md §12): pending holds timed out by this run.
+    pub confirmations_timed_out: i64,
 }
 
 #[derive(Default)]
@@ -40,6 +42,7 @@ struct Totals {
     compensations: (i64, i64),
     uncovered: (i64, i64),
     holds_expired: i64,
+    confirmations_timed_out: i64,
 }
 
 impl Totals {
@@ -52,6 +55,7 @@ impl Totals {
             compensations: c(self.compensations),
             uncovered: c(self.uncovered),
             holds_expired: self.holds_expired,
+            confirmations_timed_out: self.confirmations_timed_out,
         }
     }
 }
@@ -62,7 +66,7 @@ pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_d
     let client = pool.get().await?;
     business_days::lock_end_of_day(&**client).await?;
     let after_today = || date > clock.today() && !allow_future_dates;
-    let result = run_locked(pool, &client, date, after_today, chunk_size.clamp(1, 100_000) as i64).await;
+    let result = run_locked(pool, &client, clock, date, after_today, chunk_size.clamp(1, 100_000) as i64).await;
     if let Err(e) = business_days::unlock_end_of_day(&**client).await {
         tracing::error!(error = %e, "releasing the end-of-day lock failed; dropping the connection");
         let _ = deadpool_postgres::Object::take(client);
@@ -75,6 +79,7 @@ pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_d
 async fn run_locked(
     pool: &Pool,
     client: &deadpool_postgres::Object,
+    clock: &dyn Clock,
     date: NaiveDate,
     after_today: impl Fn() -> bool,
     chunk: i64,
@@ -106,7 +111,9 @@ async fn run_locked(
     }
     let started = Instant::now();
     tracing::info!(business_date = %date, "end of day started");
-    let mut totals = Totals::default();
+    // Booked first (API.md §8: confirmation timeouts, then funding expiries, then conversions).
+    let confirmations_timed_out = super::holds::time_out_for_end_of_day(pool, clock.now(), date, chunk).await?;
+    let mut totals = Totals { confirmations_timed_out, ..Totals::default() };
     expire_orders(pool, date, chunk, &mut totals).await?;
     process_plans(pool, date, chunk, &mut totals).await?;
     let summary = totals.summary(date);
@@ -162,7 +169,7 @@ async fn expire_chunk(tx: &Tx<'_>, orders: &[Order], date: NaiveDate) -> ApiResu
         let hold = holds.get(&order.hold_id).ok_or_else(|| {
             ApiError::internal_because("Failed to expire an order", format!("order {} has no hold {}", order.id, order.hold_id))
         })?;
-        fx.void(order, hold, "exposure.released", date);
+        fx.void(order, hold, VoidReason::Expired, "exposure.released", date);
     }
     let mut applied = fx.apply(tx).await?;
     let mut notices = Vec::with_capacity(orders.len() * 3);
@@ -172,7 +179,7 @@ async fn expire_chunk(tx: &Tx<'_>, orders: &[Order], date: NaiveDate) -> ApiResu
         let refs = OrderRefs::of_order(&order);
         let expired = OrderExpired { amount: order.principal, principal: order.principal };
         notices.push(Notice::OrderExpired(refs.about(Recipient::Bank(order.bank_id.clone()), expired)));
-        notices.push(super::orders::hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided));
+        notices.push(super::orders::hold_voided(&refs, &hold));
         notices.push(super::orders::order_updated(&refs, &order));
     }
     Ok(notices)

@@ -16,7 +16,7 @@ use crate::domain::hold::hold_target;
 use crate::domain::installment::{InstallmentState, Split, compensate, unpaid_scheduled_total};
 use crate::domain::money::Amount;
 use crate::domain::notice::{About, DefaultCompensated, DefaultUncovered, HoldConverted, Notice, PlanSettled, Recipient};
-use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus};
+use crate::domain::status::{InstallmentStatus, OrderStatus, PlanStatus, VoidReason};
 use crate::error::{ApiError, ApiResult};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -333,16 +333,19 @@ impl Effects {
     }
 
     /// Voids what is left of an unfunded order's hold, `hold` as locked, back to its line's
-    /// available, and frees the principal its bank reserved (cancellation, rejection, expiry):
-    /// the hold's `hold.voided` entry and the bank's entry of `kind`.
-    pub fn void(&mut self, order: &Order, hold: &Hold, kind: &'static str, booked_on: NaiveDate) {
+    /// available, for `reason`, and frees the principal its bank reserved (cancellation,
+    /// rejection, expiry, decline, confirmation timeout): the hold's `hold.voided` entry and the
+    /// bank's entry of `kind`.
+    pub fn void(&mut self, order: &Order, hold: &Hold, reason: VoidReason, kind: &'static str, booked_on: NaiveDate) {
         assert_eq!((&hold.id, &hold.order_id), (&order.hold_id, &order.id), "the hold voided is the order's");
         let voided = hold.remaining;
         let mut after = hold.clone();
         after.voided += voided;
         after.remaining = Amount::ZERO;
         after.assert_balanced();
-        self.hold_change(&after).voided_fen += voided.fen();
+        let change = self.hold_change(&after);
+        change.voided_fen += voided.fen();
+        change.void_reason = Some(reason);
         let line = &hold.credit_line_id;
         self.lines.entry(line.clone()).or_default().held_fen -= voided.fen();
         self.free_exposure(&order.bank_id, order.exposure_stripe, order.principal);

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod credit_lines;
 pub mod eod;
+pub mod holds;
 pub mod lifecycle;
 pub mod notices;
 pub mod order_notices;

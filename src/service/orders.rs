@@ -16,11 +16,11 @@ use crate::domain::hold::hold_amount;
 use crate::domain::identity::{IdNumber, Imei, Phone, RegionCode};
 use crate::domain::irr::{format_apr, schedule_apr_irr};
 use crate::domain::money::{Amount, Rate};
-use crate::domain::notice::{About, FundingRequested, HoldMoved, Notice, OrderCancelled, PlanOpened, Recipient};
+use crate::domain::notice::{About, FundingRequested, HoldMoved, HoldRequested, Notice, OrderCancelled, PlanOpened, Recipient};
 use crate::domain::partner::IneligibleReason;
 use crate::domain::placement::{self, BankFacts, Decision, LineFacts, PartnerFacts, Placement, PricedOrder, Refusal};
 use crate::domain::schedule::{Pricing, ScheduledInstallment, build_schedule, total_repayable};
-use crate::domain::status::{HoldStatus, OrderStatus};
+use crate::domain::status::{HoldStatus, OrderStatus, VoidReason};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
@@ -167,7 +167,8 @@ pub struct OrderView {
     #[schema(value_type = Option<Object>)]
     pub consent: Option<Value>,
     pub bank_id: String,
-    pub funding_deadline: DateTime<Utc>,
+    /// `null` while the hold awaits its provider's confirmation (API.md §12).
+    pub funding_deadline: Option<DateTime<Utc>>,
     pub reason: Option<String>,
     pub hold: Hold,
     pub plan: Option<PlanView>,
@@ -219,7 +220,7 @@ pub async fn load_view(c: &impl crate::db::Db, o: Order) -> ApiResult<OrderView>
 
 /// May this caller see the order? Its owner, its bank, the admin.
 pub fn can_see(caller: &Principal, o: &Order) -> bool {
-    caller.is_admin() || caller.scope() == o.owner_scope || caller.is(PrincipalKind::Bank, &o.bank_id)
+    caller.is_admin() || caller.scope() == o.owner_scope || (caller.is(PrincipalKind::Bank, &o.bank_id) && o.shown_to_bank())
 }
 
 fn owner_of(o: &Order) -> Recipient {
@@ -232,11 +233,18 @@ pub fn order_updated(refs: &OrderRefs, o: &Order) -> Notice {
     Notice::order_updated(refs, owner_of(o), &o.out_order_no, o.status)
 }
 
-/// A `hold.*` notice (`kind`: `Notice::HoldVoided`…) to the hold's provider: `amount` moved,
+/// A `hold.*` notice (`kind`: `Notice::HoldPlaced`…) to the hold's provider: `amount` moved,
 /// `remaining` left.
 pub fn hold_notice(kind: fn(About<HoldMoved>) -> Notice, refs: &OrderRefs, h: &Hold, amount: Amount) -> Notice {
     assert_eq!((&refs.hold_id, &refs.order_id), (&h.id, &h.order_id), "the refs are this hold's");
     kind(Notice::hold_moved(refs, &h.provider_id, amount, h.remaining))
+}
+
+/// `hold.voided` to the hold's provider, the hold as voided: its reason is the one it was voided for.
+pub fn hold_voided(refs: &OrderRefs, h: &Hold) -> Notice {
+    assert_eq!((&refs.hold_id, &refs.order_id), (&h.id, &h.order_id), "the refs are this hold's");
+    let reason = h.void_reason.expect("a voided hold has its reason (sql/V19: holds_voided_with_reason)");
+    Notice::hold_voided(refs, &h.provider_id, h.voided, reason)
 }
 
 // ---------- placing an order ----------
@@ -298,16 +306,19 @@ async fn place_in(
     let funding_deadline = now + chrono::Duration::hours(i64::from(loaded.product.funding_timeout_hours));
     let decision = decide_placement(state, &loaded, r, &region, &customer.phone_hash, funding_deadline)?;
     let (bank_id, exposure_stripe) = reserve(tx, &loaded.routing, &decision.banks, loaded.principal).await?;
+    let line = &loaded.lines[decision.line];
+    let confirm_deadline = super::holds::confirm_deadline(loaded.confirming.get(&line.provider_id).copied(), now);
     let placing = Placing {
         r,
         owner_scope,
         sealed: &customer.sealed,
         loaded: &loaded,
         region: &region,
-        line: &loaded.lines[decision.line],
+        line,
         bank_id: &bank_id,
         exposure_stripe,
         funding_deadline,
+        confirm_deadline,
         created_on,
         apr_text: format_apr(loaded.priced.apr),
         imei_masked: r.imei.masked(),
@@ -328,6 +339,8 @@ struct Loaded {
     booked_on: NaiveDate,
     /// All the customer's lines, locked.
     lines: Vec<CreditLine>,
+    /// The confirmation timeout of each provider that requires confirming holds (API.md §12).
+    confirming: std::collections::HashMap<String, i32>,
 }
 
 /// Every independent read in one pipelined round trip, the customer's lines locked with them (all
@@ -348,13 +361,14 @@ async fn load(
             _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
         })
     };
-    let (taken, product, seller, routing, booked_on, lines) = futures_util::try_join!(
+    let (taken, product, seller, routing, booked_on, lines, confirming) = futures_util::try_join!(
         orders_db::out_order_no_taken(tx, owner_scope, &r.out_order_no),
         setup_db::get_product(tx, &r.product_id),
         seller,
         banks::routing_order(tx),
         db::business_days::booking_date(tx, created_on),
         credit_lines::lock_customer_lines(tx, id_hash),
+        db::holds::confirming_providers(tx),
     )?;
     if taken {
         return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
@@ -364,7 +378,7 @@ async fn load(
     let priced = price(&product, r.term_months, principal, created_on)?;
     let principal = principal.expect("price() refuses a missing principal");
     let seller = seller.ok_or_else(ApiError::forbidden)?;
-    Ok(Loaded { product, priced, principal, seller, routing, booked_on, lines })
+    Ok(Loaded { product, priced, principal, seller, routing, booked_on, lines, confirming })
 }
 
 /// The order's region: a store's own, the one a partner's order names.
@@ -476,7 +490,10 @@ struct Placing<'a> {
     line: &'a CreditLine,
     bank_id: &'a str,
     exposure_stripe: i16,
+    /// The deadline line matching counted with; the order's own only when no confirmation is due.
     funding_deadline: DateTime<Utc>,
+    /// Set when the line's provider must confirm the hold first (API.md §12).
+    confirm_deadline: Option<DateTime<Utc>>,
     created_on: NaiveDate,
     apr_text: String,
     imei_masked: String,
@@ -491,10 +508,18 @@ struct Placing<'a> {
 async fn apply(tx: &Tx<'_>, p: &Placing<'_>) -> ApiResult<(StatusCode, OrderView)> {
     let hold_amount = p.loaded.priced.hold_amount;
     let (new, entries, notices) = (new_order(p), placement_entries(p), placement_notices(p));
+    let new_hold = orders_db::NewHold {
+        id: &p.hold_id,
+        line_id: &p.line.id,
+        provider_id: &p.line.provider_id,
+        order_id: &p.order_id,
+        amount: hold_amount,
+        confirm_deadline: p.confirm_deadline,
+    };
     let ((), order, hold, after, (), ()) = futures_util::try_join!(
         banks::keep_reservation(tx),
         orders_db::insert(tx, &new),
-        orders_db::insert_hold(tx, &p.hold_id, &p.line.id, &p.line.provider_id, &p.order_id, hold_amount),
+        orders_db::insert_hold(tx, &new_hold),
         credit_lines::add_held(tx, &p.line.id, hold_amount),
         crate::db::journal::post_all(tx, &entries),
         record(tx, &notices),
@@ -537,7 +562,10 @@ fn new_order<'a>(p: &'a Placing<'a>) -> NewOrder<'a> {
         bank_id: p.bank_id,
         exposure_stripe: p.exposure_stripe,
         hold_id: &p.hold_id,
-        funding_deadline: p.funding_deadline,
+        // A hold awaiting confirmation starts no funding deadline: confirmation does (API.md §12).
+        funding_deadline: p.confirm_deadline.is_none().then_some(p.funding_deadline),
+        funding_timeout_hours: product.funding_timeout_hours,
+        status: if p.confirm_deadline.is_some() { OrderStatus::AwaitingHoldConfirmation } else { OrderStatus::AwaitingFunding },
         created_on: p.created_on,
     }
 }
@@ -558,11 +586,20 @@ fn placement_entries(p: &Placing<'_>) -> [Entry; 2] {
     [placed, reserved]
 }
 
-/// `funding.requested` to the bank, `hold.placed` to the provider, `order.updated` to the seller.
-fn placement_notices(p: &Placing<'_>) -> [Notice; 3] {
+/// `funding.requested` to the bank, `hold.placed` to the provider, `order.updated` to the seller;
+/// when the provider must confirm first, `hold.requested` to it, `order.updated`, and nothing to
+/// the bank yet (API.md §12).
+fn placement_notices(p: &Placing<'_>) -> Vec<Notice> {
     let (r, principal, hold_amount) = (p.r, p.loaded.principal, p.loaded.priced.hold_amount);
     let (channel, seller_id) = p.loaded.seller.owner();
     let refs = OrderRefs::unfunded(&p.order_id, &p.hold_id, &p.line.id);
+    if let Some(confirm_deadline) = p.confirm_deadline {
+        let requested = HoldRequested { amount: hold_amount, confirm_deadline, consent: r.consent.clone() };
+        return vec![
+            Notice::HoldRequested(refs.about(Recipient::Provider(p.line.provider_id.clone()), requested)),
+            Notice::order_updated(&refs, Recipient::seller(channel, seller_id), &r.out_order_no, OrderStatus::AwaitingHoldConfirmation),
+        ];
+    }
     let funding = FundingRequested {
         amount: principal,
         principal,
@@ -570,7 +607,7 @@ fn placement_notices(p: &Placing<'_>) -> [Notice; 3] {
         apr_irr: p.apr_text.clone(),
         funding_deadline: p.funding_deadline,
     };
-    [
+    vec![
         Notice::FundingRequested(refs.about(Recipient::Bank(p.bank_id.to_string()), funding)),
         Notice::HoldPlaced(Notice::hold_moved(&refs, &p.line.provider_id, hold_amount, hold_amount)),
         Notice::order_updated(&refs, Recipient::seller(channel, seller_id), &r.out_order_no, OrderStatus::AwaitingFunding),
@@ -647,7 +684,10 @@ pub async fn get_hold(state: &Deps, caller: &Principal, id: &str) -> ApiResult<H
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &str) -> ApiResult<Value> {
     let client = state.pool.get().await?;
-    let o = orders_db::get(&**client, id).await?.filter(|o| caller.is(PrincipalKind::Bank, &o.bank_id)).ok_or_else(ApiError::not_found)?;
+    let o = orders_db::get(&**client, id)
+        .await?
+        .filter(|o| caller.is(PrincipalKind::Bank, &o.bank_id) && o.shown_to_bank())
+        .ok_or_else(ApiError::not_found)?;
     let sealed = orders_db::sealed_identity(&**client, id).await?.ok_or_else(ApiError::not_found)?;
     let plain = state.pii.decrypt(&sealed).ok_or_else(|| {
         ApiError::internal_because(
@@ -667,10 +707,10 @@ pub async fn borrower(state: &Deps, caller: &Principal, id: &str, request_id: &s
 
 /// Voids what is left of the hold and frees the bank's exposure: cancellation, rejection, expiry.
 /// Written through [`Effects`] like every balance change; answers the hold as written.
-pub async fn unwind(tx: &Tx<'_>, order: &Order, kind: &'static str, booked_on: NaiveDate) -> ApiResult<Hold> {
+pub async fn unwind(tx: &Tx<'_>, order: &Order, reason: VoidReason, kind: &'static str, booked_on: NaiveDate) -> ApiResult<Hold> {
     let before = orders_db::lock_hold(tx, &order.hold_id).await?;
     let mut fx = Effects::default();
-    fx.void(order, &before, kind, booked_on);
+    fx.void(order, &before, reason, kind, booked_on);
     let mut applied = fx.apply(tx).await?;
     let hold = applied.holds.remove(&before.id).expect("apply wrote the hold it voided");
     assert!(hold.remaining.is_zero() && hold.status == HoldStatus::Voided, "an unwound hold is voided to zero");
@@ -700,32 +740,29 @@ pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &Idempo
     let answer = idempotency::execute(
         &state.pool,
         request,
-        async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is_admin() || o.owner_scope == scope).await,
+        async |tx: &Tx<'_>| {
+            visible_order(tx, id, |o| caller.is_admin() || o.owner_scope == scope).await?;
+            // Past its confirm deadline a pending hold is no longer pending (API.md §12): the
+            // request times it out itself, and is refused below.
+            if let Some(o) = orders_db::get(tx, id).await? {
+                let hold = orders_db::get_hold(tx, &o.hold_id).await?;
+                if let Some(hold) = hold {
+                    super::holds::time_out_if_due(tx, &hold, state.clock.now()).await?;
+                }
+            }
+            Ok(())
+        },
         async |tx: &Tx<'_>, ()| {
             let order = orders_db::lock(tx, id).await?.ok_or_else(ApiError::not_found)?;
-            if order.status != OrderStatus::AwaitingFunding {
+            if !matches!(order.status, OrderStatus::AwaitingFunding | OrderStatus::AwaitingHoldConfirmation) {
                 return Err(ApiError::invalid_state(format!(
-                    "only an order awaiting funding can be cancelled; this one is {}",
+                    "only an order awaiting funding or its hold's confirmation can be cancelled; this one is {}",
                     order.status
                 )));
             }
             let today = state.clock.today();
             let booked_on = db::business_days::booking_date(tx, today).await?;
-            let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
-            let order = orders_db::set_status(tx, id, OrderStatus::Cancelled, reason.as_deref(), Some(today)).await?;
-            let refs = OrderRefs::of_order(&order);
-            record(
-                tx,
-                &[
-                    Notice::OrderCancelled(refs.about(
-                        Recipient::Bank(order.bank_id.clone()),
-                        OrderCancelled { amount: order.principal, reason: order.reason.clone() },
-                    )),
-                    hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided),
-                    order_updated(&refs, &order),
-                ],
-            )
-            .await?;
+            let order = cancel_locked(tx, order, reason.as_deref(), today, booked_on).await?;
             if !caller.is_admin() {
                 let (customer_hash, count) =
                     orders_db::recent_cancellations(tx, &scope, &order.credit_line_id, PROBE_WINDOW_HOURS, 100).await?;
@@ -740,6 +777,24 @@ pub async fn cancel(state: &Deps, caller: &Principal, id: &str, request: &Idempo
         flag_probing(state, &scope, recent.into_inner().unwrap_or_else(|e| e.into_inner()));
     }
     Ok(answer)
+}
+
+/// Cancels the locked order: its hold voided, its exposure freed; the bank told only of an order
+/// it was shown (a pending one never existed for it, API.md §12), the provider and the owner.
+async fn cancel_locked(tx: &Tx<'_>, order: Order, reason: Option<&str>, today: NaiveDate, booked_on: NaiveDate) -> ApiResult<Order> {
+    let shown = order.shown_to_bank();
+    let kind = if shown { "exposure.released" } else { super::holds::UNCONFIRMED_RELEASE };
+    let hold = unwind(tx, &order, VoidReason::Cancelled, kind, booked_on).await?;
+    let order = orders_db::set_status(tx, &order.id, OrderStatus::Cancelled, reason, Some(today)).await?;
+    let refs = OrderRefs::of_order(&order);
+    let mut notices = Vec::with_capacity(3);
+    if shown {
+        let cancelled = OrderCancelled { amount: order.principal, reason: order.reason.clone() };
+        notices.push(Notice::OrderCancelled(refs.about(Recipient::Bank(order.bank_id.clone()), cancelled)));
+    }
+    notices.extend([hold_voided(&refs, &hold), order_updated(&refs, &order)]);
+    record(tx, &notices).await?;
+    Ok(order)
 }
 
 /// What a seller's cancellation found of that seller's recent ones against the same customer.
@@ -777,7 +832,7 @@ pub async fn fund(state: &Deps, caller: &Principal, id: &str, request: &Idempote
     idempotency::execute(
         &state.pool,
         request,
-        async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is(PrincipalKind::Bank, &o.bank_id)).await,
+        async |tx: &Tx<'_>| visible_order(tx, id, |o| caller.is(PrincipalKind::Bank, &o.bank_id) && o.shown_to_bank()).await,
         async |tx: &Tx<'_>, ()| {
             if let FundingDecision::Approved { loan_no, .. } = &decision {
                 let bank_id = caller.id().unwrap_or_default();
@@ -789,7 +844,7 @@ pub async fn fund(state: &Deps, caller: &Principal, id: &str, request: &Idempote
             if order.status != OrderStatus::AwaitingFunding {
                 return Err(ApiError::invalid_state(format!("the order is {}, not awaiting funding", order.status)));
             }
-            if state.clock.now() > order.funding_deadline {
+            if state.clock.now() > funding_deadline(&order)? {
                 return Err(ApiError::invalid_state("the funding deadline has passed"));
             }
             match &decision {
@@ -801,8 +856,16 @@ pub async fn fund(state: &Deps, caller: &Principal, id: &str, request: &Idempote
     .await
 }
 
+/// The deadline of an order awaiting funding: every such order has one (placed without
+/// confirmation, or confirmed).
+fn funding_deadline(order: &Order) -> ApiResult<DateTime<Utc>> {
+    order.funding_deadline.ok_or_else(|| {
+        ApiError::internal_because("Failed to decide funding", format!("order {} awaits funding without a deadline", order.id))
+    })
+}
+
 async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate) -> ApiResult<(StatusCode, OrderView)> {
-    let deadline_date = order.funding_deadline.with_timezone(&SHANGHAI).date_naive();
+    let deadline_date = funding_deadline(&order)?.with_timezone(&SHANGHAI).date_naive();
     if funded_on < order.created_on || funded_on > deadline_date {
         return Err(ApiError::new(ErrorCode::InvalidDate, format!("funded_on must be from {} to {}", order.created_on, deadline_date))
             .field("funded_on"));
@@ -852,9 +915,9 @@ async fn approve(tx: &Tx<'_>, order: Order, loan_no: &str, funded_on: NaiveDate)
 
 async fn reject(tx: &Tx<'_>, order: Order, reason: &str, today: NaiveDate) -> ApiResult<(StatusCode, OrderView)> {
     let booked_on = db::business_days::booking_date(tx, today).await?;
-    let hold = unwind(tx, &order, "exposure.released", booked_on).await?;
+    let hold = unwind(tx, &order, VoidReason::Rejected, "exposure.released", booked_on).await?;
     let order = orders_db::set_status(tx, &order.id, OrderStatus::Rejected, Some(reason), Some(today)).await?;
     let refs = OrderRefs::of_order(&order);
-    record(tx, &[hold_notice(Notice::HoldVoided, &refs, &hold, hold.voided), order_updated(&refs, &order)]).await?;
+    record(tx, &[hold_voided(&refs, &hold), order_updated(&refs, &order)]).await?;
     Ok((StatusCode::OK, load_view(tx, order).await?))
 }

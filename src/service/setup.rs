@@ -50,7 +50,12 @@ pub async fn update_provider(state: &Deps, id: &str, patch: impl FnOnce(Provider
     q::lock_row(&*tx, "providers", id).await?;
     let current = q::get_provider(&*tx, id).await?.ok_or_else(ApiError::not_found)?;
     let had_url = current.webhook_url.is_some();
-    let input = patch(ProviderInput { name: current.name, webhook_url: current.webhook_url })?;
+    let input = patch(ProviderInput {
+        name: current.name,
+        webhook_url: current.webhook_url,
+        hold_confirmation: current.hold_confirmation,
+        hold_confirmation_timeout_minutes: current.hold_confirmation_timeout_minutes,
+    })?;
     let secret = (!had_url && input.webhook_url.is_some()).then(new_webhook_secret);
     let updated = q::update_provider(&*tx, id, &input, secret.as_deref()).await?.ok_or_else(ApiError::not_found)?;
     tx.commit().await?;

@@ -68,6 +68,7 @@ pub fn check(books: &Books) -> Report {
     }
     (checked.plans, checked.installments) = check_plans(&mut c, books, &bal);
     check_banks(&mut c, books, &bal);
+    check_confirmations(&mut c, books);
     Report { ok: c.violations.is_empty(), checked, violations: c.violations }
 }
 
@@ -169,4 +170,56 @@ fn check_banks(c: &mut Collector, books: &Books, bal: &impl Fn(String) -> i64) {
         let journal = bal(account::bank_exposure(id));
         c.check(used == journal, "bank_exposure_journal", id, || format!("exposure in use {used} but the journal says {journal}"));
     }
+}
+
+/// Pending holds and voids (API.md §12): a pending hold has moved nothing, has its deadline and
+/// its order awaits its confirmation without a funding deadline (and such an order's hold is
+/// pending); a voided hold's reason is what its order became.
+fn check_confirmations(c: &mut Collector, books: &Books) {
+    for r in &books.confirmations {
+        let id = &r.hold_id;
+        let pending = r.hold_status == "pending";
+        let awaiting = r.order_status == "awaiting_hold_confirmation";
+        c.check(pending == awaiting, "hold_pending_with_its_order", id, || {
+            format!("the hold is {} but its order is {}", r.hold_status, r.order_status)
+        });
+        if pending {
+            c.check(r.untouched && r.has_confirm_deadline && !r.order_has_funding_deadline, "hold_pending_untouched", id, || {
+                "a pending hold has moved nothing, has a confirm deadline, and its order no funding deadline".to_string()
+            });
+        }
+        if r.hold_status == "voided" {
+            let expected = expected_order(r.void_reason.as_deref());
+            let found = (r.order_status.as_str(), r.order_reason.as_deref());
+            c.check(expected.is_some_and(|e| e.matches(found)), "hold_void_reason_matches_order", id, || {
+                format!("voided for {:?} but its order is {} ({:?})", r.void_reason, r.order_status, r.order_reason)
+            });
+        }
+    }
+}
+
+/// What the order of a hold voided for `reason` must be: its status and, where the engine wrote
+/// it, its reason (a cancellation's or a bank's rejection reason is the caller's free text).
+struct ExpectedOrder {
+    status: &'static str,
+    reason: Option<&'static str>,
+}
+
+impl ExpectedOrder {
+    fn matches(&self, (status, reason): (&str, Option<&str>)) -> bool {
+        status == self.status && (self.reason.is_none() || reason == self.reason)
+    }
+}
+
+fn expected_order(reason: Option<&str>) -> Option<ExpectedOrder> {
+    let (status, reason) = match reason? {
+        "cancelled" => ("cancelled", None),
+        "rejected" => ("rejected", None),
+        "expired" => ("expired", Some("funding timeout")),
+        "declined" => ("rejected", Some("hold_declined")),
+        "confirmation_timeout" => ("expired", Some("confirmation_timeout")),
+        "returned" => ("returned", None),
+        _ => return None,
+    };
+    Some(ExpectedOrder { status, reason })
 }

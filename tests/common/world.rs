@@ -195,6 +195,21 @@ impl Client {
         assert_eq!(v["violations"], json!([]), "{v}");
         v
     }
+
+    // ---- the provider's confirmation of a hold (API.md §12) ----
+
+    pub async fn acknowledge_hold(&self, hold: &str, sign_url: &str, provider_order_no: Option<&str>) -> Resp {
+        let body = json!({"sign_url": sign_url, "provider_order_no": provider_order_no});
+        self.post(&format!("/v1/holds/{hold}/acknowledge"), body).await
+    }
+
+    pub async fn confirm_hold(&self, hold: &str, amount: &str, provider_order_no: &str) -> Resp {
+        self.post(&format!("/v1/holds/{hold}/confirm"), json!({"amount": amount, "provider_order_no": provider_order_no})).await
+    }
+
+    pub async fn decline_hold(&self, hold: &str, reason: &str) -> Resp {
+        self.post(&format!("/v1/holds/{hold}/decline"), json!({"reason": reason})).await
+    }
 }
 
 /// `base` with every field of `extra` set over it.

@@ -17,6 +17,7 @@ use crate::db::setup::{BankInput, PartnerInput, ProductInput, ProviderInput, Sto
 use crate::domain::identity::{RegionCode, RegionPattern};
 use crate::domain::money::{Amount, Rate};
 use crate::domain::schedule::Pricing;
+use crate::domain::status::HoldConfirmation;
 use crate::error::{ApiError, ApiResult};
 use crate::http::body::{Obj, Patch};
 use crate::service::setup::TermInput;
@@ -187,13 +188,45 @@ pub struct ProviderRequest {
         pattern = r"^https?://[a-z][a-z0-9]*(-[a-z0-9]+)*(\.[a-z][a-z0-9]*(-[a-z0-9]+)*)*(:[0-9]{1,4})?(/[!-~]*)?$"
     )]
     pub webhook_url: Option<String>,
+    /// v2 (API.md §12): default `none`.
+    #[schema(inline)]
+    pub hold_confirmation: Option<HoldConfirmationInput>,
+    /// v2 (API.md §12): default 15.
+    #[schema(minimum = 1, maximum = 1440)]
+    pub hold_confirmation_timeout_minutes: Option<i32>,
 }
 
-const PROVIDER_FIELDS: &[&str] = &["name", "webhook_url"];
+/// Whether the provider confirms each hold before it counts as placed (API.md §12).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldConfirmationInput {
+    None,
+    Required,
+}
+
+impl From<HoldConfirmationInput> for HoldConfirmation {
+    fn from(i: HoldConfirmationInput) -> HoldConfirmation {
+        match i {
+            HoldConfirmationInput::None => HoldConfirmation::None,
+            HoldConfirmationInput::Required => HoldConfirmation::Required,
+        }
+    }
+}
+
+/// A provider's defaults (API.md §12), for a field absent on create or cleared by a PATCH.
+const HOLD_CONFIRMATION: HoldConfirmation = HoldConfirmation::None;
+const HOLD_CONFIRMATION_TIMEOUT_MINUTES: i32 = 15;
+
+const PROVIDER_FIELDS: &[&str] = &["name", "webhook_url", "hold_confirmation", "hold_confirmation_timeout_minutes"];
 
 fn check_provider(o: &Obj, mode: Mode) -> ApiResult<()> {
     must(o, mode, "name", name)?;
     may(o, "webhook_url", webhook_url)?;
+    may(o, "hold_confirmation", |o, k| {
+        HoldConfirmation::parse(o.req_str(k)?)
+            .ok_or_else(|| ApiError::invalid(o.path(k), "`hold_confirmation` is \"none\" or \"required\""))
+    })?;
+    may(o, "hold_confirmation_timeout_minutes", |o, k| o.req_int(k, 1, 1440))?;
     Ok(())
 }
 
@@ -203,7 +236,13 @@ impl ProviderRequest {
     }
 
     pub fn input(self) -> (String, ProviderInput) {
-        (self.id, ProviderInput { name: self.name, webhook_url: self.webhook_url })
+        let input = ProviderInput {
+            name: self.name,
+            webhook_url: self.webhook_url,
+            hold_confirmation: self.hold_confirmation.map_or(HOLD_CONFIRMATION, Into::into),
+            hold_confirmation_timeout_minutes: self.hold_confirmation_timeout_minutes.unwrap_or(HOLD_CONFIRMATION_TIMEOUT_MINUTES),
+        };
+        (self.id, input)
     }
 }
 
@@ -221,6 +260,14 @@ pub struct ProviderPatch {
     #[schema(value_type = Option<String>, min_length = 1, max_length = 2000, pattern = r"^https?://[a-z][a-z0-9]*(-[a-z0-9]+)*(\.[a-z][a-z0-9]*(-[a-z0-9]+)*)*(:[0-9]{1,4})?(/[!-~]*)?$")]
     #[serde(default)]
     pub webhook_url: Patch<String>,
+    /// `null` restores the default `none`.
+    #[schema(value_type = Option<HoldConfirmationInput>, inline)]
+    #[serde(default)]
+    pub hold_confirmation: Patch<HoldConfirmationInput>,
+    /// `null` restores the default 15.
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 1440)]
+    #[serde(default)]
+    pub hold_confirmation_timeout_minutes: Patch<i32>,
 }
 
 impl ProviderPatch {
@@ -230,7 +277,14 @@ impl ProviderPatch {
 
     /// The provider as changed.
     pub fn apply(self, p: ProviderInput) -> ApiResult<ProviderInput> {
-        Ok(ProviderInput { name: self.name.or(p.name), webhook_url: self.webhook_url.or_clear(p.webhook_url) })
+        Ok(ProviderInput {
+            name: self.name.or(p.name),
+            webhook_url: self.webhook_url.or_clear(p.webhook_url),
+            hold_confirmation: self.hold_confirmation.map(HoldConfirmation::from).or_default(p.hold_confirmation, HOLD_CONFIRMATION),
+            hold_confirmation_timeout_minutes: self
+                .hold_confirmation_timeout_minutes
+                .or_default(p.hold_confirmation_timeout_minutes, HOLD_CONFIRMATION_TIMEOUT_MINUTES),
+        })
     }
 }
 
