@@ -244,7 +244,7 @@ async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: Naive
     let pg_log_offset = std::fs::metadata(cluster.log_path()).map_or(0, |m| m.len());
     let obs = Observer::start(cluster, DB, std::process::id()).await?;
     let t = Instant::now();
-    let summary = creditphone::service::eod::run(pool, &creditphone::clock::SystemClock, date, true, chunk_size)
+    let summary = creditphone::service::eod::run(pool, &creditphone::clock::SystemClock, date, true, chunk_size, creditphone::domain::eod_run::EodTrigger::Cli)
         .await
         .map_err(|e| anyhow!("end of day for {date}: {e}"))?;
     let secs = t.elapsed().as_secs_f64();

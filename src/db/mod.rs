@@ -10,6 +10,7 @@ pub mod credit_lines;
 pub mod idempotency;
 pub mod journal;
 pub mod notices;
+pub mod ops;
 pub mod orders;
 pub mod plans;
 pub mod repayments;

@@ -8,6 +8,7 @@ pub mod context;
 pub mod credit_lines;
 pub mod endpoints;
 pub mod openapi;
+pub mod operations;
 pub mod ops;
 pub mod orders;
 pub mod payload;

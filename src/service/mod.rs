@@ -5,6 +5,7 @@ pub mod credit_lines;
 pub mod eod;
 pub mod lifecycle;
 pub mod notices;
+pub mod ops;
 pub mod order_notices;
 pub mod orders;
 pub mod plans;

@@ -8,6 +8,7 @@
 //! checks and the type disagree (a bug, answered 500 and logged; the unit tests keep them equal).
 
 pub mod credit_lines;
+pub mod ops;
 pub mod orders;
 pub mod plans;
 pub mod setup;
