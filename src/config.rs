@@ -42,6 +42,7 @@ pub struct Settings {
     pub eod: EodSettings,
     pub notices: NoticeSettings,
     pub log: LogSettings,
+    pub console: ConsoleSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -208,6 +209,14 @@ pub struct LogSettings {
     pub level: String,
     /// `json` or `text`.
     pub format: String,
+}
+
+/// The operations console (`/console/`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// 32 bytes, hex: the key that signs session cookies. Empty: generated once under `data_dir`.
+    pub session_key: Secret,
 }
 
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");

@@ -97,7 +97,10 @@ async fn the_portfolio_sums_each_bank_and_provider_from_the_book() {
         "{p}"
     );
     assert_eq!(wld["held_pending"], "0.00", "no pending holds before §12 lands");
-    assert_eq!(p["providers"][1], json!({"provider_id": "hb", "lines": 0, "holds_active": 0, "held": "0.00", "held_pending": "0.00", "drawn": "0.00"}));
+    assert_eq!(
+        p["providers"][1],
+        json!({"provider_id": "hb", "lines": 0, "holds_active": 0, "held": "0.00", "held_pending": "0.00", "drawn": "0.00"})
+    );
     let t = &p["totals"];
     assert_eq!(
         (s(&t["exposure_limit"]), s(&t["exposure_used"]), s(&t["outstanding_principal"]), t["lines"].as_i64(), t["holds_active"].as_i64()),
@@ -198,7 +201,11 @@ async fn every_end_of_day_run_is_listed_newest_first_with_its_trigger() {
 
     let runs = o.admin().all_pages("/v1/admin/eod-runs?limit=1").await;
     let seen: Vec<(&str, &str)> = runs.iter().map(|r| (s(&r["business_date"]), s(&r["trigger"]))).collect();
-    assert_eq!(seen, [("2027-03-22", "schedule"), ("2027-03-21", "cli"), ("2027-03-20", "api"), ("2027-03-20", "api")], "refusals are not runs");
+    assert_eq!(
+        seen,
+        [("2027-03-22", "schedule"), ("2027-03-21", "cli"), ("2027-03-20", "api"), ("2027-03-20", "api")],
+        "refusals are not runs"
+    );
     assert_eq!(runs[3]["summary"], first);
     assert_eq!(runs[2]["summary"], rerun);
     assert_eq!(runs[2]["summary"]["overdue_marked"], 0, "a rerun counts nothing");

@@ -156,9 +156,8 @@ pub async fn store_aging_snapshot(tx: &Tx<'_>, date: NaiveDate, rows: &[AgingRow
 /// a bug in what wrote it: the error names the date.
 pub async fn aging_snapshot(c: &impl Db, date: NaiveDate) -> Result<Option<Result<Vec<AgingRow>, String>>, tokio_postgres::Error> {
     let row = c.query_opt("SELECT buckets FROM aging_snapshots WHERE business_date = $1", &[&date]).await?;
-    Ok(row.map(|r| {
-        serde_json::from_value::<Vec<AgingRow>>(r.get(0)).map_err(|e| format!("the aging snapshot of {date} does not read: {e}"))
-    }))
+    Ok(row
+        .map(|r| serde_json::from_value::<Vec<AgingRow>>(r.get(0)).map_err(|e| format!("the aging snapshot of {date} does not read: {e}"))))
 }
 
 /// One end-of-day run as recorded.

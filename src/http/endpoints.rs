@@ -3,13 +3,13 @@
 //! is one row here, its request type and its service function.
 
 use super::requests::credit_lines::{CreditLineRequest, DebtRepaymentRequest};
+use super::requests::ops::RedeliverRequest;
 use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
 use super::requests::plans::{AccelerateRequest, EodRequest, RepaymentRequest};
 use super::requests::setup::{
     ApiKeyRequest, BankPatch, BankRequest, PartnerPatch, PartnerRequest, ProductPatch, ProductRequest, ProviderPatch, ProviderRequest,
     StorePatch, StoreRequest,
 };
-use super::requests::ops::RedeliverRequest;
 use super::{admin, credit_lines, operations, ops, orders, plans, reports, setup};
 use crate::auth::{Caller, PrincipalKind};
 use actix_web::body::BoxBody;
@@ -287,8 +287,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .answers(200, Json("Aging")),
     row(Get, "/v1/admin/eod-runs", "Every end-of-day run, newest first (?limit=&cursor=)", |r| r.to(operations::eod_runs))
         .answers(200, Page("EodRunView")),
-    row(Get, "/v1/admin/search", "Orders by out_order_no, loan_no or engine id (?q=), newest first, at most 200", |r| r.to(operations::search))
-        .answers(200, Json("SearchResult")),
+    row(Get, "/v1/admin/search", "Orders by out_order_no, loan_no or engine id (?q=), newest first, at most 200", |r| {
+        r.to(operations::search)
+    })
+    .answers(200, Json("SearchResult")),
     row(Post, "/v1/admin/notices/redeliver", "Deliver every matching dead notice again, attempts reset", |r| r.to(operations::redeliver))
         .takes(RedeliverRequest::schema)
         .answers(202, Json("Redelivered")),

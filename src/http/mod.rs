@@ -37,6 +37,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub deps: Arc<Deps>,
     pub rate_limiter: auth::RateLimiter,
+    /// Signs the operations console's session cookies (`crate::console`).
+    pub console_key: Arc<crate::console::session::ConsoleKey>,
 }
 
 impl std::ops::Deref for AppState {

@@ -43,5 +43,13 @@ pub(super) async fn accelerate(
 pub(super) async fn eod(state: State, body: Body) -> ApiResult<HttpResponse> {
     let eod = EodRequest::read(&parse_object(&body.0)?)?;
     let s = &state.settings;
-    ok(&crate::service::eod::run(&state.pool, &*state.clock, eod.business_date, s.clock.allow_future_dates, s.eod.chunk_size, EodTrigger::Api).await?)
+    ok(&crate::service::eod::run(
+        &state.pool,
+        &*state.clock,
+        eod.business_date,
+        s.clock.allow_future_dates,
+        s.eod.chunk_size,
+        EodTrigger::Api,
+    )
+    .await?)
 }

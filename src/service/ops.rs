@@ -270,3 +270,47 @@ pub async fn redeliver_dead(deps: &Deps, filter: &RedeliverFilter) -> ApiResult<
     tracing::info!(count, "dead notices queued for redelivery");
     Ok(Redelivered { count })
 }
+
+/// The reference data the console shows read-only: banks and providers in creation order (the
+/// first 200 of each; the API's lists page through more).
+pub async fn reference(deps: &Deps) -> ApiResult<(Vec<crate::db::setup::Bank>, Vec<crate::db::setup::Provider>)> {
+    let client = deps.pool.get().await?;
+    let banks = crate::db::setup::list_banks(&**client, 0, SEARCH_MAX).await?;
+    let providers = crate::db::setup::list_providers(&**client, 0, SEARCH_MAX).await?;
+    Ok((banks, providers))
+}
+
+/// Writes a console action to the audit log: who (the admin key's id), what, on which object.
+pub async fn audit(deps: &Deps, actor: &str, action: &str, object_id: &str, request_id: &str) -> ApiResult<()> {
+    let client = deps.pool.get().await?;
+    crate::db::audit::record(&**client, actor, action, object_id, request_id).await?;
+    Ok(())
+}
+
+/// An admin key as the console's sign-in knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminKey {
+    /// `auth.admin_key` of the configuration.
+    Bootstrap,
+    /// A created key, by its id.
+    Key(String),
+}
+
+/// The admin key `key` is, if it is one: the configured bootstrap key, or an unrevoked created
+/// key of the admin. Any other key (another principal's, revoked, unknown) is `None`.
+pub async fn admin_key(deps: &Deps, key: &str) -> ApiResult<Option<AdminKey>> {
+    let bootstrap = deps.settings.auth.admin_key.expose();
+    if !bootstrap.is_empty() && crate::auth::secrets_equal(bootstrap.as_bytes(), key.as_bytes()) {
+        return Ok(Some(AdminKey::Bootstrap));
+    }
+    let client = deps.pool.get().await?;
+    let found = crate::db::api_keys::find_active_by_hash(&**client, &crate::auth::hash_api_key(key)).await?;
+    Ok(found.filter(|c| c.principal.is_admin()).and_then(|c| c.key_id).map(AdminKey::Key))
+}
+
+/// Is the created admin key `id` still unrevoked? (A console session ends with its key.)
+pub async fn admin_key_active(deps: &Deps, id: &str) -> ApiResult<bool> {
+    let client = deps.pool.get().await?;
+    let record = crate::db::api_keys::get(&**client, id).await?;
+    Ok(record.is_some_and(|r| r.revoked_at.is_none() && r.principal.is_admin()))
+}
