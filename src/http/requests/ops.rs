@@ -91,7 +91,7 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    /// The longest `q`: business numbers and ids are at most 64 characters; longer finds nothing.
+    /// The longest `q`, in characters: business numbers and ids are at most 64; longer finds nothing.
     const MAX: usize = 255;
 
     pub fn read(q: Option<&str>) -> ApiResult<SearchQuery> {
@@ -99,8 +99,8 @@ impl SearchQuery {
         if q.is_empty() {
             return Err(ApiError::invalid("q", "`q` is required: an out_order_no, a loan_no or an engine id"));
         }
-        if q.len() > Self::MAX || q.chars().any(char::is_control) {
-            return Err(ApiError::invalid("q", "`q` must be at most 255 bytes without control characters"));
+        if q.chars().count() > Self::MAX || q.chars().any(char::is_control) {
+            return Err(ApiError::invalid("q", "`q` must be at most 255 characters without control characters"));
         }
         Ok(SearchQuery { q: q.to_string() })
     }
