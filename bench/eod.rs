@@ -244,9 +244,16 @@ async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: Naive
     let pg_log_offset = std::fs::metadata(cluster.log_path()).map_or(0, |m| m.len());
     let obs = Observer::start(cluster, DB, std::process::id()).await?;
     let t = Instant::now();
-    let summary = creditphone::service::eod::run(pool, &creditphone::clock::SystemClock, date, true, chunk_size)
-        .await
-        .map_err(|e| anyhow!("end of day for {date}: {e}"))?;
+    let summary = creditphone::service::eod::run(
+        pool,
+        &creditphone::clock::SystemClock,
+        date,
+        true,
+        chunk_size,
+        creditphone::domain::eod_run::EodTrigger::Cli,
+    )
+    .await
+    .map_err(|e| anyhow!("end of day for {date}: {e}"))?;
     let secs = t.elapsed().as_secs_f64();
     let obs = obs.finish().await?;
     let summary = serde_json::to_value(&summary).context("the end-of-day summary")?;

@@ -64,8 +64,9 @@ pub async fn prepare_with_clock(
         Duration::from_millis(settings.database.statement_timeout_ms),
     )?;
     let pii = PiiKeys::load(&settings.pii, &absolute(&settings.database.data_dir)?)?;
+    let console_key = crate::console::session::ConsoleKey::load(&settings.console, &absolute(&settings.database.data_dir)?)?;
     let deps = Deps { pool, settings, metrics: Arc::new(Metrics::new()), pii: Arc::new(pii), clock };
-    Ok(web::Data::new(AppState { deps: Arc::new(deps), rate_limiter: Default::default() }))
+    Ok(web::Data::new(AppState { deps: Arc::new(deps), rate_limiter: Default::default(), console_key: Arc::new(console_key) }))
 }
 
 /// The actix application: request context outermost, then auth, then the routes.
@@ -75,6 +76,7 @@ pub fn server(state: web::Data<AppState>, listener: std::net::TcpListener, worke
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(state.settings.server.body_limit_bytes))
             .configure(http::routes)
+            .configure(crate::console::routes)
             .default_service(web::to(http::not_found))
             .wrap(from_fn(http::auth::authenticate))
             .wrap(from_fn(http::context::request_context))

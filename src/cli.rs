@@ -84,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     date,
                     settings.clock.allow_future_dates,
                     settings.eod.chunk_size,
+                    crate::domain::eod_run::EodTrigger::Cli,
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -42,6 +42,7 @@ pub struct Settings {
     pub eod: EodSettings,
     pub notices: NoticeSettings,
     pub log: LogSettings,
+    pub console: ConsoleSettings,
     /// v2 (API.md §12); absent from an older configuration file: the defaults.
     #[serde(default)]
     pub holds: HoldSettings,
@@ -228,6 +229,14 @@ pub struct LogSettings {
     pub level: String,
     /// `json` or `text`.
     pub format: String,
+}
+
+/// The operations console (`/console/`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// 32 bytes, hex: the key that signs session cookies. Empty: generated once under `data_dir`.
+    pub session_key: Secret,
 }
 
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");

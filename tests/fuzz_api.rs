@@ -77,6 +77,8 @@ const EXCLUDED_CHECKS: &[(&str, &str)] = &[
     ("GET /v1/reconciliation/{business_date}", "a business date not after today"),
     // Not yet stated: the order statuses are being typed (issue 15 item 3); the filter's enum comes with them.
     ("GET /v1/orders", "status is an order status"),
+    // The operations API (section 16).
+    ("GET /v1/admin/aging", "bank_id names a bank (422 unknown_reference)"),
 ];
 
 /// Left out of the run without a key:

@@ -286,6 +286,12 @@ fn table() -> Vec<Endpoint> {
         // ---- admin operations ----
         ep("GET",    "/v1/admin/ledger/verify",                         "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/admin/audit-log",                             "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
+        // ---- operations API (section 16) ----
+        ep("GET",    "/v1/admin/portfolio",                             "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/admin/aging",                                 "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/admin/eod-runs",                              "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/admin/search?q={order}",                      "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
+        ep("POST",   "/v1/admin/notices/redeliver",                     "redeliver",  [202, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
         // ---- routing comes before 403: an unknown path is 404, a wrong method 405, for any valid key ----
         ep("GET",    "/v1/no-such-thing",                               "",           [404, 404, 404, 404, 404, 404, 404, 404, 404, 401, 401, 401]),
         ep("DELETE", "/v1/orders",                                      "",           [405, 405, 405, 405, 405, 405, 405, 405, 405, 401, 401, 401]),
@@ -433,6 +439,7 @@ impl Fixture {
             "ack" => json!({"sign_url": "https://pv.example/sign"}),
             "confirm" => json!({"amount": "1", "provider_order_no": format!("W-{who:?}")}),
             "decline" => json!({"reason": "other"}),
+            "redeliver" => json!({"state": "dead"}),
             other => panic!("no body {other}"),
         })
     }

@@ -39,3 +39,14 @@ pub async fn page(c: &impl Db, after_seq: i64, limit: i64) -> Result<Vec<AuditEn
         .map(|r| AuditEntry { seq: r.get(0), at: r.get(1), actor: r.get(2), action: r.get(3), object_id: r.get(4), request_id: r.get(5) })
         .collect())
 }
+
+/// Records an action of `actor` (the console's sign-in and sign-out, redeliveries, end-of-day runs)
+/// on `object_id` in request `request_id`.
+pub async fn record(c: &impl Db, actor: &str, action: &str, object_id: &str, request_id: &str) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO audit_log (actor, action, object_id, request_id) VALUES ($1, $2, $3, $4)",
+        &[&actor, &action, &object_id, &request_id],
+    )
+    .await?;
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub mod holds;
 pub mod idempotency;
 pub mod journal;
 pub mod notices;
+pub mod ops;
 pub mod orders;
 pub mod plans;
 pub mod repayments;

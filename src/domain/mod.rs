@@ -2,7 +2,9 @@
 //! arithmetic. No I/O and no floating point; every value type that exists is
 //! valid ("parse, don't validate"). See API.md §1, §3, §4 and §9.
 
+pub mod aging;
 pub mod dates;
+pub mod eod_run;
 pub mod hold;
 pub mod identity;
 pub mod installment;

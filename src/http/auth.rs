@@ -24,7 +24,8 @@ pub async fn authenticate(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if super::endpoints::is_public(req.path()) {
+    // The console signs its users in itself (a session cookie), never with an API key.
+    if super::endpoints::is_public(req.path()) || crate::console::is_console_path(req.path()) {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {

@@ -4,13 +4,14 @@
 
 use super::requests::credit_lines::{CreditLineRequest, DebtRepaymentRequest};
 use super::requests::holds::{AcknowledgeRequest, ConfirmRequest, DeclineRequest};
+use super::requests::ops::RedeliverRequest;
 use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
 use super::requests::plans::{AccelerateRequest, EodRequest, RepaymentRequest};
 use super::requests::setup::{
     ApiKeyRequest, BankPatch, BankRequest, PartnerPatch, PartnerRequest, ProductPatch, ProductRequest, ProviderPatch, ProviderRequest,
     StorePatch, StoreRequest,
 };
-use super::{admin, credit_lines, holds, ops, orders, plans, reports, setup};
+use super::{admin, credit_lines, holds, operations, ops, orders, plans, reports, setup};
 use crate::auth::{Caller, PrincipalKind};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -294,6 +295,22 @@ pub static ENDPOINTS: &[Endpoint] = &[
         .idempotent()
         .takes(DeclineRequest::schema)
         .answers(200, Json("Hold")),
+    // Operations API (section 16)
+    row(Get, "/v1/admin/portfolio", "Each bank's exposure and plans, each provider's lines and holds, and their sums, now", |r| {
+        r.to(operations::portfolio)
+    })
+    .answers(200, Json("Portfolio")),
+    row(Get, "/v1/admin/aging", "Plans by days past due (?as_of=&bank_id=); a closed date from its snapshot", |r| r.to(operations::aging))
+        .answers(200, Json("Aging")),
+    row(Get, "/v1/admin/eod-runs", "Every end-of-day run, newest first (?limit=&cursor=)", |r| r.to(operations::eod_runs))
+        .answers(200, Page("EodRunView")),
+    row(Get, "/v1/admin/search", "Orders by out_order_no, loan_no or engine id (?q=), newest first, at most 200", |r| {
+        r.to(operations::search)
+    })
+    .answers(200, Json("SearchResult")),
+    row(Post, "/v1/admin/notices/redeliver", "Deliver every matching dead notice again, attempts reset", |r| r.to(operations::redeliver))
+        .takes(RedeliverRequest::schema)
+        .answers(202, Json("Redelivered")),
 ];
 
 /// Registers every endpoint: one resource per path (its other methods answer 405), one route per
@@ -305,6 +322,9 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             paths.push(e.path);
         }
     }
+    // A path without parameters first, so that `/v1/admin/notices/redeliver` is not taken for
+    // `/v1/admin/notices/{id}` (actix tries resources in the order they are registered).
+    paths.sort_by_key(|p| p.contains('{'));
     for path in paths {
         let mut resource = super::resource(path);
         for e in ENDPOINTS.iter().filter(|e| e.path == path) {

@@ -9,6 +9,7 @@ pub mod credit_lines;
 pub mod endpoints;
 pub mod holds;
 pub mod openapi;
+pub mod operations;
 pub mod ops;
 pub mod orders;
 pub mod payload;
@@ -37,6 +38,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub deps: Arc<Deps>,
     pub rate_limiter: auth::RateLimiter,
+    /// Signs the operations console's session cookies (`crate::console`).
+    pub console_key: Arc<crate::console::session::ConsoleKey>,
 }
 
 impl std::ops::Deref for AppState {

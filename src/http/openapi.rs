@@ -47,6 +47,12 @@ fn query_parameters(route: &Endpoint) -> Vec<(&'static str, serde_json::Value, b
         "/v1/plans/{id}/payoff" => v.push(("as_of", json!({"type": "string", "format": "date"}), false)),
         "/v1/partners/{id}/statement" => v.push(("month", json!({"type": "string", "pattern": MONTH}), true)),
         "/v1/reconciliation/{business_date}" => v.push(("bank_id", json!({"type": "string", "pattern": REFERENCE_ID}), false)),
+        // The operations API (section 16).
+        "/v1/admin/aging" => {
+            v.push(("as_of", json!({"type": "string", "format": "date"}), false));
+            v.push(("bank_id", json!({"type": "string", "pattern": REFERENCE_ID}), false));
+        }
+        "/v1/admin/search" => v.push(("q", json!({"type": "string", "maxLength": 255, "pattern": SEARCH_TEXT}), true)),
         _ => {}
     }
     v
@@ -54,6 +60,8 @@ fn query_parameters(route: &Endpoint) -> Vec<(&'static str, serde_json::Value, b
 
 /// A month `YYYY-MM` of a year from 1.
 const MONTH: &str = "^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])$";
+/// A search's `q`: something besides white space, and no control character.
+const SEARCH_TEXT: &str = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
 /// A reference-data id (API.md section 1).
 const REFERENCE_ID: &str = "^[a-z0-9][a-z0-9_-]{1,63}$";
 
@@ -339,4 +347,14 @@ fn answer_types(components: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<reports::AgentLine>()
         .schema_from::<reports::StatementTotal>()
         .schema_from::<reports::Statement>()
+        .schema_from::<crate::service::ops::Portfolio>()
+        .schema_from::<crate::service::ops::PlanCounts>()
+        .schema_from::<crate::service::ops::BankPortfolio>()
+        .schema_from::<crate::service::ops::ProviderPortfolio>()
+        .schema_from::<crate::service::ops::PortfolioTotals>()
+        .schema_from::<crate::service::ops::Aging>()
+        .schema_from::<crate::domain::aging::BucketView>()
+        .schema_from::<crate::service::ops::EodRunView>()
+        .schema_from::<crate::service::ops::SearchResult>()
+        .schema_from::<crate::service::ops::Redelivered>()
 }

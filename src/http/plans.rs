@@ -4,6 +4,7 @@ use super::body::parse_object;
 use super::requests::plans::{AccelerateRequest, EodRequest, PayoffQuery, RepaymentRequest};
 use super::{Body, State, answer, idempotent, ok, query_param};
 use crate::auth::Caller;
+use crate::domain::eod_run::EodTrigger;
 use crate::error::ApiResult;
 use crate::service::plans as svc;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -36,5 +37,13 @@ pub(super) async fn accelerate(
 pub(super) async fn eod(state: State, body: Body) -> ApiResult<HttpResponse> {
     let eod = EodRequest::read(&parse_object(&body.0)?)?;
     let s = &state.settings;
-    ok(&crate::service::eod::run(&state.pool, &*state.clock, eod.business_date, s.clock.allow_future_dates, s.eod.chunk_size).await?)
+    ok(&crate::service::eod::run(
+        &state.pool,
+        &*state.clock,
+        eod.business_date,
+        s.clock.allow_future_dates,
+        s.eod.chunk_size,
+        EodTrigger::Api,
+    )
+    .await?)
 }

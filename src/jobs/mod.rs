@@ -74,7 +74,16 @@ async fn daily_eod(state: Arc<Deps>, mut stopped: watch::Receiver<bool>) {
         }
         let date = state.clock.today() - chrono::Duration::days(1);
         let s = &state.settings;
-        match crate::service::eod::run(&state.pool, &*state.clock, date, s.clock.allow_future_dates, s.eod.chunk_size).await {
+        match crate::service::eod::run(
+            &state.pool,
+            &*state.clock,
+            date,
+            s.clock.allow_future_dates,
+            s.eod.chunk_size,
+            crate::domain::eod_run::EodTrigger::Schedule,
+        )
+        .await
+        {
             Ok(summary) => {
                 state.metrics.job_runs.with_label_values(&["eod", "ok"]).inc();
                 tracing::info!(business_date = %summary.business_date, "scheduled end of day done");

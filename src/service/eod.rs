@@ -62,11 +62,27 @@ impl Totals {
 
 /// Runs end of day for `date`, waiting for any other run to finish first.
 #[tracing::instrument(skip_all, fields(business_date = %date))]
-pub async fn run(pool: &Pool, clock: &dyn Clock, date: NaiveDate, allow_future_dates: bool, chunk_size: u32) -> ApiResult<EodSummary> {
+pub async fn run(
+    pool: &Pool,
+    clock: &dyn Clock,
+    date: NaiveDate,
+    allow_future_dates: bool,
+    chunk_size: u32,
+    trigger: crate::domain::eod_run::EodTrigger,
+) -> ApiResult<EodSummary> {
     let client = pool.get().await?;
     business_days::lock_end_of_day(&**client).await?;
     let after_today = || date > clock.today() && !allow_future_dates;
-    let result = run_locked(pool, &client, clock, date, after_today, chunk_size.clamp(1, 100_000) as i64).await;
+    // ---- operations (API.md §16): every run that was not refused is recorded, under the lock ----
+    let (started_at, started) = (clock.now(), Instant::now());
+    let result = match run_locked(pool, &client, clock, date, after_today, chunk_size.clamp(1, 100_000) as i64).await {
+        Ok(summary) => {
+            super::ops::record_run(&**client, clock, trigger, &summary, started_at, started).await;
+            Ok(summary)
+        }
+        Err(e) => Err(e),
+    };
+    // ---- end of operations ----
     if let Err(e) = business_days::unlock_end_of_day(&**client).await {
         tracing::error!(error = %e, "releasing the end-of-day lock failed; dropping the connection");
         let _ = deadpool_postgres::Object::take(client);
@@ -121,6 +137,7 @@ async fn run_locked(
     let mut closing = pool.get().await?;
     let tx = crate::db::Tx::begin(&mut closing).await?;
     crate::db::business_days::close(&tx, date, &summary_json).await?;
+    super::ops::snapshot_aging(&tx, last, date).await?; // operations (API.md §16): the aging of each date closed
     tx.commit().await?;
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
     Ok(summary)

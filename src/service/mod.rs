@@ -6,6 +6,7 @@ pub mod eod;
 pub mod holds;
 pub mod lifecycle;
 pub mod notices;
+pub mod ops;
 pub mod order_notices;
 pub mod orders;
 pub mod plans;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod browser;
 pub mod raw;
 pub mod readme;
 pub mod world;
@@ -136,6 +137,7 @@ pub fn test_settings() -> Settings {
     s.auth.admin_key = Secret::new(format!("admin-{}", uuid::Uuid::new_v4().simple()));
     s.pii.hash_key = Secret::new("11".repeat(32));
     s.pii.encryption_key = Secret::new("22".repeat(32));
+    s.console.session_key = Secret::new("33".repeat(32));
     s.clock.allow_future_dates = true;
     s.server.workers = 2;
     s.database.pool_size = 24;

@@ -9,6 +9,7 @@
 
 pub mod credit_lines;
 pub mod holds;
+pub mod ops;
 pub mod orders;
 pub mod plans;
 pub mod setup;

@@ -1,0 +1,267 @@
+//! The operations console (`/console/`): its sign-in, session cookie, CSRF tokens and headers
+//! over HTTP, and the whole of it driven in headless Chromium through WebDriver.
+
+mod common;
+
+use common::browser::Browser;
+use common::world::{World, order_body};
+use common::{TestApp, id_number, phone};
+use fantoccini::Locator;
+use serde_json::json;
+use std::time::Duration;
+
+/// A world with an order funded, a dead notice of the bank, and an admin key of its own.
+struct Console {
+    app: TestApp,
+    world: World,
+    admin_key: String,
+    admin_key_id: String,
+    /// Answers as they come: redirects are not followed, cookies not kept.
+    http: reqwest::Client,
+    order: serde_json::Value,
+}
+
+impl Console {
+    async fn new() -> Console {
+        let app = TestApp::start().await;
+        let world = World::standard()
+            .bank_extra("bk", json!({"webhook_url": "http://127.0.0.1:9/hook", "name": "<b>招商</b> & Co"}))
+            .build(&app)
+            .await;
+        let (admin_key_id, admin_key) = world.admin.new_key(json!({"kind": "admin"}), None).await;
+        let placed = world.store().place_order(order_body("POS-C1", "p12", 7, 1)).await.expect(201);
+        let today = creditphone::domain::shanghai_date(chrono::Utc::now()).to_string();
+        let order = world.bank().fund(placed["id"].as_str().unwrap(), "LN-C1", &today).await.expect(200);
+        let db = app.db().await;
+        db.execute("UPDATE notices SET state = 'dead', attempts = 20, next_attempt_at = NULL WHERE type = 'plan.opened'", &[])
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Console { app, world, admin_key, admin_key_id, http, order }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.url)
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
+        let mut r = self.http.get(self.url(path));
+        if let Some(c) = cookie {
+            r = r.header("Cookie", c);
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut r = self.http.post(self.url(path)).form(form);
+        if let Some(c) = cookie {
+            r = r.header("Cookie", c);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// Signs in with `key`: the answer, and the session cookie (`name=value`) when one was set.
+    async fn sign_in(&self, key: &str) -> (reqwest::Response, Option<String>) {
+        let r = self.post("/console/sign-in", None, &[("key", key)]).await;
+        let cookie = r.headers().get("set-cookie").map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+        (r, cookie)
+    }
+
+    async fn page(&self, path: &str, cookie: &str) -> String {
+        let r = self.get(path, Some(cookie)).await;
+        assert_eq!(r.status(), 200, "{path}");
+        r.text().await.unwrap()
+    }
+
+    async fn notice_state(&self, kind: &str) -> String {
+        let db = self.app.db().await;
+        db.query_one("SELECT state FROM notices WHERE type = $1", &[&kind]).await.unwrap().get(0)
+    }
+}
+
+/// The CSRF token of a page's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+fn location(r: &reqwest::Response) -> &str {
+    r.headers().get("location").map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+#[actix_web::test]
+async fn only_an_admin_key_signs_in_and_its_cookie_is_httponly_strict_and_signed() {
+    let c = Console::new().await;
+    // No session: to the sign-in page, which carries the security headers.
+    let r = c.get("/console/overview", None).await;
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/sign-in"));
+    let r = c.get("/console/sign-in", None).await;
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
+    assert!(r.text().await.unwrap().contains("管理员 API 密钥"), "zh-CN by default");
+
+    // Another principal's key, an unknown key: refused, no cookie.
+    for key in [c.world.bank().key.clone(), "cpk_nope".to_string(), String::new()] {
+        let (r, cookie) = c.sign_in(&key).await;
+        assert_eq!((r.status().as_u16(), cookie), (403, None), "{key}");
+    }
+    let (r, cookie) = c.sign_in(&c.admin_key).await;
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/overview"));
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=28800"] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+    let cookie = cookie.unwrap();
+    let page = c.page("/console/overview", &cookie).await;
+    assert!(page.contains("¥10,000,000.00") && page.contains("¥3,000.00"), "limit and exposure of bk as ¥ amounts");
+    let en = c.http.get(c.url("/console/overview")).header("Cookie", &cookie).header("Accept-Language", "en-US,en;q=0.9").send().await;
+    assert!(en.unwrap().text().await.unwrap().contains("Overview"));
+
+    // A tampered cookie (one character of the signature changed) is no session.
+    let mut tampered = cookie.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let r = c.get("/console/overview", Some(&tampered)).await;
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/sign-in"));
+
+    // The sign-in is audited with the key's id; revoking the key ends the session.
+    let log = c.world.admin.get("/v1/admin/audit-log").await.expect(200);
+    let actor = format!("admin:{}", c.admin_key_id);
+    assert!(log["data"].as_array().unwrap().iter().any(|e| e["actor"] == actor.as_str() && e["action"] == "console.sign_in"), "{log}");
+    c.world.admin.delete(&format!("/v1/admin/api-keys/{}", c.admin_key_id)).await.expect(204);
+    assert_eq!(c.get("/console/overview", Some(&cookie)).await.status(), 303);
+}
+
+#[actix_web::test]
+async fn a_session_expires_after_eight_hours_by_the_services_clock() {
+    let c = Console::new().await;
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    c.app.clock.set(chrono::Utc::now() + chrono::Duration::hours(8) - chrono::Duration::minutes(1));
+    assert_eq!(c.get("/console/overview", Some(&cookie)).await.status(), 200);
+    c.app.clock.set(chrono::Utc::now() + chrono::Duration::hours(8) + chrono::Duration::minutes(1));
+    let r = c.get("/console/overview", Some(&cookie)).await;
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/sign-in"));
+    c.app.clock.reset();
+}
+
+#[actix_web::test]
+async fn a_form_without_its_csrf_token_changes_nothing() {
+    let c = Console::new().await;
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let page = c.page("/console/notices?state=dead", &cookie).await;
+    let token = csrf_of(&page);
+    for form in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = c.post("/console/notices/redeliver-all", Some(&cookie), &form).await;
+        assert_eq!(r.status(), 403);
+        assert_eq!(c.notice_state("plan.opened").await, "dead", "nothing changed");
+        let r = c.post("/console/eod/run", Some(&cookie), &[("business_date", "2020-01-01")]).await;
+        assert_eq!(r.status(), 403);
+    }
+    assert_eq!(c.world.admin.get("/v1/admin/eod-runs").await.expect(200)["data"], json!([]), "no end of day ran");
+    // Another session's token does not do either.
+    let (_, other) = c.sign_in(&c.admin_key).await;
+    let other_token = csrf_of(&c.page("/console/notices", &other.unwrap()).await);
+    let r = c.post("/console/notices/redeliver-all", Some(&cookie), &[("csrf", &other_token)]).await;
+    assert_eq!(r.status(), 403);
+    // With it: every dead notice pending again, audited.
+    let r = c.post("/console/notices/redeliver-all", Some(&cookie), &[("csrf", &token)]).await;
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/notices?state=dead&done=1"));
+    assert_eq!(c.notice_state("plan.opened").await, "pending");
+    let log = c.world.admin.get("/v1/admin/audit-log").await.expect(200);
+    assert!(log["data"].as_array().unwrap().iter().any(|e| e["action"] == "notices.redeliver_dead"), "{log}");
+    // Signing out needs the token too, and clears the cookie.
+    assert_eq!(c.post("/console/sign-out", Some(&cookie), &[]).await.status(), 403);
+    let r = c.post("/console/sign-out", Some(&cookie), &[("csrf", &token)]).await;
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+}
+
+#[actix_web::test]
+async fn pages_escape_stored_text_and_never_show_identity() {
+    let c = Console::new().await;
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let reference = c.page("/console/reference", &cookie).await;
+    assert!(reference.contains("&lt;b&gt;招商&lt;/b&gt; &amp; Co") && !reference.contains("<b>招商"), "escaped");
+    let found = c.page("/console/orders?q=POS-C1", &cookie).await;
+    assert!(found.contains(c.order["id"].as_str().unwrap()) && found.contains("¥3,000.00"));
+    for page in [found, c.page("/console/overview", &cookie).await, c.page("/console/notices", &cookie).await] {
+        assert!(!page.contains(&id_number(7)) && !page.contains(&phone(7)), "no raw ID number or phone");
+    }
+    let aging = c.page("/console/aging", &cookie).await;
+    assert!(aging.contains("<svg") && aging.contains("181+"));
+}
+
+/// Polls the page until `check` holds on its source (the browser's answer to a click arrives a
+/// little later), then answers the source.
+async fn wait_for_source(b: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {
+    for _ in 0..100 {
+        let source = b.client.source().await.unwrap();
+        if check(&source) {
+            return source;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: {}", b.client.source().await.unwrap());
+}
+
+#[actix_web::test]
+async fn the_console_in_a_real_browser() {
+    let c = Console::new().await;
+    let b = Browser::start().await;
+    let at = |p: &str| c.url(p);
+    // No session: the sign-in page; an admin key signs in.
+    b.client.goto(&at("/console/overview")).await.unwrap();
+    assert!(b.client.current_url().await.unwrap().path().ends_with("/console/sign-in"));
+    b.screenshot("sign-in").await;
+    b.client.find(Locator::Id("key")).await.unwrap().send_keys(&c.admin_key).await.unwrap();
+    b.client.find(Locator::Id("submit")).await.unwrap().click().await.unwrap();
+    wait_for_source(&b, "the overview", |s| s.contains("id=\"banks\"")).await;
+    let banks = b.client.find(Locator::Id("banks")).await.unwrap().text().await.unwrap();
+    assert!(banks.contains("bk") && banks.contains("¥3,000.00 / ¥10,000,000.00"), "{banks}");
+    b.screenshot("overview").await;
+
+    // Order lookup: the order placed through the API, with its amounts.
+    b.client.goto(&at("/console/orders")).await.unwrap();
+    b.client.find(Locator::Id("q")).await.unwrap().send_keys("POS-C1").await.unwrap();
+    b.client.find(Locator::Id("search-submit")).await.unwrap().click().await.unwrap();
+    let order_id = c.order["id"].as_str().unwrap();
+    wait_for_source(&b, "the order found", |s| s.contains(&format!("id=\"{order_id}\""))).await;
+    let principal = b.client.find(Locator::Css("section.order .principal")).await.unwrap().text().await.unwrap();
+    assert_eq!(principal, "¥3,000.00");
+    b.screenshot("order-lookup").await;
+
+    // A dead notice redelivered from its row: it leaves the dead letters and is pending again.
+    b.client.goto(&at("/console/notices?state=dead")).await.unwrap();
+    b.screenshot("notices").await;
+    b.client.find(Locator::Css("button.redeliver")).await.unwrap().click().await.unwrap();
+    wait_for_source(&b, "the redelivery", |s| s.contains("id=\"message\"") && !s.contains("class=\"redeliver\"")).await;
+    assert_eq!(c.notice_state("plan.opened").await, "pending");
+
+    // End of day from the page, with its confirmation step.
+    let yesterday = (creditphone::domain::shanghai_date(chrono::Utc::now()) - chrono::Duration::days(1)).to_string();
+    b.client.goto(&at("/console/eod")).await.unwrap();
+    b.client.execute("document.getElementById('business_date').value = arguments[0]", vec![json!(yesterday)]).await.unwrap();
+    b.client.find(Locator::Id("eod-run")).await.unwrap().click().await.unwrap();
+    wait_for_source(&b, "the confirmation", |s| s.contains("id=\"confirm-text\"")).await;
+    b.client.find(Locator::Id("eod-confirm")).await.unwrap().click().await.unwrap();
+    wait_for_source(&b, "end of day done", |s| s.contains("id=\"message\"")).await;
+    b.screenshot("end-of-day").await;
+    let runs = c.world.admin.get("/v1/admin/eod-runs").await.expect(200);
+    assert_eq!((runs["data"][0]["business_date"].as_str(), runs["data"][0]["trigger"].as_str()), (Some(yesterday.as_str()), Some("api")));
+    for (path, name) in [("/console/aging", "aging"), ("/console/reference", "banks-and-providers")] {
+        b.client.goto(&at(path)).await.unwrap();
+        b.screenshot(name).await;
+    }
+
+    // Sign out: the console is refused from then on.
+    b.client.find(Locator::Id("sign-out")).await.unwrap().click().await.unwrap();
+    wait_for_source(&b, "the sign-in page", |s| s.contains("id=\"key\"")).await;
+    b.client.goto(&at("/console/overview")).await.unwrap();
+    assert!(b.client.current_url().await.unwrap().path().ends_with("/console/sign-in"));
+    b.stop().await;
+}
