@@ -450,12 +450,13 @@ fn instances_bound(runs: &[InstancesRun]) -> Option<String> {
     if c.machine >= 0.9 * cores {
         let _ = write!(
             s,
-            "the bound is the CPU of these {} cores, all busy ({:.2}), which PostgreSQL, the instances and the load generator share: \
+            "the bound is the CPU of these {} cores, all busy ({:.2}), which PostgreSQL, the instances and the load generator share{}: \
              PostgreSQL used {:.2} of them, {pg_ms:.3} ms per order, which alone caps the rate at {:.0} orders/s however many \
              instances there are. More instances on the same cores only add processes competing for them; on a machine where the \
              database has its own cores, the database's CPU per order is the figure that sets the ceiling.",
             c.cores,
             c.machine,
+            if c.others() >= 0.1 { format!(" with other processes on the machine ({:.2} cores)", c.others()) } else { String::new() },
             c.postgres,
             cores * 1000.0 / pg_ms
         );
