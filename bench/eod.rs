@@ -242,7 +242,7 @@ pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path) -> Result<E
 
 async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: NaiveDate, chunk_size: u32, log: &Path) -> Result<EodRun> {
     let pg_log_offset = std::fs::metadata(cluster.log_path()).map_or(0, |m| m.len());
-    let obs = Observer::start(cluster, DB, std::process::id()).await?;
+    let obs = Observer::start(cluster, DB, &[std::process::id()]).await?;
     let t = Instant::now();
     let summary = creditphone::service::eod::run(
         pool,

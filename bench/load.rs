@@ -1,5 +1,6 @@
 //! The load generator: `POST /v1/orders` over HTTP with a unique `out_order_no` and
-//! `Idempotency-Key` per request, round-robin over customers and stores.
+//! `Idempotency-Key` per request, round-robin over customers and stores; with several service
+//! instances, each connection (worker) sends to one of them, round-robin over the connections.
 //!
 //! - Closed loop: N connections, each sends its next request as soon as the previous answered;
 //!   latency is from send to answer.
@@ -34,11 +35,14 @@ pub enum Route {
 #[derive(Clone)]
 pub struct OrderTarget {
     inner: Arc<Inner>,
+    /// The instance (index into `urls`) this copy sends to.
+    home: usize,
 }
 
 struct Inner {
     http: reqwest::Client,
-    url: String,
+    /// `POST /v1/orders` of each instance.
+    urls: Vec<String>,
     keys: Vec<String>,
     customers: Arc<Vec<Customer>>,
 }
@@ -50,21 +54,27 @@ struct Outcome {
 }
 
 impl OrderTarget {
-    pub fn new(world: &World, service: &Service, route: Route) -> Result<OrderTarget> {
+    /// Orders to `services` (one or more instances on the same database).
+    pub fn new(world: &World, services: &[&Service], route: Route) -> Result<OrderTarget> {
         let keys = match route {
             Route::Spread => world.spread_store_keys.clone(),
             Route::HotBank => world.hot_store_keys.clone(),
         };
         anyhow::ensure!(!keys.is_empty() && !world.customers.is_empty(), "no stores or no customers to order with");
+        anyhow::ensure!(!services.is_empty(), "no service to order from");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30))
             .build()
             .context("HTTP client")?;
-        Ok(OrderTarget {
-            inner: Arc::new(Inner { http, url: format!("{}/v1/orders", service.url), keys, customers: world.customers.clone() }),
-        })
+        let urls = services.iter().map(|s| format!("{}/v1/orders", s.url)).collect();
+        Ok(OrderTarget { inner: Arc::new(Inner { http, urls, keys, customers: world.customers.clone() }), home: 0 })
+    }
+
+    /// This target as load connection `c` uses it: its instance is `c` modulo their number.
+    fn for_connection(&self, c: usize) -> OrderTarget {
+        OrderTarget { inner: self.inner.clone(), home: c % self.inner.urls.len() }
     }
 
     async fn place(&self, prefix: &str, i: u64) -> Outcome {
@@ -77,7 +87,7 @@ impl OrderTarget {
             "customer": {"id_number": customer.id_number, "phone": customer.phone},
             "device": {"sku": "bench-phone", "imei": imei(i), "price": "3999"}, "down_payment": "999",
         });
-        let sent = t.http.post(&t.url).bearer_auth(key).header("Idempotency-Key", &reference).json(&body).send().await;
+        let sent = t.http.post(&t.urls[self.home]).bearer_auth(key).header("Idempotency-Key", &reference).json(&body).send().await;
         match sent {
             Ok(res) => {
                 let status = res.status().as_u16();
@@ -285,8 +295,8 @@ pub async fn closed_loop(target: &OrderTarget, prefix: &str, connections: usize,
     let started = Instant::now();
     let deadline = started + duration;
     let handles: Vec<_> = (0..connections)
-        .map(|_| {
-            let (target, next, prefix) = (target.clone(), next.clone(), prefix.to_string());
+        .map(|c| {
+            let (target, next, prefix) = (target.for_connection(c), next.clone(), prefix.to_string());
             tokio::spawn(async move {
                 let mut tally = Tally::default();
                 while Instant::now() < deadline {
@@ -310,8 +320,8 @@ pub async fn open_loop(target: &OrderTarget, prefix: &str, rate: f64, duration: 
     let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
     let started = t0.into_std();
     let handles: Vec<_> = (0..max_connections)
-        .map(|_| {
-            let (target, next, prefix) = (target.clone(), next.clone(), prefix.to_string());
+        .map(|c| {
+            let (target, next, prefix) = (target.for_connection(c), next.clone(), prefix.to_string());
             tokio::spawn(async move {
                 let mut tally = Tally::default();
                 loop {

@@ -7,7 +7,8 @@
 //! 3. the same closed loop with every order routed to one bank (the hot-bank case);
 //! 4. webhook delivery of pending notices to a local receiver;
 //! 5. end of day over a million plans loaded with COPY, and over the same books with nothing due;
-//! 6. the service's peak RSS.
+//! 6. the service's peak RSS;
+//! 7. the closed loop of phase 2 with 1, 2 and 3 service instances on the one database (shorter runs).
 //!
 //! It prints a table, writes the markdown report and ends with one line `BENCH {json}`.
 //! Everything runs on 127.0.0.1 and in a directory under /tmp, and stops by itself.
@@ -15,6 +16,7 @@
 mod api;
 mod cluster;
 mod eod;
+mod instances;
 mod load;
 mod notices;
 mod observe;
@@ -43,6 +45,9 @@ pub struct Args {
     /// Seconds of each measured HTTP load phase [default: 30; smoke 2].
     #[arg(long)]
     duration: Option<u64>,
+    /// Seconds of each closed loop with 1, 2 and 3 service instances [default: 10; smoke 1].
+    #[arg(long)]
+    instances_duration: Option<u64>,
     /// Connections of the closed-loop load [default: 48; smoke 8].
     #[arg(long)]
     connections: Option<usize>,
@@ -78,6 +83,8 @@ pub struct Params {
     pub pgbench_secs: u64,
     pub warmup: Duration,
     pub load_secs: u64,
+    /// Each closed loop of the several-instances phase (instances.rs).
+    pub instances_secs: u64,
     pub connections: usize,
     pub open_loop_max_connections: usize,
     pub customers: usize,
@@ -103,6 +110,7 @@ impl Params {
             pgbench_secs: if smoke { 2 } else { 20 },
             warmup: if smoke { Duration::ZERO } else { Duration::from_secs(3) },
             load_secs: a.duration.unwrap_or(if smoke { 2 } else { 30 }).max(1),
+            instances_secs: a.instances_duration.unwrap_or(if smoke { 1 } else { 10 }).max(1),
             connections: connections.max(1),
             open_loop_max_connections: connections.max(1) + 16,
             customers: pick(a.customers, 20_000, 200).max(10),
@@ -203,7 +211,8 @@ async fn run_phases(params: &Params, server_bin: &Path, workdir: &Path, machine:
     result
 }
 
-/// Phases 2, 3 and 5: the service over HTTP, then its notice delivery; its peak RSS at the end.
+/// Phases 2, 3 and 5: the service over HTTP, then its notice delivery; its peak RSS at the end;
+/// then, with that service stopped, phase 7 on the same database.
 async fn orders_and_notices(
     cluster: &cluster::Cluster,
     params: &Params,
@@ -214,7 +223,7 @@ async fn orders_and_notices(
     const DB: &str = "orders";
     cluster.create_database(DB).await?;
     let receiver = notices::Receiver::start().context("the local webhook receiver")?;
-    let service = service::Service::start(server_bin, &cluster.url(DB), workdir, params).await?;
+    let service = service::Service::start(server_bin, &cluster.url(DB), workdir, "service", params.service_pool_size).await?;
     let outcome = async {
         println!("\n== orders: setting up banks, stores, a product and {} customers over HTTP", params.customers);
         let t = Instant::now();
@@ -223,7 +232,7 @@ async fn orders_and_notices(
         println!("   seeded in {:.1} s ({} credit lines)", results.seed_http_secs, world.customers.len());
         results.layout = world.layout();
 
-        let spread = load::OrderTarget::new(&world, &service, load::Route::Spread)?;
+        let spread = load::OrderTarget::new(&world, &[&service], load::Route::Spread)?;
         if !params.warmup.is_zero() {
             let w = load::closed_loop(&spread, "warm", params.connections, params.warmup).await;
             println!("   warm-up: {} orders in {:.1} s", w.ok, w.elapsed_secs);
@@ -234,7 +243,7 @@ async fn orders_and_notices(
             "\n== orders, spread over {} banks: closed loop, {} connections, {} s",
             world.spread_banks, params.connections, params.load_secs
         );
-        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
         let closed = load::closed_loop(&spread, "spread", params.connections, Duration::from_secs(params.load_secs)).await;
         let closed_obs = obs.finish().await?;
         println!("   {}", closed.summary());
@@ -246,7 +255,7 @@ async fn orders_and_notices(
         let rate = (closed.per_sec() * 0.5).max(1.0);
         settle(cluster, DB).await?;
         println!("\n== orders: open loop at {rate:.1}/s (half the closed-loop rate), {} s", params.load_secs);
-        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
         let open = load::open_loop(&spread, "open", rate, Duration::from_secs(params.load_secs), params.open_loop_max_connections).await;
         let open_obs = obs.finish().await?;
         println!("   {}", open.summary());
@@ -258,9 +267,9 @@ async fn orders_and_notices(
             params.connections,
             params.load_secs
         );
-        let hot = load::OrderTarget::new(&world, &service, load::Route::HotBank)?;
+        let hot = load::OrderTarget::new(&world, &[&service], load::Route::HotBank)?;
         settle(cluster, DB).await?;
-        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
         let hot_closed = load::closed_loop(&hot, "hot", params.connections, Duration::from_secs(params.load_secs)).await;
         let hot_obs = obs.finish().await?;
         println!("   {}", hot_closed.summary());
@@ -270,13 +279,13 @@ async fn orders_and_notices(
         results.pgbench_open = Some(pgbench::open_loop(cluster, params, rate, workdir).await.context("pgbench at the open-loop rate")?);
 
         println!("\n== notices: {} pending to a local receiver", params.notices);
-        let obs = observe::Observer::start(cluster, DB, service.pid).await?;
+        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
         let delivered = notices::run(cluster, DB, &receiver, params).await?;
         let obs = obs.finish().await?;
         println!("   {}", delivered.summary());
         print_obs(&obs, delivered.delivered.max(0) as u64, "notice");
         results.notices = Some((delivered, obs));
-        anyhow::Ok(())
+        anyhow::Ok(world)
     }
     .await;
     results.rss_mb = service.peak_rss_mb();
@@ -284,6 +293,16 @@ async fn orders_and_notices(
     if let Err(e) = service.stop().await {
         eprintln!("creditphone-bench: stopping the service: {e:#}");
     }
+    let outcome = match outcome {
+        Ok(world) => {
+            println!("\n== several instances on the one database: {:?}", instances::COUNTS);
+            instances::run(cluster, DB, params, server_bin, workdir, &world)
+                .await
+                .context("several service instances")
+                .map(|runs| results.instances = Some(runs))
+        }
+        Err(e) => Err(e),
+    };
     receiver.stop();
     outcome
 }

@@ -15,8 +15,10 @@ const TOP_STATEMENTS: i64 = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct Cpu {
-    /// Average cores busy over the phase.
+    /// Average cores busy over the phase; `service` is the sum over the service's instances.
     pub service: f64,
+    /// Each service instance's share of `service`, in the order their pids were given.
+    pub services: Vec<f64>,
     pub postgres: f64,
     pub bench: f64,
     /// The whole machine (every process), and its core count.
@@ -110,7 +112,7 @@ impl Observation {
 pub struct Observer {
     started: Instant,
     cpu0: CpuSnapshot,
-    service_pid: u32,
+    service_pids: Vec<u32>,
     postmaster_pid: Option<u32>,
     stop: Arc<AtomicBool>,
     sampler: tokio::task::JoinHandle<(HashMap<String, u64>, u64)>,
@@ -121,7 +123,8 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub async fn start(cluster: &Cluster, db: &str, service_pid: u32) -> Result<Observer> {
+    /// `service_pids`: the processes counted as the service (none, one, or several instances).
+    pub async fn start(cluster: &Cluster, db: &str, service_pids: &[u32]) -> Result<Observer> {
         let stats = if cluster.stat_statements {
             let c = cluster.connect("postgres").await?;
             c.execute("SELECT pg_stat_statements_reset()", &[]).await?;
@@ -139,8 +142,8 @@ impl Observer {
         let postmaster_pid = cluster.postmaster_pid();
         Ok(Observer {
             started: Instant::now(),
-            cpu0: CpuSnapshot::take(service_pid, postmaster_pid),
-            service_pid,
+            cpu0: CpuSnapshot::take(service_pids, postmaster_pid),
+            service_pids: service_pids.to_vec(),
             postmaster_pid,
             stop,
             sampler,
@@ -153,7 +156,7 @@ impl Observer {
 
     pub async fn finish(self) -> Result<Observation> {
         let wall = self.started.elapsed().as_secs_f64();
-        let cpu1 = CpuSnapshot::take(self.service_pid, self.postmaster_pid);
+        let cpu1 = CpuSnapshot::take(&self.service_pids, self.postmaster_pid);
         // Backends publish their counters at most once a second.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let db1 = db_counters(&self.counters, &self.db).await?;
@@ -257,7 +260,7 @@ async fn top_statements(client: &tokio_postgres::Client, db: &str) -> Result<Vec
 /// CPU seconds used so far by each party, and the machine's busy and total time.
 #[derive(Debug, Clone, Default)]
 struct CpuSnapshot {
-    service: f64,
+    services: Vec<f64>,
     postgres: f64,
     bench: f64,
     machine_busy: f64,
@@ -279,9 +282,9 @@ fn proc_times(pid: u32) -> Option<(u32, f64, f64)> {
 }
 
 impl CpuSnapshot {
-    fn take(service_pid: u32, postmaster_pid: Option<u32>) -> CpuSnapshot {
+    fn take(service_pids: &[u32], postmaster_pid: Option<u32>) -> CpuSnapshot {
         let tick = ticks_per_sec();
-        let service = proc_times(service_pid).map_or(0.0, |t| t.1);
+        let services = service_pids.iter().map(|pid| proc_times(*pid).map_or(0.0, |t| t.1) / tick).collect();
         let bench = proc_times(std::process::id()).map_or(0.0, |t| t.1);
         // The postmaster with its reaped children, plus every live child (backends, walwriter, ...).
         let mut postgres = 0.0;
@@ -307,13 +310,15 @@ impl CpuSnapshot {
                 Some(v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum::<f64>())
             })
             .unwrap_or(0.0);
-        CpuSnapshot { service: service / tick, postgres: postgres / tick, bench: bench / tick, machine_busy: machine_busy / tick }
+        CpuSnapshot { services, postgres: postgres / tick, bench: bench / tick, machine_busy: machine_busy / tick }
     }
 
     fn until(&self, later: &CpuSnapshot, wall: f64) -> Cpu {
         let per = |a: f64, b: f64| if wall > 0.0 { ((b - a) / wall).max(0.0) } else { 0.0 };
+        let services: Vec<f64> = self.services.iter().zip(&later.services).map(|(a, b)| per(*a, *b)).collect();
         Cpu {
-            service: per(self.service, later.service),
+            service: services.iter().sum(),
+            services,
             postgres: per(self.postgres, later.postgres),
             bench: per(self.bench, later.bench),
             machine: per(self.machine_busy, later.machine_busy),

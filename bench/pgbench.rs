@@ -60,7 +60,7 @@ pub async fn run(cluster: &Cluster, params: &Params) -> Result<PgbenchResult> {
     let mut bench = tokio::process::Command::new(&bin);
     conn(&mut bench);
     bench.args(&args);
-    let observer = Observer::start(cluster, DB, 0).await?;
+    let observer = Observer::start(cluster, DB, &[]).await?;
     let out = run_to_end(bench, Duration::from_secs(params.pgbench_secs + 120)).await.context("pgbench")?;
     let obs = observer.finish().await?;
     for line in out.lines().filter(|l| l.starts_with("progress:") || l.starts_with("tps") || l.starts_with("latency average")) {
@@ -100,7 +100,7 @@ pub async fn statement_costs(cluster: &Cluster, params: &Params, workdir: &std::
         let mut bench = tokio::process::Command::new(cluster.bin_dir().join("pgbench"));
         connect_args(&mut bench, cluster);
         bench.args(&args);
-        let observer = Observer::start(cluster, DB, 0).await?;
+        let observer = Observer::start(cluster, DB, &[]).await?;
         let out = run_to_end(bench, Duration::from_secs(secs + 60)).await.with_context(|| format!("pgbench -f {name}"))?;
         let obs = observer.finish().await?;
         let tps = find_number(&out, "tps = ").with_context(|| format!("no `tps = ` in pgbench's output:\n{out}"))?;

@@ -2,6 +2,7 @@
 
 use crate::Params;
 use crate::eod::{EodResult, EodRun};
+use crate::instances::InstancesRun;
 use crate::load::LoadResult;
 use crate::notices::NoticeResult;
 use crate::observe::Observation;
@@ -81,6 +82,8 @@ pub struct Results {
     pub seed_http_secs: f64,
     pub layout: crate::api::Layout,
     pub orders: Option<OrderResults>,
+    /// The closed loop with 1, 2 and 3 service instances (instances.rs).
+    pub instances: Option<Vec<InstancesRun>>,
     pub notices: Option<(NoticeResult, Observation)>,
     pub eod: Option<EodResult>,
     pub rss_mb: Option<f64>,
@@ -140,6 +143,7 @@ impl Results {
             seed_http_secs: 0.0,
             layout: Default::default(),
             orders: None,
+            instances: None,
             notices: None,
             eod: None,
             rss_mb: None,
@@ -154,6 +158,11 @@ impl Results {
 
     fn orders_per_s(&self) -> Option<f64> {
         self.orders.as_ref().map(|o| o.closed.per_sec())
+    }
+
+    /// The closed loop with `n` service instances, if measured.
+    fn instances_run(&self, n: usize) -> Option<&InstancesRun> {
+        self.instances.as_ref()?.iter().find(|r| r.instances == n)
     }
 
     fn figures(&self) -> Vec<Figure> {
@@ -208,7 +217,14 @@ impl Results {
                 None,
             ),
             f("ratio_ceiling", "ratio if the service cost nothing (CPU bound)", self.ratio_ceiling(), 3, None),
+            f("instances_1_orders_per_s", "1 instance, closed loop (short), orders/s", self.instances_rate(1), 1, None),
+            f("instances_2_orders_per_s", "2 instances, closed loop (short), orders/s", self.instances_rate(2), 1, None),
+            f("instances_3_orders_per_s", "3 instances, closed loop (short), orders/s", self.instances_rate(3), 1, None),
         ]
+    }
+
+    fn instances_rate(&self, n: usize) -> Option<f64> {
+        self.instances_run(n).map(|r| r.load.per_sec())
     }
 
     /// The ratio PostgreSQL alone would allow: every core of the machine running only its share of
@@ -226,8 +242,9 @@ fn cpu_ms_per(cores_busy: f64, per_sec: f64) -> Option<f64> {
     (per_sec > 0.0 && cores_busy > 0.0).then(|| cores_busy / per_sec * 1000.0)
 }
 
-/// The keys of the `BENCH` line, as issue 6 fixes them; the other figures are in the table and the report.
-const BENCH_KEYS: [&str; 11] = [
+/// The keys of the `BENCH` line, as issue 6 fixes them (and issue 19 adds the `instances_*` ones);
+/// the other figures are in the table and the report.
+const BENCH_KEYS: [&str; 14] = [
     "pgbench_tps",
     "orders_per_s",
     "ratio",
@@ -239,6 +256,9 @@ const BENCH_KEYS: [&str; 11] = [
     "eod_nothing_due_s",
     "notices_per_s",
     "rss_mb",
+    "instances_1_orders_per_s",
+    "instances_2_orders_per_s",
+    "instances_3_orders_per_s",
 ];
 
 /// The final machine-readable line's JSON (without the `BENCH ` prefix).
@@ -268,6 +288,10 @@ pub fn table(r: &Results) -> String {
         for (name, l) in [("spread, closed", &o.closed), ("spread, open", &o.open), ("hot bank, closed", &o.hot)] {
             let _ = writeln!(s, "{name:<17} {}", l.summary().replace('\n', "\n                  "));
         }
+    }
+    for run in r.instances.iter().flatten() {
+        let name = format!("{} instance(s)", run.instances);
+        let _ = writeln!(s, "{name:<17} {}", run.load.summary().replace('\n', "\n                  "));
     }
     if let Some(e) = &r.eod {
         let _ = writeln!(
@@ -348,6 +372,105 @@ fn bound_md(s: &mut String, r: &Results, o: &OrderResults) {
             cores as f64 * 1000.0 / (0.5 * pg.tps).max(1e-9),
         );
     }
+}
+
+/// The closed loop with 1, 2 and 3 instances: a table, and what bounds the rate.
+fn instances_md(s: &mut String, r: &Results, runs: &[InstancesRun]) {
+    let p = &r.params;
+    let _ = writeln!(s, "### 1, 2 and 3 service instances on one database\n");
+    let _ = writeln!(
+        s,
+        "After the notices phase, with the service above stopped: for each count, that many `creditphone serve` processes \
+         started afresh on the same order database, each with a database pool of ⌈{} ÷ n⌉ (so about {} sessions in all at \
+         every count), and the closed loop's {} connections spread round-robin over their URLs. Each count runs **{} s** \
+         (shorter than the phases above, to keep the run short){}, after a `VACUUM (ANALYZE)`. \"CPU\" is average cores busy; \
+         the service's is the sum over its instances, each one's in brackets.\n",
+        p.service_pool_size,
+        p.service_pool_size,
+        p.connections,
+        p.instances_secs,
+        if p.warmup.is_zero() { String::new() } else { format!(" after a {} s warm-up", p.warmup.as_secs()) }
+    );
+    let _ = writeln!(
+        s,
+        "| instances | pool each | orders/s | p50 ms | p99 ms | errors | CPU service | CPU PostgreSQL | CPU machine (others) | PostgreSQL CPU ms/order | service CPU ms/order |"
+    );
+    let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |");
+    for run in runs {
+        let (l, c) = (&run.load, &run.obs.cpu);
+        let ms = |cores| cpu_ms_per(cores, l.per_sec()).map_or("-".to_string(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | **{:.1}** | {:.1} | {:.1} | {} | {:.2}{} | {:.2} | {:.2} of {} ({:.2}) | {} | {} |",
+            run.instances,
+            run.pool_each,
+            l.per_sec(),
+            l.latency.p50,
+            l.latency.p99,
+            l.errors,
+            c.service,
+            if run.instances > 1 { format!(" ({})", crate::instances::per_instance(&run.obs)) } else { String::new() },
+            c.postgres,
+            c.machine,
+            c.cores,
+            c.others(),
+            ms(c.postgres),
+            ms(c.service)
+        );
+    }
+    let _ = writeln!(s);
+    if let Some(sentence) = instances_bound(runs) {
+        let _ = writeln!(s, "{sentence}\n");
+    }
+}
+
+/// What bounds the rate across the instance counts, from the measured rates and CPU.
+fn instances_bound(runs: &[InstancesRun]) -> Option<String> {
+    let one = runs.iter().find(|r| r.instances == 1)?;
+    let most = runs.iter().max_by_key(|r| r.instances)?;
+    let (r1, rn) = (one.load.per_sec(), most.load.per_sec());
+    if r1 <= 0.0 || most.instances < 2 {
+        return None;
+    }
+    let gain = rn / r1;
+    let c = &most.obs.cpu;
+    let cores = c.cores as f64;
+    let pg_ms = cpu_ms_per(c.postgres, rn)?;
+    let mut s = format!("With {} instances the rate is **{gain:.2}×** that of one. ", most.instances);
+    if gain >= 1.1 {
+        let _ = write!(
+            s,
+            "More service processes raised it, so at one instance the service process was a bound (it used {:.2} cores then); ",
+            one.obs.cpu.service
+        );
+    } else {
+        let _ =
+            write!(s, "More service processes did not raise it (by less than 10%), so the service process is not what bounds the rate; ");
+    }
+    if c.machine >= 0.9 * cores {
+        let _ = write!(
+            s,
+            "the bound is the CPU of these {} cores, all busy ({:.2}), which PostgreSQL, the instances and the load generator share{}: \
+             PostgreSQL used {:.2} of them, {pg_ms:.3} ms per order, which alone caps the rate at {:.0} orders/s however many \
+             instances there are. More instances on the same cores only add processes competing for them; on a machine where the \
+             database has its own cores, the database's CPU per order is the figure that sets the ceiling.",
+            c.cores,
+            c.machine,
+            if c.others() >= 0.1 { format!(" with other processes on the machine ({:.2} cores)", c.others()) } else { String::new() },
+            c.postgres,
+            cores * 1000.0 / pg_ms
+        );
+    } else {
+        let wait = most.obs.waits.iter().find(|(k, _)| k != "active: on CPU").map(|(k, v)| format!("`{k}` ({v:.1} sessions on average)"));
+        let _ = write!(
+            s,
+            "the cores were not all busy ({:.2} of {}), so the bound is what the database's sessions wait for{}.",
+            c.machine,
+            c.cores,
+            wait.map_or(String::new(), |w| format!(", most of all {w}"))
+        );
+    }
+    Some(s)
 }
 
 fn obs_md(s: &mut String, o: &Observation, who: &str, work: Option<(u64, &str)>) {
@@ -560,6 +683,9 @@ pub fn markdown(r: &Results) -> String {
         load_md(&mut s, "Hot bank: every order reserves exposure at one bank, closed loop", &o.hot, &o.hot_obs);
         bound_md(&mut s, r, o);
     }
+    if let Some(runs) = &r.instances {
+        instances_md(&mut s, r, runs);
+    }
 
     if let Some(e) = &r.eod {
         let _ = writeln!(s, "## 4. End of day\n");
@@ -611,18 +737,19 @@ pub fn markdown(r: &Results) -> String {
         s,
         "```sh\nbench/run             # cargo build --release --bins, then the full run (about 5 minutes); rewrites this file\n\
          bench/run --smoke     # seconds per phase and tiny data; what CI runs (tests/bench_smoke.rs), writes nothing\n\
-         bench/run --help      # --duration, --connections, --customers, --plans, --notices, --out, --keep\n```\n"
+         bench/run --help      # --duration, --instances-duration, --connections, --customers, --plans, --notices, --out, --keep\n```\n"
     );
     let _ = writeln!(
         s,
         "It needs the PostgreSQL server binaries and `pgbench` (Debian's `postgresql` package), and runs as any user (as root \
          the cluster runs as `postgres`). Stop other work on the machine first: the figures are only as quiet as the box. \
-         Parameters of this run: pgbench scale {}, {} clients, {} s; HTTP phases {} s each, closed loop at {} connections, \
-         open loop with up to {} connections; {} customers; {} plans; {} notices.",
+         Parameters of this run: pgbench scale {}, {} clients, {} s; HTTP phases {} s each ({} s each with 1, 2 and 3 \
+         instances), closed loop at {} connections, open loop with up to {} connections; {} customers; {} plans; {} notices.",
         p.pgbench_scale,
         p.pgbench_clients,
         p.pgbench_secs,
         p.load_secs,
+        p.instances_secs,
         p.connections,
         p.open_loop_max_connections,
         p.customers,

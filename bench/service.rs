@@ -1,7 +1,6 @@
 //! The service under test: the `creditphone serve` binary as a child process on a free loopback
 //! port, configured only through its environment.
 
-use crate::Params;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -22,10 +21,12 @@ pub struct Service {
 }
 
 impl Service {
-    pub async fn start(bin: &Path, database_url: &str, workdir: &Path, params: &Params) -> Result<Service> {
+    /// One instance: `name` names its log (`<name>.log`) and data directory (`<name>-var`) in
+    /// `workdir`; `pool_size` is its database pool.
+    pub async fn start(bin: &Path, database_url: &str, workdir: &Path, name: &str, pool_size: usize) -> Result<Service> {
         let port = free_port()?;
         let admin_key = format!("bench-admin-{}", uuid::Uuid::new_v4().simple());
-        let log_path = workdir.join("service.log");
+        let log_path = workdir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).with_context(|| format!("could not create {}", log_path.display()))?;
         let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let mut cmd = Command::new(bin);
@@ -38,8 +39,8 @@ impl Service {
         }
         let envs: Vec<(&str, String)> = vec![
             ("CREDITPHONE__DATABASE__URL", database_url.to_string()),
-            ("CREDITPHONE__DATABASE__DATA_DIR", workdir.join("service-var").display().to_string()),
-            ("CREDITPHONE__DATABASE__POOL_SIZE", params.service_pool_size.to_string()),
+            ("CREDITPHONE__DATABASE__DATA_DIR", workdir.join(format!("{name}-var")).display().to_string()),
+            ("CREDITPHONE__DATABASE__POOL_SIZE", pool_size.to_string()),
             ("CREDITPHONE__SERVER__HOST", "127.0.0.1".into()),
             ("CREDITPHONE__SERVER__PORT", port.to_string()),
             ("CREDITPHONE__AUTH__ADMIN_KEY", admin_key.clone()),
@@ -67,7 +68,7 @@ impl Service {
         let child = cmd.spawn().with_context(|| format!("could not start {}", bin.display()))?;
         let pid = child.id();
         let mut service = Service { child: Some(child), pid, url: format!("http://127.0.0.1:{port}"), admin_key, log_path };
-        println!("\n== service: {} serve (pid {pid}) on {}", bin.display(), service.url);
+        println!("\n== {name}: {} serve (pid {pid}, pool {pool_size}) on {}", bin.display(), service.url);
         service.wait_ready().await?;
         Ok(service)
     }
