@@ -318,7 +318,8 @@ async fn end_of_day_is_idempotent_refuses_regression_and_future_dates_by_default
     assert_eq!(
         again,
         json!({"business_date": "2027-03-03", "overdue_marked": 0, "penalties": {"count": 0, "amount": "0.00"},
-        "compensations": {"count": 0, "amount": "0.00"}, "uncovered": {"count": 0, "amount": "0.00"}, "holds_expired": 0})
+        "compensations": {"count": 0, "amount": "0.00"}, "uncovered": {"count": 0, "amount": "0.00"}, "holds_expired": 0,
+        "write_offs": {"count": 0, "amount": "0.00"}})
     );
     w.eod("2027-03-02").await.expect_err(409, "business_date_regression");
     w.eod("2027-02-30").await.expect_err(422, "invalid_date");

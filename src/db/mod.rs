@@ -17,6 +17,7 @@ pub mod reports;
 pub mod setup;
 pub mod status;
 pub mod verify;
+pub mod write_offs;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::future::Future;

@@ -238,6 +238,30 @@ pub struct PlanAccelerated {
     pub amount: Amount,
 }
 
+/// `plan.written_off` (API.md §14): `amount` is the total written off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanWrittenOff {
+    pub written_off_on: NaiveDate,
+    pub reason: String,
+    pub reference: String,
+    pub booked_on: NaiveDate,
+    pub amount: Amount,
+    #[serde(flatten)]
+    pub split: Split,
+}
+
+/// `recovery.recorded` (API.md §14): what was collected after the write-off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecoveryRecorded {
+    pub recovery_id: String,
+    pub reference: String,
+    pub amount: Amount,
+    pub paid_on: NaiveDate,
+    pub booked_on: NaiveDate,
+    pub recovered: Amount,
+    pub recoverable: Amount,
+}
+
 macro_rules! notices {
     ($($(#[$doc:meta])* $variant:ident($fields:ty) = $name:tt to $audience:ident;)+) => {
         /// Every notice the service sends, tagged by its type. Serialized it reads as the feed
@@ -299,6 +323,8 @@ notices! {
     HoldConverted(HoldConverted) = "hold.converted" to Provider;
     HoldVoided(HoldMoved) = "hold.voided" to Provider;
     OrderUpdated(OrderUpdated) = "order.updated" to Seller;
+    PlanWrittenOff(PlanWrittenOff) = "plan.written_off" to Bank;
+    RecoveryRecorded(RecoveryRecorded) = "recovery.recorded" to Bank;
 }
 
 impl Notice {
@@ -510,6 +536,41 @@ mod tests {
                 &funded_ids,
                 json!({ "as_of": "2027-03-01", "reason": "fraud", "amount": "3045.00" }),
             ),
+            (
+                Notice::PlanWrittenOff(funded().about(
+                    bank(),
+                    PlanWrittenOff {
+                        written_off_on: d("2027-09-01"),
+                        reason: "aged".into(),
+                        reference: "eod-2027-09-01".into(),
+                        booked_on: d("2027-09-01"),
+                        amount: a("275.35"),
+                        split: split(),
+                    },
+                )),
+                ("bank", "bk"),
+                &funded_ids,
+                json!({ "written_off_on": "2027-09-01", "reason": "aged", "reference": "eod-2027-09-01", "booked_on": "2027-09-01",
+                        "amount": "275.35", "principal": "250.00", "interest": "20.00", "fee": "5.00", "penalty": "0.35" }),
+            ),
+            (
+                Notice::RecoveryRecorded(funded().about(
+                    bank(),
+                    RecoveryRecorded {
+                        recovery_id: "rcv_1".into(),
+                        reference: "R-1".into(),
+                        amount: a("100.00"),
+                        paid_on: d("2027-09-02"),
+                        booked_on: d("2027-09-03"),
+                        recovered: a("100.00"),
+                        recoverable: a("175.35"),
+                    },
+                )),
+                ("bank", "bk"),
+                &funded_ids,
+                json!({ "recovery_id": "rcv_1", "reference": "R-1", "amount": "100.00", "paid_on": "2027-09-02", "booked_on": "2027-09-03",
+                        "recovered": "100.00", "recoverable": "175.35" }),
+            ),
         ];
         let mut types: Vec<&str> = Vec::new();
         for (notice, (to_kind, to_id), ids, fields) in &cases {
@@ -552,7 +613,14 @@ mod tests {
                 "plan.opened",
                 "plan.settled",
                 "repayment.recorded",
+                // v2, §14
+                "plan.written_off",
+                "recovery.recorded",
             ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
         );
     }
 

@@ -82,6 +82,8 @@ statuses! {
         Cancelled = "cancelled",
         Rejected = "rejected",
         Expired = "expired",
+        /// API.md §14: its plan was written off.
+        WrittenOff = "written_off",
     }
 
     /// An installment plan's status (API.md §5).
@@ -89,6 +91,8 @@ statuses! {
         Active = "active",
         Settled = "settled",
         Defaulted = "defaulted",
+        /// API.md §14: what the hold could not cover was written off; only recoveries follow.
+        WrittenOff = "written_off",
     }
 
     /// A hold's status (API.md §4): `closed` once nothing remains by release or conversion,
@@ -127,6 +131,8 @@ statuses! {
         Paid = "paid",
         /// Nothing is owed and something was forgiven.
         Waived = "waived",
+        /// API.md §14: what it still owed was written off with its plan.
+        WrittenOff = "written_off",
     }
 
     /// Where a notice's webhook delivery stands (API.md §7).
@@ -146,6 +152,7 @@ impl From<PlanStatus> for OrderStatus {
             PlanStatus::Active => OrderStatus::Active,
             PlanStatus::Settled => OrderStatus::Settled,
             PlanStatus::Defaulted => OrderStatus::Defaulted,
+            PlanStatus::WrittenOff => OrderStatus::WrittenOff,
         }
     }
 }
@@ -200,12 +207,15 @@ mod tests {
     #[test]
     fn the_texts_are_those_of_the_contract_and_the_schema() {
         // API.md §3-§7 and the CHECK constraints of sql/V2__origination.sql.
-        assert_eq!(OrderStatus::NAMES, ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired"]);
-        assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted"]);
+        assert_eq!(
+            OrderStatus::NAMES,
+            ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired", "written_off"]
+        );
+        assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted", "written_off"]);
         assert_eq!(HoldStatus::NAMES, ["active", "closed", "voided"]);
         assert_eq!(LineStatus::NAMES, ["active", "frozen", "closed"]);
         assert_eq!(LineReading::NAMES, ["active", "frozen", "closed", "expired"]);
-        assert_eq!(InstallmentStatus::NAMES, ["pending", "overdue", "paid", "waived"]);
+        assert_eq!(InstallmentStatus::NAMES, ["pending", "overdue", "paid", "waived", "written_off"]);
         assert_eq!(NoticeState::NAMES, ["pending", "delivered", "dead", "pull_only"]);
         let err = "active ".parse::<OrderStatus>().unwrap_err();
         assert_eq!(err.to_string(), "\"active \" names no order status");

@@ -9,7 +9,8 @@ use super::requests::setup::{
     ApiKeyRequest, BankPatch, BankRequest, PartnerPatch, PartnerRequest, ProductPatch, ProductRequest, ProviderPatch, ProviderRequest,
     StorePatch, StoreRequest,
 };
-use super::{admin, credit_lines, ops, orders, plans, reports, setup};
+use super::requests::write_offs::{RecoveryRequest, WriteOffRequest};
+use super::{admin, credit_lines, ops, orders, plans, reports, setup, write_offs};
 use crate::auth::{Caller, PrincipalKind};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -277,6 +278,20 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Get, "/v1/partners/{id}/statement", "A partner's monthly statement by agent (?month=YYYY-MM)", |r| r.to(reports::statement))
         .kinds(&[Partner, Admin])
         .answers(200, Json("Statement")),
+    // Write-off and recoveries (v2, section 14)
+    row(Post, "/v1/plans/{id}/write-off", "Write off what the hold could not cover of a defaulted plan", |r| r.to(write_offs::write_off))
+        .kinds(BANK_OR_ADMIN)
+        .idempotent()
+        .takes(WriteOffRequest::schema)
+        .answers(200, Json("PlanView")),
+    row(Post, "/v1/plans/{id}/recoveries", "Record money collected on a written-off plan", |r| r.to(write_offs::record_recovery))
+        .kinds(BANK_OR_ADMIN)
+        .idempotent()
+        .takes(RecoveryRequest::schema)
+        .answers(201, Json("RecoveryView")),
+    row(Get, "/v1/plans/{id}/recoveries", "A written-off plan's recoveries, oldest first", |r| r.to(write_offs::recoveries))
+        .kinds(ORDER_READERS)
+        .answers(200, Page("RecoveryView")),
 ];
 
 /// Registers every endpoint: one resource per path (its other methods answer 405), one route per

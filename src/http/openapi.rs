@@ -339,4 +339,6 @@ fn answer_types(components: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<reports::AgentLine>()
         .schema_from::<reports::StatementTotal>()
         .schema_from::<reports::Statement>()
+        .schema_from::<plans::WrittenOffView>()
+        .schema_from::<crate::service::write_offs::RecoveryView>()
 }

@@ -31,6 +31,8 @@ pub struct EodSummary {
     pub compensations: Counted,
     pub uncovered: Counted,
     pub holds_expired: i64,
+    /// API.md §14: defaulted plans written off as aged, and their totals.
+    pub write_offs: Counted,
 }
 
 #[derive(Default)]
@@ -40,6 +42,7 @@ struct Totals {
     compensations: (i64, i64),
     uncovered: (i64, i64),
     holds_expired: i64,
+    write_offs: (i64, i64),
 }
 
 impl Totals {
@@ -52,6 +55,7 @@ impl Totals {
             compensations: c(self.compensations),
             uncovered: c(self.uncovered),
             holds_expired: self.holds_expired,
+            write_offs: c(self.write_offs),
         }
     }
 }
@@ -109,6 +113,9 @@ async fn run_locked(
     let mut totals = Totals::default();
     expire_orders(pool, date, chunk, &mut totals).await?;
     process_plans(pool, date, chunk, &mut totals).await?;
+    // After the conversions, so that a plan this run defaulted is written off too once aged.
+    let written_off = super::write_offs::write_off_aged(pool, date, chunk).await?;
+    totals.write_offs = (written_off.count, written_off.amount_fen);
     let summary = totals.summary(date);
     let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
     let mut closing = pool.get().await?;

@@ -11,6 +11,7 @@ pub mod plans;
 pub mod reports;
 pub mod setup;
 pub mod verify;
+pub mod write_offs;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;

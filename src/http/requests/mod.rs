@@ -11,6 +11,7 @@ pub mod credit_lines;
 pub mod orders;
 pub mod plans;
 pub mod setup;
+pub mod write_offs;
 
 use crate::error::{ApiError, ApiResult};
 use serde::Deserialize;
