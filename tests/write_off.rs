@@ -189,3 +189,59 @@ async fn end_of_day_writes_off_aged_defaulted_plans() {
     assert_eq!(b.admin.eod(&aged).await.expect(200)["write_offs"]["count"], 0);
     b.admin.verify_ok().await;
 }
+
+#[actix_web::test]
+async fn the_reconciliation_books_write_offs_and_recoveries_with_the_v2_columns() {
+    let b = Books::new(json!({})).await;
+    let plan = b.defaulted(1).await;
+    let p = id(&plan);
+    let written = b.bank.write_off(p, "2027-03-05", "fraud", "W-1").await.expect(200);
+    b.admin.eod("2027-03-05").await.expect(200);
+    // Valued on the closed date, the recovery is booked on the next open one.
+    let r = b.bank.recover(p, "12.34", "2027-03-05", "C-1").await.expect(201);
+    assert_eq!(r["booked_on"], "2027-03-06");
+    let day = b.bank.get("/v1/reconciliation/2027-03-05").await.expect(200);
+    let m = day["movements"].as_array().unwrap().iter().find(|m| m["kind"] == "write_off").expect("a write_off row").clone();
+    let w = &written["written_off"];
+    assert_eq!((m["plan_id"].as_str(), m["loan_no"].as_str(), m["reference"].as_str()), (Some(p), Some("L1"), Some("W-1")));
+    assert_eq!((m["value_date"].as_str(), m["booked_on"].as_str()), (Some("2027-03-05"), Some("2027-03-05")));
+    for k in ["principal", "interest", "fee", "penalty"] {
+        assert_eq!(m[k], w[k], "{k}");
+    }
+    assert_eq!(m["amount"], w["total"]);
+    assert_eq!((m["refund"].as_str(), m["waived"].as_str()), (Some("0.00"), Some("0.00")));
+    assert_eq!(day["totals"]["write_off"]["count"], 1);
+    assert_eq!(day["totals"]["recovery"]["count"], 0);
+    let next = b.bank.get("/v1/reconciliation/2027-03-06").await.expect(200);
+    let rec = next["movements"].as_array().unwrap().iter().find(|m| m["kind"] == "recovery").expect("a recovery row").clone();
+    assert_eq!(
+        (rec["amount"].as_str(), rec["principal"].as_str(), rec["value_date"].as_str()),
+        (Some("12.34"), Some("0.00"), Some("2027-03-05"))
+    );
+    assert_eq!(rec["reference"], "C-1");
+    assert_eq!(next["totals"]["recovery"]["amount"], "12.34");
+    let csv = b.bank.get_with("/v1/reconciliation/2027-03-06", &[("accept", "text/csv")]).await;
+    let text = csv.body.as_str().expect("CSV text").to_string();
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].ends_with(",count,refund,waived"), "{}", lines[0]);
+    let totals: Vec<&str> = lines.iter().filter(|l| l.starts_with("total_")).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(
+        totals,
+        [
+            "total_funding",
+            "total_repayment",
+            "total_compensation",
+            "total_expiry",
+            "total_cancellation",
+            "total_rejection",
+            "total_return",
+            "total_write_off",
+            "total_recovery"
+        ]
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("recovery,2027-03-06,2027-03-05,bk,") && l.ends_with(",12.34,0.00,0.00,0.00,0.00,,0.00,0.00")),
+        "{text}"
+    );
+    b.admin.verify_ok().await;
+}
