@@ -278,6 +278,8 @@ fn table() -> Vec<Endpoint> {
         ep("GET",    "/v1/reconciliation/{today}?bank_id=bk-a",         "",           [200, 403, 403, 403, 403, 200, 404, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/partners/pt-a/statement?month={month}",       "",           [200, 403, 403, 200, 404, 403, 403, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/partners/pt-none/statement?month={month}",    "",           [404, 403, 403, 404, 404, 403, 403, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/providers/pv-a/settlement/{today}",           "",           [200, 403, 403, 403, 403, 403, 403, 200, 404, 401, 401, 401]),
+        ep("GET",    "/v1/providers/pv-none/settlement/{today}",        "",           [404, 403, 403, 403, 403, 403, 403, 404, 404, 401, 401, 401]),
         // ---- notices ----
         ep("GET",    "/v1/notices",                                     "",           [200, 200, 200, 200, 200, 200, 200, 200, 200, 401, 401, 401]),
         ep("GET",    "/v1/admin/notices",                               "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),

@@ -14,6 +14,7 @@ pub mod orders;
 pub mod plans;
 pub mod repayments;
 pub mod reports;
+pub mod settlement;
 pub mod setup;
 pub mod status;
 pub mod verify;

@@ -14,6 +14,7 @@ mod parser_properties;
 pub mod partner;
 pub mod placement;
 pub mod schedule;
+pub mod settlement;
 pub mod status;
 #[cfg(test)]
 mod test_support;

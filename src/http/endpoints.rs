@@ -292,6 +292,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Get, "/v1/plans/{id}/recoveries", "A written-off plan's recoveries, oldest first", |r| r.to(write_offs::recoveries))
         .kinds(ORDER_READERS)
         .answers(200, Page("RecoveryView")),
+    // The provider's settlement file (v2, section 15)
+    row(
+        Get,
+        "/v1/providers/{id}/settlement/{business_date}",
+        "A provider's hold and line movements booked on a date (JSON, or CSV)",
+        |r| r.to(reports::settlement),
+    )
+    .kinds(&[Provider, Admin])
+    .answers(200, JsonOrCsv("Settlement")),
 ];
 
 /// Registers every endpoint: one resource per path (its other methods answer 405), one route per

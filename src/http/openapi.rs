@@ -341,4 +341,9 @@ fn answer_types(components: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<reports::Statement>()
         .schema_from::<plans::WrittenOffView>()
         .schema_from::<crate::service::write_offs::RecoveryView>()
+        .schema_from::<crate::service::settlement::Settlement>()
+        .schema_from::<crate::service::settlement::SettlementMovement>()
+        .schema_from::<crate::service::settlement::HeldDrawn>()
+        .schema_from::<crate::service::settlement::SettlementTotal>()
+        .schema_from::<crate::service::settlement::Payable>()
 }

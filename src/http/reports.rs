@@ -44,3 +44,23 @@ pub(super) async fn statement(state: State, caller: Caller, req: HttpRequest, pa
         svc::parse_month(&month).ok_or_else(|| ApiError::new(ErrorCode::InvalidDate, "`month` must be a month YYYY-MM").field("month"))?;
     ok(&svc::statement(&state, &caller.principal, &path, &month, dates).await?)
 }
+
+/// `GET /v1/providers/{id}/settlement/{business_date}` (API.md §15), JSON or CSV.
+pub(super) async fn settlement(
+    state: State,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (provider_id, date) = path.into_inner();
+    let date = parse_date(&date)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidDate, "the business date must be a date YYYY-MM-DD").field("business_date"))?;
+    let file = crate::service::settlement::settlement(&state, &caller.principal, &provider_id, date).await?;
+    if wants_csv(&req) {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"settlement-{date}-{provider_id}.csv\"")))
+            .body(crate::service::settlement::to_csv(&file)));
+    }
+    ok(&file)
+}

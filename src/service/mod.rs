@@ -9,6 +9,7 @@ pub mod order_notices;
 pub mod orders;
 pub mod plans;
 pub mod reports;
+pub mod settlement;
 pub mod setup;
 pub mod verify;
 pub mod write_offs;

@@ -194,7 +194,7 @@ fn csv_field(out: &mut String, s: &str) {
     }
 }
 
-fn csv_row(out: &mut String, fields: &[&str]) {
+pub(super) fn csv_row(out: &mut String, fields: &[&str]) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
