@@ -13,6 +13,7 @@ pub mod notices;
 pub mod orders;
 pub mod plans;
 pub mod repayments;
+pub mod report_store;
 pub mod reports;
 pub mod settlement;
 pub mod setup;

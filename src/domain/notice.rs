@@ -114,17 +114,19 @@ impl OrderRefs {
 
     /// A notice's content about this order: to `to`, with these ids and then `fields`.
     pub fn about<F>(&self, to: Recipient, fields: F) -> About<F> {
-        About { to, refs: self.clone(), fields }
+        About { to, refs: Some(self.clone()), fields }
     }
 }
 
 /// One notice's content: its recipient (not part of `data`), the order's ids and its own fields.
+/// Only the notices about no order (a closed date's reports, API.md §15) have no ids: they are
+/// built by [`Notice::report_ready`], every other through [`OrderRefs::about`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct About<F> {
     #[serde(skip)]
     pub to: Recipient,
     #[serde(flatten)]
-    pub refs: OrderRefs,
+    pub refs: Option<OrderRefs>,
     #[serde(flatten)]
     pub fields: F,
 }
@@ -262,6 +264,15 @@ pub struct RecoveryRecorded {
     pub recoverable: Amount,
 }
 
+/// `reconciliation.ready` and `settlement.ready` (API.md §15): a closed date's report is stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportReady {
+    pub business_date: NaiveDate,
+    pub sha256_json: String,
+    pub sha256_csv: String,
+    pub movements: i64,
+}
+
 macro_rules! notices {
     ($($(#[$doc:meta])* $variant:ident($fields:ty) = $name:tt to $audience:ident;)+) => {
         /// Every notice the service sends, tagged by its type. Serialized it reads as the feed
@@ -325,6 +336,8 @@ notices! {
     OrderUpdated(OrderUpdated) = "order.updated" to Seller;
     PlanWrittenOff(PlanWrittenOff) = "plan.written_off" to Bank;
     RecoveryRecorded(RecoveryRecorded) = "recovery.recorded" to Bank;
+    ReconciliationReady(ReportReady) = "reconciliation.ready" to Bank;
+    SettlementReady(ReportReady) = "settlement.ready" to Provider;
 }
 
 impl Notice {
@@ -342,6 +355,15 @@ impl Notice {
     /// `order.updated` to the order's seller: the one place its payload is built.
     pub fn order_updated(refs: &OrderRefs, seller: Recipient, out_order_no: &str, status: OrderStatus) -> Notice {
         Notice::OrderUpdated(refs.about(seller, OrderUpdated { out_order_no: out_order_no.to_string(), status }))
+    }
+
+    /// A closed date's report stored, to its bank (`reconciliation.ready`) or provider
+    /// (`settlement.ready`): about no order, so with no order ids.
+    pub fn report_ready(to: Recipient, ready: ReportReady) -> Notice {
+        match to {
+            Recipient::Bank(_) => Notice::ReconciliationReady(About { to, refs: None, fields: ready }),
+            _ => Notice::SettlementReady(About { to, refs: None, fields: ready }),
+        }
     }
 
     /// What a `hold.*` notice other than `hold.converted` says, to the hold's provider.
@@ -392,6 +414,7 @@ mod tests {
         let unfunded_ids = json!({ "order_id": "ord_1", "hold_id": "hold_1", "credit_line_id": "line_1" });
         let funded_ids =
             json!({ "order_id": "ord_1", "plan_id": "plan_1", "hold_id": "hold_1", "credit_line_id": "line_1", "loan_no": "L1" });
+        let no_ids = json!({});
         let deadline: DateTime<Utc> = "2027-01-07T04:00:00Z".parse().unwrap();
         let provider = || Recipient::Provider("wld".into());
         let cases: Vec<(Notice, (&str, &str), &Value, Value)> = vec![
@@ -571,6 +594,24 @@ mod tests {
                 json!({ "recovery_id": "rcv_1", "reference": "R-1", "amount": "100.00", "paid_on": "2027-09-02", "booked_on": "2027-09-03",
                         "recovered": "100.00", "recoverable": "175.35" }),
             ),
+            (
+                Notice::report_ready(
+                    bank(),
+                    ReportReady { business_date: d("2027-09-01"), sha256_json: "a".repeat(64), sha256_csv: "b".repeat(64), movements: 3 },
+                ),
+                ("bank", "bk"),
+                &no_ids,
+                json!({ "business_date": "2027-09-01", "sha256_json": "a".repeat(64), "sha256_csv": "b".repeat(64), "movements": 3 }),
+            ),
+            (
+                Notice::report_ready(
+                    provider(),
+                    ReportReady { business_date: d("2027-09-01"), sha256_json: "c".repeat(64), sha256_csv: "d".repeat(64), movements: 0 },
+                ),
+                ("provider", "wld"),
+                &no_ids,
+                json!({ "business_date": "2027-09-01", "sha256_json": "c".repeat(64), "sha256_csv": "d".repeat(64), "movements": 0 }),
+            ),
         ];
         let mut types: Vec<&str> = Vec::new();
         for (notice, (to_kind, to_id), ids, fields) in &cases {
@@ -616,6 +657,9 @@ mod tests {
                 // v2, §14
                 "plan.written_off",
                 "recovery.recorded",
+                // v2, §15
+                "reconciliation.ready",
+                "settlement.ready",
             ]
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()

@@ -122,6 +122,8 @@ async fn run_locked(
     let tx = crate::db::Tx::begin(&mut closing).await?;
     crate::db::business_days::close(&tx, date, &summary_json).await?;
     tx.commit().await?;
+    // API.md §15: the dates just closed are frozen, their reports stored and announced.
+    super::report_store::freeze_closed(pool, last, date).await?;
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
     Ok(summary)
 }

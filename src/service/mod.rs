@@ -8,6 +8,7 @@ pub mod notices;
 pub mod order_notices;
 pub mod orders;
 pub mod plans;
+pub mod report_store;
 pub mod reports;
 pub mod settlement;
 pub mod setup;

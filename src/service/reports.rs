@@ -149,9 +149,14 @@ fn movement(r: MovementRow) -> Movement {
 }
 
 /// A bank sees its own report (`?bank_id=` another bank: 404); the admin one bank's or all.
-#[tracing::instrument(skip_all, fields(business_date = %date, bank_id = ?bank_param))]
-pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, bank_param: Option<&str>) -> ApiResult<Reconciliation> {
-    let client = state.pool.get().await?;
+/// Answers the bank reported on (`None`: all banks) once the caller may see it and the date is allowed.
+pub async fn authorize(
+    state: &Deps,
+    client: &impl crate::db::Db,
+    caller: &Principal,
+    date: NaiveDate,
+    bank_param: Option<&str>,
+) -> ApiResult<Option<String>> {
     let bank_id = match caller.kind() {
         PrincipalKind::Bank => {
             let own = caller.id().unwrap_or_default();
@@ -162,7 +167,7 @@ pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, b
         }
         PrincipalKind::Admin => match bank_param {
             None => None,
-            Some(b) => Some(setup_db::get_bank(&**client, b).await?.ok_or_else(ApiError::not_found)?.id),
+            Some(b) => Some(setup_db::get_bank(client, b).await?.ok_or_else(ApiError::not_found)?.id),
         },
         _ => return Err(ApiError::forbidden()),
     };
@@ -171,8 +176,13 @@ pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, b
     if date > state.clock.today() && !state.settings.clock.allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
     }
-    let last_closed = crate::db::business_days::last_closed(&**client).await?;
-    let rows = db::movements(&**client, date, bank_id.as_deref()).await?;
+    Ok(bank_id)
+}
+
+/// The reconciliation of `date` for `bank_id` (`None`: all banks) as the books say now.
+pub async fn read(client: &impl crate::db::Db, date: NaiveDate, bank_id: Option<String>) -> ApiResult<Reconciliation> {
+    let last_closed = crate::db::business_days::last_closed(client).await?;
+    let rows = db::movements(client, date, bank_id.as_deref()).await?;
     let movements: Vec<Movement> = rows.into_iter().map(movement).collect();
     let mut totals = Totals::default();
     for m in &movements {
