@@ -117,3 +117,70 @@ async fn a_bank_created_after_the_close_gets_the_dates_empty_report_stored_at_fi
     assert_eq!(stored, 2, "JSON and CSV stored at the first read");
     assert_eq!(etag(&c.app.client(&key).get("/v1/reconciliation/2027-01-31").await), etag(&first));
 }
+
+/// A closed date with conversions: half the plan held, accelerated on 2027-03-01, then closed.
+async fn closed_with_conversions() -> Closed {
+    let app = TestApp::start().await;
+    let w = World::standard().product_extra(json!({"hold_ratio": "0.50"})).build(&app).await;
+    let (store, bank, provider) = (w.store().clone(), w.bank().clone(), w.provider().clone());
+    app.set_today("2027-01-31");
+    let order = store.place_order(order_body("POS-1", "p12", 7, 1)).await.expect(201);
+    let funded = bank.fund(order["id"].as_str().unwrap(), "L1", "2027-01-31").await.expect(200);
+    let plan = funded["plan"]["id"].as_str().unwrap().to_string();
+    app.clock.reset();
+    bank.accelerate(&plan, "2027-03-01", "fraud").await.expect(200);
+    w.admin.eod("2027-03-01").await.expect(200);
+    w.admin.verify_ok().await;
+    Closed { app, bank, provider, admin: w.admin, plan }
+}
+
+/// Rewrites a stored JSON file's field at `path` to `value`, its hash recomputed (`rehash`) or
+/// not; answers the rules the ledger check then reports.
+async fn corrupt(c: &Closed, kind: &str, subject: &str, path: &[&str], value: &str, rehash: bool) -> Vec<String> {
+    let db = c.app.db().await;
+    let path: Vec<String> = path.iter().map(|p| p.to_string()).collect();
+    let n = db
+        .execute(
+            "UPDATE report_store SET body = convert_to(jsonb_set(convert_from(body, 'UTF8')::jsonb, $3, $4::text::jsonb)::text, 'UTF8')
+             WHERE kind = $1 AND subject = $2 AND business_date = '2027-03-01' AND format = 'json'",
+            &[&kind, &subject, &path, &value],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "one stored file corrupted");
+    if rehash {
+        db.execute("UPDATE report_store SET sha256 = encode(sha256(body), 'hex') WHERE kind = $1 AND subject = $2", &[&kind, &subject])
+            .await
+            .unwrap();
+    }
+    let report = c.admin.get("/v1/admin/ledger/verify").await.expect(200);
+    assert_eq!(report["ok"], false, "{report}");
+    report["violations"].as_array().unwrap().iter().map(|v| v["rule"].as_str().unwrap().to_string()).collect()
+}
+
+#[actix_web::test]
+async fn verify_finds_a_settlement_whose_held_does_not_roll_forward() {
+    let c = closed_with_conversions().await;
+    assert_eq!(corrupt(&c, "settlement", "wld", &["closing", "held"], "\"1.00\"", true).await, ["settlement_held_rolls_forward"]);
+}
+
+#[actix_web::test]
+async fn verify_finds_a_settlement_whose_drawn_does_not_roll_forward() {
+    let c = closed_with_conversions().await;
+    assert_eq!(corrupt(&c, "settlement", "wld", &["opening", "drawn"], "\"1.00\"", true).await, ["settlement_drawn_rolls_forward"]);
+}
+
+#[actix_web::test]
+async fn verify_finds_payables_that_are_not_the_compensation_total() {
+    let c = closed_with_conversions().await;
+    assert_eq!(
+        corrupt(&c, "reconciliation", "bk", &["totals", "compensation", "amount"], "\"1.00\"", true).await,
+        ["settlement_payables_match_compensations"]
+    );
+}
+
+#[actix_web::test]
+async fn verify_finds_a_stored_file_that_is_not_the_bytes_its_hash_names() {
+    let c = closed_with_conversions().await;
+    assert_eq!(corrupt(&c, "settlement", "wld", &["provider_id"], "\"wld\"", false).await, ["stored_report_hash"]);
+}

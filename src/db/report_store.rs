@@ -68,3 +68,14 @@ pub async fn subjects(c: &impl Db) -> Result<(Vec<String>, Vec<String>), tokio_p
     let providers = c.query("SELECT id FROM providers ORDER BY id", &[]).await?;
     Ok((banks.iter().map(|r| r.get(0)).collect(), providers.iter().map(|r| r.get(0)).collect()))
 }
+
+/// Every stored report, for the ledger check: `(kind, date, subject, format, body, sha256)`.
+pub async fn all(c: &impl Db) -> Result<Vec<(String, NaiveDate, String, String, Vec<u8>, String)>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT kind, business_date, subject, format, body, sha256 FROM report_store ORDER BY business_date, kind, subject, format",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect())
+}

@@ -73,6 +73,8 @@ pub struct Books {
     pub plans: Vec<PlanRow>,
     pub stripes: Vec<StripeRow>,
     pub banks: Vec<BankRow>,
+    /// API.md §15: the closed dates' stored reports (`kind, date, subject, format, body, sha256`).
+    pub stored_reports: Vec<(String, chrono::NaiveDate, String, String, Vec<u8>, String)>,
 }
 
 /// Reads the books (the caller holds a read-only repeatable-read transaction).
@@ -93,6 +95,7 @@ pub async fn load(c: &impl Db) -> Result<Books, tokio_postgres::Error> {
         plans: plans(c).await?,
         stripes: stripes(c).await?,
         banks: banks(c).await?,
+        stored_reports: super::report_store::all(c).await?,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod reports;
 pub mod settlement;
 pub mod setup;
 pub mod verify;
+pub mod verify_reports;
 pub mod write_offs;
 
 use crate::clock::SharedClock;

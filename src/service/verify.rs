@@ -32,12 +32,12 @@ pub struct Report {
 
 const VIOLATIONS_MAX: usize = 1000;
 
-struct Collector {
+pub(super) struct Collector {
     violations: Vec<Violation>,
 }
 
 impl Collector {
-    fn check(&mut self, ok: bool, rule: &str, object_id: &str, message: impl FnOnce() -> String) {
+    pub(super) fn check(&mut self, ok: bool, rule: &str, object_id: &str, message: impl FnOnce() -> String) {
         if !ok && self.violations.len() < VIOLATIONS_MAX {
             self.violations.push(Violation { rule: rule.to_string(), object_id: object_id.to_string(), message: message() });
         }
@@ -68,6 +68,7 @@ pub fn check(books: &Books) -> Report {
     }
     (checked.plans, checked.installments) = check_plans(&mut c, books, &bal);
     check_banks(&mut c, books, &bal);
+    super::verify_reports::check(&mut c, &books.stored_reports);
     Report { ok: c.violations.is_empty(), checked, violations: c.violations }
 }
 
