@@ -160,3 +160,37 @@ async fn a_future_date_is_refused_unless_future_dates_are_allowed() {
     let tomorrow = (chrono::Utc::now().date_naive() + chrono::Duration::days(2)).to_string();
     w.provider().get(&format!("/v1/providers/wld/settlement/{tomorrow}")).await.expect_err(422, "invalid_date");
 }
+
+/// docs/examples/check_settlement.py, the integrators' example, accepts the service's files and
+/// rejects a tampered one (skipped where python3 is missing).
+#[actix_web::test]
+async fn the_documented_checker_accepts_the_files_and_rejects_a_tampered_one() {
+    if std::process::Command::new("python3").arg("--version").output().is_err() {
+        return;
+    }
+    let d = books().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, body: &str, sha: Option<&str>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/check_settlement.py")).arg(&path);
+        if let Some(s) = sha {
+            cmd.arg(s);
+        }
+        cmd.output().unwrap().status.success()
+    };
+    for date in ["2027-01-31", "2027-03-01", "2027-03-02"] {
+        let path = format!("/v1/providers/wld/settlement/{date}");
+        let csv = d.provider.get_with(&path, &[("accept", "text/csv")]).await;
+        let tag = csv.header("etag").unwrap().to_string();
+        assert!(run("s.csv", csv.body.as_str().unwrap(), Some(&tag)), "{date} csv");
+        let json = d.provider.get(&path).await;
+        assert!(run("s.json", &json.body.to_string(), None), "{date} json");
+    }
+    let csv = d.provider.get_with("/v1/providers/wld/settlement/2027-03-01", &[("accept", "text/csv")]).await;
+    let text = csv.body.as_str().unwrap();
+    let closing = text.lines().find(|l| l.starts_with("closing_held,")).unwrap();
+    let tampered = text.replace(closing, &closing.replacen(",wld,,,,,,,,", ",wld,,,,,,,,9", 1));
+    assert!(!run("t.csv", &tampered, None), "a closing balance changed breaks the held identity");
+}

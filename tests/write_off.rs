@@ -245,3 +245,23 @@ async fn the_reconciliation_books_write_offs_and_recoveries_with_the_v2_columns(
     );
     b.admin.verify_ok().await;
 }
+
+#[actix_web::test]
+async fn a_recovery_racing_the_close_of_its_date_is_booked_on_exactly_one_date() {
+    let b = Books::new(json!({})).await;
+    let plan = b.defaulted(1).await;
+    let p = id(&plan);
+    b.bank.write_off(p, "2027-03-05", "fraud", "W-1").await.expect(200);
+    let (r, eod) = tokio::join!(b.bank.recover(p, "10.00", "2027-03-06", "C-1"), b.admin.eod("2027-03-06"));
+    let (r, _) = (r.expect(201), eod.expect(200));
+    let booked = r["booked_on"].as_str().unwrap();
+    assert!(booked == "2027-03-06" || booked == "2027-03-07", "{r}");
+    let count = |day: serde_json::Value| day["totals"]["recovery"]["count"].as_i64().unwrap();
+    let closed = count(b.bank.get("/v1/reconciliation/2027-03-06").await.expect(200));
+    let next = count(b.bank.get("/v1/reconciliation/2027-03-07").await.expect(200));
+    assert_eq!((closed, next), if booked == "2027-03-06" { (1, 0) } else { (0, 1) });
+    // Once closed, a recovery valued on the date lands on the next open one.
+    let late = b.bank.recover(p, "1.00", "2027-03-06", "C-2").await.expect(201);
+    assert_eq!(late["booked_on"], "2027-03-07");
+    b.admin.verify_ok().await;
+}
