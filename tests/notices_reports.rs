@@ -912,9 +912,10 @@ async fn journal_totals(
     rows.iter().map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2), r.get(3), r.get(4)))).collect()
 }
 
-const KINDS: [&str; 6] = ["funding", "repayment", "compensation", "expiry", "cancellation", "rejection"];
-const CSV_HEADER: &str =
-    "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,fee,penalty,count";
+/// API.md §8 and §15 (v2): the six v1 kinds, then `return`, `write_off`, `recovery`.
+const KINDS: [&str; 9] = ["funding", "repayment", "compensation", "expiry", "cancellation", "rejection", "return", "write_off", "recovery"];
+const CSV_HEADER: &str = "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,fee,\
+penalty,count,refund,waived";
 
 /// The JSON report and its CSV twin agree field by field, totals included.
 fn assert_csv_matches(json_report: &Value, csv: &str) {
@@ -922,7 +923,7 @@ fn assert_csv_matches(json_report: &Value, csv: &str) {
     let rows = parse_csv(csv);
     assert_eq!(rows[0].join(","), CSV_HEADER);
     let movements = json_report["movements"].as_array().unwrap();
-    assert_eq!(rows.len(), 1 + movements.len() + 6);
+    assert_eq!(rows.len(), 1 + movements.len() + KINDS.len());
     let text = |v: &Value| match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -939,6 +940,7 @@ fn assert_csv_matches(json_report: &Value, csv: &str) {
         assert_eq!(row[3], text(&json_report["bank_id"]));
         assert_eq!(row[9..14], ["amount", "principal", "interest", "fee", "penalty"].map(|k| text(&t[k])));
         assert_eq!(row[14], t["count"].to_string());
+        assert_eq!(row[15..17], ["refund", "waived"].map(|k| text(&t[k])));
     }
 }
 

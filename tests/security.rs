@@ -273,11 +273,17 @@ fn table() -> Vec<Endpoint> {
         ep("POST",   "/v1/plans/{plan}/repayments",                     "repay",      [201, 403, 403, 403, 403, 201, 404, 403, 403, 401, 401, 401]),
         ep("POST",   "/v1/plans/{acc1}/accelerate",                     "accelerate", [200, 403, 403, 403, 403, ___, 404, 403, 403, 401, 401, 401]),
         ep("POST",   "/v1/plans/{acc2}/accelerate",                     "accelerate", [___, 403, 403, 403, 403, 200, 404, 403, 403, 401, 401, 401]),
+        // v2 §14: the plan is active, so its bank and the admin get as far as the state (409).
+        ep("POST",   "/v1/plans/{plan}/write-off",                      "write_off",  [409, 403, 403, 403, 403, 409, 404, 403, 403, 401, 401, 401]),
+        ep("POST",   "/v1/plans/{plan}/recoveries",                     "recovery",   [409, 403, 403, 403, 403, 409, 404, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/plans/{plan}/recoveries",                     "",           [200, 200, 404, 404, 404, 200, 404, 403, 403, 401, 401, 401]),
         // ---- reports ----
         ep("GET",    "/v1/reconciliation/{today}",                      "",           [200, 403, 403, 403, 403, 200, 200, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/reconciliation/{today}?bank_id=bk-a",         "",           [200, 403, 403, 403, 403, 200, 404, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/partners/pt-a/statement?month={month}",       "",           [200, 403, 403, 200, 404, 403, 403, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/partners/pt-none/statement?month={month}",    "",           [404, 403, 403, 404, 404, 403, 403, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/providers/pv-a/settlement/{today}",           "",           [200, 403, 403, 403, 403, 403, 403, 200, 404, 401, 401, 401]),
+        ep("GET",    "/v1/providers/pv-none/settlement/{today}",        "",           [404, 403, 403, 403, 403, 403, 403, 404, 404, 401, 401, 401]),
         // ---- notices ----
         ep("GET",    "/v1/notices",                                     "",           [200, 200, 200, 200, 200, 200, 200, 200, 200, 401, 401, 401]),
         ep("GET",    "/v1/admin/notices",                               "",           [200, 403, 403, 403, 403, 403, 403, 403, 403, 401, 401, 401]),
@@ -435,6 +441,8 @@ impl Fixture {
             "approve" => json!({"decision": "approved", "loan_no": format!("L-{who:?}"), "funded_on": today}),
             "repay" => json!({"amount": "10", "paid_on": today, "reference": format!("R-{who:?}")}),
             "accelerate" => json!({"as_of": today, "reason": "fraud"}),
+            "write_off" => json!({"written_off_on": today, "reason": "fraud", "reference": format!("W-{who:?}")}),
+            "recovery" => json!({"amount": "1", "paid_on": today, "reference": format!("C-{who:?}")}),
             "eod" => json!({"business_date": (self::today() - chrono::Duration::days(1)).to_string()}),
             "ack" => json!({"sign_url": "https://pv.example/sign"}),
             "confirm" => json!({"amount": "1", "provider_order_no": format!("W-{who:?}")}),

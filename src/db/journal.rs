@@ -51,6 +51,10 @@ pub mod account {
     pub fn plan_income(plan: &str) -> String {
         format!("plan:{plan}:income")
     }
+    /// What was written off of a plan and not yet recovered (API.md §14).
+    pub fn plan_written_off(plan: &str) -> String {
+        format!("plan:{plan}:written_off")
+    }
 }
 
 /// What an entry is about; ids that do not apply stay `None`.

@@ -15,10 +15,13 @@ pub mod ops;
 pub mod orders;
 pub mod plans;
 pub mod repayments;
+pub mod report_store;
 pub mod reports;
+pub mod settlement;
 pub mod setup;
 pub mod status;
 pub mod verify;
+pub mod write_offs;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::future::Future;

@@ -25,12 +25,16 @@ pub struct Plan {
     pub status: PlanStatus,
     pub accelerated_as_of: Option<NaiveDate>,
     pub accelerated_reason: Option<String>,
+    /// API.md §14: the write-off, when there was one, and what was recovered since.
+    pub written_off: Option<super::write_offs::WrittenOff>,
+    pub recovered: Amount,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const PLAN_COLUMNS: &str = "id, order_id, bank_id, loan_no, principal_fen, pricing, rate, apr_irr, term_months, funded_on, status,
-    accelerated_as_of, accelerated_reason, created_at, updated_at";
+    accelerated_as_of, accelerated_reason, created_at, updated_at, written_off_on, written_off_reason, written_off_reference,
+    written_off_principal_fen, written_off_interest_fen, written_off_fee_fen, written_off_penalty_fen, written_off_booked_on, recovered_fen";
 
 fn plan(r: &Row) -> Plan {
     Plan {
@@ -47,6 +51,8 @@ fn plan(r: &Row) -> Plan {
         status: r.get("status"),
         accelerated_as_of: r.get("accelerated_as_of"),
         accelerated_reason: r.get("accelerated_reason"),
+        written_off: super::write_offs::written_off(r),
+        recovered: Amount::from_fen(r.get("recovered_fen")),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
@@ -165,6 +171,7 @@ fn installment(r: &Row) -> InstallmentRow {
         compensated: fen("compensated_fen"),
         waived_interest_and_fee: fen("waived_fen"),
         waived_penalty: fen("waived_penalty_fen"),
+        written_off: fen("written_off_fen"),
     };
     InstallmentRow { state, status: r.get("status") }
 }
@@ -192,16 +199,17 @@ pub async fn save_installments(tx: &Tx<'_>, rows: &[(&str, &InstallmentState, In
     let waived = col(&|s| s.waived_interest_and_fee);
     let waived_penalty = col(&|s| s.waived_penalty);
     let status: Vec<InstallmentStatus> = rows.iter().map(|(_, _, st)| *st).collect();
+    let written_off = col(&|s| s.written_off);
     let n = tx
         .execute(
             "UPDATE installments i SET penalty_fen = t.pen, penalty_through = t.thr, paid_principal_fen = t.pp, paid_interest_fen = t.pi,
                  paid_fee_fen = t.pf, paid_penalty_fen = t.ppen, compensated_fen = t.comp, waived_fen = t.w, waived_penalty_fen = t.wpen,
-                 status = t.st
+                 status = t.st, written_off_fen = t.wo
              FROM unnest($1::text[], $2::int4[], $3::int8[], $4::date[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
-                         $10::int8[], $11::int8[], $12::text[])
-                  AS t(plan_id, seq, pen, thr, pp, pi, pf, ppen, comp, w, wpen, st)
+                         $10::int8[], $11::int8[], $12::text[], $13::int8[])
+                  AS t(plan_id, seq, pen, thr, pp, pi, pf, ppen, comp, w, wpen, st, wo)
              WHERE i.plan_id = t.plan_id AND i.seq = t.seq",
-            &[&plan_ids, &seqs, &penalty, &through, &pp, &pi, &pf, &ppen, &comp, &waived, &waived_penalty, &status],
+            &[&plan_ids, &seqs, &penalty, &through, &pp, &pi, &pf, &ppen, &comp, &waived, &waived_penalty, &status, &written_off],
         )
         .await?;
     assert_eq!(n as usize, rows.len(), "every changed installment was written");

@@ -5,9 +5,10 @@ use crate::domain::installment::Split;
 use crate::domain::money::Amount;
 use chrono::NaiveDate;
 
-/// Has this plan a repayment with this reference already?
+/// Has this plan used this reference already? Repayments share one namespace with the plan's
+/// write-off and recoveries (API.md §14).
 pub async fn reference_taken(tx: &Tx<'_>, plan_id: &str, reference: &str) -> Result<bool, tokio_postgres::Error> {
-    Ok(tx.query_opt("SELECT 1 FROM repayments WHERE plan_id = $1 AND reference = $2", &[&plan_id, &reference]).await?.is_some())
+    super::write_offs::reference_taken(tx, plan_id, reference).await
 }
 
 /// A repayment as recorded: what was paid, how it was split, what the hold released.

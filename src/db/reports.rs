@@ -24,6 +24,9 @@ pub struct MovementRow {
     pub interest_fen: i64,
     pub fee_fen: i64,
     pub penalty_fen: i64,
+    /// v2, §15: a return's repayments to refund, and its interest, fee and penalty waived.
+    pub refund_fen: i64,
+    pub waived_fen: i64,
 }
 
 /// Every movement booked on `date` (for one bank, or all), in booking order.
@@ -45,18 +48,19 @@ pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> R
              SELECT * FROM (
                  SELECT 'funding'::text AS kind, e.id AS entry_id, e.booked_on, p.funded_on AS value_date, p.bank_id, p.order_id,
                         p.id AS plan_id, p.loan_no, NULL::int4 AS installment_seq, NULL::text AS repayment_id, NULL::text AS reference,
-                        p.principal_fen AS amount_fen, p.principal_fen, 0::int8 AS interest_fen, 0::int8 AS fee_fen, 0::int8 AS penalty_fen
+                        p.principal_fen AS amount_fen, p.principal_fen, 0::int8 AS interest_fen, 0::int8 AS fee_fen, 0::int8 AS penalty_fen,
+                        0::int8 AS refund_fen, 0::int8 AS waived_fen
                  FROM journal_entries e JOIN plans p ON p.id = e.plan_id
                  WHERE e.kind = 'plan.opened' AND e.booked_on = $1 AND ($2::text IS NULL OR p.bank_id = $2)
                  UNION ALL
                  SELECT 'repayment', e.id, r.booked_on, r.paid_on, p.bank_id, p.order_id, p.id, p.loan_no, NULL, r.id, r.reference,
-                        r.amount_fen, r.principal_fen, r.interest_fen, r.fee_fen, r.penalty_fen
+                        r.amount_fen, r.principal_fen, r.interest_fen, r.fee_fen, r.penalty_fen, 0, 0
                  FROM repayments r JOIN plans p ON p.id = r.plan_id
                  LEFT JOIN journal_entries e ON e.kind = 'repayment.recorded' AND e.booked_on = r.booked_on AND e.reference = r.id
                  WHERE r.booked_on = $1 AND ($2::text IS NULL OR p.bank_id = $2)
                  UNION ALL
                  SELECT 'compensation', ce.id, c.booked_on, c.value_date, p.bank_id, p.order_id, p.id, p.loan_no, c.installment_seq, NULL, NULL,
-                        c.amount_fen, c.principal_fen, c.interest_fen, c.fee_fen, c.penalty_fen
+                        c.amount_fen, c.principal_fen, c.interest_fen, c.fee_fen, c.penalty_fen, 0, 0
                  FROM comp c JOIN plans p ON p.id = c.plan_id
                  LEFT JOIN comp_entries ce ON ce.plan_id = c.plan_id AND ce.rn = c.rn
                  WHERE ($2::text IS NULL OR p.bank_id = $2)
@@ -64,9 +68,23 @@ pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> R
                  SELECT CASE o.status WHEN 'expired' THEN 'expiry' WHEN 'cancelled' THEN 'cancellation' WHEN 'rejected' THEN 'rejection'
                              ELSE 'released_' || o.status END,
                         e.id, e.booked_on, o.decided_on, o.bank_id, o.id, NULL, NULL, NULL, NULL, NULL,
-                        o.principal_fen, o.principal_fen, 0, 0, 0
+                        o.principal_fen, o.principal_fen, 0, 0, 0, 0, 0
                  FROM journal_entries e JOIN orders o ON o.id = e.order_id
                  WHERE e.kind = 'exposure.released' AND e.booked_on = $1 AND ($2::text IS NULL OR o.bank_id = $2)
+                 UNION ALL
+                 -- v2, §14: write-offs and recoveries.
+                 SELECT 'write_off', e.id, p.written_off_booked_on, p.written_off_on, p.bank_id, p.order_id, p.id, p.loan_no, NULL, NULL,
+                        p.written_off_reference,
+                        p.written_off_principal_fen + p.written_off_interest_fen + p.written_off_fee_fen + p.written_off_penalty_fen,
+                        p.written_off_principal_fen, p.written_off_interest_fen, p.written_off_fee_fen, p.written_off_penalty_fen, 0, 0
+                 FROM plans p LEFT JOIN journal_entries e ON e.kind = 'plan.written_off' AND e.booked_on = $1 AND e.plan_id = p.id
+                 WHERE p.written_off_booked_on = $1 AND ($2::text IS NULL OR p.bank_id = $2)
+                 UNION ALL
+                 SELECT 'recovery', e.id, r.booked_on, r.paid_on, p.bank_id, p.order_id, p.id, p.loan_no, NULL, NULL, r.reference,
+                        r.amount_fen, 0, 0, 0, 0, 0, 0
+                 FROM recoveries r JOIN plans p ON p.id = r.plan_id
+                 LEFT JOIN journal_entries e ON e.kind = 'recovery.recorded' AND e.booked_on = r.booked_on AND e.reference = r.id
+                 WHERE r.booked_on = $1 AND ($2::text IS NULL OR p.bank_id = $2)
              ) m
              ORDER BY entry_id NULLS LAST, kind, order_id, installment_seq, repayment_id",
             &[&date, &bank_id],
@@ -91,6 +109,8 @@ pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> R
             interest_fen: r.get("interest_fen"),
             fee_fen: r.get("fee_fen"),
             penalty_fen: r.get("penalty_fen"),
+            refund_fen: r.get("refund_fen"),
+            waived_fen: r.get("waived_fen"),
         })
         .collect())
 }

@@ -29,6 +29,12 @@ pub struct PlanRow {
     pub paid_principal_fen: i64,
     /// No installment paid (or forgiven) beyond what it owed; `None` for a plan without installments.
     pub parts_within_owed: Option<bool>,
+    /// API.md §14: the principal and total written off (0 when never), what was recovered, and
+    /// whether anything is still owed on it.
+    pub written_off_principal_fen: i64,
+    pub written_off_total_fen: Option<i64>,
+    pub recovered_fen: i64,
+    pub written_off_owes: bool,
 }
 
 pub struct StripeRow {
@@ -69,6 +75,8 @@ pub struct Books {
     pub banks: Vec<BankRow>,
     /// v2 (API.md §12): pending and voided holds with their orders.
     pub confirmations: Vec<super::holds::HoldOrderRow>,
+    /// API.md §15: the closed dates' stored reports (`kind, date, subject, format, body, sha256`).
+    pub stored_reports: Vec<(String, chrono::NaiveDate, String, String, Vec<u8>, String)>,
 }
 
 /// Reads the books (the caller holds a read-only repeatable-read transaction).
@@ -90,6 +98,7 @@ pub async fn load(c: &impl Db) -> Result<Books, tokio_postgres::Error> {
         stripes: stripes(c).await?,
         banks: banks(c).await?,
         confirmations: super::holds::verify_rows(c).await?,
+        stored_reports: super::report_store::all(c).await?,
     })
 }
 
@@ -124,7 +133,11 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
             "SELECT p.id, p.principal_fen, count(i.seq), coalesce(sum(i.principal_fen), 0)::int8, coalesce(sum(i.paid_principal_fen), 0)::int8,
                     bool_and(i.paid_principal_fen <= i.principal_fen AND i.paid_interest_fen + i.waived_fen <= i.interest_fen + i.fee_fen + i.waived_fen
                              AND i.paid_fee_fen <= i.fee_fen AND i.paid_penalty_fen + i.waived_penalty_fen <= i.penalty_fen AND i.compensated_fen
-                             <= i.paid_principal_fen + i.paid_interest_fen + i.paid_fee_fen + i.paid_penalty_fen)
+                             <= i.paid_principal_fen + i.paid_interest_fen + i.paid_fee_fen + i.paid_penalty_fen),
+                    coalesce(p.written_off_principal_fen, 0),
+                    p.written_off_principal_fen + p.written_off_interest_fen + p.written_off_fee_fen + p.written_off_penalty_fen,
+                    p.recovered_fen,
+                    p.status = 'written_off' AND bool_or(i.written_off_fen = 0 AND i.status IN ('pending', 'overdue'))
              FROM plans p LEFT JOIN installments i ON i.plan_id = p.id GROUP BY p.id, p.principal_fen",
             &[],
         )
@@ -138,6 +151,10 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
             installments_principal_fen: r.get(3),
             paid_principal_fen: r.get(4),
             parts_within_owed: r.get(5),
+            written_off_principal_fen: r.get(6),
+            written_off_total_fen: r.get(7),
+            recovered_fen: r.get(8),
+            written_off_owes: r.get::<_, Option<bool>>(9).unwrap_or(false),
         })
         .collect())
 }

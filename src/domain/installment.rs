@@ -94,6 +94,9 @@ pub struct InstallmentState {
     pub waived_interest_and_fee: Amount,
     /// Penalty forgiven: accrued on an installment due after the payoff date.
     pub waived_penalty: Amount,
+    /// What it still owed when its plan was written off (API.md §14); once positive it owes
+    /// nothing more (`domain::write_off`).
+    pub written_off: Amount,
 }
 
 impl From<&ScheduledInstallment> for InstallmentState {
@@ -120,6 +123,7 @@ impl InstallmentState {
             compensated: Amount::ZERO,
             waived_interest_and_fee: Amount::ZERO,
             waived_penalty: Amount::ZERO,
+            written_off: Amount::ZERO,
         }
     }
 
@@ -138,25 +142,42 @@ impl InstallmentState {
         remaining(self.waived_interest_and_fee, self.waived_fee(), "waived")
     }
 
+    /// Written off with its plan: whatever was open then is the write-off's, not owed.
+    pub fn is_written_off(&self) -> bool {
+        self.written_off.is_positive()
+    }
+
     /// Principal still owed.
     pub fn unpaid_principal(&self) -> Amount {
+        if self.is_written_off() {
+            return Amount::ZERO;
+        }
         remaining(self.principal, self.paid_principal, "principal")
     }
 
     /// Interest still owed (waived interest is not owed).
     pub fn unpaid_interest(&self) -> Amount {
+        if self.is_written_off() {
+            return Amount::ZERO;
+        }
         let open = remaining(self.interest, self.paid_interest, "interest");
         remaining(open, self.waived_interest(), "waived interest")
     }
 
     /// Fee still owed (a waived fee is not owed).
     pub fn unpaid_fee(&self) -> Amount {
+        if self.is_written_off() {
+            return Amount::ZERO;
+        }
         let open = remaining(self.fee, self.paid_fee, "fee");
         remaining(open, self.waived_fee(), "waived fee")
     }
 
     /// Penalty accrued and still owed (waived penalty is not owed).
     pub fn unpaid_penalty(&self) -> Amount {
+        if self.is_written_off() {
+            return Amount::ZERO;
+        }
         let open = remaining(self.penalty, self.paid_penalty, "penalty");
         remaining(open, self.waived_penalty, "waived penalty")
     }
@@ -194,7 +215,9 @@ impl InstallmentState {
     /// Status as of a date: overdue when anything is unpaid and `due_on < as_of`;
     /// once nothing is owed, waived if anything was forgiven, else paid.
     pub fn status(&self, as_of: NaiveDate) -> InstallmentStatus {
-        if self.is_settled() {
+        if self.is_written_off() {
+            InstallmentStatus::WrittenOff
+        } else if self.is_settled() {
             if self.waived().is_positive() { InstallmentStatus::Waived } else { InstallmentStatus::Paid }
         } else if self.due_on < as_of {
             InstallmentStatus::Overdue
@@ -255,7 +278,7 @@ impl InstallmentState {
     }
 
     /// Forgives all the interest and fee still owed; returns the amount waived.
-    fn waive_interest_and_fee(&mut self) -> Amount {
+    pub(crate) fn waive_interest_and_fee(&mut self) -> Amount {
         let forgiven = self.unpaid_interest() + self.unpaid_fee();
         self.waived_interest_and_fee += forgiven;
         assert!(self.unpaid_interest().is_zero(), "seq {}: interest fully waived", self.seq);

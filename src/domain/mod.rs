@@ -17,9 +17,11 @@ pub mod partner;
 pub mod placement;
 pub mod returns;
 pub mod schedule;
+pub mod settlement;
 pub mod status;
 #[cfg(test)]
 mod test_support;
+pub mod write_off;
 
 pub use dates::{DateError, SHANGHAI, add_months_clamped, parse_date, shanghai_date};
 pub use hold::{HoldRatio, hold_amount, hold_target};

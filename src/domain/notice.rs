@@ -114,17 +114,19 @@ impl OrderRefs {
 
     /// A notice's content about this order: to `to`, with these ids and then `fields`.
     pub fn about<F>(&self, to: Recipient, fields: F) -> About<F> {
-        About { to, refs: self.clone(), fields }
+        About { to, refs: Some(self.clone()), fields }
     }
 }
 
 /// One notice's content: its recipient (not part of `data`), the order's ids and its own fields.
+/// Only the notices about no order (a closed date's reports, API.md §15) have no ids: they are
+/// built by [`Notice::report_ready`], every other through [`OrderRefs::about`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct About<F> {
     #[serde(skip)]
     pub to: Recipient,
     #[serde(flatten)]
-    pub refs: OrderRefs,
+    pub refs: Option<OrderRefs>,
     #[serde(flatten)]
     pub fields: F,
 }
@@ -256,6 +258,39 @@ pub struct PlanAccelerated {
     pub amount: Amount,
 }
 
+/// `plan.written_off` (API.md §14): `amount` is the total written off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanWrittenOff {
+    pub written_off_on: NaiveDate,
+    pub reason: String,
+    pub reference: String,
+    pub booked_on: NaiveDate,
+    pub amount: Amount,
+    #[serde(flatten)]
+    pub split: Split,
+}
+
+/// `recovery.recorded` (API.md §14): what was collected after the write-off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecoveryRecorded {
+    pub recovery_id: String,
+    pub reference: String,
+    pub amount: Amount,
+    pub paid_on: NaiveDate,
+    pub booked_on: NaiveDate,
+    pub recovered: Amount,
+    pub recoverable: Amount,
+}
+
+/// `reconciliation.ready` and `settlement.ready` (API.md §15): a closed date's report is stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportReady {
+    pub business_date: NaiveDate,
+    pub sha256_json: String,
+    pub sha256_csv: String,
+    pub movements: i64,
+}
+
 macro_rules! notices {
     ($($(#[$doc:meta])* $variant:ident($fields:ty) = $name:tt to $audience:ident;)+) => {
         /// Every notice the service sends, tagged by its type. Serialized it reads as the feed
@@ -318,6 +353,10 @@ notices! {
     HoldVoided(HoldVoided) = "hold.voided" to Provider;
     OrderUpdated(OrderUpdated) = "order.updated" to Seller;
     HoldRequested(HoldRequested) = "hold.requested" to Provider;
+    PlanWrittenOff(PlanWrittenOff) = "plan.written_off" to Bank;
+    RecoveryRecorded(RecoveryRecorded) = "recovery.recorded" to Bank;
+    ReconciliationReady(ReportReady) = "reconciliation.ready" to Bank;
+    SettlementReady(ReportReady) = "settlement.ready" to Provider;
 }
 
 impl Notice {
@@ -342,7 +381,16 @@ impl Notice {
         Notice::HoldVoided(refs.about(Recipient::Provider(provider_id.to_string()), HoldVoided { amount, remaining: Amount::ZERO, reason }))
     }
 
-    /// What `hold.placed` and `hold.released` say, to the hold's provider.
+    /// A closed date's report stored, to its bank (`reconciliation.ready`) or provider
+    /// (`settlement.ready`): about no order, so with no order ids.
+    pub fn report_ready(to: Recipient, ready: ReportReady) -> Notice {
+        match to {
+            Recipient::Bank(_) => Notice::ReconciliationReady(About { to, refs: None, fields: ready }),
+            _ => Notice::SettlementReady(About { to, refs: None, fields: ready }),
+        }
+    }
+
+    /// What a `hold.*` notice other than `hold.converted` says, to the hold's provider.
     pub fn hold_moved(refs: &OrderRefs, provider_id: &str, amount: Amount, remaining: Amount) -> About<HoldMoved> {
         refs.about(Recipient::Provider(provider_id.to_string()), HoldMoved { amount, remaining })
     }
@@ -390,6 +438,7 @@ mod tests {
         let unfunded_ids = json!({ "order_id": "ord_1", "hold_id": "hold_1", "credit_line_id": "line_1" });
         let funded_ids =
             json!({ "order_id": "ord_1", "plan_id": "plan_1", "hold_id": "hold_1", "credit_line_id": "line_1", "loan_no": "L1" });
+        let no_ids = json!({});
         let deadline: DateTime<Utc> = "2027-01-07T04:00:00Z".parse().unwrap();
         let provider = || Recipient::Provider("wld".into());
         let cases: Vec<(Notice, (&str, &str), &Value, Value)> = vec![
@@ -548,6 +597,59 @@ mod tests {
                 &funded_ids,
                 json!({ "as_of": "2027-03-01", "reason": "fraud", "amount": "3045.00" }),
             ),
+            (
+                Notice::PlanWrittenOff(funded().about(
+                    bank(),
+                    PlanWrittenOff {
+                        written_off_on: d("2027-09-01"),
+                        reason: "aged".into(),
+                        reference: "eod-2027-09-01".into(),
+                        booked_on: d("2027-09-01"),
+                        amount: a("275.35"),
+                        split: split(),
+                    },
+                )),
+                ("bank", "bk"),
+                &funded_ids,
+                json!({ "written_off_on": "2027-09-01", "reason": "aged", "reference": "eod-2027-09-01", "booked_on": "2027-09-01",
+                        "amount": "275.35", "principal": "250.00", "interest": "20.00", "fee": "5.00", "penalty": "0.35" }),
+            ),
+            (
+                Notice::RecoveryRecorded(funded().about(
+                    bank(),
+                    RecoveryRecorded {
+                        recovery_id: "rcv_1".into(),
+                        reference: "R-1".into(),
+                        amount: a("100.00"),
+                        paid_on: d("2027-09-02"),
+                        booked_on: d("2027-09-03"),
+                        recovered: a("100.00"),
+                        recoverable: a("175.35"),
+                    },
+                )),
+                ("bank", "bk"),
+                &funded_ids,
+                json!({ "recovery_id": "rcv_1", "reference": "R-1", "amount": "100.00", "paid_on": "2027-09-02", "booked_on": "2027-09-03",
+                        "recovered": "100.00", "recoverable": "175.35" }),
+            ),
+            (
+                Notice::report_ready(
+                    bank(),
+                    ReportReady { business_date: d("2027-09-01"), sha256_json: "a".repeat(64), sha256_csv: "b".repeat(64), movements: 3 },
+                ),
+                ("bank", "bk"),
+                &no_ids,
+                json!({ "business_date": "2027-09-01", "sha256_json": "a".repeat(64), "sha256_csv": "b".repeat(64), "movements": 3 }),
+            ),
+            (
+                Notice::report_ready(
+                    provider(),
+                    ReportReady { business_date: d("2027-09-01"), sha256_json: "c".repeat(64), sha256_csv: "d".repeat(64), movements: 0 },
+                ),
+                ("provider", "wld"),
+                &no_ids,
+                json!({ "business_date": "2027-09-01", "sha256_json": "c".repeat(64), "sha256_csv": "d".repeat(64), "movements": 0 }),
+            ),
         ];
         let mut types: Vec<&str> = Vec::new();
         for (notice, (to_kind, to_id), ids, fields) in &cases {
@@ -591,7 +693,17 @@ mod tests {
                 "plan.opened",
                 "plan.settled",
                 "repayment.recorded",
+                // v2, §14
+                "plan.written_off",
+                "recovery.recorded",
+                // v2, §15
+                "reconciliation.ready",
+                "settlement.ready",
             ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
         );
     }
 

@@ -85,6 +85,8 @@ statuses! {
         /// v2 (API.md §12): placed on a line whose provider must confirm the hold first; not
         /// yet shown to its bank.
         AwaitingHoldConfirmation = "awaiting_hold_confirmation",
+        /// API.md §14: its plan was written off.
+        WrittenOff = "written_off",
     }
 
     /// An installment plan's status (API.md §5).
@@ -92,6 +94,8 @@ statuses! {
         Active = "active",
         Settled = "settled",
         Defaulted = "defaulted",
+        /// API.md §14: what the hold could not cover was written off; only recoveries follow.
+        WrittenOff = "written_off",
     }
 
     /// A hold's status (API.md §4): `closed` once nothing remains by release or conversion,
@@ -133,6 +137,8 @@ statuses! {
         Paid = "paid",
         /// Nothing is owed and something was forgiven.
         Waived = "waived",
+        /// API.md §14: what it still owed was written off with its plan.
+        WrittenOff = "written_off",
     }
 
     /// Where a notice's webhook delivery stands (API.md §7).
@@ -185,6 +191,7 @@ impl From<PlanStatus> for OrderStatus {
             PlanStatus::Active => OrderStatus::Active,
             PlanStatus::Settled => OrderStatus::Settled,
             PlanStatus::Defaulted => OrderStatus::Defaulted,
+            PlanStatus::WrittenOff => OrderStatus::WrittenOff,
         }
     }
 }
@@ -244,13 +251,23 @@ mod tests {
         // API.md §3-§7 and the CHECK constraints of sql/V2__origination.sql.
         assert_eq!(
             OrderStatus::NAMES,
-            ["awaiting_funding", "active", "settled", "defaulted", "cancelled", "rejected", "expired", "awaiting_hold_confirmation"]
+            [
+                "awaiting_funding",
+                "active",
+                "settled",
+                "defaulted",
+                "cancelled",
+                "rejected",
+                "expired",
+                "awaiting_hold_confirmation",
+                "written_off"
+            ]
         );
-        assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted"]);
+        assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted", "written_off"]);
         assert_eq!(HoldStatus::NAMES, ["active", "closed", "voided", "pending"]);
         assert_eq!(LineStatus::NAMES, ["active", "frozen", "closed"]);
         assert_eq!(LineReading::NAMES, ["active", "frozen", "closed", "expired"]);
-        assert_eq!(InstallmentStatus::NAMES, ["pending", "overdue", "paid", "waived"]);
+        assert_eq!(InstallmentStatus::NAMES, ["pending", "overdue", "paid", "waived", "written_off"]);
         assert_eq!(NoticeState::NAMES, ["pending", "delivered", "dead", "pull_only"]);
         // API.md §12 and the CHECK of sql/V19__void_reason.sql.
         assert_eq!(VoidReason::NAMES, ["cancelled", "rejected", "expired", "declined", "confirmation_timeout", "returned"]);

@@ -11,7 +11,8 @@ use super::requests::setup::{
     ApiKeyRequest, BankPatch, BankRequest, PartnerPatch, PartnerRequest, ProductPatch, ProductRequest, ProviderPatch, ProviderRequest,
     StorePatch, StoreRequest,
 };
-use super::{admin, credit_lines, holds, operations, ops, orders, plans, reports, setup};
+use super::requests::write_offs::{RecoveryRequest, WriteOffRequest};
+use super::{admin, credit_lines, holds, operations, ops, orders, plans, reports, setup, write_offs};
 use crate::auth::{Caller, PrincipalKind};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -311,6 +312,29 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Post, "/v1/admin/notices/redeliver", "Deliver every matching dead notice again, attempts reset", |r| r.to(operations::redeliver))
         .takes(RedeliverRequest::schema)
         .answers(202, Json("Redelivered")),
+    // Write-off and recoveries (v2, section 14)
+    row(Post, "/v1/plans/{id}/write-off", "Write off what the hold could not cover of a defaulted plan", |r| r.to(write_offs::write_off))
+        .kinds(BANK_OR_ADMIN)
+        .idempotent()
+        .takes(WriteOffRequest::schema)
+        .answers(200, Json("PlanView")),
+    row(Post, "/v1/plans/{id}/recoveries", "Record money collected on a written-off plan", |r| r.to(write_offs::record_recovery))
+        .kinds(BANK_OR_ADMIN)
+        .idempotent()
+        .takes(RecoveryRequest::schema)
+        .answers(201, Json("RecoveryView")),
+    row(Get, "/v1/plans/{id}/recoveries", "A written-off plan's recoveries, oldest first", |r| r.to(write_offs::recoveries))
+        .kinds(ORDER_READERS)
+        .answers(200, Page("RecoveryView")),
+    // The provider's settlement file (v2, section 15)
+    row(
+        Get,
+        "/v1/providers/{id}/settlement/{business_date}",
+        "A provider's hold and line movements booked on a date (JSON, or CSV)",
+        |r| r.to(reports::settlement),
+    )
+    .kinds(&[Provider, Admin])
+    .answers(200, JsonOrCsv("Settlement")),
 ];
 
 /// Registers every endpoint: one resource per path (its other methods answer 405), one route per

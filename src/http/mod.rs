@@ -17,6 +17,7 @@ pub mod plans;
 pub mod reports;
 pub mod requests;
 pub mod setup;
+pub mod write_offs;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};

@@ -357,4 +357,11 @@ fn answer_types(components: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<crate::service::ops::EodRunView>()
         .schema_from::<crate::service::ops::SearchResult>()
         .schema_from::<crate::service::ops::Redelivered>()
+        .schema_from::<plans::WrittenOffView>()
+        .schema_from::<crate::service::write_offs::RecoveryView>()
+        .schema_from::<crate::service::settlement::Settlement>()
+        .schema_from::<crate::service::settlement::SettlementMovement>()
+        .schema_from::<crate::service::settlement::HeldDrawn>()
+        .schema_from::<crate::service::settlement::SettlementTotal>()
+        .schema_from::<crate::service::settlement::Payable>()
 }

@@ -33,6 +33,8 @@ pub struct EodSummary {
     pub holds_expired: i64,
     /// v2 (API.md §12): pending holds timed out by this run.
     pub confirmations_timed_out: i64,
+    /// API.md §14: defaulted plans written off as aged, and their totals.
+    pub write_offs: Counted,
 }
 
 #[derive(Default)]
@@ -43,6 +45,7 @@ struct Totals {
     uncovered: (i64, i64),
     holds_expired: i64,
     confirmations_timed_out: i64,
+    write_offs: (i64, i64),
 }
 
 impl Totals {
@@ -56,6 +59,7 @@ impl Totals {
             uncovered: c(self.uncovered),
             holds_expired: self.holds_expired,
             confirmations_timed_out: self.confirmations_timed_out,
+            write_offs: c(self.write_offs),
         }
     }
 }
@@ -132,6 +136,9 @@ async fn run_locked(
     let mut totals = Totals { confirmations_timed_out, ..Totals::default() };
     expire_orders(pool, date, chunk, &mut totals).await?;
     process_plans(pool, date, chunk, &mut totals).await?;
+    // After the conversions, so that a plan this run defaulted is written off too once aged.
+    let written_off = super::write_offs::write_off_aged(pool, date, chunk).await?;
+    totals.write_offs = (written_off.count, written_off.amount_fen);
     let summary = totals.summary(date);
     let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
     let mut closing = pool.get().await?;
@@ -139,6 +146,8 @@ async fn run_locked(
     crate::db::business_days::close(&tx, date, &summary_json).await?;
     super::ops::snapshot_aging(&tx, last, date).await?; // operations (API.md §16): the aging of each date closed
     tx.commit().await?;
+    // API.md §15: the dates just closed are frozen, their reports stored and announced.
+    super::report_store::freeze_closed(pool, last, date).await?;
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
     Ok(summary)
 }

@@ -110,6 +110,9 @@ pub struct Effects {
     pub compensated: Counter,
     pub uncovered: Counter,
     pub released_fen: i64,
+    /// Write-offs to record on their plans (API.md §14; `service::write_offs` decides them).
+    pub write_offs: Vec<crate::db::write_offs::NewWriteOff>,
+    pub written_off: Counter,
 }
 
 /// The holds and lines an [`Effects::apply`] wrote, as written.
@@ -125,7 +128,7 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn add(&mut self, amount: Amount) {
+    pub fn add(&mut self, amount: Amount) {
         self.count += 1;
         self.amount_fen += amount.fen();
     }
@@ -328,7 +331,7 @@ impl Effects {
         change
     }
 
-    fn free_exposure(&mut self, bank_id: &str, stripe: i16, principal: Amount) {
+    pub(super) fn free_exposure(&mut self, bank_id: &str, stripe: i16, principal: Amount) {
         *self.exposure_freed.entry(ExposureKey { bank_id: bank_id.to_string(), stripe }).or_default() += principal.fen();
     }
 
@@ -383,6 +386,7 @@ impl Effects {
         let (ids, statuses): (Vec<&str>, Vec<OrderStatus>) = self.order_status.iter().map(|(id, s)| (id.as_str(), *s)).unzip();
         orders_db::set_statuses(tx, &ids, &statuses).await?;
         compensations::insert_all(tx, &self.compensations).await?;
+        crate::db::write_offs::record_all(tx, &self.write_offs).await?;
         journal::post_all(tx, &self.entries).await?;
         record(tx, &self.notices).await?;
         Ok(Applied { holds, lines })

@@ -10,9 +10,13 @@ pub mod ops;
 pub mod order_notices;
 pub mod orders;
 pub mod plans;
+pub mod report_store;
 pub mod reports;
+pub mod settlement;
 pub mod setup;
 pub mod verify;
+pub mod verify_reports;
+pub mod write_offs;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;

@@ -24,6 +24,8 @@ pub struct InstallmentView {
     pub waived: Amount,
     #[schema(value_type = String)]
     pub status: InstallmentStatus,
+    /// API.md §14: its part of the plan's write-off, `0.00` when none.
+    pub written_off: Amount,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,6 +52,23 @@ pub struct PlanView {
     pub compensated: Amount,
     pub accelerated: Option<Accelerated>,
     pub installments: Vec<InstallmentView>,
+    /// API.md §14: the write-off, and what was recovered and is still recoverable; all three
+    /// `null` on a plan never written off.
+    pub written_off: Option<WrittenOffView>,
+    pub recovered: Option<Amount>,
+    pub recoverable: Option<Amount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WrittenOffView {
+    pub on: NaiveDate,
+    pub reason: String,
+    pub reference: String,
+    pub principal: Amount,
+    pub interest: Amount,
+    pub fee: Amount,
+    pub penalty: Amount,
+    pub total: Amount,
 }
 
 pub fn installment_view(row: &InstallmentRow) -> InstallmentView {
@@ -68,13 +87,30 @@ pub fn installment_view(row: &InstallmentRow) -> InstallmentView {
         compensated: s.compensated,
         waived: s.waived(),
         status: row.status,
+        written_off: s.written_off,
     }
 }
 
 pub fn plan_view(p: Plan, installments: &[InstallmentRow]) -> PlanView {
     let outstanding: Amount = installments.iter().map(|i| i.state.unpaid_principal()).sum();
     let compensated: Amount = installments.iter().map(|i| i.state.compensated).sum();
+    let written_off = p.written_off.as_ref().map(|w| WrittenOffView {
+        on: w.on,
+        reason: w.reason.clone(),
+        reference: w.reference.clone(),
+        principal: w.split.principal,
+        interest: w.split.interest,
+        fee: w.split.fee,
+        penalty: w.split.penalty,
+        total: w.split.total(),
+    });
+    let recoverable =
+        written_off.as_ref().map(|w| w.total.checked_sub(p.recovered).expect("recovered never exceeds the write-off (CHECK)"));
+    let recovered = written_off.as_ref().map(|_| p.recovered);
     PlanView {
+        written_off,
+        recovered,
+        recoverable,
         accelerated: match (p.accelerated_as_of, p.accelerated_reason) {
             (Some(as_of), Some(reason)) => Some(Accelerated { as_of, reason }),
             _ => None,
@@ -110,7 +146,7 @@ use actix_web::http::StatusCode;
 use serde_json::json;
 
 /// Its bank and the admin act on a plan; its order's owner may also read it.
-async fn plan_visible(c: &impl crate::db::Db, caller: &Principal, id: &str, owner_may_read: bool) -> ApiResult<Plan> {
+pub(super) async fn plan_visible(c: &impl crate::db::Db, caller: &Principal, id: &str, owner_may_read: bool) -> ApiResult<Plan> {
     let plan = plans_db::get(c, id).await?.ok_or_else(ApiError::not_found)?;
     if caller.is_admin() || caller.is(PrincipalKind::Bank, &plan.bank_id) {
         return Ok(plan);
@@ -135,7 +171,7 @@ pub async fn get(state: &Deps, caller: &Principal, id: &str) -> ApiResult<PlanVi
 }
 
 /// A date the bank reports: not before `funded_on`, not after today unless configured.
-fn check_value_date(state: &Deps, plan: &Plan, date: NaiveDate, field: &str) -> ApiResult<()> {
+pub(super) fn check_value_date(state: &Deps, plan: &Plan, date: NaiveDate, field: &str) -> ApiResult<()> {
     if date < plan.funded_on {
         return Err(
             ApiError::new(ErrorCode::InvalidDate, format!("{field} is before the plan was funded on {}", plan.funded_on)).field(field)
@@ -175,8 +211,8 @@ pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Opt
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
     let plan = plan_visible(&tx, caller, id, false).await?;
-    if plan.status == PlanStatus::Settled {
-        return Err(ApiError::invalid_state("the plan is settled"));
+    if matches!(plan.status, PlanStatus::Settled | PlanStatus::WrittenOff) {
+        return Err(ApiError::invalid_state(format!("the plan is {}", plan.status)));
     }
     let as_of = as_of.unwrap_or_else(|| state.clock.today());
     if as_of < plan.funded_on {
@@ -228,7 +264,7 @@ async fn precheck_plan(tx: &Tx<'_>, caller: &Principal, id: &str) -> ApiResult<(
     plan_visible(tx, caller, id, false).await.map(|_| ())
 }
 
-async fn lock_book(tx: &Tx<'_>, id: &str) -> ApiResult<Book> {
+pub(super) async fn lock_book(tx: &Tx<'_>, id: &str) -> ApiResult<Book> {
     load_books(tx, &[id.to_string()]).await?.pop().ok_or_else(ApiError::not_found)
 }
 
@@ -260,8 +296,8 @@ async fn load_repayment(state: &Deps, tx: &Tx<'_>, id: &str, r: &RepaymentReques
         return Err(reference_used());
     }
     let book = lock_book(tx, id).await?;
-    if book.plan.status == PlanStatus::Settled {
-        return Err(ApiError::invalid_state("the plan is settled"));
+    if matches!(book.plan.status, PlanStatus::Settled | PlanStatus::WrittenOff) {
+        return Err(ApiError::invalid_state(format!("the plan is {}", book.plan.status)));
     }
     check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
     let booked_on = db::business_days::booking_date(tx, r.paid_on).await?;

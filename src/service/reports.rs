@@ -10,12 +10,14 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// The movement kinds, in the order of the totals.
-pub const KINDS: [&str; 6] = ["funding", "repayment", "compensation", "expiry", "cancellation", "rejection"];
+/// The movement kinds, in the order of the totals: the six of v1, then v2's `return` (§13),
+/// `write_off` and `recovery` (§14), as API.md §15 orders them.
+pub const KINDS: [&str; 9] =
+    ["funding", "repayment", "compensation", "expiry", "cancellation", "rejection", "return", "write_off", "recovery"];
 
-/// The CSV header, exactly.
-pub const CSV_HEADER: &str =
-    "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,fee,penalty,count";
+/// The CSV header, exactly (v2, §15: `refund` and `waived` last; consumers match columns by name).
+pub const CSV_HEADER: &str = "kind,booked_on,value_date,bank_id,order_id,plan_id,loan_no,installment_seq,reference,amount,principal,interest,\
+fee,penalty,count,refund,waived";
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Movement {
@@ -36,6 +38,10 @@ pub struct Movement {
     pub interest: Amount,
     pub fee: Amount,
     pub penalty: Amount,
+    /// v2, §15: a return's `repayments_to_refund`; `0.00` on every other kind.
+    pub refund: Amount,
+    /// v2, §15: a return's interest, fee and penalty waived together; `0.00` on every other kind.
+    pub waived: Amount,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -46,6 +52,8 @@ pub struct Total {
     pub interest: Amount,
     pub fee: Amount,
     pub penalty: Amount,
+    pub refund: Amount,
+    pub waived: Amount,
 }
 
 impl Total {
@@ -56,6 +64,8 @@ impl Total {
         self.interest += m.interest;
         self.fee += m.fee;
         self.penalty += m.penalty;
+        self.refund += m.refund;
+        self.waived += m.waived;
     }
 }
 
@@ -67,6 +77,10 @@ pub struct Totals {
     pub expiry: Total,
     pub cancellation: Total,
     pub rejection: Total,
+    #[serde(rename = "return")]
+    pub return_: Total,
+    pub write_off: Total,
+    pub recovery: Total,
 }
 
 impl Totals {
@@ -78,6 +92,9 @@ impl Totals {
             "expiry" => &self.expiry,
             "cancellation" => &self.cancellation,
             "rejection" => &self.rejection,
+            "return" => &self.return_,
+            "write_off" => &self.write_off,
+            "recovery" => &self.recovery,
             _ => return None,
         })
     }
@@ -90,6 +107,9 @@ impl Totals {
             "expiry" => &mut self.expiry,
             "cancellation" => &mut self.cancellation,
             "rejection" => &mut self.rejection,
+            "return" => &mut self.return_,
+            "write_off" => &mut self.write_off,
+            "recovery" => &mut self.recovery,
             _ => return None,
         })
     }
@@ -123,13 +143,20 @@ fn movement(r: MovementRow) -> Movement {
         interest: Amount::from_fen(r.interest_fen),
         fee: Amount::from_fen(r.fee_fen),
         penalty: Amount::from_fen(r.penalty_fen),
+        refund: Amount::from_fen(r.refund_fen),
+        waived: Amount::from_fen(r.waived_fen),
     }
 }
 
 /// A bank sees its own report (`?bank_id=` another bank: 404); the admin one bank's or all.
-#[tracing::instrument(skip_all, fields(business_date = %date, bank_id = ?bank_param))]
-pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, bank_param: Option<&str>) -> ApiResult<Reconciliation> {
-    let client = state.pool.get().await?;
+/// Answers the bank reported on (`None`: all banks) once the caller may see it and the date is allowed.
+pub async fn authorize(
+    state: &Deps,
+    client: &impl crate::db::Db,
+    caller: &Principal,
+    date: NaiveDate,
+    bank_param: Option<&str>,
+) -> ApiResult<Option<String>> {
     let bank_id = match caller.kind() {
         PrincipalKind::Bank => {
             let own = caller.id().unwrap_or_default();
@@ -140,7 +167,7 @@ pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, b
         }
         PrincipalKind::Admin => match bank_param {
             None => None,
-            Some(b) => Some(setup_db::get_bank(&**client, b).await?.ok_or_else(ApiError::not_found)?.id),
+            Some(b) => Some(setup_db::get_bank(client, b).await?.ok_or_else(ApiError::not_found)?.id),
         },
         _ => return Err(ApiError::forbidden()),
     };
@@ -149,8 +176,13 @@ pub async fn reconciliation(state: &Deps, caller: &Principal, date: NaiveDate, b
     if date > state.clock.today() && !state.settings.clock.allow_future_dates {
         return Err(ApiError::new(ErrorCode::InvalidDate, "business_date is after today").field("business_date"));
     }
-    let last_closed = crate::db::business_days::last_closed(&**client).await?;
-    let rows = db::movements(&**client, date, bank_id.as_deref()).await?;
+    Ok(bank_id)
+}
+
+/// The reconciliation of `date` for `bank_id` (`None`: all banks) as the books say now.
+pub async fn read(client: &impl crate::db::Db, date: NaiveDate, bank_id: Option<String>) -> ApiResult<Reconciliation> {
+    let last_closed = crate::db::business_days::last_closed(client).await?;
+    let rows = db::movements(client, date, bank_id.as_deref()).await?;
     let movements: Vec<Movement> = rows.into_iter().map(movement).collect();
     let mut totals = Totals::default();
     for m in &movements {
@@ -172,7 +204,7 @@ fn csv_field(out: &mut String, s: &str) {
     }
 }
 
-fn csv_row(out: &mut String, fields: &[&str]) {
+pub(super) fn csv_row(out: &mut String, fields: &[&str]) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -207,6 +239,8 @@ pub fn to_csv(r: &Reconciliation) -> String {
                 &m.fee.to_string(),
                 &m.penalty.to_string(),
                 "",
+                &m.refund.to_string(),
+                &m.waived.to_string(),
             ],
         );
     }
@@ -231,6 +265,8 @@ pub fn to_csv(r: &Reconciliation) -> String {
                 &t.fee.to_string(),
                 &t.penalty.to_string(),
                 &t.count.to_string(),
+                &t.refund.to_string(),
+                &t.waived.to_string(),
             ],
         );
     }
@@ -348,5 +384,55 @@ mod tests {
         let mut s = String::new();
         csv_row(&mut s, &["a", "b,c", "say \"hi\"", "line\nbreak", ""]);
         assert_eq!(s, "a,\"b,c\",\"say \"\"hi\"\"\",\"line\nbreak\",\r\n");
+    }
+}
+
+#[cfg(test)]
+mod v2_tests {
+    use super::*;
+
+    fn a(s: &str) -> Amount {
+        s.parse().unwrap()
+    }
+
+    /// A `return` row (API.md §13, §15), rendered by the pure renderer: `amount` = `principal` =
+    /// `principal_to_bank`, `refund` and `waived` in the two last columns, summed by `total_return`.
+    #[test]
+    fn a_return_row_carries_refund_and_waived_and_its_total_sums_them() {
+        let d: NaiveDate = "2027-03-01".parse().unwrap();
+        let m = Movement {
+            kind: "return".into(),
+            booked_on: d,
+            value_date: d,
+            bank_id: "bk".into(),
+            order_id: "ord_1".into(),
+            plan_id: Some("plan_1".into()),
+            loan_no: Some("L1".into()),
+            installment_seq: None,
+            repayment_id: None,
+            reference: Some("RET-1".into()),
+            amount: a("3000.00"),
+            principal: a("3000.00"),
+            interest: Amount::ZERO,
+            fee: Amount::ZERO,
+            penalty: Amount::ZERO,
+            refund: a("275.04"),
+            waived: a("255.46"),
+        };
+        let mut totals = Totals::default();
+        totals.get_mut("return").unwrap().add(&m);
+        let r = Reconciliation { business_date: d, bank_id: Some("bk".into()), closed: true, movements: vec![m], totals };
+        let csv = to_csv(&r);
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert!(CSV_HEADER.ends_with(",penalty,count,refund,waived"));
+        assert_eq!(lines[1], "return,2027-03-01,2027-03-01,bk,ord_1,plan_1,L1,,RET-1,3000.00,3000.00,0.00,0.00,0.00,,275.04,255.46");
+        assert_eq!(lines.len(), 1 + 1 + KINDS.len() + 1, "header, the row, nine totals, the last CRLF");
+        let total_return = lines.iter().find(|l| l.starts_with("total_return,")).unwrap();
+        assert_eq!(*total_return, "total_return,2027-03-01,,bk,,,,,,3000.00,3000.00,0.00,0.00,0.00,1,275.04,255.46");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["totals"]["return"]["waived"], "255.46");
+        assert_eq!(json["movements"][0]["refund"], "275.04");
+        assert_eq!(KINDS[6..], ["return", "write_off", "recovery"]);
     }
 }

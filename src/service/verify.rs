@@ -32,12 +32,12 @@ pub struct Report {
 
 const VIOLATIONS_MAX: usize = 1000;
 
-struct Collector {
+pub(super) struct Collector {
     violations: Vec<Violation>,
 }
 
 impl Collector {
-    fn check(&mut self, ok: bool, rule: &str, object_id: &str, message: impl FnOnce() -> String) {
+    pub(super) fn check(&mut self, ok: bool, rule: &str, object_id: &str, message: impl FnOnce() -> String) {
         if !ok && self.violations.len() < VIOLATIONS_MAX {
             self.violations.push(Violation { rule: rule.to_string(), object_id: object_id.to_string(), message: message() });
         }
@@ -69,6 +69,7 @@ pub fn check(books: &Books) -> Report {
     (checked.plans, checked.installments) = check_plans(&mut c, books, &bal);
     check_banks(&mut c, books, &bal);
     check_confirmations(&mut c, books);
+    super::verify_reports::check(&mut c, &books.stored_reports);
     Report { ok: c.violations.is_empty(), checked, violations: c.violations }
 }
 
@@ -134,13 +135,29 @@ fn check_plans(c: &mut Collector, books: &Books, bal: &impl Fn(String) -> i64) -
         c.check(p.parts_within_owed.unwrap_or(true), "installment_not_overpaid", id, || {
             "an installment was paid more than it owed".to_string()
         });
-        let outstanding = principal - paid_principal;
+        let outstanding = principal - paid_principal - p.written_off_principal_fen;
         let journal = bal(account::plan_principal(id));
         c.check(journal == outstanding, "plan_outstanding_journal", id, || {
             format!("paid {paid_principal} + outstanding {outstanding} = owed {principal}, but the journal has {journal} outstanding")
         });
+        check_written_off(c, p, bal);
     }
     (books.plans.len() as i64, installments)
+}
+
+/// API.md §14: a written-off plan owes nothing more; `0 ≤ recovered ≤ written_off.total`; the
+/// journal holds what was written off and not recovered.
+fn check_written_off(c: &mut Collector, p: &verify_db::PlanRow, bal: &impl Fn(String) -> i64) {
+    let id = &p.id;
+    c.check(!p.written_off_owes, "written_off_plan_owes_nothing", id, || "a written-off plan still has an open installment".to_string());
+    let (total, recovered) = (p.written_off_total_fen.unwrap_or(0), p.recovered_fen);
+    c.check((0..=total).contains(&recovered), "recovered_within_written_off", id, || {
+        format!("recovered {recovered} is not within 0 and the {total} written off")
+    });
+    let journal = bal(account::plan_written_off(id));
+    c.check(journal == total - recovered, "written_off_journal", id, || {
+        format!("written off {total} less recovered {recovered}, but the journal has {journal}")
+    });
 }
 
 /// Banks: exposure = awaiting principal + unpaid principal of active and defaulted plans, stripe

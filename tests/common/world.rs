@@ -162,6 +162,22 @@ impl Client {
         self.post(&format!("/v1/plans/{plan}/accelerate"), json!({"as_of": as_of, "reason": reason})).await
     }
 
+    /// A GET with extra headers (`Accept: text/csv`, `If-None-Match`); a body that is not JSON
+    /// (CSV) is the answer's `body` as a JSON string.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        send(&self.http, &self.url, Request { method: "GET", path, key: Some(&self.key), body: None, idem: None, headers }).await
+    }
+
+    /// `POST /v1/plans/{id}/write-off` (API.md §14).
+    pub async fn write_off(&self, plan: &str, on: &str, reason: &str, reference: &str) -> Resp {
+        self.post(&format!("/v1/plans/{plan}/write-off"), json!({"written_off_on": on, "reason": reason, "reference": reference})).await
+    }
+
+    /// `POST /v1/plans/{id}/recoveries` (API.md §14).
+    pub async fn recover(&self, plan: &str, amount: &str, paid_on: &str, reference: &str) -> Resp {
+        self.post(&format!("/v1/plans/{plan}/recoveries"), json!({"amount": amount, "paid_on": paid_on, "reference": reference})).await
+    }
+
     // ---- notices and operations ----
 
     /// The caller's whole pull feed, following cursors.

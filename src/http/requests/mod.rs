@@ -13,6 +13,7 @@ pub mod ops;
 pub mod orders;
 pub mod plans;
 pub mod setup;
+pub mod write_offs;
 
 use crate::error::{ApiError, ApiResult};
 use serde::Deserialize;

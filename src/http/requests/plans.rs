@@ -40,7 +40,7 @@ impl RepaymentRequest {
         let o = Obj::root(v, Self::FIELDS)?;
         o.req_positive_money("amount")?;
         o.req_date("paid_on")?;
-        o.req_visible_ascii("reference", 64)?;
+        super::write_offs::bank_reference(&o, "reference")?;
         typed(v)
     }
 }

@@ -647,6 +647,7 @@ const PRODUCT_FIELDS: &[&str] = &[
     "funding_timeout_hours",
     "partner_referral_fee",
     "active",
+    "write_off_after_days",
 ];
 
 fn check_product(o: &Obj, mode: Mode) -> ApiResult<()> {
@@ -671,6 +672,7 @@ fn check_product(o: &Obj, mode: Mode) -> ApiResult<()> {
     may(o, "funding_timeout_hours", |o, k| o.req_int(k, 1, 720))?;
     may(o, "partner_referral_fee", |o, k| o.req_money(k))?;
     may(o, "active", |o, k| o.req_bool(k))?;
+    may(o, "write_off_after_days", |o, k| o.req_int(k, 30, 3650))?;
     Ok(())
 }
 
@@ -720,6 +722,10 @@ pub struct ProductRequest {
     pub partner_referral_fee: Option<Amount>,
     /// Default true; false takes no new orders.
     pub active: Option<bool>,
+    /// API.md §14: end of day writes off a defaulted plan this many days after its oldest unpaid
+    /// installment fell due; default null (never).
+    #[schema(minimum = 30, maximum = 3650)]
+    pub write_off_after_days: Option<i32>,
 }
 
 impl ProductRequest {
@@ -743,6 +749,7 @@ impl ProductRequest {
             funding_timeout_hours: self.funding_timeout_hours.unwrap_or(FUNDING_TIMEOUT_HOURS),
             partner_referral_fee: self.partner_referral_fee.unwrap_or(Amount::ZERO),
             active: self.active.unwrap_or(true),
+            write_off_after_days: self.write_off_after_days,
         };
         (self.id, input, term_inputs(self.terms))
     }
@@ -798,6 +805,10 @@ pub struct ProductPatch {
     #[schema(value_type = Option<bool>)]
     #[serde(default)]
     pub active: Patch<bool>,
+    /// `null` clears it (never write off).
+    #[schema(value_type = Option<i32>, minimum = 30, maximum = 3650)]
+    #[serde(default)]
+    pub write_off_after_days: Patch<i32>,
 }
 
 impl ProductPatch {
@@ -821,6 +832,7 @@ impl ProductPatch {
             funding_timeout_hours: self.funding_timeout_hours.or_default(p.funding_timeout_hours, FUNDING_TIMEOUT_HOURS),
             partner_referral_fee: self.partner_referral_fee.or_default(p.partner_referral_fee, Amount::ZERO),
             active: self.active.or_default(p.active, true),
+            write_off_after_days: self.write_off_after_days.or_clear(p.write_off_after_days),
         };
         principal_range(changed.min_principal, changed.max_principal)?;
         let terms = match self.terms {

@@ -1,0 +1,132 @@
+//! What a provider's settlement file reads (API.md §15): the hold and line movements of its
+//! credit lines booked on one date, each found through the journal entry that booked it (so the
+//! file and the journal agree), and the provider's held and drawn balances either side of it.
+
+use super::Db;
+use chrono::NaiveDate;
+
+/// One movement of a provider's lines, amounts in fen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementRow {
+    /// `hold_placed`, `hold_released`, `hold_converted`, `hold_voided`, `debt_repayment`.
+    pub kind: String,
+    pub entry_id: i64,
+    pub booked_on: NaiveDate,
+    pub value_date: NaiveDate,
+    pub credit_line_id: String,
+    pub hold_id: Option<String>,
+    pub order_id: Option<String>,
+    pub plan_id: Option<String>,
+    pub bank_id: Option<String>,
+    pub installment_seq: Option<i32>,
+    pub reason: Option<String>,
+    pub amount_fen: i64,
+    pub principal_fen: i64,
+    pub interest_fen: i64,
+    pub fee_fen: i64,
+    pub penalty_fen: i64,
+}
+
+/// The entries of the provider's lines booked on `$2`, each with the journal's change of its
+/// line's held and drawn, and the entry of the same plan just before it that day (the cause of a
+/// release: a repayment, a conversion, a write-off). Compensation rows pair with their entries in
+/// order, one entry per row, as the bank's reconciliation pairs them (`db::reports`).
+const MOVEMENTS: &str = "
+WITH lines AS (SELECT id FROM credit_lines WHERE provider_id = $1),
+e AS (
+    SELECT e.*, lag(e.kind) OVER w AS prev_kind, lag(e.reference) OVER w AS prev_ref, lag(e.id) OVER w AS prev_id
+    FROM journal_entries e
+    WHERE e.booked_on = $2 AND e.credit_line_id IN (SELECT id FROM lines)
+    WINDOW w AS (PARTITION BY e.plan_id ORDER BY e.id)),
+moved AS (
+    SELECT e.id,
+           coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':held'), 0)::int8 AS held,
+           coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':drawn'), 0)::int8 AS drawn
+    FROM e JOIN journal_lines l ON l.entry_id = e.id
+    WHERE e.kind IN ('hold.placed', 'hold.released', 'default.compensated', 'hold.voided', 'line.debt_repaid')
+    GROUP BY e.id),
+comp AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.plan_id ORDER BY c.id) AS rn
+    FROM compensations c WHERE c.booked_on = $2 AND c.plan_id IN (SELECT plan_id FROM e WHERE kind = 'default.compensated')),
+comp_entries AS (
+    SELECT e.id, e.plan_id, row_number() OVER (PARTITION BY e.plan_id ORDER BY e.id) AS rn
+    FROM e WHERE e.kind = 'default.compensated'),
+comp_by_entry AS (
+    SELECT ce.id AS entry_id, c.* FROM comp_entries ce JOIN comp c ON c.plan_id = ce.plan_id AND c.rn = ce.rn)
+SELECT CASE e.kind WHEN 'hold.placed' THEN 'hold_placed' WHEN 'hold.released' THEN 'hold_released'
+                   WHEN 'default.compensated' THEN 'hold_converted' WHEN 'hold.voided' THEN 'hold_voided'
+                   ELSE 'debt_repayment' END AS kind,
+       e.id AS entry_id, e.booked_on,
+       CASE e.kind
+           WHEN 'hold.placed' THEN o.created_on
+           WHEN 'hold.voided' THEN o.decided_on
+           WHEN 'default.compensated' THEN cb.value_date
+           WHEN 'line.debt_repaid' THEN (SELECT (d.created_at AT TIME ZONE 'Asia/Shanghai')::date FROM debt_repayments d WHERE d.id = e.reference)
+           ELSE CASE e.prev_kind
+               WHEN 'repayment.recorded' THEN (SELECT r.paid_on FROM repayments r WHERE r.id = e.prev_ref)
+               WHEN 'default.compensated' THEN (SELECT pc.value_date FROM comp_by_entry pc WHERE pc.entry_id = e.prev_id)
+               WHEN 'plan.written_off' THEN p.written_off_on
+           END
+       END AS value_date,
+       e.credit_line_id, e.hold_id, e.order_id,
+       CASE WHEN e.kind IN ('hold.placed', 'hold.voided') THEN NULL ELSE e.plan_id END AS plan_id,
+       coalesce(e.bank_id, o.bank_id) AS bank_id,
+       cb.installment_seq,
+       CASE WHEN e.kind = 'hold.voided' THEN
+           CASE o.status WHEN 'cancelled' THEN 'cancelled' WHEN 'rejected' THEN 'rejected' WHEN 'expired' THEN 'expired' ELSE o.status END
+       END AS reason,
+       CASE WHEN e.kind IN ('default.compensated') THEN m.drawn WHEN e.kind = 'line.debt_repaid' THEN -m.drawn
+            WHEN e.kind = 'hold.placed' THEN m.held ELSE -m.held END AS amount_fen,
+       coalesce(cb.principal_fen, 0)::int8 AS principal_fen, coalesce(cb.interest_fen, 0)::int8 AS interest_fen,
+       coalesce(cb.fee_fen, 0)::int8 AS fee_fen, coalesce(cb.penalty_fen, 0)::int8 AS penalty_fen
+FROM e JOIN moved m ON m.id = e.id
+LEFT JOIN orders o ON o.id = e.order_id
+LEFT JOIN plans p ON p.id = e.plan_id
+LEFT JOIN comp_by_entry cb ON cb.entry_id = e.id AND e.kind = 'default.compensated'
+ORDER BY e.id";
+
+/// Every movement of `provider_id`'s lines booked on `date`, in booking order.
+pub async fn movements(c: &impl Db, provider_id: &str, date: NaiveDate) -> Result<Vec<SettlementRow>, tokio_postgres::Error> {
+    let rows = c.query(MOVEMENTS, &[&provider_id, &date]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| SettlementRow {
+            kind: r.get("kind"),
+            entry_id: r.get("entry_id"),
+            booked_on: r.get("booked_on"),
+            value_date: r.get::<_, Option<NaiveDate>>("value_date").unwrap_or_else(|| r.get("booked_on")),
+            credit_line_id: r.get("credit_line_id"),
+            hold_id: r.get("hold_id"),
+            order_id: r.get("order_id"),
+            plan_id: r.get("plan_id"),
+            bank_id: r.get("bank_id"),
+            installment_seq: r.get("installment_seq"),
+            reason: r.get("reason"),
+            amount_fen: r.get("amount_fen"),
+            principal_fen: r.get("principal_fen"),
+            interest_fen: r.get("interest_fen"),
+            fee_fen: r.get("fee_fen"),
+            penalty_fen: r.get("penalty_fen"),
+        })
+        .collect())
+}
+
+/// The provider's held and drawn at the end of `date` (fen): its lines' balances now, less what
+/// the journal booked on them after `date`. Reads only the entries booked after the date, so a
+/// recent date costs what was booked since; the caller holds one snapshot for both reads.
+pub async fn balances_after(c: &impl Db, provider_id: &str, date: NaiveDate) -> Result<(i64, i64), tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "WITH lines AS (SELECT id, held_fen, drawn_fen FROM credit_lines WHERE provider_id = $1),
+             later AS (
+                 SELECT coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':held'), 0)::int8 AS held,
+                        coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':drawn'), 0)::int8 AS drawn
+                 FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
+                 WHERE e.booked_on > $2 AND e.credit_line_id IN (SELECT id FROM lines))
+             SELECT (coalesce((SELECT sum(held_fen) FROM lines), 0) - (SELECT held FROM later))::int8,
+                    (coalesce((SELECT sum(drawn_fen) FROM lines), 0) - (SELECT drawn FROM later))::int8",
+            &[&provider_id, &date],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
