@@ -1,8 +1,7 @@
 //! A provider's answer to a pending hold (API.md §12): acknowledge, confirm, decline.
 
-use super::body::parse_object;
 use super::requests::holds::{AcknowledgeRequest, ConfirmRequest, DeclineRequest};
-use super::{Body, State, answer, idempotency_key, idempotent_request};
+use super::{Body, State, answer, idempotent};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::service::holds::{self as svc, HoldAction};
@@ -18,10 +17,7 @@ async fn act(
     body: Body,
     read: fn(&Value) -> ApiResult<HoldAction>,
 ) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let action = read(&v)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (action, request) = idempotent(&req, &caller, &body, read)?;
     answer(svc::act(&state, &caller.principal, &path, &request, action).await?)
 }
 

@@ -165,12 +165,16 @@ fn operation(route: &Endpoint) -> Operation {
         );
     }
     if route.idempotent {
-        op =
-            op.parameter(
-                ParameterBuilder::new().name("Idempotency-Key").parameter_in(ParameterIn::Header).required(Required::True).schema(Some(
-                    ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).min_length(Some(1)).max_length(Some(255)),
-                )),
-            );
+        op = op.parameter(
+            ParameterBuilder::new().name("Idempotency-Key").parameter_in(ParameterIn::Header).required(Required::True).schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::String))
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    // API.md §1: visible ASCII only (what `idempotency::parse_key` accepts).
+                    .pattern(Some("^[!-~]{1,255}$")),
+            )),
+        );
     }
     for (name, schema, required) in query_parameters(route) {
         let schema: Schema = serde_json::from_value(schema).expect("a query parameter schema");

@@ -1,8 +1,7 @@
 //! Write-off and recoveries (API.md §14) for banks and the admin.
 
-use super::body::parse_object;
 use super::requests::write_offs::{RecoveryRequest, WriteOffRequest};
-use super::{Body, Page, State, answer, idempotency_key, idempotent_request, page_of};
+use super::{Body, Page, State, answer, idempotent, page_of};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::service::write_offs as svc;
@@ -15,10 +14,7 @@ pub(super) async fn write_off(
     path: web::Path<String>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let write_off = WriteOffRequest::read(&v)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (write_off, request) = idempotent(&req, &caller, &body, WriteOffRequest::read)?;
     answer(svc::request_write_off(&state, &caller.principal, &path, &request, write_off.into()).await?)
 }
 
@@ -29,10 +25,7 @@ pub(super) async fn record_recovery(
     path: web::Path<String>,
     body: Body,
 ) -> ApiResult<HttpResponse> {
-    let key = idempotency_key(&req)?;
-    let v = parse_object(&body.0)?;
-    let recovery = RecoveryRequest::read(&v)?;
-    let request = idempotent_request(&req, &caller, key, &v);
+    let (recovery, request) = idempotent(&req, &caller, &body, RecoveryRequest::read)?;
     answer(svc::record_recovery(&state, &caller.principal, &path, &request, recovery.into()).await?)
 }
 
