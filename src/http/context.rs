@@ -106,7 +106,12 @@ fn record(state: Option<&AppState>, method: &str, res: &ServiceResponse<BoxBody>
 
 fn timed_out(deadline: std::time::Duration) -> actix_web::Error {
     let elapsed_ms = deadline.as_millis() as u64;
-    tracing::warn!(status = 503, route = "timed_out", elapsed_ms, "request unanswered within server.request_timeout_ms: 503, rolled back");
+    tracing::warn!(
+        status = 503,
+        route = "timed_out",
+        elapsed_ms,
+        "request unanswered within server.request_timeout_ms: 503 (its transaction rolls back, or, if already committing, completes and replays to a retry)"
+    );
     let mut response = ApiError::unavailable().error_response();
     if let Ok(v) = HeaderValue::from_str(&current_request_id()) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
