@@ -10,7 +10,7 @@ use fantoccini::Locator;
 use serde_json::json;
 use std::time::Duration;
 
-/// A world with an order funded, a dead notice of the bank, and an admin key of its own.
+/// A world with an order funded (and, from `new`, a dead notice of the bank), and an admin key of its own.
 struct Console {
     app: TestApp,
     world: World,
@@ -22,20 +22,23 @@ struct Console {
 }
 
 impl Console {
+    /// With the bank's `plan.opened` dead (no delivery runs: its 20 attempts are written here).
     async fn new() -> Console {
-        let app = TestApp::start().await;
-        let world = World::standard()
-            .bank_extra("bk", json!({"webhook_url": "http://127.0.0.1:9/hook", "name": "<b>招商</b> & Co"}))
-            .build(&app)
-            .await;
+        let c = Console::start(TestApp::start().await, json!({"webhook_url": "http://127.0.0.1:9/hook", "name": "<b>招商</b> & Co"})).await;
+        let db = c.app.db().await;
+        db.execute("UPDATE notices SET state = 'dead', attempts = 20, next_attempt_at = NULL WHERE type = 'plan.opened'", &[])
+            .await
+            .unwrap();
+        c
+    }
+
+    /// The world on `app`, bank `bk` with `bank_extra`.
+    async fn start(app: TestApp, bank_extra: serde_json::Value) -> Console {
+        let world = World::standard().bank_extra("bk", bank_extra).build(&app).await;
         let (admin_key_id, admin_key) = world.admin.new_key(json!({"kind": "admin"}), None).await;
         let placed = world.store().place_order(order_body("POS-C1", "p12", 7, 1)).await.expect(201);
         let today = creditphone::domain::shanghai_date(chrono::Utc::now()).to_string();
         let order = world.bank().fund(placed["id"].as_str().unwrap(), "LN-C1", &today).await.expect(200);
-        let db = app.db().await;
-        db.execute("UPDATE notices SET state = 'dead', attempts = 20, next_attempt_at = NULL WHERE type = 'plan.opened'", &[])
-            .await
-            .unwrap();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Console { app, world, admin_key, admin_key_id, http, order }
     }
@@ -194,6 +197,138 @@ async fn pages_escape_stored_text_and_never_show_identity() {
     }
     let aging = c.page("/console/aging", &cookie).await;
     assert!(aging.contains("<svg") && aging.contains("181+"));
+}
+
+/// A webhook receiver that answers every delivery `503`, until stopped.
+async fn unavailable_receiver() -> (String, actix_web::dev::ServerHandle) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(|| async { actix_web::HttpResponse::ServiceUnavailable().body("down") }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (format!("http://127.0.0.1:{port}/hook"), handle)
+}
+
+/// How often `needle` occurs in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// The element of `page` with id `id` (a `tag`), to its closing tag, nested ones counted.
+fn element<'a>(page: &'a str, tag: &str, id: &str) -> &'a str {
+    let start = page.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let start = page[..start].rfind(&format!("<{tag}")).unwrap();
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let (mut depth, mut at) = (0usize, start);
+    loop {
+        let next_open = page[at..].find(&open).map(|i| at + i);
+        let next_close = page[at..].find(&close).map(|i| at + i).unwrap_or_else(|| panic!("#{id} is not closed"));
+        match next_open {
+            Some(o) if o < next_close => (depth, at) = (depth + 1, o + open.len()),
+            _ if depth == 1 => return &page[start..next_close + close.len()],
+            _ => (depth, at) = (depth - 1, next_close + close.len()),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balanced_journal_entries() {
+    let (hook, receiver) = unavailable_receiver().await;
+    let app = TestApp::start_with(|s| {
+        s.notices.enabled = true;
+        s.notices.poll_interval_ms = 50;
+        s.notices.retry_initial_secs = 1;
+        s.notices.max_attempts = 2;
+    })
+    .await;
+    let c = Console::start(app, json!({"webhook_url": hook})).await;
+    let order_id = c.order["id"].as_str().unwrap().to_string();
+    let plan_id = c.order["plan"]["id"].as_str().unwrap().to_string();
+    let today = creditphone::domain::shanghai_date(chrono::Utc::now()).to_string();
+    let repaid = c.world.bank().repay(&plan_id, "275.04", &today, "R-C1").await.expect(201);
+    // Every bank notice goes to the receiver that answers 503: two attempts each, then dead.
+    let jobs = creditphone::jobs::spawn_all(c.app.state.deps.clone());
+    let db = c.app.db().await;
+    for _ in 0..300 {
+        let left: i64 =
+            db.query_one("SELECT count(*) FROM notices WHERE recipient_kind = 'bank' AND state = 'pending'", &[]).await.unwrap().get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    jobs.stop().await;
+    receiver.stop(false).await;
+
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let page = c.page("/console/orders?q=POS-C1", &cookie).await;
+    let detail = c.page(&format!("/console/orders/{order_id}"), &cookie).await;
+    assert_eq!(
+        element(&detail, "div", "order-notices"),
+        element(&page, "div", "order-notices"),
+        "the one order found, in full as on its page"
+    );
+    let notices: Vec<(String, String, i32)> = db
+        .query("SELECT id, state, attempts FROM notices WHERE data ->> 'order_id' = $1 ORDER BY seq", &[&order_id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(notices.iter().any(|n| n.1 == "dead") && notices.len() >= 5, "{notices:?}");
+    // Each notice of the order, with as many attempt rows as it had attempts.
+    let listed = element(&page, "div", "order-notices");
+    for (id, state, attempts) in &notices {
+        assert!(listed.contains(&format!("id=\"n-{id}\"")), "{id} listed");
+        let one = &listed[listed.find(&format!("id=\"n-{id}\"")).unwrap()..];
+        let one = &one[..one.find("</details>").unwrap()];
+        assert_eq!(count(one, "<tr class=\"attempt\">"), *attempts as usize, "{id} ({state}): {one}");
+        if state == "dead" {
+            assert_eq!(count(one, "HTTP 503"), 2, "each attempt's answer: {one}");
+        }
+    }
+    // The repayment, and every journal entry of the order with its lines, balanced.
+    let repayments = element(&page, "table", "repayments");
+    assert!(
+        repayments.contains(repaid["id"].as_str().unwrap()) && repayments.contains("¥275.04") && repayments.contains("R-C1"),
+        "{repayments}"
+    );
+    let entries: Vec<(i64, i64)> = db
+        .query(
+            "SELECT e.id, count(l.*) FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id WHERE e.order_id = $1 GROUP BY e.id ORDER BY e.id",
+            &[&order_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(entries.len() >= 4, "placed, reserved, opened, repaid: {entries:?}");
+    for (id, lines) in &entries {
+        let entry = element(&page, "tbody", &format!("je-{id}"));
+        assert!(entry.contains("借贷平衡"), "{entry}");
+        assert_eq!(count(entry, "<td class=\"account\">"), *lines as usize, "{entry}");
+    }
+    assert!(!page.contains("借贷不平"));
+    assert!(!page.contains(&id_number(7)) && !page.contains(&phone(7)), "no raw ID number or phone");
+
+    // A notice's own page: its attempt history; an unknown order or notice is not found.
+    let dead = &notices.iter().find(|n| n.1 == "dead").unwrap().0;
+    let history = c.page(&format!("/console/notices/{dead}"), &cookie).await;
+    assert_eq!(count(&history, "<tr class=\"attempt\">"), 2, "{history}");
+    assert!(history.contains("class=\"redeliver\""), "a dead notice can be redelivered from its page");
+    let list = c.page("/console/notices?state=dead", &cookie).await;
+    assert!(list.contains(&format!("href=\"/console/notices/{dead}\"")), "the list links to each notice's history");
+    for missing in ["/console/orders/ord_nope", "/console/notices/ntc_9999999999999999", "/console/notices/nope"] {
+        assert_eq!(c.get(missing, Some(&cookie)).await.status(), 404, "{missing}");
+    }
 }
 
 /// Polls the page until `check` holds on its source (the browser's answer to a click arrives a

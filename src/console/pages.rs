@@ -5,7 +5,7 @@
 use super::text::{Lang, shanghai, yuan};
 use crate::db::notices::AdminNotice;
 use crate::domain::aging::BucketView;
-use crate::service::ops::{Aging, EodRunView, Portfolio};
+use crate::service::ops::{Aging, EodRunView, OrderDetail, Portfolio};
 use crate::service::orders::OrderView;
 use maud::{DOCTYPE, Markup, html};
 
@@ -136,25 +136,9 @@ pub fn overview(f: &Frame, p: &Portfolio, closings: &[(chrono::NaiveDate, Option
     )
 }
 
-fn hold_and_plan(l: Lang, o: &OrderView) -> Markup {
-    html! {
-        p { (l.t("hold")) " " (o.hold.id) " · " (o.hold.status) " · " (l.t("amount")) " " (yuan(o.hold.amount)) " · " (l.t("released")) " " (yuan(o.hold.released))
-            " · " (l.t("converted")) " " (yuan(o.hold.converted)) " · " (l.t("remaining")) " " (yuan(o.hold.remaining)) }
-        @if let Some(plan) = &o.plan {
-            p { (l.t("plan")) " " (plan.id) " · " (plan.loan_no) " · " (plan.status) " · " (l.t("outstanding")) " " (yuan(plan.outstanding_principal)) }
-            table.installments {
-                tr { th { "#" } th { (l.t("due_on")) } th { (l.t("principal")) } th { (l.t("unpaid")) } th { (l.t("status")) } }
-                @for i in &plan.installments {
-                    @let owed = i.principal + i.interest + i.fee + i.penalty;
-                    @let paid = i.paid_principal + i.paid_interest + i.paid_fee + i.paid_penalty + i.waived;
-                    tr { td { (i.seq) } td { (i.due_on) } td.num { (yuan(i.principal)) } td.num { (yuan(owed.saturating_sub(paid))) } td { (i.status) } }
-                }
-            }
-        }
-    }
-}
-
-pub fn orders(f: &Frame, q: &str, found: Option<&[OrderView]>) -> Markup {
+/// The lookup: the search box, then the one order found in full, or the orders found as a list
+/// linking to each.
+pub fn orders(f: &Frame, q: &str, found: Option<&[OrderView]>, detail: Option<&OrderDetail>) -> Markup {
     let l = f.lang;
     page(
         f,
@@ -164,15 +148,16 @@ pub fn orders(f: &Frame, q: &str, found: Option<&[OrderView]>) -> Markup {
                 input #q type="search" name="q" value=(q) placeholder=(l.t("search_hint"));
                 button #search-submit type="submit" { (l.t("search")) }
             }
-            @if let Some(found) = found {
-                @if found.is_empty() { p #no-results { (l.t("no_results")) } }
-                @for o in found {
-                    section.order id=(o.id) {
-                        h2 { (o.out_order_no) " · " (o.id) }
-                        p { (l.t("status")) " " span.status { (o.status) } " · " (l.t("principal")) " " span.principal { (yuan(o.principal)) }
-                            " · " (l.t("bank")) " " (o.bank_id) " · " (l.t("created_at")) " " (shanghai(o.created_at)) " · IMEI " (o.device.imei_masked) }
-                        (hold_and_plan(l, o))
-                    }
+            @if let Some(d) = detail { (super::detail::order(l, d)) }
+            @else if let Some(found) = found {
+                @if found.is_empty() { p #no-results { (l.t("no_results")) } } @else {
+                    div.scroll { table #results {
+                        tr { th { "ID" } th { "out_order_no" } th { (l.t("status")) } th { (l.t("principal")) } th { (l.t("bank")) } th { (l.t("created_at")) } }
+                        @for o in found {
+                            tr { td { a href={ "/console/orders/" (o.id) } { (o.id) } } td { (o.out_order_no) } td { (o.status) }
+                                 td.num { (yuan(o.principal)) } td { (o.bank_id) } td { (shanghai(o.created_at)) } }
+                        }
+                    } }
                 }
             }
         },
@@ -209,7 +194,7 @@ pub fn notices(f: &Frame, list: &[AdminNotice], filter: &NoticeFilter) -> Markup
                 tr { th { "ID" } th { (l.t("type")) } th { (l.t("recipient")) } th { (l.t("state")) } th { (l.t("attempts")) } th { (l.t("last_error")) } th { (l.t("created_at")) } th {} }
                 @for n in list {
                     tr id=(n.notice.id) {
-                        td { (n.notice.id) } td { (n.notice.kind) }
+                        td { a.history href={ "/console/notices/" (n.notice.id) } { (n.notice.id) } } td { (n.notice.kind) }
                         td { (n.notice.recipient["kind"].as_str().unwrap_or("")) ":" (n.notice.recipient["id"].as_str().unwrap_or("")) }
                         td.state { (n.state) } td.num { (n.attempts) } td { (n.last_error.as_deref().unwrap_or("")) } td { (shanghai(n.notice.created_at)) }
                         td { @if n.state.as_str() == "dead" {
