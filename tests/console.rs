@@ -344,6 +344,77 @@ async fn wait_for_source(b: &Browser, what: &str, check: impl Fn(&str) -> bool) 
     panic!("{what}: {}", b.client.source().await.unwrap());
 }
 
+/// The first elements that reach past the document's width (to name them when a page does not fit).
+const WIDE: &str = "const w = document.documentElement.clientWidth;
+    return [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > w + 0.5 || (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX == 'visible')).slice(0, 6)
+        .map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.getAttribute('class') + ' ' + Math.round(e.getBoundingClientRect().right));";
+
+/// The document's `[scrollWidth, clientWidth, innerWidth]`.
+async fn widths(b: &Browser) -> (i64, i64, i64) {
+    let w = b
+        .client
+        .execute("const d = document.documentElement; return [d.scrollWidth, d.clientWidth, window.innerWidth];", vec![])
+        .await
+        .unwrap();
+    (w[0].as_i64().unwrap(), w[1].as_i64().unwrap(), w[2].as_i64().unwrap())
+}
+
+/// Every page at a 1366×768 laptop screen and a 768×1024 tablet held upright: the document never
+/// scrolls sideways, the notices table pages 50 rows at a time with its next-page link in view,
+/// and a screenshot of each page at each size (`target/console-screenshots/<size>-<page>.png`).
+async fn fits_a_laptop_and_a_tablet(c: &Console, b: &Browser) {
+    // More notices than a page holds (pull-only: nothing to deliver or redeliver).
+    let db = c.app.db().await;
+    db.execute(
+        "INSERT INTO notices (type, recipient_kind, recipient_id, data, state)
+         SELECT 'order.updated', 'store', 'st', jsonb_build_object('out_order_no', 'POS-X' || n, 'status', 'cancelled'), 'pull_only'
+         FROM generate_series(1, 60) n",
+        &[],
+    )
+    .await
+    .unwrap();
+    let total: i64 = db.query_one("SELECT count(*) FROM notices", &[]).await.unwrap().get(0);
+    let notice: String = db.query_one("SELECT id FROM notices WHERE type = 'plan.opened'", &[]).await.unwrap().get(0);
+    let notice_page = format!("/console/notices/{notice}");
+    let pages = [
+        ("/console/sign-in", "sign-in"),
+        ("/console/overview", "overview"),
+        ("/console/orders?q=POS-C1", "order-lookup"),
+        ("/console/notices", "notices"),
+        (notice_page.as_str(), "notice"),
+        ("/console/eod", "end-of-day"),
+        ("/console/aging", "aging"),
+        ("/console/reference", "banks-and-providers"),
+    ];
+    for (width, height, size) in [(1366, 768, "laptop"), (768, 1024, "tablet")] {
+        b.client.set_window_size(width, height).await.unwrap();
+        for (path, name) in pages {
+            b.client.goto(&c.url(path)).await.unwrap();
+            let (scroll, client, inner) = widths(b).await;
+            assert!((width as i64 - 20..=width as i64).contains(&inner), "{size}: the window is {inner} wide");
+            if scroll > client {
+                let wide = b.client.execute(WIDE, vec![]).await.unwrap();
+                panic!("{size} {path}: the document scrolls sideways ({scroll} > {client}); too wide: {wide}");
+            }
+            b.screenshot(&format!("{size}-{name}")).await;
+        }
+        // The notices page: 50 rows, then the next page with the rest and no further link.
+        b.client.goto(&c.url("/console/notices")).await.unwrap();
+        let rows = b.client.find_all(Locator::Css("#notices tr[id^='ntc_']")).await.unwrap().len();
+        assert_eq!(rows, 50, "{size}: one page of notices");
+        let next = b.client.find(Locator::Css("a.next")).await.unwrap();
+        assert!(next.is_displayed().await.unwrap(), "{size}: the next page link");
+        next.click().await.unwrap();
+        wait_for_source(b, "the next page", |s| s.contains("cursor=") || !s.contains("class=\"next\"")).await;
+        let rest = b.client.find_all(Locator::Css("#notices tr[id^='ntc_']")).await.unwrap().len();
+        assert_eq!(rest as i64, total - 50, "{size}: the rest of the notices");
+        assert!(b.client.find_all(Locator::Css("a.next")).await.unwrap().is_empty(), "{size}: no page after the last");
+        assert!(widths(b).await.0 <= widths(b).await.1, "{size}: the second page fits too");
+    }
+    b.client.set_window_size(1366, 900).await.unwrap();
+}
+
 #[actix_web::test]
 async fn the_console_in_a_real_browser() {
     let c = Console::new().await;
@@ -392,6 +463,8 @@ async fn the_console_in_a_real_browser() {
         b.client.goto(&at(path)).await.unwrap();
         b.screenshot(name).await;
     }
+
+    fits_a_laptop_and_a_tablet(&c, &b).await;
 
     // Sign out: the console is refused from then on.
     b.client.find(Locator::Id("sign-out")).await.unwrap().click().await.unwrap();

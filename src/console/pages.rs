@@ -92,7 +92,7 @@ pub fn sign_in(lang: Lang, error: bool) -> Markup {
 fn bar(part: i64, whole: i64) -> Markup {
     let width = if whole > 0 { (part.clamp(0, whole) * 200 / whole).max(i64::from(part > 0)) } else { 0 };
     html! {
-        svg.bar width="200" height="12" viewBox="0 0 200 12" role="img" {
+        svg.bar width="200" height="12" viewBox="0 0 200 12" preserveAspectRatio="none" role="img" {
             rect.track x="0" y="0" width="200" height="12" {}
             rect.fill x="0" y="0" width=(width) height="12" {}
         }
@@ -106,7 +106,7 @@ pub fn overview(f: &Frame, p: &Portfolio, closings: &[(chrono::NaiveDate, Option
         "overview",
         html! {
             h2 { (l.t("banks")) }
-            table #banks {
+            div.scroll { table #banks {
                 tr { th { (l.t("bank")) } th { (l.t("exposure")) } th {} th { (l.t("active")) } th { (l.t("defaulted")) } th { (l.t("written_off")) } th { (l.t("outstanding")) } }
                 @for b in &p.banks {
                     tr {
@@ -117,15 +117,15 @@ pub fn overview(f: &Frame, p: &Portfolio, closings: &[(chrono::NaiveDate, Option
                         td.num { (yuan(b.outstanding_principal)) }
                     }
                 }
-            }
+            } }
             h2 { (l.t("providers")) }
-            table #providers {
+            div.scroll { table #providers {
                 tr { th { (l.t("provider")) } th { (l.t("lines")) } th { (l.t("holds_active")) } th { (l.t("held")) } th { (l.t("held_pending")) } th { (l.t("drawn")) } }
                 @for v in &p.providers {
                     tr { td { (v.provider_id) } td.num { (v.lines) } td.num { (v.holds_active) } td.num { (yuan(v.held)) } td.num { (yuan(v.held_pending)) } td.num { (yuan(v.drawn)) } }
                 }
                 tr.total { td { (l.t("total")) } td.num { (p.totals.lines) } td.num { (p.totals.holds_active) } td.num { (yuan(p.totals.held)) } td.num { (yuan(p.totals.held_pending)) } td.num { (yuan(p.totals.drawn)) } }
-            }
+            } }
             h2 { (l.t("today_eod")) }
             ul #closings {
                 @for (date, run) in closings {
@@ -190,7 +190,7 @@ pub fn notices(f: &Frame, list: &[AdminNotice], filter: &NoticeFilter) -> Markup
                 input type="hidden" name="csrf" value=(f.csrf);
                 button #redeliver-all type="submit" { (l.t("redeliver_all")) }
             }
-            table #notices {
+            div.scroll { table #notices {
                 tr { th { "ID" } th { (l.t("type")) } th { (l.t("recipient")) } th { (l.t("state")) } th { (l.t("attempts")) } th { (l.t("last_error")) } th { (l.t("created_at")) } th {} }
                 @for n in list {
                     tr id=(n.notice.id) {
@@ -205,7 +205,7 @@ pub fn notices(f: &Frame, list: &[AdminNotice], filter: &NoticeFilter) -> Markup
                         } }
                     }
                 }
-            }
+            } }
             @if let Some(c) = &filter.next {
                 a.next href={ "/console/notices?cursor=" (c) "&state=" (filter.state.unwrap_or("")) "&recipient=" (filter.recipient.unwrap_or("")) } { (l.t("next_page")) }
             }
@@ -226,12 +226,12 @@ pub fn eod(f: &Frame, runs: &[EodRunView], next: Option<String>, message: Option
                 input #business_date type="date" name="business_date" required;
                 button #eod-run type="submit" { (l.t("run_eod")) }
             }
-            table #runs {
+            div.scroll { table #runs {
                 tr { th { (l.t("business_date")) } th { (l.t("trigger")) } th { (l.t("started_at")) } th { (l.t("duration")) } th { (l.t("summary")) } }
                 @for r in runs {
                     tr { td { (r.business_date) } td { (r.trigger) } td { (shanghai(r.started_at)) } td.num { (r.duration_ms) } td.summary { (r.summary) } }
                 }
-            }
+            } }
             @if let Some(c) = next { a.next href={ "/console/eod?cursor=" (c) } { (l.t("next_page")) } }
         },
     )
@@ -258,7 +258,7 @@ pub fn eod_confirm(f: &Frame, date: chrono::NaiveDate) -> Markup {
 fn aging_chart(buckets: &[BucketView]) -> Markup {
     let max = buckets.iter().map(|b| b.outstanding_principal.fen()).max().unwrap_or(0).max(1);
     html! {
-        svg #aging-chart width="640" height=(buckets.len() * 28 + 8) role="img" {
+        svg #aging-chart width="640" height=(buckets.len() * 28 + 8) viewBox={ "0 0 640 " (buckets.len() * 28 + 8) } role="img" {
             @for (i, b) in buckets.iter().enumerate() {
                 @let y = i * 28 + 4;
                 text x="0" y=(y + 15) { (b.bucket) }
@@ -284,10 +284,10 @@ pub fn aging(f: &Frame, a: &Aging, banks: &[String], bank: Option<&str>) -> Mark
                 button type="submit" { (l.t("filter")) }
             }
             (aging_chart(&a.buckets))
-            table #aging {
+            div.scroll { table #aging {
                 tr { th { (l.t("bucket")) } th { (l.t("plans")) } th { (l.t("outstanding")) } th { (l.t("unpaid_due")) } }
                 @for b in &a.buckets { tr { td { (b.bucket) } td.num { (b.plans) } td.num { (yuan(b.outstanding_principal)) } td.num { (yuan(b.unpaid_due)) } } }
-            }
+            } }
         },
     )
 }
@@ -300,18 +300,18 @@ pub fn reference(f: &Frame, banks: &[crate::db::setup::Bank], providers: &[crate
         "reference",
         html! {
             h2 { (l.t("banks")) }
-            table #ref-banks {
+            div.scroll { table #ref-banks {
                 tr { th { "ID" } th { (l.t("name")) } th { (l.t("priority")) } th { "APR" } th { (l.t("exposure")) } th { (l.t("webhook")) } }
                 @for b in banks {
                     tr { td { (b.id) } td { (b.name) } td.num { (b.priority) } td { (b.apr_min) "–" (b.apr_max) }
                          td { (yuan(b.exposure_used)) " / " (yuan(b.exposure_limit)) } td { (b.webhook_url.as_deref().unwrap_or(none)) } }
                 }
-            }
+            } }
             h2 { (l.t("providers")) }
-            table #ref-providers {
+            div.scroll { table #ref-providers {
                 tr { th { "ID" } th { (l.t("name")) } th { (l.t("webhook")) } }
                 @for p in providers { tr { td { (p.id) } td { (p.name) } td { (p.webhook_url.as_deref().unwrap_or(none)) } } }
-            }
+            } }
         },
     )
 }
