@@ -199,6 +199,107 @@ async fn pages_escape_stored_text_and_never_show_identity() {
     assert!(aging.contains("<svg") && aging.contains("181+"));
 }
 
+/// The pages a signed-in admin reads, and the forms that change something.
+fn console_pages(c: &Console, notice: &str) -> (Vec<String>, Vec<String>) {
+    let order = c.order["id"].as_str().unwrap();
+    let gets = ["/console/overview", "/console/orders", "/console/orders?q=POS-C1", "/console/notices", "/console/notices?state=dead"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("/console/orders/{order}"), format!("/console/notices/{notice}")])
+        .chain(["/console/eod", "/console/aging", "/console/aging?bank_id=bk", "/console/reference"].map(str::to_string))
+        .collect();
+    let posts = ["/console/notices/redeliver-all", "/console/eod/confirm", "/console/eod/run", "/console/sign-out"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("/console/notices/{notice}/redeliver")])
+        .collect();
+    (gets, posts)
+}
+
+/// `Content-Security-Policy` without inline script or style, `X-Frame-Options: DENY`, `Referrer-Policy`.
+fn assert_security_headers(r: &reqwest::Response, what: &str) {
+    let csp = r.headers().get("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP")).to_str().unwrap();
+    for needed in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(needed), "{what}: {needed} in {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
+    assert_eq!(r.headers().get("x-frame-options").map(|v| v.to_str().unwrap()), Some("DENY"), "{what}");
+    assert_eq!(r.headers().get("referrer-policy").map(|v| v.to_str().unwrap()), Some("same-origin"), "{what}");
+}
+
+/// No script but the vendored file, no inline style, no event handler attribute: read tag by tag
+/// (escaped text holds no `<`, so what looks like markup in it is not looked at).
+fn assert_no_inline_code(page: &str, what: &str) {
+    let lower = page.to_ascii_lowercase();
+    for tag in lower.split('<').skip(1).map(|t| t.split('>').next().unwrap_or("")) {
+        assert!(!tag.starts_with("script") || tag.contains("src=\"/console/assets/"), "{what}: an inline script: <{tag}>");
+        assert!(!tag.starts_with("style"), "{what}: a style element");
+        let attributes = tag.split_whitespace().skip(1).map(|a| a.split('=').next().unwrap_or(""));
+        for name in attributes {
+            assert!(name != "style" && !(name.starts_with("on") && name.len() > 2), "{what}: attribute {name} in <{tag}>");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn every_page_needs_a_session_and_carries_the_security_headers() {
+    let c = Console::new().await;
+    let db = c.app.db().await;
+    let notice: String = db.query_one("SELECT id FROM notices WHERE type = 'plan.opened'", &[]).await.unwrap().get(0);
+    // HTML in a stored reason: a second order cancelled by its store.
+    let placed = c.world.store().place_order(order_body("POS-C2", "p12", 7, 2)).await.expect(201);
+    let cancelled = c.world.store().cancel(placed["id"].as_str().unwrap(), "<img src=x onerror=alert(1)>").await.expect(200);
+    let (gets, posts) = console_pages(&c, &notice);
+
+    // No session: every page and every form goes to the sign-in page, and nothing changes.
+    for path in &gets {
+        let r = c.get(path, None).await;
+        assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/sign-in"), "{path}");
+        assert_security_headers(&r, path);
+    }
+    for path in &posts {
+        let r = c.post(path, None, &[("csrf", "0"), ("business_date", "2020-01-01")]).await;
+        assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/sign-in"), "{path}");
+    }
+    assert_eq!(c.notice_state("plan.opened").await, "dead");
+    assert_eq!(c.world.admin.get("/v1/admin/eod-runs").await.expect(200)["data"], json!([]), "no end of day ran");
+
+    // Signed in: every page answers with the headers and no inline code; so do the sign-in page,
+    // the assets, an unknown console path and a refusal.
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    for path in &gets {
+        let r = c.get(path, Some(&cookie)).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_security_headers(&r, path);
+        assert_no_inline_code(&r.text().await.unwrap(), path);
+    }
+    for path in ["/console/sign-in", "/console/assets/console.css", "/console/assets/htmx-2.0.11.min.js", "/console/nope"] {
+        assert_security_headers(&c.get(path, Some(&cookie)).await, path);
+    }
+    let refused = c.post("/console/eod/run", Some(&cookie), &[("business_date", "2020-01-01")]).await;
+    assert_eq!(refused.status(), 403);
+    assert_security_headers(&refused, "a refusal");
+
+    // A dead notice's own redelivery needs the token too.
+    let one = format!("/console/notices/{notice}/redeliver");
+    for form in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(c.post(&one, Some(&cookie), &form).await.status(), 403);
+        assert_eq!(c.notice_state("plan.opened").await, "dead", "nothing changed");
+    }
+
+    // The stored reason is shown, escaped, on the order and on its notices.
+    let page = c.page(&format!("/console/orders/{}", cancelled["id"].as_str().unwrap()), &cookie).await;
+    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;") && !page.contains("<img src=x"), "escaped reason");
+    assert_no_inline_code(&page, "the cancelled order");
+
+    // A revoked admin key signs in no more.
+    c.world.admin.delete(&format!("/v1/admin/api-keys/{}", c.admin_key_id)).await.expect(204);
+    let (r, none) = c.sign_in(&c.admin_key).await;
+    assert_eq!((r.status().as_u16(), none), (403, None));
+}
+
 /// A webhook receiver that answers every delivery `503`, until stopped.
 async fn unavailable_receiver() -> (String, actix_web::dev::ServerHandle) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

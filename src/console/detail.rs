@@ -15,7 +15,8 @@ pub fn order_head(l: Lang, o: &OrderView) -> Markup {
     html! {
         h2 { (o.out_order_no) " · " (o.id) }
         p { (l.t("status")) " " span.status { (o.status) } " · " (l.t("principal")) " " span.principal { (yuan(o.principal)) }
-            " · " (l.t("bank")) " " (o.bank_id) " · " (l.t("created_at")) " " (shanghai(o.created_at)) " · IMEI " (o.device.imei_masked) }
+            " · " (l.t("bank")) " " (o.bank_id) " · " (l.t("created_at")) " " (shanghai(o.created_at)) " · IMEI " (o.device.imei_masked)
+            @if let Some(r) = &o.reason { " · " (l.t("reason")) " " span.reason { (r) } } }
         p.hold { (l.t("hold")) " " (o.hold.id) " · " (o.hold.status) " · " (l.t("amount")) " " (yuan(o.hold.amount))
             " · " (l.t("released")) " " (yuan(o.hold.released)) " · " (l.t("converted")) " " (yuan(o.hold.converted))
             " · " (l.t("remaining")) " " (yuan(o.hold.remaining)) }

@@ -154,6 +154,7 @@ const PHRASES: &[(&str, &str, &str)] = &[
     ("last_attempt", "最近投递", "Last attempt"),
     ("no_attempts", "暂无投递记录", "No attempts recorded"),
     ("no_notice", "没有这条通知", "No such notice"),
+    ("reason", "原因", "Reason"),
 ];
 
 /// `¥1,234,567.89`.
