@@ -338,8 +338,9 @@ fn element<'a>(page: &'a str, tag: &str, id: &str) -> &'a str {
     }
 }
 
-#[actix_web::test]
-async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balanced_journal_entries() {
+/// A console whose bank's webhook answers `503`: the order funded and repaid once (the
+/// repayment answered), then delivery run until every bank notice is dead after its 2 attempts.
+async fn with_failed_deliveries() -> (Console, serde_json::Value) {
     let (hook, receiver) = unavailable_receiver().await;
     let app = TestApp::start_with(|s| {
         s.notices.enabled = true;
@@ -349,16 +350,15 @@ async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balan
     })
     .await;
     let c = Console::start(app, json!({"webhook_url": hook})).await;
-    let order_id = c.order["id"].as_str().unwrap().to_string();
     let plan_id = c.order["plan"]["id"].as_str().unwrap().to_string();
     let today = creditphone::domain::shanghai_date(chrono::Utc::now()).to_string();
     let repaid = c.world.bank().repay(&plan_id, "275.04", &today, "R-C1").await.expect(201);
-    // Every bank notice goes to the receiver that answers 503: two attempts each, then dead.
     let jobs = creditphone::jobs::spawn_all(c.app.state.deps.clone());
     let db = c.app.db().await;
+    let pending = "SELECT count(*) FROM notices WHERE recipient_kind = 'bank' AND state = 'pending'";
+    let mut left: i64 = 1;
     for _ in 0..300 {
-        let left: i64 =
-            db.query_one("SELECT count(*) FROM notices WHERE recipient_kind = 'bank' AND state = 'pending'", &[]).await.unwrap().get(0);
+        left = db.query_one(pending, &[]).await.unwrap().get(0);
         if left == 0 {
             break;
         }
@@ -366,44 +366,17 @@ async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balan
     }
     jobs.stop().await;
     receiver.stop(false).await;
+    assert_eq!(left, 0, "every bank notice dead after its attempts");
+    (c, repaid)
+}
 
-    let (_, cookie) = c.sign_in(&c.admin_key).await;
-    let cookie = cookie.unwrap();
-    let page = c.page("/console/orders?q=POS-C1", &cookie).await;
-    let detail = c.page(&format!("/console/orders/{order_id}"), &cookie).await;
-    assert_eq!(
-        element(&detail, "div", "order-notices"),
-        element(&page, "div", "order-notices"),
-        "the one order found, in full as on its page"
-    );
-    let notices: Vec<(String, String, i32)> = db
-        .query("SELECT id, state, attempts FROM notices WHERE data ->> 'order_id' = $1 ORDER BY seq", &[&order_id])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert!(notices.iter().any(|n| n.1 == "dead") && notices.len() >= 5, "{notices:?}");
-    // Each notice of the order, with as many attempt rows as it had attempts.
-    let listed = element(&page, "div", "order-notices");
-    for (id, state, attempts) in &notices {
-        assert!(listed.contains(&format!("id=\"n-{id}\"")), "{id} listed");
-        let one = &listed[listed.find(&format!("id=\"n-{id}\"")).unwrap()..];
-        let one = &one[..one.find("</details>").unwrap()];
-        assert_eq!(count(one, "<tr class=\"attempt\">"), *attempts as usize, "{id} ({state}): {one}");
-        if state == "dead" {
-            assert_eq!(count(one, "HTTP 503"), 2, "each attempt's answer: {one}");
-        }
-    }
-    // The repayment, and every journal entry of the order with its lines, balanced.
-    let repayments = element(&page, "table", "repayments");
-    assert!(
-        repayments.contains(repaid["id"].as_str().unwrap()) && repayments.contains("¥275.04") && repayments.contains("R-C1"),
-        "{repayments}"
-    );
+/// Every journal entry of the order is on the page with each of its lines, shown balanced.
+async fn assert_journal_shown(c: &Console, order_id: &str, page: &str) {
+    let db = c.app.db().await;
     let entries: Vec<(i64, i64)> = db
         .query(
-            "SELECT e.id, count(l.*) FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id WHERE e.order_id = $1 GROUP BY e.id ORDER BY e.id",
+            "SELECT e.id, count(l.*) FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
+             WHERE e.order_id = $1 GROUP BY e.id ORDER BY e.id",
             &[&order_id],
         )
         .await
@@ -413,11 +386,45 @@ async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balan
         .collect();
     assert!(entries.len() >= 4, "placed, reserved, opened, repaid: {entries:?}");
     for (id, lines) in &entries {
-        let entry = element(&page, "tbody", &format!("je-{id}"));
+        let entry = element(page, "tbody", &format!("je-{id}"));
         assert!(entry.contains("借贷平衡"), "{entry}");
         assert_eq!(count(entry, "<td class=\"account\">"), *lines as usize, "{entry}");
     }
     assert!(!page.contains("借贷不平"));
+}
+
+#[actix_web::test]
+async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balanced_journal_entries() {
+    let (c, repaid) = with_failed_deliveries().await;
+    let order_id = c.order["id"].as_str().unwrap().to_string();
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let page = c.page("/console/orders?q=POS-C1", &cookie).await;
+    let detail = c.page(&format!("/console/orders/{order_id}"), &cookie).await;
+    let listed = element(&page, "div", "order-notices");
+    assert_eq!(element(&detail, "div", "order-notices"), listed, "the one order found, in full as on its page");
+    let db = c.app.db().await;
+    let notices: Vec<(String, String, i32)> = db
+        .query("SELECT id, state, attempts FROM notices WHERE data ->> 'order_id' = $1 ORDER BY seq", &[&order_id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(notices.iter().any(|n| n.1 == "dead") && notices.len() >= 5, "{notices:?}");
+    // Each notice of the order, with as many attempt rows as it had attempts.
+    for (id, state, attempts) in &notices {
+        let one = element(listed, "details", &format!("n-{id}"));
+        assert_eq!(count(one, "<tr class=\"attempt\">"), *attempts as usize, "{id} ({state}): {one}");
+        if state == "dead" {
+            assert_eq!(count(one, "HTTP 503"), 2, "each attempt's answer: {one}");
+        }
+    }
+    // The repayment, and every journal entry of the order with its lines, balanced.
+    let repayments = element(&page, "table", "repayments");
+    let shown = [repaid["id"].as_str().unwrap(), "¥275.04", "R-C1"];
+    assert!(shown.iter().all(|s| repayments.contains(s)), "{repayments}");
+    assert_journal_shown(&c, &order_id, &page).await;
     assert!(!page.contains(&id_number(7)) && !page.contains(&phone(7)), "no raw ID number or phone");
 
     // A notice's own page: its attempt history; an unknown order or notice is not found.
