@@ -10,7 +10,7 @@ use fantoccini::Locator;
 use serde_json::json;
 use std::time::Duration;
 
-/// A world with an order funded, a dead notice of the bank, and an admin key of its own.
+/// A world with an order funded (and, from `new`, a dead notice of the bank), and an admin key of its own.
 struct Console {
     app: TestApp,
     world: World,
@@ -22,20 +22,23 @@ struct Console {
 }
 
 impl Console {
+    /// With the bank's `plan.opened` dead (no delivery runs: its 20 attempts are written here).
     async fn new() -> Console {
-        let app = TestApp::start().await;
-        let world = World::standard()
-            .bank_extra("bk", json!({"webhook_url": "http://127.0.0.1:9/hook", "name": "<b>招商</b> & Co"}))
-            .build(&app)
-            .await;
+        let c = Console::start(TestApp::start().await, json!({"webhook_url": "http://127.0.0.1:9/hook", "name": "<b>招商</b> & Co"})).await;
+        let db = c.app.db().await;
+        db.execute("UPDATE notices SET state = 'dead', attempts = 20, next_attempt_at = NULL WHERE type = 'plan.opened'", &[])
+            .await
+            .unwrap();
+        c
+    }
+
+    /// The world on `app`, bank `bk` with `bank_extra`.
+    async fn start(app: TestApp, bank_extra: serde_json::Value) -> Console {
+        let world = World::standard().bank_extra("bk", bank_extra).build(&app).await;
         let (admin_key_id, admin_key) = world.admin.new_key(json!({"kind": "admin"}), None).await;
         let placed = world.store().place_order(order_body("POS-C1", "p12", 7, 1)).await.expect(201);
         let today = creditphone::domain::shanghai_date(chrono::Utc::now()).to_string();
         let order = world.bank().fund(placed["id"].as_str().unwrap(), "LN-C1", &today).await.expect(200);
-        let db = app.db().await;
-        db.execute("UPDATE notices SET state = 'dead', attempts = 20, next_attempt_at = NULL WHERE type = 'plan.opened'", &[])
-            .await
-            .unwrap();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Console { app, world, admin_key, admin_key_id, http, order }
     }
@@ -196,6 +199,246 @@ async fn pages_escape_stored_text_and_never_show_identity() {
     assert!(aging.contains("<svg") && aging.contains("181+"));
 }
 
+/// The pages a signed-in admin reads, and the forms that change something.
+fn console_pages(c: &Console, notice: &str) -> (Vec<String>, Vec<String>) {
+    let order = c.order["id"].as_str().unwrap();
+    let gets = ["/console/overview", "/console/orders", "/console/orders?q=POS-C1", "/console/notices", "/console/notices?state=dead"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("/console/orders/{order}"), format!("/console/notices/{notice}")])
+        .chain(["/console/eod", "/console/aging", "/console/aging?bank_id=bk", "/console/reference"].map(str::to_string))
+        .collect();
+    let posts = ["/console/notices/redeliver-all", "/console/eod/confirm", "/console/eod/run", "/console/sign-out"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([format!("/console/notices/{notice}/redeliver")])
+        .collect();
+    (gets, posts)
+}
+
+/// `Content-Security-Policy` without inline script or style, `X-Frame-Options: DENY`, `Referrer-Policy`.
+fn assert_security_headers(r: &reqwest::Response, what: &str) {
+    let csp = r.headers().get("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP")).to_str().unwrap();
+    for needed in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(needed), "{what}: {needed} in {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
+    assert_eq!(r.headers().get("x-frame-options").map(|v| v.to_str().unwrap()), Some("DENY"), "{what}");
+    assert_eq!(r.headers().get("referrer-policy").map(|v| v.to_str().unwrap()), Some("same-origin"), "{what}");
+}
+
+/// No script but the vendored file, no inline style, no event handler attribute: read tag by tag
+/// (escaped text holds no `<`, so what looks like markup in it is not looked at).
+fn assert_no_inline_code(page: &str, what: &str) {
+    let lower = page.to_ascii_lowercase();
+    for tag in lower.split('<').skip(1).map(|t| t.split('>').next().unwrap_or("")) {
+        assert!(!tag.starts_with("script") || tag.contains("src=\"/console/assets/"), "{what}: an inline script: <{tag}>");
+        assert!(!tag.starts_with("style"), "{what}: a style element");
+        let attributes = tag.split_whitespace().skip(1).map(|a| a.split('=').next().unwrap_or(""));
+        for name in attributes {
+            assert!(name != "style" && !(name.starts_with("on") && name.len() > 2), "{what}: attribute {name} in <{tag}>");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn every_page_needs_a_session_and_carries_the_security_headers() {
+    let c = Console::new().await;
+    let db = c.app.db().await;
+    let notice: String = db.query_one("SELECT id FROM notices WHERE type = 'plan.opened'", &[]).await.unwrap().get(0);
+    // HTML in a stored reason: a second order cancelled by its store.
+    let placed = c.world.store().place_order(order_body("POS-C2", "p12", 7, 2)).await.expect(201);
+    let cancelled = c.world.store().cancel(placed["id"].as_str().unwrap(), "<img src=x onerror=alert(1)>").await.expect(200);
+    let (gets, posts) = console_pages(&c, &notice);
+
+    // No session: every page and every form goes to the sign-in page, and nothing changes.
+    for path in &gets {
+        let r = c.get(path, None).await;
+        assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/sign-in"), "{path}");
+        assert_security_headers(&r, path);
+    }
+    for path in &posts {
+        let r = c.post(path, None, &[("csrf", "0"), ("business_date", "2020-01-01")]).await;
+        assert_eq!((r.status().as_u16(), location(&r)), (303, "/console/sign-in"), "{path}");
+    }
+    assert_eq!(c.notice_state("plan.opened").await, "dead");
+    assert_eq!(c.world.admin.get("/v1/admin/eod-runs").await.expect(200)["data"], json!([]), "no end of day ran");
+
+    // Signed in: every page answers with the headers and no inline code; so do the sign-in page,
+    // the assets, an unknown console path and a refusal.
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    for path in &gets {
+        let r = c.get(path, Some(&cookie)).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_security_headers(&r, path);
+        assert_no_inline_code(&r.text().await.unwrap(), path);
+    }
+    for path in ["/console/sign-in", "/console/assets/console.css", "/console/assets/htmx-2.0.11.min.js", "/console/nope"] {
+        assert_security_headers(&c.get(path, Some(&cookie)).await, path);
+    }
+    let refused = c.post("/console/eod/run", Some(&cookie), &[("business_date", "2020-01-01")]).await;
+    assert_eq!(refused.status(), 403);
+    assert_security_headers(&refused, "a refusal");
+
+    // A dead notice's own redelivery needs the token too.
+    let one = format!("/console/notices/{notice}/redeliver");
+    for form in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(c.post(&one, Some(&cookie), &form).await.status(), 403);
+        assert_eq!(c.notice_state("plan.opened").await, "dead", "nothing changed");
+    }
+
+    // The stored reason is shown, escaped, on the order and on its notices.
+    let page = c.page(&format!("/console/orders/{}", cancelled["id"].as_str().unwrap()), &cookie).await;
+    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;") && !page.contains("<img src=x"), "escaped reason");
+    assert_no_inline_code(&page, "the cancelled order");
+
+    // A revoked admin key signs in no more.
+    c.world.admin.delete(&format!("/v1/admin/api-keys/{}", c.admin_key_id)).await.expect(204);
+    let (r, none) = c.sign_in(&c.admin_key).await;
+    assert_eq!((r.status().as_u16(), none), (403, None));
+}
+
+/// A webhook receiver that answers every delivery `503`, until stopped.
+async fn unavailable_receiver() -> (String, actix_web::dev::ServerHandle) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(|| async { actix_web::HttpResponse::ServiceUnavailable().body("down") }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (format!("http://127.0.0.1:{port}/hook"), handle)
+}
+
+/// How often `needle` occurs in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// The element of `page` with id `id` (a `tag`), to its closing tag, nested ones counted.
+fn element<'a>(page: &'a str, tag: &str, id: &str) -> &'a str {
+    let start = page.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let start = page[..start].rfind(&format!("<{tag}")).unwrap();
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let (mut depth, mut at) = (0usize, start);
+    loop {
+        let next_open = page[at..].find(&open).map(|i| at + i);
+        let next_close = page[at..].find(&close).map(|i| at + i).unwrap_or_else(|| panic!("#{id} is not closed"));
+        match next_open {
+            Some(o) if o < next_close => (depth, at) = (depth + 1, o + open.len()),
+            _ if depth == 1 => return &page[start..next_close + close.len()],
+            _ => (depth, at) = (depth - 1, next_close + close.len()),
+        }
+    }
+}
+
+/// A console whose bank's webhook answers `503`: the order funded and repaid once (the
+/// repayment answered), then delivery run until every bank notice is dead after its 2 attempts.
+async fn with_failed_deliveries() -> (Console, serde_json::Value) {
+    let (hook, receiver) = unavailable_receiver().await;
+    let app = TestApp::start_with(|s| {
+        s.notices.enabled = true;
+        s.notices.poll_interval_ms = 50;
+        s.notices.retry_initial_secs = 1;
+        s.notices.max_attempts = 2;
+    })
+    .await;
+    let c = Console::start(app, json!({"webhook_url": hook})).await;
+    let plan_id = c.order["plan"]["id"].as_str().unwrap().to_string();
+    let today = creditphone::domain::shanghai_date(chrono::Utc::now()).to_string();
+    let repaid = c.world.bank().repay(&plan_id, "275.04", &today, "R-C1").await.expect(201);
+    let jobs = creditphone::jobs::spawn_all(c.app.state.deps.clone());
+    let db = c.app.db().await;
+    let pending = "SELECT count(*) FROM notices WHERE recipient_kind = 'bank' AND state = 'pending'";
+    let mut left: i64 = 1;
+    for _ in 0..300 {
+        left = db.query_one(pending, &[]).await.unwrap().get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    jobs.stop().await;
+    receiver.stop(false).await;
+    assert_eq!(left, 0, "every bank notice dead after its attempts");
+    (c, repaid)
+}
+
+/// Every journal entry of the order is on the page with each of its lines, shown balanced.
+async fn assert_journal_shown(c: &Console, order_id: &str, page: &str) {
+    let db = c.app.db().await;
+    let entries: Vec<(i64, i64)> = db
+        .query(
+            "SELECT e.id, count(l.*) FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
+             WHERE e.order_id = $1 GROUP BY e.id ORDER BY e.id",
+            &[&order_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(entries.len() >= 4, "placed, reserved, opened, repaid: {entries:?}");
+    for (id, lines) in &entries {
+        let entry = element(page, "tbody", &format!("je-{id}"));
+        assert!(entry.contains("借贷平衡"), "{entry}");
+        assert_eq!(count(entry, "<td class=\"account\">"), *lines as usize, "{entry}");
+    }
+    assert!(!page.contains("借贷不平"));
+}
+
+#[actix_web::test]
+async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balanced_journal_entries() {
+    let (c, repaid) = with_failed_deliveries().await;
+    let order_id = c.order["id"].as_str().unwrap().to_string();
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let page = c.page("/console/orders?q=POS-C1", &cookie).await;
+    let detail = c.page(&format!("/console/orders/{order_id}"), &cookie).await;
+    let listed = element(&page, "div", "order-notices");
+    assert_eq!(element(&detail, "div", "order-notices"), listed, "the one order found, in full as on its page");
+    let db = c.app.db().await;
+    let notices: Vec<(String, String, i32)> = db
+        .query("SELECT id, state, attempts FROM notices WHERE data ->> 'order_id' = $1 ORDER BY seq", &[&order_id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(notices.iter().any(|n| n.1 == "dead") && notices.len() >= 5, "{notices:?}");
+    // Each notice of the order, with as many attempt rows as it had attempts.
+    for (id, state, attempts) in &notices {
+        let one = element(listed, "details", &format!("n-{id}"));
+        assert_eq!(count(one, "<tr class=\"attempt\">"), *attempts as usize, "{id} ({state}): {one}");
+        if state == "dead" {
+            assert_eq!(count(one, "HTTP 503"), 2, "each attempt's answer: {one}");
+        }
+    }
+    // The repayment, and every journal entry of the order with its lines, balanced.
+    let repayments = element(&page, "table", "repayments");
+    let shown = [repaid["id"].as_str().unwrap(), "¥275.04", "R-C1"];
+    assert!(shown.iter().all(|s| repayments.contains(s)), "{repayments}");
+    assert_journal_shown(&c, &order_id, &page).await;
+    assert!(!page.contains(&id_number(7)) && !page.contains(&phone(7)), "no raw ID number or phone");
+
+    // A notice's own page: its attempt history; an unknown order or notice is not found.
+    let dead = &notices.iter().find(|n| n.1 == "dead").unwrap().0;
+    let history = c.page(&format!("/console/notices/{dead}"), &cookie).await;
+    assert_eq!(count(&history, "<tr class=\"attempt\">"), 2, "{history}");
+    assert!(history.contains("class=\"redeliver\""), "a dead notice can be redelivered from its page");
+    let list = c.page("/console/notices?state=dead", &cookie).await;
+    assert!(list.contains(&format!("href=\"/console/notices/{dead}\"")), "the list links to each notice's history");
+    for missing in ["/console/orders/ord_nope", "/console/notices/ntc_9999999999999999", "/console/notices/nope"] {
+        assert_eq!(c.get(missing, Some(&cookie)).await.status(), 404, "{missing}");
+    }
+}
+
 /// Polls the page until `check` holds on its source (the browser's answer to a click arrives a
 /// little later), then answers the source.
 async fn wait_for_source(b: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {
@@ -207,6 +450,77 @@ async fn wait_for_source(b: &Browser, what: &str, check: impl Fn(&str) -> bool) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{what}: {}", b.client.source().await.unwrap());
+}
+
+/// The first elements that reach past the document's width (to name them when a page does not fit).
+const WIDE: &str = "const w = document.documentElement.clientWidth;
+    return [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > w + 0.5 || (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX == 'visible')).slice(0, 6)
+        .map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.getAttribute('class') + ' ' + Math.round(e.getBoundingClientRect().right));";
+
+/// The document's `[scrollWidth, clientWidth, innerWidth]`.
+async fn widths(b: &Browser) -> (i64, i64, i64) {
+    let w = b
+        .client
+        .execute("const d = document.documentElement; return [d.scrollWidth, d.clientWidth, window.innerWidth];", vec![])
+        .await
+        .unwrap();
+    (w[0].as_i64().unwrap(), w[1].as_i64().unwrap(), w[2].as_i64().unwrap())
+}
+
+/// Every page at a 1366×768 laptop screen and a 768×1024 tablet held upright: the document never
+/// scrolls sideways, the notices table pages 50 rows at a time with its next-page link in view,
+/// and a screenshot of each page at each size (`target/console-screenshots/<size>-<page>.png`).
+async fn fits_a_laptop_and_a_tablet(c: &Console, b: &Browser) {
+    // More notices than a page holds (pull-only: nothing to deliver or redeliver).
+    let db = c.app.db().await;
+    db.execute(
+        "INSERT INTO notices (type, recipient_kind, recipient_id, data, state)
+         SELECT 'order.updated', 'store', 'st', jsonb_build_object('out_order_no', 'POS-X' || n, 'status', 'cancelled'), 'pull_only'
+         FROM generate_series(1, 60) n",
+        &[],
+    )
+    .await
+    .unwrap();
+    let total: i64 = db.query_one("SELECT count(*) FROM notices", &[]).await.unwrap().get(0);
+    let notice: String = db.query_one("SELECT id FROM notices WHERE type = 'plan.opened'", &[]).await.unwrap().get(0);
+    let notice_page = format!("/console/notices/{notice}");
+    let pages = [
+        ("/console/sign-in", "sign-in"),
+        ("/console/overview", "overview"),
+        ("/console/orders?q=POS-C1", "order-lookup"),
+        ("/console/notices", "notices"),
+        (notice_page.as_str(), "notice"),
+        ("/console/eod", "end-of-day"),
+        ("/console/aging", "aging"),
+        ("/console/reference", "banks-and-providers"),
+    ];
+    for (width, height, size) in [(1366, 768, "laptop"), (768, 1024, "tablet")] {
+        b.client.set_window_size(width, height).await.unwrap();
+        for (path, name) in pages {
+            b.client.goto(&c.url(path)).await.unwrap();
+            let (scroll, client, inner) = widths(b).await;
+            assert!((width as i64 - 20..=width as i64).contains(&inner), "{size}: the window is {inner} wide");
+            if scroll > client {
+                let wide = b.client.execute(WIDE, vec![]).await.unwrap();
+                panic!("{size} {path}: the document scrolls sideways ({scroll} > {client}); too wide: {wide}");
+            }
+            b.screenshot(&format!("{size}-{name}")).await;
+        }
+        // The notices page: 50 rows, then the next page with the rest and no further link.
+        b.client.goto(&c.url("/console/notices")).await.unwrap();
+        let rows = b.client.find_all(Locator::Css("#notices tr[id^='ntc_']")).await.unwrap().len();
+        assert_eq!(rows, 50, "{size}: one page of notices");
+        let next = b.client.find(Locator::Css("a.next")).await.unwrap();
+        assert!(next.is_displayed().await.unwrap(), "{size}: the next page link");
+        next.click().await.unwrap();
+        wait_for_source(b, "the next page", |s| s.contains("cursor=") || !s.contains("class=\"next\"")).await;
+        let rest = b.client.find_all(Locator::Css("#notices tr[id^='ntc_']")).await.unwrap().len();
+        assert_eq!(rest as i64, total - 50, "{size}: the rest of the notices");
+        assert!(b.client.find_all(Locator::Css("a.next")).await.unwrap().is_empty(), "{size}: no page after the last");
+        assert!(widths(b).await.0 <= widths(b).await.1, "{size}: the second page fits too");
+    }
+    b.client.set_window_size(1366, 900).await.unwrap();
 }
 
 #[actix_web::test]
@@ -257,6 +571,8 @@ async fn the_console_in_a_real_browser() {
         b.client.goto(&at(path)).await.unwrap();
         b.screenshot(name).await;
     }
+
+    fits_a_laptop_and_a_tablet(&c, &b).await;
 
     // Sign out: the console is refused from then on.
     b.client.find(Locator::Id("sign-out")).await.unwrap().click().await.unwrap();

@@ -6,7 +6,9 @@
 //! Each test starts a PostgreSQL cluster of its own (an `EmbeddedCluster` in a temp dir, not the
 //! shared per-binary one: it gets killed), the real `creditphone serve` against it (webhook delivery
 //! on, to a tiny HTTP receiver inside the test) and a driver of concurrent tasks placing orders,
-//! fundings and repayments, each with an Idempotency-Key, recording every 2xx (key, request, answer).
+//! fundings (one in ten rejected) and repayments, each with an Idempotency-Key, recording every
+//! 2xx (key, request, answer). The receiver, the world and the driver are tests/traffic's, shared
+//! with the several-instance and failover tests; the replay and ledger checks are this file's.
 //! A request that fails (connection error, `503`, `409 idempotency_key_in_use`) is retried later
 //! with the same key. Afterwards: every acknowledged request exists exactly once in the database,
 //! every stored answer names exactly one object and every object exactly one stored answer, every
@@ -29,10 +31,9 @@
 //! The three tests run one after another (a lock in this file), never alongside each other.
 
 mod common;
+mod traffic;
 
 use common::binary::{RunningServe, ServeBinary, log_tail};
-use common::world;
-use common::{id_number, imei, phone};
 use creditphone::pg::embedded::{ClusterOptions, EmbeddedCluster};
 use futures_util::StreamExt;
 use nix::sys::signal::{Signal, kill};
@@ -40,13 +41,12 @@ use nix::unistd::Pid;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use traffic::{Attempt, Driven, Kind, Load, Mix, Receiver, Sent, World, send};
 
 /// `database.timeout_ms` of the service under test: a failing request must answer within this + 1 s.
 const DB_TIMEOUT_MS: u64 = 1000;
@@ -54,10 +54,11 @@ const DB_NAME: &str = "creditphone";
 /// `server.request_timeout_ms` of the service under test: what bounds a request when the database
 /// holds its connections open but never answers (frozen).
 const REQUEST_TIMEOUT_MS: u64 = 2000;
-/// A request that takes this long is a hang.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// A request that takes this long is a hang (the driver's client gives up then).
+const CLIENT_TIMEOUT: Duration = traffic::CLIENT_TIMEOUT;
 const TASKS: usize = 8;
-const CUSTOMERS: u64 = 8;
+/// How long a stopped driver's tasks may go on retrying their pending request.
+const SETTLE: Duration = Duration::from_secs(30);
 /// A service or database that recovered must answer again within this long.
 const RECOVERY_BOUND: Duration = Duration::from_secs(5);
 
@@ -84,10 +85,6 @@ fn run(test: impl Future<Output = ()>) {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
-}
-
-fn shanghai_today() -> String {
-    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive().to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,441 +334,15 @@ impl Drop for Service {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The webhook receiver
-// ---------------------------------------------------------------------------------------------
-
-struct Received {
-    id: String,
-    body: Vec<u8>,
-}
-
-/// A minimal HTTP/1.1 server answering 200 to every POST, recording `CreditPhone-Event-Id` and the body.
-struct Receiver {
-    port: u16,
-    got: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
-        let port = listener.local_addr().expect("addr").port();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let log = got.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else { continue };
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let _ = serve_connection(socket, log).await;
-                });
-            }
-        });
-        Receiver { port, got, task }
-    }
-
-    fn url(&self, who: &str) -> String {
-        format!("http://127.0.0.1:{}/{who}", self.port)
-    }
-
-    fn ids(&self) -> HashMap<String, Vec<Vec<u8>>> {
-        let mut out: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-        for r in self.got.lock().expect("receiver log").iter() {
-            out.entry(r.id.clone()).or_default().push(r.body.clone());
-        }
-        out
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_connection(socket: tokio::net::TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Result<()> {
-    let (read, mut write) = socket.into_split();
-    let mut read = BufReader::new(read);
-    loop {
-        let mut line = String::new();
-        if read.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let (mut length, mut id) = (0usize, String::new());
-        loop {
-            line.clear();
-            if read.read_line(&mut line).await? == 0 {
-                return Ok(());
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.trim().parse().unwrap_or(0),
-                    "creditphone-event-id" => id = value.trim().to_string(),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        read.read_exact(&mut body).await?;
-        log.lock().expect("receiver log").push(Received { id, body });
-        write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await?;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Test data
-// ---------------------------------------------------------------------------------------------
-
-/// The callers' keys and where the service is.
-#[derive(Clone)]
-struct World {
-    base: String,
-    http: reqwest::Client,
-    admin: String,
-    store: String,
-    bank: String,
-}
-
-impl World {
-    /// A provider and a bank with webhooks to the receiver, a store, a product, keys and customer lines.
-    async fn setup(base: String, admin: String, hook: &Receiver) -> World {
-        let http = reqwest::Client::builder().timeout(CLIENT_TIMEOUT).pool_idle_timeout(Duration::from_secs(5)).build().expect("client");
-        let mut spec = world::World::standard()
-            .no_lines()
-            .provider_extra("wld", json!({"webhook_url": hook.url("provider")}))
-            .bank_extra("bk", json!({"exposure_limit": "999999999999", "webhook_url": hook.url("bank")}));
-        for c in 0..CUSTOMERS {
-            spec = spec.line_until("wld", c, "99999999", "2045-12-31");
-        }
-        let w = spec.build_at(&http, &base, &admin).await;
-        let (store, bank) = (w.store().key.clone(), w.bank().key.clone());
-        World { base, http, admin, store, bank }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The driver
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    Order,
-    Funding,
-    Repayment,
-}
-
-#[derive(Clone, Debug)]
-struct Req {
-    kind: Kind,
-    key: String,
-    auth: String,
-    path: String,
-    body: Value,
-}
-
-/// A stored answer the driver got: 2xx (acknowledged) or a business refusal.
-#[derive(Clone, Debug)]
-struct Ack {
-    req: Req,
-    status: u16,
-    body: Value,
-    request_id: String,
-    replayed: bool,
-    tries: u32,
-}
-
-#[derive(Clone, Debug)]
-struct Attempt {
-    sent: Instant,
-    took: Duration,
-    /// None: no HTTP answer (connection error or client timeout).
-    status: Option<u16>,
-    code: Option<String>,
-    /// A `503` whose body is API.md's error object with `code: unavailable`.
-    unavailable_body_ok: bool,
-    error: Option<String>,
-}
-
-impl Attempt {
-    fn answered(&self) -> Instant {
-        self.sent + self.took
-    }
-    fn is_2xx(&self) -> bool {
-        self.status.is_some_and(|s| (200..300).contains(&s))
-    }
-}
-
-struct Shared {
-    world: World,
-    run: String,
-    stop: AtomicBool,
-    counter: AtomicU64,
-    acks: Mutex<Vec<Ack>>,
-    attempts: Mutex<Vec<Attempt>>,
-    unexpected: Mutex<Vec<String>>,
-    awaiting: Mutex<Vec<String>>,
-    plans: Mutex<Vec<String>>,
-}
-
-struct Load {
-    shared: Arc<Shared>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    seed: u64,
-}
-
-/// What the driver saw, once stopped.
-struct Driven {
-    acks: Vec<Ack>,
-    attempts: Vec<Attempt>,
-    unexpected: Vec<String>,
-    seed: u64,
-}
-
-impl Driven {
-    fn acknowledged(&self) -> impl Iterator<Item = &Ack> {
-        self.acks.iter().filter(|a| (200..300).contains(&a.status))
-    }
-    fn count(&self, kind: Kind) -> usize {
-        self.acknowledged().filter(|a| a.req.kind == kind).count()
-    }
-    fn summary(&self) -> Value {
-        let failed = self.attempts.iter().filter(|a| !a.is_2xx()).count();
-        json!({
-            "driver_seed": self.seed,
-            "requests_sent": self.attempts.len(),
-            "acknowledged": self.acknowledged().count(),
-            "acknowledged_orders": self.count(Kind::Order),
-            "acknowledged_fundings": self.count(Kind::Funding),
-            "acknowledged_repayments": self.count(Kind::Repayment),
-            "business_refusals": self.acks.len() - self.acknowledged().count(),
-            "failed_attempts": failed,
-            "connection_errors": self.attempts.iter().filter(|a| a.status.is_none()).count(),
-            "answered_503": self.attempts.iter().filter(|a| a.status == Some(503)).count(),
-            "acknowledged_after_retry": self.acknowledged().filter(|a| a.tries > 1).count(),
-            "replayed_after_lost_answer": self.acknowledged().filter(|a| a.replayed).count(),
-        })
-    }
-}
-
-impl Load {
-    fn start(world: World, seed: u64) -> Load {
-        let shared = Arc::new(Shared {
-            world,
-            run: format!("r{}", uuid::Uuid::new_v4().simple()),
-            stop: AtomicBool::new(false),
-            counter: AtomicU64::new(1),
-            acks: Mutex::default(),
-            attempts: Mutex::default(),
-            unexpected: Mutex::default(),
-            awaiting: Mutex::default(),
-            plans: Mutex::default(),
-        });
-        let tasks = (0..TASKS).map(|task| tokio::spawn(drive(shared.clone(), task, seed.wrapping_add(task as u64)))).collect();
-        Load { shared, tasks, seed }
-    }
-
-    /// Acknowledged requests so far.
-    fn acknowledged(&self) -> usize {
-        self.shared.acks.lock().expect("acks").iter().filter(|a| (200..300).contains(&a.status)).count()
-    }
-
-    /// Stops the driver; each task finishes the request in hand and settles its pending retry.
-    async fn stop(self) -> Driven {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for t in self.tasks {
-            t.await.expect("a driver task panicked");
-        }
-        let s = &self.shared;
-        Driven {
-            acks: std::mem::take(&mut *s.acks.lock().expect("acks")),
-            attempts: std::mem::take(&mut *s.attempts.lock().expect("attempts")),
-            unexpected: std::mem::take(&mut *s.unexpected.lock().expect("unexpected")),
-            seed: self.seed,
-        }
-    }
-}
-
-impl Shared {
-    fn next_request(&self, task: usize, rng: &mut StdRng) -> Req {
-        let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let key = format!("{}-{task}-{n}", self.run);
-        let today = shanghai_today();
-        let w = &self.world;
-        let roll = rng.gen_range(0..10);
-        if roll < 3 {
-            let order = {
-                let mut awaiting = self.awaiting.lock().expect("awaiting");
-                if awaiting.is_empty() {
-                    None
-                } else {
-                    let i = rng.gen_range(0..awaiting.len());
-                    Some(awaiting.swap_remove(i))
-                }
-            };
-            if let Some(order) = order {
-                let body = if rng.gen_range(0..10) == 0 {
-                    json!({"decision": "rejected", "reason": "risk"})
-                } else {
-                    json!({"decision": "approved", "loan_no": format!("L-{order}"), "funded_on": today})
-                };
-                return Req { kind: Kind::Funding, key, auth: w.bank.clone(), path: format!("/v1/orders/{order}/funding"), body };
-            }
-        } else if roll < 6 {
-            let plan = {
-                let plans = self.plans.lock().expect("plans");
-                // The newer half: older plans would be paid off (and refuse) sooner.
-                if plans.is_empty() { None } else { Some(plans[rng.gen_range(plans.len() / 2..plans.len())].clone()) }
-            };
-            if let Some(plan) = plan {
-                let body = json!({"amount": "10.00", "paid_on": today, "reference": format!("R-{n}")});
-                return Req { kind: Kind::Repayment, key, auth: w.bank.clone(), path: format!("/v1/plans/{plan}/repayments"), body };
-            }
-        }
-        let c = rng.gen_range(0..CUSTOMERS);
-        let body = json!({"out_order_no": format!("F-{}-{n}", self.run), "product_id": "p12", "term_months": 12,
-            "customer": {"id_number": id_number(c), "phone": phone(c)},
-            "device": {"sku": "phone-x", "imei": imei(n), "price": "3999"}, "down_payment": "999"});
-        Req { kind: Kind::Order, key, auth: w.store.clone(), path: "/v1/orders".to_string(), body }
-    }
-
-    fn acknowledge(&self, ack: Ack) {
-        match ack.req.kind {
-            Kind::Order => {
-                if let Some(id) = ack.body["id"].as_str() {
-                    self.awaiting.lock().expect("awaiting").push(id.to_string());
-                }
-            }
-            Kind::Funding => {
-                if let Some(plan) = ack.body["plan"]["id"].as_str() {
-                    self.plans.lock().expect("plans").push(plan.to_string());
-                }
-            }
-            Kind::Repayment => {}
-        }
-        self.acks.lock().expect("acks").push(ack);
-    }
-}
-
-enum Sent {
-    Answer { status: u16, body: Value, request_id: String, replayed: bool },
-    Failed(String),
-}
-
-async fn send(world: &World, req: &Req) -> Sent {
-    let r = world
-        .http
-        .post(format!("{}{}", world.base, req.path))
-        .bearer_auth(&req.auth)
-        .header("Idempotency-Key", &req.key)
-        .json(&req.body)
-        .send()
-        .await;
-    let r = match r {
-        Ok(r) => r,
-        Err(e) => return Sent::Failed(format!("{e:?}")),
-    };
-    let status = r.status().as_u16();
-    let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let request_id = header("x-request-id");
-    let replayed = header("idempotent-replayed") == "true";
-    match r.text().await {
-        Ok(text) => Sent::Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)), request_id, replayed },
-        Err(e) => Sent::Failed(format!("reading the body: {e:?}")),
-    }
-}
-
-fn unavailable_body_ok(body: &Value) -> bool {
-    let e = &body["error"];
-    e["code"] == "unavailable"
-        && e["message"].as_str().is_some_and(|m| !m.is_empty())
-        && e["request_id"].as_str().is_some_and(|r| r.starts_with("req_"))
-        && e.as_object().is_some_and(|o| o.contains_key("field"))
-}
-
-/// Business refusals the workload can meet legitimately (a repayment on a plan paid off by others).
-fn allowed_refusal(kind: Kind, status: u16, code: &str) -> bool {
-    kind == Kind::Repayment && matches!((status, code), (422, "overpayment") | (409, "invalid_state"))
-}
-
-async fn drive(shared: Arc<Shared>, task: usize, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut pending: Option<(Req, u32)> = None;
-    let mut settle_until: Option<Instant> = None;
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            let until = *settle_until.get_or_insert_with(|| Instant::now() + Duration::from_secs(30));
-            if pending.is_none() || Instant::now() > until {
-                return;
-            }
-        }
-        let (req, tries) = match pending.take() {
-            Some((req, tries)) => (req, tries + 1),
-            None => (shared.next_request(task, &mut rng), 1),
-        };
-        let sent = Instant::now();
-        let outcome = send(&shared.world, &req).await;
-        let took = sent.elapsed();
-        let retry = match outcome {
-            Sent::Answer { status, body, request_id, replayed } => {
-                let code = body["error"]["code"].as_str().map(str::to_string);
-                shared.attempts.lock().expect("attempts").push(Attempt {
-                    sent,
-                    took,
-                    status: Some(status),
-                    code: code.clone(),
-                    unavailable_body_ok: unavailable_body_ok(&body),
-                    error: None,
-                });
-                let code = code.unwrap_or_default();
-                if (200..300).contains(&status) {
-                    shared.acknowledge(Ack { req, status, body, request_id, replayed, tries });
-                    None
-                } else if status == 503 || (status == 409 && code == "idempotency_key_in_use") {
-                    Some(req)
-                } else if allowed_refusal(req.kind, status, &code) {
-                    shared.acks.lock().expect("acks").push(Ack { req, status, body, request_id, replayed, tries });
-                    None
-                } else {
-                    shared.unexpected.lock().expect("unexpected").push(format!("POST {} → {status} {body}", req.path));
-                    None
-                }
-            }
-            Sent::Failed(error) => {
-                shared.attempts.lock().expect("attempts").push(Attempt {
-                    sent,
-                    took,
-                    status: None,
-                    code: None,
-                    unavailable_body_ok: false,
-                    error: Some(error),
-                });
-                Some(req)
-            }
-        };
-        if let Some(req) = retry {
-            pending = Some((req, tries));
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(50..150))).await;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The checks
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
+/// `traffic::reconcile`'s verdict on the objects, and what only this file checks: every stored
+/// answer the driver got replays unchanged, and the ledger verifies.
 struct Verdict {
-    lost: Vec<String>,
-    duplicated: Vec<String>,
+    objects: traffic::Verdict,
     replay_mismatches: Vec<String>,
     ledger: Value,
-    orders: usize,
-    plans: usize,
-    repayments: usize,
 }
 
 impl Verdict {
@@ -780,20 +351,19 @@ impl Verdict {
     }
     fn figures(&self) -> Value {
         json!({
-            "lost": self.lost.len(),
-            "duplicated": self.duplicated.len(),
+            "lost": self.objects.lost.len(),
+            "duplicated": self.objects.duplicated.len(),
             "replay_mismatches": self.replay_mismatches.len(),
             "ledger_ok": self.ledger_ok(),
-            "orders_in_db": self.orders,
-            "plans_in_db": self.plans,
-            "repayments_in_db": self.repayments,
+            "orders_in_db": self.objects.orders,
+            "plans_in_db": self.objects.plans,
+            "repayments_in_db": self.objects.repayments,
         })
     }
     #[track_caller]
     fn assert_clean(&self) {
+        self.objects.assert_clean();
         let first = |v: &Vec<String>| v.iter().take(10).cloned().collect::<Vec<_>>().join("\n  ");
-        assert!(self.lost.is_empty(), "{} acknowledged requests lost:\n  {}", self.lost.len(), first(&self.lost));
-        assert!(self.duplicated.is_empty(), "{} duplicated:\n  {}", self.duplicated.len(), first(&self.duplicated));
         assert!(
             self.replay_mismatches.is_empty(),
             "{} replays differ from the first answer:\n  {}",
@@ -804,120 +374,33 @@ impl Verdict {
     }
 }
 
-/// Every acknowledged request exists exactly once; every object is named by exactly one stored
-/// answer; every stored answer the driver got replays unchanged; the ledger verifies.
-async fn verify_everything(world: &World, db: &tokio_postgres::Client, driven: &Driven) -> Verdict {
-    let mut v = Verdict::default();
-    let orders: HashMap<String, (String, String)> = db
-        .query("SELECT id, out_order_no, status FROM orders", &[])
-        .await
-        .expect("orders")
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+/// A funded order whose plan was acknowledged is `active` or `settled` (nothing here defaults it).
+async fn funded_orders_open(db: &tokio_postgres::Client, driven: &Driven) -> Vec<String> {
+    let funded: Vec<String> = driven
+        .acknowledged()
+        .filter(|a| a.req.kind == Kind::Funding && a.body["status"] != "rejected")
+        .filter_map(|a| a.body["id"].as_str().map(str::to_string))
         .collect();
-    let plans: HashMap<String, (String, String)> = db
-        .query("SELECT id, order_id, loan_no FROM plans", &[])
+    let open: HashSet<String> = db
+        .query("SELECT id FROM orders WHERE id = ANY($1) AND status IN ('active', 'settled')", &[&funded])
         .await
-        .expect("plans")
+        .expect("funded orders")
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .map(|r| r.get(0))
         .collect();
-    let repayments: HashMap<String, (String, String, i64)> = db
-        .query("SELECT id, plan_id, reference, amount_fen FROM repayments", &[])
-        .await
-        .expect("repayments")
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
-        .collect();
-    v.orders = orders.len();
-    v.plans = plans.len();
-    v.repayments = repayments.len();
+    funded.into_iter().filter(|id| !open.contains(id)).map(|id| format!("funded order {id} is neither active nor settled")).collect()
+}
 
-    // Which objects the stored answers name.
-    let mut named: HashMap<(Kind, String), usize> = HashMap::new();
-    for row in db.query("SELECT path, status, body FROM idempotency_keys WHERE status BETWEEN 200 AND 299", &[]).await.expect("keys") {
-        let (path, status, body): (String, i16, Value) = (row.get(0), row.get(1), row.get(2));
-        let object = if path == "/v1/orders" && status == 201 {
-            body["id"].as_str().map(|id| (Kind::Order, id.to_string()))
-        } else if path.ends_with("/funding") {
-            body["plan"]["id"].as_str().map(|id| (Kind::Funding, id.to_string()))
-        } else if path.ends_with("/repayments") {
-            body["id"].as_str().map(|id| (Kind::Repayment, id.to_string()))
-        } else {
-            None
-        };
-        if let Some(object) = object {
-            *named.entry(object).or_default() += 1;
-        }
-    }
-    let mut check_named = |kind: Kind, id: &str| match named.get(&(kind, id.to_string())).copied().unwrap_or(0) {
-        1 => {}
-        n => v.duplicated.push(format!("{kind:?} {id} is named by {n} stored answers (exactly 1 expected)")),
-    };
-    orders.keys().for_each(|id| check_named(Kind::Order, id));
-    plans.keys().for_each(|id| check_named(Kind::Funding, id));
-    repayments.keys().for_each(|id| check_named(Kind::Repayment, id));
-
-    // Every acknowledged request, exactly once, as answered.
-    let mut objects_acked: HashSet<(Kind, String)> = HashSet::new();
-    for ack in driven.acknowledged() {
-        let b = &ack.body;
-        let key = &ack.req.key;
-        let object = match ack.req.kind {
-            Kind::Order => {
-                let id = b["id"].as_str().unwrap_or("");
-                match orders.get(id) {
-                    Some((no, _)) if Some(no.as_str()) == ack.req.body["out_order_no"].as_str() => {}
-                    other => v.lost.push(format!("order {id} (key {key}) acknowledged, in the database: {other:?}")),
-                }
-                id.to_string()
-            }
-            Kind::Funding => {
-                let order_id = b["id"].as_str().unwrap_or("");
-                if b["status"] == "rejected" {
-                    match orders.get(order_id) {
-                        Some((_, status)) if status == "rejected" => {}
-                        other => v.lost.push(format!("rejection of {order_id} (key {key}) acknowledged, order: {other:?}")),
-                    }
-                    format!("rejected:{order_id}")
-                } else {
-                    let plan_id = b["plan"]["id"].as_str().unwrap_or("");
-                    match plans.get(plan_id) {
-                        Some((o, loan)) if o == order_id && Some(loan.as_str()) == ack.req.body["loan_no"].as_str() => {}
-                        other => v.lost.push(format!("funding of {order_id} (key {key}) acknowledged, plan {plan_id}: {other:?}")),
-                    }
-                    match orders.get(order_id) {
-                        Some((_, status)) if matches!(status.as_str(), "active" | "settled") => {}
-                        other => v.lost.push(format!("funded order {order_id} (key {key}) is {other:?}")),
-                    }
-                    plan_id.to_string()
-                }
-            }
-            Kind::Repayment => {
-                let id = b["id"].as_str().unwrap_or("");
-                match repayments.get(id) {
-                    Some((plan, reference, 1000))
-                        if Some(plan.as_str()) == b["plan_id"].as_str()
-                            && Some(reference.as_str()) == ack.req.body["reference"].as_str() => {}
-                    other => v.lost.push(format!("repayment {id} (key {key}) acknowledged, in the database: {other:?}")),
-                }
-                id.to_string()
-            }
-        };
-        if !objects_acked.insert((ack.req.kind, object.clone())) {
-            v.duplicated.push(format!("{:?} {object} acknowledged to two keys", ack.req.kind));
-        }
-    }
-
-    // Every stored answer the driver got (2xx and business refusals) replays unchanged.
-    let world = world.clone();
-    let mismatches: Vec<String> = futures_util::stream::iter(driven.acks.iter().cloned())
+/// Every stored answer the driver got (2xx and business refusals) replays unchanged: status,
+/// body and `X-Request-Id`, marked replayed. A `503` on the way is tried again.
+async fn replay_mismatches(world: &World, driven: &Driven) -> Vec<String> {
+    futures_util::stream::iter(driven.acks.iter().cloned())
         .map(|ack| {
             let world = world.clone();
             async move {
                 let mut last = String::new();
                 for _ in 0..5 {
-                    match send(&world, &ack.req).await {
+                    match send(&world, &world.bases[0], &ack.req).await {
                         Sent::Answer { status, body, request_id, replayed } => {
                             if status == ack.status && body == ack.body && request_id == ack.request_id && replayed {
                                 return None;
@@ -940,12 +423,16 @@ async fn verify_everything(world: &World, db: &tokio_postgres::Client, driven: &
         .buffer_unordered(8)
         .filter_map(|m| async move { m })
         .collect()
-        .await;
-    v.replay_mismatches = mismatches;
+        .await
+}
 
-    let r = world.http.get(format!("{}/v1/admin/ledger/verify", world.base)).bearer_auth(&world.admin).send().await.expect("verify");
-    v.ledger = r.json().await.expect("verify json");
-    v
+/// Every acknowledged request exists exactly once (`traffic::reconcile`), funded orders are open;
+/// every stored answer the driver got replays unchanged; the ledger verifies.
+async fn verify_everything(world: &World, db: &tokio_postgres::Client, driven: &Driven) -> Verdict {
+    let mut objects = traffic::reconcile(db, driven).await;
+    objects.lost.extend(funded_orders_open(db, driven).await);
+    let replay_mismatches = replay_mismatches(world, driven).await;
+    Verdict { objects, replay_mismatches, ledger: world.verify().await }
 }
 
 /// Waits until every notice for a recipient with a webhook has reached the receiver; checks that
@@ -962,7 +449,7 @@ async fn await_notices(db: &tokio_postgres::Client, hook: &Receiver, mark: i64, 
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let got = hook.ids();
+        let got = hook.bodies();
         let missing: Vec<&String> = wanted.iter().map(|(_, id)| id).filter(|id| !got.contains_key(*id)).collect();
         if missing.is_empty() {
             break;
@@ -989,7 +476,7 @@ async fn await_notices(db: &tokio_postgres::Client, hook: &Receiver, mark: i64, 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let waited = started.elapsed();
-    let got = hook.ids();
+    let got = hook.bodies();
     let known: HashSet<&String> = wanted.iter().map(|(_, id)| id).collect();
     let unknown: Vec<&String> = got.keys().filter(|id| !known.contains(id)).collect();
     assert!(unknown.is_empty(), "the receiver got notices that are not in the database: {unknown:?}");
@@ -1039,8 +526,8 @@ fn assert_answers_clean(driven: &Driven, bad: &[String], log: &str) {
 fn bad_failures(attempts: &[Attempt]) -> Vec<String> {
     attempts
         .iter()
-        .filter(|a| a.status.is_some_and(|s| s >= 500 && s != 503) || a.took >= CLIENT_TIMEOUT - Duration::from_secs(1))
-        .map(|a| format!("{:?} after {} ms: {:?} {:?}", a.status, ms(a.took), a.code, a.error))
+        .filter(|a| a.status.is_some_and(|s| s >= 500 && s != 503) || a.took() >= CLIENT_TIMEOUT - Duration::from_secs(1))
+        .map(|a| format!("{:?} after {} ms: {:?} {:?}", a.status, ms(a.took()), a.code, a.error))
         .collect()
 }
 
@@ -1055,17 +542,13 @@ async fn setup_all(pg: &Pg) -> (Receiver, Service, World) {
     let mut svc = Service::new(pg, &admin);
     svc.spawn();
     svc.wait_ready().await;
-    let world = World::setup(svc.base(), admin, &hook).await;
+    let world = World::setup(vec![svc.base()], admin, &hook).await;
     (hook, svc, world)
 }
 
-/// Lets the driver run until it has had `n` more acknowledgements (or `max` passes).
-async fn run_load(load: &Load, n: usize, max: Duration) {
-    let started = Instant::now();
-    let target = load.acknowledged() + n;
-    while load.acknowledged() < target && started.elapsed() < max {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The driver's mix here: one funding decision in ten a rejection, retries 50-150 ms apart.
+fn mix(seed: u64) -> Mix {
+    Mix { rejections: true, retry_pause_ms: 50..150, ..Mix::new(TASKS, seed) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1081,8 +564,8 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
         let mut pg = Pg::start().await;
         let (hook, mut svc, world) = setup_all(&pg).await;
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-        let load = Load::start(world.clone(), seed);
-        run_load(&load, 50, Duration::from_secs(20)).await;
+        let load = Load::start_with(world.clone(), mix(seed));
+        load.run_for(50, Duration::from_secs(20)).await;
 
         let mut mark = 0;
         let mut restart_ms = Vec::new();
@@ -1098,8 +581,8 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
             restart_ms.push(ms(killed.elapsed()));
         }
         // Enough work after the last restart to show notices resume.
-        run_load(&load, 100, Duration::from_secs(30)).await;
-        let driven = load.stop().await;
+        load.run_for(100, Duration::from_secs(30)).await;
+        let driven = load.stop(SETTLE).await;
 
         let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let figures = merge(
@@ -1133,8 +616,8 @@ fn postgres_killed_under_load_the_service_recovers_by_itself() {
         let (hook, svc, world) = setup_all(&pg).await;
         let http = reqwest::Client::new();
         let mut rng = StdRng::seed_from_u64(seed ^ 0xdb);
-        let load = Load::start(world.clone(), seed);
-        run_load(&load, 50, Duration::from_secs(20)).await;
+        let load = Load::start_with(world.clone(), mix(seed));
+        load.run_for(50, Duration::from_secs(20)).await;
 
         let mut mark = 0;
         let mut recovery_ms = Vec::new();
@@ -1164,8 +647,8 @@ fn postgres_killed_under_load_the_service_recovers_by_itself() {
             };
             recovery_ms.push(ms(recovered));
         }
-        run_load(&load, 100, Duration::from_secs(30)).await;
-        let driven = load.stop().await;
+        load.run_for(100, Duration::from_secs(30)).await;
+        let driven = load.stop(SETTLE).await;
 
         let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let figures = merge(
@@ -1200,8 +683,8 @@ fn database_outage_answers_503_fast_and_recovers_within_5_s() {
         let seed = seed();
         let mut pg = Pg::start().await;
         let (hook, svc, world) = setup_all(&pg).await;
-        let load = Load::start(world.clone(), seed);
-        run_load(&load, 100, Duration::from_secs(30)).await;
+        let load = Load::start_with(world.clone(), mix(seed));
+        load.run_for(100, Duration::from_secs(30)).await;
 
         pg.stop().await;
         let down = Instant::now();
@@ -1231,21 +714,21 @@ fn database_outage_answers_503_fast_and_recovers_within_5_s() {
             tokio::time::sleep(Duration::from_millis(25)).await;
         };
         let mark = pg.notice_mark().await;
-        run_load(&load, 100, Duration::from_secs(30)).await;
-        let driven = load.stop().await;
+        load.run_for(100, Duration::from_secs(30)).await;
+        let driven = load.stop(SETTLE).await;
 
         // Requests sent and answered while the database was down.
-        let during: Vec<&Attempt> = driven.attempts.iter().filter(|a| a.sent >= down && a.answered() <= restart_begins).collect();
-        let max_failing = during.iter().map(|a| a.took).max().unwrap_or_default();
+        let during: Vec<&Attempt> = driven.attempts.iter().filter(|a| a.sent >= down && a.answered <= restart_begins).collect();
+        let max_failing = during.iter().map(|a| a.took()).max().unwrap_or_default();
         let not_503: Vec<String> = during
             .iter()
             .filter(|a| a.status != Some(503) || a.code.as_deref() != Some("unavailable") || !a.unavailable_body_ok)
-            .map(|a| format!("{:?} {:?} {:?} after {} ms", a.status, a.code, a.error, ms(a.took)))
+            .map(|a| format!("{:?} {:?} {:?} after {} ms", a.status, a.code, a.error, ms(a.took())))
             .collect();
         let readyz_during: Vec<&(Instant, Duration, Option<u16>)> =
             readyz.iter().filter(|(sent, took, _)| *sent >= down && *sent + *took <= restart_begins).collect();
         let readyz_max = readyz_during.iter().map(|(_, took, _)| *took).max().unwrap_or_default();
-        let first_2xx_after = driven.attempts.iter().filter(|a| a.sent >= up && a.is_2xx()).map(|a| a.answered()).min();
+        let first_2xx_after = driven.attempts.iter().filter(|a| a.sent >= up && a.is_2xx()).map(|a| a.answered).min();
         let answers_again = first_2xx_after.map(|t| t.saturating_duration_since(up));
 
         let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
@@ -1303,8 +786,8 @@ fn frozen_database_answers_503_within_the_timeout() {
         let freeze = Duration::from_secs(knob("FAULTS_FREEZE_SECS", 5, 10));
         let pg = Pg::start().await;
         let (_hook, svc, world) = setup_all(&pg).await;
-        let load = Load::start(world.clone(), seed());
-        run_load(&load, 100, Duration::from_secs(30)).await;
+        let load = Load::start_with(world.clone(), mix(seed()));
+        load.run_for(100, Duration::from_secs(30)).await;
         let frozen = pg.processes();
         for pid in &frozen {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
@@ -1322,11 +805,11 @@ fn frozen_database_answers_503_within_the_timeout() {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
         }
         let thawed = Instant::now();
-        run_load(&load, 50, Duration::from_secs(30)).await;
-        let driven = load.stop().await;
+        load.run_for(50, Duration::from_secs(30)).await;
+        let driven = load.stop(SETTLE).await;
         let bound = Duration::from_millis(REQUEST_TIMEOUT_MS.max(DB_TIMEOUT_MS)) + Duration::from_secs(1);
-        let overlapping: Vec<&Attempt> = driven.attempts.iter().filter(|a| a.answered() >= down && a.sent <= thawed).collect();
-        let max_took = overlapping.iter().map(|a| a.took).max().unwrap_or_default();
+        let overlapping: Vec<&Attempt> = driven.attempts.iter().filter(|a| a.answered >= down && a.sent <= thawed).collect();
+        let max_took = overlapping.iter().map(|a| a.took()).max().unwrap_or_default();
         let readyz_max = readyz.iter().map(|(took, _)| *took).max().unwrap_or_default();
         report(&json!({"test": "database_frozen", "freeze_s": freeze.as_secs(), "requests_overlapping": overlapping.len(),
                        "max_request_ms": ms(max_took), "readyz_polls": readyz.len(), "readyz_max_ms": ms(readyz_max),

@@ -212,7 +212,29 @@ pub(super) async fn orders(state: State, req: HttpRequest, q: web::Query<SearchQ
         let query = attempt!(&req, crate::http::requests::ops::SearchQuery::read(Some(&text)));
         Some(attempt!(&req, ops::search(&state, &query.q).await).data)
     };
-    html(StatusCode::OK, pages::orders(&s.frame(), &text, found.as_deref()))
+    let detail = match found.as_deref() {
+        Some([one]) => attempt!(&req, ops::order_detail(&state, &one.id).await),
+        _ => None,
+    };
+    html(StatusCode::OK, pages::orders(&s.frame(), &text, found.as_deref(), detail.as_ref()))
+}
+
+/// One order in full (`/console/orders/{id}`), linked from the search's list.
+pub(super) async fn order(state: State, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+    let s = signed!(signed_in(&state, &req));
+    match attempt!(&req, ops::order_detail(&state, &id).await) {
+        Some(d) => html(StatusCode::OK, super::detail::order_page(&s.frame(), &d)),
+        None => html(StatusCode::NOT_FOUND, pages::refused(s.lang, s.lang.t("no_results"))),
+    }
+}
+
+/// One notice with its attempt history (`/console/notices/{id}`).
+pub(super) async fn notice(state: State, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+    let s = signed!(signed_in(&state, &req));
+    match attempt!(&req, ops::notice_history(&state, &id).await) {
+        Some(h) => html(StatusCode::OK, super::detail::notice_page(&s.frame(), &h)),
+        None => html(StatusCode::NOT_FOUND, pages::refused(s.lang, s.lang.t("no_notice"))),
+    }
 }
 
 #[derive(Deserialize)]

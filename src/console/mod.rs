@@ -3,6 +3,7 @@
 //! pinned htmx file embedded in the binary. Every action goes through the same service functions
 //! as the API and is written to the audit log with the admin key's id.
 
+pub mod detail;
 pub mod handlers;
 pub mod pages;
 pub mod session;
@@ -40,8 +41,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/lang", web::get().to(h::switch_lang))
             .route("/overview", web::get().to(h::overview))
             .route("/orders", web::get().to(h::orders))
+            .route("/orders/{id}", web::get().to(h::order))
             .route("/notices", web::get().to(h::notices))
             .route("/notices/redeliver-all", web::post().to(h::redeliver_all))
+            .route("/notices/{id}", web::get().to(h::notice))
             .route("/notices/{id}/redeliver", web::post().to(h::redeliver_one))
             .route("/eod", web::get().to(h::eod))
             .route("/eod/confirm", web::post().to(h::eod_confirm))

@@ -5,7 +5,7 @@
 use super::text::{Lang, shanghai, yuan};
 use crate::db::notices::AdminNotice;
 use crate::domain::aging::BucketView;
-use crate::service::ops::{Aging, EodRunView, Portfolio};
+use crate::service::ops::{Aging, EodRunView, OrderDetail, Portfolio};
 use crate::service::orders::OrderView;
 use maud::{DOCTYPE, Markup, html};
 
@@ -92,7 +92,7 @@ pub fn sign_in(lang: Lang, error: bool) -> Markup {
 fn bar(part: i64, whole: i64) -> Markup {
     let width = if whole > 0 { (part.clamp(0, whole) * 200 / whole).max(i64::from(part > 0)) } else { 0 };
     html! {
-        svg.bar width="200" height="12" viewBox="0 0 200 12" role="img" {
+        svg.bar width="200" height="12" viewBox="0 0 200 12" preserveAspectRatio="none" role="img" {
             rect.track x="0" y="0" width="200" height="12" {}
             rect.fill x="0" y="0" width=(width) height="12" {}
         }
@@ -106,7 +106,7 @@ pub fn overview(f: &Frame, p: &Portfolio, closings: &[(chrono::NaiveDate, Option
         "overview",
         html! {
             h2 { (l.t("banks")) }
-            table #banks {
+            div.scroll { table #banks {
                 tr { th { (l.t("bank")) } th { (l.t("exposure")) } th {} th { (l.t("active")) } th { (l.t("defaulted")) } th { (l.t("written_off")) } th { (l.t("outstanding")) } }
                 @for b in &p.banks {
                     tr {
@@ -117,15 +117,15 @@ pub fn overview(f: &Frame, p: &Portfolio, closings: &[(chrono::NaiveDate, Option
                         td.num { (yuan(b.outstanding_principal)) }
                     }
                 }
-            }
+            } }
             h2 { (l.t("providers")) }
-            table #providers {
+            div.scroll { table #providers {
                 tr { th { (l.t("provider")) } th { (l.t("lines")) } th { (l.t("holds_active")) } th { (l.t("held")) } th { (l.t("held_pending")) } th { (l.t("drawn")) } }
                 @for v in &p.providers {
                     tr { td { (v.provider_id) } td.num { (v.lines) } td.num { (v.holds_active) } td.num { (yuan(v.held)) } td.num { (yuan(v.held_pending)) } td.num { (yuan(v.drawn)) } }
                 }
                 tr.total { td { (l.t("total")) } td.num { (p.totals.lines) } td.num { (p.totals.holds_active) } td.num { (yuan(p.totals.held)) } td.num { (yuan(p.totals.held_pending)) } td.num { (yuan(p.totals.drawn)) } }
-            }
+            } }
             h2 { (l.t("today_eod")) }
             ul #closings {
                 @for (date, run) in closings {
@@ -136,25 +136,9 @@ pub fn overview(f: &Frame, p: &Portfolio, closings: &[(chrono::NaiveDate, Option
     )
 }
 
-fn hold_and_plan(l: Lang, o: &OrderView) -> Markup {
-    html! {
-        p { (l.t("hold")) " " (o.hold.id) " · " (o.hold.status) " · " (l.t("amount")) " " (yuan(o.hold.amount)) " · " (l.t("released")) " " (yuan(o.hold.released))
-            " · " (l.t("converted")) " " (yuan(o.hold.converted)) " · " (l.t("remaining")) " " (yuan(o.hold.remaining)) }
-        @if let Some(plan) = &o.plan {
-            p { (l.t("plan")) " " (plan.id) " · " (plan.loan_no) " · " (plan.status) " · " (l.t("outstanding")) " " (yuan(plan.outstanding_principal)) }
-            table.installments {
-                tr { th { "#" } th { (l.t("due_on")) } th { (l.t("principal")) } th { (l.t("unpaid")) } th { (l.t("status")) } }
-                @for i in &plan.installments {
-                    @let owed = i.principal + i.interest + i.fee + i.penalty;
-                    @let paid = i.paid_principal + i.paid_interest + i.paid_fee + i.paid_penalty + i.waived;
-                    tr { td { (i.seq) } td { (i.due_on) } td.num { (yuan(i.principal)) } td.num { (yuan(owed.saturating_sub(paid))) } td { (i.status) } }
-                }
-            }
-        }
-    }
-}
-
-pub fn orders(f: &Frame, q: &str, found: Option<&[OrderView]>) -> Markup {
+/// The lookup: the search box, then the one order found in full, or the orders found as a list
+/// linking to each.
+pub fn orders(f: &Frame, q: &str, found: Option<&[OrderView]>, detail: Option<&OrderDetail>) -> Markup {
     let l = f.lang;
     page(
         f,
@@ -164,15 +148,16 @@ pub fn orders(f: &Frame, q: &str, found: Option<&[OrderView]>) -> Markup {
                 input #q type="search" name="q" value=(q) placeholder=(l.t("search_hint"));
                 button #search-submit type="submit" { (l.t("search")) }
             }
-            @if let Some(found) = found {
-                @if found.is_empty() { p #no-results { (l.t("no_results")) } }
-                @for o in found {
-                    section.order id=(o.id) {
-                        h2 { (o.out_order_no) " · " (o.id) }
-                        p { (l.t("status")) " " span.status { (o.status) } " · " (l.t("principal")) " " span.principal { (yuan(o.principal)) }
-                            " · " (l.t("bank")) " " (o.bank_id) " · " (l.t("created_at")) " " (shanghai(o.created_at)) " · IMEI " (o.device.imei_masked) }
-                        (hold_and_plan(l, o))
-                    }
+            @if let Some(d) = detail { (super::detail::order(l, d)) }
+            @else if let Some(found) = found {
+                @if found.is_empty() { p #no-results { (l.t("no_results")) } } @else {
+                    div.scroll { table #results {
+                        tr { th { "ID" } th { "out_order_no" } th { (l.t("status")) } th { (l.t("principal")) } th { (l.t("bank")) } th { (l.t("created_at")) } }
+                        @for o in found {
+                            tr { td { a href={ "/console/orders/" (o.id) } { (o.id) } } td { (o.out_order_no) } td { (o.status) }
+                                 td.num { (yuan(o.principal)) } td { (o.bank_id) } td { (shanghai(o.created_at)) } }
+                        }
+                    } }
                 }
             }
         },
@@ -205,11 +190,11 @@ pub fn notices(f: &Frame, list: &[AdminNotice], filter: &NoticeFilter) -> Markup
                 input type="hidden" name="csrf" value=(f.csrf);
                 button #redeliver-all type="submit" { (l.t("redeliver_all")) }
             }
-            table #notices {
+            div.scroll { table #notices {
                 tr { th { "ID" } th { (l.t("type")) } th { (l.t("recipient")) } th { (l.t("state")) } th { (l.t("attempts")) } th { (l.t("last_error")) } th { (l.t("created_at")) } th {} }
                 @for n in list {
                     tr id=(n.notice.id) {
-                        td { (n.notice.id) } td { (n.notice.kind) }
+                        td { a.history href={ "/console/notices/" (n.notice.id) } { (n.notice.id) } } td { (n.notice.kind) }
                         td { (n.notice.recipient["kind"].as_str().unwrap_or("")) ":" (n.notice.recipient["id"].as_str().unwrap_or("")) }
                         td.state { (n.state) } td.num { (n.attempts) } td { (n.last_error.as_deref().unwrap_or("")) } td { (shanghai(n.notice.created_at)) }
                         td { @if n.state.as_str() == "dead" {
@@ -220,7 +205,7 @@ pub fn notices(f: &Frame, list: &[AdminNotice], filter: &NoticeFilter) -> Markup
                         } }
                     }
                 }
-            }
+            } }
             @if let Some(c) = &filter.next {
                 a.next href={ "/console/notices?cursor=" (c) "&state=" (filter.state.unwrap_or("")) "&recipient=" (filter.recipient.unwrap_or("")) } { (l.t("next_page")) }
             }
@@ -241,12 +226,12 @@ pub fn eod(f: &Frame, runs: &[EodRunView], next: Option<String>, message: Option
                 input #business_date type="date" name="business_date" required;
                 button #eod-run type="submit" { (l.t("run_eod")) }
             }
-            table #runs {
+            div.scroll { table #runs {
                 tr { th { (l.t("business_date")) } th { (l.t("trigger")) } th { (l.t("started_at")) } th { (l.t("duration")) } th { (l.t("summary")) } }
                 @for r in runs {
                     tr { td { (r.business_date) } td { (r.trigger) } td { (shanghai(r.started_at)) } td.num { (r.duration_ms) } td.summary { (r.summary) } }
                 }
-            }
+            } }
             @if let Some(c) = next { a.next href={ "/console/eod?cursor=" (c) } { (l.t("next_page")) } }
         },
     )
@@ -273,7 +258,7 @@ pub fn eod_confirm(f: &Frame, date: chrono::NaiveDate) -> Markup {
 fn aging_chart(buckets: &[BucketView]) -> Markup {
     let max = buckets.iter().map(|b| b.outstanding_principal.fen()).max().unwrap_or(0).max(1);
     html! {
-        svg #aging-chart width="640" height=(buckets.len() * 28 + 8) role="img" {
+        svg #aging-chart width="640" height=(buckets.len() * 28 + 8) viewBox={ "0 0 640 " (buckets.len() * 28 + 8) } role="img" {
             @for (i, b) in buckets.iter().enumerate() {
                 @let y = i * 28 + 4;
                 text x="0" y=(y + 15) { (b.bucket) }
@@ -299,10 +284,10 @@ pub fn aging(f: &Frame, a: &Aging, banks: &[String], bank: Option<&str>) -> Mark
                 button type="submit" { (l.t("filter")) }
             }
             (aging_chart(&a.buckets))
-            table #aging {
+            div.scroll { table #aging {
                 tr { th { (l.t("bucket")) } th { (l.t("plans")) } th { (l.t("outstanding")) } th { (l.t("unpaid_due")) } }
                 @for b in &a.buckets { tr { td { (b.bucket) } td.num { (b.plans) } td.num { (yuan(b.outstanding_principal)) } td.num { (yuan(b.unpaid_due)) } } }
-            }
+            } }
         },
     )
 }
@@ -315,18 +300,18 @@ pub fn reference(f: &Frame, banks: &[crate::db::setup::Bank], providers: &[crate
         "reference",
         html! {
             h2 { (l.t("banks")) }
-            table #ref-banks {
+            div.scroll { table #ref-banks {
                 tr { th { "ID" } th { (l.t("name")) } th { (l.t("priority")) } th { "APR" } th { (l.t("exposure")) } th { (l.t("webhook")) } }
                 @for b in banks {
                     tr { td { (b.id) } td { (b.name) } td.num { (b.priority) } td { (b.apr_min) "–" (b.apr_max) }
                          td { (yuan(b.exposure_used)) " / " (yuan(b.exposure_limit)) } td { (b.webhook_url.as_deref().unwrap_or(none)) } }
                 }
-            }
+            } }
             h2 { (l.t("providers")) }
-            table #ref-providers {
+            div.scroll { table #ref-providers {
                 tr { th { "ID" } th { (l.t("name")) } th { (l.t("webhook")) } }
                 @for p in providers { tr { td { (p.id) } td { (p.name) } td { (p.webhook_url.as_deref().unwrap_or(none)) } } }
-            }
+            } }
         },
     )
 }

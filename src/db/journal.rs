@@ -184,3 +184,54 @@ pub async fn post_all(tx: &Tx<'_>, entries: &[Entry]) -> Result<(), tokio_postgr
     .await?;
     Ok(())
 }
+
+/// A posted entry as read back, with its lines (debits positive).
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub id: i64,
+    pub kind: String,
+    pub booked_on: NaiveDate,
+    pub reference: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `(account, amount in fen)`, debits first.
+    pub lines: Vec<(String, i64)>,
+}
+
+impl Posted {
+    /// Do the lines sum to zero? (Posting refuses anything else; this shows it held.)
+    pub fn balanced(&self) -> bool {
+        self.lines.iter().map(|l| l.1).sum::<i64>() == 0
+    }
+}
+
+/// The entries about an order, in posting order, at most `limit`, each with its lines: found
+/// through `journal_entries_order` (V30), then sorted (`OFFSET 0`: never a walk of the journal in
+/// id order).
+pub async fn of_order(c: &impl super::Db, order_id: &str, limit: i64) -> Result<Vec<Posted>, tokio_postgres::Error> {
+    let entries = c
+        .query(
+            "SELECT id, kind, booked_on, reference, created_at
+             FROM (SELECT * FROM journal_entries WHERE order_id = $1 OFFSET 0) e ORDER BY id LIMIT $2",
+            &[&order_id, &limit],
+        )
+        .await?;
+    let ids: Vec<i64> = entries.iter().map(|r| r.get(0)).collect();
+    let lines = c
+        .query(
+            "SELECT entry_id, account, amount_fen FROM journal_lines WHERE entry_id = ANY($1)
+             ORDER BY entry_id, amount_fen DESC, account",
+            &[&ids],
+        )
+        .await?;
+    let mut posted: Vec<Posted> = entries
+        .iter()
+        .map(|r| Posted { id: r.get(0), kind: r.get(1), booked_on: r.get(2), reference: r.get(3), created_at: r.get(4), lines: vec![] })
+        .collect();
+    for l in &lines {
+        let entry: i64 = l.get(0);
+        if let Some(p) = posted.iter_mut().find(|p| p.id == entry) {
+            p.lines.push((l.get(1), l.get(2)));
+        }
+    }
+    Ok(posted)
+}

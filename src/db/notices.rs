@@ -363,7 +363,8 @@ pub struct Answered {
     pub retry_in_ms: i64,
 }
 
-/// Records a run of attempts' outcomes, leaving out notices that changed meanwhile; answers each
+/// Records a run of attempts' outcomes, leaving out notices that changed meanwhile, and adds each
+/// to its notice's attempt history (`notice_attempts`, V30) in the same statement; answers each
 /// recorded notice's new state. A failure is retried after its `retry_in_ms`, or is `dead` once
 /// its attempt reaches `max_attempts`.
 pub async fn finish_attempts(
@@ -379,17 +380,22 @@ pub async fn finish_attempts(
     let retry_in_ms: Vec<i64> = answered.iter().map(|a| a.retry_in_ms).collect();
     let rows = c
         .query(
-            "UPDATE notices n SET
-                 state = CASE WHEN d.delivered THEN 'delivered' WHEN n.attempts >= $1 THEN 'dead' ELSE 'pending' END,
-                 delivered_at = CASE WHEN d.delivered THEN now() ELSE n.delivered_at END,
-                 next_attempt_at = CASE WHEN d.delivered OR n.attempts >= $1 THEN NULL
-                                        ELSE now() + d.retry_in_ms * interval '1 millisecond' END,
-                 last_status = d.status,
-                 last_error = CASE WHEN d.delivered THEN n.last_error ELSE d.error END
-             FROM unnest($2::int8[], $3::int4[], $4::bool[], $5::int4[], $6::text[], $7::int8[])
-                  AS d(seq, attempt, delivered, status, error, retry_in_ms)
-             WHERE n.seq = d.seq AND n.attempts = d.attempt AND n.state = 'pending'
-             RETURNING n.seq, n.state",
+            "WITH done AS (
+                 UPDATE notices n SET
+                     state = CASE WHEN d.delivered THEN 'delivered' WHEN n.attempts >= $1 THEN 'dead' ELSE 'pending' END,
+                     delivered_at = CASE WHEN d.delivered THEN now() ELSE n.delivered_at END,
+                     next_attempt_at = CASE WHEN d.delivered OR n.attempts >= $1 THEN NULL
+                                            ELSE now() + d.retry_in_ms * interval '1 millisecond' END,
+                     last_status = d.status,
+                     last_error = CASE WHEN d.delivered THEN n.last_error ELSE d.error END
+                 FROM unnest($2::int8[], $3::int4[], $4::bool[], $5::int4[], $6::text[], $7::int8[])
+                      AS d(seq, attempt, delivered, status, error, retry_in_ms)
+                 WHERE n.seq = d.seq AND n.attempts = d.attempt AND n.state = 'pending'
+                 RETURNING n.seq, n.state, n.attempts, n.last_attempt_at, n.next_attempt_at, d.delivered, d.status, d.error),
+             history AS (
+                 INSERT INTO notice_attempts (notice_seq, attempt, attempted_at, delivered, status, error, next_attempt_at)
+                 SELECT seq, attempts, coalesce(last_attempt_at, now()), delivered, status, error, next_attempt_at FROM done)
+             SELECT seq, state FROM done",
             &[&max_attempts, &seqs, &attempts, &delivered, &statuses, &errors, &retry_in_ms],
         )
         .await?;
@@ -423,4 +429,58 @@ pub async fn counts_by_state(c: &impl Db) -> Result<Vec<(NoticeState, i64)>, tok
 /// How many recipients are marked slow (served only by the slow workers).
 pub async fn count_slow_lanes(c: &impl Db) -> Result<i64, tokio_postgres::Error> {
     Ok(c.query_one("SELECT count(*) FROM notice_lanes WHERE slow", &[]).await?.get(0))
+}
+
+// ---------- the console's order lookup and notice history ----------
+
+/// The notices about an order (their `data.order_id`), oldest first, at most `limit`. They are
+/// found through `notices_order` (V30) and then sorted: `OFFSET 0` keeps the planner from walking
+/// the whole table in `seq` order instead, which it prefers when it misjudges how many match.
+pub async fn of_order(c: &impl Db, order_id: &str, limit: i64) -> Result<Vec<AdminNotice>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT * FROM (SELECT * FROM notices WHERE data ->> 'order_id' = $1 OFFSET 0) n ORDER BY seq LIMIT $2",
+            &[&order_id, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(admin_notice).collect())
+}
+
+/// One recorded webhook attempt (sql/V30__console_order_lookup.sql).
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    #[serde(skip)]
+    pub notice_seq: i64,
+    pub attempt: i32,
+    pub attempted_at: DateTime<Utc>,
+    pub delivered: bool,
+    pub status: Option<i32>,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// The latest `per_notice` attempts of each notice of `seqs`, by notice and then oldest first.
+pub async fn attempts(c: &impl Db, seqs: &[i64], per_notice: i64) -> Result<Vec<Attempt>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT s.seq, a.attempt, a.attempted_at, a.delivered, a.status, a.error, a.next_attempt_at
+             FROM unnest($1::int8[]) AS s(seq)
+             CROSS JOIN LATERAL (
+                 SELECT * FROM notice_attempts WHERE notice_seq = s.seq ORDER BY attempted_at DESC, attempt DESC LIMIT $2) a
+             ORDER BY s.seq, a.attempted_at, a.attempt",
+            &[&seqs, &per_notice],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Attempt {
+            notice_seq: r.get(0),
+            attempt: r.get(1),
+            attempted_at: r.get(2),
+            delivered: r.get(3),
+            status: r.get(4),
+            error: r.get(5),
+            next_attempt_at: r.get(6),
+        })
+        .collect())
 }

@@ -38,3 +38,46 @@ pub async fn insert(tx: &Tx<'_>, r: &NewRepayment<'_>) -> Result<bool, tokio_pos
         .await?;
     Ok(n == 1)
 }
+
+/// A recorded repayment, as the console lists a plan's.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub id: String,
+    pub amount: Amount,
+    pub paid_on: NaiveDate,
+    pub booked_on: NaiveDate,
+    pub reference: String,
+    pub principal: Amount,
+    pub interest: Amount,
+    pub fee: Amount,
+    pub penalty: Amount,
+    pub hold_released: Amount,
+}
+
+/// A plan's repayments in the order they were recorded, at most `limit` (found by the plan's
+/// unique index on references, then sorted: `OFFSET 0` rules out a walk of every repayment by `seq`).
+pub async fn of_plan(c: &impl super::Db, plan_id: &str, limit: i64) -> Result<Vec<Recorded>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT id, amount_fen, paid_on, booked_on, reference, principal_fen, interest_fen, fee_fen, penalty_fen, hold_released_fen
+             FROM (SELECT * FROM repayments WHERE plan_id = $1 OFFSET 0) r ORDER BY seq LIMIT $2",
+            &[&plan_id, &limit],
+        )
+        .await?;
+    let fen = |r: &tokio_postgres::Row, i: usize| Amount::from_fen(r.get(i));
+    Ok(rows
+        .iter()
+        .map(|r| Recorded {
+            id: r.get(0),
+            amount: fen(r, 1),
+            paid_on: r.get(2),
+            booked_on: r.get(3),
+            reference: r.get(4),
+            principal: fen(r, 5),
+            interest: fen(r, 6),
+            fee: fen(r, 7),
+            penalty: fen(r, 8),
+            hold_released: fen(r, 9),
+        })
+        .collect())
+}

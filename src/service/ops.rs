@@ -314,3 +314,69 @@ pub async fn admin_key_active(deps: &Deps, id: &str) -> ApiResult<bool> {
     let record = crate::db::api_keys::get(&**client, id).await?;
     Ok(record.is_some_and(|r| r.revoked_at.is_none() && r.principal.is_admin()))
 }
+
+/// The most rows of each kind the order lookup shows (notices, journal entries, repayments,
+/// recoveries), and attempts per notice (the latest).
+pub const DETAIL_MAX: i64 = 200;
+pub const ATTEMPTS_MAX: i64 = 50;
+
+/// A notice with its latest delivery attempts.
+pub struct NoticeHistory {
+    pub notice: crate::db::notices::AdminNotice,
+    pub attempts: Vec<crate::db::notices::Attempt>,
+}
+
+/// Everything the console's order lookup shows of one order, read on one snapshot. Identity is
+/// not in it: the order view carries the masked IMEI only.
+pub struct OrderDetail {
+    pub order: OrderView,
+    pub repayments: Vec<crate::db::repayments::Recorded>,
+    pub recoveries: Vec<crate::db::write_offs::Recovery>,
+    // RETURNS (API.md §13): the order's returns go here once the `returns` table lands (a read
+    // query in its db module, read below with the repayments); pages::order_returns renders them.
+    pub notices: Vec<NoticeHistory>,
+    pub journal: Vec<crate::db::journal::Posted>,
+}
+
+/// The order `id` with its repayments, recoveries, the notices it caused with their attempts,
+/// and its journal entries; `None` when there is no such order.
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+pub async fn order_detail(deps: &Deps, id: &str) -> ApiResult<Option<OrderDetail>> {
+    let mut client = deps.pool.get().await?;
+    let tx = Tx::snapshot(&mut client).await?;
+    let Some(order) = crate::db::orders::get(&tx, id).await? else { return Ok(None) };
+    let order = load_view(&tx, order).await?;
+    let (repayments, recoveries) = match &order.plan {
+        Some(plan) => (
+            crate::db::repayments::of_plan(&tx, &plan.id, DETAIL_MAX).await?,
+            crate::db::write_offs::list(&tx, &plan.id, 0, DETAIL_MAX).await?,
+        ),
+        None => (vec![], vec![]),
+    };
+    let notices = crate::db::notices::of_order(&tx, id, DETAIL_MAX).await?;
+    let seqs: Vec<i64> = notices.iter().map(|n| n.notice.seq).collect();
+    let mut attempts = crate::db::notices::attempts(&tx, &seqs, ATTEMPTS_MAX).await?;
+    let journal = crate::db::journal::of_order(&tx, id, DETAIL_MAX).await?;
+    tx.commit().await?;
+    let notices = notices
+        .into_iter()
+        .map(|notice| {
+            let mine = attempts.iter().take_while(|a| a.notice_seq == notice.notice.seq).count();
+            NoticeHistory { attempts: attempts.drain(..mine).collect(), notice }
+        })
+        .collect();
+    Ok(Some(OrderDetail { order, repayments, recoveries, notices, journal }))
+}
+
+/// One notice with its latest delivery attempts (the console's notice detail); `None` when
+/// there is no such notice.
+#[tracing::instrument(skip_all, fields(notice_id = %id))]
+pub async fn notice_history(deps: &Deps, id: &str) -> ApiResult<Option<NoticeHistory>> {
+    let Some(seq) = crate::db::notices::seq_of_id(id) else { return Ok(None) };
+    let mut client = deps.pool.get().await?;
+    let tx = Tx::snapshot(&mut client).await?;
+    let Some(notice) = crate::db::notices::get_admin(&tx, seq).await? else { return Ok(None) };
+    let attempts = crate::db::notices::attempts(&tx, &[seq], ATTEMPTS_MAX).await?;
+    tx.commit().await?;
+    Ok(Some(NoticeHistory { notice, attempts }))
+}

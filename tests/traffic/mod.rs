@@ -2,8 +2,9 @@
 //! that never fails, the set-up of one world, a closed-loop driver of orders, fundings and
 //! repayments (each with an Idempotency-Key, retried with the same key on a 503, a lost answer or
 //! `409 idempotency_key_in_use`, on the next instance), and the check that every acknowledged
-//! request is in the database exactly once. Shared by tests/multi_instance.rs and tests/ha.rs;
-//! tests/faults.rs has the single-instance original, with replay checks this one leaves out.
+//! request is in the database exactly once. Shared by tests/multi_instance.rs, tests/ha.rs,
+//! tests/failover.rs and tests/faults.rs (one instance, with rejections in the mix; it adds its
+//! own replay and ledger checks on top of `reconcile`).
 #![allow(dead_code)]
 
 use crate::common::{id_number, imei, phone};
@@ -28,11 +29,11 @@ pub fn shanghai_today() -> chrono::NaiveDate {
 // The webhook receiver
 // ---------------------------------------------------------------------------------------------
 
-/// A minimal HTTP/1.1 server answering 200 to every POST, counting each `CreditPhone-Event-Id`;
-/// or, while told to fail, 500 to every POST (not counted).
+/// A minimal HTTP/1.1 server answering 200 to every POST, keeping each `CreditPhone-Event-Id`
+/// with the body it came with; or, while told to fail, 500 to every POST (not kept).
 pub struct Receiver {
     port: u16,
-    got: Arc<Mutex<HashMap<String, usize>>>,
+    got: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>,
     failing: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -73,6 +74,11 @@ impl Receiver {
 
     /// How many times each notice id arrived.
     pub fn deliveries(&self) -> HashMap<String, usize> {
+        self.got.lock().expect("receiver log").iter().map(|(id, bodies)| (id.clone(), bodies.len())).collect()
+    }
+
+    /// Each notice id with the body of every delivery of it, in arrival order.
+    pub fn bodies(&self) -> HashMap<String, Vec<Vec<u8>>> {
         self.got.lock().expect("receiver log").clone()
     }
 }
@@ -85,7 +91,7 @@ impl Drop for Receiver {
 
 #[derive(Clone)]
 struct Reception {
-    log: Arc<Mutex<HashMap<String, usize>>>,
+    log: Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>,
     failing: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
 }
@@ -123,7 +129,7 @@ async fn serve_connection(socket: tokio::net::TcpStream, state: Reception) -> st
             write.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n").await?;
             continue;
         }
-        *state.log.lock().expect("receiver log").entry(id).or_default() += 1;
+        state.log.lock().expect("receiver log").entry(id).or_default().push(body);
         write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await?;
     }
 }
@@ -227,6 +233,8 @@ pub struct Ack {
     pub req: Req,
     pub status: u16,
     pub body: Value,
+    /// The answer's `X-Request-Id` (a replay carries the first answer's).
+    pub request_id: String,
     pub replayed: bool,
     pub tries: u32,
 }
@@ -246,16 +254,41 @@ pub struct Attempt {
     /// None: no HTTP answer (connection error or client timeout).
     pub status: Option<u16>,
     pub code: Option<String>,
+    /// A `503` whose body is API.md's error object with `code: unavailable`.
+    pub unavailable_body_ok: bool,
+    /// Why no answer came, when none did.
+    pub error: Option<String>,
 }
 
 impl Attempt {
     pub fn is_2xx(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
+    pub fn took(&self) -> Duration {
+        self.answered - self.sent
+    }
+}
+
+/// What the driver sends: how many closed-loop tasks, their seed, whether one funding decision in
+/// ten is a rejection, and how long a task waits before retrying a failed request.
+#[derive(Clone, Debug)]
+pub struct Mix {
+    pub tasks: usize,
+    pub seed: u64,
+    pub rejections: bool,
+    pub retry_pause_ms: std::ops::Range<u64>,
+}
+
+impl Mix {
+    /// Approvals only; a retry 20-80 ms later (on the next instance).
+    pub fn new(tasks: usize, seed: u64) -> Mix {
+        Mix { tasks, seed, rejections: false, retry_pause_ms: 20..80 }
+    }
 }
 
 struct Shared {
     world: World,
+    mix: Mix,
     run: String,
     stop: AtomicBool,
     /// Once stopped, how long a task may go on retrying its pending request.
@@ -278,6 +311,7 @@ pub struct Driven {
     pub acks: Vec<Ack>,
     pub attempts: Vec<Attempt>,
     pub unexpected: Vec<String>,
+    pub seed: u64,
 }
 
 impl Driven {
@@ -293,11 +327,14 @@ impl Driven {
     }
     pub fn summary(&self) -> Value {
         json!({
+            "driver_seed": self.seed,
             "requests_sent": self.attempts.len(),
             "acknowledged": self.acknowledged().count(),
             "acknowledged_orders": self.count(Kind::Order),
             "acknowledged_fundings": self.count(Kind::Funding),
             "acknowledged_repayments": self.count(Kind::Repayment),
+            "business_refusals": self.acks.len() - self.acknowledged().count(),
+            "failed_attempts": self.attempts.iter().filter(|a| !a.is_2xx()).count(),
             "answered_503": self.attempts.iter().filter(|a| a.status == Some(503)).count(),
             "connection_errors": self.attempts.iter().filter(|a| a.status.is_none()).count(),
             "acknowledged_after_retry": self.acknowledged().filter(|a| a.tries > 1).count(),
@@ -310,8 +347,14 @@ impl Load {
     /// `tasks` closed-loop clients; task `t` sends new requests to instance `t % instances` and
     /// retries a failed one on the next instance.
     pub fn start(world: World, tasks: usize, seed: u64) -> Load {
+        Load::start_with(world, Mix::new(tasks, seed))
+    }
+
+    pub fn start_with(world: World, mix: Mix) -> Load {
+        let (tasks, seed) = (mix.tasks, mix.seed);
         let shared = Arc::new(Shared {
             world,
+            mix,
             run: format!("r{}", uuid::Uuid::new_v4().simple()),
             stop: AtomicBool::new(false),
             settle_ms: AtomicU64::new(30_000),
@@ -364,6 +407,7 @@ impl Load {
             acks: std::mem::take(&mut *s.acks.lock().expect("acks")),
             attempts: std::mem::take(&mut *s.attempts.lock().expect("attempts")),
             unexpected: std::mem::take(&mut *s.unexpected.lock().expect("unexpected")),
+            seed: s.mix.seed,
         }
     }
 }
@@ -386,7 +430,11 @@ impl Shared {
                 }
             };
             if let Some(order) = order {
-                let body = json!({"decision": "approved", "loan_no": format!("L-{order}"), "funded_on": today});
+                let body = if self.mix.rejections && rng.gen_range(0..10) == 0 {
+                    json!({"decision": "rejected", "reason": "risk"})
+                } else {
+                    json!({"decision": "approved", "loan_no": format!("L-{order}"), "funded_on": today})
+                };
                 return Req { kind: Kind::Funding, key, auth: w.bank.clone(), path: format!("/v1/orders/{order}/funding"), body };
             }
         } else if roll < 6 {
@@ -424,17 +472,40 @@ impl Shared {
         self.acks.lock().expect("acks").push(ack);
     }
 
-    fn attempt(&self, instance: usize, sent: Instant, status: Option<u16>, code: Option<String>) {
-        self.attempts.lock().expect("attempts").push(Attempt { instance, sent, answered: Instant::now(), status, code });
+    fn attempt(&self, instance: usize, sent: Instant, outcome: &Sent) {
+        let (status, code, unavailable_body_ok, error) = match outcome {
+            Sent::Answer { status, body, .. } => {
+                (Some(*status), body["error"]["code"].as_str().map(str::to_string), unavailable_body_ok(body), None)
+            }
+            Sent::Failed(e) => (None, None, false, Some(e.clone())),
+        };
+        let answered = Instant::now();
+        self.attempts.lock().expect("attempts").push(Attempt { instance, sent, answered, status, code, unavailable_body_ok, error });
     }
 }
 
-enum Sent {
-    Answer { status: u16, body: Value, replayed: bool },
-    Failed,
+/// Is this API.md's `503 unavailable` body (code, message, request id, a `field` member)?
+fn unavailable_body_ok(body: &Value) -> bool {
+    let e = &body["error"];
+    e["code"] == "unavailable"
+        && e["message"].as_str().is_some_and(|m| !m.is_empty())
+        && e["request_id"].as_str().is_some_and(|r| r.starts_with("req_"))
+        && e.as_object().is_some_and(|o| o.contains_key("field"))
 }
 
-async fn send(world: &World, base: &str, req: &Req) -> Sent {
+pub enum Sent {
+    Answer {
+        status: u16,
+        body: Value,
+        request_id: String,
+        replayed: bool,
+    },
+    /// No answer (connection error, client timeout, a body cut short): why.
+    Failed(String),
+}
+
+/// `req` through the instance at `base`, with its Idempotency-Key.
+pub async fn send(world: &World, base: &str, req: &Req) -> Sent {
     let r = world
         .http
         .post(format!("{base}{}", req.path))
@@ -443,12 +514,16 @@ async fn send(world: &World, base: &str, req: &Req) -> Sent {
         .json(&req.body)
         .send()
         .await;
-    let Ok(r) = r else { return Sent::Failed };
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => return Sent::Failed(format!("{e:?}")),
+    };
     let status = r.status().as_u16();
-    let replayed = r.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+    let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (request_id, replayed) = (header("x-request-id"), header("idempotent-replayed") == "true");
     match r.text().await {
-        Ok(text) => Sent::Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)), replayed },
-        Err(_) => Sent::Failed,
+        Ok(text) => Sent::Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)), request_id, replayed },
+        Err(e) => Sent::Failed(format!("reading the body: {e:?}")),
     }
 }
 
@@ -482,32 +557,30 @@ async fn drive(shared: Arc<Shared>, task: usize, seed: u64) {
             }
         };
         let sent = Instant::now();
-        let retry = match send(&shared.world, &shared.world.bases[instance], &req).await {
-            Sent::Answer { status, body, replayed } => {
+        let outcome = send(&shared.world, &shared.world.bases[instance], &req).await;
+        shared.attempt(instance, sent, &outcome);
+        let retry = match outcome {
+            Sent::Answer { status, body, request_id, replayed } => {
                 let code = body["error"]["code"].as_str().unwrap_or_default().to_string();
-                shared.attempt(instance, sent, Some(status), Some(code.clone()).filter(|c| !c.is_empty()));
                 if (200..300).contains(&status) {
-                    shared.acknowledge(Ack { req, status, body, replayed, tries });
+                    shared.acknowledge(Ack { req, status, body, request_id, replayed, tries });
                     None
                 } else if status == 503 || (status == 409 && code == "idempotency_key_in_use") {
                     Some(req)
                 } else if allowed_refusal(req.kind, status, &code) {
-                    shared.acks.lock().expect("acks").push(Ack { req, status, body, replayed, tries });
+                    shared.acks.lock().expect("acks").push(Ack { req, status, body, request_id, replayed, tries });
                     None
                 } else {
                     shared.unexpected.lock().expect("unexpected").push(format!("POST {} → {status} {body}", req.path));
                     None
                 }
             }
-            Sent::Failed => {
-                shared.attempt(instance, sent, None, None);
-                Some(req)
-            }
+            Sent::Failed(_) => Some(req),
         };
         if let Some(req) = retry {
             pending = Some((req, tries));
             instance = (instance + 1) % instances;
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(20..80))).await;
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(shared.mix.retry_pause_ms.clone()))).await;
         }
     }
 }
@@ -548,6 +621,10 @@ pub async fn await_deliveries(db: &tokio_postgres::Client, hook: &Receiver, with
 pub struct Verdict {
     pub lost: Vec<String>,
     pub duplicated: Vec<String>,
+    /// How many orders, plans and repayments the database holds.
+    pub orders: usize,
+    pub plans: usize,
+    pub repayments: usize,
 }
 
 impl Verdict {
@@ -559,8 +636,9 @@ impl Verdict {
     }
 }
 
-/// Every acknowledged request is in the database as answered; every order, plan and repayment is
-/// named by exactly one stored answer (none applied twice) and acknowledged to at most one key.
+/// Every acknowledged request is in the database as answered (a rejected funding: its order
+/// rejected); every order, plan and repayment is named by exactly one stored answer (none applied
+/// twice) and acknowledged to at most one key.
 pub async fn reconcile(db: &tokio_postgres::Client, driven: &Driven) -> Verdict {
     let mut v = Verdict::default();
     let rows = |sql: &'static str| async move { db.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")) };
@@ -573,6 +651,7 @@ pub async fn reconcile(db: &tokio_postgres::Client, driven: &Driven) -> Verdict 
         .iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
         .collect();
+    (v.orders, v.plans, v.repayments) = (orders.len(), plans.len(), repayments.len());
     let mut named: HashMap<(Kind, String), usize> = HashMap::new();
     for row in rows("SELECT path, status, body FROM idempotency_keys WHERE status BETWEEN 200 AND 299").await {
         let (path, body): (String, Value) = (row.get(0), row.get(2));
@@ -608,6 +687,14 @@ pub async fn reconcile(db: &tokio_postgres::Client, driven: &Driven) -> Verdict 
                     other => v.lost.push(format!("order {id} (key {key}) acknowledged, in the database: {other:?}")),
                 }
                 id.to_string()
+            }
+            Kind::Funding if b["status"] == "rejected" => {
+                let order_id = b["id"].as_str().unwrap_or("");
+                match orders.get(order_id) {
+                    Some((_, status)) if status == "rejected" => {}
+                    other => v.lost.push(format!("rejection of {order_id} (key {key}) acknowledged, order: {other:?}")),
+                }
+                format!("rejected:{order_id}")
             }
             Kind::Funding => {
                 let (order_id, plan_id) = (b["id"].as_str().unwrap_or(""), b["plan"]["id"].as_str().unwrap_or(""));

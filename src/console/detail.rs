@@ -1,0 +1,193 @@
+//! The console's detail views: one order with everything it caused (repayments, write-off,
+//! notices with their delivery attempts, journal entries), and one notice with its attempts.
+//! Identity stays masked: only the order view's masked IMEI is shown, never the borrower.
+
+use super::pages::{Frame, page};
+use super::text::{Lang, shanghai, yuan};
+use crate::db::journal::Posted;
+use crate::db::notices::{AdminNotice, Attempt};
+use crate::service::ops::{NoticeHistory, OrderDetail};
+use crate::service::orders::OrderView;
+use maud::{Markup, html};
+
+/// The order's head line and its hold.
+pub fn order_head(l: Lang, o: &OrderView) -> Markup {
+    html! {
+        h2 { (o.out_order_no) " · " (o.id) }
+        p { (l.t("status")) " " span.status { (o.status) } " · " (l.t("principal")) " " span.principal { (yuan(o.principal)) }
+            " · " (l.t("bank")) " " (o.bank_id) " · " (l.t("created_at")) " " (shanghai(o.created_at)) " · IMEI " (o.device.imei_masked)
+            @if let Some(r) = &o.reason { " · " (l.t("reason")) " " span.reason { (r) } } }
+        p.hold { (l.t("hold")) " " (o.hold.id) " · " (o.hold.status) " · " (l.t("amount")) " " (yuan(o.hold.amount))
+            " · " (l.t("released")) " " (yuan(o.hold.released)) " · " (l.t("converted")) " " (yuan(o.hold.converted))
+            " · " (l.t("remaining")) " " (yuan(o.hold.remaining)) }
+    }
+}
+
+/// The plan, its installments and its write-off, when the order was funded.
+fn plan_part(l: Lang, o: &OrderView) -> Markup {
+    let Some(plan) = &o.plan else { return html! {} };
+    html! {
+        p.plan { (l.t("plan")) " " (plan.id) " · " (plan.loan_no) " · " (plan.status) " · " (l.t("outstanding")) " " (yuan(plan.outstanding_principal)) }
+        div.scroll { table.installments {
+            tr { th { "#" } th { (l.t("due_on")) } th { (l.t("principal")) } th { (l.t("unpaid")) } th { (l.t("status")) } }
+            @for i in &plan.installments {
+                @let owed = i.principal + i.interest + i.fee + i.penalty;
+                @let paid = i.paid_principal + i.paid_interest + i.paid_fee + i.paid_penalty + i.waived;
+                tr { td { (i.seq) } td { (i.due_on) } td.num { (yuan(i.principal)) } td.num { (yuan(owed.saturating_sub(paid))) } td { (i.status) } }
+            }
+        } }
+        @if let Some(w) = &plan.written_off {
+            h3 { (l.t("write_off")) }
+            p #write-off { (w.on) " · " (w.reason) " · " (w.reference) " · " (l.t("total")) " " (yuan(w.total))
+                " (" (l.t("principal")) " " (yuan(w.principal)) ", " (l.t("interest")) " " (yuan(w.interest)) ", "
+                (l.t("fee")) " " (yuan(w.fee)) ", " (l.t("penalty")) " " (yuan(w.penalty)) ")" }
+        }
+    }
+}
+
+fn repayments_part(l: Lang, d: &OrderDetail) -> Markup {
+    html! {
+        h3 { (l.t("repayments")) }
+        @if d.repayments.is_empty() { p.none { (l.t("none")) } } @else {
+            div.scroll { table #repayments {
+                tr { th { "ID" } th { (l.t("paid_on")) } th { (l.t("reference")) } th { (l.t("amount")) } th { (l.t("principal")) }
+                     th { (l.t("interest")) } th { (l.t("fee")) } th { (l.t("penalty")) } th { (l.t("hold_released")) } }
+                @for r in &d.repayments {
+                    tr { td { (r.id) } td { (r.paid_on) } td { (r.reference) } td.num { (yuan(r.amount)) } td.num { (yuan(r.principal)) }
+                         td.num { (yuan(r.interest)) } td.num { (yuan(r.fee)) } td.num { (yuan(r.penalty)) } td.num { (yuan(r.hold_released)) } }
+                }
+            } }
+        }
+        @if !d.recoveries.is_empty() {
+            h3 { (l.t("recoveries")) }
+            div.scroll { table #recoveries {
+                tr { th { "ID" } th { (l.t("paid_on")) } th { (l.t("reference")) } th { (l.t("amount")) } }
+                @for r in &d.recoveries { tr { td { (r.id) } td { (r.paid_on) } td { (r.reference) } td.num { (yuan(r.amount)) } } }
+            } }
+        }
+    }
+}
+
+/// RETURNS (API.md §13): the order's device returns are shown here, between its repayments and
+/// its notices, once the `returns` table lands (see `service::ops::OrderDetail`). Nothing until then.
+fn order_returns(_l: Lang, _d: &OrderDetail) -> Markup {
+    html! {}
+}
+
+/// What an attempt came to: the HTTP status when an answer came, the error otherwise (or both).
+fn outcome(l: Lang, delivered: bool, status: Option<i32>, error: Option<&str>) -> Markup {
+    html! {
+        @if delivered { span.ok { (l.t("delivered")) @if let Some(s) = status { " · HTTP " (s) } } }
+        @else if let Some(e) = error { span.err { (e) } }
+        @else if let Some(s) = status { span.err { "HTTP " (s) } }
+    }
+}
+
+fn attempts_table(l: Lang, n: &AdminNotice, attempts: &[Attempt]) -> Markup {
+    html! {
+        @if attempts.is_empty() {
+            p.no-attempts { (l.t("no_attempts"))
+                @if let Some(at) = n.last_attempt_at { " · " (l.t("last_attempt")) " " (shanghai(at)) " " (outcome(l, n.delivered_at.is_some(), n.last_status, n.last_error.as_deref())) } }
+        } @else {
+            div.scroll { table.attempts {
+                tr { th { "#" } th { (l.t("attempted_at")) } th { (l.t("result")) } th { (l.t("next_attempt")) } }
+                @for a in attempts {
+                    tr.attempt { td.num { (a.attempt) } td { (shanghai(a.attempted_at)) } td.result { (outcome(l, a.delivered, a.status, a.error.as_deref())) }
+                         td { @if let Some(t) = a.next_attempt_at { (shanghai(t)) } @else { "—" } } }
+                }
+            } }
+        }
+    }
+}
+
+/// A notice's line: id (to its detail), type, recipient, state, attempts, next attempt.
+fn notice_summary(l: Lang, n: &AdminNotice) -> Markup {
+    html! {
+        a href={ "/console/notices/" (n.notice.id) } { (n.notice.id) } " · " (n.notice.kind) " → "
+        (n.notice.recipient["kind"].as_str().unwrap_or("")) ":" (n.notice.recipient["id"].as_str().unwrap_or(""))
+        " · " span.state { (l.t(n.state.as_str())) } " · " (l.t("attempts")) " " (n.attempts)
+        @if let Some(t) = n.next_attempt_at { " · " (l.t("next_attempt")) " " (shanghai(t)) }
+    }
+}
+
+fn notices_part(l: Lang, d: &OrderDetail) -> Markup {
+    html! {
+        h3 { (l.t("notices")) " (" (d.notices.len()) ")" }
+        div #order-notices {
+            @for h in &d.notices {
+                details.notice id={ "n-" (h.notice.notice.id) } open[!h.attempts.is_empty() && h.notice.state.as_str() != "delivered"] {
+                    summary { (notice_summary(l, &h.notice)) }
+                    (attempts_table(l, &h.notice, &h.attempts))
+                }
+            }
+        }
+    }
+}
+
+fn entry(l: Lang, e: &Posted) -> Markup {
+    html! {
+        tbody.entry id={ "je-" (e.id) } {
+            tr.entry-head { th colspan="2" { (e.kind) " · " (e.booked_on) @if let Some(r) = &e.reference { " · " (r) } }
+                th.num colspan="2" { @if e.balanced() { span.balanced { (l.t("balanced")) } } @else { span.unbalanced { (l.t("unbalanced")) } } } }
+            @for (account, fen) in &e.lines {
+                @let amount = crate::domain::money::Amount::from_fen(fen.abs());
+                tr { td {} td.account { (account) } td.num { @if *fen > 0 { (yuan(amount)) } } td.num { @if *fen < 0 { (yuan(amount)) } } }
+            }
+        }
+    }
+}
+
+fn journal_part(l: Lang, d: &OrderDetail) -> Markup {
+    html! {
+        h3 { (l.t("journal")) " (" (d.journal.len()) ")" }
+        div.scroll { table #journal {
+            thead { tr { th { "#" } th { (l.t("account")) } th.num { (l.t("debit")) } th.num { (l.t("credit")) } } }
+            @for e in &d.journal { (entry(l, e)) }
+        } }
+    }
+}
+
+/// The whole of one order.
+pub fn order(l: Lang, d: &OrderDetail) -> Markup {
+    html! {
+        section.order id=(d.order.id) {
+            (order_head(l, &d.order))
+            (plan_part(l, &d.order))
+            (repayments_part(l, d))
+            (order_returns(l, d))
+            (notices_part(l, d))
+            (journal_part(l, d))
+        }
+    }
+}
+
+/// One order's page (`/console/orders/{id}`).
+pub fn order_page(f: &Frame, d: &OrderDetail) -> Markup {
+    page(f, "orders", html! { p { a href="/console/orders" { "← " (f.lang.t("search")) } } (order(f.lang, d)) })
+}
+
+/// One notice's page (`/console/notices/{id}`): what it says, where its delivery stands, its attempts.
+pub fn notice_page(f: &Frame, h: &NoticeHistory) -> Markup {
+    let (l, n) = (f.lang, &h.notice);
+    let data = serde_json::to_string_pretty(&n.notice.data).unwrap_or_default();
+    page(
+        f,
+        "notices",
+        html! {
+            section.notice id=(n.notice.id) {
+                h2 { (n.notice.id) " · " (n.notice.kind) }
+                p { (notice_summary(l, n)) " · " (l.t("created_at")) " " (shanghai(n.notice.created_at)) }
+                @if let Some(order) = n.notice.data["order_id"].as_str() { p { a href={ "/console/orders/" (order) } { (order) } } }
+                pre.data { (data) }
+                h3 { (l.t("attempt_history")) }
+                (attempts_table(l, n, &h.attempts))
+                @if n.state.as_str() == "dead" {
+                    form method="post" action={ "/console/notices/" (n.notice.id) "/redeliver" } {
+                        input type="hidden" name="csrf" value=(f.csrf);
+                        button.redeliver type="submit" { (l.t("redeliver")) }
+                    }
+                }
+            }
+        },
+    )
+}
