@@ -121,7 +121,7 @@ pub async fn lock(tx: &Tx<'_>, id: &str) -> Result<Option<Return>, tokio_postgre
 pub async fn of_order(c: &impl Db, order_id: &str, before_seq: i64, limit: i64) -> Result<Vec<Return>, tokio_postgres::Error> {
     let rows = c
         .query(
-            &format!("SELECT {COLUMNS} FROM returns WHERE order_id = $1 AND ($2 = 0 OR seq < $2) ORDER BY seq DESC LIMIT $3"),
+            &format!("SELECT {COLUMNS} FROM returns WHERE order_id = $1 AND ($2::int8 = 0 OR seq < $2::int8) ORDER BY seq DESC LIMIT $3"),
             &[&order_id, &before_seq, &limit],
         )
         .await?;
