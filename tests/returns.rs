@@ -355,3 +355,109 @@ async fn a_return_racing_a_repayment_and_end_of_day_has_one_consistent_outcome()
     assert_eq!(returned + compensated_first, rounds);
     s.w.admin.verify_ok().await;
 }
+
+/// A provider's settlement movements of a date, and the roll-forward of its held (API.md §15):
+/// `hold_confirmed` moves nothing and counts in neither identity.
+async fn settlement(provider: &Client, date: &str) -> Value {
+    let file = provider.get(&format!("/v1/providers/wld/settlement/{date}")).await.expect(200);
+    let t = |k: &str| fen(&file["totals"][k]["amount"]);
+    let (o, c) = (&file["opening"], &file["closing"]);
+    assert_eq!(
+        fen(&c["held"]),
+        fen(&o["held"]) + t("hold_placed") - t("hold_released") - t("hold_converted") - t("hold_voided"),
+        "held rolls forward: {file}"
+    );
+    file
+}
+
+fn fen(v: &Value) -> i64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("money string: {v}"));
+    let (y, f) = s.split_once('.').unwrap();
+    y.parse::<i64>().unwrap() * 100 + f.parse::<i64>().unwrap()
+}
+
+fn kinds(file: &Value) -> Vec<&str> {
+    file["movements"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect()
+}
+
+#[actix_web::test]
+async fn the_reports_book_a_completed_return() {
+    let app = TestApp::start().await;
+    let partner = common::world::partner_body("pa", &["wld"], &["44"]);
+    let w = World::standard().product_extra(json!({"return_window_days": 30})).partner(partner).build(&app).await;
+    app.set_today("2027-01-31");
+    let body = common::world::by_partner(order_body("PA-1", "p12", 7, 1), "440305", "a-1");
+    let order = w.partner().place_order(body).await.expect(201);
+    let funded = w.bank().fund(id(&order), "L1", "2027-01-31").await.expect(200);
+    app.clock.reset();
+    let (o, p) = (id(&order), plan_id(&funded));
+    w.bank().repay(p, "275.04", "2027-02-28", "R-1").await.expect(201);
+    let ret = w.partner().request_return(o, return_body(1, "2027-03-01", "RET-1")).await.expect(201);
+    w.bank().complete_return(id(&ret), "2027-03-02").await.expect(200);
+    // The bank's reconciliation: a `return` row, amount = principal = principal_to_bank.
+    let day = w.bank().get("/v1/reconciliation/2027-03-02").await.expect(200);
+    let rows: Vec<&Value> = day["movements"].as_array().unwrap().iter().filter(|m| m["kind"] == "return").collect();
+    assert_eq!(rows.len(), 1, "{day}");
+    let m = rows[0];
+    assert_eq!((m["order_id"].as_str(), m["plan_id"].as_str(), m["loan_no"].as_str()), (Some(o), Some(p), Some("L1")));
+    assert_eq!(
+        (m["reference"].as_str(), m["value_date"].as_str(), m["booked_on"].as_str()),
+        (Some("RET-1"), Some("2027-03-02"), Some("2027-03-02"))
+    );
+    let money =
+        ["amount", "principal", "interest", "fee", "penalty", "refund", "waived"].map(|k| m[k].as_str().unwrap_or_default().to_string());
+    assert_eq!(money, ["3000.00", "3000.00", "0.00", "0.00", "0.00", "275.04", "255.46"]);
+    assert_eq!((day["totals"]["return"]["count"].as_i64(), day["totals"]["return"]["refund"].as_str()), (Some(1), Some("275.04")));
+    let csv = w.bank().get_with("/v1/reconciliation/2027-03-02", &[("accept", "text/csv")]).await.body;
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.contains(&format!("return,2027-03-02,2027-03-02,bk,{o},{p},L1,,RET-1,3000.00,3000.00,0.00,0.00,0.00,,275.04,255.46\r\n")),
+        "{csv}"
+    );
+    // The partner's statement counts it in the month of completed_on.
+    let march = w.partner().get("/v1/partners/pa/statement?month=2027-03").await.expect(200);
+    assert_eq!((march["agents"][0]["agent_id"].as_str(), march["agents"][0]["returned"].as_i64()), (Some("a-1"), Some(1)), "{march}");
+    assert_eq!(march["total"]["returned"], 1);
+    assert_eq!(w.partner().get("/v1/partners/pa/statement?month=2027-01").await.expect(200)["total"]["returned"], 0);
+    // The provider's settlement: the void, with its reason, plan and the return's completion date.
+    let file = settlement(w.provider(), "2027-03-02").await;
+    assert_eq!(kinds(&file), ["hold_voided"]);
+    let v = &file["movements"][0];
+    assert_eq!((v["reason"].as_str(), v["plan_id"].as_str(), v["value_date"].as_str()), (Some("returned"), Some(p), Some("2027-03-02")));
+    assert_eq!(v["amount"], "3025.42");
+    // Closed, the day answers the same.
+    w.admin.eod("2027-03-02").await.expect(200);
+    assert_eq!(w.bank().get("/v1/reconciliation/2027-03-02").await.expect(200)["movements"], day["movements"]);
+    assert_eq!(settlement(w.provider(), "2027-03-02").await["movements"], file["movements"]);
+    w.admin.verify_ok().await;
+}
+
+#[actix_web::test]
+async fn the_settlement_lists_confirmations_and_says_each_voids_own_reason() {
+    let app = TestApp::start().await;
+    let w = World::standard().provider_extra("wld", json!({"hold_confirmation": "required"})).build(&app).await;
+    app.set_today("2027-01-31");
+    let first = w.store().place_order(order_body("POS-1", "p12", 7, 1)).await.expect(201);
+    let hold = first["hold"]["id"].as_str().unwrap();
+    w.provider().confirm_hold(hold, "3300.46", "WLD-1").await.expect(200);
+    let second = w.store().place_order(order_body("POS-2", "p12", 7, 2)).await.expect(201);
+    w.provider().decline_hold(second["hold"]["id"].as_str().unwrap(), "customer_declined").await.expect(200);
+    app.clock.reset();
+    let file = settlement(w.provider(), "2027-01-31").await;
+    assert_eq!(kinds(&file), ["hold_placed", "hold_confirmed", "hold_placed", "hold_voided"], "{file}");
+    let c = &file["movements"][1];
+    assert_eq!((c["hold_id"].as_str(), c["order_id"].as_str(), c["bank_id"].as_str()), (Some(hold), Some(id(&first)), Some("bk")));
+    assert_eq!(
+        (c["amount"].as_str(), c["value_date"].as_str(), c["booked_on"].as_str()),
+        (Some("3300.46"), Some("2027-01-31"), Some("2027-01-31"))
+    );
+    assert!(c["plan_id"].is_null() && c["reason"].is_null(), "{c}");
+    assert_eq!(file["totals"]["hold_confirmed"]["count"], 1);
+    // A decline leaves the order `rejected`, but the hold was voided because it was declined.
+    assert_eq!(file["movements"][3]["reason"], "declined");
+    let csv = w.provider().get_with("/v1/providers/wld/settlement/2027-01-31", &[("accept", "text/csv")]).await.body;
+    assert!(csv.as_str().unwrap().contains(&format!("hold_confirmed,2027-01-31,2027-01-31,wld,{},{hold},", w.line())), "{csv}");
+    w.admin.eod("2027-01-31").await.expect(200);
+    assert_eq!(settlement(w.provider(), "2027-01-31").await["movements"], file["movements"], "frozen as it was");
+    w.admin.verify_ok().await;
+}
