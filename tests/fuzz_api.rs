@@ -82,6 +82,12 @@ const EXCLUDED_CHECKS: &[(&str, &str)] = &[
     ("POST /v1/holds/{id}/confirm", "amount above zero and equal to the hold's"),
     ("POST /v1/plans/{id}/write-off", "as_of within [funded_on, today]; the plan defaulted"),
     ("POST /v1/plans/{id}/recoveries", "amount above zero and at most what is recoverable; dates against the plan and the clock"),
+    // Device returns (section 13).
+    ("POST /v1/orders/{id}/returns", "the IMEI's Luhn digit and the order's device; returned_on within the window and not after today"),
+    (
+        "POST /v1/returns/{id}/decision",
+        "a completion takes completed_on, a rejection a reason (null is absent); completed_on not before returned_on",
+    ),
     // The operations API (section 16).
     ("GET /v1/admin/aging", "bank_id names a bank (422 unknown_reference)"),
 ];

@@ -1339,14 +1339,14 @@ async fn partner_statement_counts_events_in_their_month_and_sums_referral_fees()
     assert_eq!(
         nov,
         json!({"partner_id": "pa", "month": "2027-11", "agents": [
-            {"agent_id": "a-1", "placed": 3, "funded": 1, "cancelled": 1, "rejected": 0, "expired": 0, "funded_principal": "3000.00", "referral_fees": "30.00"},
-            {"agent_id": "a-2", "placed": 2, "funded": 0, "cancelled": 0, "rejected": 1, "expired": 1, "funded_principal": "0.00", "referral_fees": "0.00"}],
-            "total": {"placed": 5, "funded": 1, "cancelled": 1, "rejected": 1, "expired": 1, "funded_principal": "3000.00", "referral_fees": "30.00"}})
+            {"agent_id": "a-1", "placed": 3, "funded": 1, "cancelled": 1, "rejected": 0, "expired": 0, "returned": 0, "funded_principal": "3000.00", "referral_fees": "30.00"},
+            {"agent_id": "a-2", "placed": 2, "funded": 0, "cancelled": 0, "rejected": 1, "expired": 1, "returned": 0, "funded_principal": "0.00", "referral_fees": "0.00"}],
+            "total": {"placed": 5, "funded": 1, "cancelled": 1, "rejected": 1, "expired": 1, "returned": 0, "funded_principal": "3000.00", "referral_fees": "30.00"}})
     );
     let dec = app.admin_get("/v1/partners/pa/statement?month=2027-12").await.expect(200);
     assert_eq!(
         dec["agents"],
-        json!([{"agent_id": "a-1", "placed": 0, "funded": 1, "cancelled": 0, "rejected": 0, "expired": 0, "funded_principal": "3000.00", "referral_fees": "30.00"}])
+        json!([{"agent_id": "a-1", "placed": 0, "funded": 1, "cancelled": 0, "rejected": 0, "expired": 0, "returned": 0, "funded_principal": "3000.00", "referral_fees": "30.00"}])
     );
     let empty = app.get(&pb, "/v1/partners/pb/statement?month=2027-11").await.expect(200);
     assert_eq!((empty["agents"].clone(), empty["total"]["referral_fees"].clone()), (json!([]), json!("0.00")));

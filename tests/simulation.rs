@@ -13,7 +13,10 @@
 //! future-dated, a reused reference), payoff quotes, acceleration, end of day (the next business
 //! date by jumps of 1-45 days so installments fall due, go overdue, accrue penalty, pass grace,
 //! convert and default; the same date again; an earlier date), provider debt repayments (the
-//! credit-line debt a conversion created), product activation, idempotent replays of the last
+//! credit-line debt a conversion created), device returns (API.md §13: requested within the
+//! window or not, with the order's IMEI or another, a reference used before; the freeze of the
+//! plan against repayments, acceleration, payoff and end of day; completed or rejected by the
+//! bank), product activation, idempotent replays of the last
 //! money-moving request, and concurrent pairs of all of these (two requests at once with `join!`):
 //! the model computes both serialization orders and accepts the one that matches the answers and
 //! the balances. Pairs whose effects the model cannot order (end of day racing an order placement
@@ -340,6 +343,8 @@ struct MInst {
     waived_interest: i64,
     waived_fee: i64,
     waived_penalty: i64,
+    /// A returned device's unpaid principal, forgiven (API.md §13).
+    waived_principal: i64,
     /// Marked overdue by an end of day.
     marked: bool,
 }
@@ -349,7 +354,7 @@ type Alloc = (u32, i64, i64, i64, i64);
 
 impl MInst {
     fn unpaid_principal(&self) -> i64 {
-        self.principal - self.paid_principal
+        self.principal - self.paid_principal - self.waived_principal
     }
     fn unpaid_interest(&self) -> i64 {
         self.interest - self.paid_interest - self.waived_interest
@@ -370,7 +375,7 @@ impl MInst {
         self.unpaid() == 0
     }
     fn waived(&self) -> i64 {
-        self.waived_interest + self.waived_fee + self.waived_penalty
+        self.waived_interest + self.waived_fee + self.waived_penalty + self.waived_principal
     }
 
     /// Penalty on the unpaid principal from the later of `due_on` and the last date brought up to.
@@ -429,6 +434,13 @@ struct MPlan {
     accelerated: Option<NaiveDate>,
     insts: Vec<MInst>,
     references: BTreeSet<String>,
+    /// API.md §13: the sum of its repayments (what a return refunds), the references its order's
+    /// returns used, its latest return (id, returned_on), and whether that one is `requested`
+    /// (the plan frozen).
+    repaid: i64,
+    return_refs: BTreeSet<String>,
+    last_return: Option<(String, NaiveDate)>,
+    frozen: bool,
 }
 
 impl MPlan {
@@ -813,6 +825,7 @@ impl Model {
                 waived_interest: 0,
                 waived_fee: 0,
                 waived_penalty: 0,
+                waived_principal: 0,
                 marked: false,
             })
             .collect();
@@ -825,6 +838,10 @@ impl Model {
             accelerated: None,
             insts,
             references: BTreeSet::new(),
+            repaid: 0,
+            return_refs: BTreeSet::new(),
+            last_return: None,
+            frozen: false,
         });
         self.orders[o].status = "active";
         Ok(())
@@ -837,7 +854,7 @@ impl Model {
         if plan.references.contains(reference) {
             return Err((409, "already_exists"));
         }
-        if plan.status == "settled" {
+        if plan.status == "settled" || plan.status == "returned" || plan.frozen {
             return Err((409, "invalid_state"));
         }
         if paid_on < plan.funded_on {
@@ -892,6 +909,7 @@ impl Model {
             assert_eq!(left, 0, "a repayment below the payoff is spent");
         }
         p.references.insert(reference.to_string());
+        p.repaid += amount;
         self.orders[o].plan = Some(p);
         let released = self.release_to_target(o);
         if self.plan(o).paid_off() {
@@ -903,7 +921,7 @@ impl Model {
     fn accelerate(&mut self, o: usize, as_of: NaiveDate) -> Result<(), Refusal> {
         let rate = dec(self.product_of(o).penalty);
         let plan = self.plan(o);
-        if plan.status != "active" {
+        if plan.status != "active" || plan.frozen {
             return Err((409, "invalid_state"));
         }
         if as_of < plan.funded_on {
@@ -934,7 +952,7 @@ impl Model {
 
     fn payoff_quote(&self, o: usize, as_of: NaiveDate) -> Result<(i64, i64, i64, i64), Refusal> {
         let plan = self.plan(o);
-        if plan.status == "settled" {
+        if plan.status == "settled" || plan.status == "returned" || plan.frozen {
             return Err((409, "invalid_state"));
         }
         if as_of < plan.funded_on {
@@ -965,7 +983,8 @@ impl Model {
             }
         }
         for o in 0..self.orders.len() {
-            if self.orders[o].plan.as_ref().is_none_or(|p| p.status != "active") {
+            // A plan frozen by a requested return is left alone (API.md §13).
+            if self.orders[o].plan.as_ref().is_none_or(|p| p.status != "active" || p.frozen) {
                 continue;
             }
             let (grace, rate) = (self.product_of(o).grace, dec(self.product_of(o).penalty));
@@ -1013,6 +1032,65 @@ impl Model {
         }
         self.last_closed = Some(d);
         Ok(s)
+    }
+
+    /// API.md §13: a return of order `o`'s device asked; answers its amounts (principal_to_bank,
+    /// repayments_to_refund, interest, fee and penalty waived, down payment, hold to void).
+    fn request_return(&mut self, o: usize, reference: &str, returned_on: NaiveDate, imei_ok: bool, id: &str) -> Result<[i64; 7], Refusal> {
+        let ord = &self.orders[o];
+        let Some(plan) = ord.plan.as_ref() else { return Err((409, "invalid_state")) };
+        if plan.return_refs.contains(reference) {
+            return Err((409, "already_exists"));
+        }
+        if ord.status != "active" || plan.frozen || plan.insts.iter().any(|i| i.compensated > 0) {
+            return Err((409, "invalid_state"));
+        }
+        if !imei_ok {
+            return Err((422, "imei_mismatch"));
+        }
+        // The products keep the default window of 7 days (the test settings allow future dates).
+        if returned_on < plan.funded_on || returned_on > plan.funded_on + days(7) {
+            return Err((422, "return_window_closed"));
+        }
+        let sum = |f: fn(&MInst) -> i64| plan.insts.iter().map(f).sum::<i64>();
+        let amounts = [
+            ord.principal,
+            plan.repaid,
+            sum(MInst::unpaid_interest),
+            sum(MInst::unpaid_fee),
+            sum(MInst::unpaid_penalty),
+            0,
+            ord.hold.remaining,
+        ];
+        let plan = self.plan_mut(o);
+        plan.return_refs.insert(reference.to_string());
+        plan.last_return = Some((id.to_string(), returned_on));
+        plan.frozen = true;
+        Ok(amounts)
+    }
+
+    /// The bank completes (everything unpaid waived, the hold voided, the plan `returned`) or
+    /// rejects (the plan runs on) its latest return.
+    fn decide_return(&mut self, o: usize, complete: bool, completed_on: NaiveDate) -> Result<(), Refusal> {
+        let plan = self.plan(o);
+        let Some((_, returned_on)) = plan.last_return.clone() else { return Err((404, "not_found")) };
+        if !plan.frozen {
+            return Err((409, "invalid_state"));
+        }
+        if complete && completed_on < returned_on {
+            return Err((422, "invalid_date"));
+        }
+        self.plan_mut(o).frozen = false;
+        if complete {
+            for i in self.plan_mut(o).insts.iter_mut().filter(|i| !i.settled()) {
+                i.waived_interest += i.unpaid_interest();
+                i.waived_fee += i.unpaid_fee();
+                i.waived_penalty += i.unpaid_penalty();
+                i.waived_principal += i.unpaid_principal();
+            }
+            self.void(o, "returned");
+        }
+        Ok(())
     }
 
     fn repay_debt(&mut self, line: usize, amount: i64) -> Result<(), Refusal> {
@@ -1179,6 +1257,28 @@ impl Model {
                 str_eq(&mut d, "product hold_ratio", &r.body["hold_ratio"], ratio);
                 int_eq(&mut d, "product grace_days", &r.body["grace_days"], *grace);
             }
+            Op::ReturnRequest { order, returned_on, reference, imei_ok } => {
+                let id = r.body["id"].as_str().unwrap_or_default().to_string();
+                match self.request_return(*order, reference, *returned_on, *imei_ok, &id) {
+                    Err(e) => return refused(r, e),
+                    Ok(amounts) => {
+                        expect_status(r, 201)?;
+                        str_eq(&mut d, "return status", &r.body["status"], "requested");
+                        let names = ["principal_to_bank", "repayments_to_refund", "interest_waived", "fee_waived", "penalty_waived"];
+                        for (name, want) in names.iter().zip(amounts) {
+                            money_eq(&mut d, &format!("return {name}"), &r.body[name], want);
+                        }
+                        money_eq(&mut d, "return hold_to_void", &r.body["hold_to_void"], amounts[6]);
+                    }
+                }
+            }
+            Op::ReturnDecide { order, complete, completed_on } => match self.decide_return(*order, *complete, *completed_on) {
+                Err(e) => return refused(r, e),
+                Ok(()) => {
+                    expect_status(r, 200)?;
+                    str_eq(&mut d, "return status", &r.body["status"], if *complete { "completed" } else { "rejected" });
+                }
+            },
             Op::Replay | Op::Pair(..) | Op::Twice(..) => unreachable!("applied by the step"),
         }
         if d.is_empty() { Ok(()) } else { Err(d.join("; ")) }
@@ -1378,6 +1478,19 @@ enum Op {
         grace: i64,
         penalty: &'static str,
     },
+    /// API.md §13: the owner asks to return a funded order's device (the order's own IMEI or not).
+    ReturnRequest {
+        order: usize,
+        returned_on: NaiveDate,
+        reference: String,
+        imei_ok: bool,
+    },
+    /// The order's bank completes or rejects the order's latest return.
+    ReturnDecide {
+        order: usize,
+        complete: bool,
+        completed_on: NaiveDate,
+    },
     Replay,
     Pair(Box<Op>, Box<Op>),
     /// The same request twice at once with the same Idempotency-Key.
@@ -1400,6 +1513,8 @@ impl Op {
             Op::DebtRepay { .. } => "debt_repay",
             Op::SetActive { .. } => "set_active",
             Op::SetTerms { .. } => "set_terms",
+            Op::ReturnRequest { .. } => "return",
+            Op::ReturnDecide { .. } => "return_decide",
             Op::Replay => "replay",
             Op::Pair(..) => "pair",
             Op::Twice(..) => "twice",
@@ -1414,7 +1529,9 @@ impl Op {
             | Op::Reject { order }
             | Op::Repay { order, .. }
             | Op::Payoff { order, .. }
-            | Op::Accelerate { order, .. } => vec![*order],
+            | Op::Accelerate { order, .. }
+            | Op::ReturnRequest { order, .. }
+            | Op::ReturnDecide { order, .. } => vec![*order],
             Op::Pair(a, b) => a.targets().into_iter().chain(b.targets()).collect(),
             Op::Twice(a) => a.targets(),
             _ => vec![],
@@ -1470,7 +1587,7 @@ impl Gen {
     }
 
     fn op(&mut self, m: &Model, can_replay: bool) -> Op {
-        let weights: [(u32, &str); 16] = [
+        let weights: [(u32, &str); 18] = [
             (if m.lines.len() < 3 { 30 } else { 6 }, "register"),
             (2, "quote"),
             (20, "place"),
@@ -1484,6 +1601,8 @@ impl Gen {
             (5, "debt_repay"),
             (1, "set_active"),
             (1, "set_terms"),
+            (2, "return"),
+            (2, "return_decide"),
             (if can_replay { 3 } else { 0 }, "replay"),
             (12, "pair"),
             (if can_replay { 4 } else { 0 }, "twice"),
@@ -1525,6 +1644,8 @@ impl Gen {
             "repay" => self.repay(m, None),
             "payoff" => self.payoff(m),
             "accelerate" => self.accelerate(m, None),
+            "return" => self.return_request(m),
+            "return_decide" => self.return_decide(m),
             "eod" => Some(self.eod(m)),
             "debt_repay" => self.debt_repay(m, None),
             "set_active" => Some(self.set_active(m)),
@@ -1730,6 +1851,39 @@ impl Gen {
             _ => self.next_id("R"),
         };
         Some(Op::Repay { order, amount, paid_on, reference })
+    }
+
+    /// A return of a funded order's device: mostly within the window, sometimes just outside it,
+    /// with another device's IMEI, or a reference used before.
+    fn return_request(&mut self, m: &Model) -> Option<Op> {
+        let funded = orders_where(m, |o| o.plan.is_some());
+        let active = orders_where(m, |o| o.status == "active");
+        let order = if chance(&mut self.rng, 0.85) && !active.is_empty() {
+            pick_index(&mut self.rng, &active)
+        } else {
+            pick_index(&mut self.rng, &funded)
+        }?;
+        let plan = m.plan(order);
+        let returned_on = plan.funded_on + days(self.rng.gen_range(-1..=8));
+        let reference = match plan.return_refs.iter().next() {
+            Some(r) if chance(&mut self.rng, 0.1) => r.clone(),
+            _ => self.next_id("RET"),
+        };
+        Some(Op::ReturnRequest { order, returned_on, reference, imei_ok: chance(&mut self.rng, 0.9) })
+    }
+
+    /// The bank's decision on a return: mostly a requested one, completed more often than rejected.
+    fn return_decide(&mut self, m: &Model) -> Option<Op> {
+        let frozen = orders_where(m, |o| o.plan.as_ref().is_some_and(|p| p.frozen));
+        let any = orders_where(m, |o| o.plan.as_ref().is_some_and(|p| p.last_return.is_some()));
+        let order = if chance(&mut self.rng, 0.9) && !frozen.is_empty() {
+            pick_index(&mut self.rng, &frozen)
+        } else {
+            pick_index(&mut self.rng, &any)
+        }?;
+        let returned_on = m.plan(order).last_return.as_ref().map(|r| r.1)?;
+        let completed_on = returned_on + days(self.rng.gen_range(-1..=5));
+        Some(Op::ReturnDecide { order, complete: chance(&mut self.rng, 0.6), completed_on })
     }
 
     fn payoff(&mut self, m: &Model) -> Option<Op> {
@@ -2105,6 +2259,23 @@ impl Sim {
                 let path = format!("/v1/admin/products/{}", m.products[*product].id);
                 let body = json!({"hold_ratio": ratio, "grace_days": grace, "penalty_daily_rate": penalty});
                 (self.app.call("PATCH", &path, Some(&self.admin), Some(&body), None).await, None)
+            }
+            Op::ReturnRequest { order, returned_on, reference, imei_ok } => {
+                let o = &m.orders[*order];
+                let device = if *imei_ok { 7_000 + o.customer as u64 } else { 6_999 };
+                let body =
+                    json!({"reason": "no_reason", "returned_on": returned_on.to_string(), "imei": imei(device), "reference": reference});
+                self.post(&self.stores[o.store], format!("/v1/orders/{}/returns", o.id), body, Some(*order), idem).await
+            }
+            Op::ReturnDecide { order, complete, completed_on } => {
+                let o = &m.orders[*order];
+                let ret = m.plan(*order).last_return.as_ref().map_or("ret_none", |r| r.0.as_str());
+                let body = if *complete {
+                    json!({"decision": "completed", "completed_on": completed_on.to_string()})
+                } else {
+                    json!({"decision": "rejected", "reason": "the device is damaged"})
+                };
+                self.post(&self.banks[o.bank], format!("/v1/returns/{ret}/decision"), body, Some(*order), idem).await
             }
             Op::Replay | Op::Pair(..) | Op::Twice(..) => unreachable!("executed by the step"),
         }

@@ -6,7 +6,7 @@
 use super::orders::{HOLD_COLUMNS, Hold, hold};
 use super::{Db, Tx};
 use crate::domain::status::DeclineReason;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 
 /// The confirmation timeout of every provider that requires confirming holds: few rows (one per
@@ -68,14 +68,24 @@ pub async fn acknowledge(tx: &Tx<'_>, id: &str, sign_url: &str, provider_order_n
 
 /// The provider froze the line: the hold becomes `active`. Nothing moves (it was counted in the
 /// line's held since placement).
-pub async fn confirm(tx: &Tx<'_>, id: &str, provider_order_no: &str, at: DateTime<Utc>) -> Result<Hold, tokio_postgres::Error> {
+///
+/// The confirmation is booked on `booked_on` and takes its place in booking order from the
+/// journal's sequence (sql/V27: the settlement's `hold_confirmed` row, which moves nothing).
+pub async fn confirm(
+    tx: &Tx<'_>,
+    id: &str,
+    provider_order_no: &str,
+    at: DateTime<Utc>,
+    booked_on: NaiveDate,
+) -> Result<Hold, tokio_postgres::Error> {
     let row = tx
         .query_one(
             &format!(
-                "UPDATE holds SET status = 'active', confirmed_at = $3, provider_order_no = $2, updated_at = now()
+                "UPDATE holds SET status = 'active', confirmed_at = $3, provider_order_no = $2, confirmed_booked_on = $4,
+                     confirmed_entry_seq = nextval('journal_entry_seq'), updated_at = now()
                  WHERE id = $1 AND status = 'pending' RETURNING {HOLD_COLUMNS}"
             ),
-            &[&id, &provider_order_no, &at],
+            &[&id, &provider_order_no, &at, &booked_on],
         )
         .await?;
     Ok(hold(&row))

@@ -51,6 +51,10 @@ pub mod account {
     pub fn plan_income(plan: &str) -> String {
         format!("plan:{plan}:income")
     }
+    /// The unpaid principal a device return forgave (API.md §13): the return repaid the bank.
+    pub fn plan_returned(plan: &str) -> String {
+        format!("plan:{plan}:returned")
+    }
     /// What was written off of a plan and not yet recovered (API.md §14).
     pub fn plan_written_off(plan: &str) -> String {
         format!("plan:{plan}:written_off")

@@ -17,6 +17,7 @@ pub mod plans;
 pub mod repayments;
 pub mod report_store;
 pub mod reports;
+pub mod returns;
 pub mod settlement;
 pub mod setup;
 pub mod status;

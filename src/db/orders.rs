@@ -141,6 +141,9 @@ pub struct NewOrder<'a> {
     pub funding_timeout_hours: i32,
     pub status: OrderStatus,
     pub created_on: NaiveDate,
+    /// API.md §13: the device's IMEI as a keyed hash, and the product's return window as placed.
+    pub imei_hash: &'a str,
+    pub return_window_days: i32,
 }
 
 /// Inserts; `None` when the caller already used this `out_order_no`.
@@ -151,9 +154,10 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
                 "INSERT INTO orders (id, owner_scope, out_order_no, channel, store_id, partner_id, agent_id, region_code, product_id,
                      term_months, pricing, rate, hold_ratio, grace_days, penalty_daily_rate, partner_referral_fee_fen, principal_fen,
                      apr_irr, device_sku, imei_masked, device_price_fen, down_payment_fen, consent, identity_sealed, credit_line_id,
-                     bank_id, hold_id, funding_deadline, status, created_on, exposure_stripe, funding_timeout_hours)
+                     bank_id, hold_id, funding_deadline, status, created_on, exposure_stripe, funding_timeout_hours, imei_hash,
+                     return_window_days)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-                     $25, $26, $27, $28, $31, $29, $30, $32)
+                     $25, $26, $27, $28, $31, $29, $30, $32, $33, $34)
                  ON CONFLICT ON CONSTRAINT orders_out_order_no_unique DO NOTHING
                  RETURNING {ORDER_COLUMNS}"
             ),
@@ -190,6 +194,8 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
                 &o.exposure_stripe,
                 &o.status,
                 &o.funding_timeout_hours,
+                &o.imei_hash,
+                &o.return_window_days,
             ],
         )
         .await?;
@@ -551,4 +557,11 @@ pub async fn take_from_holds(tx: &Tx<'_>, changes: &BTreeMap<String, HoldChange>
 pub async fn lock_holds(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Hold>, tokio_postgres::Error> {
     let rows = tx.query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"), &[&ids]).await?;
     Ok(rows.iter().map(hold).collect())
+}
+
+/// The order's device terms a return checks: its IMEI's keyed hash (`None` for orders placed
+/// before returns existed) and the return window it took from its product.
+pub async fn device_terms(c: &impl Db, order_id: &str) -> Result<(Option<String>, i32), tokio_postgres::Error> {
+    let r = c.query_one("SELECT imei_hash, return_window_days FROM orders WHERE id = $1", &[&order_id]).await?;
+    Ok((r.get(0), r.get(1)))
 }

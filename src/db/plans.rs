@@ -28,13 +28,18 @@ pub struct Plan {
     /// API.md §14: the write-off, when there was one, and what was recovered since.
     pub written_off: Option<super::write_offs::WrittenOff>,
     pub recovered: Amount,
+    /// API.md §13: the plan's latest return (kept after a rejection), and whether one is
+    /// `requested`, freezing the plan.
+    pub return_id: Option<String>,
+    pub return_requested: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const PLAN_COLUMNS: &str = "id, order_id, bank_id, loan_no, principal_fen, pricing, rate, apr_irr, term_months, funded_on, status,
     accelerated_as_of, accelerated_reason, created_at, updated_at, written_off_on, written_off_reason, written_off_reference,
-    written_off_principal_fen, written_off_interest_fen, written_off_fee_fen, written_off_penalty_fen, written_off_booked_on, recovered_fen";
+    written_off_principal_fen, written_off_interest_fen, written_off_fee_fen, written_off_penalty_fen, written_off_booked_on, recovered_fen,
+    return_id, return_requested";
 
 fn plan(r: &Row) -> Plan {
     Plan {
@@ -53,6 +58,8 @@ fn plan(r: &Row) -> Plan {
         accelerated_reason: r.get("accelerated_reason"),
         written_off: super::write_offs::written_off(r),
         recovered: Amount::from_fen(r.get("recovered_fen")),
+        return_id: r.get("return_id"),
+        return_requested: r.get("return_requested"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
     }
@@ -147,6 +154,13 @@ pub async fn set_accelerated(tx: &Tx<'_>, id: &str, as_of: NaiveDate, reason: &s
     Ok(())
 }
 
+/// Records the plan's latest return and whether it freezes the plan (API.md §13).
+pub async fn set_return(tx: &Tx<'_>, id: &str, return_id: &str, requested: bool) -> Result<(), tokio_postgres::Error> {
+    tx.execute("UPDATE plans SET return_id = $2, return_requested = $3, updated_at = now() WHERE id = $1", &[&id, &return_id, &requested])
+        .await?;
+    Ok(())
+}
+
 /// An installment as stored, with its stored status.
 #[derive(Debug, Clone)]
 pub struct InstallmentRow {
@@ -172,6 +186,7 @@ fn installment(r: &Row) -> InstallmentRow {
         waived_interest_and_fee: fen("waived_fen"),
         waived_penalty: fen("waived_penalty_fen"),
         written_off: fen("written_off_fen"),
+        waived_principal: fen("waived_principal_fen"),
     };
     InstallmentRow { state, status: r.get("status") }
 }
@@ -200,16 +215,32 @@ pub async fn save_installments(tx: &Tx<'_>, rows: &[(&str, &InstallmentState, In
     let waived_penalty = col(&|s| s.waived_penalty);
     let status: Vec<InstallmentStatus> = rows.iter().map(|(_, _, st)| *st).collect();
     let written_off = col(&|s| s.written_off);
+    let waived_principal = col(&|s| s.waived_principal);
     let n = tx
         .execute(
             "UPDATE installments i SET penalty_fen = t.pen, penalty_through = t.thr, paid_principal_fen = t.pp, paid_interest_fen = t.pi,
                  paid_fee_fen = t.pf, paid_penalty_fen = t.ppen, compensated_fen = t.comp, waived_fen = t.w, waived_penalty_fen = t.wpen,
-                 status = t.st, written_off_fen = t.wo
+                 status = t.st, written_off_fen = t.wo, waived_principal_fen = t.wpr
              FROM unnest($1::text[], $2::int4[], $3::int8[], $4::date[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
-                         $10::int8[], $11::int8[], $12::text[], $13::int8[])
-                  AS t(plan_id, seq, pen, thr, pp, pi, pf, ppen, comp, w, wpen, st, wo)
+                         $10::int8[], $11::int8[], $12::text[], $13::int8[], $14::int8[])
+                  AS t(plan_id, seq, pen, thr, pp, pi, pf, ppen, comp, w, wpen, st, wo, wpr)
              WHERE i.plan_id = t.plan_id AND i.seq = t.seq",
-            &[&plan_ids, &seqs, &penalty, &through, &pp, &pi, &pf, &ppen, &comp, &waived, &waived_penalty, &status, &written_off],
+            &[
+                &plan_ids,
+                &seqs,
+                &penalty,
+                &through,
+                &pp,
+                &pi,
+                &pf,
+                &ppen,
+                &comp,
+                &waived,
+                &waived_penalty,
+                &status,
+                &written_off,
+                &waived_principal,
+            ],
         )
         .await?;
     assert_eq!(n as usize, rows.len(), "every changed installment was written");

@@ -1,6 +1,6 @@
 //! Repayments a bank reports on a plan, each with its allocation over the installments.
 
-use super::Tx;
+use super::{Db, Tx};
 use crate::domain::installment::Split;
 use crate::domain::money::Amount;
 use chrono::NaiveDate;
@@ -80,4 +80,10 @@ pub async fn of_plan(c: &impl super::Db, plan_id: &str, limit: i64) -> Result<Ve
             hold_released: fen(r, 9),
         })
         .collect())
+}
+
+/// The sum of a plan's repayments (what a return refunds).
+pub async fn total_of_plan(c: &impl Db, plan_id: &str) -> Result<Amount, tokio_postgres::Error> {
+    let r = c.query_one("SELECT coalesce(sum(amount_fen), 0)::int8 FROM repayments WHERE plan_id = $1", &[&plan_id]).await?;
+    Ok(Amount::from_fen(r.get(0)))
 }

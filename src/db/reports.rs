@@ -72,6 +72,14 @@ pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> R
                  FROM journal_entries e JOIN orders o ON o.id = e.order_id
                  WHERE e.kind = 'exposure.released' AND e.booked_on = $1 AND ($2::text IS NULL OR o.bank_id = $2)
                  UNION ALL
+                 -- v2, §13: completed returns (amount = principal = principal_to_bank).
+                 SELECT 'return', e.id, r.booked_on, r.completed_on, p.bank_id, p.order_id, p.id, p.loan_no, NULL, NULL, r.reference,
+                        r.principal_to_bank_fen, r.principal_to_bank_fen, 0, 0, 0, r.repayments_to_refund_fen,
+                        r.interest_waived_fen + r.fee_waived_fen + r.penalty_waived_fen
+                 FROM returns r JOIN plans p ON p.id = r.plan_id
+                 LEFT JOIN journal_entries e ON e.kind = 'return.completed' AND e.booked_on = r.booked_on AND e.reference = r.id
+                 WHERE r.booked_on = $1 AND r.status = 'completed' AND ($2::text IS NULL OR p.bank_id = $2)
+                 UNION ALL
                  -- v2, §14: write-offs and recoveries.
                  SELECT 'write_off', e.id, p.written_off_booked_on, p.written_off_on, p.bank_id, p.order_id, p.id, p.loan_no, NULL, NULL,
                         p.written_off_reference,
@@ -124,6 +132,8 @@ pub struct AgentRow {
     pub cancelled: i64,
     pub rejected: i64,
     pub expired: i64,
+    /// API.md §13: devices returned, in the month of `completed_on`.
+    pub returned: i64,
     pub funded_principal_fen: i64,
     pub referral_fees_fen: i64,
 }
@@ -143,11 +153,15 @@ pub async fn partner_month(
                     count(*) FILTER (WHERE o.status = 'cancelled' AND o.decided_on BETWEEN $2 AND $3) AS cancelled,
                     count(*) FILTER (WHERE o.status = 'rejected' AND o.decided_on BETWEEN $2 AND $3) AS rejected,
                     count(*) FILTER (WHERE o.status = 'expired' AND o.decided_on BETWEEN $2 AND $3) AS expired,
+                    count(*) FILTER (WHERE r.completed_on BETWEEN $2 AND $3) AS returned,
                     coalesce(sum(o.principal_fen) FILTER (WHERE p.funded_on BETWEEN $2 AND $3), 0)::int8 AS funded_principal,
                     coalesce(sum(o.partner_referral_fee_fen) FILTER (WHERE p.funded_on BETWEEN $2 AND $3), 0)::int8 AS referral_fees
              FROM orders o LEFT JOIN plans p ON p.order_id = o.id
+                  -- At most one completed return per order: its plan is returned once.
+                  LEFT JOIN returns r ON r.order_id = o.id AND r.status = 'completed'
              WHERE o.owner_scope = 'partner:' || $1 AND o.partner_id = $1
-               AND (o.created_on BETWEEN $2 AND $3 OR p.funded_on BETWEEN $2 AND $3 OR o.decided_on BETWEEN $2 AND $3)
+               AND (o.created_on BETWEEN $2 AND $3 OR p.funded_on BETWEEN $2 AND $3 OR o.decided_on BETWEEN $2 AND $3
+                    OR r.completed_on BETWEEN $2 AND $3)
              GROUP BY 1 ORDER BY 1",
             &[&partner_id, &first, &last],
         )
@@ -161,6 +175,7 @@ pub async fn partner_month(
             cancelled: r.get("cancelled"),
             rejected: r.get("rejected"),
             expired: r.get("expired"),
+            returned: r.get("returned"),
             funded_principal_fen: r.get("funded_principal"),
             referral_fees_fen: r.get("referral_fees"),
         })

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 /// One movement of a provider's lines, amounts in fen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettlementRow {
-    /// `hold_placed`, `hold_released`, `hold_converted`, `hold_voided`, `debt_repayment`.
+    /// `hold_placed`, `hold_confirmed`, `hold_released`, `hold_converted`, `hold_voided`, `debt_repayment`.
     pub kind: String,
     pub entry_id: i64,
     pub booked_on: NaiveDate,
@@ -53,13 +53,15 @@ comp_entries AS (
     FROM e WHERE e.kind = 'default.compensated'),
 comp_by_entry AS (
     SELECT ce.id AS entry_id, c.* FROM comp_entries ce JOIN comp c ON c.plan_id = ce.plan_id AND c.rn = ce.rn)
+SELECT * FROM (
 SELECT CASE e.kind WHEN 'hold.placed' THEN 'hold_placed' WHEN 'hold.released' THEN 'hold_released'
                    WHEN 'default.compensated' THEN 'hold_converted' WHEN 'hold.voided' THEN 'hold_voided'
                    ELSE 'debt_repayment' END AS kind,
        e.id AS entry_id, e.booked_on,
        CASE e.kind
            WHEN 'hold.placed' THEN o.created_on
-           WHEN 'hold.voided' THEN o.decided_on
+           WHEN 'hold.voided' THEN
+               CASE WHEN h.void_reason = 'returned' THEN (SELECT r.completed_on FROM returns r WHERE r.id = e.reference) ELSE o.decided_on END
            WHEN 'default.compensated' THEN cb.value_date
            WHEN 'line.debt_repaid' THEN (SELECT (d.created_at AT TIME ZONE 'Asia/Shanghai')::date FROM debt_repayments d WHERE d.id = e.reference)
            ELSE CASE e.prev_kind
@@ -69,12 +71,13 @@ SELECT CASE e.kind WHEN 'hold.placed' THEN 'hold_placed' WHEN 'hold.released' TH
            END
        END AS value_date,
        e.credit_line_id, e.hold_id, e.order_id,
-       CASE WHEN e.kind IN ('hold.placed', 'hold.voided') THEN NULL ELSE e.plan_id END AS plan_id,
+       -- The ids as they were at the event: an unfunded order's void has no plan, a return's has.
+       CASE WHEN e.kind = 'hold.placed' THEN NULL ELSE e.plan_id END AS plan_id,
        coalesce(e.bank_id, o.bank_id) AS bank_id,
        cb.installment_seq,
-       CASE WHEN e.kind = 'hold.voided' THEN
-           CASE o.status WHEN 'cancelled' THEN 'cancelled' WHEN 'rejected' THEN 'rejected' WHEN 'expired' THEN 'expired' ELSE o.status END
-       END AS reason,
+       -- The hold's own void_reason (sql/V19), not the order's status: a decline leaves the order
+       -- `rejected`, a confirmation timeout `expired`, a return `returned`.
+       CASE WHEN e.kind = 'hold.voided' THEN h.void_reason END AS reason,
        CASE WHEN e.kind IN ('default.compensated') THEN m.drawn WHEN e.kind = 'line.debt_repaid' THEN -m.drawn
             WHEN e.kind = 'hold.placed' THEN m.held ELSE -m.held END AS amount_fen,
        coalesce(cb.principal_fen, 0)::int8 AS principal_fen, coalesce(cb.interest_fen, 0)::int8 AS interest_fen,
@@ -83,7 +86,15 @@ FROM e JOIN moved m ON m.id = e.id
 LEFT JOIN orders o ON o.id = e.order_id
 LEFT JOIN plans p ON p.id = e.plan_id
 LEFT JOIN comp_by_entry cb ON cb.entry_id = e.id AND e.kind = 'default.compensated'
-ORDER BY e.id";
+LEFT JOIN holds h ON h.id = e.hold_id AND e.kind = 'hold.voided'
+UNION ALL
+-- Confirmations move nothing and have no entry: the hold's amount, booked as sql/V27 keeps it.
+SELECT 'hold_confirmed', h.confirmed_entry_seq, h.confirmed_booked_on, (h.confirmed_at AT TIME ZONE 'Asia/Shanghai')::date,
+       h.credit_line_id, h.id, h.order_id, NULL, o.bank_id, NULL, NULL, h.amount_fen, 0, 0, 0, 0
+FROM holds h JOIN orders o ON o.id = h.order_id
+WHERE h.provider_id = $1 AND h.confirmed_booked_on = $2
+) m
+ORDER BY entry_id";
 
 /// Every movement of `provider_id`'s lines booked on `date`, in booking order.
 pub async fn movements(c: &impl Db, provider_id: &str, date: NaiveDate) -> Result<Vec<SettlementRow>, tokio_postgres::Error> {

@@ -374,6 +374,8 @@ pub struct Product {
     pub partner_referral_fee: Amount,
     pub active: bool,
     pub write_off_after_days: Option<i32>,
+    /// API.md §13: days after `funded_on` a device may be returned; 0 = no returns.
+    pub return_window_days: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
@@ -404,6 +406,7 @@ fn product(r: &Row) -> Product {
         partner_referral_fee: amount(r, "partner_referral_fee_fen"),
         active: r.get("active"),
         write_off_after_days: r.get("write_off_after_days"),
+        return_window_days: r.get("return_window_days"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
         seq: r.get("seq"),
@@ -433,6 +436,7 @@ pub struct ProductInput {
     pub partner_referral_fee: Amount,
     pub active: bool,
     pub write_off_after_days: Option<i32>,
+    pub return_window_days: i32,
 }
 
 impl From<&Product> for ProductInput {
@@ -452,6 +456,7 @@ impl From<&Product> for ProductInput {
             partner_referral_fee: p.partner_referral_fee,
             active: p.active,
             write_off_after_days: p.write_off_after_days,
+            return_window_days: p.return_window_days,
         }
     }
 }
@@ -461,8 +466,9 @@ pub async fn insert_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<O
     let row = c
         .query_opt(
             "INSERT INTO products (id, name, pricing, terms, providers, regions, min_principal_fen, max_principal_fen, hold_ratio,
-                 grace_days, penalty_daily_rate, funding_timeout_hours, partner_referral_fee_fen, active, write_off_after_days)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING RETURNING *",
+                 grace_days, penalty_daily_rate, funding_timeout_hours, partner_referral_fee_fen, active, write_off_after_days,
+                 return_window_days)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO NOTHING RETURNING *",
             &[
                 &id,
                 &p.name,
@@ -479,6 +485,7 @@ pub async fn insert_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<O
                 &p.partner_referral_fee.fen(),
                 &p.active,
                 &p.write_off_after_days,
+                &p.return_window_days,
             ],
         )
         .await?;
@@ -500,7 +507,8 @@ pub async fn update_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<O
         .query_opt(
             "UPDATE products SET name = $2, pricing = $3, terms = $4, providers = $5, regions = $6, min_principal_fen = $7,
                  max_principal_fen = $8, hold_ratio = $9, grace_days = $10, penalty_daily_rate = $11, funding_timeout_hours = $12,
-                 partner_referral_fee_fen = $13, active = $14, write_off_after_days = $15, updated_at = now()
+                 partner_referral_fee_fen = $13, active = $14, write_off_after_days = $15, return_window_days = $16,
+                 updated_at = now()
              WHERE id = $1 RETURNING *",
             &[
                 &id,
@@ -518,6 +526,7 @@ pub async fn update_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<O
                 &p.partner_referral_fee.fen(),
                 &p.active,
                 &p.write_off_after_days,
+                &p.return_window_days,
             ],
         )
         .await?;

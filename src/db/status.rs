@@ -4,7 +4,7 @@
 //! §12-§14) are a constraint's list to extend, not a type to alter under running statements; a
 //! text no status has is refused by the constraint on the way in and by `FromSql` on the way out.
 
-use crate::domain::status::{DeclineReason, HoldConfirmation};
+use crate::domain::status::{DeclineReason, HoldConfirmation, ReturnStatus};
 use crate::domain::status::{HoldStatus, InstallmentStatus, LineStatus, NoticeState, OrderStatus, PlanStatus, VoidReason};
 use bytes::BytesMut;
 use std::error::Error;
@@ -36,4 +36,15 @@ macro_rules! text_column {
     )+};
 }
 
-text_column!(OrderStatus, PlanStatus, HoldStatus, LineStatus, InstallmentStatus, NoticeState, VoidReason, HoldConfirmation, DeclineReason);
+text_column!(
+    OrderStatus,
+    PlanStatus,
+    HoldStatus,
+    LineStatus,
+    InstallmentStatus,
+    NoticeState,
+    VoidReason,
+    HoldConfirmation,
+    DeclineReason,
+    ReturnStatus
+);

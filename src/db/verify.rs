@@ -35,6 +35,21 @@ pub struct PlanRow {
     pub written_off_total_fen: Option<i64>,
     pub recovered_fen: i64,
     pub written_off_owes: bool,
+    /// API.md §13: the principal a return forgave, and whether a returned plan still owes anything.
+    pub waived_principal_fen: i64,
+    pub returned_owes: bool,
+}
+
+/// A return with what its plan says of it (API.md §13).
+pub struct ReturnRow {
+    pub id: String,
+    pub plan_id: String,
+    pub status: String,
+    pub plan_status: String,
+    /// The plan is frozen, by this return as its latest.
+    pub plan_frozen_by_it: bool,
+    pub plan_frozen: bool,
+    pub is_latest: bool,
 }
 
 pub struct StripeRow {
@@ -77,6 +92,10 @@ pub struct Books {
     pub confirmations: Vec<super::holds::HoldOrderRow>,
     /// API.md §15: the closed dates' stored reports (`kind, date, subject, format, body, sha256`).
     pub stored_reports: Vec<(String, chrono::NaiveDate, String, String, Vec<u8>, String)>,
+    /// API.md §13: every return, and the plans that are returned or frozen without the return
+    /// that would explain it (`(plan id, status, frozen)`).
+    pub returns: Vec<ReturnRow>,
+    pub unexplained_returns: Vec<(String, String, bool)>,
 }
 
 /// Reads the books (the caller holds a read-only repeatable-read transaction).
@@ -99,6 +118,8 @@ pub async fn load(c: &impl Db) -> Result<Books, tokio_postgres::Error> {
         banks: banks(c).await?,
         confirmations: super::holds::verify_rows(c).await?,
         stored_reports: super::report_store::all(c).await?,
+        returns: returns(c).await?,
+        unexplained_returns: unexplained_returns(c).await?,
     })
 }
 
@@ -137,7 +158,10 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
                     coalesce(p.written_off_principal_fen, 0),
                     p.written_off_principal_fen + p.written_off_interest_fen + p.written_off_fee_fen + p.written_off_penalty_fen,
                     p.recovered_fen,
-                    p.status = 'written_off' AND bool_or(i.written_off_fen = 0 AND i.status IN ('pending', 'overdue'))
+                    p.status = 'written_off' AND bool_or(i.written_off_fen = 0 AND i.status IN ('pending', 'overdue')),
+                    coalesce(sum(i.waived_principal_fen), 0)::int8,
+                    p.status = 'returned' AND bool_or(i.status IN ('pending', 'overdue')
+                        OR i.principal_fen - i.paid_principal_fen - i.waived_principal_fen > 0)
              FROM plans p LEFT JOIN installments i ON i.plan_id = p.id GROUP BY p.id, p.principal_fen",
             &[],
         )
@@ -155,8 +179,47 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
             written_off_total_fen: r.get(7),
             recovered_fen: r.get(8),
             written_off_owes: r.get::<_, Option<bool>>(9).unwrap_or(false),
+            waived_principal_fen: r.get(10),
+            returned_owes: r.get::<_, Option<bool>>(11).unwrap_or(false),
         })
         .collect())
+}
+
+async fn returns(c: &impl Db) -> Result<Vec<ReturnRow>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT r.id, r.plan_id, r.status, p.status, p.return_requested AND p.return_id = r.id, p.return_requested,
+                    p.return_id IS NOT DISTINCT FROM (SELECT y.id FROM returns y WHERE y.plan_id = p.id ORDER BY y.seq DESC LIMIT 1)
+             FROM returns r JOIN plans p ON p.id = r.plan_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ReturnRow {
+            id: r.get(0),
+            plan_id: r.get(1),
+            status: r.get(2),
+            plan_status: r.get(3),
+            plan_frozen_by_it: r.get(4),
+            plan_frozen: r.get(5),
+            is_latest: r.get(6),
+        })
+        .collect())
+}
+
+/// Plans returned without a completed return, or frozen without a requested one.
+async fn unexplained_returns(c: &impl Db) -> Result<Vec<(String, String, bool)>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT p.id, p.status, p.return_requested FROM plans p
+             WHERE (p.status = 'returned' AND NOT EXISTS (SELECT 1 FROM returns r WHERE r.plan_id = p.id AND r.status = 'completed'))
+                OR (p.return_requested AND NOT EXISTS (SELECT 1 FROM returns r WHERE r.plan_id = p.id AND r.status = 'requested'))
+             LIMIT 1000",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
 async fn stripes(c: &impl Db) -> Result<Vec<StripeRow>, tokio_postgres::Error> {

@@ -97,6 +97,9 @@ pub struct InstallmentState {
     /// What it still owed when its plan was written off (API.md §14); once positive it owes
     /// nothing more (`domain::write_off`).
     pub written_off: Amount,
+    /// Principal forgiven: a returned device's unpaid principal (API.md §13), which the return
+    /// itself repays to the bank.
+    pub waived_principal: Amount,
 }
 
 impl From<&ScheduledInstallment> for InstallmentState {
@@ -124,12 +127,13 @@ impl InstallmentState {
             waived_interest_and_fee: Amount::ZERO,
             waived_penalty: Amount::ZERO,
             written_off: Amount::ZERO,
+            waived_principal: Amount::ZERO,
         }
     }
 
     /// Everything forgiven (API.md's `waived`).
     pub fn waived(&self) -> Amount {
-        self.waived_interest_and_fee + self.waived_penalty
+        self.waived_interest_and_fee + self.waived_penalty + self.waived_principal
     }
 
     /// The part of `waived_interest_and_fee` forgiving the fee.
@@ -152,7 +156,8 @@ impl InstallmentState {
         if self.is_written_off() {
             return Amount::ZERO;
         }
-        remaining(self.principal, self.paid_principal, "principal")
+        let open = remaining(self.principal, self.paid_principal, "principal");
+        remaining(open, self.waived_principal, "waived principal")
     }
 
     /// Interest still owed (waived interest is not owed).
@@ -287,6 +292,17 @@ impl InstallmentState {
         forgiven
     }
 
+    /// Forgives everything still owed (a returned device, API.md §13); answers what was waived.
+    pub fn waive_all(&mut self) -> Split {
+        let open = self.unpaid_split();
+        self.waive_interest_and_fee();
+        self.waive_penalty();
+        self.waived_principal += open.principal;
+        self.assert_invariants();
+        assert!(self.is_settled(), "seq {}: a waived installment owes nothing", self.seq);
+        open
+    }
+
     /// Forgives all the penalty still owed; returns the amount waived.
     fn waive_penalty(&mut self) -> Amount {
         let forgiven = self.unpaid_penalty();
@@ -300,7 +316,11 @@ impl InstallmentState {
     /// owed, nothing forgiven beyond what was not paid, compensation within payments.
     pub fn assert_invariants(&self) {
         assert!(self.seq >= 1, "seq is 1-based");
-        assert!(self.paid_principal <= self.principal, "seq {}: paid principal within principal", self.seq);
+        assert!(
+            self.paid_principal + self.waived_principal <= self.principal,
+            "seq {}: paid and waived principal within principal",
+            self.seq
+        );
         assert!(self.paid_interest <= self.interest, "seq {}: paid interest within interest", self.seq);
         assert!(self.paid_fee <= self.fee, "seq {}: paid fee within fee", self.seq);
         assert!(self.paid_penalty <= self.penalty, "seq {}: paid penalty within penalty", self.seq);

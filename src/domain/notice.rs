@@ -6,6 +6,7 @@
 
 use super::installment::Split;
 use super::money::Amount;
+use super::returns::ReturnAmounts;
 use super::status::{OrderStatus, PlanStatus, VoidReason};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -282,6 +283,40 @@ pub struct RecoveryRecorded {
     pub recoverable: Amount,
 }
 
+/// `return.requested` (API.md §13): the owner asks to return the device; the plan is frozen until
+/// the bank decides. `amount` is `principal_to_bank`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReturnRequested {
+    pub return_id: String,
+    pub reference: String,
+    pub reason: String,
+    pub returned_on: NaiveDate,
+    pub amount: Amount,
+    #[serde(flatten)]
+    pub amounts: ReturnAmounts,
+}
+
+/// `return.completed` (API.md §13): the plan and order are `returned`, what was unpaid waived.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReturnCompleted {
+    pub return_id: String,
+    pub reference: String,
+    pub completed_on: NaiveDate,
+    pub booked_on: NaiveDate,
+    pub amount: Amount,
+    #[serde(flatten)]
+    pub amounts: ReturnAmounts,
+}
+
+/// `return.rejected` (API.md §13): nothing changed but the return; the plan runs on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReturnRejected {
+    pub return_id: String,
+    pub reference: String,
+    pub reason: String,
+    pub amount: Amount,
+}
+
 /// `reconciliation.ready` and `settlement.ready` (API.md §15): a closed date's report is stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportReady {
@@ -357,6 +392,9 @@ notices! {
     RecoveryRecorded(RecoveryRecorded) = "recovery.recorded" to Bank;
     ReconciliationReady(ReportReady) = "reconciliation.ready" to Bank;
     SettlementReady(ReportReady) = "settlement.ready" to Provider;
+    ReturnRequested(ReturnRequested) = "return.requested" to Bank;
+    ReturnCompleted(ReturnCompleted) = "return.completed" to Bank;
+    ReturnRejected(ReturnRejected) = "return.rejected" to Bank;
 }
 
 impl Notice {
@@ -419,6 +457,18 @@ mod tests {
 
     fn bank() -> Recipient {
         Recipient::Bank("bk".into())
+    }
+
+    fn ret_amounts() -> ReturnAmounts {
+        ReturnAmounts {
+            principal_to_bank: a("3000.00"),
+            repayments_to_refund: a("275.04"),
+            interest_waived: a("255.46"),
+            fee_waived: a("0.00"),
+            penalty_waived: a("0.00"),
+            down_payment_to_refund: a("999.00"),
+            hold_to_void: a("3025.42"),
+        }
     }
 
     fn split() -> Split {
@@ -633,6 +683,51 @@ mod tests {
                         "recovered": "100.00", "recoverable": "175.35" }),
             ),
             (
+                Notice::ReturnRequested(funded().about(
+                    bank(),
+                    ReturnRequested {
+                        return_id: "ret_1".into(),
+                        reference: "R-1".into(),
+                        reason: "no_reason".into(),
+                        returned_on: d("2027-03-01"),
+                        amount: a("3000.00"),
+                        amounts: ret_amounts(),
+                    },
+                )),
+                ("bank", "bk"),
+                &funded_ids,
+                json!({ "return_id": "ret_1", "reference": "R-1", "reason": "no_reason", "returned_on": "2027-03-01", "amount": "3000.00",
+                        "principal_to_bank": "3000.00", "repayments_to_refund": "275.04", "interest_waived": "255.46", "fee_waived": "0.00",
+                        "penalty_waived": "0.00", "down_payment_to_refund": "999.00", "hold_to_void": "3025.42" }),
+            ),
+            (
+                Notice::ReturnCompleted(funded().about(
+                    bank(),
+                    ReturnCompleted {
+                        return_id: "ret_1".into(),
+                        reference: "R-1".into(),
+                        completed_on: d("2027-03-02"),
+                        booked_on: d("2027-03-02"),
+                        amount: a("3000.00"),
+                        amounts: ret_amounts(),
+                    },
+                )),
+                ("bank", "bk"),
+                &funded_ids,
+                json!({ "return_id": "ret_1", "reference": "R-1", "completed_on": "2027-03-02", "booked_on": "2027-03-02", "amount": "3000.00",
+                        "principal_to_bank": "3000.00", "repayments_to_refund": "275.04", "interest_waived": "255.46", "fee_waived": "0.00",
+                        "penalty_waived": "0.00", "down_payment_to_refund": "999.00", "hold_to_void": "3025.42" }),
+            ),
+            (
+                Notice::ReturnRejected(funded().about(
+                    bank(),
+                    ReturnRejected { return_id: "ret_1".into(), reference: "R-1".into(), reason: "scratched".into(), amount: a("3000.00") },
+                )),
+                ("bank", "bk"),
+                &funded_ids,
+                json!({ "return_id": "ret_1", "reference": "R-1", "reason": "scratched", "amount": "3000.00" }),
+            ),
+            (
                 Notice::report_ready(
                     bank(),
                     ReportReady { business_date: d("2027-09-01"), sha256_json: "a".repeat(64), sha256_csv: "b".repeat(64), movements: 3 },
@@ -699,6 +794,10 @@ mod tests {
                 // v2, §15
                 "reconciliation.ready",
                 "settlement.ready",
+                // v2, §13
+                "return.requested",
+                "return.completed",
+                "return.rejected",
             ]
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()

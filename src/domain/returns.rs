@@ -6,8 +6,8 @@
 use super::installment::InstallmentState;
 use super::money::Amount;
 
-/// What a return moves, each field as API.md §13 names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a return moves, each field as API.md §13 names it (and as its notices send it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ReturnAmounts {
     /// The plan's principal.
     pub principal_to_bank: Amount,

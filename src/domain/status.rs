@@ -87,6 +87,8 @@ statuses! {
         AwaitingHoldConfirmation = "awaiting_hold_confirmation",
         /// API.md §14: its plan was written off.
         WrittenOff = "written_off",
+        /// API.md §13: its device was returned, its plan with it.
+        Returned = "returned",
     }
 
     /// An installment plan's status (API.md §5).
@@ -96,6 +98,8 @@ statuses! {
         Defaulted = "defaulted",
         /// API.md §14: what the hold could not cover was written off; only recoveries follow.
         WrittenOff = "written_off",
+        /// API.md §13: its device was returned; nothing more is owed.
+        Returned = "returned",
     }
 
     /// A hold's status (API.md §4): `closed` once nothing remains by release or conversion,
@@ -175,6 +179,14 @@ statuses! {
         Required = "required",
     }
 
+    /// Where a device return stands (API.md §13).
+    ReturnStatus ("return status") {
+        /// Asked by the owner: the plan is frozen until the bank decides.
+        Requested = "requested",
+        Completed = "completed",
+        Rejected = "rejected",
+    }
+
     /// Why a provider declined a pending hold (API.md §12).
     DeclineReason ("decline reason") {
         CustomerDeclined = "customer_declined",
@@ -192,6 +204,7 @@ impl From<PlanStatus> for OrderStatus {
             PlanStatus::Settled => OrderStatus::Settled,
             PlanStatus::Defaulted => OrderStatus::Defaulted,
             PlanStatus::WrittenOff => OrderStatus::WrittenOff,
+            PlanStatus::Returned => OrderStatus::Returned,
         }
     }
 }
@@ -244,6 +257,7 @@ mod tests {
         agree(VoidReason::ALL, VoidReason::NAMES);
         agree(HoldConfirmation::ALL, HoldConfirmation::NAMES);
         agree(DeclineReason::ALL, DeclineReason::NAMES);
+        agree(ReturnStatus::ALL, ReturnStatus::NAMES);
     }
 
     #[test]
@@ -260,10 +274,11 @@ mod tests {
                 "rejected",
                 "expired",
                 "awaiting_hold_confirmation",
-                "written_off"
+                "written_off",
+                "returned"
             ]
         );
-        assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted", "written_off"]);
+        assert_eq!(PlanStatus::NAMES, ["active", "settled", "defaulted", "written_off", "returned"]);
         assert_eq!(HoldStatus::NAMES, ["active", "closed", "voided", "pending"]);
         assert_eq!(LineStatus::NAMES, ["active", "frozen", "closed"]);
         assert_eq!(LineReading::NAMES, ["active", "frozen", "closed", "expired"]);

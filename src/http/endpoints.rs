@@ -7,12 +7,13 @@ use super::requests::holds::{AcknowledgeRequest, ConfirmRequest, DeclineRequest}
 use super::requests::ops::RedeliverRequest;
 use super::requests::orders::{CancelRequest, FundingRequest, OrderRequest, QuoteRequest};
 use super::requests::plans::{AccelerateRequest, EodRequest, RepaymentRequest};
+use super::requests::returns::{ReturnDecisionRequest, ReturnRequest};
 use super::requests::setup::{
     ApiKeyRequest, BankPatch, BankRequest, PartnerPatch, PartnerRequest, ProductPatch, ProductRequest, ProviderPatch, ProviderRequest,
     StorePatch, StoreRequest,
 };
 use super::requests::write_offs::{RecoveryRequest, WriteOffRequest};
-use super::{admin, credit_lines, holds, operations, ops, orders, plans, reports, setup, write_offs};
+use super::{admin, credit_lines, holds, operations, ops, orders, plans, reports, returns, setup, write_offs};
 use crate::auth::{Caller, PrincipalKind};
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -326,6 +327,23 @@ pub static ENDPOINTS: &[Endpoint] = &[
     row(Get, "/v1/plans/{id}/recoveries", "A written-off plan's recoveries, oldest first", |r| r.to(write_offs::recoveries))
         .kinds(ORDER_READERS)
         .answers(200, Page("RecoveryView")),
+    // Device returns (v2, section 13)
+    row(Post, "/v1/orders/{id}/returns", "Ask to return a funded order's device: the plan is frozen until its bank decides", |r| {
+        r.to(returns::request)
+    })
+    .kinds(SELLERS_AND_ADMIN)
+    .idempotent()
+    .takes(ReturnRequest::schema)
+    .answers(201, Json("ReturnView")),
+    row(Get, "/v1/orders/{id}/returns", "An order's returns, newest first", |r| r.to(returns::of_order))
+        .kinds(ORDER_READERS)
+        .answers(200, Page("ReturnView")),
+    row(Post, "/v1/returns/{id}/decision", "Complete (the plan is returned) or reject a requested return", |r| r.to(returns::decide))
+        .kinds(&[Bank])
+        .idempotent()
+        .takes(ReturnDecisionRequest::schema)
+        .answers(200, Json("ReturnView")),
+    row(Get, "/v1/returns/{id}", "A return", |r| r.to(returns::get)).kinds(ORDER_READERS).answers(200, Json("ReturnView")),
     // The provider's settlement file (v2, section 15)
     row(
         Get,

@@ -16,6 +16,7 @@ pub mod payload;
 pub mod plans;
 pub mod reports;
 pub mod requests;
+pub mod returns;
 pub mod setup;
 pub mod write_offs;
 

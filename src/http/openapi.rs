@@ -363,6 +363,7 @@ fn answer_types(components: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<crate::service::ops::Redelivered>()
         .schema_from::<plans::WrittenOffView>()
         .schema_from::<crate::service::write_offs::RecoveryView>()
+        .schema_from::<crate::service::returns::ReturnView>()
         .schema_from::<crate::service::settlement::Settlement>()
         .schema_from::<crate::service::settlement::SettlementMovement>()
         .schema_from::<crate::service::settlement::HeldDrawn>()

@@ -228,7 +228,9 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         let position: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
         books.sort_by_key(|b| position.get(b.plan.id.as_str()).copied());
         let mut fx = Effects::default();
-        for book in books.iter_mut().filter(|b| b.plan.status == PlanStatus::Active) {
+        // A plan frozen by a requested return is left alone (API.md §13); once the return is
+        // rejected, a later run catches it up (penalty counts from the due dates).
+        for book in books.iter_mut().filter(|b| b.plan.status == PlanStatus::Active && !b.plan.return_requested) {
             close_day(book, date, &mut fx, totals);
         }
         totals.compensations.0 += fx.compensated.count;

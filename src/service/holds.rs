@@ -233,7 +233,8 @@ async fn confirm(tx: &Tx<'_>, order: Order, hold: &Hold, amount: Amount, no: &st
             .details(json!({ "hold_amount": hold.amount })));
     }
     claim_provider_order_no(tx, hold, no).await?;
-    let confirmed = holds_db::confirm(tx, &hold.id, no, now).await?;
+    let booked_on = db::business_days::booking_date(tx, now.with_timezone(&SHANGHAI).date_naive()).await?;
+    let confirmed = holds_db::confirm(tx, &hold.id, no, now, booked_on).await?;
     // Every order placed pending was placed by this version, which keeps its funding timeout.
     let hours = order
         .funding_timeout_hours

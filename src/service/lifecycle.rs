@@ -341,6 +341,17 @@ impl Effects {
     /// bank's entry of `kind`.
     pub fn void(&mut self, order: &Order, hold: &Hold, reason: VoidReason, kind: &'static str, booked_on: NaiveDate) {
         assert_eq!((&hold.id, &hold.order_id), (&order.hold_id, &order.id), "the hold voided is the order's");
+        self.free_exposure(&order.bank_id, order.exposure_stripe, order.principal);
+        let refs = Refs::new().order(&order.id).hold(&hold.id).line(&hold.credit_line_id).bank(&order.bank_id);
+        self.void_remaining(hold, reason, refs.clone(), booked_on);
+        let mut e = Entry::new(kind, booked_on, refs);
+        e.transfer(account::bank_exposure(&order.bank_id), account::bank_exposure_source(&order.bank_id), order.principal.fen());
+        self.entries.push(e);
+    }
+
+    /// Voids `hold`'s remaining (as locked) back to its line's available, for `reason`: its
+    /// `hold.voided` entry. Answers the amount voided.
+    pub fn void_remaining(&mut self, hold: &Hold, reason: VoidReason, refs: Refs, booked_on: NaiveDate) -> Amount {
         let voided = hold.remaining;
         let mut after = hold.clone();
         after.voided += voided;
@@ -351,18 +362,14 @@ impl Effects {
         change.void_reason = Some(reason);
         let line = &hold.credit_line_id;
         self.lines.entry(line.clone()).or_default().held_fen -= voided.fen();
-        self.free_exposure(&order.bank_id, order.exposure_stripe, order.principal);
-        let refs = Refs::new().order(&order.id).hold(&hold.id).line(line).bank(&order.bank_id);
-        let mut e = Entry::new("hold.voided", booked_on, refs.clone());
+        let mut e = Entry::new("hold.voided", booked_on, refs);
         e.transfer(account::line_held(line), account::line_available(line), voided.fen()).transfer(
             account::hold_remaining(&hold.id),
             account::hold_voided(&hold.id),
             voided.fen(),
         );
         self.entries.push(e);
-        let mut e = Entry::new(kind, booked_on, refs);
-        e.transfer(account::bank_exposure(&order.bank_id), account::bank_exposure_source(&order.bank_id), order.principal.fen());
-        self.entries.push(e);
+        voided
     }
 
     /// The customer repaid `amount` of the line's drawn to its provider (debt repayment `id`).

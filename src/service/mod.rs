@@ -12,6 +12,7 @@ pub mod orders;
 pub mod plans;
 pub mod report_store;
 pub mod reports;
+pub mod returns;
 pub mod settlement;
 pub mod setup;
 pub mod verify;

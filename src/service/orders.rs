@@ -322,6 +322,7 @@ async fn place_in(
         created_on,
         apr_text: format_apr(loaded.priced.apr),
         imei_masked: r.imei.masked(),
+        imei_hash: state.pii.lookup_hash(r.imei.as_str()),
         order_id: new_object_id("ord"),
         hold_id: new_object_id("hold"),
     };
@@ -497,6 +498,8 @@ struct Placing<'a> {
     created_on: NaiveDate,
     apr_text: String,
     imei_masked: String,
+    /// API.md §13: what a return's `imei` is compared with.
+    imei_hash: String,
     order_id: String,
     hold_id: String,
 }
@@ -567,6 +570,8 @@ fn new_order<'a>(p: &'a Placing<'a>) -> NewOrder<'a> {
         funding_timeout_hours: product.funding_timeout_hours,
         status: if p.confirm_deadline.is_some() { OrderStatus::AwaitingHoldConfirmation } else { OrderStatus::AwaitingFunding },
         created_on: p.created_on,
+        imei_hash: &p.imei_hash,
+        return_window_days: product.return_window_days,
     }
 }
 

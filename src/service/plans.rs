@@ -57,6 +57,8 @@ pub struct PlanView {
     pub written_off: Option<WrittenOffView>,
     pub recovered: Option<Amount>,
     pub recoverable: Option<Amount>,
+    /// API.md §13: the plan's latest return (kept after a rejection), else `null`.
+    pub return_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,6 +110,7 @@ pub fn plan_view(p: Plan, installments: &[InstallmentRow]) -> PlanView {
         written_off.as_ref().map(|w| w.total.checked_sub(p.recovered).expect("recovered never exceeds the write-off (CHECK)"));
     let recovered = written_off.as_ref().map(|_| p.recovered);
     PlanView {
+        return_id: p.return_id.clone(),
         written_off,
         recovered,
         recoverable,
@@ -211,8 +214,11 @@ pub async fn payoff_quote(state: &Deps, caller: &Principal, id: &str, as_of: Opt
     let mut client = state.pool.get().await?;
     let tx = Tx::snapshot(&mut client).await?;
     let plan = plan_visible(&tx, caller, id, false).await?;
-    if matches!(plan.status, PlanStatus::Settled | PlanStatus::WrittenOff) {
+    if matches!(plan.status, PlanStatus::Settled | PlanStatus::WrittenOff | PlanStatus::Returned) {
         return Err(ApiError::invalid_state(format!("the plan is {}", plan.status)));
+    }
+    if plan.return_requested {
+        return Err(super::returns::frozen(plan.return_id.as_deref()));
     }
     let as_of = as_of.unwrap_or_else(|| state.clock.today());
     if as_of < plan.funded_on {
@@ -296,8 +302,11 @@ async fn load_repayment(state: &Deps, tx: &Tx<'_>, id: &str, r: &RepaymentReques
         return Err(reference_used());
     }
     let book = lock_book(tx, id).await?;
-    if matches!(book.plan.status, PlanStatus::Settled | PlanStatus::WrittenOff) {
+    if matches!(book.plan.status, PlanStatus::Settled | PlanStatus::WrittenOff | PlanStatus::Returned) {
         return Err(ApiError::invalid_state(format!("the plan is {}", book.plan.status)));
+    }
+    if book.plan.return_requested {
+        return Err(super::returns::frozen(book.plan.return_id.as_deref()));
     }
     check_value_date(state, &book.plan, r.paid_on, "paid_on")?;
     let booked_on = db::business_days::booking_date(tx, r.paid_on).await?;
@@ -415,6 +424,9 @@ pub async fn accelerate(
             let mut book = lock_book(tx, id).await?;
             if book.plan.status != PlanStatus::Active {
                 return Err(ApiError::invalid_state(format!("the plan is {}; only an active plan can be accelerated", book.plan.status)));
+            }
+            if book.plan.return_requested {
+                return Err(super::returns::frozen(book.plan.return_id.as_deref()));
             }
             check_value_date(state, &book.plan, as_of, "as_of")?;
             bring_up(&mut book, as_of);

@@ -283,6 +283,8 @@ pub struct AgentLine {
     pub cancelled: i64,
     pub rejected: i64,
     pub expired: i64,
+    /// API.md §13: devices returned, in the month of the return's `completed_on`.
+    pub returned: i64,
     pub funded_principal: Amount,
     pub referral_fees: Amount,
 }
@@ -294,6 +296,8 @@ pub struct StatementTotal {
     pub cancelled: i64,
     pub rejected: i64,
     pub expired: i64,
+    /// API.md §13: devices returned, in the month of the return's `completed_on`.
+    pub returned: i64,
     pub funded_principal: Amount,
     pub referral_fees: Amount,
 }
@@ -348,6 +352,7 @@ pub async fn statement(
                 cancelled: r.cancelled,
                 rejected: r.rejected,
                 expired: r.expired,
+                returned: r.returned,
                 funded_principal: Amount::from_fen(r.funded_principal_fen),
                 referral_fees: Amount::from_fen(r.referral_fees_fen),
             };
@@ -356,6 +361,7 @@ pub async fn statement(
             total.cancelled += line.cancelled;
             total.rejected += line.rejected;
             total.expired += line.expired;
+            total.returned += line.returned;
             total.funded_principal += line.funded_principal;
             total.referral_fees += line.referral_fees;
             line

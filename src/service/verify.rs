@@ -69,6 +69,7 @@ pub fn check(books: &Books) -> Report {
     (checked.plans, checked.installments) = check_plans(&mut c, books, &bal);
     check_banks(&mut c, books, &bal);
     check_confirmations(&mut c, books);
+    check_returns(&mut c, books);
     super::verify_reports::check(&mut c, &books.stored_reports);
     Report { ok: c.violations.is_empty(), checked, violations: c.violations }
 }
@@ -135,12 +136,13 @@ fn check_plans(c: &mut Collector, books: &Books, bal: &impl Fn(String) -> i64) -
         c.check(p.parts_within_owed.unwrap_or(true), "installment_not_overpaid", id, || {
             "an installment was paid more than it owed".to_string()
         });
-        let outstanding = principal - paid_principal - p.written_off_principal_fen;
+        let outstanding = principal - paid_principal - p.written_off_principal_fen - p.waived_principal_fen;
         let journal = bal(account::plan_principal(id));
         c.check(journal == outstanding, "plan_outstanding_journal", id, || {
             format!("paid {paid_principal} + outstanding {outstanding} = owed {principal}, but the journal has {journal} outstanding")
         });
         check_written_off(c, p, bal);
+        check_returned(c, p, bal);
     }
     (books.plans.len() as i64, installments)
 }
@@ -158,6 +160,38 @@ fn check_written_off(c: &mut Collector, p: &verify_db::PlanRow, bal: &impl Fn(St
     c.check(journal == total - recovered, "written_off_journal", id, || {
         format!("written off {total} less recovered {recovered}, but the journal has {journal}")
     });
+}
+
+/// API.md §13: a returned plan owes nothing; the journal holds the principal returns forgave.
+fn check_returned(c: &mut Collector, p: &verify_db::PlanRow, bal: &impl Fn(String) -> i64) {
+    let id = &p.id;
+    c.check(!p.returned_owes, "returned_plan_owes_nothing", id, || "a returned plan still has something unpaid".to_string());
+    let (waived, journal) = (p.waived_principal_fen, bal(account::plan_returned(id)));
+    c.check(journal == waived, "returned_principal_journal", id, || {
+        format!("returns forgave {waived} of principal, but the journal has {journal}")
+    });
+}
+
+/// API.md §13: a requested return is its plan's latest and freezes it; a completed one made its
+/// plan `returned`; a rejected one left it running; no plan is returned or frozen without one.
+fn check_returns(c: &mut Collector, books: &Books) {
+    for r in &books.returns {
+        let id = &r.id;
+        let ok = match r.status.as_str() {
+            "requested" => r.plan_frozen_by_it && r.plan_status == "active",
+            "completed" => r.plan_status == "returned" && !r.plan_frozen,
+            "rejected" => r.plan_status != "returned" || !r.is_latest,
+            _ => false,
+        };
+        c.check(ok, "return_matches_plan", id, || {
+            format!("the return is {} but its plan {} is {} (frozen: {})", r.status, r.plan_id, r.plan_status, r.plan_frozen)
+        });
+    }
+    for (plan, status, frozen) in &books.unexplained_returns {
+        c.check(false, "plan_return_explained", plan, || {
+            format!("the plan is {status} (frozen: {frozen}) without a return that explains it")
+        });
+    }
 }
 
 /// Banks: exposure = awaiting principal + unpaid principal of active and defaulted plans, stripe

@@ -234,7 +234,14 @@ impl TestApp {
             clock,
             manual,
             pg,
-            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
+            // Idle connections are dropped well before the server's keep-alive (actix's 5 s) closes
+            // them: a request sent on a connection the server is closing fails with
+            // `IncompleteMessage`, which a loaded machine (slow steps, many idle connections) meets.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .expect("client"),
             handle,
         }
     }

@@ -178,6 +178,32 @@ impl Client {
         self.post(&format!("/v1/plans/{plan}/recoveries"), json!({"amount": amount, "paid_on": paid_on, "reference": reference})).await
     }
 
+    // ---- device returns (API.md §13) ----
+
+    /// `POST /v1/orders/{id}/returns` of `body` (see [`return_body`]).
+    pub async fn request_return(&self, order: &str, body: Value) -> Resp {
+        self.post(&format!("/v1/orders/{order}/returns"), body).await
+    }
+
+    /// The bank completes return `ret` on `completed_on`.
+    pub async fn complete_return(&self, ret: &str, completed_on: &str) -> Resp {
+        self.post(&format!("/v1/returns/{ret}/decision"), json!({"decision": "completed", "completed_on": completed_on})).await
+    }
+
+    /// The bank rejects return `ret`.
+    pub async fn reject_return(&self, ret: &str, reason: &str) -> Resp {
+        self.post(&format!("/v1/returns/{ret}/decision"), json!({"decision": "rejected", "reason": reason})).await
+    }
+
+    pub async fn return_of(&self, ret: &str) -> Resp {
+        self.get(&format!("/v1/returns/{ret}")).await
+    }
+
+    /// Every return of an order, newest first, following cursors.
+    pub async fn returns_of_order(&self, order: &str) -> Vec<Value> {
+        self.all_pages(&format!("/v1/orders/{order}/returns?limit=1")).await
+    }
+
     // ---- notices and operations ----
 
     /// The caller's whole pull feed, following cursors.
@@ -275,6 +301,11 @@ pub fn named_order_body(no: &str, seed: u64) -> Value {
     json!({"out_order_no": no, "product_id": "p12", "term_months": 12,
            "customer": {"id_number": id_number(seed), "phone": phone(seed), "name": "王小明"},
            "device": {"sku": "phone-128g", "imei": imei(seed), "price": "3999"}, "down_payment": "999"})
+}
+
+/// A return of the device with the IMEI of `device`, returned on `returned_on`, under `reference`.
+pub fn return_body(device: u64, returned_on: &str, reference: &str) -> Value {
+    json!({"reason": "no_reason", "returned_on": returned_on, "imei": imei(device), "reference": reference})
 }
 
 /// An order `body` as a partner places it: in a region, by one of its agents.

@@ -12,6 +12,7 @@ pub mod holds;
 pub mod ops;
 pub mod orders;
 pub mod plans;
+pub mod returns;
 pub mod setup;
 pub mod write_offs;
 

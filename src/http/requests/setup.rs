@@ -37,6 +37,8 @@ const TERMS_MAX: usize = 360;
 /// A product's defaults (API.md section 2), for a field absent on create or cleared by a PATCH.
 const HOLD_RATIO: Decimal = Decimal::ONE;
 const GRACE_DAYS: i32 = 3;
+/// API.md §13: a product's default return window.
+const RETURN_WINDOW_DAYS: i32 = 7;
 const PENALTY_DAILY_RATE: Decimal = Decimal::from_parts(5, 0, 0, false, 4);
 const FUNDING_TIMEOUT_HOURS: i32 = 72;
 
@@ -648,6 +650,7 @@ const PRODUCT_FIELDS: &[&str] = &[
     "partner_referral_fee",
     "active",
     "write_off_after_days",
+    "return_window_days",
 ];
 
 fn check_product(o: &Obj, mode: Mode) -> ApiResult<()> {
@@ -673,6 +676,7 @@ fn check_product(o: &Obj, mode: Mode) -> ApiResult<()> {
     may(o, "partner_referral_fee", |o, k| o.req_money(k))?;
     may(o, "active", |o, k| o.req_bool(k))?;
     may(o, "write_off_after_days", |o, k| o.req_int(k, 30, 3650))?;
+    may(o, "return_window_days", |o, k| o.req_int(k, 0, 30))?;
     Ok(())
 }
 
@@ -726,6 +730,9 @@ pub struct ProductRequest {
     /// installment fell due; default null (never).
     #[schema(minimum = 30, maximum = 3650)]
     pub write_off_after_days: Option<i32>,
+    /// API.md §13: days after `funded_on` a device may be returned; default 7, 0 = no returns.
+    #[schema(minimum = 0, maximum = 30)]
+    pub return_window_days: Option<i32>,
 }
 
 impl ProductRequest {
@@ -750,6 +757,7 @@ impl ProductRequest {
             partner_referral_fee: self.partner_referral_fee.unwrap_or(Amount::ZERO),
             active: self.active.unwrap_or(true),
             write_off_after_days: self.write_off_after_days,
+            return_window_days: self.return_window_days.unwrap_or(RETURN_WINDOW_DAYS),
         };
         (self.id, input, term_inputs(self.terms))
     }
@@ -809,6 +817,10 @@ pub struct ProductPatch {
     #[schema(value_type = Option<i32>, minimum = 30, maximum = 3650)]
     #[serde(default)]
     pub write_off_after_days: Patch<i32>,
+    /// `null` puts back the default (7); orders already placed keep the window they took.
+    #[schema(value_type = Option<i32>, minimum = 0, maximum = 30)]
+    #[serde(default)]
+    pub return_window_days: Patch<i32>,
 }
 
 impl ProductPatch {
@@ -833,6 +845,7 @@ impl ProductPatch {
             partner_referral_fee: self.partner_referral_fee.or_default(p.partner_referral_fee, Amount::ZERO),
             active: self.active.or_default(p.active, true),
             write_off_after_days: self.write_off_after_days.or_clear(p.write_off_after_days),
+            return_window_days: self.return_window_days.or_default(p.return_window_days, RETURN_WINDOW_DAYS),
         };
         principal_range(changed.min_principal, changed.max_principal)?;
         let terms = match self.terms {
