@@ -107,9 +107,66 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 
 /// The aging of the book as of `as_of`, per bank and bucket, from the installments as they stand:
 /// each `active` or `defaulted` plan (one frozen by a return is `active`) in the bucket of the days
-/// past due of its oldest installment with anything unpaid due before `as_of`. Only open
-/// installments are read (the partial index of V2): a plan's unpaid principal is all in them.
+/// past due of its oldest installment with anything unpaid due before `as_of`.
+///
+/// Only the late plans (an open installment due before `as_of`, found by a range scan of the
+/// partial index of open installments, V2) are summed installment by installment; every other
+/// open plan is `current` with nothing unpaid due, so that bucket is the bank's open plans (the
+/// partial index of V28) and their unpaid principal less the late plans'. That principal is, by
+/// the invariant `verify` checks (`bank_exposure_matches_book`), the bank's exposure in use less
+/// its orders not yet funded, as the portfolio reads it ([`bank_books`]). So the cost follows the
+/// late plans and the banks, not the book: end of day takes this snapshot at every close.
+/// [`aging_summed`] is the same answer summed over every open installment.
 pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
+    let thresholds: Vec<i32> = THRESHOLDS.to_vec();
+    let rows = c.query(AGING_FROM_LATE_PLANS, &[&as_of, &bank_id, &thresholds]).await?;
+    Ok(rows.iter().map(aging_row).collect())
+}
+
+const AGING_FROM_LATE_PLANS: &str = "
+WITH late AS (
+    SELECT DISTINCT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
+), open AS (
+    SELECT p.bank_id, i.plan_id, i.due_on, i.principal_fen - i.paid_principal_fen AS principal,
+           i.principal_fen + i.interest_fen + i.fee_fen + i.penalty_fen
+             - i.paid_principal_fen - i.paid_interest_fen - i.paid_fee_fen - i.paid_penalty_fen
+             - i.waived_fen - i.waived_penalty_fen AS unpaid
+    FROM late JOIN plans p ON p.id = late.plan_id JOIN installments i ON i.plan_id = p.id
+    WHERE i.status IN ('pending', 'overdue') AND p.status IN ('active', 'defaulted')
+      AND ($2::text IS NULL OR p.bank_id = $2)
+), per_plan AS (
+    SELECT bank_id, plan_id, sum(principal) AS principal,
+           coalesce(sum(unpaid) FILTER (WHERE due_on < $1), 0) AS unpaid_due,
+           coalesce($1 - min(due_on) FILTER (WHERE due_on < $1 AND unpaid > 0), 0) AS days
+    FROM open GROUP BY bank_id, plan_id
+), late_rows AS (
+    SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,
+           sum(unpaid_due) AS unpaid_due
+    FROM per_plan GROUP BY 1, 2
+), unfunded AS (
+    SELECT bank_id, sum(principal_fen) AS principal FROM (
+        SELECT o.bank_id, o.principal_fen FROM orders o WHERE o.status = 'awaiting_funding'
+        UNION ALL
+        SELECT o.bank_id, o.principal_fen FROM holds h JOIN orders o ON o.id = h.order_id
+        WHERE h.status = 'pending' AND o.status = 'awaiting_hold_confirmation') u
+    GROUP BY bank_id
+), current_rest AS (
+    SELECT b.id AS bank_id, 0 AS bucket,
+           (SELECT count(*) FROM plans p WHERE p.bank_id = b.id AND p.status IN ('active', 'defaulted'))
+             - coalesce((SELECT sum(plans) FROM late_rows l WHERE l.bank_id = b.id), 0) AS plans,
+           coalesce((SELECT sum(used_fen) FROM bank_exposure_stripes s WHERE s.bank_id = b.id), 0)
+             - coalesce((SELECT principal FROM unfunded u WHERE u.bank_id = b.id), 0)
+             - coalesce((SELECT sum(principal) FROM late_rows l WHERE l.bank_id = b.id), 0) AS principal,
+           0 AS unpaid_due
+    FROM banks b WHERE ($2::text IS NULL OR b.id = $2)
+)
+SELECT bank_id, bucket, sum(plans)::int8 AS plans, sum(principal)::int8 AS principal, sum(unpaid_due)::int8 AS unpaid_due
+FROM (SELECT * FROM late_rows UNION ALL SELECT * FROM current_rest WHERE plans > 0) r
+GROUP BY 1, 2 ORDER BY 1, 2";
+
+/// The aging as [`aging`] answers it, by its definition: summed over every open installment of
+/// the book. A scan of the whole book; tests hold [`aging`] to it.
+pub async fn aging_summed(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
     let thresholds: Vec<i32> = THRESHOLDS.to_vec();
     let rows = c
         .query(
@@ -133,16 +190,17 @@ pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Resu
             &[&as_of, &bank_id, &thresholds],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| AgingRow {
-            bank_id: r.get("bank_id"),
-            bucket: r.get("bucket"),
-            plans: r.get("plans"),
-            outstanding_principal_fen: r.get("principal"),
-            unpaid_due_fen: r.get("unpaid_due"),
-        })
-        .collect())
+    Ok(rows.iter().map(aging_row).collect())
+}
+
+fn aging_row(r: &tokio_postgres::Row) -> AgingRow {
+    AgingRow {
+        bank_id: r.get("bank_id"),
+        bucket: r.get("bucket"),
+        plans: r.get("plans"),
+        outstanding_principal_fen: r.get("principal"),
+        unpaid_due_fen: r.get("unpaid_due"),
+    }
 }
 
 /// Stores the aging of a date being closed (in its closing transaction).
