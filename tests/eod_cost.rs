@@ -69,3 +69,40 @@ async fn the_aging_reads_the_late_plans_installments_not_the_books() {
     assert_eq!(bank, summed);
     assert_eq!(creditphone::db::ops::aging(&tx, as_of, Some("nobank")).await.unwrap(), vec![]);
 }
+
+/// Orders awaiting the provider's confirmation (API.md §12) reserve exposure but are no plan's
+/// principal: the aging and the portfolio, reading the exposure, leave them out through their
+/// pending holds.
+#[actix_web::test]
+async fn orders_awaiting_confirmation_are_not_outstanding_principal() {
+    let app = TestApp::start().await;
+    let world = World::standard()
+        .product_extra(json!({"grace_days": 30}))
+        .provider_extra("wld", json!({"hold_confirmation": "required"}))
+        .build(&app)
+        .await;
+    app.set_today("2027-01-31");
+    let first = world.store().place_order(order_body("POS-1", "p12", 7, 1)).await.expect(201);
+    let hold = &first["hold"];
+    let path = format!("/v1/holds/{}/confirm", hold["id"].as_str().unwrap());
+    world.provider().post_idem(&path, json!({"amount": hold["amount"], "provider_order_no": "W-1"}), "c1").await.expect(200);
+    world.bank().fund(first["id"].as_str().unwrap(), "L1", "2027-01-31").await.expect(200);
+    let second = world.store().place_order(order_body("POS-2", "p12", 7, 2)).await.expect(201);
+    assert_eq!(second["status"], "awaiting_hold_confirmation");
+    app.clock.reset();
+
+    let as_of = NaiveDate::from_ymd_opt(2027, 2, 10).unwrap();
+    let db = app.db().await;
+    let aging = creditphone::db::ops::aging(&db, as_of, None).await.unwrap();
+    assert_eq!(aging, creditphone::db::ops::aging_summed(&db, as_of, None).await.unwrap());
+    assert_eq!(
+        aging,
+        vec![AgingRow { bank_id: "bk".to_string(), bucket: 0, plans: 1, outstanding_principal_fen: 300_000, unpaid_due_fen: 0 }]
+    );
+    let portfolio = world.admin.get("/v1/admin/portfolio").await.expect(200);
+    assert_eq!(
+        (&portfolio["banks"][0]["exposure_used"], &portfolio["banks"][0]["outstanding_principal"]),
+        (&json!("6000.00"), &json!("3000.00")),
+        "{portfolio}"
+    );
+}
