@@ -779,11 +779,14 @@ pub fn markdown(r: &Results) -> String {
         eod_run_md(&mut s, "Nothing due", &e.nothing_due);
         let _ = writeln!(
             s,
-            "### Reports of a closed date, the operations API, and automatic write-off
-
-             - The due date's reports (each bank's and the all-banks reconciliation, the provider's settlement, JSON and CSV;              {} movements in the all-banks reconciliation) were rendered and stored by its end of day in **{}**.
-             - Then {} plans (every tenth) were made defaulted with SQL in {:.1} s: installments 2-3 unpaid again, the hold              released, the exposure raised to match; the product writes off after 30 days. The release service, started on              this database, answered (medians of 5 calls over HTTP): `GET /v1/admin/aging?as_of={}` (the first open date:              computed now) **{:.1} ms**, `GET /v1/admin/portfolio` **{:.1} ms**, and the closed {}'s stored all-banks              reconciliation ({} bytes of JSON) **{:.1} ms**.
-",
+            "### Reports of a closed date, the operations API, and automatic write-off\n\n\
+             - The due date's reports (each bank's and the all-banks reconciliation, the provider's settlement, JSON and CSV; \
+             {} movements in the all-banks reconciliation) were rendered and stored by its end of day in **{}**.\n\
+             - Then {} plans (every tenth) were made defaulted with SQL in {:.1} s: installments 2-3 unpaid again, the hold \
+             released, the exposure raised to match; the product writes off after 30 days. The release service, started on \
+             this database, answered (medians of 5 calls over HTTP): `GET /v1/admin/aging?as_of={}` (the first open date: \
+             computed now) **{:.1} ms**, `GET /v1/admin/portfolio` **{:.1} ms**, and the closed {}'s stored all-banks \
+             reconciliation ({} bytes of JSON) **{:.1} ms**.\n",
             e.report_movements,
             e.reports_store_secs.map_or("(no log line)".to_string(), |v| format!("{v:.2} s")),
             e.defaulted,
@@ -830,7 +833,7 @@ pub fn markdown(r: &Results) -> String {
         s,
         "```sh\nbench/run             # cargo build --release --bins, then the full run (about 5 minutes); rewrites this file\n\
          bench/run --smoke     # seconds per phase and tiny data; what CI runs (tests/bench_smoke.rs), writes nothing\n\
-         bench/run --help      # --duration, --instances-duration, --connections, --customers, --plans, --notices, --out, --keep\n```\n"
+         bench/run --help      # --duration, --instances-duration, --connections, --customers, --plans, --notices, --out, --keep, --only\n```\n"
     );
     let _ = writeln!(
         s,
