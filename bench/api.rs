@@ -16,6 +16,10 @@ pub use creditphone::testkit::{id_number, imei, phone};
 
 pub const PROVIDER: &str = "bench-wld";
 pub const PRODUCT: &str = "bench-12";
+/// A provider in `required` hold-confirmation mode (API.md §12) and the product it finances: the
+/// order path of that mode (order, then the provider's confirm).
+pub const REQUIRED_PROVIDER: &str = "bench-req";
+pub const REQUIRED_PRODUCT: &str = "bench-12-req";
 /// Every order of the hot-bank phase reserves exposure at this one bank.
 pub const HOT_BANK: &str = "bank-hot";
 /// The recipient of the notices phase; its webhook is the local receiver.
@@ -45,6 +49,9 @@ pub struct World {
     pub hot_store_keys: Vec<String>,
     pub customers: Arc<Vec<Customer>>,
     pub spread_banks: usize,
+    /// The customers with a line at [`REQUIRED_PROVIDER`] (the first quarter of `customers`).
+    pub required_customers: Arc<Vec<Customer>>,
+    pub required_provider_key: String,
 }
 
 /// How the order world is laid out, for the report.
@@ -106,6 +113,18 @@ impl World {
                    "providers": [PROVIDER], "regions": regions, "min_principal": "500", "max_principal": "20000"}),
         )
         .await?;
+        api.admin(
+            "/v1/admin/providers",
+            json!({"id": REQUIRED_PROVIDER, "name": "Bench provider confirming holds", "hold_confirmation": "required"}),
+        )
+        .await?;
+        api.admin(
+            "/v1/admin/products",
+            json!({"id": REQUIRED_PRODUCT, "name": "Bench 12 months, confirmed holds", "pricing": "interest",
+                   "terms": [{"months": 12, "rate": "0.18"}], "providers": [REQUIRED_PROVIDER], "regions": SPREAD_PROVINCES,
+                   "min_principal": "500", "max_principal": "20000"}),
+        )
+        .await?;
 
         let mut spread_store_keys = Vec::new();
         for s in &spread_stores {
@@ -116,33 +135,22 @@ impl World {
             hot_store_keys.push(api.key("store", s).await?);
         }
         let provider_key = api.key("provider", PROVIDER).await?;
+        let required_provider_key = api.key("provider", REQUIRED_PROVIDER).await?;
 
         let customers: Vec<Customer> =
             (0..params.customers).map(|i| Customer { id_number: id_number(i as u64), phone: phone(i as u64) }).collect();
         let customers = Arc::new(customers);
-        let results: Vec<Result<()>> = futures_util::stream::iter(0..customers.len())
-            .map(|i| {
-                let api = &api;
-                let key = &provider_key;
-                let c = &customers[i];
-                async move {
-                    let body =
-                        json!({"customer": {"id_number": c.id_number, "phone": c.phone}, "limit": "1000000", "expires_on": "2040-12-31"});
-                    let (status, answer) = api.call("/v1/credit-lines", key, &body, Some(&format!("bench-line-{i}"))).await?;
-                    if status != 201 {
-                        bail!("POST /v1/credit-lines answered {status}: {answer}");
-                    }
-                    Ok(())
-                }
-            })
-            .buffer_unordered(SEED_CONCURRENCY)
-            .collect()
-            .await;
-        let failed: Vec<&anyhow::Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-        if let Some(first) = failed.first() {
-            bail!("{} of {} credit lines could not be registered; the first: {first:#}", failed.len(), results.len());
-        }
-        Ok(World { spread_store_keys, hot_store_keys, customers, spread_banks: SPREAD_PROVINCES.len() })
+        api.register_lines(&provider_key, &customers, "bench-line").await?;
+        let required_customers = Arc::new(customers[..(customers.len() / 4).max(1)].to_vec());
+        api.register_lines(&required_provider_key, &required_customers, "bench-req-line").await?;
+        Ok(World {
+            spread_store_keys,
+            hot_store_keys,
+            customers,
+            spread_banks: SPREAD_PROVINCES.len(),
+            required_customers,
+            required_provider_key,
+        })
     }
 }
 
@@ -171,6 +179,28 @@ impl Api {
             bail!("POST {path} answered {status}: {answer}");
         }
         Ok(answer)
+    }
+
+    /// A credit line at the key's provider for each customer, `SEED_CONCURRENCY` at a time.
+    async fn register_lines(&self, provider_key: &str, customers: &[Customer], idem_prefix: &str) -> Result<()> {
+        let results: Vec<Result<()>> = futures_util::stream::iter(customers.iter().enumerate())
+            .map(|(i, c)| async move {
+                let body =
+                    json!({"customer": {"id_number": c.id_number, "phone": c.phone}, "limit": "1000000", "expires_on": "2040-12-31"});
+                let (status, answer) = self.call("/v1/credit-lines", provider_key, &body, Some(&format!("{idem_prefix}-{i}"))).await?;
+                if status != 201 {
+                    bail!("POST /v1/credit-lines answered {status}: {answer}");
+                }
+                Ok(())
+            })
+            .buffer_unordered(SEED_CONCURRENCY)
+            .collect()
+            .await;
+        let failed: Vec<&anyhow::Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        if let Some(first) = failed.first() {
+            bail!("{} of {} credit lines could not be registered; the first: {first:#}", failed.len(), results.len());
+        }
+        Ok(())
     }
 
     /// A new API key for a principal, at the highest rate a key may have.

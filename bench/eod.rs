@@ -10,6 +10,13 @@
 //! the rest of it released; the line's held is its hold's remaining; each bank's exposure (kept in
 //! stripes, see sql/V4__exposure_stripes.sql; an order's on the stripe it names) is the unpaid
 //! principal of its plans. Nothing is in the journal (end of day only adds to it).
+//!
+//! Then (issues 17 and 18): 10% of the plans are made defaulted with SQL (installments 2-3
+//! unpaid again, the hold released, the exposure raised to match) and the product writes off
+//! after 30 days; with the service started on this database the aging and the portfolio are
+//! timed over HTTP, and the closed due date's stored reconciliation read back; then end of day
+//! for the next date writes those plans off. The rendering and storing of the due date's reports
+//! (its 100,000 compensations) is timed from the end-of-day log.
 
 use crate::Params;
 use crate::cluster::Cluster;
@@ -55,6 +62,23 @@ pub struct EodRun {
     pub obs: Observation,
 }
 
+/// The service's answers over the large book, timed over HTTP (median of [`TIMED_CALLS`]).
+#[derive(Debug, Clone, Default)]
+pub struct ApiTimings {
+    /// The date the live aging was asked as of: the first open date.
+    pub aging_as_of: Option<NaiveDate>,
+    pub aging_ms: f64,
+    pub portfolio_ms: f64,
+    /// `GET /v1/reconciliation/{due date}` (all banks, JSON), a stored closed date.
+    pub report_read_ms: f64,
+    pub report_bytes: usize,
+}
+
+const TIMED_CALLS: usize = 5;
+/// Every tenth plan (j % 10 == 7: none of the unpaid ones) is made defaulted for the write-off run.
+const DEFAULTED_REM: usize = 7;
+const WRITE_OFF_AFTER_DAYS: i32 = 30;
+
 #[derive(Debug, Clone)]
 pub struct EodResult {
     pub plans: usize,
@@ -68,6 +92,13 @@ pub struct EodResult {
     pub database_mb: f64,
     pub due: EodRun,
     pub nothing_due: EodRun,
+    /// Rendering and storing the due date's reports (end of day's log), and their movements.
+    pub reports_store_secs: Option<f64>,
+    pub report_movements: i64,
+    pub defaulted: usize,
+    pub defaulted_secs: f64,
+    pub api: ApiTimings,
+    pub write_off: EodRun,
 }
 
 impl EodResult {
@@ -159,7 +190,7 @@ fn id(prefix: &str, j: usize) -> String {
     format!("{prefix}_{j:016}")
 }
 
-pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path) -> Result<EodResult> {
+pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path, server_bin: &Path) -> Result<EodResult> {
     let n = params.plans;
     println!("\n== end of day: loading {n} active plans ({} installments) with COPY", n * TERM);
     cluster.create_database(DB).await?;
@@ -222,6 +253,7 @@ pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path) -> Result<E
     if touched != 0 {
         bail!("end of day for {date} should find nothing to do; its summary: {}", nothing_due.summary);
     }
+    let after = after_the_due_days(cluster, params, workdir, server_bin, &client, &pool, &due, date + Days::days(1)).await?;
     pool.close();
     drop(client);
     cluster.drop_database(DB).await?;
@@ -237,7 +269,167 @@ pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path) -> Result<E
         database_mb,
         due,
         nothing_due,
+        reports_store_secs: after.reports_store_secs,
+        report_movements: after.report_movements,
+        defaulted: after.defaulted,
+        defaulted_secs: after.defaulted_secs,
+        api: after.api,
+        write_off: after.write_off,
     })
+}
+
+/// What [`run`] measures after the due and nothing-due days.
+struct AfterDue {
+    reports_store_secs: Option<f64>,
+    report_movements: i64,
+    defaulted: usize,
+    defaulted_secs: f64,
+    api: ApiTimings,
+    write_off: EodRun,
+}
+
+/// The due date's reports (timed by its end of day's log), 10% of the plans made defaulted, the
+/// service's answers over the book, then end of day for `open_date` writing them off.
+#[allow(clippy::too_many_arguments)]
+async fn after_the_due_days(
+    cluster: &Cluster,
+    params: &Params,
+    workdir: &Path,
+    server_bin: &Path,
+    client: &tokio_postgres::Client,
+    pool: &deadpool_postgres::Pool,
+    due: &EodRun,
+    open_date: NaiveDate,
+) -> Result<AfterDue> {
+    let log = crate::log_path(workdir);
+    let reports_store_secs = reports_secs(&log, due.date);
+    let report_movements: i64 = client
+        .query_one(
+            "SELECT coalesce(max(movements), 0)::int8 FROM report_store
+             WHERE kind = 'reconciliation' AND subject = '' AND format = 'json' AND business_date = $1",
+            &[&due.date],
+        )
+        .await?
+        .get(0);
+
+    let t = Instant::now();
+    let defaulted = make_defaulted(client).await?;
+    let defaulted_secs = t.elapsed().as_secs_f64();
+    println!(
+        "== {defaulted} plans made defaulted (installments 2-3 unpaid) in {defaulted_secs:.1} s; write-off after {WRITE_OFF_AFTER_DAYS} days"
+    );
+    let api = time_api(cluster, params, workdir, server_bin, open_date, due.date).await?;
+
+    println!("== end of day for {open_date}: {defaulted} defaulted plans aged past {WRITE_OFF_AFTER_DAYS} days are written off");
+    let chunk_size = creditphone::config::Settings::defaults().eod.chunk_size;
+    let write_off = run_once(cluster, pool, open_date, chunk_size, &log).await?;
+    let written_off = write_off.summary["write_offs"]["count"].as_i64().unwrap_or(-1);
+    if written_off != defaulted as i64 {
+        bail!("end of day for {open_date} should write off the {defaulted} defaulted plans; its summary: {}", write_off.summary);
+    }
+    Ok(AfterDue { reports_store_secs, report_movements, defaulted, defaulted_secs, api, write_off })
+}
+
+/// Every plan `j % 10 == DEFAULTED_REM` defaulted, as a conversion that fell short leaves it:
+/// installments 2 and 3 unpaid and overdue (the oldest due long enough ago to be written off),
+/// the plan and order `defaulted`, the hold released to nothing (the line holds nothing for it),
+/// the bank's exposure raised by the principal now unpaid. The product then writes off after
+/// [`WRITE_OFF_AFTER_DAYS`]. Consistent as `verify` reads exposure; the journal holds no history.
+async fn make_defaulted(client: &tokio_postgres::Client) -> Result<usize> {
+    let group = format!("right(p.id, 16)::int8 % 10 = {DEFAULTED_REM}");
+    let statements = [
+        format!(
+            "CREATE TEMP TABLE bench_defaulted AS SELECT p.id AS plan_id, p.order_id, o.hold_id, o.credit_line_id, o.bank_id, o.exposure_stripe
+             FROM plans p JOIN orders o ON o.id = p.order_id WHERE {group} AND p.status = 'active'"
+        ),
+        "UPDATE bank_exposure_stripes s SET used_fen = s.used_fen + a.add
+         FROM (SELECT d.bank_id, d.exposure_stripe, sum(i.paid_principal_fen)::int8 AS add
+               FROM bench_defaulted d JOIN installments i ON i.plan_id = d.plan_id AND i.seq IN (2, 3)
+               GROUP BY 1, 2) a
+         WHERE s.bank_id = a.bank_id AND s.stripe = a.exposure_stripe"
+            .to_string(),
+        "UPDATE installments i SET paid_principal_fen = 0, paid_interest_fen = 0, paid_fee_fen = 0, status = 'overdue'
+         FROM bench_defaulted d WHERE i.plan_id = d.plan_id AND i.seq IN (2, 3)"
+            .to_string(),
+        "UPDATE plans p SET status = 'defaulted' FROM bench_defaulted d WHERE p.id = d.plan_id".to_string(),
+        "UPDATE orders o SET status = 'defaulted' FROM bench_defaulted d WHERE o.id = d.order_id".to_string(),
+        "UPDATE holds h SET released_fen = h.released_fen + h.remaining_fen, remaining_fen = 0, status = 'closed'
+         FROM bench_defaulted d WHERE h.id = d.hold_id"
+            .to_string(),
+        "UPDATE credit_lines l SET held_fen = 0 FROM bench_defaulted d WHERE l.id = d.credit_line_id".to_string(),
+        format!("UPDATE products SET write_off_after_days = {WRITE_OFF_AFTER_DAYS} WHERE id = '{PRODUCT}'"),
+    ];
+    client.batch_execute("BEGIN").await?;
+    for sql in &statements {
+        client.batch_execute(sql).await.with_context(|| format!("making plans defaulted: {}", sql.lines().next().unwrap_or("")))?;
+    }
+    let n: i64 = client.query_one("SELECT count(*) FROM bench_defaulted", &[]).await?.get(0);
+    client.batch_execute("COMMIT; DROP TABLE bench_defaulted").await?;
+    for table in ["plans", "orders", "holds", "credit_lines", "installments", "bank_exposure_stripes"] {
+        client.batch_execute(&format!("VACUUM (ANALYZE) {table}")).await.with_context(|| format!("VACUUM {table}"))?;
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// The service on this database: the aging (live, as of the first open date) and the portfolio
+/// over the whole book, and the due date's stored all-banks reconciliation, each the median of
+/// [`TIMED_CALLS`] calls.
+async fn time_api(
+    cluster: &Cluster,
+    params: &Params,
+    workdir: &Path,
+    server_bin: &Path,
+    open_date: NaiveDate,
+    closed_date: NaiveDate,
+) -> Result<ApiTimings> {
+    let service = crate::service::Service::start(server_bin, &cluster.url(DB), workdir, "eod-service", params.service_pool_size).await?;
+    let outcome = async {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().context("HTTP client")?;
+        let get = |path: String| {
+            let (http, url, key) = (http.clone(), format!("{}{path}", service.url), service.admin_key.clone());
+            async move {
+                let mut ms = Vec::with_capacity(TIMED_CALLS);
+                let mut bytes = 0;
+                for _ in 0..TIMED_CALLS {
+                    let t = Instant::now();
+                    let res = http.get(&url).bearer_auth(&key).send().await.with_context(|| format!("GET {url}"))?;
+                    let status = res.status();
+                    let body = res.bytes().await.with_context(|| format!("reading GET {url}"))?;
+                    ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                    if !status.is_success() {
+                        bail!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+                    }
+                    bytes = body.len();
+                }
+                ms.sort_by(f64::total_cmp);
+                anyhow::Ok((ms[ms.len() / 2], bytes))
+            }
+        };
+        let (aging_ms, _) = get(format!("/v1/admin/aging?as_of={open_date}")).await?;
+        let (portfolio_ms, _) = get("/v1/admin/portfolio".to_string()).await?;
+        let (report_read_ms, report_bytes) = get(format!("/v1/reconciliation/{closed_date}")).await?;
+        println!(
+            "   GET aging as of {open_date} {aging_ms:.1} ms, portfolio {portfolio_ms:.1} ms, the reconciliation of closed {closed_date} ({report_bytes} bytes) {report_read_ms:.1} ms (medians of {TIMED_CALLS})"
+        );
+        anyhow::Ok(ApiTimings { aging_as_of: Some(open_date), aging_ms, portfolio_ms, report_read_ms, report_bytes })
+    }
+    .await;
+    if let Err(e) = service.stop().await {
+        eprintln!("creditphone-bench: stopping the end-of-day service: {e:#}");
+    }
+    outcome
+}
+
+/// Seconds end of day took to render and store the reports of the dates it closed (its log line).
+fn reports_secs(log: &Path, date: NaiveDate) -> Option<f64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let date = date.to_string();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "end of day: closed dates' reports stored" && v["business_date"] == date.as_str())
+        .filter_map(|v| v["elapsed_ms"].as_f64())
+        .last()
+        .map(|ms| ms / 1000.0)
 }
 
 async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: NaiveDate, chunk_size: u32, log: &Path) -> Result<EodRun> {

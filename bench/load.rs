@@ -9,7 +9,7 @@
 //!   lateness (no coordinated omission). A request started more than 5 ms after its due time is
 //!   counted late.
 
-use crate::api::{Customer, PRODUCT, World, imei};
+use crate::api::{Customer, PRODUCT, REQUIRED_PRODUCT, World, imei};
 use crate::service::Service;
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -30,6 +30,9 @@ pub enum Route {
     Spread,
     /// Stores in the one province only the hot bank covers.
     HotBank,
+    /// As `Spread`, through the provider in `required` confirmation mode: each order is
+    /// confirmed by the provider (API.md §12) before the next; an order counts once confirmed.
+    Required,
 }
 
 #[derive(Clone)]
@@ -41,10 +44,13 @@ pub struct OrderTarget {
 
 struct Inner {
     http: reqwest::Client,
-    /// `POST /v1/orders` of each instance.
+    /// Each instance's base URL.
     urls: Vec<String>,
     keys: Vec<String>,
     customers: Arc<Vec<Customer>>,
+    product: &'static str,
+    /// `Route::Required`: the provider's key that confirms each hold.
+    confirm_key: Option<String>,
 }
 
 /// One request's outcome: its status (0 when no answer came) and, for failures, a short reason.
@@ -57,10 +63,14 @@ impl OrderTarget {
     /// Orders to `services` (one or more instances on the same database).
     pub fn new(world: &World, services: &[&Service], route: Route) -> Result<OrderTarget> {
         let keys = match route {
-            Route::Spread => world.spread_store_keys.clone(),
+            Route::Spread | Route::Required => world.spread_store_keys.clone(),
             Route::HotBank => world.hot_store_keys.clone(),
         };
-        anyhow::ensure!(!keys.is_empty() && !world.customers.is_empty(), "no stores or no customers to order with");
+        let (customers, product, confirm_key) = match route {
+            Route::Required => (world.required_customers.clone(), REQUIRED_PRODUCT, Some(world.required_provider_key.clone())),
+            _ => (world.customers.clone(), PRODUCT, None),
+        };
+        anyhow::ensure!(!keys.is_empty() && !customers.is_empty(), "no stores or no customers to order with");
         anyhow::ensure!(!services.is_empty(), "no service to order from");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
@@ -68,8 +78,8 @@ impl OrderTarget {
             .timeout(Duration::from_secs(30))
             .build()
             .context("HTTP client")?;
-        let urls = services.iter().map(|s| format!("{}/v1/orders", s.url)).collect();
-        Ok(OrderTarget { inner: Arc::new(Inner { http, urls, keys, customers: world.customers.clone() }), home: 0 })
+        let urls = services.iter().map(|s| s.url.clone()).collect();
+        Ok(OrderTarget { inner: Arc::new(Inner { http, urls, keys, customers, product, confirm_key }), home: 0 })
     }
 
     /// This target as load connection `c` uses it: its instance is `c` modulo their number.
@@ -83,25 +93,54 @@ impl OrderTarget {
         let key = &t.keys[(i % t.keys.len() as u64) as usize];
         let reference = format!("{prefix}-{i}");
         let body = json!({
-            "out_order_no": reference, "product_id": PRODUCT, "term_months": 12,
+            "out_order_no": reference, "product_id": t.product, "term_months": 12,
             "customer": {"id_number": customer.id_number, "phone": customer.phone},
             "device": {"sku": "bench-phone", "imei": imei(i), "price": "3999"}, "down_payment": "999",
         });
-        let sent = t.http.post(&t.urls[self.home]).bearer_auth(key).header("Idempotency-Key", &reference).json(&body).send().await;
-        match sent {
-            Ok(res) => {
-                let status = res.status().as_u16();
-                if status == 201 {
-                    // Read the whole answer, as a client would.
-                    let _ = res.bytes().await;
-                    Outcome { status, error: None }
-                } else {
-                    let text = res.text().await.unwrap_or_default();
-                    Outcome { status, error: Some(format!("{status}: {}", text.chars().take(300).collect::<String>())) }
-                }
-            }
-            Err(e) => Outcome { status: 0, error: Some(format!("no answer: {e}")) },
+        let url = format!("{}/v1/orders", t.urls[self.home]);
+        let (outcome, answer) = post(&t.http, &url, key, &reference, &body, 201).await;
+        match (&t.confirm_key, answer) {
+            (Some(provider_key), Some(text)) => match serde_json::from_str(&text) {
+                Ok(order) => self.confirm(provider_key, &reference, &order).await,
+                Err(e) => Outcome { status: 0, error: Some(format!("the order's answer is not JSON: {e}")) },
+            },
+            _ => outcome,
         }
+    }
+
+    /// The provider confirms the order's pending hold for its whole amount (API.md §12).
+    async fn confirm(&self, provider_key: &str, reference: &str, order: &serde_json::Value) -> Outcome {
+        let t = &self.inner;
+        let (Some(hold), Some(amount)) = (order["hold"]["id"].as_str(), order["hold"]["amount"].as_str()) else {
+            return Outcome { status: 0, error: Some(format!("no hold id and amount in the order: {order}")) };
+        };
+        let url = format!("{}/v1/holds/{hold}/confirm", t.urls[self.home]);
+        let body = json!({"amount": amount, "provider_order_no": format!("{reference}-p")});
+        post(&t.http, &url, provider_key, &format!("{reference}-c"), &body, 200).await.0
+    }
+}
+
+/// One POST with its idempotency key; the answer's text when it is the status expected.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    idem: &str,
+    body: &serde_json::Value,
+    expected: u16,
+) -> (Outcome, Option<String>) {
+    match http.post(url).bearer_auth(key).header("Idempotency-Key", idem).json(body).send().await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            // Read the whole answer, as a client would.
+            let text = res.text().await.unwrap_or_default();
+            if status == expected {
+                (Outcome { status, error: None }, Some(text))
+            } else {
+                (Outcome { status, error: Some(format!("{status}: {}", text.chars().take(300).collect::<String>())) }, None)
+            }
+        }
+        Err(e) => (Outcome { status: 0, error: Some(format!("no answer: {e}")) }, None),
     }
 }
 
@@ -203,7 +242,8 @@ impl LoadResult {
     }
 
     pub fn error_summary(&self) -> String {
-        let by_status: Vec<String> = self.statuses.iter().filter(|(k, _)| k.as_str() != "201").map(|(k, v)| format!("{k} ×{v}")).collect();
+        let by_status: Vec<String> =
+            self.statuses.iter().filter(|(k, _)| !matches!(k.as_str(), "200" | "201")).map(|(k, v)| format!("{k} ×{v}")).collect();
         format!("{}; e.g. {}", by_status.join(", "), self.error_samples.join(" | "))
     }
 }

@@ -72,6 +72,11 @@ pub struct Args {
     /// What source was measured, for the report [default: `git describe --always --dirty` of the crate].
     #[arg(long)]
     source_label: Option<String>,
+    /// Run only these phases (comma separated: `pgbench`, `orders` (with notices and instances),
+    /// `eod`) [default: all]; to measure one change without the minutes of the others. The report
+    /// is written only with `--out`: a partial run must not replace the full one.
+    #[arg(long, value_delimiter = ',', value_parser = ["pgbench", "orders", "eod"])]
+    only: Vec<String>,
 }
 
 /// What one run measures, resolved from the mode and the options.
@@ -96,9 +101,16 @@ pub struct Params {
     /// WAL written and checkpointed before the first phase, so segments are reused as in service.
     pub wal_preallocate_mb: u64,
     pub stat_statements: bool,
+    /// The phases to run (`--only`); empty: all.
+    pub only: Vec<String>,
 }
 
 impl Params {
+    /// Whether phase `name` runs in this invocation.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+
     fn from_args(a: &Args) -> Params {
         let smoke = a.smoke;
         let pick = |given: Option<usize>, full: usize, small: usize| given.unwrap_or(if smoke { small } else { full });
@@ -121,6 +133,7 @@ impl Params {
             shared_buffers: if smoke { "128MB" } else { "1GB" },
             wal_preallocate_mb: a.wal_preallocate_mb.unwrap_or(if smoke { 32 } else { 2048 }),
             stat_statements: !a.no_stat_statements,
+            only: a.only.clone(),
         }
     }
 }
@@ -149,7 +162,7 @@ async fn run(args: Args) -> Result<()> {
     let params = Params::from_args(&args);
     let started = Instant::now();
     let server_bin = server_binary()?;
-    let out = match (&args.out, params.smoke) {
+    let out = match (&args.out, params.smoke || !params.only.is_empty()) {
         (Some(p), _) => Some(p.clone()),
         (None, false) => Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md")),
         (None, true) => None,
@@ -195,13 +208,20 @@ async fn run_phases(params: &Params, server_bin: &Path, workdir: &Path, machine:
     let result = async {
         let mut results = report::Results::new(params.clone(), machine, cluster.settings.clone());
         results.wal_preallocated = cluster.wal_preallocated;
-        results.pgbench = Some(pgbench::run(&cluster, params).await.context("pgbench")?);
-        println!("\n== pgbench: what a statement and a round trip cost");
-        results.statement_costs = Some(pgbench::statement_costs(&cluster, params, workdir).await.context("pgbench statement costs")?);
-        // pgbench's database stays for the open-loop reference; its autovacuum is done now, not in the order phases.
-        settle(&cluster, pgbench::DB).await?;
-        orders_and_notices(&cluster, params, server_bin, workdir, &mut results).await?;
-        results.eod = Some(eod::run(&cluster, params, workdir).await.context("end of day")?);
+        // The orders' open loop compares with pgbench at its rate: pgbench runs whenever they do.
+        if params.runs("pgbench") || params.runs("orders") {
+            results.pgbench = Some(pgbench::run(&cluster, params).await.context("pgbench")?);
+            println!("\n== pgbench: what a statement and a round trip cost");
+            results.statement_costs = Some(pgbench::statement_costs(&cluster, params, workdir).await.context("pgbench statement costs")?);
+            // pgbench's database stays for the open-loop reference; its autovacuum is done now, not in the order phases.
+            settle(&cluster, pgbench::DB).await?;
+        }
+        if params.runs("orders") {
+            orders_and_notices(&cluster, params, server_bin, workdir, &mut results).await?;
+        }
+        if params.runs("eod") {
+            results.eod = Some(eod::run(&cluster, params, workdir, server_bin).await.context("end of day")?);
+        }
         anyhow::Ok(results)
     }
     .await;
@@ -275,7 +295,10 @@ async fn orders_and_notices(
         println!("   {}", hot_closed.summary());
         print_obs(&hot_obs, hot_closed.requests, "order");
 
-        results.orders = Some(report::OrderResults { closed, closed_obs, open, open_obs, hot: hot_closed, hot_obs });
+        let (required, required_obs) = required_mode(cluster, params, &world, &service).await?;
+
+        results.orders =
+            Some(report::OrderResults { closed, closed_obs, open, open_obs, hot: hot_closed, hot_obs, required, required_obs });
         results.pgbench_open = Some(pgbench::open_loop(cluster, params, rate, workdir).await.context("pgbench at the open-loop rate")?);
 
         println!("\n== notices: {} pending to a local receiver", params.notices);
@@ -305,6 +328,34 @@ async fn orders_and_notices(
     };
     receiver.stop();
     outcome
+}
+
+/// The spread closed loop through the provider in `required` confirmation mode (API.md §12):
+/// each order, then its provider's confirm.
+async fn required_mode(
+    cluster: &cluster::Cluster,
+    params: &Params,
+    world: &api::World,
+    service: &service::Service,
+) -> Result<(load::LoadResult, observe::Observation)> {
+    const DB: &str = "orders";
+    println!(
+        "\n== orders through provider {} (required confirmation): order then confirm, closed loop, {} connections, {} s",
+        api::REQUIRED_PROVIDER,
+        params.connections,
+        params.load_secs
+    );
+    let target = load::OrderTarget::new(world, &[service], load::Route::Required)?;
+    settle(cluster, DB).await?;
+    let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
+    let required = load::closed_loop(&target, "req", params.connections, Duration::from_secs(params.load_secs)).await;
+    let required_obs = obs.finish().await?;
+    println!("   {}", required.summary());
+    print_obs(&required_obs, required.requests, "order");
+    if required.ok == 0 {
+        bail!("no order was placed and confirmed in the required-mode closed loop: {}", required.error_summary());
+    }
+    Ok((required, required_obs))
 }
 
 /// `VACUUM (ANALYZE)` of a database: of the order database before an order phase, as pgbench

@@ -68,6 +68,10 @@ pub struct OrderResults {
     pub open_obs: Observation,
     pub hot: LoadResult,
     pub hot_obs: Observation,
+    /// The spread closed loop through the provider in `required` confirmation mode (order, then
+    /// the provider's confirm: one order per confirmed pair).
+    pub required: LoadResult,
+    pub required_obs: Observation,
 }
 
 pub struct Results {
@@ -186,6 +190,29 @@ impl Results {
             f("hot_bank_ratio", "hot-bank orders/s ÷ spread orders/s", hot_ratio, 3, Some((">=", 0.8))),
             f("eod_1m_due_s", "end of day, due date + grace + 1, s", self.eod.as_ref().map(|e| e.due.secs), 2, Some(("<=", 60.0))),
             f("eod_nothing_due_s", "end of day, nothing due, s", self.eod.as_ref().map(|e| e.nothing_due.secs), 3, Some(("<=", 1.0))),
+            f("eod_write_off_1m_s", "end of day writing off 10% defaulted, s", self.eod.as_ref().map(|e| e.write_off.secs), 3, None),
+            f(
+                "reports_store_100k_s",
+                "closed date's reports rendered and stored, s",
+                self.eod.as_ref().and_then(|e| e.reports_store_secs),
+                3,
+                None,
+            ),
+            f(
+                "report_read_closed_ms",
+                "stored closed date's reconciliation read, ms",
+                self.eod.as_ref().map(|e| e.api.report_read_ms),
+                1,
+                None,
+            ),
+            f("aging_ms", "GET /v1/admin/aging over the book, ms", self.eod.as_ref().map(|e| e.api.aging_ms), 1, Some(("<=", 1000.0))),
+            f(
+                "portfolio_ms",
+                "GET /v1/admin/portfolio over the book, ms",
+                self.eod.as_ref().map(|e| e.api.portfolio_ms),
+                1,
+                Some(("<=", 1000.0)),
+            ),
             f("notices_per_s", "webhook notices delivered/s", self.notices.as_ref().map(|n| n.0.per_sec()), 0, Some((">=", 2000.0))),
             f("rss_mb", "service peak RSS MiB", self.rss_mb, 1, Some(("<=", 150.0))),
             f(
@@ -217,10 +244,37 @@ impl Results {
                 None,
             ),
             f("ratio_ceiling", "ratio if the service cost nothing (CPU bound)", self.ratio_ceiling(), 3, None),
+            f(
+                "cpu_ms_per_order",
+                "service + PostgreSQL CPU ms per order",
+                o.and_then(|o| cpu_ms_per_order(&o.closed_obs, &o.closed)),
+                3,
+                None,
+            ),
+            f(
+                "orders_per_s_required_mode",
+                "order + confirm (required mode), closed loop, orders/s",
+                o.map(|o| o.required.per_sec()),
+                1,
+                None,
+            ),
+            f("ratio_required_mode", "required-mode orders/s ÷ pgbench tps", self.ratio_required_mode(), 3, None),
+            f(
+                "cpu_ms_per_order_required_mode",
+                "service + PostgreSQL CPU ms per order, required mode",
+                o.and_then(|o| cpu_ms_per_order(&o.required_obs, &o.required)),
+                3,
+                None,
+            ),
             f("instances_1_orders_per_s", "1 instance, closed loop (short), orders/s", self.instances_rate(1), 1, None),
             f("instances_2_orders_per_s", "2 instances, closed loop (short), orders/s", self.instances_rate(2), 1, None),
             f("instances_3_orders_per_s", "3 instances, closed loop (short), orders/s", self.instances_rate(3), 1, None),
         ]
+    }
+
+    fn ratio_required_mode(&self) -> Option<f64> {
+        let rate = self.orders.as_ref()?.required.per_sec();
+        self.pgbench_tps().filter(|t| *t > 0.0).map(|tps| rate / tps)
     }
 
     fn instances_rate(&self, n: usize) -> Option<f64> {
@@ -237,6 +291,11 @@ impl Results {
     }
 }
 
+/// The CPU (the service's and PostgreSQL's, from /proc) each successful order of a closed loop cost.
+fn cpu_ms_per_order(obs: &Observation, load: &crate::load::LoadResult) -> Option<f64> {
+    cpu_ms_per(obs.cpu.service + obs.cpu.postgres, load.per_sec())
+}
+
 /// Milliseconds of CPU per unit of work, from cores busy and units per second.
 fn cpu_ms_per(cores_busy: f64, per_sec: f64) -> Option<f64> {
     (per_sec > 0.0 && cores_busy > 0.0).then(|| cores_busy / per_sec * 1000.0)
@@ -244,7 +303,7 @@ fn cpu_ms_per(cores_busy: f64, per_sec: f64) -> Option<f64> {
 
 /// The keys of the `BENCH` line, as issue 6 fixes them (and issue 19 adds the `instances_*` ones);
 /// the other figures are in the table and the report.
-const BENCH_KEYS: [&str; 14] = [
+const BENCH_KEYS: [&str; 23] = [
     "pgbench_tps",
     "orders_per_s",
     "ratio",
@@ -259,6 +318,15 @@ const BENCH_KEYS: [&str; 14] = [
     "instances_1_orders_per_s",
     "instances_2_orders_per_s",
     "instances_3_orders_per_s",
+    "eod_write_off_1m_s",
+    "reports_store_100k_s",
+    "report_read_closed_ms",
+    "aging_ms",
+    "portfolio_ms",
+    "orders_per_s_required_mode",
+    "ratio_required_mode",
+    "cpu_ms_per_order",
+    "cpu_ms_per_order_required_mode",
 ];
 
 /// The final machine-readable line's JSON (without the `BENCH ` prefix).
@@ -681,6 +749,12 @@ pub fn markdown(r: &Results) -> String {
             );
         }
         load_md(&mut s, "Hot bank: every order reserves exposure at one bank, closed loop", &o.hot, &o.hot_obs);
+        load_md(
+            &mut s,
+            "Required confirmation mode (API.md §12): each order, then its provider's confirm, closed loop over the spread stores",
+            &o.required,
+            &o.required_obs,
+        );
         bound_md(&mut s, r, o);
     }
     if let Some(runs) = &r.instances {
@@ -703,6 +777,28 @@ pub fn markdown(r: &Results) -> String {
         );
         eod_run_md(&mut s, &format!("After grace: {:.0} due installments/s", e.installments_per_sec()), &e.due);
         eod_run_md(&mut s, "Nothing due", &e.nothing_due);
+        let _ = writeln!(
+            s,
+            "### Reports of a closed date, the operations API, and automatic write-off\n\n\
+             - The due date's reports (each bank's and the all-banks reconciliation, the provider's settlement, JSON and CSV; \
+             {} movements in the all-banks reconciliation) were rendered and stored by its end of day in **{}**.\n\
+             - Then {} plans (every tenth) were made defaulted with SQL in {:.1} s: installments 2-3 unpaid again, the hold \
+             released, the exposure raised to match; the product writes off after 30 days. The release service, started on \
+             this database, answered (medians of 5 calls over HTTP): `GET /v1/admin/aging?as_of={}` (the first open date: \
+             computed now) **{:.1} ms**, `GET /v1/admin/portfolio` **{:.1} ms**, and the closed {}'s stored all-banks \
+             reconciliation ({} bytes of JSON) **{:.1} ms**.\n",
+            e.report_movements,
+            e.reports_store_secs.map_or("(no log line)".to_string(), |v| format!("{v:.2} s")),
+            e.defaulted,
+            e.defaulted_secs,
+            e.api.aging_as_of.map_or("-".to_string(), |d| d.to_string()),
+            e.api.aging_ms,
+            e.api.portfolio_ms,
+            e.due.date,
+            e.api.report_bytes,
+            e.api.report_read_ms
+        );
+        eod_run_md(&mut s, "Automatic write-off of the defaulted plans", &e.write_off);
     }
 
     if let Some((n, o)) = &r.notices {
@@ -737,7 +833,7 @@ pub fn markdown(r: &Results) -> String {
         s,
         "```sh\nbench/run             # cargo build --release --bins, then the full run (about 5 minutes); rewrites this file\n\
          bench/run --smoke     # seconds per phase and tiny data; what CI runs (tests/bench_smoke.rs), writes nothing\n\
-         bench/run --help      # --duration, --instances-duration, --connections, --customers, --plans, --notices, --out, --keep\n```\n"
+         bench/run --help      # --duration, --instances-duration, --connections, --customers, --plans, --notices, --out, --keep, --only\n```\n"
     );
     let _ = writeln!(
         s,

@@ -12,6 +12,20 @@ use crate::domain::eod_run::EodTrigger;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
+/// Each bank's orders not yet funded and what they reserve (`bank_id`, `principal`): those
+/// awaiting funding through their partial index (V2), those awaiting the provider's confirmation
+/// through their pending holds' (V20), never a pass over every order of a bank.
+macro_rules! unfunded_by_bank {
+    () => {
+        "SELECT bank_id, sum(principal_fen) AS principal FROM (
+             SELECT o.bank_id, o.principal_fen FROM orders o WHERE o.status = 'awaiting_funding'
+             UNION ALL
+             SELECT o.bank_id, o.principal_fen FROM holds h JOIN orders o ON o.id = h.order_id
+             WHERE h.status = 'pending' AND o.status = 'awaiting_hold_confirmation') u
+         GROUP BY bank_id"
+    };
+}
+
 /// One bank's part of the portfolio, in fen.
 #[derive(Debug, Clone)]
 pub struct BankBook {
@@ -29,21 +43,25 @@ pub struct BankBook {
 /// principal of its active and defaulted plans: so the plans' outstanding principal is the
 /// exposure less those orders, found through the partial index of orders awaiting funding rather
 /// than by summing every open installment of the book. Orders awaiting the provider's
-/// confirmation (§12) reserve exposure too.
+/// confirmation (§12) reserve exposure too (found through their pending holds).
 pub async fn bank_books(c: &impl Db) -> Result<Vec<BankBook>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "SELECT b.id, b.exposure_limit_fen,
+            concat!(
+                "WITH unfunded AS (",
+                unfunded_by_bank!(),
+                ")
+             SELECT b.id, b.exposure_limit_fen,
                     coalesce((SELECT sum(used_fen) FROM bank_exposure_stripes s WHERE s.bank_id = b.id), 0)::int8 AS used,
-                    coalesce((SELECT sum(principal_fen) FROM orders o
-                              WHERE o.bank_id = b.id AND o.status IN ('awaiting_funding', 'awaiting_hold_confirmation')), 0)::int8 AS unfunded,
+                    coalesce((SELECT principal FROM unfunded u WHERE u.bank_id = b.id), 0)::int8 AS unfunded,
                     coalesce(p.active, 0) AS active, coalesce(p.defaulted, 0) AS defaulted, coalesce(p.written_off, 0) AS written_off
              FROM banks b
              LEFT JOIN (SELECT bank_id, count(*) FILTER (WHERE status = 'active') AS active,
                                count(*) FILTER (WHERE status = 'defaulted') AS defaulted,
                                count(*) FILTER (WHERE status = 'written_off') AS written_off
                         FROM plans GROUP BY bank_id) p ON p.bank_id = b.id
-             ORDER BY b.seq",
+             ORDER BY b.seq"
+            ),
             &[],
         )
         .await?;
@@ -107,9 +125,65 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 
 /// The aging of the book as of `as_of`, per bank and bucket, from the installments as they stand:
 /// each `active` or `defaulted` plan (one frozen by a return is `active`) in the bucket of the days
-/// past due of its oldest installment with anything unpaid due before `as_of`. Only open
-/// installments are read (the partial index of V2): a plan's unpaid principal is all in them.
+/// past due of its oldest installment with anything unpaid due before `as_of`.
+///
+/// Only the late plans (an open installment due before `as_of`, found by a range scan of the
+/// partial index of open installments, V2) are summed installment by installment; every other
+/// open plan is `current` with nothing unpaid due, so that bucket is the bank's open plans (the
+/// partial index of V28) and their unpaid principal less the late plans'. That principal is, by
+/// the invariant `verify` checks (`bank_exposure_matches_book`), the bank's exposure in use less
+/// its orders not yet funded, as the portfolio reads it ([`bank_books`]). So the cost follows the
+/// late plans and the banks, not the book: end of day takes this snapshot at every close.
+/// [`aging_summed`] is the same answer summed over every open installment.
 pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
+    let thresholds: Vec<i32> = THRESHOLDS.to_vec();
+    let rows = c.query(AGING_FROM_LATE_PLANS, &[&as_of, &bank_id, &thresholds]).await?;
+    Ok(rows.iter().map(aging_row).collect())
+}
+
+const AGING_FROM_LATE_PLANS: &str = concat!(
+    "
+WITH late AS (
+    SELECT DISTINCT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
+), per_plan AS (
+    -- Each late plan's open installments by its key (a plan's rows are together), not a pass
+    -- over every installment to find them.
+    SELECT p.bank_id, p.id AS plan_id, x.principal, x.unpaid_due, x.days
+    FROM late JOIN plans p ON p.id = late.plan_id
+    CROSS JOIN LATERAL (
+        SELECT sum(principal) AS principal,
+               coalesce(sum(unpaid) FILTER (WHERE due_on < $1), 0) AS unpaid_due,
+               coalesce($1 - min(due_on) FILTER (WHERE due_on < $1 AND unpaid > 0), 0) AS days
+        FROM (SELECT i.due_on, i.principal_fen - i.paid_principal_fen AS principal,
+                     i.principal_fen + i.interest_fen + i.fee_fen + i.penalty_fen
+                       - i.paid_principal_fen - i.paid_interest_fen - i.paid_fee_fen - i.paid_penalty_fen
+                       - i.waived_fen - i.waived_penalty_fen AS unpaid
+              FROM installments i WHERE i.plan_id = p.id AND i.status IN ('pending', 'overdue')) o) x
+    WHERE p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
+), late_rows AS (
+    SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,
+           sum(unpaid_due) AS unpaid_due
+    FROM per_plan GROUP BY 1, 2
+), unfunded AS (",
+    unfunded_by_bank!(),
+    "), current_rest AS (
+    SELECT b.id AS bank_id, 0 AS bucket,
+           (SELECT count(*) FROM plans p WHERE p.bank_id = b.id AND p.status IN ('active', 'defaulted'))
+             - coalesce((SELECT sum(plans) FROM late_rows l WHERE l.bank_id = b.id), 0) AS plans,
+           coalesce((SELECT sum(used_fen) FROM bank_exposure_stripes s WHERE s.bank_id = b.id), 0)
+             - coalesce((SELECT principal FROM unfunded u WHERE u.bank_id = b.id), 0)
+             - coalesce((SELECT sum(principal) FROM late_rows l WHERE l.bank_id = b.id), 0) AS principal,
+           0 AS unpaid_due
+    FROM banks b WHERE ($2::text IS NULL OR b.id = $2)
+)
+SELECT bank_id, bucket, sum(plans)::int8 AS plans, sum(principal)::int8 AS principal, sum(unpaid_due)::int8 AS unpaid_due
+FROM (SELECT * FROM late_rows UNION ALL SELECT * FROM current_rest WHERE plans > 0) r
+GROUP BY 1, 2 ORDER BY 1, 2"
+);
+
+/// The aging as [`aging`] answers it, by its definition: summed over every open installment of
+/// the book. A scan of the whole book; tests hold [`aging`] to it.
+pub async fn aging_summed(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
     let thresholds: Vec<i32> = THRESHOLDS.to_vec();
     let rows = c
         .query(
@@ -133,16 +207,17 @@ pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Resu
             &[&as_of, &bank_id, &thresholds],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| AgingRow {
-            bank_id: r.get("bank_id"),
-            bucket: r.get("bucket"),
-            plans: r.get("plans"),
-            outstanding_principal_fen: r.get("principal"),
-            unpaid_due_fen: r.get("unpaid_due"),
-        })
-        .collect())
+    Ok(rows.iter().map(aging_row).collect())
+}
+
+fn aging_row(r: &tokio_postgres::Row) -> AgingRow {
+    AgingRow {
+        bank_id: r.get("bank_id"),
+        bucket: r.get("bucket"),
+        plans: r.get("plans"),
+        outstanding_principal_fen: r.get("principal"),
+        unpaid_due_fen: r.get("unpaid_due"),
+    }
 }
 
 /// Stores the aging of a date being closed (in its closing transaction).

@@ -260,14 +260,17 @@ pub async fn installments_of(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<(String,
 
 /// The plans with an unpaid installment due before `date`, or on it when their product has no
 /// grace: range scans of the partial index of open installments, so the cost follows what is
-/// due, not the book (in no particular order: see [`in_creation_order`]).
+/// due, not the book (in no particular order: see [`in_creation_order`]). Only `active` plans:
+/// end of day has nothing to do on the others (a defaulted plan stays overdue until written off,
+/// and would otherwise be locked and loaded by every run for nothing).
 pub async fn due_plan_ids(c: &impl Db, date: NaiveDate) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "SELECT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
+            "SELECT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id
+             WHERE i.status IN ('pending', 'overdue') AND i.due_on < $1 AND p.status = 'active'
              UNION
              SELECT i.plan_id FROM installments i JOIN plans p ON p.id = i.plan_id JOIN orders o ON o.id = p.order_id
-             WHERE i.status IN ('pending', 'overdue') AND i.due_on = $1 AND o.grace_days = 0",
+             WHERE i.status IN ('pending', 'overdue') AND i.due_on = $1 AND o.grace_days = 0 AND p.status = 'active'",
             &[&date],
         )
         .await?;

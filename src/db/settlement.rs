@@ -27,16 +27,16 @@ pub struct SettlementRow {
     pub penalty_fen: i64,
 }
 
-/// The entries of the provider's lines booked on `$2`, each with the journal's change of its
+/// The entries of the provider's lines booked on `$2` (found by date, each line by its key: the
+/// cost follows the day's entries, not the provider's lines), each with the journal's change of its
 /// line's held and drawn, and the entry of the same plan just before it that day (the cause of a
 /// release: a repayment, a conversion, a write-off). Compensation rows pair with their entries in
 /// order, one entry per row, as the bank's reconciliation pairs them (`db::reports`).
 const MOVEMENTS: &str = "
-WITH lines AS (SELECT id FROM credit_lines WHERE provider_id = $1),
-e AS (
+WITH e AS MATERIALIZED (
     SELECT e.*, lag(e.kind) OVER w AS prev_kind, lag(e.reference) OVER w AS prev_ref, lag(e.id) OVER w AS prev_id
-    FROM journal_entries e
-    WHERE e.booked_on = $2 AND e.credit_line_id IN (SELECT id FROM lines)
+    FROM journal_entries e JOIN credit_lines c ON c.id = e.credit_line_id
+    WHERE e.booked_on = $2 AND c.provider_id = $1
     WINDOW w AS (PARTITION BY e.plan_id ORDER BY e.id)),
 moved AS (
     SELECT e.id,
@@ -122,22 +122,29 @@ pub async fn movements(c: &impl Db, provider_id: &str, date: NaiveDate) -> Resul
         .collect())
 }
 
-/// The provider's held and drawn at the end of `date` (fen): its lines' balances now, less what
-/// the journal booked on them after `date`. Reads only the entries booked after the date, so a
-/// recent date costs what was booked since; the caller holds one snapshot for both reads.
-pub async fn balances_after(c: &impl Db, provider_id: &str, date: NaiveDate) -> Result<(i64, i64), tokio_postgres::Error> {
+/// The provider's held and drawn at the end of the day before `date` and at the end of `date`
+/// (fen): its lines' balances now, less what the journal booked on them after each date. One pass
+/// over the provider's lines for both; the entries are found by date, so a recent date costs what
+/// was booked since. One statement: one snapshot for every read.
+pub async fn balances_around(c: &impl Db, provider_id: &str, date: NaiveDate) -> Result<[(i64, i64); 2], tokio_postgres::Error> {
     let row = c
         .query_one(
-            "WITH lines AS (SELECT id, held_fen, drawn_fen FROM credit_lines WHERE provider_id = $1),
+            "WITH now AS (SELECT coalesce(sum(held_fen), 0)::int8 AS held, coalesce(sum(drawn_fen), 0)::int8 AS drawn
+                          FROM credit_lines WHERE provider_id = $1),
              later AS (
-                 SELECT coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':held'), 0)::int8 AS held,
+                 SELECT e.booked_on > $2 AS after_date,
+                        coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':held'), 0)::int8 AS held,
                         coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':drawn'), 0)::int8 AS drawn
-                 FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id
-                 WHERE e.booked_on > $2 AND e.credit_line_id IN (SELECT id FROM lines))
-             SELECT (coalesce((SELECT sum(held_fen) FROM lines), 0) - (SELECT held FROM later))::int8,
-                    (coalesce((SELECT sum(drawn_fen) FROM lines), 0) - (SELECT drawn FROM later))::int8",
+                 FROM journal_entries e JOIN credit_lines c ON c.id = e.credit_line_id JOIN journal_lines l ON l.entry_id = e.id
+                 WHERE e.booked_on >= $2 AND c.provider_id = $1
+                 GROUP BY 1)
+             SELECT (now.held - coalesce((SELECT sum(held) FROM later), 0))::int8,
+                    (now.drawn - coalesce((SELECT sum(drawn) FROM later), 0))::int8,
+                    (now.held - coalesce((SELECT held FROM later WHERE after_date), 0))::int8,
+                    (now.drawn - coalesce((SELECT drawn FROM later WHERE after_date), 0))::int8
+             FROM now",
             &[&provider_id, &date],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok([(row.get(0), row.get(1)), (row.get(2), row.get(3))])
 }

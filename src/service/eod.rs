@@ -147,7 +147,9 @@ async fn run_locked(
     super::ops::snapshot_aging(&tx, last, date).await?; // operations (API.md §16): the aging of each date closed
     tx.commit().await?;
     // API.md §15: the dates just closed are frozen, their reports stored and announced.
+    let freezing = Instant::now();
     super::report_store::freeze_closed(pool, last, date).await?;
+    tracing::info!(business_date = %date, elapsed_ms = freezing.elapsed().as_millis() as u64, "end of day: closed dates' reports stored");
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
     Ok(summary)
 }

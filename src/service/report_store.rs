@@ -65,7 +65,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> ApiResult<Vec<u8>> {
 /// Renders a bank's (or, with `None`, the all-banks) reconciliation of `date` as the books say now.
 async fn render_reconciliation(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> ApiResult<[StoredReport; 2]> {
     let r = super::reports::read(c, date, bank_id.map(str::to_string)).await?;
-    Ok(stored(RECONCILIATION, date, bank_id.unwrap_or(""), to_json(&r)?, super::reports::to_csv(&r), r.movements.len()))
+    rendered_reconciliation(&r)
+}
+
+fn rendered_reconciliation(r: &super::reports::Reconciliation) -> ApiResult<[StoredReport; 2]> {
+    let subject = r.bank_id.as_deref().unwrap_or("");
+    Ok(stored(RECONCILIATION, r.business_date, subject, to_json(r)?, super::reports::to_csv(r), r.movements.len()))
 }
 
 /// Renders a provider's settlement of `date` as the books say now.
@@ -159,9 +164,11 @@ pub async fn freeze_closed(pool: &Pool, previous: Option<NaiveDate>, date: Naive
         let (banks, providers) = store_db::subjects(&tx).await?;
         let mut reports: Vec<StoredReport> = Vec::with_capacity(2 * (banks.len() + providers.len() + 1));
         let mut notices = Vec::with_capacity(banks.len() + providers.len());
-        reports.extend(render_reconciliation(&tx, day, None).await?);
+        // The day is read once; each bank's report is its part of the all-banks one.
+        let all = super::reports::read(&tx, day, None).await?;
+        reports.extend(rendered_reconciliation(&all)?);
         for bank in &banks {
-            let r = render_reconciliation(&tx, day, Some(bank)).await?;
+            let r = rendered_reconciliation(&super::reports::for_bank(&all, bank))?;
             notices.push(Notice::report_ready(Recipient::Bank(bank.clone()), ready(day, &r)));
             reports.extend(r);
         }

@@ -184,13 +184,25 @@ pub async fn read(client: &impl crate::db::Db, date: NaiveDate, bank_id: Option<
     let last_closed = crate::db::business_days::last_closed(client).await?;
     let rows = db::movements(client, date, bank_id.as_deref()).await?;
     let movements: Vec<Movement> = rows.into_iter().map(movement).collect();
+    Ok(assemble(date, bank_id, last_closed.is_some_and(|c| c >= date), movements))
+}
+
+fn assemble(date: NaiveDate, bank_id: Option<String>, closed: bool, movements: Vec<Movement>) -> Reconciliation {
     let mut totals = Totals::default();
     for m in &movements {
         if let Some(t) = totals.get_mut(&m.kind) {
             t.add(m);
         }
     }
-    Ok(Reconciliation { business_date: date, bank_id, closed: last_closed.is_some_and(|c| c >= date), movements, totals })
+    Reconciliation { business_date: date, bank_id, closed, movements, totals }
+}
+
+/// One bank's reconciliation cut from the all-banks one of the same snapshot: the same rows as
+/// [`read`] for that bank (each movement is its bank's, in the same order), without reading the
+/// day again; end of day renders every bank's this way.
+pub fn for_bank(all: &Reconciliation, bank_id: &str) -> Reconciliation {
+    let movements: Vec<Movement> = all.movements.iter().filter(|m| m.bank_id == bank_id).cloned().collect();
+    assemble(all.business_date, Some(bank_id.to_string()), all.closed, movements)
 }
 
 /// RFC 4180: a field with a comma, a quote or a line break is quoted, quotes doubled.

@@ -174,13 +174,11 @@ pub async fn authorize(state: &Deps, c: &impl crate::db::Db, caller: &Principal,
 pub async fn read(tx: &Tx<'_>, provider_id: &str, date: NaiveDate) -> ApiResult<Settlement> {
     let closed = business_days::last_closed(tx).await?.is_some_and(|c| c >= date);
     let rows = db::movements(tx, provider_id, date).await?;
-    let (held, drawn) = match date.pred_opt() {
-        Some(before) => db::balances_after(tx, provider_id, before).await?,
-        None => (0, 0),
-    };
-    let opening = Balances { held_fen: held, drawn_fen: drawn };
-    let (held, drawn) = db::balances_after(tx, provider_id, date).await?;
-    Ok(render(date, provider_id, closed, rows, opening, Balances { held_fen: held, drawn_fen: drawn }))
+    let [(held, drawn), closing] = db::balances_around(tx, provider_id, date).await?;
+    // Nothing was booked before the calendar's first date.
+    let opening =
+        if date.pred_opt().is_some() { Balances { held_fen: held, drawn_fen: drawn } } else { Balances { held_fen: 0, drawn_fen: 0 } };
+    Ok(render(date, provider_id, closed, rows, opening, Balances { held_fen: closing.0, drawn_fen: closing.1 }))
 }
 
 /// The file as CSV: the header, a row per movement, a `total_<kind>` row per kind, a `payable`

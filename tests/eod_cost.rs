@@ -1,0 +1,108 @@
+//! What end of day's bookkeeping reads (issues 17, 18, 20): the aging it stores at every close
+//! (and `GET /v1/admin/aging` computes) reads the late plans' installments, not the whole book's,
+//! and answers what summing every open installment answers. Rows read are counted by PostgreSQL
+//! (`pg_stat_xact_user_tables`), not timed.
+
+mod common;
+
+use chrono::NaiveDate;
+use common::TestApp;
+use common::world::{World, order_body};
+use creditphone::domain::aging::AgingRow;
+use serde_json::json;
+
+/// An order of principal 3000.00 placed and funded on `date` (loan `L<n>`).
+async fn funded_on(app: &TestApp, world: &World, n: u64, date: &str) {
+    app.set_today(date);
+    let order = world.store().place_order(order_body(&format!("POS-{n}"), "p12", 7, n)).await.expect(201);
+    world.bank().fund(order["id"].as_str().unwrap(), &format!("L{n}"), date).await.expect(200);
+    app.clock.reset();
+}
+
+/// Rows of `installments` this transaction has read so far, by sequential and index scans.
+async fn installment_rows_read(tx: &tokio_postgres::Transaction<'_>) -> i64 {
+    tx.query_one(
+        "SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0)::int8
+         FROM pg_stat_xact_user_tables WHERE relname = 'installments'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[actix_web::test]
+async fn the_aging_reads_the_late_plans_installments_not_the_books() {
+    let app = TestApp::start().await;
+    let world = World::standard().product_extra(json!({"grace_days": 30})).build(&app).await;
+    // Plan 1's first installment fell due on 2027-02-28 and is unpaid; plans 2-6 owe nothing before 2027-04-15.
+    funded_on(&app, &world, 1, "2027-01-31").await;
+    for n in 2..=6 {
+        funded_on(&app, &world, n, "2027-03-15").await;
+    }
+    let as_of = NaiveDate::from_ymd_opt(2027, 3, 20).unwrap();
+    let mut db = app.db().await;
+    let tx = db.transaction().await.unwrap();
+    // On a handful of rows the planner scans whole tables whatever the statement needs; without
+    // that choice what is read is what the statement cannot do without.
+    tx.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
+    let before = installment_rows_read(&tx).await;
+    let aging = creditphone::db::ops::aging(&tx, as_of, None).await.unwrap();
+    let read = installment_rows_read(&tx).await - before;
+    let summed = creditphone::db::ops::aging_summed(&tx, as_of, None).await.unwrap();
+    assert_eq!(aging, summed, "the aging is what summing every open installment gives");
+    let row = |bucket: i32, plans: i64| AgingRow {
+        bank_id: "bk".to_string(),
+        bucket,
+        plans,
+        outstanding_principal_fen: plans * 300_000,
+        unpaid_due_fen: if bucket == 0 { 0 } else { summed[1].unpaid_due_fen },
+    };
+    assert_eq!(aging, vec![row(0, 5), row(1, 1)], "five plans current, plan 1 20 days past due");
+    assert!(summed[1].unpaid_due_fen > 0, "{summed:?}");
+    assert!(
+        read <= 13,
+        "the aging read {read} rows of installments: more than the late plan's 12 and the index entry that found it (the book has 72)"
+    );
+    // Every bank's aging alone, and a bank with no plans.
+    let bank = creditphone::db::ops::aging(&tx, as_of, Some("bk")).await.unwrap();
+    assert_eq!(bank, summed);
+    assert_eq!(creditphone::db::ops::aging(&tx, as_of, Some("nobank")).await.unwrap(), vec![]);
+}
+
+/// Orders awaiting the provider's confirmation (API.md §12) reserve exposure but are no plan's
+/// principal: the aging and the portfolio, reading the exposure, leave them out through their
+/// pending holds.
+#[actix_web::test]
+async fn orders_awaiting_confirmation_are_not_outstanding_principal() {
+    let app = TestApp::start().await;
+    let world = World::standard()
+        .product_extra(json!({"grace_days": 30}))
+        .provider_extra("wld", json!({"hold_confirmation": "required"}))
+        .build(&app)
+        .await;
+    app.set_today("2027-01-31");
+    let first = world.store().place_order(order_body("POS-1", "p12", 7, 1)).await.expect(201);
+    let hold = &first["hold"];
+    let path = format!("/v1/holds/{}/confirm", hold["id"].as_str().unwrap());
+    world.provider().post_idem(&path, json!({"amount": hold["amount"], "provider_order_no": "W-1"}), "c1").await.expect(200);
+    world.bank().fund(first["id"].as_str().unwrap(), "L1", "2027-01-31").await.expect(200);
+    let second = world.store().place_order(order_body("POS-2", "p12", 7, 2)).await.expect(201);
+    assert_eq!(second["status"], "awaiting_hold_confirmation");
+    app.clock.reset();
+
+    let as_of = NaiveDate::from_ymd_opt(2027, 2, 10).unwrap();
+    let db = app.db().await;
+    let aging = creditphone::db::ops::aging(&db, as_of, None).await.unwrap();
+    assert_eq!(aging, creditphone::db::ops::aging_summed(&db, as_of, None).await.unwrap());
+    assert_eq!(
+        aging,
+        vec![AgingRow { bank_id: "bk".to_string(), bucket: 0, plans: 1, outstanding_principal_fen: 300_000, unpaid_due_fen: 0 }]
+    );
+    let portfolio = world.admin.get("/v1/admin/portfolio").await.expect(200);
+    assert_eq!(
+        (&portfolio["banks"][0]["exposure_used"], &portfolio["banks"][0]["outstanding_principal"]),
+        (&json!("6000.00"), &json!("3000.00")),
+        "{portfolio}"
+    );
+}
