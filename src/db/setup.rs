@@ -461,35 +461,20 @@ impl From<&Product> for ProductInput {
     }
 }
 
+const INSERT_PRODUCT: &str = "INSERT INTO products (id, name, pricing, terms, providers, regions, min_principal_fen,
+         max_principal_fen, hold_ratio, grace_days, penalty_daily_rate, funding_timeout_hours, partner_referral_fee_fen, active,
+         write_off_after_days, return_window_days)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO NOTHING RETURNING *";
+
+const UPDATE_PRODUCT: &str = "UPDATE products SET name = $2, pricing = $3, terms = $4, providers = $5, regions = $6,
+         min_principal_fen = $7, max_principal_fen = $8, hold_ratio = $9, grace_days = $10, penalty_daily_rate = $11,
+         funding_timeout_hours = $12, partner_referral_fee_fen = $13, active = $14, write_off_after_days = $15,
+         return_window_days = $16, updated_at = now()
+     WHERE id = $1 RETURNING *";
+
+/// `None` when a product `id` already exists.
 pub async fn insert_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<Option<Product>, tokio_postgres::Error> {
-    let terms = serde_json::to_value(&p.terms).unwrap_or_default();
-    let row = c
-        .query_opt(
-            "INSERT INTO products (id, name, pricing, terms, providers, regions, min_principal_fen, max_principal_fen, hold_ratio,
-                 grace_days, penalty_daily_rate, funding_timeout_hours, partner_referral_fee_fen, active, write_off_after_days,
-                 return_window_days)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO NOTHING RETURNING *",
-            &[
-                &id,
-                &p.name,
-                &p.pricing,
-                &terms,
-                &p.providers,
-                &p.regions,
-                &p.min_principal.fen(),
-                &p.max_principal.fen(),
-                &p.hold_ratio,
-                &p.grace_days,
-                &p.penalty_daily_rate,
-                &p.funding_timeout_hours,
-                &p.partner_referral_fee.fen(),
-                &p.active,
-                &p.write_off_after_days,
-                &p.return_window_days,
-            ],
-        )
-        .await?;
-    Ok(row.as_ref().map(product))
+    write_product(c, INSERT_PRODUCT, id, p).await
 }
 
 pub async fn get_product(c: &impl Db, id: &str) -> Result<Option<Product>, tokio_postgres::Error> {
@@ -501,15 +486,17 @@ pub async fn list_products(c: &impl Db, after: i64, limit: i64) -> Result<Vec<Pr
     Ok(rows.iter().map(product).collect())
 }
 
+/// `None` when there is no product `id`.
 pub async fn update_product(c: &impl Db, id: &str, p: &ProductInput) -> Result<Option<Product>, tokio_postgres::Error> {
+    write_product(c, UPDATE_PRODUCT, id, p).await
+}
+
+/// Both statements take the id as `$1` and the input's fields as `$2`-`$16`, in this one order.
+async fn write_product(c: &impl Db, sql: &str, id: &str, p: &ProductInput) -> Result<Option<Product>, tokio_postgres::Error> {
     let terms = serde_json::to_value(&p.terms).unwrap_or_default();
     let row = c
         .query_opt(
-            "UPDATE products SET name = $2, pricing = $3, terms = $4, providers = $5, regions = $6, min_principal_fen = $7,
-                 max_principal_fen = $8, hold_ratio = $9, grace_days = $10, penalty_daily_rate = $11, funding_timeout_hours = $12,
-                 partner_referral_fee_fen = $13, active = $14, write_off_after_days = $15, return_window_days = $16,
-                 updated_at = now()
-             WHERE id = $1 RETURNING *",
+            sql,
             &[
                 &id,
                 &p.name,
