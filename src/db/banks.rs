@@ -169,6 +169,70 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     Ok(Some(stripes[0]))
 }
 
+/// A bank's stripes as a batch of orders reserves on them, all locked.
+#[derive(Debug, Clone)]
+pub struct LockedStripes {
+    pub bank_id: String,
+    /// The bank's limit, read once its stripes are locked (see [`try_reserve`]).
+    pub limit_fen: i64,
+    pub stripes: Vec<i16>,
+    pub used_fen: Vec<i64>,
+    pub limit_fens: Vec<i64>,
+}
+
+/// Locks every stripe of `bank_ids` in (bank, stripe) order, then reads the banks' limits: a
+/// batch waits for stripes only here, holding none, so it cannot deadlock a single reservation
+/// (which waits for one stripe while holding none, or takes a bank's stripes in this order).
+pub async fn lock_stripes(tx: &Tx<'_>, bank_ids: &[&str]) -> Result<Vec<LockedStripes>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT bank_id, stripe, used_fen, limit_fen FROM bank_exposure_stripes WHERE bank_id = ANY($1)
+             ORDER BY bank_id, stripe FOR UPDATE",
+            &[&bank_ids],
+        )
+        .await?;
+    let limits = tx.query("SELECT id, exposure_limit_fen FROM banks WHERE id = ANY($1)", &[&bank_ids]).await?;
+    let mut out: Vec<LockedStripes> = limits
+        .iter()
+        .map(|r| LockedStripes { bank_id: r.get(0), limit_fen: r.get(1), stripes: vec![], used_fen: vec![], limit_fens: vec![] })
+        .collect();
+    for r in &rows {
+        let bank: &str = r.get(0);
+        if let Some(b) = out.iter_mut().find(|b| b.bank_id == bank) {
+            b.stripes.push(r.get(1));
+            b.used_fen.push(r.get(2));
+            b.limit_fens.push(r.get(3));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the used and limit of every stripe given (locked by [`lock_stripes`]) in one statement.
+pub async fn write_stripes(tx: &Tx<'_>, written: &[&LockedStripes]) -> Result<(), tokio_postgres::Error> {
+    let (mut banks, mut stripes, mut used, mut limits) = (vec![], vec![], vec![], vec![]);
+    for b in written {
+        for i in 0..b.stripes.len() {
+            banks.push(b.bank_id.as_str());
+            stripes.push(b.stripes[i]);
+            used.push(b.used_fen[i]);
+            limits.push(b.limit_fens[i]);
+        }
+    }
+    if banks.is_empty() {
+        return Ok(());
+    }
+    let n = tx
+        .execute(
+            "UPDATE bank_exposure_stripes s SET used_fen = t.u, limit_fen = t.l
+             FROM unnest($1::text[], $2::int2[], $3::int8[], $4::int8[]) AS t(b, st, u, l)
+             WHERE s.bank_id = t.b AND s.stripe = t.st",
+            &[&banks, &stripes, &used, &limits],
+        )
+        .await?;
+    assert_eq!(n as usize, banks.len(), "every stripe written exists");
+    Ok(())
+}
+
 /// Ends the reservation's savepoint once the order keeps it; sent with the order's writes.
 ///
 /// The customer's credit line was locked before the savepoint; updating it from inside the

@@ -143,6 +143,11 @@ pub fn test_settings() -> Settings {
     s.database.pool_size = 24;
     s.eod.enabled = false;
     s.notices.enabled = false;
+    // Orders are batched as the product's defaults say; CREDITPHONE_TEST_ORDER_BATCH_MAX=1 runs a
+    // test binary (the concurrency tests, the simulation) with every order placed alone.
+    if let Ok(max) = std::env::var("CREDITPHONE_TEST_ORDER_BATCH_MAX") {
+        s.orders.batch_max = max.parse().expect("CREDITPHONE_TEST_ORDER_BATCH_MAX is a number");
+    }
     s
 }
 
