@@ -169,58 +169,66 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     Ok(Some(stripes[0]))
 }
 
-/// A bank's stripes as a batch of orders reserves on them, all locked.
+/// A bank's stripes and limit, as a batch of orders reserves on them (`service::orders`' batch).
 #[derive(Debug, Clone)]
-pub struct LockedStripes {
+pub struct BankStripes {
     pub bank_id: String,
-    /// The bank's limit, read once its stripes are locked (see [`try_reserve`]).
     pub limit_fen: i64,
     pub stripes: Vec<i16>,
     pub used_fen: Vec<i64>,
     pub limit_fens: Vec<i64>,
 }
 
-/// Locks every stripe of `bank_ids` in (bank, stripe) order, then reads the banks' limits: a
-/// batch waits for stripes only here, holding none, so it cannot deadlock a single reservation
-/// (which waits for one stripe while holding none, or takes a bank's stripes in this order).
-pub async fn lock_stripes(tx: &Tx<'_>, bank_ids: &[&str]) -> Result<Vec<LockedStripes>, tokio_postgres::Error> {
+/// Every bank's stripes and limit as last committed, without locks.
+pub async fn read_stripes(tx: &Tx<'_>) -> Result<Vec<BankStripes>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            "SELECT bank_id, stripe, used_fen, limit_fen FROM bank_exposure_stripes WHERE bank_id = ANY($1)
-             ORDER BY bank_id, stripe FOR UPDATE",
-            &[&bank_ids],
+            "SELECT b.id, b.exposure_limit_fen, s.stripe, s.used_fen, s.limit_fen
+             FROM banks b JOIN bank_exposure_stripes s ON s.bank_id = b.id ORDER BY b.id, s.stripe",
+            &[],
         )
         .await?;
-    let limits = tx.query("SELECT id, exposure_limit_fen FROM banks WHERE id = ANY($1)", &[&bank_ids]).await?;
-    let mut out: Vec<LockedStripes> = limits
-        .iter()
-        .map(|r| LockedStripes { bank_id: r.get(0), limit_fen: r.get(1), stripes: vec![], used_fen: vec![], limit_fens: vec![] })
-        .collect();
+    let mut out: Vec<BankStripes> = Vec::new();
     for r in &rows {
-        let bank: &str = r.get(0);
-        if let Some(b) = out.iter_mut().find(|b| b.bank_id == bank) {
-            b.stripes.push(r.get(1));
-            b.used_fen.push(r.get(2));
-            b.limit_fens.push(r.get(3));
+        let bank: String = r.get(0);
+        if out.last().is_none_or(|b| b.bank_id != bank) {
+            out.push(BankStripes { bank_id: bank, limit_fen: r.get(1), stripes: vec![], used_fen: vec![], limit_fens: vec![] });
         }
+        let b = out.last_mut().expect("pushed above");
+        b.stripes.push(r.get(2));
+        b.used_fen.push(r.get(3));
+        b.limit_fens.push(r.get(4));
     }
     Ok(out)
 }
 
-/// Writes the used and limit of every stripe given (locked by [`lock_stripes`]) in one statement.
-pub async fn write_stripes(tx: &Tx<'_>, written: &[&LockedStripes]) -> Result<(), tokio_postgres::Error> {
-    let (mut banks, mut stripes, mut used, mut limits) = (vec![], vec![], vec![], vec![]);
-    for b in written {
-        for i in 0..b.stripes.len() {
-            banks.push(b.bank_id.as_str());
-            stripes.push(b.stripes[i]);
-            used.push(b.used_fen[i]);
-            limits.push(b.limit_fens[i]);
-        }
-    }
-    if banks.is_empty() {
+/// Locks the given stripes in (bank, stripe) order, in one statement. A batch waits for stripes
+/// only here, holding none before, so it cannot deadlock another batch (same order) or a single
+/// reservation (which waits for one stripe while holding none, or takes a bank's stripes in this
+/// order).
+pub async fn lock_stripes(tx: &Tx<'_>, keys: &[(&str, i16)]) -> Result<(), tokio_postgres::Error> {
+    let banks: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let stripes: Vec<i16> = keys.iter().map(|k| k.1).collect();
+    tx.query(
+        "SELECT bank_id, stripe FROM bank_exposure_stripes
+         WHERE (bank_id, stripe) IN (SELECT b, st FROM unnest($1::text[], $2::int2[]) AS t(b, st))
+         ORDER BY bank_id, stripe FOR UPDATE",
+        &[&banks, &stripes],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the used and limit of each stripe given, (bank, stripe, used, limit), locked by
+/// [`lock_stripes`], in one statement.
+pub async fn write_stripes(tx: &Tx<'_>, rows: &[(&str, i16, i64, i64)]) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
         return Ok(());
     }
+    let banks: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let stripes: Vec<i16> = rows.iter().map(|r| r.1).collect();
+    let used: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    let limits: Vec<i64> = rows.iter().map(|r| r.3).collect();
     let n = tx
         .execute(
             "UPDATE bank_exposure_stripes s SET used_fen = t.u, limit_fen = t.l

@@ -1,16 +1,20 @@
 //! Batched placement (issue 20): concurrent `POST /v1/orders` gathered for a short window and
 //! placed in one transaction.
 //!
-//! The batch reads every input set-wise (idempotency keys, out_order_nos, lines, products, sellers),
-//! locks the candidate banks' stripes, then decides each order in arrival order with the pure
+//! The batch reads every input set-wise (idempotency keys, out_order_nos, lines, products, sellers,
+//! every bank's stripes unlocked), locks the stripes its orders reserve on, then decides each order in arrival order with the pure
 //! placement decision against the balances the earlier orders left, in memory: two orders on one
 //! line are decided as two sequential requests would be. One set of writes and one commit apply
 //! the whole batch; each refusal is stored for its own key in that commit. Nobody is answered
 //! before the commit, so a crash before it loses the batch with no 2xx given.
 //!
 //! Locks are taken in the single path's order: idempotency keys (never waited for), every line of
-//! every customer in id order in one statement, then every stripe of the candidate banks in
-//! (bank, stripe) order in one statement, holding no stripe meanwhile.
+//! every customer in id order in one statement, then the stripes the batch reserves on in
+//! (bank, stripe) order in one statement, holding no stripe before. Which stripes: the batch is
+//! first decided on the stripes as read, unlocked (each bank's orders of one batch piling on one
+//! stripe while it has room, so concurrent batches rarely meet); decided again under the locks,
+//! an order that would need a stripe not locked (another transaction changed the bank meanwhile)
+//! runs the whole batch again.
 
 use super::{Customer, Deps, Loaded, OrderRequest, Placing, Read, Seller, checked, decide_placement, no_funding_bank, order_region};
 use crate::auth::Principal;
@@ -28,7 +32,7 @@ use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
 use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -244,19 +248,23 @@ enum Outcome {
 async fn in_transaction(deps: &Deps, tx: &Tx<'_>, jobs: &[Job]) -> Result<Vec<ApiResult<Answer>>, Failure> {
     let now = deps.clock.now();
     let created_on = now.with_timezone(&SHANGHAI).date_naive();
-    let mut world = read(tx, jobs, created_on).await?;
-    world.lock_candidate_banks(tx, deps, jobs, created_on).await?;
+    let (mut world, claims) = read(tx, jobs, created_on).await?;
+    let free: Vec<bool> = claims.iter().map(|c| matches!(c, Claim::Free)).collect();
+    world.lock_needed_stripes(tx, deps, jobs, &free, now, created_on).await?;
     let mut outcomes = Vec::with_capacity(jobs.len());
-    for (job, claim) in jobs.iter().zip(std::mem::take(&mut world.claims)) {
+    for (job, claim) in jobs.iter().zip(claims) {
         outcomes.push(world.decide(deps, job, claim, now, created_on));
+    }
+    if outcomes.iter().any(|o| matches!(o, Outcome::Answered(Err(e)) if e.retryable)) {
+        return Err(Failure::Retry("a bank changed between the batch's read and its locks".into()));
     }
     let written = write(tx, jobs, &outcomes, &world).await?;
     answer(tx, jobs, outcomes, written).await
 }
 
 /// Everything the batch's orders are decided from, changed in memory as each is placed.
+#[derive(Clone)]
 struct World {
-    claims: Vec<Claim>,
     taken: HashSet<(String, String)>,
     products: HashMap<String, Option<Product>>,
     sellers: HashMap<String, Option<Seller>>,
@@ -265,15 +273,22 @@ struct World {
     /// Every customer's lines, by ID-number hash, in id order.
     lines: HashMap<String, Vec<CreditLine>>,
     confirming: HashMap<String, i32>,
-    stripes: BTreeMap<String, banks::LockedStripes>,
-    /// The banks the placed orders reserved on: their stripes are written.
-    reserved_on: std::collections::BTreeSet<String>,
+    /// Every bank's stripes: as read (unlocked) until [`World::lock_needed_stripes`], then as read
+    /// again once the needed ones are locked.
+    stripes: BTreeMap<String, banks::BankStripes>,
+    /// The stripes locked (`None` while deciding on the stripes as read: all may be taken).
+    locked: Option<BTreeSet<(String, i16)>>,
+    /// The stripes the placed orders reserved on (every stripe of a rebalanced bank): locked
+    /// first, written last.
+    needed: BTreeSet<(String, i16)>,
+    /// Where the batch's search for a stripe with room starts on every bank.
+    start: i16,
     /// What the placed orders add to each line's held.
     held: BTreeMap<String, LineDelta>,
 }
 
-/// Every input of the batch in one pipelined round trip, the lines locked.
-async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<World, Failure> {
+/// Every input of the batch in one pipelined round trip, the lines locked; and each key's claim.
+async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<(World, Vec<Claim>), Failure> {
     let keys: Vec<(&str, &str)> = jobs.iter().map(|j| (j.request.scope.as_str(), j.request.key.as_str())).collect();
     let scopes: Vec<String> = jobs.iter().map(|j| j.caller.scope()).collect();
     let nos: Vec<(&str, &str)> = jobs.iter().zip(&scopes).map(|(j, s)| (s.as_str(), j.order.out_order_no.as_str())).collect();
@@ -288,7 +303,7 @@ async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<World,
     callers.dedup_by_key(|c| c.0);
     let products = futures_util::future::try_join_all(product_ids.iter().map(|id| db::setup::get_product(tx, id)));
     let sellers = futures_util::future::try_join_all(callers.iter().map(|c| super::read_seller(tx, c.1)));
-    let (claims, (), taken, products, sellers, routing, booked_on, lines, confirming) = futures_util::try_join!(
+    let (claims, (), taken, products, sellers, routing, booked_on, lines, confirming, stripes) = futures_util::try_join!(
         db::idempotency::claim_many(tx, &keys),
         tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
         db::orders::out_order_nos_taken(tx, &nos),
@@ -298,13 +313,13 @@ async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<World,
         db::business_days::booking_date(tx, created_on),
         credit_lines::lock_lines_of_customers(tx, &hashes),
         db::holds::confirming_providers(tx),
+        banks::read_stripes(tx),
     )?;
     let mut by_customer: HashMap<String, Vec<CreditLine>> = HashMap::new();
     for (hash, line) in lines {
         by_customer.entry(hash).or_default().push(line);
     }
-    Ok(World {
-        claims,
+    let world = World {
         taken: taken.into_iter().collect(),
         products: product_ids.iter().map(|id| id.to_string()).zip(products).collect(),
         sellers: callers.iter().map(|c| c.0.clone()).zip(sellers).collect(),
@@ -312,10 +327,13 @@ async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<World,
         booked_on,
         lines: by_customer,
         confirming,
-        stripes: BTreeMap::new(),
-        reserved_on: Default::default(),
+        stripes: stripes.into_iter().map(|b| (b.bank_id.clone(), b)).collect(),
+        locked: None,
+        needed: BTreeSet::new(),
+        start: rand::random::<u16>() as i16 & i16::MAX,
         held: BTreeMap::new(),
-    })
+    };
+    Ok((world, claims))
 }
 
 impl World {
@@ -333,23 +351,30 @@ impl World {
         }
     }
 
-    /// Locks the stripes of every bank an order of the batch may reserve on: the candidates of
-    /// each order decided on the balances as read. Balances only shrink as the batch places
-    /// orders, so an order refused here is refused later too, and no later decision names
-    /// another bank.
-    async fn lock_candidate_banks(&mut self, tx: &Tx<'_>, deps: &Deps, jobs: &[Job], created_on: NaiveDate) -> Result<(), Failure> {
-        let now = deps.clock.now();
-        let mut banks_needed = std::collections::BTreeSet::new();
-        for job in jobs {
-            let Ok(loaded) = checked(self.read_for(job), &job.order, created_on) else { continue };
-            if let Ok((_, decision, _)) = decided(deps, &loaded, job, now) {
-                banks_needed.extend(decision.banks.iter().map(|&i| loaded.routing[i].id.clone()));
-            }
+    /// Decides the batch on the stripes as read to learn which it reserves on, locks those, and
+    /// reads every bank's stripes again under the locks.
+    async fn lock_needed_stripes(
+        &mut self,
+        tx: &Tx<'_>,
+        deps: &Deps,
+        jobs: &[Job],
+        free: &[bool],
+        now: DateTime<Utc>,
+        created_on: NaiveDate,
+    ) -> Result<(), Failure> {
+        let mut trial = self.clone();
+        for (job, _) in jobs.iter().zip(free).filter(|(_, free)| **free) {
+            let _ = trial.place(deps, job, now, created_on);
         }
-        let ids: Vec<&str> = banks_needed.iter().map(String::as_str).collect();
-        if !ids.is_empty() {
-            self.stripes = banks::lock_stripes(tx, &ids).await?.into_iter().map(|b| (b.bank_id.clone(), b)).collect();
+        let keys: Vec<(&str, i16)> = trial.needed.iter().map(|(b, s)| (b.as_str(), *s)).collect();
+        if !keys.is_empty() {
+            // One after the other: pipelined, the read (prepared already) could run before the
+            // lock statement (still being prepared) and see stripes as they were before the locks.
+            banks::lock_stripes(tx, &keys).await?;
+            let fresh = banks::read_stripes(tx).await?;
+            self.stripes = fresh.into_iter().map(|b| (b.bank_id.clone(), b)).collect();
         }
+        self.locked = Some(trial.needed);
         Ok(())
     }
 
@@ -397,18 +422,24 @@ impl World {
     }
 
     /// The principal reserved on the first candidate bank with room, as `banks::try_reserve`
-    /// would on the locked stripes: the bank's id and the stripe.
+    /// would: the bank's id and the stripe. A retryable error when that needs a stripe not locked.
     fn reserve(&mut self, loaded: &Loaded, candidates: &[usize]) -> ApiResult<(String, i16)> {
-        let start = rand::random::<u16>() as i16 & i16::MAX;
+        let p = loaded.principal.fen();
         for &i in candidates {
             let bank_id = &loaded.routing[i].id;
-            let Some(stripes) = self.stripes.get_mut(bank_id) else {
-                return Err(ApiError::internal_because("Failed to place a batch", format!("bank {bank_id}'s stripes were not locked")));
+            let Some(b) = self.stripes.get_mut(bank_id) else { continue };
+            let is_locked = |s: i16| self.locked.as_ref().is_none_or(|l| l.contains(&(bank_id.clone(), s)));
+            let taken: Vec<i16> = match room(b, p, self.start % banks::STRIPES) {
+                Room::None => continue,
+                Room::Stripe(k) => vec![b.stripes[k]],
+                Room::Rebalance => b.stripes.clone(),
             };
-            if let Some(stripe) = reserve_on(stripes, loaded.principal.fen(), start % banks::STRIPES) {
-                self.reserved_on.insert(bank_id.clone());
-                return Ok((bank_id.clone(), stripe));
+            if !taken.iter().all(|s| is_locked(*s)) {
+                return Err(ApiError::retry("a bank changed between the batch's read and its locks"));
             }
+            let stripe = take(b, p, room(b, p, self.start % banks::STRIPES));
+            self.needed.extend(taken.into_iter().map(|s| (bank_id.clone(), s)));
+            return Ok((bank_id.clone(), stripe));
         }
         Err(no_funding_bank())
     }
@@ -427,29 +458,48 @@ fn decided(
     Ok((region, decision, funding_deadline))
 }
 
-/// `banks::try_reserve` on stripes already locked: a stripe with room from `start` on while no
-/// stripe is over its limit; else, when the bank as a whole has room, the stripes rebalanced with
-/// stripe 0 taking the principal; else `None`.
-fn reserve_on(b: &mut banks::LockedStripes, principal_fen: i64, start: i16) -> Option<i16> {
-    let n = b.stripes.len();
-    if n == 0 {
-        return None;
+/// Where a bank has room for a principal, as `banks::try_reserve` decides it.
+enum Room {
+    None,
+    /// This stripe (an index) has room, and no stripe is over its limit.
+    Stripe(usize),
+    /// The room is split across stripes: all are rebalanced and stripe 0 takes the principal.
+    Rebalance,
+}
+
+/// A stripe with room from `start` on while no stripe is over its limit; else, when the bank as a
+/// whole has room, a rebalance; else none.
+fn room(b: &banks::BankStripes, principal_fen: i64, start: i16) -> Room {
+    if b.stripes.is_empty() {
+        return Room::None;
     }
     let none_over = b.used_fen.iter().zip(&b.limit_fens).all(|(u, l)| u <= l);
     let rotation = |s: i16| (i32::from(s) + i32::from(banks::STRIPES) - i32::from(start)).rem_euclid(i32::from(banks::STRIPES));
+    let n = b.stripes.len();
     let free = (0..n).filter(|&i| b.used_fen[i] + principal_fen <= b.limit_fens[i]).min_by_key(|&i| (rotation(b.stripes[i]), b.stripes[i]));
-    if let (true, Some(i)) = (none_over, free) {
-        b.used_fen[i] += principal_fen;
-        return Some(b.stripes[i]);
+    match (none_over, free) {
+        (true, Some(i)) => Room::Stripe(i),
+        _ if b.limit_fen - b.used_fen.iter().sum::<i64>() >= principal_fen => Room::Rebalance,
+        _ => Room::None,
     }
-    if b.limit_fen - b.used_fen.iter().sum::<i64>() < principal_fen {
-        return None;
+}
+
+/// Takes the principal where [`room`] found it: the stripe reserved on.
+fn take(b: &mut banks::BankStripes, principal_fen: i64, room: Room) -> i16 {
+    match room {
+        Room::None => unreachable!("take() follows a room found"),
+        Room::Stripe(i) => {
+            b.used_fen[i] += principal_fen;
+            b.stripes[i]
+        }
+        Room::Rebalance => {
+            let mut limits = banks::stripe_limits(b.limit_fen - principal_fen, &b.used_fen);
+            limits[0] += principal_fen;
+            b.used_fen[0] += principal_fen;
+            b.limit_fens = limits;
+            b.stripes[0]
+        }
     }
-    let mut limits = banks::stripe_limits(b.limit_fen - principal_fen, &b.used_fen);
-    limits[0] += principal_fen;
-    b.used_fen[0] += principal_fen;
-    b.limit_fens = limits;
-    Some(b.stripes[0])
 }
 
 /// Every write of the placed orders, pipelined: the orders and holds, the lines' held, the
@@ -470,7 +520,15 @@ async fn write(tx: &Tx<'_>, jobs: &[Job], outcomes: &[Outcome], world: &World) -
     let holds: Vec<_> = placings.iter().map(super::new_hold).collect();
     let entries: Vec<_> = placings.iter().flat_map(super::placement_entries).collect();
     let notices: Vec<_> = placings.iter().flat_map(super::placement_notices).collect();
-    let touched: Vec<&banks::LockedStripes> = world.reserved_on.iter().filter_map(|b| world.stripes.get(b)).collect();
+    let touched: Vec<(&str, i16, i64, i64)> = world
+        .needed
+        .iter()
+        .filter_map(|(bank, stripe)| {
+            let b = world.stripes.get(bank)?;
+            let i = b.stripes.iter().position(|s| s == stripe)?;
+            Some((bank.as_str(), *stripe, b.used_fen[i], b.limit_fens[i]))
+        })
+        .collect();
     let (inserted, holds, _, (), (), ()) = futures_util::try_join!(
         futures_util::future::try_join_all(orders.iter().map(|o| db::orders::insert(tx, o))),
         futures_util::future::try_join_all(holds.iter().map(|h| db::orders::insert_hold(tx, h))),
