@@ -631,3 +631,37 @@ impl Decided {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bank(limit_fen: i64, used_fen: &[i64], limit_fens: &[i64]) -> banks::BankStripes {
+        banks::BankStripes {
+            bank_id: "b".into(),
+            limit_fen,
+            stripes: (0..used_fen.len() as i16).collect(),
+            used_fen: used_fen.to_vec(),
+            limit_fens: limit_fens.to_vec(),
+        }
+    }
+
+    #[test]
+    fn room_is_found_as_try_reserve_finds_it() {
+        // A stripe with room, from the start on.
+        let b = bank(400, &[100, 0, 0, 0], &[100, 100, 100, 100]);
+        assert!(matches!(room(&b, 50, 2), Room::Stripe(2)));
+        assert!(matches!(room(&b, 50, 0), Room::Stripe(1)), "stripe 0 is full");
+        // The room split across stripes: a rebalance, stripe 0 taking the principal.
+        let mut b = bank(400, &[60, 60, 60, 60], &[100, 100, 100, 100]);
+        assert!(matches!(room(&b, 150, 0), Room::Rebalance));
+        assert_eq!(take(&mut b, 150, Room::Rebalance), 0);
+        assert_eq!((b.used_fen.iter().sum::<i64>(), b.limit_fens.iter().sum::<i64>()), (390, 400));
+        assert!(b.used_fen.iter().zip(&b.limit_fens).all(|(u, l)| u <= l));
+        // Not enough in the whole bank.
+        assert!(matches!(room(&b, 11, 0), Room::None));
+        // A stripe over its limit (after a cut): no stripe is used while the bank is over.
+        let b = bank(100, &[150, 0], &[50, 50]);
+        assert!(matches!(room(&b, 10, 1), Room::None));
+    }
+}
