@@ -65,8 +65,10 @@ pub async fn prepare_with_clock(
     )?;
     let pii = PiiKeys::load(&settings.pii, &absolute(&settings.database.data_dir)?)?;
     let console_key = crate::console::session::ConsoleKey::load(&settings.console, &absolute(&settings.database.data_dir)?)?;
-    let deps = Deps { pool, settings, metrics: Arc::new(Metrics::new()), pii: Arc::new(pii), clock };
-    Ok(web::Data::new(AppState { deps: Arc::new(deps), rate_limiter: Default::default(), console_key: Arc::new(console_key) }))
+    let deps = Deps { pool, settings, metrics: Arc::new(Metrics::new()), pii: Arc::new(pii), clock, order_batcher: Default::default() };
+    let deps = Arc::new(deps);
+    crate::service::orders::Batcher::start(&deps);
+    Ok(web::Data::new(AppState { deps, rate_limiter: Default::default(), console_key: Arc::new(console_key) }))
 }
 
 /// The actix application: request context outermost, then auth, then the routes.

@@ -46,6 +46,25 @@ pub struct Settings {
     /// v2 (API.md §12); absent from an older configuration file: the defaults.
     #[serde(default)]
     pub holds: HoldSettings,
+    /// Batched placement (issue 20); absent from an older configuration file: the defaults.
+    #[serde(default)]
+    pub orders: OrderSettings,
+}
+
+/// How concurrent `POST /v1/orders` are gathered into one transaction (`service::order_batch`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderSettings {
+    /// How long the first order of a batch waits for others, in microseconds.
+    pub batch_window_us: u64,
+    /// Orders placed in one transaction at most; 1 turns batching off (every order alone).
+    pub batch_max: usize,
+}
+
+impl Default for OrderSettings {
+    fn default() -> OrderSettings {
+        OrderSettings { batch_window_us: 1000, batch_max: 64 }
+    }
 }
 
 /// The provider's confirmation of each hold (API.md §12).
@@ -294,6 +313,8 @@ impl Settings {
             "server.body_read_timeout_ms must be at least 100 and below server.request_timeout_ms"
         );
         anyhow::ensure!(self.auth.default_rate_limit_per_minute >= 1, "auth.default_rate_limit_per_minute must be at least 1");
+        anyhow::ensure!((1..=1000).contains(&self.orders.batch_max), "orders.batch_max must be 1-1000");
+        anyhow::ensure!(self.orders.batch_window_us <= 10_000_000, "orders.batch_window_us must be at most 10000000 (10 s)");
         parse_hh_mm(&self.eod.run_at).ok_or_else(|| anyhow::anyhow!("eod.run_at must be HH:MM"))?;
         Ok(())
     }

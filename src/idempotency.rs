@@ -82,8 +82,8 @@ pub struct Answer {
 }
 
 /// Business refusals (4xx) are stored; 5xx (database lost, bugs) are not, so a retry runs again.
-fn is_stored_refusal(e: &ApiError) -> bool {
-    e.status().is_client_error()
+pub fn is_stored_refusal(e: &ApiError) -> bool {
+    e.status().is_client_error() && !e.retryable
 }
 
 /// Runs `business` at most once per key. `precheck` finds and authorises the objects involved;
@@ -142,6 +142,26 @@ impl From<deadpool_postgres::PoolError> for Failure {
     }
 }
 
+/// `409 idempotency_key_in_use`: another request holding the key is still running (never stored).
+pub fn in_use() -> ApiError {
+    ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running")
+}
+
+/// The stored answer given again, or `422 idempotency_key_reused` when the key was used with
+/// another method, path or body (never stored).
+pub fn replay(stored: db::idempotency::StoredAnswer, request: &IdempotentRequest) -> ApiResult<Answer> {
+    if stored.fingerprint != request.fingerprint || stored.method != request.method || stored.path != request.path {
+        return Err(
+            ApiError::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used with another request").field("Idempotency-Key")
+        );
+    }
+    Ok(Answer {
+        status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+        body: stored.body,
+        replayed_request_id: Some(stored.request_id),
+    })
+}
+
 /// Sent before the business change, in one round trip with the claim.
 ///
 /// Business changes are key lookups and small batched writes (`unnest` of a few rows). With the
@@ -187,22 +207,8 @@ async fn run_in<P, T: serde::Serialize>(
     let (claim, ()) =
         futures_util::try_join!(db::idempotency::claim(tx, &request.scope, &request.key), tx.batch_execute(BUSINESS_PROLOGUE),)?;
     match claim {
-        db::idempotency::Claim::InUse => {
-            return Err(ApiError::new(ErrorCode::IdempotencyKeyInUse, "a request with this Idempotency-Key is still running").into());
-        }
-        db::idempotency::Claim::Stored(stored) => {
-            if stored.fingerprint != request.fingerprint || stored.method != request.method || stored.path != request.path {
-                let e = ApiError::new(ErrorCode::IdempotencyKeyReused, "this Idempotency-Key was used with another request")
-                    .field("Idempotency-Key");
-                return Err(e.into());
-            }
-            let answer = Answer {
-                status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-                body: stored.body,
-                replayed_request_id: Some(stored.request_id),
-            };
-            return Ok((answer, false));
-        }
+        db::idempotency::Claim::InUse => return Err(in_use().into()),
+        db::idempotency::Claim::Stored(stored) => return Ok((replay(stored, request)?, false)),
         db::idempotency::Claim::Free => {}
     }
     let (status, body) = match business(tx, checked).await {
@@ -210,7 +216,7 @@ async fn run_in<P, T: serde::Serialize>(
             let body = serde_json::to_value(value).map_err(|e| ApiError::internal_because("Failed to serialize the answer", e))?;
             (status, body)
         }
-        Err(e) if is_stored_refusal(&e) && !e.retryable => {
+        Err(e) if is_stored_refusal(&e) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT business").await?;
             (e.status(), e.body(&request.request_id))
         }

@@ -292,6 +292,9 @@ impl Service {
             ("CREDITPHONE__NOTICES__RETRY_MAX_SECS", "2".to_string()),
             ("CREDITPHONE__NOTICES__POLL_INTERVAL_MS", "200".to_string()),
             ("CREDITPHONE__NOTICES__MAX_ATTEMPTS", "1000".to_string()),
+            // Batched placement (issue 20) with a wide window: the driver's concurrent orders meet
+            // in batches, so a kill lands on orders gathered or placed together.
+            ("CREDITPHONE__ORDERS__BATCH_WINDOW_US", "20000".to_string()),
         ] {
             binary = binary.env(key, value);
         }
@@ -583,10 +586,17 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
         // Enough work after the last restart to show notices resume.
         load.run_for(100, Duration::from_secs(30)).await;
         let driven = load.stop(SETTLE).await;
+        let batched = orders_placed_in_batches(&world).await;
 
         let (verdict, notices, bad) = settle(&world, &pg, &hook, mark, &driven).await;
         let figures = merge(
-            merge(merge(json!({"test": "service_sigkill", "service_kills": kills}), driven.summary()), verdict.figures()),
+            merge(
+                merge(
+                    json!({"test": "service_sigkill", "service_kills": kills, "orders_batched_last_instance": batched}),
+                    driven.summary(),
+                ),
+                verdict.figures(),
+            ),
             merge(
                 notices,
                 json!({"restart_to_ready_ms_max": restart_ms.iter().max(), "unexpected_answers": driven.unexpected.len(),
@@ -597,9 +607,17 @@ fn service_killed_under_load_loses_nothing_and_applies_nothing_twice() {
         assert_answers_clean(&driven, &bad, &svc.log_tail());
         verdict.assert_clean();
         assert!(driven.count(Kind::Order) > 0 && driven.count(Kind::Funding) > 0 && driven.count(Kind::Repayment) > 0);
+        assert!(batched > 0, "the last instance placed orders in batches of more than one");
         drop(svc);
         pg.stop().await;
     });
+}
+
+/// The running instance's count of orders placed by batches of more than one (`/metrics`).
+async fn orders_placed_in_batches(world: &World) -> i64 {
+    let text = world.http.get(format!("{}/metrics", world.bases[0])).send().await.expect("metrics").text().await.expect("metrics text");
+    let wanted = format!("kind=\"{}\"", creditphone::service::orders::BATCHED_GAUGE);
+    text.lines().find(|l| l.contains(&wanted)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -169,6 +169,78 @@ pub async fn try_reserve(tx: &Tx<'_>, bank_id: &str, principal: Amount, start: i
     Ok(Some(stripes[0]))
 }
 
+/// A bank's stripes and limit, as a batch of orders reserves on them (`service::orders`' batch).
+#[derive(Debug, Clone)]
+pub struct BankStripes {
+    pub bank_id: String,
+    pub limit_fen: i64,
+    pub stripes: Vec<i16>,
+    pub used_fen: Vec<i64>,
+    pub limit_fens: Vec<i64>,
+}
+
+/// Every bank's stripes and limit as last committed, without locks.
+pub async fn read_stripes(tx: &Tx<'_>) -> Result<Vec<BankStripes>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT b.id, b.exposure_limit_fen, s.stripe, s.used_fen, s.limit_fen
+             FROM banks b JOIN bank_exposure_stripes s ON s.bank_id = b.id ORDER BY b.id, s.stripe",
+            &[],
+        )
+        .await?;
+    let mut out: Vec<BankStripes> = Vec::new();
+    for r in &rows {
+        let bank: String = r.get(0);
+        if out.last().is_none_or(|b| b.bank_id != bank) {
+            out.push(BankStripes { bank_id: bank, limit_fen: r.get(1), stripes: vec![], used_fen: vec![], limit_fens: vec![] });
+        }
+        let b = out.last_mut().expect("pushed above");
+        b.stripes.push(r.get(2));
+        b.used_fen.push(r.get(3));
+        b.limit_fens.push(r.get(4));
+    }
+    Ok(out)
+}
+
+/// Locks the given stripes in (bank, stripe) order, in one statement. A batch waits for stripes
+/// only here, holding none before, so it cannot deadlock another batch (same order) or a single
+/// reservation (which waits for one stripe while holding none, or takes a bank's stripes in this
+/// order).
+pub async fn lock_stripes(tx: &Tx<'_>, keys: &[(&str, i16)]) -> Result<(), tokio_postgres::Error> {
+    let banks: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let stripes: Vec<i16> = keys.iter().map(|k| k.1).collect();
+    tx.query(
+        "SELECT bank_id, stripe FROM bank_exposure_stripes
+         WHERE (bank_id, stripe) IN (SELECT b, st FROM unnest($1::text[], $2::int2[]) AS t(b, st))
+         ORDER BY bank_id, stripe FOR UPDATE",
+        &[&banks, &stripes],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the used and limit of each stripe given, (bank, stripe, used, limit), locked by
+/// [`lock_stripes`], in one statement.
+pub async fn write_stripes(tx: &Tx<'_>, rows: &[(&str, i16, i64, i64)]) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let banks: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let stripes: Vec<i16> = rows.iter().map(|r| r.1).collect();
+    let used: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    let limits: Vec<i64> = rows.iter().map(|r| r.3).collect();
+    let n = tx
+        .execute(
+            "UPDATE bank_exposure_stripes s SET used_fen = t.u, limit_fen = t.l
+             FROM unnest($1::text[], $2::int2[], $3::int8[], $4::int8[]) AS t(b, st, u, l)
+             WHERE s.bank_id = t.b AND s.stripe = t.st",
+            &[&banks, &stripes, &used, &limits],
+        )
+        .await?;
+    assert_eq!(n as usize, banks.len(), "every stripe written exists");
+    Ok(())
+}
+
 /// Ends the reservation's savepoint once the order keeps it; sent with the order's writes.
 ///
 /// The customer's credit line was locked before the savepoint; updating it from inside the

@@ -78,6 +78,18 @@ pub async fn lock_customer_lines(tx: &Tx<'_>, id_number_hash: &str) -> Result<Ve
     Ok(rows.iter().map(line).collect())
 }
 
+/// The lines of several customers (by ID-number hash), each with its customer's hash, all locked
+/// in id order (the fixed lock order, the same as [`lock_customer_lines`]).
+pub async fn lock_lines_of_customers(tx: &Tx<'_>, id_number_hashes: &[&str]) -> Result<Vec<(String, CreditLine)>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!("SELECT {COLUMNS}, id_number_hash FROM credit_lines WHERE id_number_hash = ANY($1) ORDER BY id FOR UPDATE"),
+            &[&id_number_hashes],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get("id_number_hash"), line(r))).collect())
+}
+
 pub struct NewLine<'a> {
     pub id: &'a str,
     pub provider_id: &'a str,

@@ -202,6 +202,20 @@ pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, toki
     Ok(row.as_ref().map(order))
 }
 
+/// Which of `(owner_scope, out_order_no)` pairs an order already uses.
+pub async fn out_order_nos_taken(c: &impl Db, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let scopes: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    let nos: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+    let rows = c
+        .query(
+            "SELECT o.owner_scope, o.out_order_no FROM orders o
+             JOIN unnest($1::text[], $2::text[]) AS t(scope, no) ON o.owner_scope = t.scope AND o.out_order_no = t.no",
+            &[&scopes, &nos],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub async fn out_order_no_taken(c: &impl Db, owner_scope: &str, out_order_no: &str) -> Result<bool, tokio_postgres::Error> {
     Ok(c.query_opt("SELECT 1 FROM orders WHERE owner_scope = $1 AND out_order_no = $2", &[&owner_scope, &out_order_no]).await?.is_some())
 }

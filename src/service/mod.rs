@@ -36,4 +36,6 @@ pub struct Deps {
     pub pii: Arc<PiiKeys>,
     /// Now and today for every service and job (the system clock but in tests).
     pub clock: SharedClock,
+    /// Gathers concurrent order placements into batches (`orders.batch_max`), once started.
+    pub order_batcher: orders::Batcher,
 }

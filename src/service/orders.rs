@@ -30,6 +30,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+mod batch;
+
+pub use batch::{BATCHED_GAUGE, Batcher, WAITING_GAUGE};
+
 // ---------- pricing ----------
 
 /// A product's term priced for one principal.
@@ -268,17 +272,27 @@ pub struct OrderRequest {
 #[tracing::instrument(skip_all, fields(product_id = %r.product_id))]
 pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest, r: OrderRequest) -> ApiResult<Answer> {
     // Hashed and sealed once: a retried transaction reuses them.
-    let customer = Customer {
-        id_hash: state.pii.lookup_hash(r.id_number.as_str()),
-        phone_hash: state.pii.lookup_hash(r.phone.as_str()),
-        sealed: super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref()),
-    };
+    let customer = Customer::of(state, &r);
+    match state.order_batcher.queue() {
+        Some(queue) => batch::submit(state, queue, caller, request, r, customer).await,
+        None => place_alone(state, caller, request, &r, &customer).await,
+    }
+}
+
+/// One order in its own transaction: low load, batching off, and the fallback of a failed batch.
+async fn place_alone(
+    state: &Deps,
+    caller: &Principal,
+    request: &IdempotentRequest,
+    r: &OrderRequest,
+    customer: &Customer,
+) -> ApiResult<Answer> {
     let owner_scope = caller.scope();
     idempotency::execute(
         &state.pool,
         request,
         async |_tx: &Tx<'_>| Ok(()),
-        async |tx: &Tx<'_>, ()| place_in(state, tx, caller, &owner_scope, &customer, &r).await,
+        async |tx: &Tx<'_>, ()| place_in(state, tx, caller, &owner_scope, customer, r).await,
     )
     .await
 }
@@ -288,6 +302,16 @@ struct Customer {
     id_hash: String,
     phone_hash: String,
     sealed: Vec<u8>,
+}
+
+impl Customer {
+    fn of(state: &Deps, r: &OrderRequest) -> Customer {
+        Customer {
+            id_hash: state.pii.lookup_hash(r.id_number.as_str()),
+            phone_hash: state.pii.lookup_hash(r.phone.as_str()),
+            sealed: super::credit_lines::seal_identity(state, &r.id_number, &r.phone, r.name.as_deref()),
+        }
+    }
 }
 
 /// One placement in its transaction: load, decide (pure), reserve a bank, apply.
@@ -346,7 +370,7 @@ struct Loaded {
 
 /// Every independent read in one pipelined round trip, the customer's lines locked with them (all
 /// of them: which providers count depends on the product and the seller); then the checks of §4
-/// that come before the region: out_order_no, product, term, principal, and the seller itself.
+/// that come before the region.
 async fn load(
     tx: &Tx<'_>,
     caller: &Principal,
@@ -355,22 +379,42 @@ async fn load(
     id_hash: &str,
     created_on: NaiveDate,
 ) -> ApiResult<Loaded> {
-    let seller = async {
-        let id = caller.id().unwrap_or_default();
-        Ok(match caller.kind() {
-            PrincipalKind::Store => setup_db::get_store(tx, id).await?.map(Seller::Store),
-            _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
-        })
-    };
     let (taken, product, seller, routing, booked_on, lines, confirming) = futures_util::try_join!(
         orders_db::out_order_no_taken(tx, owner_scope, &r.out_order_no),
         setup_db::get_product(tx, &r.product_id),
-        seller,
+        read_seller(tx, caller),
         banks::routing_order(tx),
         db::business_days::booking_date(tx, created_on),
         credit_lines::lock_customer_lines(tx, id_hash),
         db::holds::confirming_providers(tx),
     )?;
+    checked(Read { taken, product, seller, routing, booked_on, lines, confirming }, r, created_on)
+}
+
+/// The caller's store or partner record (`None`: it was deleted since its key was made).
+async fn read_seller(tx: &Tx<'_>, caller: &Principal) -> Result<Option<Seller>, tokio_postgres::Error> {
+    let id = caller.id().unwrap_or_default();
+    Ok(match caller.kind() {
+        PrincipalKind::Store => setup_db::get_store(tx, id).await?.map(Seller::Store),
+        _ => setup_db::get_partner(tx, id).await?.map(Seller::Partner),
+    })
+}
+
+/// What one placement read, before any check (alone, or its share of a batch's reads).
+struct Read {
+    taken: bool,
+    product: Option<Product>,
+    seller: Option<Seller>,
+    routing: Vec<banks::BankCandidate>,
+    booked_on: NaiveDate,
+    lines: Vec<CreditLine>,
+    confirming: std::collections::HashMap<String, i32>,
+}
+
+/// The checks of §4 that come before the region, in its order: out_order_no, product, term,
+/// principal, and the seller itself.
+fn checked(read: Read, r: &OrderRequest, created_on: NaiveDate) -> ApiResult<Loaded> {
+    let Read { taken, product, seller, routing, booked_on, lines, confirming } = read;
     if taken {
         return Err(ApiError::already_exists("this out_order_no was already used").field("out_order_no"));
     }
@@ -511,14 +555,7 @@ struct Placing<'a> {
 async fn apply(tx: &Tx<'_>, p: &Placing<'_>) -> ApiResult<(StatusCode, OrderView)> {
     let hold_amount = p.loaded.priced.hold_amount;
     let (new, entries, notices) = (new_order(p), placement_entries(p), placement_notices(p));
-    let new_hold = orders_db::NewHold {
-        id: &p.hold_id,
-        line_id: &p.line.id,
-        provider_id: &p.line.provider_id,
-        order_id: &p.order_id,
-        amount: hold_amount,
-        confirm_deadline: p.confirm_deadline,
-    };
+    let new_hold = new_hold(p);
     let ((), order, hold, after, (), ()) = futures_util::try_join!(
         banks::keep_reservation(tx),
         orders_db::insert(tx, &new),
@@ -531,6 +568,17 @@ async fn apply(tx: &Tx<'_>, p: &Placing<'_>) -> ApiResult<(StatusCode, OrderView
     assert_eq!(after.held.fen(), p.line.held.fen() + hold_amount.fen(), "the hold is added to the line's held");
     assert_eq!(hold.remaining, hold_amount, "a new hold has all of its amount remaining");
     Ok((StatusCode::CREATED, order_view(order, hold, None)))
+}
+
+fn new_hold<'a>(p: &'a Placing<'a>) -> orders_db::NewHold<'a> {
+    orders_db::NewHold {
+        id: &p.hold_id,
+        line_id: &p.line.id,
+        provider_id: &p.line.provider_id,
+        order_id: &p.order_id,
+        amount: p.loaded.priced.hold_amount,
+        confirm_deadline: p.confirm_deadline,
+    }
 }
 
 fn new_order<'a>(p: &'a Placing<'a>) -> NewOrder<'a> {
@@ -619,6 +667,7 @@ fn placement_notices(p: &Placing<'_>) -> Vec<Notice> {
     ]
 }
 
+#[derive(Clone)]
 enum Seller {
     Store(setup_db::Store),
     Partner(setup_db::Partner),

@@ -143,6 +143,11 @@ pub fn test_settings() -> Settings {
     s.database.pool_size = 24;
     s.eod.enabled = false;
     s.notices.enabled = false;
+    // Orders are batched as the product's defaults say; CREDITPHONE_TEST_ORDER_BATCH_MAX=1 runs a
+    // test binary (the concurrency tests, the simulation) with every order placed alone.
+    if let Ok(max) = std::env::var("CREDITPHONE_TEST_ORDER_BATCH_MAX") {
+        s.orders.batch_max = max.parse().expect("CREDITPHONE_TEST_ORDER_BATCH_MAX is a number");
+    }
     s
 }
 
@@ -213,6 +218,11 @@ impl TestApp {
 
     async fn start_clocked(pg: tokio_postgres::Config, adjust: impl FnOnce(&mut Settings), manual: Option<Arc<ManualClock>>) -> TestApp {
         let mut settings = test_settings();
+        // On a clock that stands still (the simulation) orders are placed alone unless
+        // CREDITPHONE_TEST_ORDER_BATCH_MAX asks for batches: the simulation's switch.
+        if manual.is_some() && std::env::var_os("CREDITPHONE_TEST_ORDER_BATCH_MAX").is_none() {
+            settings.orders.batch_max = 1;
+        }
         adjust(&mut settings);
         let admin_key = settings.auth.admin_key.expose().to_string();
         let settings = Arc::new(settings);

@@ -152,7 +152,9 @@ impl World {
     /// Through the first instance: a provider and a bank with webhooks to the receiver, a store, a
     /// product, keys and the customers' credit lines.
     pub async fn setup(bases: Vec<String>, admin: String, hook: &Receiver) -> World {
-        let http = reqwest::Client::builder().timeout(CLIENT_TIMEOUT).pool_idle_timeout(Duration::from_secs(5)).build().expect("client");
+        // Idle connections go before the server's keep-alive (actix's 5 s) closes them: a request sent
+        // on a connection the server is closing fails with `IncompleteMessage` (see tests/common).
+        let http = reqwest::Client::builder().timeout(CLIENT_TIMEOUT).pool_idle_timeout(Duration::from_secs(2)).build().expect("client");
         let w = World { bases, http, admin: admin.clone(), store: String::new(), bank: String::new() };
         w.setup_post("/v1/admin/providers", &admin, json!({"id": "wld", "name": "微粒贷", "webhook_url": hook.url("provider")}), None)
             .await;
