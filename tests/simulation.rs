@@ -16,15 +16,21 @@
 //! credit-line debt a conversion created), device returns (API.md §13: requested within the
 //! window or not, with the order's IMEI or another, a reference used before; the freeze of the
 //! plan against repayments, acceleration, payoff and end of day; completed or rejected by the
-//! bank), product activation, idempotent replays of the last
+//! bank), the provider's confirmation of holds (API.md §12: provider `hb` requires it, so orders on
+//! its lines await it with a `pending` hold; acknowledge, confirm, decline, a confirm of the wrong
+//! amount or with a `provider_order_no` used before, actions on holds no longer pending, pending
+//! holds timed out by end of day or by the request that finds them past their deadline; the
+//! sweep job is off, see `Sim::start`), product activation, idempotent replays of the last
 //! money-moving request, and concurrent pairs of all of these (two requests at once with `join!`):
 //! the model computes both serialization orders and accepts the one that matches the answers and
 //! the balances. Pairs whose effects the model cannot order (end of day racing an order placement
-//! or a line registration: end of day runs in several transactions) are not generated.
+//! or a line registration: end of day runs in several transactions) are not generated, nor pairs
+//! with a provider's action on a hold or any request on an order awaiting confirmation.
 //!
 //! The model tracks, per credit line: limit, held, drawn, available, status; per funding bank:
-//! exposure (principal awaiting funding + unpaid principal of active and defaulted plans); per
-//! order: status and its hold (amount, released, converted, voided, remaining, status); per plan:
+//! exposure (principal awaiting funding or confirmation + unpaid principal of active and defaulted
+//! plans); per order: status, whether its bank may see it yet, and its hold (amount, released,
+//! converted, voided, remaining, status, void reason); the provider order numbers used; per plan:
 //! status, outstanding principal, compensated, acceleration, and every installment (due date,
 //! principal, interest, fee, penalty, each paid component, compensated, waived, status). It is a
 //! restatement of the rules written in fen (i64) with `rust_decimal` for the two roundings (penalty
@@ -574,6 +580,8 @@ struct Model {
     loan_nos: Vec<BTreeSet<String>>,
     /// The confirming provider's order numbers, for ever, and the order whose hold took each.
     provider_order_nos: BTreeMap<String, usize>,
+    /// Pending holds a request found past their deadline and timed out (for the run's summary).
+    timed_out_by_requests: u64,
     last_closed: Option<NaiveDate>,
     start: NaiveDate,
     /// The service clock's date during this step: the open date when the step began (an end of
@@ -1144,6 +1152,7 @@ impl Model {
         let ord = &self.orders[o];
         if ord.status == "awaiting_hold_confirmation" && ord.hold.pending && ord.created_on < self.today {
             self.void_for(o, "expired", "confirmation_timeout");
+            self.timed_out_by_requests += 1;
         }
     }
 
@@ -1730,6 +1739,8 @@ impl Gen {
     fn op(&mut self, m: &Model, can_replay: bool) -> Op {
         // §12's provider actions take a share of placement, funding, repayments and pairs: the
         // mix's size, so the run's time, stays as it was.
+        // Pending holds live a business day at most: the provider acts mostly while there are some.
+        let pending = m.orders.iter().any(|o| o.status == "awaiting_hold_confirmation");
         let weights: [(u32, &str); 21] = [
             (if m.lines.len() < 3 { 30 } else { 6 }, "register"),
             (2, "quote"),
@@ -1746,9 +1757,9 @@ impl Gen {
             (1, "set_terms"),
             (2, "return"),
             (2, "return_decide"),
-            (2, "hold_ack"),
-            (7, "hold_confirm"),
-            (2, "hold_decline"),
+            (if pending { 3 } else { 1 }, "hold_ack"),
+            (if pending { 10 } else { 2 }, "hold_confirm"),
+            (if pending { 4 } else { 1 }, "hold_decline"),
             (if can_replay { 3 } else { 0 }, "replay"),
             (10, "pair"),
             (if can_replay { 4 } else { 0 }, "twice"),
@@ -1916,7 +1927,10 @@ impl Gen {
     /// used before (409 already_exists unless its own); a confirm now and then one fen off (422).
     fn hold_act(&mut self, m: &Model, kind: &str) -> Option<Op> {
         let pending = orders_where(m, |o| o.status == "awaiting_hold_confirmation");
-        let order = if !pending.is_empty() && chance(&mut self.rng, 0.85) {
+        let fresh: Vec<usize> = pending.iter().copied().filter(|&o| m.orders[o].created_on == m.today).collect();
+        let order = if !fresh.is_empty() && chance(&mut self.rng, 0.8) {
+            pick_index(&mut self.rng, &fresh)?
+        } else if !pending.is_empty() && chance(&mut self.rng, 0.6) {
             pick_index(&mut self.rng, &pending)?
         } else {
             pick_index(&mut self.rng, &orders_where(m, |o| m.lines[o.line].provider == CONFIRMING))?
@@ -1929,7 +1943,7 @@ impl Gen {
         };
         let act = match kind {
             "hold_ack" => Act::Ack(chance(&mut self.rng, 0.5).then_some(no)),
-            "hold_confirm" => Act::Confirm { no, wrong_amount: chance(&mut self.rng, 0.08) },
+            "hold_confirm" => Act::Confirm { no, wrong_amount: chance(&mut self.rng, 0.12) },
             _ => Act::Decline(pick(&mut self.rng, &["customer_declined", "risk_refused", "insufficient_limit", "other"])),
         };
         Some(Op::HoldAct { order, act })
@@ -2597,6 +2611,7 @@ impl Stats {
     }
 
     fn finish(&mut self, m: &Model) {
+        self.outcomes.insert("~ confirmation timeouts by a request".to_string(), m.timed_out_by_requests);
         for o in &m.orders {
             *self.outcomes.entry(format!("~ final order status {}", o.status)).or_default() += 1;
             if let Some(p) = &o.plan
@@ -2626,6 +2641,7 @@ async fn run_seed(seed: u64, steps: usize, verbose: bool) -> Result<Stats, Failu
         orders: Vec::new(),
         loan_nos: vec![BTreeSet::new(); BANKS.len()],
         provider_order_nos: BTreeMap::new(),
+        timed_out_by_requests: 0,
         last_closed: None,
         start: date(START),
         today: date(START),
