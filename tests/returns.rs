@@ -189,6 +189,22 @@ async fn a_requested_return_freezes_its_plan_and_end_of_day_catches_it_up_after_
     s.w.admin.verify_ok().await;
 }
 
+/// A plan's first return rejected, a second one completed: `verify` judges each return by whether
+/// it is the plan's latest, not the plan's own `return_id` (found by the simulation, seed 10).
+#[actix_web::test]
+async fn a_rejected_return_then_a_completed_one_verify() {
+    let s = Shop::new(json!({})).await;
+    let order = s.funded(1).await;
+    let (o, p) = (id(&order), plan_id(&order));
+    let first = s.store().request_return(o, return_body(1, "2027-02-05", "RET-1")).await.expect(201);
+    s.bank().reject_return(id(&first), "the box is missing").await.expect(200);
+    let second = s.store().request_return(o, return_body(1, "2027-02-06", "RET-2")).await.expect(201);
+    s.bank().complete_return(id(&second), "2027-02-06").await.expect(200);
+    let plan = s.bank().plan(p).await.expect(200);
+    assert_eq!((plan["status"].as_str(), plan["return_id"].as_str()), (Some("returned"), Some(id(&second))));
+    s.w.admin.verify_ok().await;
+}
+
 #[actix_web::test]
 async fn every_refusal_follows_the_order_of_checks_and_changes_nothing() {
     let app = TestApp::start_with(|s| s.clock.allow_future_dates = false).await;

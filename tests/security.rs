@@ -277,6 +277,12 @@ fn table() -> Vec<Endpoint> {
         ep("POST",   "/v1/plans/{plan}/write-off",                      "write_off",  [409, 403, 403, 403, 403, 409, 404, 403, 403, 401, 401, 401]),
         ep("POST",   "/v1/plans/{plan}/recoveries",                     "recovery",   [409, 403, 403, 403, 403, 409, 404, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/plans/{plan}/recoveries",                     "",           [200, 200, 404, 404, 404, 200, 404, 403, 403, 401, 401, 401]),
+        // ---- device returns (v2 §13): the owner or admin asks, the order's bank decides ----
+        // c1 is store A's order, never funded (or cancelled by the row above): no return (409).
+        ep("POST",   "/v1/orders/{c1}/returns",                         "return",     [409, 409, 404, 404, 404, 403, 403, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/orders/{order}/returns",                      "",           [200, 200, 404, 404, 404, 200, 404, 403, 403, 401, 401, 401]),
+        ep("GET",    "/v1/returns/ret_0000000000000000",                "",           [404, 404, 404, 404, 404, 404, 404, 403, 403, 401, 401, 401]),
+        ep("POST",   "/v1/returns/ret_0000000000000000/decision",       "reject_return", [403, 403, 403, 403, 403, 404, 404, 403, 403, 401, 401, 401]),
         // ---- reports ----
         ep("GET",    "/v1/reconciliation/{today}",                      "",           [200, 403, 403, 403, 403, 200, 200, 403, 403, 401, 401, 401]),
         ep("GET",    "/v1/reconciliation/{today}?bank_id=bk-a",         "",           [200, 403, 403, 403, 403, 200, 404, 403, 403, 401, 401, 401]),
@@ -448,6 +454,8 @@ impl Fixture {
             "confirm" => json!({"amount": "1", "provider_order_no": format!("W-{who:?}")}),
             "decline" => json!({"reason": "other"}),
             "redeliver" => json!({"state": "dead"}),
+            "return" => json!({"reason": "no_reason", "returned_on": today, "imei": imei(1), "reference": format!("RET-{who:?}")}),
+            "reject_return" => json!({"decision": "rejected", "reason": "the box is missing"}),
             other => panic!("no body {other}"),
         })
     }

@@ -2068,12 +2068,8 @@ impl Gen {
         }?;
         let returned_on = m.plan(order).last_return.as_ref().map(|r| r.1)?;
         let completed_on = returned_on + days(self.rng.gen_range(-1..=5));
-        // A plan's second return (after a rejected one) is not completed: `verify` then reports the
-        // rejected one as its plan's latest (src/db/verify.rs `returns`: `is_latest` compares the
-        // plan's return with the latest, not this return's id), a service bug left to its owner.
-        let first = m.plan(order).return_refs.len() <= 1;
         let complete = chance(&mut self.rng, 0.6);
-        Some(Op::ReturnDecide { order, complete: first && complete, completed_on })
+        Some(Op::ReturnDecide { order, complete, completed_on })
     }
 
     fn payoff(&mut self, m: &Model) -> Option<Op> {

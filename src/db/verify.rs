@@ -49,6 +49,7 @@ pub struct ReturnRow {
     /// The plan is frozen, by this return as its latest.
     pub plan_frozen_by_it: bool,
     pub plan_frozen: bool,
+    /// This return is its plan's latest (a rejected one may precede a completed one).
     pub is_latest: bool,
 }
 
@@ -189,7 +190,7 @@ async fn returns(c: &impl Db) -> Result<Vec<ReturnRow>, tokio_postgres::Error> {
     let rows = c
         .query(
             "SELECT r.id, r.plan_id, r.status, p.status, p.return_requested AND p.return_id = r.id, p.return_requested,
-                    p.return_id IS NOT DISTINCT FROM (SELECT y.id FROM returns y WHERE y.plan_id = p.id ORDER BY y.seq DESC LIMIT 1)
+                    r.id = (SELECT y.id FROM returns y WHERE y.plan_id = p.id ORDER BY y.seq DESC LIMIT 1)
              FROM returns r JOIN plans p ON p.id = r.plan_id",
             &[],
         )
