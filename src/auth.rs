@@ -136,7 +136,7 @@ const ID_ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// An engine object id (`ord_…`): its prefix, then the creation time in milliseconds (10
 /// characters) and 80 random bits (16 characters), in lowercase base32, as a ULID is.
 ///
-/// Why the time first (docs/SCALING.md, the path past one primary): ids created later sort later,
+/// Why the time first (docs/SCALING.md, the path past one primary): ids created in a later millisecond sort later,
 /// so lists can merge across shards by id instead of a per-node sequence, and index inserts land at
 /// the right edge of the B-tree instead of a random page. The 80 random bits keep ids unguessable
 /// as before. It reads the system clock rather than the service's injectable one: an id's time is
