@@ -36,6 +36,8 @@ async fn set_standby_names(value: &str) {
 /// The service on a database whose commits wait for the synchronous standby (the test cluster
 /// runs with `synchronous_commit = off` for speed), with its world and one funded order.
 async fn start() -> (TestApp, World) {
+    // A test that panicked while commits waited would leave them waiting for the next one.
+    set_standby_names("").await;
     let pg = common::fresh_database().await;
     let admin = creditphone::db::connect(&common::cluster().base).await.expect("connect to the test cluster");
     let name = pg.get_dbname().expect("a database name").to_string();
