@@ -163,6 +163,8 @@ pub struct LoadResult {
     pub late: Option<u64>,
     /// Open loop: answers slower than `SLOW_AFTER`, by the second of the run they were due in.
     pub slow_by_second: BTreeMap<u64, u64>,
+    /// The order batcher over the phase (`service::BatchCounters::since`), when it batched.
+    pub batches: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -223,6 +225,9 @@ impl LoadResult {
         }
         if !self.slow_by_second.is_empty() {
             s.push_str(&format!("\n   {}", self.slow_seconds_line(8)));
+        }
+        if let Some(b) = &self.batches {
+            s.push_str(&format!("\n   batches: {b}"));
         }
         s
     }
@@ -313,6 +318,7 @@ impl Tally {
             rate: None,
             late: None,
             slow_by_second: self.slow_by_second,
+            batches: None,
         }
     }
 }

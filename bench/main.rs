@@ -263,8 +263,9 @@ async fn orders_and_notices(
             "\n== orders, spread over {} banks: closed loop, {} connections, {} s",
             world.spread_banks, params.connections, params.load_secs
         );
-        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
-        let closed = load::closed_loop(&spread, "spread", params.connections, Duration::from_secs(params.load_secs)).await;
+        let (obs, b0) = (observe::Observer::start(cluster, DB, &[service.pid]).await?, service.batch_counters().await?);
+        let mut closed = load::closed_loop(&spread, "spread", params.connections, Duration::from_secs(params.load_secs)).await;
+        closed.batches = service.batch_counters().await?.since(&b0);
         let closed_obs = obs.finish().await?;
         println!("   {}", closed.summary());
         print_obs(&closed_obs, closed.requests, "order");
@@ -275,8 +276,10 @@ async fn orders_and_notices(
         let rate = (closed.per_sec() * 0.5).max(1.0);
         settle(cluster, DB).await?;
         println!("\n== orders: open loop at {rate:.1}/s (half the closed-loop rate), {} s", params.load_secs);
-        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
-        let open = load::open_loop(&spread, "open", rate, Duration::from_secs(params.load_secs), params.open_loop_max_connections).await;
+        let (obs, b0) = (observe::Observer::start(cluster, DB, &[service.pid]).await?, service.batch_counters().await?);
+        let mut open =
+            load::open_loop(&spread, "open", rate, Duration::from_secs(params.load_secs), params.open_loop_max_connections).await;
+        open.batches = service.batch_counters().await?.since(&b0);
         let open_obs = obs.finish().await?;
         println!("   {}", open.summary());
         print_obs(&open_obs, open.requests, "order");
@@ -289,8 +292,9 @@ async fn orders_and_notices(
         );
         let hot = load::OrderTarget::new(&world, &[&service], load::Route::HotBank)?;
         settle(cluster, DB).await?;
-        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
-        let hot_closed = load::closed_loop(&hot, "hot", params.connections, Duration::from_secs(params.load_secs)).await;
+        let (obs, b0) = (observe::Observer::start(cluster, DB, &[service.pid]).await?, service.batch_counters().await?);
+        let mut hot_closed = load::closed_loop(&hot, "hot", params.connections, Duration::from_secs(params.load_secs)).await;
+        hot_closed.batches = service.batch_counters().await?.since(&b0);
         let hot_obs = obs.finish().await?;
         println!("   {}", hot_closed.summary());
         print_obs(&hot_obs, hot_closed.requests, "order");
@@ -347,8 +351,9 @@ async fn required_mode(
     );
     let target = load::OrderTarget::new(world, &[service], load::Route::Required)?;
     settle(cluster, DB).await?;
-    let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
-    let required = load::closed_loop(&target, "req", params.connections, Duration::from_secs(params.load_secs)).await;
+    let (obs, b0) = (observe::Observer::start(cluster, DB, &[service.pid]).await?, service.batch_counters().await?);
+    let mut required = load::closed_loop(&target, "req", params.connections, Duration::from_secs(params.load_secs)).await;
+    required.batches = service.batch_counters().await?.since(&b0);
     let required_obs = obs.finish().await?;
     println!("   {}", required.summary());
     print_obs(&required_obs, required.requests, "order");

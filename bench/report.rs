@@ -607,6 +607,9 @@ fn load_md(s: &mut String, title: &str, l: &LoadResult, o: &Observation) {
         let _ = writeln!(s, "- Started more than 5 ms after their due time: {late} (their lateness is in the latency).");
         let _ = writeln!(s, "- Slow answers by second: {}.", l.slow_seconds_line(10));
     }
+    if let Some(b) = &l.batches {
+        let _ = writeln!(s, "- Batches (the service's `/metrics`): {b}.");
+    }
     if l.errors > 0 {
         let _ = writeln!(s, "- Errors: {}.", l.error_summary().replace('|', "/"));
     }

@@ -95,6 +95,13 @@ impl Service {
         }
     }
 
+    /// The order batcher's counters from `/metrics` (issue 20): subtract two to describe a phase.
+    pub async fn batch_counters(&self) -> Result<BatchCounters> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().context("HTTP client")?;
+        let text = http.get(format!("{}/metrics", self.url)).send().await?.error_for_status()?.text().await?;
+        Ok(BatchCounters::parse(&text))
+    }
+
     /// Peak resident set size so far (`VmHWM`), in MiB.
     pub fn peak_rss_mb(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
@@ -142,4 +149,73 @@ impl Drop for Service {
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("could not find a free loopback port")?;
     Ok(listener.local_addr().context("local address")?.port())
+}
+
+/// Sums and counts of the order batcher's histograms (`creditphone_order_batch_*`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchCounters {
+    pub batches: f64,
+    pub orders: f64,
+    pub queued_secs: f64,
+    pub queued_orders: f64,
+    pub placed_secs: f64,
+}
+
+impl BatchCounters {
+    fn parse(text: &str) -> BatchCounters {
+        let mut c = BatchCounters::default();
+        for line in text.lines().filter(|l| l.starts_with("creditphone_order_batch_")) {
+            let Some((name, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(v) = value.parse::<f64>() else { continue };
+            match name {
+                "creditphone_order_batch_orders_count" => c.batches = v,
+                "creditphone_order_batch_orders_sum" => c.orders = v,
+                "creditphone_order_batch_stage_seconds_sum{stage=\"queued\"}" => c.queued_secs = v,
+                "creditphone_order_batch_stage_seconds_count{stage=\"queued\"}" => c.queued_orders = v,
+                "creditphone_order_batch_stage_seconds_sum{stage=\"placed\"}" => c.placed_secs = v,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// What happened between `before` and this, in one line; `None` when no order was batched.
+    pub fn since(&self, before: &BatchCounters) -> Option<String> {
+        let (batches, orders) = (self.batches - before.batches, self.orders - before.orders);
+        let queued = self.queued_orders - before.queued_orders;
+        if batches < 1.0 || queued < 1.0 {
+            return None;
+        }
+        Some(format!(
+            "{orders:.0} orders in {batches:.0} batches ({:.1} per batch); an order waited {:.2} ms on average for its batch to start and {:.2} ms in it",
+            orders / batches,
+            (self.queued_secs - before.queued_secs) / queued * 1e3,
+            (self.placed_secs - before.placed_secs) / queued * 1e3
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchCounters;
+
+    #[test]
+    fn batch_counters_read_from_the_metrics_text() {
+        let at = |batches: u32, orders: u32, queued: f64, placed: f64| {
+            BatchCounters::parse(&format!(
+                "# TYPE creditphone_order_batch_orders histogram\ncreditphone_order_batch_orders_bucket{{le=\"1\"}} 3\n\
+                 creditphone_order_batch_orders_sum {orders}\ncreditphone_order_batch_orders_count {batches}\n\
+                 creditphone_order_batch_stage_seconds_sum{{stage=\"placed\"}} {placed}\n\
+                 creditphone_order_batch_stage_seconds_count{{stage=\"placed\"}} {orders}\n\
+                 creditphone_order_batch_stage_seconds_sum{{stage=\"queued\"}} {queued}\n\
+                 creditphone_order_batch_stage_seconds_count{{stage=\"queued\"}} {orders}\n"
+            ))
+        };
+        let (before, after) = (at(2, 10, 0.010, 0.050), at(12, 110, 0.110, 0.550));
+        assert_eq!(
+            after.since(&before).as_deref(),
+            Some("100 orders in 10 batches (10.0 per batch); an order waited 1.00 ms on average for its batch to start and 5.00 ms in it")
+        );
+        assert_eq!(after.since(&after), None, "nothing batched between two equal readings");
+    }
 }

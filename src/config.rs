@@ -55,15 +55,20 @@ pub struct Settings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderSettings {
-    /// How long the first order of a batch waits for others, in microseconds.
+    /// How long the first order of a batch waits for others while another batch runs, in
+    /// microseconds.
     pub batch_window_us: u64,
     /// Orders placed in one transaction at most; 1 turns batching off (every order alone).
     pub batch_max: usize,
+    /// Wait the window even when no batch runs (off: such an order starts at once). Tests use it
+    /// to gather a known set of orders into one batch.
+    #[serde(default)]
+    pub batch_wait_when_idle: bool,
 }
 
 impl Default for OrderSettings {
     fn default() -> OrderSettings {
-        OrderSettings { batch_window_us: 1000, batch_max: 64 }
+        OrderSettings { batch_window_us: 1000, batch_max: 64, batch_wait_when_idle: false }
     }
 }
 

@@ -155,6 +155,7 @@ async fn a_batch_answers_and_books_exactly_as_the_same_orders_one_by_one() {
     let batched = TestApp::start_with(|s| {
         s.orders.batch_max = ROUND;
         s.orders.batch_window_us = 10_000_000;
+        s.orders.batch_wait_when_idle = true;
     })
     .await;
     let (wa, wb) = (spec().build(&alone).await, spec().build(&batched).await);

@@ -2321,6 +2321,9 @@ impl Sim {
             // Confirmation timeouts only by end of day and by the requests that find them due
             // (API.md §12): a sweep on its own timer would race the steps.
             s.holds.confirmation_sweep_secs = 0;
+            // Orders are batched (issue 20): every order waits the window, so a concurrent pair
+            // of orders is placed as one batch, and a single one alone.
+            s.orders.batch_wait_when_idle = true;
         })
         .await;
         let mut spec = World::empty();

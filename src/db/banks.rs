@@ -188,8 +188,25 @@ pub async fn read_stripes(tx: &Tx<'_>) -> Result<Vec<BankStripes>, tokio_postgre
             &[],
         )
         .await?;
+    Ok(stripes_by_bank(&rows))
+}
+
+/// These banks' stripes and limits as last committed: after [`lock_stripes`], the locked ones as
+/// they stand under the locks (a statement of its own, so its snapshot follows the lock waits).
+pub async fn read_stripes_of(tx: &Tx<'_>, bank_ids: &[&str]) -> Result<Vec<BankStripes>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT b.id, b.exposure_limit_fen, s.stripe, s.used_fen, s.limit_fen
+             FROM banks b JOIN bank_exposure_stripes s ON s.bank_id = b.id WHERE b.id = ANY($1) ORDER BY b.id, s.stripe",
+            &[&bank_ids],
+        )
+        .await?;
+    Ok(stripes_by_bank(&rows))
+}
+
+fn stripes_by_bank(rows: &[tokio_postgres::Row]) -> Vec<BankStripes> {
     let mut out: Vec<BankStripes> = Vec::new();
-    for r in &rows {
+    for r in rows {
         let bank: String = r.get(0);
         if out.last().is_none_or(|b| b.bank_id != bank) {
             out.push(BankStripes { bank_id: bank, limit_fen: r.get(1), stripes: vec![], used_fen: vec![], limit_fens: vec![] });
@@ -199,7 +216,7 @@ pub async fn read_stripes(tx: &Tx<'_>) -> Result<Vec<BankStripes>, tokio_postgre
         b.used_fen.push(r.get(3));
         b.limit_fens.push(r.get(4));
     }
-    Ok(out)
+    out
 }
 
 /// Locks the given stripes in (bank, stripe) order, in one statement. A batch waits for stripes

@@ -218,11 +218,6 @@ impl TestApp {
 
     async fn start_clocked(pg: tokio_postgres::Config, adjust: impl FnOnce(&mut Settings), manual: Option<Arc<ManualClock>>) -> TestApp {
         let mut settings = test_settings();
-        // On a clock that stands still (the simulation) orders are placed alone unless
-        // CREDITPHONE_TEST_ORDER_BATCH_MAX asks for batches: the simulation's switch.
-        if manual.is_some() && std::env::var_os("CREDITPHONE_TEST_ORDER_BATCH_MAX").is_none() {
-            settings.orders.batch_max = 1;
-        }
         adjust(&mut settings);
         let admin_key = settings.auth.admin_key.expose().to_string();
         let settings = Arc::new(settings);

@@ -93,6 +93,8 @@ pub(super) struct Job {
     order: OrderRequest,
     customer: Customer,
     reply: oneshot::Sender<ApiResult<Answer>>,
+    /// When it was queued: its wait for a batch is measured from here.
+    queued_at: std::time::Instant,
 }
 
 /// Queues the order and waits for its batch's answer. A full queue answers `503 unavailable`
@@ -106,7 +108,7 @@ pub(super) async fn submit(
     customer: Customer,
 ) -> ApiResult<Answer> {
     let (reply, answer) = oneshot::channel();
-    let job = Job { caller: caller.clone(), request: request.clone(), order, customer, reply };
+    let job = Job { caller: caller.clone(), request: request.clone(), order, customer, reply, queued_at: std::time::Instant::now() };
     let waiting = state.metrics.gauges.with_label_values(&[WAITING_GAUGE]);
     waiting.inc();
     match queue.try_send(job) {
@@ -124,21 +126,27 @@ pub(super) async fn submit(
     answer.await.unwrap_or_else(|_| Err(ApiError::internal_because("Failed to place an order", "its batch ended without an answer")))
 }
 
-/// Gathers orders: from the first one, for at most the window or until the batch is full, then
-/// runs the batch once one of the `BATCHES_IN_FLIGHT` slots is free.
+/// Gathers orders into batches. With no batch running, the first order starts at once with
+/// whatever else already waits: at low load an order pays no window, and a batch of one takes the
+/// single path. With batches running, it waits at most the window (or until the batch is full)
+/// and then for one of the `BATCHES_IN_FLIGHT` slots: under load, batches grow while the running
+/// ones commit, instead of transactions multiplying.
 async fn collect(deps: Weak<Deps>, mut waiting: mpsc::Receiver<Job>) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
         let Some(d) = deps.upgrade() else { return };
-        let (window, max) = (std::time::Duration::from_micros(d.settings.orders.batch_window_us), d.settings.orders.batch_max);
+        let o = &d.settings.orders;
+        let (window, max, wait_when_idle) = (std::time::Duration::from_micros(o.batch_window_us), o.batch_max, o.batch_wait_when_idle);
         drop(d);
-        let until = tokio::time::Instant::now() + window;
         let mut jobs = vec![first];
-        while jobs.len() < max {
-            // A timeout polls the receiver before its deadline: what already waits is taken.
-            match tokio::time::timeout_at(until, waiting.recv()).await {
-                Ok(Some(job)) => jobs.push(job),
-                Ok(None) | Err(_) => break,
+        if wait_when_idle || in_flight.available_permits() < BATCHES_IN_FLIGHT {
+            let until = tokio::time::Instant::now() + window;
+            while jobs.len() < max {
+                // A timeout polls the receiver before its deadline: what already waits is taken.
+                match tokio::time::timeout_at(until, waiting.recv()).await {
+                    Ok(Some(job)) => jobs.push(job),
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
@@ -148,12 +156,29 @@ async fn collect(deps: Weak<Deps>, mut waiting: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        assert!(!jobs.is_empty() && jobs.len() <= max, "a batch holds 1..=batch_max orders");
         let Some(deps) = deps.upgrade() else { return };
-        deps.metrics.gauges.with_label_values(&[WAITING_GAUGE]).sub(jobs.len() as i64);
+        observe_start(&deps, &jobs);
         tokio::task::spawn_local(async move {
+            let started = std::time::Instant::now();
+            let orders = jobs.len();
             run(&deps, jobs).await;
+            let placed = deps.metrics.order_batch_stage.with_label_values(&["placed"]);
+            for _ in 0..orders {
+                placed.observe(started.elapsed().as_secs_f64());
+            }
             drop(slot);
         });
+    }
+}
+
+/// The batch leaves the queue: the waiting gauge, its size, and each order's wait.
+fn observe_start(deps: &Deps, jobs: &[Job]) {
+    deps.metrics.gauges.with_label_values(&[WAITING_GAUGE]).sub(jobs.len() as i64);
+    deps.metrics.order_batch_orders.observe(jobs.len() as f64);
+    let queued = deps.metrics.order_batch_stage.with_label_values(&["queued"]);
+    for job in jobs {
+        queued.observe(job.queued_at.elapsed().as_secs_f64());
     }
 }
 
@@ -371,8 +396,13 @@ impl World {
             // One after the other: pipelined, the read (prepared already) could run before the
             // lock statement (still being prepared) and see stripes as they were before the locks.
             banks::lock_stripes(tx, &keys).await?;
-            let fresh = banks::read_stripes(tx).await?;
-            self.stripes = fresh.into_iter().map(|b| (b.bank_id.clone(), b)).collect();
+            // Only the banks locked on are read again: an order that, on their fresh balances,
+            // turns to another bank needs a stripe not locked and runs the batch again.
+            let mut locked_banks: Vec<&str> = keys.iter().map(|k| k.0).collect();
+            locked_banks.dedup();
+            for fresh in banks::read_stripes_of(tx, &locked_banks).await? {
+                self.stripes.insert(fresh.bank_id.clone(), fresh);
+            }
         }
         self.locked = Some(trial.needed);
         Ok(())
