@@ -140,6 +140,10 @@ impl Cluster {
         self.inner.binaries().bin_dir.clone()
     }
 
+    pub fn data_dir(&self) -> &Path {
+        self.inner.data_dir()
+    }
+
     /// The server's log (stderr), where auto_explain writes.
     pub fn log_path(&self) -> &Path {
         self.inner.log_path()

@@ -391,6 +391,9 @@ fn print_obs(obs: &observe::Observation, n: u64, unit: &str) {
     println!("   {}", obs.cpu_line());
     println!("   {}", obs.waits_line(6));
     println!("   database {}", obs.db.per(n, unit));
+    if let Some(line) = obs.wal_kinds_line(n, unit, 6) {
+        println!("   {line}");
+    }
 }
 
 /// The `creditphone` server binary built next to this one (same target directory and profile).

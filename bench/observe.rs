@@ -6,6 +6,7 @@
 use crate::cluster::Cluster;
 use anyhow::Result;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -87,6 +88,87 @@ pub struct Observation {
     pub waits: Vec<(String, f64)>,
     pub samples: u64,
     pub statements: Vec<Statement>,
+    /// The phase's WAL by record type (`pg_waldump --stats=record`), most bytes first; empty when
+    /// it was too much to read back or could not be read.
+    pub wal_kinds: Vec<WalKind>,
+}
+
+/// One record type's share of a phase's WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalKind {
+    pub kind: String,
+    pub records: u64,
+    /// Record and full-page-image bytes together.
+    pub bytes: u64,
+}
+
+/// A phase's WAL is read back only up to this much (a few seconds of `pg_waldump`).
+const WALDUMP_MAX_BYTES: i64 = 1 << 30;
+
+/// The WAL between two LSNs by record type, from `pg_waldump --stats=record`. Best effort: the
+/// segments may have been recycled by a checkpoint, and then the figures are left out.
+fn wal_kinds((bin, dir): &(PathBuf, PathBuf), from: &str, to: &str) -> Vec<WalKind> {
+    let out = std::process::Command::new(bin)
+        .arg("--stats=record")
+        .arg("-p")
+        .arg(dir)
+        .args(["-s", from, "-e", to])
+        .stderr(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => parse_wal_stats(&String::from_utf8_lossy(&o.stdout)),
+        _ => Vec::new(),
+    }
+}
+
+/// The rows of `pg_waldump --stats=record`: `Type N (%) Record-size (%) FPI-size (%) Combined (%)`.
+fn parse_wal_stats(text: &str) -> Vec<WalKind> {
+    let mut kinds: Vec<WalKind> = Vec::new();
+    for line in text.lines() {
+        // The percentages in parentheses, "( 12.34)" or "(100.00)", are dropped before splitting.
+        let mut bare = String::with_capacity(line.len());
+        let mut depth = 0;
+        for ch in line.chars() {
+            match ch {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                c if depth == 0 => bare.push(c),
+                _ => {}
+            }
+        }
+        let f: Vec<&str> = bare.split_whitespace().collect();
+        let [kind, n, _record, _fpi, combined] = f[..] else { continue };
+        let (Ok(records), Ok(bytes)) = (n.parse::<u64>(), combined.parse::<u64>()) else { continue };
+        if kind != "Total" && records > 0 {
+            kinds.push(WalKind { kind: kind.to_string(), records, bytes });
+        }
+    }
+    kinds.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.kind.cmp(&b.kind)));
+    kinds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WalKind, parse_wal_stats};
+
+    #[test]
+    fn waldump_stats_are_read_by_record_type() {
+        let text = "Type                                           N      (%)          Record size      (%)             FPI size      (%)        Combined size      (%)
+----                                           -      ---          -----------      ---             --------      ---        -------------      ---
+Heap/INSERT                                  300 ( 60.00)                30000 ( 75.00)                 8000 (100.00)                38000 ( 79.17)
+Btree/INSERT_LEAF                            200 ( 40.00)                10000 ( 25.00)                    0 (  0.00)                10000 ( 20.83)
+XLOG/NOOP                                      0 (  0.00)                    0 (  0.00)                    0 (  0.00)                    0 (  0.00)
+                                        --------                      --------                      --------                      --------
+Total                                        500                         40000 [83.33%]                 8000 [16.67%]                48000 [100%]
+";
+        assert_eq!(
+            parse_wal_stats(text),
+            vec![
+                WalKind { kind: "Heap/INSERT".into(), records: 300, bytes: 38000 },
+                WalKind { kind: "Btree/INSERT_LEAF".into(), records: 200, bytes: 10000 },
+            ]
+        );
+    }
 }
 
 impl Observation {
@@ -101,6 +183,21 @@ impl Observation {
             c.cores,
             c.others()
         )
+    }
+
+    /// The record types that wrote the most WAL, per unit of work; `None` when not read.
+    pub fn wal_kinds_line(&self, n: u64, unit: &str, top: usize) -> Option<String> {
+        if self.wal_kinds.is_empty() {
+            return None;
+        }
+        let n = n.max(1) as f64;
+        let parts: Vec<String> = self
+            .wal_kinds
+            .iter()
+            .take(top)
+            .map(|k| format!("`{}` {:.1} records {:.2} KiB", k.kind, k.records as f64 / n, k.bytes as f64 / n / 1024.0))
+            .collect();
+        Some(format!("WAL by record type per {unit} (`pg_waldump --stats=record` over the phase, most bytes first): {}", parts.join(", ")))
     }
 
     pub fn waits_line(&self, n: usize) -> String {
@@ -120,6 +217,9 @@ pub struct Observer {
     counters: tokio_postgres::Client,
     db0: DbDelta,
     db: String,
+    /// Where the phase's WAL starts, and how to read it back (`pg_waldump`, the cluster's `pg_wal`).
+    wal_from: String,
+    waldump: (PathBuf, PathBuf),
 }
 
 impl Observer {
@@ -135,6 +235,8 @@ impl Observer {
         let sampler_client = cluster.connect("postgres").await?;
         let counters = cluster.connect("postgres").await?;
         let db0 = db_counters(&counters, db).await?;
+        let wal_from: String = counters.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await?.get(0);
+        let waldump = (cluster.bin_dir().join("pg_waldump"), cluster.data_dir().join("pg_wal"));
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = tokio::spawn(sample(sampler_client, db.to_string(), stop.clone()));
         // The server's log (`--keep`) has UTC times: this places its entries in the phase.
@@ -151,6 +253,8 @@ impl Observer {
             counters,
             db0,
             db: db.to_string(),
+            wal_from,
+            waldump,
         })
     }
 
@@ -180,7 +284,9 @@ impl Observer {
             statement_ms: ms,
             wal_records,
         };
-        Ok(Observation { wall_secs: wall, db, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements })
+        let wal_to: String = self.counters.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await?.get(0);
+        let wal_kinds = if db.wal_bytes <= WALDUMP_MAX_BYTES { wal_kinds(&self.waldump, &self.wal_from, &wal_to) } else { Vec::new() };
+        Ok(Observation { wall_secs: wall, db, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements, wal_kinds })
     }
 }
 

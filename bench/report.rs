@@ -549,6 +549,9 @@ fn obs_md(s: &mut String, o: &Observation, who: &str, work: Option<(u64, &str)>)
             "- Database, {} (statements: `pg_stat_statements`, exact; ≈: `pg_stat_database`, which backends publish about once a second).",
             o.db.per(n, unit)
         );
+        if let Some(line) = o.wal_kinds_line(n, unit, 10) {
+            let _ = writeln!(s, "- {line}.");
+        }
     }
     let _ = writeln!(
         s,
@@ -701,6 +704,9 @@ pub fn markdown(r: &Results) -> String {
         );
         let _ = writeln!(s, "- {}", pg.obs.cpu_line().replace("service 0.00, ", ""));
         let _ = writeln!(s, "- PostgreSQL CPU per transaction: {:.3} ms.", pg.pg_cpu_ms_per_tx());
+        if let Some(line) = pg.obs.wal_kinds_line(pg.transactions.unwrap_or(0), "transaction", 10) {
+            let _ = writeln!(s, "- {line}.");
+        }
         if let Some(c) = &r.statement_costs {
             let _ = writeln!(
                 s,
