@@ -164,7 +164,7 @@ pub struct LoadResult {
     /// Open loop: answers slower than `SLOW_AFTER`, by the second of the run they were due in.
     pub slow_by_second: BTreeMap<u64, u64>,
     /// The order batcher over the phase (`service::BatchCounters::since`), when it batched.
-    pub batches: Option<String>,
+    pub batches: Option<crate::service::BatchDelta>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -227,7 +227,7 @@ impl LoadResult {
             s.push_str(&format!("\n   {}", self.slow_seconds_line(8)));
         }
         if let Some(b) = &self.batches {
-            s.push_str(&format!("\n   batches: {b}"));
+            s.push_str(&format!("\n   batches: {}", b.line()));
         }
         s
     }

@@ -179,19 +179,46 @@ impl BatchCounters {
         c
     }
 
-    /// What happened between `before` and this, in one line; `None` when no order was batched.
-    pub fn since(&self, before: &BatchCounters) -> Option<String> {
+    /// What happened between `before` and this; `None` when no order was batched.
+    pub fn since(&self, before: &BatchCounters) -> Option<BatchDelta> {
         let (batches, orders) = (self.batches - before.batches, self.orders - before.orders);
         let queued = self.queued_orders - before.queued_orders;
         if batches < 1.0 || queued < 1.0 {
             return None;
         }
-        Some(format!(
-            "{orders:.0} orders in {batches:.0} batches ({:.1} per batch); an order waited {:.2} ms on average for its batch to start and {:.2} ms in it",
-            orders / batches,
-            (self.queued_secs - before.queued_secs) / queued * 1e3,
-            (self.placed_secs - before.placed_secs) / queued * 1e3
-        ))
+        Some(BatchDelta {
+            orders,
+            batches,
+            queued_ms: (self.queued_secs - before.queued_secs) / queued * 1e3,
+            placed_ms: (self.placed_secs - before.placed_secs) / queued * 1e3,
+        })
+    }
+}
+
+/// The order batcher over one phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchDelta {
+    pub orders: f64,
+    pub batches: f64,
+    /// An order's mean wait for its batch to start, and its batch's mean transaction, in ms.
+    pub queued_ms: f64,
+    pub placed_ms: f64,
+}
+
+impl BatchDelta {
+    pub fn per_batch(&self) -> f64 {
+        self.orders / self.batches.max(1.0)
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{:.0} orders in {:.0} batches ({:.1} per batch); an order waited {:.2} ms on average for its batch to start and {:.2} ms in it",
+            self.orders,
+            self.batches,
+            self.per_batch(),
+            self.queued_ms,
+            self.placed_ms
+        )
     }
 }
 
@@ -213,7 +240,7 @@ mod tests {
         };
         let (before, after) = (at(2, 10, 0.010, 0.050), at(12, 110, 0.110, 0.550));
         assert_eq!(
-            after.since(&before).as_deref(),
+            after.since(&before).map(|d| d.line()).as_deref(),
             Some("100 orders in 10 batches (10.0 per batch); an order waited 1.00 ms on average for its batch to start and 5.00 ms in it")
         );
         assert_eq!(after.since(&after), None, "nothing batched between two equal readings");
