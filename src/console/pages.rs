@@ -309,8 +309,11 @@ pub fn reference(f: &Frame, banks: &[crate::db::setup::Bank], providers: &[crate
             } }
             h2 { (l.t("providers")) }
             div.scroll { table #ref-providers {
-                tr { th { "ID" } th { (l.t("name")) } th { (l.t("webhook")) } }
-                @for p in providers { tr { td { (p.id) } td { (p.name) } td { (p.webhook_url.as_deref().unwrap_or(none)) } } }
+                tr { th { "ID" } th { (l.t("name")) } th { (l.t("webhook")) } th { (l.t("hold_confirmation")) } th { (l.t("confirmation_timeout")) } }
+                @for p in providers {
+                    tr id={ "provider-" (p.id) } { td { (p.id) } td { (p.name) } td { (p.webhook_url.as_deref().unwrap_or(none)) }
+                         td.confirmation { (p.hold_confirmation) } td.num { (p.hold_confirmation_timeout_minutes) } }
+                }
             } }
         },
     )
