@@ -520,6 +520,42 @@ async fn the_lookup_shows_a_holds_confirmation_and_the_reference_each_providers_
     assert!(!shown.contains("pay.example"), "the customer's signing page is not the console's business");
 }
 
+#[actix_web::test]
+async fn the_reference_pages_banks_and_providers_fifty_at_a_time_each_with_its_cursor() {
+    let c = Console::new().await;
+    // 51 of each with the world's own, written straight to the tables (only listed here; through
+    // the API a hundred creations take most of this test's time on a loaded machine).
+    let db = c.app.db().await;
+    db.batch_execute(
+        "INSERT INTO banks (id, name, priority, apr_min, apr_max, exposure_limit_fen)
+             SELECT 'bank-' || lpad(n::text, 2, '0'), 'B', 9, 0, 0.24, 100000 FROM generate_series(0, 49) n;
+         INSERT INTO providers (id, name) SELECT 'prov-' || lpad(n::text, 2, '0'), 'P' FROM generate_series(0, 49) n;",
+    )
+    .await
+    .unwrap();
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let rows = |page: &str, table: &str, prefix: &str| count(element(page, "table", table), &format!("<tr id=\"{prefix}-"));
+    let link = |page: &str, id: &str| {
+        let at = page.find(&format!("id=\"{id}\" href=\"")).map(|i| i + format!("id=\"{id}\" href=\"").len());
+        at.map(|i| page[i..].split('"').next().unwrap().replace("&amp;", "&"))
+    };
+    let first = c.page("/console/reference", &cookie).await;
+    assert_eq!((rows(&first, "ref-banks", "bank"), rows(&first, "ref-providers", "provider")), (50, 50));
+    assert!(first.contains("id=\"bank-bk\"") && first.contains("id=\"provider-wld\""), "creation order: the world's first");
+    // The providers' next page keeps the banks where they were, and has no page after it.
+    let second = c.page(&link(&first, "next-providers").expect("a next page of providers"), &cookie).await;
+    assert_eq!((rows(&second, "ref-banks", "bank"), rows(&second, "ref-providers", "provider")), (50, 1));
+    assert!(second.contains("id=\"provider-prov-49\"") && link(&second, "next-providers").is_none(), "{second}");
+    // Then the banks' next page keeps the providers' page.
+    let third = c.page(&link(&second, "next-banks").expect("a next page of banks"), &cookie).await;
+    assert_eq!((rows(&third, "ref-banks", "bank"), rows(&third, "ref-providers", "provider")), (1, 1));
+    assert!(third.contains("id=\"bank-bank-49\"") && link(&third, "next-banks").is_none(), "{third}");
+    // A malformed cursor reads from the first.
+    let bad = c.page("/console/reference?banks=%21&providers=zz", &cookie).await;
+    assert_eq!((rows(&bad, "ref-banks", "bank"), rows(&bad, "ref-providers", "provider")), (50, 50));
+}
+
 /// Polls the page until `check` holds on its source (the browser's answer to a click arrives a
 /// little later), then answers the source.
 async fn wait_for_source(b: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {

@@ -271,12 +271,17 @@ pub async fn redeliver_dead(deps: &Deps, filter: &RedeliverFilter) -> ApiResult<
     Ok(Redelivered { count })
 }
 
-/// The reference data the console shows read-only: banks and providers in creation order (the
-/// first 200 of each; the API's lists page through more).
-pub async fn reference(deps: &Deps) -> ApiResult<(Vec<crate::db::setup::Bank>, Vec<crate::db::setup::Provider>)> {
+/// The reference data the console shows read-only: banks and providers in creation order, at
+/// most `limit` of each after the `seq` cursors (0: from the first), as the API's lists page them.
+pub async fn reference(
+    deps: &Deps,
+    banks_after: i64,
+    providers_after: i64,
+    limit: i64,
+) -> ApiResult<(Vec<crate::db::setup::Bank>, Vec<crate::db::setup::Provider>)> {
     let client = deps.pool.get().await?;
-    let banks = crate::db::setup::list_banks(&**client, 0, SEARCH_MAX).await?;
-    let providers = crate::db::setup::list_providers(&**client, 0, SEARCH_MAX).await?;
+    let banks = crate::db::setup::list_banks(&**client, banks_after, limit).await?;
+    let providers = crate::db::setup::list_providers(&**client, providers_after, limit).await?;
     Ok((banks, providers))
 }
 
