@@ -192,6 +192,13 @@ async fn pages_escape_stored_text_and_never_show_identity() {
     assert!(reference.contains("&lt;b&gt;招商&lt;/b&gt; &amp; Co") && !reference.contains("<b>招商"), "escaped");
     let found = c.page("/console/orders?q=POS-C1", &cookie).await;
     assert!(found.contains(c.order["id"].as_str().unwrap()) && found.contains("¥3,000.00"));
+    // Who sold it, on what terms: what a store calling about its order is asked.
+    let sale = element(&found, "p", "sale");
+    for part in ["<span class=\"seller\">store:st</span>", "<span class=\"product\">p12 · 12</span>", "首付 ¥999.00"] {
+        assert!(sale.contains(part), "{part} in {sale}");
+    }
+    let funded_on = c.order["plan"]["funded_on"].as_str().unwrap();
+    assert!(found.contains(&format!("放款日 {funded_on}")) && found.contains("冻结代偿 ¥0.00"), "the plan's line");
     for page in [found, c.page("/console/overview", &cookie).await, c.page("/console/notices", &cookie).await] {
         assert!(!page.contains(&id_number(7)) && !page.contains(&phone(7)), "no raw ID number or phone");
     }

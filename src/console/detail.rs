@@ -20,6 +20,10 @@ pub fn order_head(l: Lang, o: &OrderView) -> Markup {
         p { (l.t("status")) " " span.status { (o.status) } " · " (l.t("principal")) " " span.principal { (yuan(o.principal)) }
             " · " (l.t("bank")) " " (o.bank_id) " · " (l.t("created_at")) " " (shanghai(o.created_at)) " · IMEI " (o.device.imei_masked)
             @if let Some(r) = &o.reason { " · " (l.t("reason")) " " span.reason { (r) } } }
+        p #sale { (l.t("seller")) " " span.seller { (o.channel) ":" (o.store_id.as_deref().or(o.partner_id.as_deref()).unwrap_or(""))
+                @if let Some(a) = &o.agent_id { " / " (a) } }
+            " · " (l.t("product")) " " span.product { (o.product_id) " · " (o.term_months) } " · " (l.t("down_payment")) " " (yuan(o.down_payment))
+            @if let Some(t) = o.funding_deadline { " · " (l.t("funding_deadline")) " " (shanghai(t)) } }
         (hold_part(l, &o.hold))
     }
 }
@@ -43,7 +47,9 @@ fn hold_part(l: Lang, h: &Hold) -> Markup {
 fn plan_part(l: Lang, o: &OrderView) -> Markup {
     let Some(plan) = &o.plan else { return html! {} };
     html! {
-        p.plan { (l.t("plan")) " " (plan.id) " · " (plan.loan_no) " · " (plan.status) " · " (l.t("outstanding")) " " (yuan(plan.outstanding_principal)) }
+        p.plan { (l.t("plan")) " " (plan.id) " · " (plan.loan_no) " · " (plan.status) " · " (l.t("funded_on")) " " (plan.funded_on)
+            " · " (l.t("outstanding")) " " (yuan(plan.outstanding_principal)) " · " (l.t("compensated")) " " (yuan(plan.compensated))
+            @if let Some(a) = &plan.accelerated { " · " (l.t("accelerated")) " " span.accelerated { (a.as_of) " · " (a.reason) } } }
         div.scroll { table.installments {
             tr { th { "#" } th { (l.t("due_on")) } th { (l.t("principal")) } th { (l.t("unpaid")) } th { (l.t("status")) } }
             @for i in &plan.installments {
@@ -94,7 +100,7 @@ fn return_status(l: Lang, s: ReturnStatus) -> &'static str {
 }
 
 /// The phrase of a return's reason (API.md §13's three), the stored text otherwise.
-fn return_reason<'a>(l: Lang, reason: &'a str) -> &'a str {
+fn return_reason(l: Lang, reason: &str) -> &str {
     match reason {
         "no_reason" => l.t("no_reason"),
         "performance_fault" => l.t("performance_fault"),

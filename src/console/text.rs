@@ -181,6 +181,13 @@ const PHRASES: &[(&str, &str, &str)] = &[
     ("hold_to_void", "撤销冻结", "Hold to void"),
     ("journal_unbalanced", "会计分录借贷不平，账务有误：", "Journal entries do NOT balance; the books are wrong:"),
     ("difference", "差额", "Difference"),
+    ("seller", "销售方", "Sold by"),
+    ("product", "产品 · 期数", "Product · months"),
+    ("down_payment", "首付", "Down payment"),
+    ("funding_deadline", "放款截止", "Fund by"),
+    ("funded_on", "放款日", "Funded on"),
+    ("compensated", "冻结代偿", "Compensated"),
+    ("accelerated", "提前到期", "Accelerated"),
     ("hold_confirmation", "冻结确认", "Hold confirmation"),
     ("confirmation_timeout", "确认时限(分钟)", "Confirmation timeout (minutes)"),
 ];
