@@ -192,6 +192,13 @@ async fn pages_escape_stored_text_and_never_show_identity() {
     assert!(reference.contains("&lt;b&gt;招商&lt;/b&gt; &amp; Co") && !reference.contains("<b>招商"), "escaped");
     let found = c.page("/console/orders?q=POS-C1", &cookie).await;
     assert!(found.contains(c.order["id"].as_str().unwrap()) && found.contains("¥3,000.00"));
+    // Who sold it, on what terms: what a store calling about its order is asked.
+    let sale = element(&found, "p", "sale");
+    for part in ["<span class=\"seller\">store:st</span>", "<span class=\"product\">p12 · 12</span>", "首付 ¥999.00"] {
+        assert!(sale.contains(part), "{part} in {sale}");
+    }
+    let funded_on = c.order["plan"]["funded_on"].as_str().unwrap();
+    assert!(found.contains(&format!("放款日 {funded_on}")) && found.contains("冻结代偿 ¥0.00"), "the plan's line");
     for page in [found, c.page("/console/overview", &cookie).await, c.page("/console/notices", &cookie).await] {
         assert!(!page.contains(&id_number(7)) && !page.contains(&phone(7)), "no raw ID number or phone");
     }
@@ -439,6 +446,123 @@ async fn the_order_lookup_shows_repayments_notices_with_their_attempts_and_balan
     }
 }
 
+#[actix_web::test]
+async fn an_entry_that_does_not_balance_is_shown_unbalanced_at_the_top_of_the_order() {
+    let c = Console::new().await;
+    let order_id = c.order["id"].as_str().unwrap();
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let page = c.page(&format!("/console/orders/{order_id}"), &cookie).await;
+    assert!(!page.contains("journal-alert") && !page.contains("借贷不平"), "a sound book shows no alarm");
+
+    // The book changed behind the engine's back: one debit line of the order's first entry a fen
+    // more. Posting refuses such an entry; the schema keeps only each line non-zero.
+    let db = c.app.db().await;
+    let entry: i64 = db.query_one("SELECT min(id) FROM journal_entries WHERE order_id = $1", &[&order_id]).await.unwrap().get(0);
+    let changed = db
+        .execute(
+            "UPDATE journal_lines SET amount_fen = amount_fen + 1
+             WHERE ctid = (SELECT ctid FROM journal_lines WHERE entry_id = $1 AND amount_fen > 0 LIMIT 1)",
+            &[&entry],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+
+    let page = c.page(&format!("/console/orders/{order_id}"), &cookie).await;
+    // An alert at the top of the order, before its plan, naming the entry and linking to it.
+    let alert = page.find("id=\"journal-alert\"").unwrap_or_else(|| panic!("no alert: {page}"));
+    assert!(alert < page.find("class=\"plan\"").unwrap(), "the alert comes first");
+    let alert = element(&page, "p", "journal-alert");
+    assert!(alert.contains("role=\"alert\"") && alert.contains("借贷不平") && alert.contains(&format!("href=\"#je-{entry}\"")), "{alert}");
+    // The entry itself: marked, its totals and the fen that is off under its lines.
+    let shown = element(&page, "tbody", &format!("je-{entry}"));
+    assert!(shown.starts_with("<tbody class=\"entry unbalanced\""), "{shown}");
+    assert!(shown.contains("借贷不平") && !shown.contains("借贷平衡"), "{shown}");
+    assert!(shown.contains("<span class=\"difference\">¥0.01</span>"), "{shown}");
+    // Every other entry of the order still balances, and says so.
+    assert_eq!(count(&page, "class=\"entry unbalanced\""), 1);
+    let entries: i64 = db.query_one("SELECT count(*) FROM journal_entries WHERE order_id = $1", &[&order_id]).await.unwrap().get(0);
+    assert!(entries >= 3, "placed, reserved, opened: {entries}");
+    assert_eq!(count(&page, "借贷平衡") as i64, entries - 1, "{page}");
+    // In English too.
+    let en = c.http.get(c.url(&format!("/console/orders/{order_id}"))).header("Cookie", &cookie).header("Accept-Language", "en");
+    let en = en.send().await.unwrap().text().await.unwrap();
+    assert!(element(&en, "p", "journal-alert").contains("do NOT balance"), "{en}");
+    assert_no_inline_code(&page, "the unbalanced order");
+}
+
+#[actix_web::test]
+async fn the_lookup_shows_a_holds_confirmation_and_the_reference_each_providers_mode() {
+    let c = Console::new().await;
+    let patch = json!({"hold_confirmation": "required", "hold_confirmation_timeout_minutes": 45});
+    c.world.admin.patch("/v1/admin/providers/wld", patch).await.expect(200);
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let reference = c.page("/console/reference", &cookie).await;
+    let wld = element(&reference, "tr", "provider-wld");
+    assert!(wld.contains("<td class=\"confirmation\">required</td>") && wld.contains(">45</td>"), "{wld}");
+
+    // A pending hold: its deadline (Asia/Shanghai); acknowledged: the provider's order number;
+    // declined: why, and the void.
+    let placed = c.world.store().place_order(order_body("POS-C2", "p12", 7, 2)).await.expect(201);
+    let (order, hold) = (placed["id"].as_str().unwrap(), placed["hold"]["id"].as_str().unwrap());
+    let deadline = chrono::DateTime::parse_from_rfc3339(placed["hold"]["confirm_deadline"].as_str().unwrap()).unwrap();
+    let page = c.page(&format!("/console/orders/{order}"), &cookie).await;
+    let shown = element(&page, "p", "hold");
+    let at = creditphone::console::text::shanghai(deadline.with_timezone(&chrono::Utc));
+    assert!(shown.contains("pending") && shown.contains(&format!("确认截止 {at}")), "{shown}");
+    c.world.provider().acknowledge_hold(hold, "https://pay.example/sign/1", Some("HB-<7>")).await.expect(200);
+    c.world.provider().decline_hold(hold, "risk_refused").await.expect(200);
+    let page = c.page(&format!("/console/orders/{order}"), &cookie).await;
+    let shown = element(&page, "p", "hold");
+    for part in [
+        "<span class=\"hold-status\">voided</span>",
+        "<span class=\"void-reason\">declined</span>",
+        "<span class=\"decline-reason\">risk_refused</span>",
+        "HB-&lt;7&gt;",
+    ] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+    assert!(!shown.contains("pay.example"), "the customer's signing page is not the console's business");
+}
+
+#[actix_web::test]
+async fn the_reference_pages_banks_and_providers_fifty_at_a_time_each_with_its_cursor() {
+    let c = Console::new().await;
+    // 51 of each with the world's own, written straight to the tables (only listed here; through
+    // the API a hundred creations take most of this test's time on a loaded machine).
+    let db = c.app.db().await;
+    db.batch_execute(
+        "INSERT INTO banks (id, name, priority, apr_min, apr_max, exposure_limit_fen)
+             SELECT 'bank-' || lpad(n::text, 2, '0'), 'B', 9, 0, 0.24, 100000 FROM generate_series(0, 49) n;
+         INSERT INTO providers (id, name) SELECT 'prov-' || lpad(n::text, 2, '0'), 'P' FROM generate_series(0, 49) n;",
+    )
+    .await
+    .unwrap();
+    let (_, cookie) = c.sign_in(&c.admin_key).await;
+    let cookie = cookie.unwrap();
+    let rows = |page: &str, table: &str, prefix: &str| count(element(page, "table", table), &format!("<tr id=\"{prefix}-"));
+    let link = |page: &str, id: &str| {
+        let at = page.find(&format!("id=\"{id}\" href=\"")).map(|i| i + format!("id=\"{id}\" href=\"").len());
+        at.map(|i| page[i..].split('"').next().unwrap().replace("&amp;", "&"))
+    };
+    let first = c.page("/console/reference", &cookie).await;
+    assert_eq!((rows(&first, "ref-banks", "bank"), rows(&first, "ref-providers", "provider")), (50, 50));
+    assert!(first.contains("id=\"bank-bk\"") && first.contains("id=\"provider-wld\""), "creation order: the world's first");
+    // The providers' next page keeps the banks where they were, and has no page after it.
+    let second = c.page(&link(&first, "next-providers").expect("a next page of providers"), &cookie).await;
+    assert_eq!((rows(&second, "ref-banks", "bank"), rows(&second, "ref-providers", "provider")), (50, 1));
+    assert!(second.contains("id=\"provider-prov-49\"") && link(&second, "next-providers").is_none(), "{second}");
+    // Then the banks' next page keeps the providers' page.
+    let third = c.page(&link(&second, "next-banks").expect("a next page of banks"), &cookie).await;
+    assert_eq!((rows(&third, "ref-banks", "bank"), rows(&third, "ref-providers", "provider")), (1, 1));
+    assert!(third.contains("id=\"bank-bank-49\"") && link(&third, "next-banks").is_none(), "{third}");
+    // A malformed cursor reads from the first.
+    let bad = c.page("/console/reference?banks=%21&providers=zz", &cookie).await;
+    assert_eq!((rows(&bad, "ref-banks", "bank"), rows(&bad, "ref-providers", "provider")), (50, 50));
+}
+
 /// Polls the page until `check` holds on its source (the browser's answer to a click arrives a
 /// little later), then answers the source.
 async fn wait_for_source(b: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {
@@ -523,6 +647,74 @@ async fn fits_a_laptop_and_a_tablet(c: &Console, b: &Browser) {
     b.client.set_window_size(1366, 900).await.unwrap();
 }
 
+/// `"3300.46"` as the console writes it: `¥3,300.46`.
+fn yuan(api: &str) -> String {
+    let fen = (api.parse::<f64>().unwrap() * 100.0).round() as i64;
+    creditphone::console::text::yuan(creditphone::domain::money::Amount::from_fen(fen))
+}
+
+/// The seven amounts of a return (API.md §13), in the order of the console's table.
+const RETURN_AMOUNTS: [&str; 7] = [
+    "principal_to_bank",
+    "repayments_to_refund",
+    "interest_waived",
+    "fee_waived",
+    "penalty_waived",
+    "down_payment_to_refund",
+    "hold_to_void",
+];
+
+/// Two returns of the console's order requested through the API (the first rejected, the second
+/// completed, both with HTML in their text), then the order found by the second's id in the
+/// search box: each return with its status, its text escaped and its amounts as the API answers
+/// them; the hold voided by the completion.
+async fn returns_in_the_lookup(c: &Console, b: &Browser) {
+    let order_id = c.order["id"].as_str().unwrap();
+    let today = creditphone::domain::shanghai_date(chrono::Utc::now()).to_string();
+    let mut first = common::world::return_body(1, &today, "RET-C1");
+    first["reason"] = json!("performance_fault");
+    let first = c.world.store().request_return(order_id, first).await.expect(201);
+    let first_id = first["id"].as_str().unwrap();
+    c.world.bank().reject_return(first_id, "<i>屏幕有划痕</i>").await.expect(200);
+    let mut second = common::world::return_body(1, &today, "RET-C2");
+    second["note"] = json!("<script>alert(1)</script>盒子已拆");
+    let second = c.world.store().request_return(order_id, second).await.expect(201);
+    let second_id = second["id"].as_str().unwrap();
+    let done = c.world.bank().complete_return(second_id, &today).await.expect(200);
+    assert_eq!((done["principal_to_bank"].as_str(), done["down_payment_to_refund"].as_str()), (Some("3000.00"), Some("999.00")), "{done}");
+    assert_eq!(done["hold_to_void"], c.order["hold"]["remaining"], "nothing repaid: the whole hold is voided");
+
+    b.client.goto(&c.url("/console/orders")).await.unwrap();
+    b.client.find(Locator::Id("q")).await.unwrap().send_keys(second_id).await.unwrap();
+    b.client.find(Locator::Id("search-submit")).await.unwrap().click().await.unwrap();
+    let source = wait_for_source(b, "the order found by its return's id", |s| s.contains(&format!("id=\"ret-{second_id}\""))).await;
+    for (ret, status, text) in [(&first, "已拒绝", "<i>屏幕有划痕</i>"), (&done, "已完成", "<script>alert(1)</script>盒子已拆")]
+    {
+        let id = ret["id"].as_str().unwrap();
+        let row = b.client.find(Locator::Css(&format!("tbody[id='ret-{id}']"))).await.unwrap();
+        assert_eq!(row.find(Locator::Css(".return-status")).await.unwrap().text().await.unwrap(), status, "{id}");
+        let mut amounts = vec![];
+        for cell in row.find_all(Locator::Css("tr.return-amounts td")).await.unwrap() {
+            amounts.push(cell.text().await.unwrap());
+        }
+        let expected: Vec<String> = RETURN_AMOUNTS.iter().map(|k| yuan(ret[*k].as_str().unwrap())).collect();
+        assert_eq!(amounts, expected, "{id}: the amounts fixed at its request");
+        assert!(row.text().await.unwrap().contains(text), "{id}: its stored text as written");
+    }
+    for escaped in ["&lt;i&gt;屏幕有划痕&lt;/i&gt;", "&lt;script&gt;alert(1)&lt;/script&gt;盒子已拆"] {
+        assert!(source.contains(escaped), "escaped: {escaped}");
+    }
+    let completed = b.client.find(Locator::Css(&format!("tbody[id='ret-{second_id}'] .completed-on"))).await.unwrap();
+    assert_eq!(completed.text().await.unwrap(), today);
+    let status = b.client.find(Locator::Css("section.order .status")).await.unwrap().text().await.unwrap();
+    assert_eq!(status, "returned");
+    let voided = b.client.find(Locator::Css("section.order .hold-voided")).await.unwrap().text().await.unwrap();
+    let reason = b.client.find(Locator::Css("section.order .void-reason")).await.unwrap().text().await.unwrap();
+    assert_eq!((voided, reason.as_str()), (yuan(done["hold_to_void"].as_str().unwrap()), "returned"));
+    b.client.execute("document.getElementById('returns').scrollIntoView()", vec![]).await.unwrap();
+    b.screenshot("order-returns").await;
+}
+
 #[actix_web::test]
 async fn the_console_in_a_real_browser() {
     let c = Console::new().await;
@@ -548,6 +740,7 @@ async fn the_console_in_a_real_browser() {
     let principal = b.client.find(Locator::Css("section.order .principal")).await.unwrap().text().await.unwrap();
     assert_eq!(principal, "¥3,000.00");
     b.screenshot("order-lookup").await;
+    returns_in_the_lookup(&c, &b).await;
 
     // A dead notice redelivered from its row: it leaves the dead letters and is pending again.
     b.client.goto(&at("/console/notices?state=dead")).await.unwrap();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::world::{World, order_body};
+use common::world::{World, order_body, return_body};
 use common::{Client, Resp, TestApp};
 use creditphone::domain::eod_run::EodTrigger;
 use serde_json::{Value, json};
@@ -243,7 +243,14 @@ async fn search_finds_orders_by_business_number_or_any_engine_id() {
     }
     assert_eq!(found(q(o.world.line()).await), [s(&other["id"]), order], "a line's orders, newest first");
     assert!(found(q("POS-404").await).is_empty());
-    assert!(found(q("ret_0000000000000000").await).is_empty(), "no returns yet");
+    assert!(found(q("ret_0000000000000000").await).is_empty(), "no such return");
+    // A return's id finds its order (the second return, after a rejected first, finds it too).
+    let first = o.world.store().request_return(order, return_body(1, "2027-02-01", "RET-1")).await.expect(201);
+    o.world.bank().reject_return(s(&first["id"]), "the box was opened").await.expect(200);
+    let second = o.world.store().request_return(order, return_body(1, "2027-02-02", "RET-2")).await.expect(201);
+    for ret in [&first, &second] {
+        assert_eq!(found(q(s(&ret["id"])).await), [order], "{ret}");
+    }
     let one = q(order).await.expect(200);
     let answer = o.admin().order(order).await.expect(200);
     assert_eq!(one["data"][0], answer, "each order as GET /v1/orders/{{id}} answers it");

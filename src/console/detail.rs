@@ -6,8 +6,11 @@ use super::pages::{Frame, page};
 use super::text::{Lang, shanghai, yuan};
 use crate::db::journal::Posted;
 use crate::db::notices::{AdminNotice, Attempt};
+use crate::db::orders::Hold;
+use crate::domain::status::ReturnStatus;
 use crate::service::ops::{NoticeHistory, OrderDetail};
 use crate::service::orders::OrderView;
+use crate::service::returns::ReturnView;
 use maud::{Markup, html};
 
 /// The order's head line and its hold.
@@ -17,9 +20,26 @@ pub fn order_head(l: Lang, o: &OrderView) -> Markup {
         p { (l.t("status")) " " span.status { (o.status) } " · " (l.t("principal")) " " span.principal { (yuan(o.principal)) }
             " · " (l.t("bank")) " " (o.bank_id) " · " (l.t("created_at")) " " (shanghai(o.created_at)) " · IMEI " (o.device.imei_masked)
             @if let Some(r) = &o.reason { " · " (l.t("reason")) " " span.reason { (r) } } }
-        p.hold { (l.t("hold")) " " (o.hold.id) " · " (o.hold.status) " · " (l.t("amount")) " " (yuan(o.hold.amount))
-            " · " (l.t("released")) " " (yuan(o.hold.released)) " · " (l.t("converted")) " " (yuan(o.hold.converted))
-            " · " (l.t("remaining")) " " (yuan(o.hold.remaining)) }
+        p #sale { (l.t("seller")) " " span.seller { (o.channel) ":" (o.store_id.as_deref().or(o.partner_id.as_deref()).unwrap_or(""))
+                @if let Some(a) = &o.agent_id { " / " (a) } }
+            " · " (l.t("product")) " " span.product { (o.product_id) " · " (o.term_months) } " · " (l.t("down_payment")) " " (yuan(o.down_payment))
+            @if let Some(t) = o.funding_deadline { " · " (l.t("funding_deadline")) " " (shanghai(t)) } }
+        (hold_part(l, &o.hold))
+    }
+}
+
+/// The hold: its balance (`amount = released + converted + voided + remaining`), why it was
+/// voided or declined, and its confirmation by the provider (API.md §12) when it had one.
+fn hold_part(l: Lang, h: &Hold) -> Markup {
+    html! {
+        p #hold.hold { (l.t("hold")) " " (h.id) " · " span.hold-status { (h.status) } " · " (l.t("amount")) " " (yuan(h.amount))
+            " · " (l.t("released")) " " (yuan(h.released)) " · " (l.t("converted")) " " (yuan(h.converted))
+            " · " (l.t("voided")) " " span.hold-voided { (yuan(h.voided)) } " · " (l.t("remaining")) " " (yuan(h.remaining))
+            @if let Some(r) = h.void_reason { " · " (l.t("void_reason")) " " span.void-reason { (r) } }
+            @if let Some(r) = h.decline_reason { " · " (l.t("decline_reason")) " " span.decline-reason { (r) } }
+            @if let Some(t) = h.confirm_deadline { " · " (l.t("confirm_deadline")) " " (shanghai(t)) }
+            @if let Some(t) = h.confirmed_at { " · " (l.t("confirmed_at")) " " (shanghai(t)) }
+            @if let Some(n) = &h.provider_order_no { " · " (l.t("provider_order_no")) " " (n) } }
     }
 }
 
@@ -27,7 +47,9 @@ pub fn order_head(l: Lang, o: &OrderView) -> Markup {
 fn plan_part(l: Lang, o: &OrderView) -> Markup {
     let Some(plan) = &o.plan else { return html! {} };
     html! {
-        p.plan { (l.t("plan")) " " (plan.id) " · " (plan.loan_no) " · " (plan.status) " · " (l.t("outstanding")) " " (yuan(plan.outstanding_principal)) }
+        p.plan { (l.t("plan")) " " (plan.id) " · " (plan.loan_no) " · " (plan.status) " · " (l.t("funded_on")) " " (plan.funded_on)
+            " · " (l.t("outstanding")) " " (yuan(plan.outstanding_principal)) " · " (l.t("compensated")) " " (yuan(plan.compensated))
+            @if let Some(a) = &plan.accelerated { " · " (l.t("accelerated")) " " span.accelerated { (a.as_of) " · " (a.reason) } } }
         div.scroll { table.installments {
             tr { th { "#" } th { (l.t("due_on")) } th { (l.t("principal")) } th { (l.t("unpaid")) } th { (l.t("status")) } }
             @for i in &plan.installments {
@@ -50,7 +72,7 @@ fn repayments_part(l: Lang, d: &OrderDetail) -> Markup {
         h3 { (l.t("repayments")) }
         @if d.repayments.is_empty() { p.none { (l.t("none")) } } @else {
             div.scroll { table #repayments {
-                tr { th { "ID" } th { (l.t("paid_on")) } th { (l.t("reference")) } th { (l.t("amount")) } th { (l.t("principal")) }
+                tr { th { "ID" } th { (l.t("paid_on")) } th { (l.t("ref_no")) } th { (l.t("amount")) } th { (l.t("principal")) }
                      th { (l.t("interest")) } th { (l.t("fee")) } th { (l.t("penalty")) } th { (l.t("hold_released")) } }
                 @for r in &d.repayments {
                     tr { td { (r.id) } td { (r.paid_on) } td { (r.reference) } td.num { (yuan(r.amount)) } td.num { (yuan(r.principal)) }
@@ -61,17 +83,83 @@ fn repayments_part(l: Lang, d: &OrderDetail) -> Markup {
         @if !d.recoveries.is_empty() {
             h3 { (l.t("recoveries")) }
             div.scroll { table #recoveries {
-                tr { th { "ID" } th { (l.t("paid_on")) } th { (l.t("reference")) } th { (l.t("amount")) } }
+                tr { th { "ID" } th { (l.t("paid_on")) } th { (l.t("ref_no")) } th { (l.t("amount")) } }
                 @for r in &d.recoveries { tr { td { (r.id) } td { (r.paid_on) } td { (r.reference) } td.num { (yuan(r.amount)) } } }
             } }
         }
     }
 }
 
-/// RETURNS (API.md §13): the order's device returns are shown here, between its repayments and
-/// its notices, once the `returns` table lands (see `service::ops::OrderDetail`). Nothing until then.
-fn order_returns(_l: Lang, _d: &OrderDetail) -> Markup {
-    html! {}
+/// The phrase of a return's status.
+fn return_status(l: Lang, s: ReturnStatus) -> &'static str {
+    l.t(match s {
+        ReturnStatus::Requested => "return_requested",
+        ReturnStatus::Completed => "return_completed",
+        ReturnStatus::Rejected => "return_rejected",
+    })
+}
+
+/// The phrase of a return's reason (API.md §13's three), the stored text otherwise.
+fn return_reason(l: Lang, reason: &str) -> &str {
+    match reason {
+        "no_reason" => l.t("no_reason"),
+        "performance_fault" => l.t("performance_fault"),
+        "other" => l.t("other_reason"),
+        stored => stored,
+    }
+}
+
+/// A return's seven amounts (API.md §13), in the order of the table's head.
+fn return_amounts(r: &ReturnView) -> [crate::domain::money::Amount; 7] {
+    [
+        r.principal_to_bank,
+        r.repayments_to_refund,
+        r.interest_waived,
+        r.fee_waived,
+        r.penalty_waived,
+        r.down_payment_to_refund,
+        r.hold_to_void,
+    ]
+}
+
+const RETURN_AMOUNTS: [&str; 7] = [
+    "principal_to_bank",
+    "repayments_to_refund",
+    "interest_waived",
+    "fee_waived",
+    "penalty_waived",
+    "down_payment_to_refund",
+    "hold_to_void",
+];
+
+/// One return: what it is and where it stands on a head line, why it was rejected and its note
+/// when there are, then its amounts under the table's head.
+fn return_rows(l: Lang, r: &ReturnView) -> Markup {
+    html! {
+        tbody.return id={ "ret-" (r.id) } data-status=(r.status) {
+            tr.return-head { th colspan="7" {
+                (r.id) " · " span.return-status { (return_status(l, r.status)) } " · " (l.t("reason")) " " span.return-reason { (return_reason(l, &r.reason)) }
+                " · " (l.t("returned_on")) " " (r.returned_on) " · " (l.t("ref_no")) " " span.return-reference { (r.reference) }
+                @if let Some(d) = r.completed_on { " · " (l.t("completed_on")) " " span.completed-on { (d) } }
+                " · " (l.t("created_at")) " " (shanghai(r.created_at)) } }
+            @if let Some(why) = &r.rejection_reason { tr { td colspan="7" { (l.t("rejection_reason")) ": " span.rejection-reason { (why) } } } }
+            @if let Some(note) = &r.note { tr { td colspan="7" { (l.t("note")) ": " span.return-note { (note) } } } }
+            tr.return-amounts { @for a in return_amounts(r) { td.num { (yuan(a)) } } }
+        }
+    }
+}
+
+/// The order's device returns (API.md §13), newest first.
+fn order_returns(l: Lang, d: &OrderDetail) -> Markup {
+    html! {
+        h3 { (l.t("returns")) " (" (d.returns.len()) ")" }
+        @if d.returns.is_empty() { p.none { (l.t("none")) } } @else {
+            div.scroll { table #returns {
+                thead { tr { @for k in RETURN_AMOUNTS { th.num { (l.t(k)) } } } }
+                @for r in &d.returns { (return_rows(l, r)) }
+            } }
+        }
+    }
 }
 
 /// What an attempt came to: the HTTP status when an answer came, the error otherwise (or both).
@@ -124,19 +212,35 @@ fn notices_part(l: Lang, d: &OrderDetail) -> Markup {
     }
 }
 
+/// What an entry's lines miss to balance, in fen: debits less credits (0 when balanced).
+fn imbalance(e: &Posted) -> i64 {
+    e.lines.iter().map(|l| l.1).sum()
+}
+
+/// An entry and its lines. One that does not balance (posting refuses it, so the book was
+/// changed behind the engine's back) says so in red on its head line, with its totals and the
+/// difference under its lines.
 fn entry(l: Lang, e: &Posted) -> Markup {
+    let fen = |x: i64| yuan(crate::domain::money::Amount::from_fen(x.abs()));
+    let off = imbalance(e);
     html! {
-        tbody.entry id={ "je-" (e.id) } {
+        tbody.entry.unbalanced[off != 0] id={ "je-" (e.id) } {
             tr.entry-head { th colspan="2" { (e.kind) " · " (e.booked_on) @if let Some(r) = &e.reference { " · " (r) } }
-                th.num colspan="2" { @if e.balanced() { span.balanced { (l.t("balanced")) } } @else { span.unbalanced { (l.t("unbalanced")) } } } }
-            @for (account, fen) in &e.lines {
-                @let amount = crate::domain::money::Amount::from_fen(fen.abs());
-                tr { td {} td.account { (account) } td.num { @if *fen > 0 { (yuan(amount)) } } td.num { @if *fen < 0 { (yuan(amount)) } } }
+                th.num colspan="2" { @if off == 0 { span.balanced { (l.t("balanced")) } } @else { span.unbalanced { "⚠ " (l.t("unbalanced")) } } } }
+            @for (account, amount) in &e.lines {
+                tr { td {} td.account { (account) } td.num { @if *amount > 0 { (fen(*amount)) } } td.num { @if *amount < 0 { (fen(*amount)) } } }
+            }
+            @if off != 0 {
+                @let debits: i64 = e.lines.iter().map(|l| l.1.max(0)).sum();
+                @let credits: i64 = e.lines.iter().map(|l| l.1.min(0)).sum();
+                tr.entry-total { td {} td { (l.t("total")) " · " (l.t("difference")) " " span.difference { (fen(off)) } }
+                    td.num { (fen(debits)) } td.num { (fen(credits)) } }
             }
         }
     }
 }
 
+/// The order's entries, each with its lines.
 fn journal_part(l: Lang, d: &OrderDetail) -> Markup {
     html! {
         h3 { (l.t("journal")) " (" (d.journal.len()) ")" }
@@ -147,11 +251,24 @@ fn journal_part(l: Lang, d: &OrderDetail) -> Markup {
     }
 }
 
+/// At the top of the order, where nobody misses it: the entries that do not balance, each linked
+/// to its lines; nothing when all do.
+fn journal_alert(l: Lang, d: &OrderDetail) -> Markup {
+    let off: Vec<&Posted> = d.journal.iter().filter(|e| imbalance(e) != 0).collect();
+    html! {
+        @if !off.is_empty() {
+            p #journal-alert.alert role="alert" { "⚠ " (l.t("journal_unbalanced")) " "
+                @for (i, e) in off.iter().enumerate() { @if i > 0 { ", " } a href={ "#je-" (e.id) } { (e.kind) " #" (e.id) } } }
+        }
+    }
+}
+
 /// The whole of one order.
 pub fn order(l: Lang, d: &OrderDetail) -> Markup {
     html! {
         section.order id=(d.order.id) {
             (order_head(l, &d.order))
+            (journal_alert(l, d))
             (plan_part(l, &d.order))
             (repayments_part(l, d))
             (order_returns(l, d))

@@ -341,13 +341,36 @@ pub(super) async fn aging(state: State, req: HttpRequest, q: web::Query<AgingQue
     let as_of = q.as_of.as_deref().filter(|d| !d.is_empty());
     let query = attempt!(&req, crate::http::requests::ops::AgingQuery::read(as_of, bank));
     let aging = attempt!(&req, ops::aging(&state, query.as_of, query.bank_id.as_deref()).await);
-    let (banks, _) = attempt!(&req, ops::reference(&state).await);
+    // The filter's choices: the first banks (no more than a search answers).
+    let (banks, _) = attempt!(&req, ops::reference(&state, 0, 0, ops::SEARCH_MAX).await);
     let ids: Vec<String> = banks.into_iter().map(|b| b.id).collect();
     html(StatusCode::OK, pages::aging(&s.frame(), &aging, &ids, query.bank_id.as_deref()))
 }
 
-pub(super) async fn reference(state: State, req: HttpRequest) -> HttpResponse {
-    let s = signed!(signed_in(&state, &req));
-    let (banks, providers) = attempt!(&req, ops::reference(&state).await);
-    html(StatusCode::OK, pages::reference(&s.frame(), &banks, &providers))
+#[derive(Deserialize)]
+pub(super) struct ReferenceQuery {
+    banks: Option<String>,
+    providers: Option<String>,
 }
+
+/// Banks and providers, each table 50 rows a page with its own cursor (a malformed one: from
+/// the first, as the notices' list does).
+pub(super) async fn reference(state: State, req: HttpRequest, q: web::Query<ReferenceQuery>) -> HttpResponse {
+    let s = signed!(signed_in(&state, &req));
+    let after = |c: &Option<String>| c.as_deref().and_then(decode_cursor).unwrap_or(0);
+    let (banks_after, providers_after) = (after(&q.banks), after(&q.providers));
+    let (mut banks, mut providers) = attempt!(&req, ops::reference(&state, banks_after, providers_after, PAGE + 1).await);
+    let next = |seqs: Vec<i64>| (seqs.len() > PAGE as usize).then(|| encode_cursor(seqs[PAGE as usize - 1]));
+    let cursors = pages::ReferenceCursors {
+        banks: q.banks.clone(),
+        providers: q.providers.clone(),
+        next_banks: next(banks.iter().map(|b| b.seq).collect()),
+        next_providers: next(providers.iter().map(|p| p.seq).collect()),
+    };
+    banks.truncate(PAGE as usize);
+    providers.truncate(PAGE as usize);
+    html(StatusCode::OK, pages::reference(&s.frame(), &banks, &providers, &cursors))
+}
+
+/// Rows a page of the reference tables.
+const PAGE: i64 = 50;

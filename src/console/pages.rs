@@ -292,7 +292,27 @@ pub fn aging(f: &Frame, a: &Aging, banks: &[String], bank: Option<&str>) -> Mark
     )
 }
 
-pub fn reference(f: &Frame, banks: &[crate::db::setup::Bank], providers: &[crate::db::setup::Provider]) -> Markup {
+/// Where each table of the reference page stands (its cursor as given) and its next page's cursor.
+pub struct ReferenceCursors {
+    pub banks: Option<String>,
+    pub providers: Option<String>,
+    pub next_banks: Option<String>,
+    pub next_providers: Option<String>,
+}
+
+/// The reference page with the one table's cursor moved on, the other's kept.
+fn reference_href(banks: Option<&str>, providers: Option<&str>) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(b) = banks {
+        q.append_pair("banks", b);
+    }
+    if let Some(p) = providers {
+        q.append_pair("providers", p);
+    }
+    format!("/console/reference?{}", q.finish())
+}
+
+pub fn reference(f: &Frame, banks: &[crate::db::setup::Bank], providers: &[crate::db::setup::Provider], c: &ReferenceCursors) -> Markup {
     let l = f.lang;
     let none = l.t("none");
     page(
@@ -303,15 +323,20 @@ pub fn reference(f: &Frame, banks: &[crate::db::setup::Bank], providers: &[crate
             div.scroll { table #ref-banks {
                 tr { th { "ID" } th { (l.t("name")) } th { (l.t("priority")) } th { "APR" } th { (l.t("exposure")) } th { (l.t("webhook")) } }
                 @for b in banks {
-                    tr { td { (b.id) } td { (b.name) } td.num { (b.priority) } td { (b.apr_min) "–" (b.apr_max) }
+                    tr id={ "bank-" (b.id) } { td { (b.id) } td { (b.name) } td.num { (b.priority) } td { (b.apr_min) "–" (b.apr_max) }
                          td { (yuan(b.exposure_used)) " / " (yuan(b.exposure_limit)) } td { (b.webhook_url.as_deref().unwrap_or(none)) } }
                 }
             } }
+            @if let Some(next) = &c.next_banks { a.next #next-banks href=(reference_href(Some(next), c.providers.as_deref())) { (l.t("next_page")) } }
             h2 { (l.t("providers")) }
             div.scroll { table #ref-providers {
-                tr { th { "ID" } th { (l.t("name")) } th { (l.t("webhook")) } }
-                @for p in providers { tr { td { (p.id) } td { (p.name) } td { (p.webhook_url.as_deref().unwrap_or(none)) } } }
+                tr { th { "ID" } th { (l.t("name")) } th { (l.t("webhook")) } th { (l.t("hold_confirmation")) } th { (l.t("confirmation_timeout")) } }
+                @for p in providers {
+                    tr id={ "provider-" (p.id) } { td { (p.id) } td { (p.name) } td { (p.webhook_url.as_deref().unwrap_or(none)) }
+                         td.confirmation { (p.hold_confirmation) } td.num { (p.hold_confirmation_timeout_minutes) } }
+                }
             } }
+            @if let Some(next) = &c.next_providers { a.next #next-providers href=(reference_href(c.banks.as_deref(), Some(next))) { (l.t("next_page")) } }
         },
     )
 }

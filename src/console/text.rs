@@ -136,7 +136,7 @@ const PHRASES: &[(&str, &str, &str)] = &[
     ("recoveries", "核销后回收", "Recoveries"),
     ("write_off", "核销", "Write-off"),
     ("paid_on", "还款日", "Paid on"),
-    ("reference", "流水号", "Reference"),
+    ("ref_no", "流水号", "Reference"),
     ("interest", "利息", "Interest"),
     ("fee", "费用", "Fee"),
     ("penalty", "罚息", "Penalty"),
@@ -155,6 +155,41 @@ const PHRASES: &[(&str, &str, &str)] = &[
     ("no_attempts", "暂无投递记录", "No attempts recorded"),
     ("no_notice", "没有这条通知", "No such notice"),
     ("reason", "原因", "Reason"),
+    ("voided", "已撤销", "Voided"),
+    ("void_reason", "撤销原因", "Void reason"),
+    ("decline_reason", "拒绝冻结原因", "Decline reason"),
+    ("confirm_deadline", "确认截止", "Confirm by"),
+    ("confirmed_at", "确认时间", "Confirmed"),
+    ("provider_order_no", "额度方订单号", "Provider order no."),
+    ("returns", "退货", "Returns"),
+    ("return_requested", "待资金方审核", "Requested"),
+    ("return_completed", "已完成", "Completed"),
+    ("return_rejected", "已拒绝", "Rejected"),
+    ("no_reason", "无理由退货", "No reason"),
+    ("performance_fault", "性能故障", "Performance fault"),
+    ("other_reason", "其他", "Other"),
+    ("returned_on", "退货日", "Returned on"),
+    ("completed_on", "完成日", "Completed on"),
+    ("rejection_reason", "拒绝原因", "Rejection reason"),
+    ("note", "备注", "Note"),
+    ("principal_to_bank", "归还资金方本金", "Principal to bank"),
+    ("repayments_to_refund", "应退还款", "Repayments to refund"),
+    ("interest_waived", "免除利息", "Interest waived"),
+    ("fee_waived", "免除费用", "Fee waived"),
+    ("penalty_waived", "免除罚息", "Penalty waived"),
+    ("down_payment_to_refund", "应退首付", "Down payment to refund"),
+    ("hold_to_void", "撤销冻结", "Hold to void"),
+    ("journal_unbalanced", "会计分录借贷不平，账务有误：", "Journal entries do NOT balance; the books are wrong:"),
+    ("difference", "差额", "Difference"),
+    ("seller", "销售方", "Sold by"),
+    ("product", "产品 · 期数", "Product · months"),
+    ("down_payment", "首付", "Down payment"),
+    ("funding_deadline", "放款截止", "Fund by"),
+    ("funded_on", "放款日", "Funded on"),
+    ("compensated", "冻结代偿", "Compensated"),
+    ("accelerated", "提前到期", "Accelerated"),
+    ("hold_confirmation", "冻结确认", "Hold confirmation"),
+    ("confirmation_timeout", "确认时限(分钟)", "Confirmation timeout (minutes)"),
 ];
 
 /// `¥1,234,567.89`.
@@ -201,5 +236,14 @@ mod tests {
         assert_eq!(Lang::pick(Some("en"), None), Lang::En);
         assert_eq!(Lang::En.t("overview"), "Overview");
         assert!(PHRASES.iter().all(|(_, zh, en)| !zh.is_empty() && !en.is_empty()));
+    }
+
+    #[test]
+    fn each_phrase_key_is_defined_once() {
+        // A second definition is never found: the page would say the first one's words.
+        let mut keys: Vec<&str> = PHRASES.iter().map(|p| p.0).collect();
+        keys.sort_unstable();
+        let twice: Vec<&&str> = keys.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
+        assert!(twice.is_empty(), "defined twice: {twice:?}");
     }
 }

@@ -292,20 +292,21 @@ pub async fn eod_runs(c: &impl Db, before_seq: i64, limit: i64) -> Result<Vec<Eo
 }
 
 /// The ids of the orders `q` names, newest first, at most `limit`: by `out_order_no` (any owner),
-/// a plan's `loan_no` (any bank), or an engine id of the order, its plan, its hold or its line.
-/// A return's id (`ret_`, §13) is looked up once its table exists.
+/// a plan's `loan_no` (any bank), or an engine id of the order, its plan, its hold, its line or
+/// one of its returns. Each branch is a lookup by a unique or indexed key.
 pub async fn search_order_ids(c: &impl Db, q: &str, limit: i64) -> Result<Vec<String>, tokio_postgres::Error> {
-    let returns = c.query_one("SELECT to_regclass('returns') IS NOT NULL", &[]).await?.get::<_, bool>(0);
-    let by_return = if returns && q.starts_with("ret_") { "UNION SELECT order_id FROM returns WHERE id = $1" } else { "" };
-    let sql = format!(
-        "SELECT o.id FROM orders o WHERE o.id IN (
-             SELECT id FROM orders WHERE out_order_no = $1 OR id = $1
-             UNION SELECT order_id FROM plans WHERE loan_no = $1 OR id = $1
-             UNION SELECT order_id FROM holds WHERE id = $1 OR credit_line_id = $1
-             {by_return})
-         ORDER BY o.seq DESC LIMIT $2"
-    );
-    Ok(c.query(&sql, &[&q, &limit]).await?.iter().map(|r| r.get(0)).collect())
+    let rows = c
+        .query(
+            "SELECT o.id FROM orders o WHERE o.id IN (
+                 SELECT id FROM orders WHERE out_order_no = $1 OR id = $1
+                 UNION SELECT order_id FROM plans WHERE loan_no = $1 OR id = $1
+                 UNION SELECT order_id FROM holds WHERE id = $1 OR credit_line_id = $1
+                 UNION SELECT order_id FROM returns WHERE id = $1)
+             ORDER BY o.seq DESC LIMIT $2",
+            &[&q, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Every dead notice matching the filters becomes pending from attempt one, due now, as the

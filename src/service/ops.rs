@@ -271,12 +271,17 @@ pub async fn redeliver_dead(deps: &Deps, filter: &RedeliverFilter) -> ApiResult<
     Ok(Redelivered { count })
 }
 
-/// The reference data the console shows read-only: banks and providers in creation order (the
-/// first 200 of each; the API's lists page through more).
-pub async fn reference(deps: &Deps) -> ApiResult<(Vec<crate::db::setup::Bank>, Vec<crate::db::setup::Provider>)> {
+/// The reference data the console shows read-only: banks and providers in creation order, at
+/// most `limit` of each after the `seq` cursors (0: from the first), as the API's lists page them.
+pub async fn reference(
+    deps: &Deps,
+    banks_after: i64,
+    providers_after: i64,
+    limit: i64,
+) -> ApiResult<(Vec<crate::db::setup::Bank>, Vec<crate::db::setup::Provider>)> {
     let client = deps.pool.get().await?;
-    let banks = crate::db::setup::list_banks(&**client, 0, SEARCH_MAX).await?;
-    let providers = crate::db::setup::list_providers(&**client, 0, SEARCH_MAX).await?;
+    let banks = crate::db::setup::list_banks(&**client, banks_after, limit).await?;
+    let providers = crate::db::setup::list_providers(&**client, providers_after, limit).await?;
     Ok((banks, providers))
 }
 
@@ -316,7 +321,7 @@ pub async fn admin_key_active(deps: &Deps, id: &str) -> ApiResult<bool> {
 }
 
 /// The most rows of each kind the order lookup shows (notices, journal entries, repayments,
-/// recoveries), and attempts per notice (the latest).
+/// recoveries, returns), and attempts per notice (the latest).
 pub const DETAIL_MAX: i64 = 200;
 pub const ATTEMPTS_MAX: i64 = 50;
 
@@ -332,14 +337,14 @@ pub struct OrderDetail {
     pub order: OrderView,
     pub repayments: Vec<crate::db::repayments::Recorded>,
     pub recoveries: Vec<crate::db::write_offs::Recovery>,
-    // RETURNS (API.md §13): the order's returns go here once the `returns` table lands (a read
-    // query in its db module, read below with the repayments); pages::order_returns renders them.
+    /// The order's device returns (API.md §13), newest first, as `GET /v1/returns/{id}` shows each.
+    pub returns: Vec<super::returns::ReturnView>,
     pub notices: Vec<NoticeHistory>,
     pub journal: Vec<crate::db::journal::Posted>,
 }
 
-/// The order `id` with its repayments, recoveries, the notices it caused with their attempts,
-/// and its journal entries; `None` when there is no such order.
+/// The order `id` with its repayments, recoveries, returns, the notices it caused with their
+/// attempts, and its journal entries; `None` when there is no such order.
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn order_detail(deps: &Deps, id: &str) -> ApiResult<Option<OrderDetail>> {
     let mut client = deps.pool.get().await?;
@@ -353,6 +358,7 @@ pub async fn order_detail(deps: &Deps, id: &str) -> ApiResult<Option<OrderDetail
         ),
         None => (vec![], vec![]),
     };
+    let returns = crate::db::returns::of_order(&tx, id, 0, DETAIL_MAX).await?;
     let notices = crate::db::notices::of_order(&tx, id, DETAIL_MAX).await?;
     let seqs: Vec<i64> = notices.iter().map(|n| n.notice.seq).collect();
     let mut attempts = crate::db::notices::attempts(&tx, &seqs, ATTEMPTS_MAX).await?;
@@ -365,7 +371,8 @@ pub async fn order_detail(deps: &Deps, id: &str) -> ApiResult<Option<OrderDetail
             NoticeHistory { attempts: attempts.drain(..mine).collect(), notice }
         })
         .collect();
-    Ok(Some(OrderDetail { order, repayments, recoveries, notices, journal }))
+    let returns = returns.into_iter().map(super::returns::return_view).collect();
+    Ok(Some(OrderDetail { order, repayments, recoveries, returns, notices, journal }))
 }
 
 /// One notice with its latest delivery attempts (the console's notice detail); `None` when
