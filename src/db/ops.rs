@@ -128,12 +128,15 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 /// past due of its oldest installment with anything unpaid due before `as_of`.
 ///
 /// Only the late plans (an open installment due before `as_of`, found by a range scan of the
-/// partial index of open installments, V2) are summed installment by installment; every other
-/// open plan is `current` with nothing unpaid due, so that bucket is the bank's open plans (the
-/// partial index of V28) and their unpaid principal less the late plans'. That principal is, by
-/// the invariant `verify` checks (`bank_exposure_matches_book`), the bank's exposure in use less
-/// its orders not yet funded, as the portfolio reads it ([`bank_books`]). So the cost follows the
-/// late plans and the banks, not the book: end of day takes this snapshot at every close.
+/// partial index of open installments, V2) are summed: their past-due installments from those
+/// rows, their unpaid principal (not yet due installments included) from the index of open
+/// installments by plan that carries it (V32, index-only, so a late plan's heap pages are not
+/// read). Every other open plan is `current` with nothing unpaid due, so that bucket is the
+/// bank's open plans (the partial index of V28) and their unpaid principal less the late plans'.
+/// That principal is, by the invariant `verify` checks (`bank_exposure_matches_book`), the bank's
+/// exposure in use less its orders not yet funded, as the portfolio reads it ([`bank_books`]). So
+/// the cost follows the late plans and the banks, not the book: end of day takes this snapshot at
+/// every close.
 /// [`aging_summed`] is the same answer summed over every open installment.
 pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
     let thresholds: Vec<i32> = THRESHOLDS.to_vec();
@@ -144,21 +147,22 @@ pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Resu
 const AGING_FROM_LATE_PLANS: &str = concat!(
     "
 WITH late AS (
-    SELECT DISTINCT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
+    -- Each late plan's installments due before $1 (a range scan of the partial index of open
+    -- installments, V2): what is unpaid of them and the oldest with anything unpaid.
+    SELECT plan_id, sum(unpaid) AS unpaid_due, min(due_on) FILTER (WHERE unpaid > 0) AS oldest
+    FROM (SELECT i.plan_id, i.due_on,
+                 i.principal_fen + i.interest_fen + i.fee_fen + i.penalty_fen
+                   - i.paid_principal_fen - i.paid_interest_fen - i.paid_fee_fen - i.paid_penalty_fen
+                   - i.waived_fen - i.waived_penalty_fen AS unpaid
+          FROM installments i WHERE i.status IN ('pending', 'overdue') AND i.due_on < $1) d
+    GROUP BY plan_id
 ), per_plan AS (
-    -- Each late plan's open installments by its key (a plan's rows are together), not a pass
-    -- over every installment to find them.
-    SELECT p.bank_id, p.id AS plan_id, x.principal, x.unpaid_due, x.days
+    -- Its unpaid principal over every open installment, not yet due ones included, from the
+    -- index that carries it (V32, index-only): not a visit to the plan's heap pages.
+    SELECT p.bank_id, late.unpaid_due, coalesce($1 - late.oldest, 0) AS days,
+           (SELECT sum(o.principal_fen - o.paid_principal_fen) FROM installments o
+            WHERE o.plan_id = late.plan_id AND o.status IN ('pending', 'overdue')) AS principal
     FROM late JOIN plans p ON p.id = late.plan_id
-    CROSS JOIN LATERAL (
-        SELECT sum(principal) AS principal,
-               coalesce(sum(unpaid) FILTER (WHERE due_on < $1), 0) AS unpaid_due,
-               coalesce($1 - min(due_on) FILTER (WHERE due_on < $1 AND unpaid > 0), 0) AS days
-        FROM (SELECT i.due_on, i.principal_fen - i.paid_principal_fen AS principal,
-                     i.principal_fen + i.interest_fen + i.fee_fen + i.penalty_fen
-                       - i.paid_principal_fen - i.paid_interest_fen - i.paid_fee_fen - i.paid_penalty_fen
-                       - i.waived_fen - i.waived_penalty_fen AS unpaid
-              FROM installments i WHERE i.plan_id = p.id AND i.status IN ('pending', 'overdue')) o) x
     WHERE p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
 ), late_rows AS (
     SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,

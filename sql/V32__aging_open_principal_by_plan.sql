@@ -1,0 +1,7 @@
+-- The aging (API.md §16, db::ops::aging) sums each late plan's unpaid principal, over all its open
+-- installments (those not yet due included). Read from the table, that was a visit to the heap
+-- pages of every late plan (most of the book's pages when many plans are late, as end of day's
+-- snapshot and the bench's defaulted tenth are); this index answers it from its own pages
+-- (index-only), a plan's open installments side by side.
+CREATE INDEX installments_open_principal_by_plan ON installments (plan_id) INCLUDE (principal_fen, paid_principal_fen)
+    WHERE status IN ('pending', 'overdue');
