@@ -5,3 +5,8 @@
 -- (index-only), a plan's open installments side by side.
 CREATE INDEX installments_open_principal_by_plan ON installments (plan_id) INCLUDE (principal_fen, paid_principal_fen)
     WHERE status IN ('pending', 'overdue');
+
+-- Each late plan's bank, from the open plans' index (V28) with their ids: an index-only pass, not
+-- a scan of the plans' heap (nor a lookup per late plan).
+DROP INDEX plans_open_by_bank;
+CREATE INDEX plans_open_by_bank ON plans (bank_id, id) WHERE status IN ('active', 'defaulted');
