@@ -2,8 +2,9 @@
 -- installments (those not yet due included). Read from the table, that was a visit to the heap
 -- pages of every late plan (most of the book's pages when many plans are late, as end of day's
 -- snapshot and the bench's defaulted tenth are); this index answers it from its own pages
--- (index-only), a plan's open installments side by side.
-CREATE INDEX installments_open_principal_by_plan ON installments (plan_id) INCLUDE (principal_fen, paid_principal_fen)
+-- (index-only), a plan's open installments side by side, in due order so that its past-due ones
+-- are a range (only those rows are read from the heap).
+CREATE INDEX installments_open_principal_by_plan ON installments (plan_id, due_on) INCLUDE (principal_fen, paid_principal_fen)
     WHERE status IN ('pending', 'overdue');
 
 -- Each late plan's bank, from the open plans' index (V28) with their ids: an index-only pass, not

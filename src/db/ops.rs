@@ -152,23 +152,24 @@ pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Resu
 const AGING_FROM_LATE_PLANS: &str = concat!(
     "
 WITH late AS (
-    -- Each late plan's installments due before $1 (a range scan of the partial index of open
-    -- installments, V2): what is unpaid of them and the oldest with anything unpaid.
-    SELECT plan_id, sum(unpaid) AS unpaid_due, min(due_on) FILTER (WHERE unpaid > 0) AS oldest
-    FROM (SELECT i.plan_id, i.due_on,
-                 i.principal_fen + i.interest_fen + i.fee_fen + i.penalty_fen
-                   - i.paid_principal_fen - i.paid_interest_fen - i.paid_fee_fen - i.paid_penalty_fen
-                   - i.waived_fen - i.waived_penalty_fen AS unpaid
-          FROM installments i WHERE i.status IN ('pending', 'overdue') AND i.due_on < $1) d
-    GROUP BY plan_id
+    -- The late plans: a range of the partial index of open installments (V2), index-only.
+    SELECT DISTINCT plan_id FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
 ), per_plan AS (
-    -- Its unpaid principal over every open installment, not yet due ones included, from the
-    -- index that carries it (V32, index-only): not a visit to the plan's heap pages.
-    SELECT p.bank_id, late.unpaid_due, coalesce($1 - late.oldest, 0) AS days,
+    -- Each late plan's bank from the open plans' index (V32 adds the id: index-only); its unpaid
+    -- principal over every open installment, not yet due ones included, and its installments due
+    -- before $1, both from the index of open installments by plan and due date (V32): the first
+    -- index-only, the second reading only the past-due rows. Not a visit to all the plan's rows.
+    SELECT p.bank_id, d.unpaid_due, coalesce($1 - d.oldest, 0) AS days,
            (SELECT sum(o.principal_fen - o.paid_principal_fen) FROM installments o
             WHERE o.plan_id = late.plan_id AND o.status IN ('pending', 'overdue')) AS principal
-    -- The plan's bank from the index of open plans by bank (V32 adds the id: index-only).
     FROM late JOIN plans p ON p.id = late.plan_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(unpaid), 0) AS unpaid_due, min(due_on) FILTER (WHERE unpaid > 0) AS oldest
+        FROM (SELECT i.due_on, i.principal_fen + i.interest_fen + i.fee_fen + i.penalty_fen
+                     - i.paid_principal_fen - i.paid_interest_fen - i.paid_fee_fen - i.paid_penalty_fen
+                     - i.waived_fen - i.waived_penalty_fen AS unpaid
+              FROM installments i
+              WHERE i.plan_id = late.plan_id AND i.status IN ('pending', 'overdue') AND i.due_on < $1) x) d
     WHERE p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
 ), late_rows AS (
     SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,
