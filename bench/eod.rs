@@ -256,7 +256,11 @@ pub async fn run(cluster: &Cluster, params: &Params, workdir: &Path, server_bin:
     let after = after_the_due_days(cluster, params, workdir, server_bin, &client, &pool, &due, date + Days::days(1)).await?;
     pool.close();
     drop(client);
-    cluster.drop_database(DB).await?;
+    if params.keep {
+        println!("   kept database {DB} (port {}) in the kept cluster", cluster.port());
+    } else {
+        cluster.drop_database(DB).await?;
+    }
     Ok(EodResult {
         plans: n,
         installments: n * TERM,

@@ -39,7 +39,8 @@ pub struct Args {
     /// Where to write the markdown report [default: docs/BENCHMARKS.md for a full run, none for --smoke].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Keep the throwaway directory (cluster, logs) instead of removing it at the end.
+    /// Keep the throwaway directory (cluster, logs) instead of removing it at the end, and the
+    /// end-of-day phase's database (its book, after the write-off run) in that cluster.
     #[arg(long)]
     keep: bool,
     /// Seconds of each measured HTTP load phase [default: 30; smoke 2].
@@ -103,6 +104,8 @@ pub struct Params {
     pub stat_statements: bool,
     /// The phases to run (`--only`); empty: all.
     pub only: Vec<String>,
+    /// `--keep`: the end-of-day database stays in the kept cluster, to query its book afterwards.
+    pub keep: bool,
 }
 
 impl Params {
@@ -134,6 +137,7 @@ impl Params {
             wal_preallocate_mb: a.wal_preallocate_mb.unwrap_or(if smoke { 32 } else { 2048 }),
             stat_statements: !a.no_stat_statements,
             only: a.only.clone(),
+            keep: a.keep,
         }
     }
 }
