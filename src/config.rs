@@ -205,6 +205,14 @@ pub struct NoticeSettings {
     /// Tests only: the first backoff in milliseconds instead of `retry_initial_secs` (0: unused).
     #[serde(default)]
     pub retry_initial_ms: u64,
+    /// Webhook attempts (`notice_attempts`) of delivered notices are forgotten this many days after
+    /// they were made; a dead or pending notice's stay (housekeeping, src/jobs/mod.rs).
+    #[serde(default = "default_attempts_retention_days")]
+    pub attempts_retention_days: u32,
+}
+
+fn default_attempts_retention_days() -> u32 {
+    30
 }
 
 fn default_per_recipient() -> usize {
@@ -306,6 +314,7 @@ impl Settings {
         anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
         anyhow::ensure!(self.notices.slow_workers >= 1, "notices.slow_workers must be at least 1");
         anyhow::ensure!(self.notices.slow_after_ms >= 1, "notices.slow_after_ms must be at least 1");
+        anyhow::ensure!((1..=36_500).contains(&self.notices.attempts_retention_days), "notices.attempts_retention_days must be 1-36500");
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
         anyhow::ensure!(self.server.request_timeout_ms >= 100, "server.request_timeout_ms must be at least 100");
         anyhow::ensure!(
