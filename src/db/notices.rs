@@ -75,15 +75,22 @@ fn notice(r: &Row) -> Notice {
 /// so far; answers how many. Waits for a sequencer already running (they are quick), so a reader
 /// that calls this first sees every notice committed before it.
 pub async fn position_new(client: &mut tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+    position_next(client, 100_000).await
+}
+
+/// `position_new` for at most the first `limit` notices without a position (in id order): what
+/// delivery's dispatcher calls, so that workers can start on the first ones while the rest of a
+/// large backlog is positioned.
+pub async fn position_next(client: &mut tokio_postgres::Client, limit: i64) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NOTICE_SEQUENCER_LOCK_KEY]).await?;
     let n = tx
         .execute(
             "UPDATE notices n SET pos = b.base + c.rn
-             FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM notices WHERE pos IS NULL ORDER BY seq LIMIT 100000) c,
+             FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM notices WHERE pos IS NULL ORDER BY seq LIMIT $1) c,
                   (SELECT coalesce(max(pos), 0) AS base FROM notices) b
              WHERE n.seq = c.seq",
-            &[],
+            &[&limit],
         )
         .await?;
     tx.commit().await?;
