@@ -375,6 +375,14 @@ mod tests {
     }
 
     #[test]
+    fn webhook_attempts_are_kept_at_least_a_day() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.notices.attempts_retention_days, 30);
+        s.notices.attempts_retention_days = 0;
+        assert!(s.check().unwrap_err().to_string().contains("notices.attempts_retention_days"));
+    }
+
+    #[test]
     fn notice_backoff_doubles_up_to_the_cap() {
         let s = Settings::defaults().notices;
         let secs: Vec<u64> = (1..=12).map(|n| s.backoff(n).as_secs()).collect();
