@@ -74,9 +74,10 @@ pub struct Args {
     #[arg(long)]
     source_label: Option<String>,
     /// Run only these phases (comma separated: `pgbench`, `orders` (with notices and instances),
-    /// `eod`) [default: all]; to measure one change without the minutes of the others. The report
-    /// is written only with `--out`: a partial run must not replace the full one.
-    #[arg(long, value_delimiter = ',', value_parser = ["pgbench", "orders", "eod"])]
+    /// `notices` (the notices phase alone, on a world seeded with at most 100 customers), `eod`)
+    /// [default: all]; to measure one change without the minutes of the others. The report is
+    /// written only with `--out`: a partial run must not replace the full one.
+    #[arg(long, value_delimiter = ',', value_parser = ["pgbench", "orders", "notices", "eod"])]
     only: Vec<String>,
 }
 
@@ -222,6 +223,8 @@ async fn run_phases(params: &Params, server_bin: &Path, workdir: &Path, machine:
         }
         if params.runs("orders") {
             orders_and_notices(&cluster, params, server_bin, workdir, &mut results).await?;
+        } else if params.runs("notices") {
+            notices_alone(&cluster, params, server_bin, workdir, &mut results).await?;
         }
         if params.runs("eod") {
             results.eod = Some(eod::run(&cluster, params, workdir, server_bin).await.context("end of day")?);
@@ -334,6 +337,46 @@ async fn orders_and_notices(
         }
         Err(e) => Err(e),
     };
+    receiver.stop();
+    outcome
+}
+
+/// Phase 5 alone (`--only notices`), to measure delivery in seconds rather than the minutes of the
+/// order phases: the service on a fresh order database seeded as for phase 2 but with at most 100
+/// customers (delivery reads none of them), then the notices phase, with its statements printed.
+async fn notices_alone(
+    cluster: &cluster::Cluster,
+    params: &Params,
+    server_bin: &Path,
+    workdir: &Path,
+    results: &mut report::Results,
+) -> Result<()> {
+    const DB: &str = "orders";
+    cluster.create_database(DB).await?;
+    let receiver = notices::Receiver::start().context("the local webhook receiver")?;
+    let service = service::Service::start(server_bin, &cluster.url(DB), workdir, "service", params.service_pool_size).await?;
+    let outcome = async {
+        let small = Params { customers: params.customers.min(100), ..params.clone() };
+        api::World::setup(&service, &small, &receiver.url()).await.context("seeding over the API")?;
+        settle(cluster, DB).await?;
+        println!("\n== notices: {} pending to a local receiver", params.notices);
+        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
+        let delivered = notices::run(cluster, DB, &receiver, params).await?;
+        let obs = obs.finish().await?;
+        println!("   {}", delivered.summary());
+        print_obs(&obs, delivered.delivered.max(0) as u64, "notice");
+        for s in &obs.statements {
+            println!("   {:>7} calls {:>9.0} ms {:>8.3} ms/call  {}", s.calls, s.total_ms, s.mean_ms, s.query);
+        }
+        results.notices = Some((delivered, obs));
+        anyhow::Ok(())
+    }
+    .await;
+    results.rss_mb = service.peak_rss_mb();
+    results.service_log_tail = service.log_tail(15);
+    if let Err(e) = service.stop().await {
+        eprintln!("creditphone-bench: stopping the service: {e:#}");
+    }
     receiver.stop();
     outcome
 }

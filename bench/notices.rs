@@ -84,6 +84,9 @@ pub struct NoticeResult {
     pub secs: f64,
     /// First created to last delivered, from the database's own timestamps.
     pub db_secs: Option<f64>,
+    /// The backlog's commit to the last delivered: `db_secs` without the harness's own insert of
+    /// the backlog (a statement of seconds, within `db_secs` since `created_at` is its start).
+    pub after_commit_secs: Option<f64>,
     pub received: u64,
     pub complete: bool,
     pub per_recipient: String,
@@ -96,8 +99,12 @@ impl NoticeResult {
     }
 
     pub fn summary(&self) -> String {
+        let after_commit = match self.after_commit_secs.filter(|s| *s > 0.0) {
+            Some(s) => format!("; {:.0}/s from the backlog's commit", self.delivered as f64 / s),
+            None => String::new(),
+        };
         format!(
-            "{} of {} delivered{} in {:.1} s: {:.0} notices/s ({} requests received, {} dead)",
+            "{} of {} delivered{} in {:.1} s: {:.0} notices/s ({} requests received, {} dead{after_commit})",
             self.delivered,
             self.count,
             if self.complete { "" } else { " (deadline reached)" },
@@ -129,6 +136,7 @@ pub async fn run(cluster: &Cluster, db: &str, receiver: &Receiver, params: &Para
     if inserted != n as u64 {
         bail!("inserted {inserted} notices instead of {n}");
     }
+    let committed_at: chrono::DateTime<chrono::Utc> = client.query_one("SELECT now()", &[]).await?.get(0);
     let deadline = started + params.notices_deadline;
     let mut complete = false;
     // Progress is watched at the receiver (free); the database, which counting would load, is
@@ -163,9 +171,10 @@ pub async fn run(cluster: &Cluster, db: &str, receiver: &Receiver, params: &Para
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'dead'),
-                    extract(epoch FROM max(delivered_at) - min(created_at))::float8
+                    extract(epoch FROM max(delivered_at) - min(created_at))::float8,
+                    extract(epoch FROM max(delivered_at) - $2)::float8
              FROM notices WHERE recipient_kind = 'bank' AND recipient_id = $1",
-            &[&NOTICE_BANK],
+            &[&NOTICE_BANK, &committed_at],
         )
         .await?;
     Ok(NoticeResult {
@@ -174,6 +183,7 @@ pub async fn run(cluster: &Cluster, db: &str, receiver: &Receiver, params: &Para
         dead: row.get(1),
         secs,
         db_secs: row.get(2),
+        after_commit_secs: row.get(3),
         received: receiver.received.load(Ordering::Relaxed) - before,
         complete,
         per_recipient: {

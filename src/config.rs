@@ -210,6 +210,14 @@ pub struct NoticeSettings {
     /// Tests only: the first backoff in milliseconds instead of `retry_initial_secs` (0: unused).
     #[serde(default)]
     pub retry_initial_ms: u64,
+    /// Webhook attempts (`notice_attempts`) of delivered notices are forgotten this many days after
+    /// they were made; a dead or pending notice's stay (housekeeping, src/jobs/mod.rs).
+    #[serde(default = "default_attempts_retention_days")]
+    pub attempts_retention_days: u32,
+}
+
+fn default_attempts_retention_days() -> u32 {
+    30
 }
 
 fn default_per_recipient() -> usize {
@@ -311,6 +319,7 @@ impl Settings {
         anyhow::ensure!((1..=1000).contains(&self.notices.batch_size), "notices.batch_size must be 1-1000");
         anyhow::ensure!(self.notices.slow_workers >= 1, "notices.slow_workers must be at least 1");
         anyhow::ensure!(self.notices.slow_after_ms >= 1, "notices.slow_after_ms must be at least 1");
+        anyhow::ensure!((1..=36_500).contains(&self.notices.attempts_retention_days), "notices.attempts_retention_days must be 1-36500");
         anyhow::ensure!(self.server.body_limit_bytes >= 1024, "server.body_limit_bytes must be at least 1024");
         anyhow::ensure!(self.server.request_timeout_ms >= 100, "server.request_timeout_ms must be at least 100");
         anyhow::ensure!(
@@ -368,6 +377,14 @@ mod tests {
         assert_eq!(s.notices.slow_after().as_millis(), 1000);
         s.notices.slow_workers = 0;
         assert!(s.check().unwrap_err().to_string().contains("notices.slow_workers"));
+    }
+
+    #[test]
+    fn webhook_attempts_are_kept_at_least_a_day() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.notices.attempts_retention_days, 30);
+        s.notices.attempts_retention_days = 0;
+        assert!(s.check().unwrap_err().to_string().contains("notices.attempts_retention_days"));
     }
 
     #[test]

@@ -585,6 +585,141 @@ async fn many_hanging_receivers_do_not_delay_a_healthy_one() {
     quick.stop().await;
 }
 
+/// How many attempt rows each of `seqs` has, in that order.
+async fn attempt_rows(db: &tokio_postgres::Client, seqs: &[i64]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for seq in seqs {
+        out.push(db.query_one("SELECT count(*) FROM notice_attempts WHERE notice_seq = $1", &[seq]).await.unwrap().get(0));
+    }
+    out
+}
+
+#[actix_web::test]
+async fn housekeeping_forgets_old_attempts_of_delivered_notices_but_keeps_a_dead_notices_history() {
+    let rx = Receiver::start(Mode::Accept).await;
+    let mut w = Hooks::new(|_| {}, Some(&rx.url), None, true).await;
+    for n in 1..=3 {
+        w.order(n).await;
+    }
+    wait_for("the bank's 3 notices delivered", Duration::from_secs(10), async || {
+        w.admin_notices("recipient=bank:bk&state=delivered").await.len() == 3
+    })
+    .await;
+    w.stop_jobs().await;
+    let db = w.app.db().await;
+    let seqs: Vec<i64> = db
+        .query("SELECT seq FROM notices WHERE recipient_kind = 'bank' ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (old, dead) = (seqs[0], seqs[1]);
+    // Past the default retention (30 days): the first notice's attempt and 2,500 more (more than
+    // one purge batch); the second notice is dead, its attempts as old; the third's are today's.
+    db.batch_execute(&format!(
+        "INSERT INTO notice_attempts (notice_seq, attempt, attempted_at, delivered, status, error)
+             SELECT {old}, g, now() - interval '40 days', false, 500, 'HTTP 500' FROM generate_series(2, 2501) g;
+         UPDATE notice_attempts SET attempted_at = now() - interval '40 days' WHERE notice_seq IN ({old}, {dead});
+         UPDATE notices SET state = 'dead', delivered_at = NULL, last_status = 302 WHERE seq = {dead};"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(attempt_rows(&db, &seqs).await, [2501, 1, 1]);
+
+    // Housekeeping runs once when the jobs start, then hourly.
+    w.start_jobs();
+    wait_for("the old attempts purged", Duration::from_secs(10), async || attempt_rows(&db, &[old]).await == [0]).await;
+    assert_eq!(attempt_rows(&db, &seqs).await, [0, 1, 1], "a dead notice's attempts and recent ones stay");
+    let dead_page = w.notice(&format!("ntc_{dead:016}")).await;
+    assert_eq!(dead_page["state"], "dead");
+    w.stop_jobs().await;
+
+    // One purge statement deletes at most its limit.
+    db.batch_execute(&format!(
+        "INSERT INTO notice_attempts (notice_seq, attempt, attempted_at, delivered, status)
+             SELECT {old}, g, now() - interval '40 days', true, 200 FROM generate_series(1, 3) g"
+    ))
+    .await
+    .unwrap();
+    let purge = async || creditphone::db::notices::purge_attempts(&db, 30, 2).await.unwrap();
+    assert_eq!((purge().await, purge().await, purge().await), (2, 1, 0));
+    assert_eq!(attempt_rows(&db, &seqs).await, [0, 1, 1]);
+    rx.stop().await;
+}
+
+/// `n` pending notices to the bank straight into the outbox; their ids in creation order.
+async fn burst_to_bank(db: &tokio_postgres::Client, n: i64) -> Vec<String> {
+    db.query(
+        "INSERT INTO notices (type, recipient_kind, recipient_id, data, state, next_attempt_at)
+         SELECT 'test.burst', 'bank', 'bk', jsonb_build_object('n', g), 'pending', now() FROM generate_series(1, $1::int8) g
+         RETURNING id",
+        &[&n],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// How many of the bank's notices have had an attempt counted.
+async fn bank_counted(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT count(*) FROM notices WHERE recipient_kind = 'bank' AND attempts > 0", &[]).await.unwrap().get(0)
+}
+
+#[actix_web::test]
+async fn the_next_run_is_counted_while_one_is_being_sent() {
+    // Each answer takes 1.5 s (under `slow_after_ms`, so the recipient stays quick); runs of 2.
+    let rx = Receiver::start(Mode::Sleep(Duration::from_millis(1500))).await;
+    let mut w = Hooks::new(
+        |s| {
+            s.notices.timeout_secs = 10;
+            s.notices.batch_size = 2;
+        },
+        Some(&rx.url),
+        None,
+        false,
+    )
+    .await;
+    let db = w.app.db().await;
+    let sent = burst_to_bank(&db, 4).await;
+    w.start_jobs();
+    wait_for("both runs counted", Duration::from_secs(10), async || bank_counted(&db).await == 4).await;
+    assert_eq!(rx.hits().len(), 1, "the second run was counted while the first run's first attempt was unanswered");
+    wait_for("the 4 notices delivered", Duration::from_secs(20), async || {
+        w.admin_notices("recipient=bank:bk&state=delivered").await.len() == 4
+    })
+    .await;
+    let hits: Vec<String> = rx.hits().iter().map(|h| h.event_id.clone()).collect();
+    assert_eq!(hits, sent, "each once, in creation order");
+    w.stop_jobs().await;
+    rx.stop().await;
+}
+
+#[actix_web::test]
+async fn a_failure_gives_back_the_run_counted_after_it_and_first_attempts_stay_in_order() {
+    let rx = Receiver::start(Mode::FailFirstEvent(1)).await;
+    let mut w = Hooks::new(|s| s.notices.batch_size = 3, Some(&rx.url), None, false).await;
+    let db = w.app.db().await;
+    let sent = burst_to_bank(&db, 10).await;
+    w.start_jobs();
+    wait_for("the 10 notices delivered", Duration::from_secs(15), async || {
+        w.admin_notices("recipient=bank:bk&state=delivered").await.len() == 10
+    })
+    .await;
+    let hits = rx.hits();
+    let first: Vec<String> = hits.iter().filter(|h| h.attempt == "1").map(|h| h.event_id.clone()).collect();
+    assert_eq!(first, sent, "first attempts once each, in creation order: {hits:?}");
+    assert_eq!(rx.hits_of(&sent[0]).iter().map(|h| h.attempt.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(hits.len(), 11);
+    // The run counted while the failing one was sent was given back uncounted.
+    let attempts: Vec<i64> = w.admin_notices("recipient=bank:bk").await.iter().map(|n| n["attempts"].as_i64().unwrap()).collect();
+    assert_eq!(attempts, [2, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    w.stop_jobs().await;
+    rx.stop().await;
+}
+
 #[actix_web::test]
 async fn two_instances_deliver_each_notice_once_in_order() {
     let rx = Receiver::start(Mode::Accept).await;

@@ -75,15 +75,22 @@ fn notice(r: &Row) -> Notice {
 /// so far; answers how many. Waits for a sequencer already running (they are quick), so a reader
 /// that calls this first sees every notice committed before it.
 pub async fn position_new(client: &mut tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+    position_next(client, 100_000).await
+}
+
+/// `position_new` for at most the first `limit` notices without a position (in id order): what
+/// delivery's dispatcher calls, so that workers can start on the first ones while the rest of a
+/// large backlog is positioned.
+pub async fn position_next(client: &mut tokio_postgres::Client, limit: i64) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NOTICE_SEQUENCER_LOCK_KEY]).await?;
     let n = tx
         .execute(
             "UPDATE notices n SET pos = b.base + c.rn
-             FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM notices WHERE pos IS NULL ORDER BY seq LIMIT 100000) c,
+             FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM notices WHERE pos IS NULL ORDER BY seq LIMIT $1) c,
                   (SELECT coalesce(max(pos), 0) AS base FROM notices) b
              WHERE n.seq = c.seq",
-            &[],
+            &[&limit],
         )
         .await?;
     tx.commit().await?;
@@ -483,4 +490,25 @@ pub async fn attempts(c: &impl Db, seqs: &[i64], per_notice: i64) -> Result<Vec<
             next_attempt_at: r.get(6),
         })
         .collect())
+}
+
+/// Deletes at most `limit` webhook attempts made more than `days` days ago whose notice is
+/// delivered; answers how many. A dead notice keeps its whole history while it is dead (the console
+/// shows why it died, and redelivery is decided on it), and a pending one while it is retried.
+/// Attempts another instance's purge has locked are skipped, so several instances purge side by
+/// side without waiting for each other. Old attempts are found through an index on their time
+/// (`notice_attempts_at`, BRIN, sql/V34, or `notice_attempts_notice`), and each one's notice by its
+/// key in a subquery: as a join, the planner hashed every notice of the book (it has no statistics
+/// on `state`, sql/V8) to delete a few thousand attempts.
+pub async fn purge_attempts(c: &impl Db, days: u32, limit: i64) -> Result<u64, tokio_postgres::Error> {
+    let days = i32::try_from(days).unwrap_or(i32::MAX);
+    c.execute(
+        "DELETE FROM notice_attempts WHERE ctid = ANY (ARRAY(
+             SELECT a.ctid FROM notice_attempts a
+             WHERE a.attempted_at < now() - make_interval(days => $1)
+               AND (SELECT n.state FROM notices n WHERE n.seq = a.notice_seq) = 'delivered'
+             LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        &[&days, &limit],
+    )
+    .await
 }

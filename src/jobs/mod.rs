@@ -39,7 +39,14 @@ pub fn spawn_all(state: Arc<Deps>) -> Jobs {
     Jobs { stop, handles }
 }
 
-/// Hourly: forget idempotency answers past their retention.
+/// Webhook attempts deleted per statement by housekeeping: each batch is its own short
+/// transaction, so a backlog never holds locks or writes WAL in one lump.
+const ATTEMPT_PURGE_BATCH: i64 = 5_000;
+/// Batches per housekeeping run at most (a million attempts an hour); a larger backlog is worked
+/// off over the next runs.
+const ATTEMPT_PURGE_BATCHES: usize = 200;
+
+/// Hourly: forget idempotency answers and webhook attempts past their retention.
 async fn housekeeping(state: Arc<Deps>, mut stopped: watch::Receiver<bool>) {
     loop {
         if let Ok(client) = state.pool.get().await {
@@ -49,10 +56,45 @@ async fn housekeeping(state: Arc<Deps>, mut stopped: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
             }
         }
+        purge_notice_attempts(&state, &stopped).await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stopped.changed() => return,
         }
+    }
+}
+
+/// Deletes the attempts of delivered notices past `notices.attempts_retention_days`, in batches of
+/// `ATTEMPT_PURGE_BATCH` until one comes back short, at most `ATTEMPT_PURGE_BATCHES` of them.
+async fn purge_notice_attempts(state: &Deps, stopped: &watch::Receiver<bool>) {
+    let days = state.settings.notices.attempts_retention_days;
+    let mut deleted = 0;
+    for _ in 0..ATTEMPT_PURGE_BATCHES {
+        if *stopped.borrow() {
+            break;
+        }
+        let batch = match state.pool.get().await {
+            Ok(client) => crate::db::notices::purge_attempts(&**client, days, ATTEMPT_PURGE_BATCH).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "purging webhook attempts: no database connection");
+                break;
+            }
+        };
+        match batch {
+            Ok(n) => {
+                deleted += n;
+                if n < ATTEMPT_PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error::db_cause(&e), "purging webhook attempts failed");
+                break;
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(deleted, retention_days = days, "purged webhook attempts past their retention");
     }
 }
 

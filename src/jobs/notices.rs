@@ -9,7 +9,9 @@
 //! `notices.batch_size`, in position order, `notices.per_recipient` at a time: a run's attempts are
 //! counted and leased (and the lane's lease renewed) in one statement before the first is sent, and
 //! their outcomes recorded in one statement after the last; an attempt is sent only while its
-//! timeout fits in the lease and none of the run failed, the rest are given back. So:
+//! timeout fits in the lease and none of the run failed, the rest are given back. Runs are
+//! pipelined: while one is sent, the one before is recorded and the one after is read and counted
+//! (it is sent only if every attempt of this one was delivered, else given back). So:
 //! - first attempts to one recipient go in creation (commit) order, one lane holder across all
 //!   instances; a notice committed late is never overtaken by one positioned after it;
 //! - a failed notice waits for its backoff without holding the lane: later ones go on;
@@ -41,6 +43,9 @@ const LEASE_MARGIN_MS: i64 = 10_000;
 const GAUGES_EVERY: Duration = Duration::from_secs(10);
 /// An attempt starts only if its timeout ends this long before the lease does.
 const LEASE_SAFETY: Duration = Duration::from_secs(1);
+/// Notices positioned per statement by the dispatcher: a backlog (end of day, a burst of orders)
+/// is delivered from its first chunk on instead of after all of it is positioned.
+const POSITION_CHUNK: u64 = 10_000;
 /// How much of a receiver's answer is read: enough for an error message, and to reuse the connection.
 const ANSWER_READ_LIMIT: usize = 16 * 1024;
 
@@ -113,10 +118,16 @@ pub async fn run(state: Arc<Deps>, mut stopped: watch::Receiver<bool>) {
             refresh_gauges(&state).await;
             gauges_at = Some(Instant::now());
         }
-        if let Err(e) = position(&ctx).await {
+        let positioned = position(&ctx).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "webhook delivery: positioning new notices failed; trying again");
-        }
+            0
+        });
         dispatch(&ctx, quick, slow).await;
+        if positioned >= POSITION_CHUNK {
+            // More may wait for a position: the next chunk at once, while the lanes just
+            // dispatched deliver the first.
+            continue;
+        }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = ctx.wake.notified() => {}
@@ -179,11 +190,11 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
-/// Committed notices get their read order (also while every worker is busy).
-async fn position(ctx: &Ctx) -> Result<(), Error> {
+/// Committed notices get their read order (also while every worker is busy), at most
+/// `POSITION_CHUNK` at a time; answers how many.
+async fn position(ctx: &Ctx) -> Result<u64, Error> {
     let mut client = ctx.state.pool.get().await?;
-    db::position_new(&mut client).await?;
-    Ok(())
+    Ok(db::position_next(&mut client, POSITION_CHUNK as i64).await?)
 }
 
 async fn claim(ctx: &Ctx, quick: usize, slow: usize) -> Result<Vec<Lane>, Error> {
@@ -265,6 +276,14 @@ async fn serve_lane(ctx: Arc<Ctx>, lane: Lane, worker: Worker) {
     }
 }
 
+/// Serves a lane in runs of up to `batch_size` due notices, pipelined: while one run's attempts are
+/// sent (one at a time when `per_recipient` is 1), the run before it is recorded and the run after
+/// it is read and counted, so the database's round trips and statements are not between one
+/// attempt and the next. The run after is read only once this one is counted (so it holds later
+/// notices), and it is sent only when every attempt of this one was delivered: after a failure, an
+/// attempt left unsent or cut short, it is given back uncounted with this run's unsent ones, and the
+/// lane is read again, so first attempts still go in read order and a failure's backoff is recorded
+/// before anything after it is sent.
 async fn serve_lane_until_done(
     ctx: &Ctx,
     lane: &Lane,
@@ -272,44 +291,57 @@ async fn serve_lane_until_done(
     started: Instant,
     stats: &mut LaneStats,
 ) -> Result<(), Error> {
-    let settings = &ctx.state.settings.notices;
-    let (kind, id) = (lane.kind.as_str(), lane.id.as_str());
+    let mut next = count_next_run(ctx, lane).await?;
+    // Sent and not yet recorded: recorded while the next run is sent.
+    let mut unrecorded: Vec<(Due, i32, Attempt)> = Vec::new();
     loop {
-        if ctx.stopping() || started.elapsed() >= LANE_SLICE {
-            return Ok(());
-        }
-        let (batch, webhook) = {
-            let client = ctx.state.pool.get().await?;
-            let batch = db::due_in_lane(&**client, kind, id, i64::from(settings.batch_size)).await?;
-            let webhook = db::recipient_webhook(&**client, kind, id).await?;
-            (batch, webhook)
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let Some(run) = attempt_run(ctx, lane, worker, &webhook, batch).await? else {
-            tracing::warn!(recipient = %format!("{kind}:{id}"), "webhook delivery: lost a recipient's lease; another worker has it");
-            return Ok(());
-        };
-        for outcome in run.outcomes {
-            match outcome {
-                Outcome::Delivered => stats.delivered += 1,
-                Outcome::Failed => stats.failed += 1,
-                Outcome::Dead => stats.dead += 1,
-                Outcome::Skipped => {}
+        let run = match next {
+            NextRun::Counted(run) => run,
+            NextRun::Empty => break,
+            NextRun::LaneLost => {
+                tracing::warn!(recipient = %format!("{}:{}", lane.kind, lane.id), "webhook delivery: lost a recipient's lease; another worker has it");
+                break;
             }
+        };
+        if ctx.stopping() || started.elapsed() >= LANE_SLICE {
+            unrecorded.extend(run.unsent());
+            break;
         }
-        stats.cut_short += run.cut_short;
-        if let Some(slow) = run.slow {
+        let previous = std::mem::take(&mut unrecorded);
+        let (sent, (recorded, after)) = tokio::join!(send_run(ctx, worker, &run.webhook, run.runs, run.started), async {
+            (record_and_observe(ctx, lane, previous, stats).await, count_next_run(ctx, lane).await)
+        });
+        recorded?;
+        let all_delivered = sent.iter().all(|(_, _, a)| matches!(a, Attempt::Answered(s, _) if s.delivered));
+        let other_worker = slowness(ctx, &sent).is_some_and(|slow| {
             stats.slow = Some(slow);
             // Held by the other kind of worker than it now needs (a cut-short attempt waits for a
             // slow one; a recovered recipient belongs with the quick ones): given back, the
             // dispatcher hands it to its own kind.
-            if slow != worker.lock().unwrap_or_else(PoisonError::into_inner).slow {
-                return Ok(());
+            slow != worker.lock().unwrap_or_else(PoisonError::into_inner).slow
+        });
+        unrecorded = sent;
+        let after = match after {
+            Ok(after) => after,
+            Err(e) => {
+                record_and_observe(ctx, lane, unrecorded, stats).await?;
+                return Err(e);
             }
+        };
+        if all_delivered && !other_worker {
+            next = after;
+            continue;
         }
+        if let NextRun::Counted(after) = after {
+            unrecorded.extend(after.unsent());
+        }
+        record_and_observe(ctx, lane, std::mem::take(&mut unrecorded), stats).await?;
+        if other_worker {
+            return Ok(());
+        }
+        next = count_next_run(ctx, lane).await?;
     }
+    record_and_observe(ctx, lane, unrecorded, stats).await
 }
 
 /// A recipient's current `(webhook_url, webhook_secret)`, when it has a URL.
@@ -324,51 +356,90 @@ enum Attempt {
     Answered(Sent, Duration),
 }
 
-/// What a run came to, for the lane's worker.
-struct Run {
-    outcomes: Vec<Outcome>,
-    cut_short: u64,
-    /// Whether an attempt stayed unanswered past `slow_after` (`None`: nothing was sent).
-    slow: Option<bool>,
+/// A run of a lane's due notices, counted and leased by `start_attempts`, not sent yet.
+struct Counted {
+    /// Each notice with its attempt number, in read order.
+    runs: Vec<(Due, i32)>,
+    webhook: Webhook,
+    /// When the statement that counted them (and renewed the lane's lease) was sent.
+    started: Instant,
 }
 
-/// One run of a lane's due notices: every attempt counted and leased first (one statement), then
-/// sent (`send_run`), then every outcome recorded (one statement). Attempts not answered are given
-/// back, due now. `None`: the lane's lease was lost before anything was sent.
-async fn attempt_run(ctx: &Ctx, lane: &Lane, worker: &Mutex<Worker>, webhook: &Webhook, batch: Vec<Due>) -> Result<Option<Run>, Error> {
+impl Counted {
+    /// Its attempts as not sent, to be given back.
+    fn unsent(self) -> impl Iterator<Item = (Due, i32, Attempt)> {
+        self.runs.into_iter().map(|(due, n)| (due, n, Attempt::Unsent))
+    }
+}
+
+/// What a lane has next.
+enum NextRun {
+    Counted(Counted),
+    /// Nothing due.
+    Empty,
+    /// The lane's lease was lost: another worker has it.
+    LaneLost,
+}
+
+/// Reads a lane's next due notices (at most `batch_size`, in read order) and its webhook, then
+/// counts and leases them and renews the lane's lease (one statement). Notices that changed
+/// meanwhile (delivered elsewhere, redelivered) are left out.
+async fn count_next_run(ctx: &Ctx, lane: &Lane) -> Result<NextRun, Error> {
+    let batch_size = i64::from(ctx.state.settings.notices.batch_size);
+    let client = ctx.state.pool.get().await?;
+    let batch = db::due_in_lane(&**client, &lane.kind, &lane.id, batch_size).await?;
+    if batch.is_empty() {
+        return Ok(NextRun::Empty);
+    }
+    let webhook = db::recipient_webhook(&**client, &lane.kind, &lane.id).await?;
     let due: Vec<(i64, i32)> = batch.iter().map(|d| (d.notice.seq, d.attempts)).collect();
-    let run_started = Instant::now();
-    let started = {
-        let client = ctx.state.pool.get().await?;
-        db::start_attempts(&**client, &ctx.owner, &lane.kind, &lane.id, &due, ctx.lease_ms).await?
-    };
-    let started = match started {
-        db::Started::LaneLost => return Ok(None),
-        db::Started::Attempts(started) => started,
+    let started = Instant::now();
+    let counted = match db::start_attempts(&**client, &ctx.owner, &lane.kind, &lane.id, &due, ctx.lease_ms).await? {
+        db::Started::LaneLost => return Ok(NextRun::LaneLost),
+        db::Started::Attempts(counted) => counted,
     };
     let mut by_seq: std::collections::HashMap<i64, Due> = batch.into_iter().map(|d| (d.notice.seq, d)).collect();
-    let runs: Vec<(Due, i32)> = started.iter().filter_map(|(seq, n)| by_seq.remove(seq).map(|d| (d, *n))).collect();
-    let sent = send_run(ctx, worker, webhook, runs, run_started).await;
+    let runs = counted.iter().filter_map(|(seq, n)| by_seq.remove(seq).map(|d| (d, *n))).collect();
+    Ok(NextRun::Counted(Counted { runs, webhook, started }))
+}
+
+/// Whether a run's attempts showed its recipient slow: one cut short or answered after
+/// `slow_after` (`None`: nothing was sent).
+fn slowness(ctx: &Ctx, sent: &[(Due, i32, Attempt)]) -> Option<bool> {
+    sent.iter().fold(None, |slow, (_, _, attempt)| match attempt {
+        Attempt::Unsent => slow,
+        Attempt::CutShort => Some(true),
+        Attempt::Answered(_, elapsed) => Some(slow.unwrap_or(false) || *elapsed >= ctx.slow_after),
+    })
+}
+
+/// Records a run's outcomes (`record_run`), then counts them in `stats`, with their metrics and logs.
+async fn record_and_observe(ctx: &Ctx, lane: &Lane, sent: Vec<(Due, i32, Attempt)>, stats: &mut LaneStats) -> Result<(), Error> {
+    if sent.is_empty() {
+        return Ok(());
+    }
     let recorded = record_run(ctx, &sent).await?;
-    let mut run = Run { outcomes: Vec::with_capacity(sent.len()), cut_short: 0, slow: None };
     for (due, n, attempt) in sent {
         match attempt {
             Attempt::Unsent => {}
             Attempt::CutShort => {
-                run.cut_short += 1;
-                run.slow = Some(true);
+                stats.cut_short += 1;
                 ctx.state.metrics.notice_attempts.with_label_values(&["cut_short"]).inc();
                 tracing::info!(notice_id = due.notice.id.as_str(), recipient = %format!("{}:{}", lane.kind, lane.id), attempt = n,
                     "webhook attempt cut short: the recipient is slow and every slow worker is busy; it goes again when one is free");
             }
             Attempt::Answered(answer, elapsed) => {
-                run.slow = Some(run.slow.unwrap_or(false) || elapsed >= ctx.slow_after);
                 let recorded = recorded.get(&due.notice.seq).copied();
-                run.outcomes.push(observe(ctx, &lane.kind, &lane.id, &due, n, &answer, elapsed, recorded));
+                match observe(ctx, &lane.kind, &lane.id, &due, n, &answer, elapsed, recorded) {
+                    Outcome::Delivered => stats.delivered += 1,
+                    Outcome::Failed => stats.failed += 1,
+                    Outcome::Dead => stats.dead += 1,
+                    Outcome::Skipped => {}
+                }
             }
         }
     }
-    Ok(Some(run))
+    Ok(())
 }
 
 /// Sends a run's attempts in order, `per_recipient` at a time, while the lease has room for
@@ -461,7 +532,7 @@ async fn record_run(ctx: &Ctx, sent: &[(Due, i32, Attempt)]) -> Result<std::coll
     }
     let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
     let client = ctx.state.pool.get().await?;
-    let recorded = db::finish_attempts(&**client, &answered, max_attempts).await?;
+    let recorded = if answered.is_empty() { Default::default() } else { db::finish_attempts(&**client, &answered, max_attempts).await? };
     db::give_back_attempts(&**client, &given_back).await?;
     Ok(recorded)
 }
