@@ -199,14 +199,14 @@ async fn position(ctx: &Ctx) -> Result<u64, Error> {
 
 async fn claim(ctx: &Ctx, quick: usize, slow: usize) -> Result<Vec<Lane>, Error> {
     let client = ctx.state.pool.get().await?;
-    db::refresh_lanes(&**client).await?;
-    Ok(db::claim_lanes(&**client, &ctx.owner, ctx.lease_ms, quick as i64, slow as i64).await?)
+    db::refresh_lanes(&*client).await?;
+    Ok(db::claim_lanes(&*client, &ctx.owner, ctx.lease_ms, quick as i64, slow as i64).await?)
 }
 
 /// Gives a lane back, marked slow or quick as its last run showed (`None`: as it was).
 async fn release(ctx: &Ctx, lane: &Lane, slow: Option<bool>) {
     let result = match ctx.state.pool.get().await {
-        Ok(client) => db::release_lane(&**client, &ctx.owner, &lane.kind, &lane.id, slow).await.map_err(Error::from),
+        Ok(client) => db::release_lane(&*client, &ctx.owner, &lane.kind, &lane.id, slow).await.map_err(Error::from),
         Err(e) => Err(e.into()),
     };
     if let Err(e) = result {
@@ -216,7 +216,7 @@ async fn release(ctx: &Ctx, lane: &Lane, slow: Option<bool>) {
 
 async fn refresh_gauges(state: &Deps) {
     let counts = match state.pool.get().await {
-        Ok(client) => async { Ok::<_, Error>((db::counts_by_state(&**client).await?, db::count_slow_lanes(&**client).await?)) }.await,
+        Ok(client) => async { Ok::<_, Error>((db::counts_by_state(&*client).await?, db::count_slow_lanes(&*client).await?)) }.await,
         Err(e) => Err(e.into()),
     };
     match counts {
@@ -387,14 +387,14 @@ enum NextRun {
 async fn count_next_run(ctx: &Ctx, lane: &Lane) -> Result<NextRun, Error> {
     let batch_size = i64::from(ctx.state.settings.notices.batch_size);
     let client = ctx.state.pool.get().await?;
-    let batch = db::due_in_lane(&**client, &lane.kind, &lane.id, batch_size).await?;
+    let batch = db::due_in_lane(&*client, &lane.kind, &lane.id, batch_size).await?;
     if batch.is_empty() {
         return Ok(NextRun::Empty);
     }
-    let webhook = db::recipient_webhook(&**client, &lane.kind, &lane.id).await?;
+    let webhook = db::recipient_webhook(&*client, &lane.kind, &lane.id).await?;
     let due: Vec<(i64, i32)> = batch.iter().map(|d| (d.notice.seq, d.attempts)).collect();
     let started = Instant::now();
-    let counted = match db::start_attempts(&**client, &ctx.owner, &lane.kind, &lane.id, &due, ctx.lease_ms).await? {
+    let counted = match db::start_attempts(&*client, &ctx.owner, &lane.kind, &lane.id, &due, ctx.lease_ms).await? {
         db::Started::LaneLost => return Ok(NextRun::LaneLost),
         db::Started::Attempts(counted) => counted,
     };
@@ -532,8 +532,8 @@ async fn record_run(ctx: &Ctx, sent: &[(Due, i32, Attempt)]) -> Result<std::coll
     }
     let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
     let client = ctx.state.pool.get().await?;
-    let recorded = if answered.is_empty() { Default::default() } else { db::finish_attempts(&**client, &answered, max_attempts).await? };
-    db::give_back_attempts(&**client, &given_back).await?;
+    let recorded = if answered.is_empty() { Default::default() } else { db::finish_attempts(&*client, &answered, max_attempts).await? };
+    db::give_back_attempts(&*client, &given_back).await?;
     Ok(recorded)
 }
 
