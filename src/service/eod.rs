@@ -37,6 +37,10 @@ pub struct EodSummary {
     pub write_offs: Counted,
 }
 
+/// A run that booked this much refreshes the statistics its reports are planned on
+/// ([`crate::db::report_store::analyze_booked_tables`]); a smaller day does not move them.
+const ANALYZE_AFTER_BOOKINGS: i64 = 10_000;
+
 #[derive(Default)]
 struct Totals {
     overdue_marked: i64,
@@ -58,6 +62,16 @@ impl Totals {
         self.holds_expired += o.holds_expired;
         self.confirmations_timed_out += o.confirmations_timed_out;
         self.write_offs = sum(self.write_offs, o.write_offs);
+    }
+
+    /// Rows of plans and orders this run booked something on.
+    fn bookings(&self) -> i64 {
+        self.overdue_marked
+            + self.compensations.0
+            + self.uncovered.0
+            + self.holds_expired
+            + self.confirmations_timed_out
+            + self.write_offs.0
     }
 
     fn summary(&self, date: NaiveDate) -> EodSummary {
@@ -159,6 +173,9 @@ async fn run_locked(
     tx.commit().await?;
     // API.md §15: the dates just closed are frozen, their reports stored and announced.
     let freezing = Instant::now();
+    if totals.bookings() >= ANALYZE_AFTER_BOOKINGS {
+        crate::db::report_store::analyze_booked_tables(&**pool.get().await?).await?;
+    }
     super::report_store::freeze_closed(pool, last, date).await?;
     tracing::info!(business_date = %date, elapsed_ms = freezing.elapsed().as_millis() as u64, "end of day: closed dates' reports stored");
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
