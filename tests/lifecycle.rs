@@ -464,6 +464,47 @@ async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
     w.verify_ok().await;
 }
 
+/// The chunks of a run overlap (the next one is loaded while the one before applies): a failed
+/// chunk stops the run with the ones before it applied whole, and the rerun finds those plans
+/// again (still overdue within grace) and changes nothing on them: no second penalty, overdue
+/// notice or conversion, exactly what one clean run books.
+#[actix_web::test]
+async fn a_rerun_after_a_crash_changes_nothing_on_the_chunks_already_applied() {
+    let app = TestApp::start_with(|s| s.eod.chunk_size = 2).await;
+    let w = Life::with_app(app, json!({})).await;
+    let mut plans = Vec::new();
+    for n in 1..=7 {
+        plans.push(w.funded_on(n, "2027-01-31").await.0);
+    }
+    // The third chunk (plans 5 and 6) fails; the fourth is loaded meanwhile and must not apply.
+    let db = w.app.db().await;
+    db.batch_execute(&format!(
+        "CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
+             IF NEW.plan_id = '{}' THEN RAISE EXCEPTION 'injected crash'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER crash BEFORE UPDATE ON installments FOR EACH ROW EXECUTE FUNCTION fail_once();",
+        plans[5]
+    ))
+    .await
+    .unwrap();
+    // Within grace: overdue with a penalty (0.23 as of 03-02), nothing converted.
+    let crashed = w.eod("2027-03-02").await;
+    assert!(crashed.status >= 500, "the injected failure stops the run: {:?}", crashed.body);
+    let state = |row: tokio_postgres::Row| (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2));
+    let q = "SELECT (SELECT count(*) FROM installments WHERE status = 'overdue'),
+                    (SELECT coalesce(sum(penalty_fen), 0)::int8 FROM installments),
+                    (SELECT count(*) FROM notices WHERE type = 'installment.overdue')";
+    assert_eq!(state(db.query_one(q, &[]).await.unwrap()), (4, 4 * 23, 4), "the two chunks before the failure, whole");
+    w.verify_ok().await;
+    db.batch_execute("DROP TRIGGER crash ON installments").await.unwrap();
+    let rerun = w.eod("2027-03-02").await.expect(200);
+    assert_eq!((rerun["overdue_marked"].as_i64(), rerun["penalties"]["count"].as_i64()), (Some(3), Some(3)), "{rerun}");
+    assert_eq!(state(db.query_one(q, &[]).await.unwrap()), (7, 7 * 23, 7), "each plan's day booked once");
+    let converted = w.eod("2027-03-03").await.expect(200);
+    assert_eq!(converted["compensations"]["count"], 7, "{converted}");
+    assert_eq!(fen(&w.line().await["drawn"]), 7 * 27539, "each installment compensated once, with one day's more penalty");
+    w.verify_ok().await;
+}
+
 #[actix_web::test]
 async fn fee_priced_plans_allocate_fee_before_principal_and_replay_repayments() {
     let w = Life::new(json!({"pricing": "fee", "terms": [{"months": 12, "rate": "0.06"}]})).await;

@@ -37,6 +37,10 @@ pub struct EodSummary {
     pub write_offs: Counted,
 }
 
+/// A run that booked this much refreshes the statistics its reports are planned on
+/// ([`crate::db::report_store::analyze_booked_tables`]); a smaller day does not move them.
+const ANALYZE_AFTER_BOOKINGS: i64 = 10_000;
+
 #[derive(Default)]
 struct Totals {
     overdue_marked: i64,
@@ -49,6 +53,27 @@ struct Totals {
 }
 
 impl Totals {
+    fn add(&mut self, o: &Totals) {
+        let sum = |a: (i64, i64), b: (i64, i64)| (a.0 + b.0, a.1 + b.1);
+        self.overdue_marked += o.overdue_marked;
+        self.penalties = sum(self.penalties, o.penalties);
+        self.compensations = sum(self.compensations, o.compensations);
+        self.uncovered = sum(self.uncovered, o.uncovered);
+        self.holds_expired += o.holds_expired;
+        self.confirmations_timed_out += o.confirmations_timed_out;
+        self.write_offs = sum(self.write_offs, o.write_offs);
+    }
+
+    /// Rows of plans and orders this run booked something on.
+    fn bookings(&self) -> i64 {
+        self.overdue_marked
+            + self.compensations.0
+            + self.uncovered.0
+            + self.holds_expired
+            + self.confirmations_timed_out
+            + self.write_offs.0
+    }
+
     fn summary(&self, date: NaiveDate) -> EodSummary {
         let c = |(count, fen): (i64, i64)| Counted { count, amount: crate::domain::money::Amount::from_fen(fen) };
         EodSummary {
@@ -148,6 +173,9 @@ async fn run_locked(
     tx.commit().await?;
     // API.md §15: the dates just closed are frozen, their reports stored and announced.
     let freezing = Instant::now();
+    if totals.bookings() >= ANALYZE_AFTER_BOOKINGS {
+        crate::db::report_store::analyze_booked_tables(&**pool.get().await?).await?;
+    }
     super::report_store::freeze_closed(pool, last, date).await?;
     tracing::info!(business_date = %date, elapsed_ms = freezing.elapsed().as_millis() as u64, "end of day: closed dates' reports stored");
     tracing::info!(business_date = %date, elapsed_ms = started.elapsed().as_millis() as u64, summary = %summary_json, "end of day closed");
@@ -213,40 +241,80 @@ async fn expire_chunk(tx: &Tx<'_>, orders: &[Order], date: NaiveDate) -> ApiResu
     Ok(notices)
 }
 
-/// Active plans with an unpaid installment due before D (or on D with no grace), a chunk of plans per transaction.
+/// Active plans with an unpaid installment due before D (or on D with no grace), a chunk of plans
+/// per transaction. Two chunks are in flight: the next one is locked, loaded and decided (on its
+/// own connection) while the current one's writes are applied and committed, and each applies only
+/// once the one before committed, so bookings keep the plans' creation order (API.md §8) while the
+/// reads of one chunk overlap the writes of the other. The chunks' plans are disjoint, and loading
+/// locks only a chunk's own plans and holds, so the two never wait on each other; what they share
+/// (credit lines, exposure stripes) is locked and moved by deltas in the apply, after the commit
+/// before it.
 async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
+    use futures_util::StreamExt;
+    type ChunkRun<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<(Totals, usize)>> + Send + 'a>>;
     let started = Instant::now();
     let candidates = due_plans(pool, date).await?;
     tracing::info!(business_date = %date, plans = candidates.len(), elapsed_ms = started.elapsed().as_millis() as u64, "end of day: plans with something due");
     let chunk = usize::try_from(chunk).expect("the chunk size is clamped to 1..=100000");
     let max_chunks = candidates.len().div_ceil(chunk);
+    let mut parts = candidates.chunks(chunk);
+    let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
+    let mut start_next = || -> Option<ChunkRun<'_>> {
+        let ids = parts.next()?;
+        let (committed, next_may_apply) = tokio::sync::oneshot::channel();
+        Some(Box::pin(close_chunk(pool, ids, date, previous.replace(next_may_apply), committed)))
+    };
+    // At most two in flight, answered in order.
+    let mut running = futures_util::stream::FuturesOrdered::new();
+    running.extend(start_next());
+    running.extend(start_next());
     let (mut chunks, mut plans_done) = (0, 0);
-    for ids in candidates.chunks(chunk) {
-        let mut client = pool.get().await?;
-        let tx = Tx::begin(&mut client).await?;
-        let mut books = load_books(&tx, ids).await?;
-        // Locked in id order, the one lock order of every multi-plan transaction; booked in the
-        // plans' creation order (API.md §8), the order `due_plans` answers.
-        let position: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-        books.sort_by_key(|b| position.get(b.plan.id.as_str()).copied());
-        let mut fx = Effects::default();
-        // A plan frozen by a requested return is left alone (API.md §13); once the return is
-        // rejected, a later run catches it up (penalty counts from the due dates).
-        for book in books.iter_mut().filter(|b| b.plan.status == PlanStatus::Active && !b.plan.return_requested) {
-            close_day(book, date, &mut fx, totals);
-        }
-        totals.compensations.0 += fx.compensated.count;
-        totals.compensations.1 += fx.compensated.amount_fen;
-        totals.uncovered.0 += fx.uncovered.count;
-        totals.uncovered.1 += fx.uncovered.amount_fen;
-        fx.apply(&tx).await?;
-        tx.commit().await?;
+    while let Some(done) = running.next().await {
+        let (chunk_totals, plans) = done?;
+        running.extend(start_next());
+        totals.add(&chunk_totals);
         chunks += 1;
-        plans_done += ids.len();
+        plans_done += plans;
         tracing::info!(business_date = %date, chunks, plans = plans_done, elapsed_ms = started.elapsed().as_millis() as u64, "end of day: due installments");
     }
     assert!(chunks == max_chunks && plans_done == candidates.len(), "one chunk per {chunk} plans found, each plan found in one");
     Ok(())
+}
+
+/// One chunk of [`process_plans`]: locks and loads its plans and decides their day, then waits
+/// for the chunk before it to commit (`after`; dropped unsent when that one failed, and then this
+/// one rolls back too), applies, commits and lets the next one apply. Answers its totals.
+async fn close_chunk(
+    pool: &Pool,
+    ids: &[String],
+    date: NaiveDate,
+    after: Option<tokio::sync::oneshot::Receiver<()>>,
+    committed: tokio::sync::oneshot::Sender<()>,
+) -> ApiResult<(Totals, usize)> {
+    let mut client = pool.get().await?;
+    let tx = Tx::begin(&mut client).await?;
+    let mut books = load_books(&tx, ids).await?;
+    // Locked in id order, the one lock order of every multi-plan transaction; booked in the
+    // plans' creation order (API.md §8), the order `due_plans` answers.
+    let position: std::collections::HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    books.sort_by_key(|b| position.get(b.plan.id.as_str()).copied());
+    let mut fx = Effects::default();
+    let mut totals = Totals::default();
+    // A plan frozen by a requested return is left alone (API.md §13); once the return is
+    // rejected, a later run catches it up (penalty counts from the due dates).
+    for book in books.iter_mut().filter(|b| b.plan.status == PlanStatus::Active && !b.plan.return_requested) {
+        close_day(book, date, &mut fx, &mut totals);
+    }
+    totals.compensations = (fx.compensated.count, fx.compensated.amount_fen);
+    totals.uncovered = (fx.uncovered.count, fx.uncovered.amount_fen);
+    if let Some(after) = after {
+        after.await.map_err(|_| ApiError::internal_because("End of day stopped", "the chunk before this one failed"))?;
+    }
+    fx.apply(&tx).await?;
+    tx.commit().await?;
+    // The next chunk may have failed already and dropped its end: nothing waits then.
+    let _ = committed.send(());
+    Ok((totals, ids.len()))
 }
 
 /// The plans with an unpaid installment due before D, or on D when their product has no grace:
