@@ -2,7 +2,7 @@
 
 use super::{Page, State, encode_cursor, json as json_response, ok, page_of, query_param};
 use crate::auth::{Caller, PrincipalKind};
-use crate::db::notices::{feed, position_after, position_new, seq_of_id};
+use crate::db::notices::seq_of_id;
 use crate::error::{ApiError, ApiResult};
 use crate::service::notices as notices_svc;
 use actix_web::http::StatusCode;
@@ -31,9 +31,7 @@ pub(super) async fn admin_notices(state: State, req: HttpRequest) -> ApiResult<H
 }
 
 pub(super) async fn admin_notice(state: State, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let seq = seq_of_id(&path).ok_or_else(ApiError::not_found)?;
-    let client = state.pool.get().await?;
-    ok(&crate::db::notices::get_admin(&**client, seq).await?.ok_or_else(ApiError::not_found)?)
+    ok(&notices_svc::get(&state, &path).await?)
 }
 
 /// `POST /v1/admin/notices/{id}/redeliver` → 202: pending again, attempts reset, due now.
@@ -71,14 +69,12 @@ pub(super) async fn notices(state: State, caller: Caller, req: HttpRequest) -> A
         PrincipalKind::Admin => None,
         kind => Some((kind.as_str(), caller.principal.id().unwrap_or_default())),
     };
-    let mut client = state.pool.get().await?;
-    position_new(&mut client).await?;
-    let after_pos = match (cursor, after) {
-        (Some(pos), _) => pos,
-        (None, Some(seq)) => position_after(&**client, seq).await?,
-        (None, None) => 0,
+    let start = match (cursor, after) {
+        (Some(pos), _) => notices_svc::FeedStart::Cursor(pos),
+        (None, Some(seq)) => notices_svc::FeedStart::AfterNotice(seq),
+        (None, None) => notices_svc::FeedStart::Start,
     };
-    let mut items = feed(&**client, recipient, after_pos, page.limit + 1).await?;
+    let mut items = notices_svc::feed(&state, recipient, start, page.limit + 1).await?;
     let more = items.len() as i64 > page.limit;
     items.truncate(page.limit as usize);
     let next = if more { items.last().and_then(|n| n.pos).map(encode_cursor) } else { None };

@@ -49,6 +49,36 @@ pub async fn list(
     Ok(db::list_admin(&**client, delivery_state, recipient, after_seq, limit).await?)
 }
 
+/// One notice with its delivery state (admin); `404` for an id that names none.
+pub async fn get(state: &Deps, id: &str) -> ApiResult<AdminNotice> {
+    let seq = seq_of_id(id).ok_or_else(ApiError::not_found)?;
+    let client = state.pool.get().await?;
+    db::get_admin(&**client, seq).await?.ok_or_else(ApiError::not_found)
+}
+
+/// Where a feed page starts: a position from its cursor, or the notice given as `after` (its
+/// `seq`), or the start.
+pub enum FeedStart {
+    Cursor(i64),
+    AfterNotice(i64),
+    Start,
+}
+
+/// A page of the notice feed (API.md §7): `recipient`'s notices (`None`: all, for the admin) in
+/// position order after `start`, at most `limit`. The notices committed since the last call are
+/// positioned first, so a page never skips one that committed late.
+#[tracing::instrument(skip_all)]
+pub async fn feed(state: &Deps, recipient: Option<(&str, &str)>, start: FeedStart, limit: i64) -> ApiResult<Vec<db::Notice>> {
+    let mut client = state.pool.get().await?;
+    db::position_new(&mut client).await?;
+    let after_pos = match start {
+        FeedStart::Cursor(pos) => pos,
+        FeedStart::AfterNotice(seq) => db::position_after(&**client, seq).await?,
+        FeedStart::Start => 0,
+    };
+    Ok(db::feed(&**client, recipient, after_pos, limit).await?)
+}
+
 /// Makes a notice due again from attempt one. Only where the recipient has a webhook URL now
 /// (a `pull_only` notice too, once its recipient has one); otherwise `409 invalid_state`.
 #[tracing::instrument(skip_all, fields(notice_id = %id))]
