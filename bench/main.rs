@@ -312,13 +312,7 @@ async fn orders_and_notices(
             Some(report::OrderResults { closed, closed_obs, open, open_obs, hot: hot_closed, hot_obs, required, required_obs });
         results.pgbench_open = Some(pgbench::open_loop(cluster, params, rate, workdir).await.context("pgbench at the open-loop rate")?);
 
-        println!("\n== notices: {} pending to a local receiver", params.notices);
-        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
-        let delivered = notices::run(cluster, DB, &receiver, params).await?;
-        let obs = obs.finish().await?;
-        println!("   {}", delivered.summary());
-        print_obs(&obs, delivered.delivered.max(0) as u64, "notice");
-        results.notices = Some((delivered, obs));
+        results.notices = Some(notices_phase(cluster, DB, &receiver, &service, params, false).await?);
         anyhow::Ok(world)
     }
     .await;
@@ -359,16 +353,7 @@ async fn notices_alone(
         let small = Params { customers: params.customers.min(100), ..params.clone() };
         api::World::setup(&service, &small, &receiver.url()).await.context("seeding over the API")?;
         settle(cluster, DB).await?;
-        println!("\n== notices: {} pending to a local receiver", params.notices);
-        let obs = observe::Observer::start(cluster, DB, &[service.pid]).await?;
-        let delivered = notices::run(cluster, DB, &receiver, params).await?;
-        let obs = obs.finish().await?;
-        println!("   {}", delivered.summary());
-        print_obs(&obs, delivered.delivered.max(0) as u64, "notice");
-        for s in &obs.statements {
-            println!("   {:>7} calls {:>9.0} ms {:>8.3} ms/call  {}", s.calls, s.total_ms, s.mean_ms, s.query);
-        }
-        results.notices = Some((delivered, obs));
+        results.notices = Some(notices_phase(cluster, DB, &receiver, &service, params, true).await?);
         anyhow::Ok(())
     }
     .await;
@@ -379,6 +364,28 @@ async fn notices_alone(
     }
     receiver.stop();
     outcome
+}
+
+/// Phase 5: the pending notices delivered by `service` to the local receiver, observed;
+/// `statements` prints the statements it ran (the notices phase alone).
+async fn notices_phase(
+    cluster: &cluster::Cluster,
+    db: &str,
+    receiver: &notices::Receiver,
+    service: &service::Service,
+    params: &Params,
+    statements: bool,
+) -> Result<(notices::NoticeResult, observe::Observation)> {
+    println!("\n== notices: {} pending to a local receiver", params.notices);
+    let obs = observe::Observer::start(cluster, db, &[service.pid]).await?;
+    let delivered = notices::run(cluster, db, receiver, params).await?;
+    let obs = obs.finish().await?;
+    println!("   {}", delivered.summary());
+    print_obs(&obs, delivered.delivered.max(0) as u64, "notice");
+    for s in obs.statements.iter().filter(|_| statements) {
+        println!("   {:>7} calls {:>9.0} ms {:>8.3} ms/call  {}", s.calls, s.total_ms, s.mean_ms, s.query);
+    }
+    Ok((delivered, obs))
 }
 
 /// The spread closed loop through the provider in `required` confirmation mode (API.md §12):

@@ -435,14 +435,7 @@ async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
     // Fail the transaction of the third plan in processing order (chunks of one plan): end of day
     // converts plans in the order of their creation (API.md §8), the order they were funded here.
     let db = w.app.db().await;
-    db.batch_execute(&format!(
-        "CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
-             IF NEW.plan_id = '{}' THEN RAISE EXCEPTION 'injected crash'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
-         CREATE TRIGGER crash BEFORE UPDATE ON installments FOR EACH ROW EXECUTE FUNCTION fail_once();",
-        plans[2]
-    ))
-    .await
-    .unwrap();
+    crash_on_updates_of(&db, &plans[2]).await;
     let crashed = w.eod("2027-03-03").await;
     assert!(crashed.status >= 500, "the injected failure stops the run: {:?}", crashed.body);
     let compensated: i64 = db.query_one("SELECT count(*) FROM compensations", &[]).await.unwrap().get(0);
@@ -478,14 +471,7 @@ async fn a_rerun_after_a_crash_changes_nothing_on_the_chunks_already_applied() {
     }
     // The third chunk (plans 5 and 6) fails; the fourth is loaded meanwhile and must not apply.
     let db = w.app.db().await;
-    db.batch_execute(&format!(
-        "CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
-             IF NEW.plan_id = '{}' THEN RAISE EXCEPTION 'injected crash'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
-         CREATE TRIGGER crash BEFORE UPDATE ON installments FOR EACH ROW EXECUTE FUNCTION fail_once();",
-        plans[5]
-    ))
-    .await
-    .unwrap();
+    crash_on_updates_of(&db, &plans[5]).await;
     // Within grace: overdue with a penalty (0.23 as of 03-02), nothing converted.
     let crashed = w.eod("2027-03-02").await;
     assert!(crashed.status >= 500, "the injected failure stops the run: {:?}", crashed.body);
@@ -660,4 +646,16 @@ async fn every_notice_about_an_order_carries_the_ids_of_the_objects_involved() {
     let missing: Vec<_> = ORDER_NOTICE_TYPES.iter().filter(|k| !seen.contains(**k)).collect();
     assert!(missing.is_empty(), "the life above sends every type; not seen: {missing:?}");
     w.verify_ok().await;
+}
+
+/// Makes every update of `plan_id`'s installments fail (trigger `crash` on installments; the test
+/// drops it to let a rerun through): a crash in the middle of end of day.
+async fn crash_on_updates_of(db: &tokio_postgres::Client, plan_id: &str) {
+    db.batch_execute(&format!(
+        "CREATE FUNCTION fail_once() RETURNS trigger AS $$ BEGIN
+             IF NEW.plan_id = '{plan_id}' THEN RAISE EXCEPTION 'injected crash'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER crash BEFORE UPDATE ON installments FOR EACH ROW EXECUTE FUNCTION fail_once();"
+    ))
+    .await
+    .unwrap();
 }
