@@ -128,12 +128,11 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 /// past due of its oldest installment with anything unpaid due before `as_of`.
 ///
 /// Only the late plans (an open installment due before `as_of`, found by a range scan of the
-/// partial index of open installments, V2) are summed: their past-due installments from those
-/// rows, each in one index-only range of the index of open installments by plan that carries
-/// their unpaid amounts (V35: a late plan's heap pages are not read). Every other open plan is
-/// `current` with nothing unpaid due, so that bucket is the bank's open plans (the partial index
-/// of V28) and their unpaid principal less the late plans'. That principal is, by the invariant
-/// `verify` checks (`bank_exposure_matches_book`), the bank's exposure in use less its orders not
+/// partial index of open installments, V2, which carries their unpaid amounts, V35) are summed:
+/// their past-due installments from those rows, their unpaid principal from the plan, which
+/// keeps it (V35's triggers on installments). Every other open plan is `current` with nothing
+/// unpaid due, so that bucket is the bank's open plans (the partial index of V28) and their
+/// unpaid principal less the late plans'. That principal is, by the invariant `verify` checks (`bank_exposure_matches_book`), the bank's exposure in use less its orders not
 /// yet funded, as the portfolio reads it ([`bank_books`]). So the cost follows the late plans and
 /// the banks, not the book: end of day takes this snapshot at every close.
 /// [`aging_summed`] is the same answer summed over every open installment.
@@ -150,29 +149,19 @@ pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Resu
 
 const AGING_FROM_LATE_PLANS: &str = concat!(
     "
-WITH late AS MATERIALIZED (
-    -- The late plans' ids, sorted: a range of the partial index of open installments (V2),
-    -- index-only. As one array, so that each lookup below is one index scan over all of them (its
-    -- keys sorted, one descent each) rather than a scan restarted per plan by a nested loop.
-    SELECT array_agg(DISTINCT plan_id) AS ids
+WITH late AS (
+    -- The late plans with, of their installments due before $1, the unpaid amount and the oldest
+    -- with anything unpaid: one range of the partial index of open installments by due date,
+    -- which carries their unpaid amounts (V35), index-only.
+    SELECT plan_id, sum(unpaid_fen) AS unpaid_due, min(due_on) FILTER (WHERE unpaid_fen > 0) AS oldest
     FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
-), figures AS (
-    -- Each late plan's three figures from the index of open installments by plan (V35), which
-    -- carries their unpaid amounts (index-only): the unpaid principal of them all (not yet due
-    -- ones included), and of those due before $1 the unpaid amount and the oldest with anything
-    -- unpaid. Rows come in plan order, so they are summed as they come.
-    SELECT o.plan_id, sum(o.unpaid_principal_fen) AS principal,
-           coalesce(sum(o.unpaid_fen) FILTER (WHERE o.due_on < $1), 0) AS unpaid_due,
-           min(o.due_on) FILTER (WHERE o.due_on < $1 AND o.unpaid_fen > 0) AS oldest
-    FROM installments o
-    WHERE o.plan_id = ANY((SELECT ids FROM late)::text[]) AND o.status IN ('pending', 'overdue')
-    GROUP BY o.plan_id
+    GROUP BY plan_id
 ), per_plan AS (
-    -- Each late plan's bank, by its key, in the same order.
-    SELECT p.bank_id, f.principal, f.unpaid_due, coalesce($1 - f.oldest, 0) AS days
-    FROM figures f JOIN plans p ON p.id = f.plan_id
-    WHERE p.id = ANY((SELECT ids FROM late)::text[]) AND p.status IN ('active', 'defaulted')
-      AND ($2::text IS NULL OR p.bank_id = $2)
+    -- Each late plan's bank, and its unpaid principal over every open installment (not yet due
+    -- ones included), which the plan keeps (V35's triggers).
+    SELECT p.bank_id, p.open_unpaid_principal_fen AS principal, l.unpaid_due, coalesce($1 - l.oldest, 0) AS days
+    FROM late l JOIN plans p ON p.id = l.plan_id
+    WHERE p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
 ), late_rows AS (
     SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,
            sum(unpaid_due) AS unpaid_due

@@ -38,6 +38,10 @@ pub struct PlanRow {
     /// API.md §13: the principal a return forgave, and whether a returned plan still owes anything.
     pub waived_principal_fen: i64,
     pub returned_owes: bool,
+    /// The unpaid principal of its open installments, as the plan keeps it (V35's triggers) and
+    /// as its installments sum it.
+    pub open_unpaid_principal_fen: i64,
+    pub installments_open_unpaid_principal_fen: i64,
 }
 
 /// A return with what its plan says of it (API.md §13).
@@ -162,7 +166,9 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
                     p.status = 'written_off' AND bool_or(i.written_off_fen = 0 AND i.status IN ('pending', 'overdue')),
                     coalesce(sum(i.waived_principal_fen), 0)::int8,
                     p.status = 'returned' AND bool_or(i.status IN ('pending', 'overdue')
-                        OR i.principal_fen - i.paid_principal_fen - i.waived_principal_fen > 0)
+                        OR i.principal_fen - i.paid_principal_fen - i.waived_principal_fen > 0),
+                    p.open_unpaid_principal_fen,
+                    coalesce(sum(i.principal_fen - i.paid_principal_fen) FILTER (WHERE i.status IN ('pending', 'overdue')), 0)::int8
              FROM plans p LEFT JOIN installments i ON i.plan_id = p.id GROUP BY p.id, p.principal_fen",
             &[],
         )
@@ -182,6 +188,8 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
             written_off_owes: r.get::<_, Option<bool>>(9).unwrap_or(false),
             waived_principal_fen: r.get(10),
             returned_owes: r.get::<_, Option<bool>>(11).unwrap_or(false),
+            open_unpaid_principal_fen: r.get(12),
+            installments_open_unpaid_principal_fen: r.get(13),
         })
         .collect())
 }

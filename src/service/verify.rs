@@ -141,6 +141,10 @@ fn check_plans(c: &mut Collector, books: &Books, bal: &impl Fn(String) -> i64) -
         c.check(journal == outstanding, "plan_outstanding_journal", id, || {
             format!("paid {paid_principal} + outstanding {outstanding} = owed {principal}, but the journal has {journal} outstanding")
         });
+        let (kept, summed) = (p.open_unpaid_principal_fen, p.installments_open_unpaid_principal_fen);
+        c.check(kept == summed, "plan_open_principal_kept", id, || {
+            format!("the plan keeps {kept} fen of open unpaid principal but its open installments owe {summed}")
+        });
         check_written_off(c, p, bal);
         check_returned(c, p, bal);
     }
