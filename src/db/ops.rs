@@ -149,7 +149,7 @@ pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Resu
 
 const AGING_FROM_LATE_PLANS: &str = concat!(
     "
-WITH late AS (
+WITH late AS MATERIALIZED (
     -- The late plans with, of their installments due before $1, the unpaid amount and the oldest
     -- with anything unpaid: one range of the partial index of open installments by due date,
     -- which carries their unpaid amounts (V35), index-only.
@@ -158,10 +158,12 @@ WITH late AS (
     GROUP BY plan_id
 ), per_plan AS (
     -- Each late plan's bank, and its unpaid principal over every open installment (not yet due
-    -- ones included), which the plan keeps (V35's triggers).
+    -- ones included), which the plan keeps (V35's triggers): looked up by key, all late plans in
+    -- one index scan (a hash join would read every plan of the book).
     SELECT p.bank_id, p.open_unpaid_principal_fen AS principal, l.unpaid_due, coalesce($1 - l.oldest, 0) AS days
     FROM late l JOIN plans p ON p.id = l.plan_id
-    WHERE p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
+    WHERE p.id = ANY((SELECT array_agg(plan_id) FROM late)::text[])
+      AND p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
 ), late_rows AS (
     SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,
            sum(unpaid_due) AS unpaid_due
