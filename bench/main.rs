@@ -84,6 +84,15 @@ pub struct Args {
     /// `--only open`, 900]: a fixed rate compares two builds at the same load.
     #[arg(long)]
     open_rate: Option<f64>,
+    /// `KEY=VALUE` set in the service's environment after the harness's own (repeatable), to
+    /// measure a setting: e.g. `CREDITPHONE__NOTICES__ENABLED=false`, `CREDITPHONE__ORDERS__BATCH_WINDOW_US=500`.
+    #[arg(long, value_parser = parse_env_pair)]
+    service_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s}: expected KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// What one run measures, resolved from the mode and the options.
@@ -173,6 +182,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<()> {
     let params = Params::from_args(&args);
+    let _ = service::EXTRA_ENV.set(args.service_env.clone());
     let started = Instant::now();
     let server_bin = server_binary()?;
     let out = match (&args.out, params.smoke || !params.only.is_empty()) {
@@ -191,6 +201,9 @@ async fn run(args: Args) -> Result<()> {
     let mut machine = report::Machine::probe();
     machine.source = args.source_label.clone().unwrap_or_else(source_revision);
     println!("{}", machine.one_line());
+    for (k, v) in &args.service_env {
+        println!("service environment: {k}={v}");
+    }
 
     let outcome = run_phases(&params, &server_bin, &workdir, machine).await;
     if args.keep {

@@ -52,7 +52,8 @@ impl Service {
             ("CREDITPHONE__EOD__ENABLED", "false".into()),
             ("CREDITPHONE__NOTICES__ENABLED", "true".into()),
         ];
-        cmd.envs(envs).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+        let extra = EXTRA_ENV.get().map(Vec::as_slice).unwrap_or_default();
+        cmd.envs(envs).envs(extra.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
         let parent = nix::unistd::getpid();
         // SAFETY: runs in the forked child before exec; only async-signal-safe calls.
         unsafe {
@@ -150,6 +151,9 @@ fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("could not find a free loopback port")?;
     Ok(listener.local_addr().context("local address")?.port())
 }
+
+/// `--service-env`: set in every service's environment after the harness's own settings.
+pub static EXTRA_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
 /// Sums and counts of the order batcher's histograms (`creditphone_order_batch_*`).
 #[derive(Debug, Clone, Default)]
