@@ -228,6 +228,9 @@ impl LoadResult {
         }
         if let Some(b) = &self.batches {
             s.push_str(&format!("\n   batches: {}", b.line()));
+            if let Some(steps) = b.steps_line() {
+                s.push_str(&format!("\n   {steps}"));
+            }
         }
         s
     }

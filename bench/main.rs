@@ -74,11 +74,25 @@ pub struct Args {
     #[arg(long)]
     source_label: Option<String>,
     /// Run only these phases (comma separated: `pgbench`, `orders` (with notices and instances),
-    /// `notices` (the notices phase alone, on a world seeded with at most 100 customers), `eod`)
-    /// [default: all]; to measure one change without the minutes of the others. The report is
-    /// written only with `--out`: a partial run must not replace the full one.
-    #[arg(long, value_delimiter = ',', value_parser = ["pgbench", "orders", "notices", "eod"])]
+    /// `notices` (the notices phase alone, on a world seeded with at most 100 customers), `open`
+    /// (the orders' open loop alone, at `--open-rate`), `eod`) [default: all]; to measure one
+    /// change without the minutes of the others. The report is written only with `--out`: a
+    /// partial run must not replace the full one.
+    #[arg(long, value_delimiter = ',', value_parser = ["pgbench", "orders", "notices", "open", "eod"])]
     only: Vec<String>,
+    /// The open loop's arrival rate, orders/s [default: half the closed loop's rate; with
+    /// `--only open`, 900]: a fixed rate compares two builds at the same load.
+    #[arg(long)]
+    open_rate: Option<f64>,
+    /// `KEY=VALUE` set in the service's environment after the harness's own (repeatable), to
+    /// measure a setting: e.g. `CREDITPHONE__NOTICES__ENABLED=false`, `CREDITPHONE__ORDERS__BATCH_WINDOW_US=500`.
+    #[arg(long, value_parser = parse_env_pair)]
+    service_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s}: expected KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// What one run measures, resolved from the mode and the options.
@@ -107,6 +121,8 @@ pub struct Params {
     pub only: Vec<String>,
     /// `--keep`: the end-of-day database stays in the kept cluster, to query its book afterwards.
     pub keep: bool,
+    /// `--open-rate`: the open loop's fixed arrival rate instead of half the closed loop's.
+    pub open_rate: Option<f64>,
 }
 
 impl Params {
@@ -139,6 +155,7 @@ impl Params {
             stat_statements: !a.no_stat_statements,
             only: a.only.clone(),
             keep: a.keep,
+            open_rate: a.open_rate.filter(|r| *r > 0.0),
         }
     }
 }
@@ -165,6 +182,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<()> {
     let params = Params::from_args(&args);
+    let _ = service::EXTRA_ENV.set(args.service_env.clone());
     let started = Instant::now();
     let server_bin = server_binary()?;
     let out = match (&args.out, params.smoke || !params.only.is_empty()) {
@@ -183,6 +201,9 @@ async fn run(args: Args) -> Result<()> {
     let mut machine = report::Machine::probe();
     machine.source = args.source_label.clone().unwrap_or_else(source_revision);
     println!("{}", machine.one_line());
+    for (k, v) in &args.service_env {
+        println!("service environment: {k}={v}");
+    }
 
     let outcome = run_phases(&params, &server_bin, &workdir, machine).await;
     if args.keep {
@@ -225,6 +246,8 @@ async fn run_phases(params: &Params, server_bin: &Path, workdir: &Path, machine:
             orders_and_notices(&cluster, params, server_bin, workdir, &mut results).await?;
         } else if params.runs("notices") {
             notices_alone(&cluster, params, server_bin, workdir, &mut results).await?;
+        } else if params.runs("open") {
+            open_alone(&cluster, params, server_bin, workdir).await?;
         }
         if params.runs("eod") {
             results.eod = Some(eod::run(&cluster, params, workdir, server_bin).await.context("end of day")?);
@@ -280,7 +303,7 @@ async fn orders_and_notices(
             bail!("no order succeeded in the closed loop: {}", closed.error_summary());
         }
 
-        let rate = (closed.per_sec() * 0.5).max(1.0);
+        let rate = params.open_rate.unwrap_or((closed.per_sec() * 0.5).max(1.0));
         settle(cluster, DB).await?;
         println!("\n== orders: open loop at {rate:.1}/s (half the closed-loop rate), {} s", params.load_secs);
         let (obs, b0) = (observe::Observer::start(cluster, DB, &[service.pid]).await?, service.batch_counters().await?);
@@ -331,6 +354,44 @@ async fn orders_and_notices(
         }
         Err(e) => Err(e),
     };
+    receiver.stop();
+    outcome
+}
+
+/// The orders' open loop alone (`--only open`), to compare two builds at one fixed rate in a
+/// minute: the world of phase 2, its warm-up, then the open loop at `--open-rate` (900/s unless
+/// given), observed and printed as in the full run.
+async fn open_alone(cluster: &cluster::Cluster, params: &Params, server_bin: &Path, workdir: &Path) -> Result<()> {
+    const DB: &str = "orders";
+    cluster.create_database(DB).await?;
+    let receiver = notices::Receiver::start().context("the local webhook receiver")?;
+    let service = service::Service::start(server_bin, &cluster.url(DB), workdir, "service", params.service_pool_size).await?;
+    let outcome = async {
+        let world = api::World::setup(&service, params, &receiver.url()).await.context("seeding over the API")?;
+        let spread = load::OrderTarget::new(&world, &[&service], load::Route::Spread)?;
+        if !params.warmup.is_zero() {
+            let w = load::closed_loop(&spread, "warm", params.connections, params.warmup).await;
+            println!("   warm-up: {} orders in {:.1} s", w.ok, w.elapsed_secs);
+        }
+        settle(cluster, DB).await?;
+        let rate = params.open_rate.unwrap_or(900.0);
+        println!("\n== orders: open loop at {rate:.1}/s, {} s", params.load_secs);
+        let (obs, b0) = (observe::Observer::start(cluster, DB, &[service.pid]).await?, service.batch_counters().await?);
+        let mut open =
+            load::open_loop(&spread, "open", rate, Duration::from_secs(params.load_secs), params.open_loop_max_connections).await;
+        open.batches = service.batch_counters().await?.since(&b0);
+        let open_obs = obs.finish().await?;
+        println!("   {}", open.summary());
+        print_obs(&open_obs, open.requests, "order");
+        for s in open_obs.statements.iter().take(12) {
+            println!("   {:>7} calls {:>9.0} ms {:>8.3} ms/call  {}", s.calls, s.total_ms, s.mean_ms, s.query);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = service.stop().await {
+        eprintln!("creditphone-bench: stopping the service: {e:#}");
+    }
     receiver.stop();
     outcome
 }

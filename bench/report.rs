@@ -432,7 +432,7 @@ fn bound_md(s: &mut String, r: &Results, o: &OrderResults) {
 fn protocol_md(s: &mut String, r: &Results, o: &OrderResults, c: &crate::pgbench::StatementCosts, order_ms: f64) {
     let (Some(pg), cores) = (r.pgbench.as_ref(), o.closed_obs.cpu.cores) else { return };
     let statements = o.closed_obs.db.statement_calls as f64 / o.closed.requests.max(1) as f64;
-    let per_batch = o.closed.batches.map_or(1.0, |b| b.per_batch());
+    let per_batch = o.closed.batches.as_ref().map_or(1.0, |b| b.per_batch());
     let round_trips = BATCH_ROUND_TRIPS as f64 / per_batch;
     let protocol_ms = (statements * c.statement_us + round_trips * c.round_trip_us) / 1000.0;
     let _ = writeln!(
@@ -648,6 +648,9 @@ fn load_md(s: &mut String, title: &str, l: &LoadResult, o: &Observation) {
     }
     if let Some(b) = &l.batches {
         let _ = writeln!(s, "- Batches (the service's `/metrics`): {}.", b.line());
+        if let Some(steps) = b.steps_line() {
+            let _ = writeln!(s, "- In {steps}.");
+        }
     }
     if l.errors > 0 {
         let _ = writeln!(s, "- Errors: {}.", l.error_summary().replace('|', "/"));

@@ -52,7 +52,8 @@ impl Service {
             ("CREDITPHONE__EOD__ENABLED", "false".into()),
             ("CREDITPHONE__NOTICES__ENABLED", "true".into()),
         ];
-        cmd.envs(envs).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+        let extra = EXTRA_ENV.get().map(Vec::as_slice).unwrap_or_default();
+        cmd.envs(envs).envs(extra.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
         let parent = nix::unistd::getpid();
         // SAFETY: runs in the forked child before exec; only async-signal-safe calls.
         unsafe {
@@ -151,14 +152,19 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr().context("local address")?.port())
 }
 
+/// `--service-env`: set in every service's environment after the harness's own settings.
+pub static EXTRA_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 /// Sums and counts of the order batcher's histograms (`creditphone_order_batch_*`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchCounters {
     pub batches: f64,
     pub orders: f64,
     pub queued_secs: f64,
     pub queued_orders: f64,
     pub placed_secs: f64,
+    /// The steps within a batch (`stage` other than `queued` and `placed`): seconds and count.
+    pub steps: std::collections::BTreeMap<String, (f64, f64)>,
 }
 
 impl BatchCounters {
@@ -173,7 +179,14 @@ impl BatchCounters {
                 "creditphone_order_batch_stage_seconds_sum{stage=\"queued\"}" => c.queued_secs = v,
                 "creditphone_order_batch_stage_seconds_count{stage=\"queued\"}" => c.queued_orders = v,
                 "creditphone_order_batch_stage_seconds_sum{stage=\"placed\"}" => c.placed_secs = v,
-                _ => {}
+                _ => {
+                    let step = |prefix: &str| name.strip_prefix(prefix).and_then(|r| r.strip_suffix("\"}")).map(str::to_string);
+                    if let Some(stage) = step("creditphone_order_batch_stage_seconds_sum{stage=\"") {
+                        c.steps.entry(stage).or_default().0 = v;
+                    } else if let Some(stage) = step("creditphone_order_batch_stage_seconds_count{stage=\"") {
+                        c.steps.entry(stage).or_default().1 = v;
+                    }
+                }
             }
         }
         c
@@ -186,23 +199,36 @@ impl BatchCounters {
         if batches < 1.0 || queued < 1.0 {
             return None;
         }
+        let steps = self
+            .steps
+            .iter()
+            .filter_map(|(stage, (secs, n))| {
+                let (secs0, n0) = before.steps.get(stage).copied().unwrap_or_default();
+                let n = n - n0;
+                (n >= 1.0).then(|| (stage.clone(), (secs - secs0) / n * 1e3, n))
+            })
+            .collect();
         Some(BatchDelta {
             orders,
             batches,
             queued_ms: (self.queued_secs - before.queued_secs) / queued * 1e3,
             placed_ms: (self.placed_secs - before.placed_secs) / queued * 1e3,
+            steps,
         })
     }
 }
 
 /// The order batcher over one phase.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchDelta {
     pub orders: f64,
     pub batches: f64,
     /// An order's mean wait for its batch to start, and its batch's mean transaction, in ms.
     pub queued_ms: f64,
     pub placed_ms: f64,
+    /// Each step of a batch (`connection`, `read`, ..., `commit`; `alone_*` for a batch of one,
+    /// the single path): its mean ms and how many times it was timed.
+    pub steps: Vec<(String, f64, f64)>,
 }
 
 impl BatchDelta {
@@ -219,6 +245,12 @@ impl BatchDelta {
             self.queued_ms,
             self.placed_ms
         )
+    }
+
+    /// Each step's mean ms (`None` when the service times none).
+    pub fn steps_line(&self) -> Option<String> {
+        let parts: Vec<String> = self.steps.iter().map(|(stage, ms, n)| format!("{stage} {ms:.2} ms (×{n:.0})")).collect();
+        (!parts.is_empty()).then(|| format!("the steps of a batch, mean ms: {}", parts.join(", ")))
     }
 }
 

@@ -67,7 +67,14 @@ pub async fn prepare_with_clock(
     let console_key = crate::console::session::ConsoleKey::load(&settings.console, &absolute(&settings.database.data_dir)?)?;
     let deps = Deps { pool, settings, metrics: Arc::new(Metrics::new()), pii: Arc::new(pii), clock, order_batcher: Default::default() };
     let deps = Arc::new(deps);
-    crate::service::orders::Batcher::start(&deps);
+    // The order batcher's own connections, besides `database.pool_size` (service::orders::Batcher).
+    let batcher_pool = db::make_pool(
+        pg_config.clone(),
+        crate::service::orders::BATCHER_CONNECTIONS,
+        Duration::from_millis(deps.settings.database.timeout_ms),
+        Duration::from_millis(deps.settings.database.statement_timeout_ms),
+    )?;
+    crate::service::orders::Batcher::start(&deps, batcher_pool);
     Ok(web::Data::new(AppState { deps, rate_limiter: Default::default(), console_key: Arc::new(console_key) }))
 }
 

@@ -195,3 +195,37 @@ async fn a_batch_answers_and_books_exactly_as_the_same_orders_one_by_one() {
     verify_ok(&wa).await;
     verify_ok(&wb).await;
 }
+
+/// `/metrics` times each step of a batch's transaction and of an order placed alone
+/// (`creditphone_order_batch_stage_seconds{stage}`): where an order's time goes under load.
+#[actix_web::test]
+async fn metrics_time_each_step_of_a_batch_and_of_an_order_placed_alone() {
+    let app = TestApp::start_with(|s| {
+        s.orders.batch_max = 2;
+        s.orders.batch_window_us = 2_000_000;
+        s.orders.batch_wait_when_idle = true;
+    })
+    .await;
+    let w = spec().build(&app).await;
+    let pair = [
+        Step { store: "st", key: "steps-1".into(), body: body("steps-1", 1, "3999") },
+        Step { store: "st", key: "steps-2".into(), body: body("steps-2", 3, "3999") },
+    ];
+    for answer in batched_round(&app, &w, &pair).await {
+        assert_eq!(answer["status"], json!(201), "{answer}");
+    }
+    // Alone in the batcher's window: a batch of one, placed by the single path.
+    let alone = post(&w, &Step { store: "st", key: "steps-3".into(), body: body("steps-3", 4, "3999") }).await;
+    assert_eq!(alone["status"], json!(201), "{alone}");
+    let metrics = app.state.deps.metrics.render();
+    let timed = |stage: &str| {
+        let prefix = format!("creditphone_order_batch_stage_seconds_count{{stage=\"{stage}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    for stage in ["connection", "begin", "read", "lock", "write", "commit"] {
+        assert_eq!(timed(stage), 1.0, "the batch of two timed its step {stage} once");
+    }
+    for stage in ["alone_claimed", "alone_loaded", "alone_reserved", "alone_applied", "alone_committed"] {
+        assert_eq!(timed(stage), 1.0, "the order placed alone timed its step {stage} once");
+    }
+}

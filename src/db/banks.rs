@@ -5,6 +5,7 @@ use super::Tx;
 use crate::domain::money::Amount;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
+use tokio_postgres::types::ToSql;
 
 /// How many stripes a new bank's exposure is spread over.
 pub const STRIPES: i16 = 8;
@@ -191,19 +192,6 @@ pub async fn read_stripes(tx: &Tx<'_>) -> Result<Vec<BankStripes>, tokio_postgre
     Ok(stripes_by_bank(&rows))
 }
 
-/// These banks' stripes and limits as last committed: after [`lock_stripes`], the locked ones as
-/// they stand under the locks (a statement of its own, so its snapshot follows the lock waits).
-pub async fn read_stripes_of(tx: &Tx<'_>, bank_ids: &[&str]) -> Result<Vec<BankStripes>, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            "SELECT b.id, b.exposure_limit_fen, s.stripe, s.used_fen, s.limit_fen
-             FROM banks b JOIN bank_exposure_stripes s ON s.bank_id = b.id WHERE b.id = ANY($1) ORDER BY b.id, s.stripe",
-            &[&bank_ids],
-        )
-        .await?;
-    Ok(stripes_by_bank(&rows))
-}
-
 fn stripes_by_bank(rows: &[tokio_postgres::Row]) -> Vec<BankStripes> {
     let mut out: Vec<BankStripes> = Vec::new();
     for r in rows {
@@ -219,25 +207,35 @@ fn stripes_by_bank(rows: &[tokio_postgres::Row]) -> Vec<BankStripes> {
     out
 }
 
-/// Locks the given stripes in (bank, stripe) order, in one statement. A batch waits for stripes
-/// only here, holding none before, so it cannot deadlock another batch (same order) or a single
-/// reservation (which waits for one stripe while holding none, or takes a bank's stripes in this
-/// order).
-pub async fn lock_stripes(tx: &Tx<'_>, keys: &[(&str, i16)]) -> Result<(), tokio_postgres::Error> {
+/// Locks the given stripes in (bank, stripe) order, then reads these banks' stripes and limits:
+/// the locked stripes as they stand under the locks. A batch waits for stripes only here, holding
+/// none before, so it cannot deadlock another batch (same order) or a single reservation (which
+/// waits for one stripe while holding none, or takes a bank's stripes in this order).
+///
+/// One round trip: the two statements are prepared first (cached: no round trip after a
+/// connection's first batch), so they are sent in this order, and the read, a statement of its
+/// own, starts only once the locks are granted: its snapshot follows the lock waits.
+pub async fn lock_and_read_stripes(
+    tx: &Tx<'_>,
+    keys: &[(&str, i16)],
+    bank_ids: &[&str],
+) -> Result<Vec<BankStripes>, tokio_postgres::Error> {
+    const LOCK: &str = "SELECT bank_id, stripe FROM bank_exposure_stripes
+         WHERE (bank_id, stripe) IN (SELECT b, st FROM unnest($1::text[], $2::int2[]) AS t(b, st))
+         ORDER BY bank_id, stripe FOR UPDATE";
+    const READ: &str = "SELECT b.id, b.exposure_limit_fen, s.stripe, s.used_fen, s.limit_fen
+         FROM banks b JOIN bank_exposure_stripes s ON s.bank_id = b.id WHERE b.id = ANY($1) ORDER BY b.id, s.stripe";
     let banks: Vec<&str> = keys.iter().map(|k| k.0).collect();
     let stripes: Vec<i16> = keys.iter().map(|k| k.1).collect();
-    tx.query(
-        "SELECT bank_id, stripe FROM bank_exposure_stripes
-         WHERE (bank_id, stripe) IN (SELECT b, st FROM unnest($1::text[], $2::int2[]) AS t(b, st))
-         ORDER BY bank_id, stripe FOR UPDATE",
-        &[&banks, &stripes],
-    )
-    .await?;
-    Ok(())
+    let (lock, read) = futures_util::try_join!(tx.prepared(LOCK), tx.prepared(READ))?;
+    let plain: &tokio_postgres::Transaction<'_> = tx;
+    let (lock_params, read_params): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 1]) = ([&banks, &stripes], [&bank_ids]);
+    let (_, rows) = futures_util::try_join!(plain.query(&lock, &lock_params), plain.query(&read, &read_params))?;
+    Ok(stripes_by_bank(&rows))
 }
 
 /// Writes the used and limit of each stripe given, (bank, stripe, used, limit), locked by
-/// [`lock_stripes`], in one statement.
+/// [`lock_and_read_stripes`], in one statement.
 pub async fn write_stripes(tx: &Tx<'_>, rows: &[(&str, i16, i64, i64)]) -> Result<(), tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(());

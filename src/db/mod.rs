@@ -78,6 +78,12 @@ impl<'a> Tx<'a> {
         self.0.rollback().await
     }
 
+    /// The statement prepared on this connection (cached): to send several in a known order,
+    /// prepare them all first, then run them through the plain transaction's methods.
+    pub async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        self.0.prepare_cached(sql).await
+    }
+
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
         let statement = self.0.prepare_cached(sql).await?;
         tokio_postgres::Transaction::query(&self.0, &statement, params).await
@@ -97,6 +103,11 @@ impl<'a> Tx<'a> {
         let statement = self.0.prepare_cached(sql).await?;
         tokio_postgres::Transaction::execute(&self.0, &statement, params).await
     }
+}
+
+/// The transaction's `now()`: what every `DEFAULT now()` it writes stores.
+pub async fn transaction_time(tx: &Tx<'_>) -> Result<chrono::DateTime<chrono::Utc>, tokio_postgres::Error> {
+    Ok(tx.query_one("SELECT now()", &[]).await?.get(0))
 }
 
 /// A statement that answered more rows (or fewer) than its caller's `query_one`/`query_opt` allow

@@ -146,6 +146,59 @@ pub struct NewOrder<'a> {
     pub return_window_days: i32,
 }
 
+impl NewOrder<'_> {
+    /// The row [`insert`] writes, as its `RETURNING` answers it, for a transaction whose `now()`
+    /// is `now` (`created_at` and `updated_at` take it): an answer can be built before the row
+    /// is written, and checked against the row once it is. `seq` is the identity's, known only
+    /// once inserted: 0 here (no view shows it).
+    pub fn as_inserted(&self, now: DateTime<Utc>) -> Order {
+        Order {
+            id: self.id.to_string(),
+            seq: 0,
+            owner_scope: self.owner_scope.to_string(),
+            out_order_no: self.out_order_no.to_string(),
+            channel: self.channel.to_string(),
+            store_id: self.store_id.map(str::to_string),
+            partner_id: self.partner_id.map(str::to_string),
+            agent_id: self.agent_id.map(str::to_string),
+            region_code: self.region_code.to_string(),
+            product_id: self.product_id.to_string(),
+            term_months: self.term_months,
+            pricing: self.pricing.to_string(),
+            rate: self.rate,
+            hold_ratio: self.hold_ratio,
+            grace_days: self.grace_days,
+            penalty_daily_rate: self.penalty_daily_rate,
+            partner_referral_fee: self.partner_referral_fee,
+            principal: self.principal,
+            apr_irr: self.apr_irr.to_string(),
+            device_sku: self.device_sku.to_string(),
+            imei_masked: self.imei_masked.to_string(),
+            device_price: self.device_price,
+            down_payment: self.down_payment,
+            consent: self.consent.cloned(),
+            credit_line_id: self.credit_line_id.to_string(),
+            bank_id: self.bank_id.to_string(),
+            exposure_stripe: self.exposure_stripe,
+            hold_id: self.hold_id.to_string(),
+            funding_deadline: self.funding_deadline.map(as_stored),
+            funding_timeout_hours: Some(self.funding_timeout_hours),
+            status: self.status,
+            reason: None,
+            created_on: self.created_on,
+            decided_on: None,
+            created_at: as_stored(now),
+            updated_at: as_stored(now),
+        }
+    }
+}
+
+/// A time as a `timestamptz` keeps it: whole microseconds (the driver truncates the rest).
+fn as_stored(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
 /// Inserts; `None` when the caller already used this `out_order_no`.
 pub async fn insert(tx: &Tx<'_>, o: &NewOrder<'_>) -> Result<Option<Order>, tokio_postgres::Error> {
     let row = tx
@@ -491,6 +544,30 @@ pub struct NewHold<'a> {
     pub order_id: &'a str,
     pub amount: Amount,
     pub confirm_deadline: Option<DateTime<Utc>>,
+}
+
+impl NewHold<'_> {
+    /// The row [`insert_hold`] writes, as its `RETURNING` answers it (see [`NewOrder::as_inserted`]).
+    pub fn as_inserted(&self) -> Hold {
+        Hold {
+            id: self.id.to_string(),
+            credit_line_id: self.line_id.to_string(),
+            provider_id: self.provider_id.to_string(),
+            order_id: self.order_id.to_string(),
+            amount: self.amount,
+            released: Amount::ZERO,
+            converted: Amount::ZERO,
+            voided: Amount::ZERO,
+            remaining: self.amount,
+            status: if self.confirm_deadline.is_some() { HoldStatus::Pending } else { HoldStatus::Active },
+            void_reason: None,
+            decline_reason: None,
+            confirm_deadline: self.confirm_deadline.map(as_stored),
+            confirmed_at: None,
+            provider_order_no: None,
+            sign_url: None,
+        }
+    }
 }
 
 pub async fn insert_hold(tx: &Tx<'_>, h: &NewHold<'_>) -> Result<Hold, tokio_postgres::Error> {

@@ -32,7 +32,7 @@ use utoipa::ToSchema;
 
 mod batch;
 
-pub use batch::{BATCHED_GAUGE, Batcher, WAITING_GAUGE};
+pub use batch::{BATCHED_GAUGE, Batcher, CONNECTIONS as BATCHER_CONNECTIONS, WAITING_GAUGE};
 
 // ---------- pricing ----------
 
@@ -275,26 +275,37 @@ pub async fn place(state: &Deps, caller: &Principal, request: &IdempotentRequest
     let customer = Customer::of(state, &r);
     match state.order_batcher.queue() {
         Some(queue) => batch::submit(state, queue, caller, request, r, customer).await,
-        None => place_alone(state, caller, request, &r, &customer).await,
+        None => place_alone(state, &state.pool, caller, request, &r, &customer).await,
     }
 }
 
 /// One order in its own transaction: low load, batching off, and the fallback of a failed batch.
 async fn place_alone(
     state: &Deps,
+    pool: &deadpool_postgres::Pool,
     caller: &Principal,
     request: &IdempotentRequest,
     r: &OrderRequest,
     customer: &Customer,
 ) -> ApiResult<Answer> {
     let owner_scope = caller.scope();
-    idempotency::execute(
-        &state.pool,
+    let laps = std::cell::RefCell::new(batch::Laps::start(state));
+    let answer = idempotency::execute(
+        pool,
         request,
         async |_tx: &Tx<'_>| Ok(()),
-        async |tx: &Tx<'_>, ()| place_in(state, tx, caller, &owner_scope, customer, r).await,
+        async |tx: &Tx<'_>, ()| {
+            // Before: the connection, BEGIN and the key's claim.
+            laps.borrow_mut().lap("alone_claimed");
+            let placed = place_in(state, tx, caller, &owner_scope, customer, r, &laps).await;
+            laps.borrow_mut().lap("alone_applied");
+            placed
+        },
     )
-    .await
+    .await;
+    // After: the answer stored for its key and the commit.
+    laps.borrow_mut().lap("alone_committed");
+    answer
 }
 
 /// The order's customer as the transaction uses it: never in clear.
@@ -322,14 +333,17 @@ async fn place_in(
     owner_scope: &str,
     customer: &Customer,
     r: &OrderRequest,
+    laps: &std::cell::RefCell<batch::Laps<'_>>,
 ) -> ApiResult<(StatusCode, OrderView)> {
     let now = state.clock.now();
     let created_on = now.with_timezone(&SHANGHAI).date_naive();
     let loaded = load(tx, caller, owner_scope, r, &customer.id_hash, created_on).await?;
+    laps.borrow_mut().lap("alone_loaded");
     let region = order_region(&loaded.seller, r)?;
     let funding_deadline = now + chrono::Duration::hours(i64::from(loaded.product.funding_timeout_hours));
     let decision = decide_placement(state, &loaded, r, &region, &customer.phone_hash, funding_deadline)?;
     let (bank_id, exposure_stripe) = reserve(tx, &loaded.routing, &decision.banks, loaded.principal).await?;
+    laps.borrow_mut().lap("alone_reserved");
     let line = &loaded.lines[decision.line];
     let confirm_deadline = super::holds::confirm_deadline(loaded.confirming.get(&line.provider_id).copied(), now);
     let placing = Placing {

@@ -32,6 +32,7 @@ use crate::idempotency::{self, Answer, IdempotentRequest};
 use actix_web::http::StatusCode;
 use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -39,6 +40,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// Batches in flight at once. While they run, new orders gather in the queue and form the next
 /// batch: under load batches grow instead of transactions multiplying.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// The batcher's own database connections: one per batch in flight (a batch, and the orders of a
+/// failed one placed alone after it, use one connection at a time).
+pub const CONNECTIONS: usize = BATCHES_IN_FLIGHT;
 /// Orders waiting for a batch at most, per order of `batch_max`: past that, `503 unavailable`.
 const QUEUE_PER_BATCH: usize = 64;
 /// Attempts of one batch on transient conflicts (deadlock, serialization, a key or out_order_no
@@ -60,9 +64,10 @@ impl Batcher {
         self.queue.get()
     }
 
-    /// Starts gathering orders (when `orders.batch_max` > 1). The collector holds the
-    /// dependencies weakly: it ends with them.
-    pub fn start(deps: &Arc<Deps>) {
+    /// Starts gathering orders (when `orders.batch_max` > 1), placing them on `pool`'s
+    /// connections ([`CONNECTIONS`] of them), which only the batcher uses. The collector holds
+    /// the dependencies weakly: it ends with them.
+    pub fn start(deps: &Arc<Deps>, pool: deadpool_postgres::Pool) {
         let max = deps.settings.orders.batch_max;
         if max <= 1 {
             return;
@@ -73,11 +78,15 @@ impl Batcher {
         }
         // A thread of its own: a batch's future is not `Send` (rustc cannot prove it for the
         // idempotency closures of the single path it falls back to), so batches run as local tasks.
+        // Its pool's connections are opened from this thread, so their I/O tasks run here too: a
+        // connection of the shared pool is driven by whichever runtime opened it (an HTTP worker,
+        // or the main thread busy delivering notices), and each round trip of a batch then waited
+        // for that other thread twice (0.7 ms for a bare BEGIN in the open loop at 887/s).
         let deps = Arc::downgrade(deps);
         let started = std::thread::Builder::new().name("order-batcher".into()).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime {
-                Ok(rt) => tokio::task::LocalSet::new().block_on(&rt, collect(deps, waiting)),
+                Ok(rt) => tokio::task::LocalSet::new().block_on(&rt, collect(deps, pool, waiting)),
                 Err(e) => tracing::error!(error = %e, "the order batcher cannot start a runtime; every order is placed alone"),
             }
         });
@@ -120,7 +129,7 @@ pub(super) async fn submit(
         }
         Err(mpsc::error::TrySendError::Closed(job)) => {
             waiting.dec();
-            return super::place_alone(state, &job.caller, &job.request, &job.order, &job.customer).await;
+            return super::place_alone(state, &state.pool, &job.caller, &job.request, &job.order, &job.customer).await;
         }
     }
     answer.await.unwrap_or_else(|_| Err(ApiError::internal_because("Failed to place an order", "its batch ended without an answer")))
@@ -131,7 +140,7 @@ pub(super) async fn submit(
 /// single path. With batches running, it waits at most the window (or until the batch is full)
 /// and then for one of the `BATCHES_IN_FLIGHT` slots: under load, batches grow while the running
 /// ones commit, instead of transactions multiplying.
-async fn collect(deps: Weak<Deps>, mut waiting: mpsc::Receiver<Job>) {
+async fn collect(deps: Weak<Deps>, pool: deadpool_postgres::Pool, mut waiting: mpsc::Receiver<Job>) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
         let Some(d) = deps.upgrade() else { return };
@@ -159,10 +168,11 @@ async fn collect(deps: Weak<Deps>, mut waiting: mpsc::Receiver<Job>) {
         assert!(!jobs.is_empty() && jobs.len() <= max, "a batch holds 1..=batch_max orders");
         let Some(deps) = deps.upgrade() else { return };
         observe_start(&deps, &jobs);
+        let pool = pool.clone();
         tokio::task::spawn_local(async move {
             let started = std::time::Instant::now();
             let orders = jobs.len();
-            run(&deps, jobs).await;
+            run(&deps, &pool, jobs).await;
             let placed = deps.metrics.order_batch_stage.with_label_values(&["placed"]);
             for _ in 0..orders {
                 placed.observe(started.elapsed().as_secs_f64());
@@ -184,7 +194,7 @@ fn observe_start(deps: &Deps, jobs: &[Job]) {
 
 /// Places the batch and answers each order. A key given twice in the batch is in flight for its
 /// later requests (409, as for two concurrent requests); a batch of one takes the single path.
-async fn run(deps: &Deps, jobs: Vec<Job>) {
+async fn run(deps: &Deps, pool: &deadpool_postgres::Pool, jobs: Vec<Job>) {
     let mut seen = HashSet::new();
     let mut batch = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -195,7 +205,7 @@ async fn run(deps: &Deps, jobs: Vec<Job>) {
         }
     }
     if batch.len() > 1 {
-        match together(deps, &batch).await {
+        match together(deps, pool, &batch).await {
             Ok(answers) => {
                 deps.metrics.gauges.with_label_values(&[BATCHED_GAUGE]).add(batch.len() as i64);
                 for (job, answer) in batch.into_iter().zip(answers) {
@@ -207,7 +217,7 @@ async fn run(deps: &Deps, jobs: Vec<Job>) {
         }
     }
     for job in batch {
-        let answer = super::place_alone(deps, &job.caller, &job.request, &job.order, &job.customer).await;
+        let answer = super::place_alone(deps, pool, &job.caller, &job.request, &job.order, &job.customer).await;
         let _ = job.reply.send(answer);
     }
 }
@@ -231,9 +241,9 @@ impl From<deadpool_postgres::PoolError> for Failure {
 }
 
 /// The batch in one transaction, run again on transient conflicts; `Err` when it cannot commit.
-async fn together(deps: &Deps, jobs: &[Job]) -> Result<Vec<ApiResult<Answer>>, String> {
+async fn together(deps: &Deps, pool: &deadpool_postgres::Pool, jobs: &[Job]) -> Result<Vec<ApiResult<Answer>>, String> {
     for attempt in 1..=ATTEMPTS {
-        match once(deps, jobs).await {
+        match once(deps, pool, jobs).await {
             Ok(answers) => return Ok(answers),
             Err(Failure::Retry(e)) => tracing::info!(attempt, error = %e, "transient conflict, running the batch again"),
             Err(Failure::Fatal(e)) => return Err(e),
@@ -242,12 +252,16 @@ async fn together(deps: &Deps, jobs: &[Job]) -> Result<Vec<ApiResult<Answer>>, S
     Err(format!("still conflicting after {ATTEMPTS} attempts"))
 }
 
-async fn once(deps: &Deps, jobs: &[Job]) -> Result<Vec<ApiResult<Answer>>, Failure> {
-    let mut client = deps.pool.get().await?;
+async fn once(deps: &Deps, pool: &deadpool_postgres::Pool, jobs: &[Job]) -> Result<Vec<ApiResult<Answer>>, Failure> {
+    let mut laps = Laps::start(deps);
+    let mut client = pool.get().await?;
+    laps.lap("connection");
     let tx = Tx::begin(&mut client).await?;
-    match in_transaction(deps, &tx, jobs).await {
+    laps.lap("begin");
+    match in_transaction(deps, &tx, jobs, &mut laps).await {
         Ok(answers) => {
             tx.commit().await?;
+            laps.lap("commit");
             Ok(answers)
         }
         Err(e) => {
@@ -270,12 +284,14 @@ enum Outcome {
     Placed(Box<Decided>),
 }
 
-async fn in_transaction(deps: &Deps, tx: &Tx<'_>, jobs: &[Job]) -> Result<Vec<ApiResult<Answer>>, Failure> {
+async fn in_transaction(deps: &Deps, tx: &Tx<'_>, jobs: &[Job], laps: &mut Laps<'_>) -> Result<Vec<ApiResult<Answer>>, Failure> {
     let now = deps.clock.now();
     let created_on = now.with_timezone(&SHANGHAI).date_naive();
     let (mut world, claims) = read(tx, jobs, created_on).await?;
+    laps.lap("read");
     let free: Vec<bool> = claims.iter().map(|c| matches!(c, Claim::Free)).collect();
     world.lock_needed_stripes(tx, deps, jobs, &free, now, created_on).await?;
+    laps.lap("lock");
     let mut outcomes = Vec::with_capacity(jobs.len());
     for (job, claim) in jobs.iter().zip(claims) {
         outcomes.push(world.decide(deps, job, claim, now, created_on));
@@ -283,8 +299,29 @@ async fn in_transaction(deps: &Deps, tx: &Tx<'_>, jobs: &[Job]) -> Result<Vec<Ap
     if outcomes.iter().any(|o| matches!(o, Outcome::Answered(Err(e)) if e.retryable)) {
         return Err(Failure::Retry("a bank changed between the batch's read and its locks".into()));
     }
-    let written = write(tx, jobs, &outcomes, &world).await?;
-    answer(tx, jobs, outcomes, written).await
+    let stored = write(tx, jobs, &outcomes, &world).await?;
+    laps.lap("write");
+    Ok(answers(outcomes, stored))
+}
+
+/// A batch's steps timed into `order_batch_stage_seconds{stage}`, once per batch: where a batch's
+/// time goes (a wait for a connection, each round trip, the commit) shows on `/metrics`.
+pub(super) struct Laps<'a> {
+    deps: &'a Deps,
+    last: std::time::Instant,
+}
+
+impl<'a> Laps<'a> {
+    pub(super) fn start(deps: &'a Deps) -> Laps<'a> {
+        Laps { deps, last: std::time::Instant::now() }
+    }
+
+    /// The time since the last lap (or the start) counted to `stage`.
+    pub(super) fn lap(&mut self, stage: &str) {
+        let now = std::time::Instant::now();
+        self.deps.metrics.order_batch_stage.with_label_values(&[stage]).observe(now.duration_since(self.last).as_secs_f64());
+        self.last = now;
+    }
 }
 
 /// Everything the batch's orders are decided from, changed in memory as each is placed.
@@ -310,6 +347,8 @@ struct World {
     start: i16,
     /// What the placed orders add to each line's held.
     held: BTreeMap<String, LineDelta>,
+    /// The transaction's `now()`: the new rows' `created_at`, shown in their answers.
+    now: DateTime<Utc>,
 }
 
 /// Every input of the batch in one pipelined round trip, the lines locked; and each key's claim.
@@ -328,7 +367,7 @@ async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<(World
     callers.dedup_by_key(|c| c.0);
     let products = futures_util::future::try_join_all(product_ids.iter().map(|id| db::setup::get_product(tx, id)));
     let sellers = futures_util::future::try_join_all(callers.iter().map(|c| super::read_seller(tx, c.1)));
-    let (claims, (), taken, products, sellers, routing, booked_on, lines, confirming, stripes) = futures_util::try_join!(
+    let (claims, (), taken, products, sellers, routing, booked_on, lines, confirming, stripes, now) = futures_util::try_join!(
         db::idempotency::claim_many(tx, &keys),
         tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
         db::orders::out_order_nos_taken(tx, &nos),
@@ -339,6 +378,7 @@ async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<(World
         credit_lines::lock_lines_of_customers(tx, &hashes),
         db::holds::confirming_providers(tx),
         banks::read_stripes(tx),
+        db::transaction_time(tx),
     )?;
     let mut by_customer: HashMap<String, Vec<CreditLine>> = HashMap::new();
     for (hash, line) in lines {
@@ -357,6 +397,7 @@ async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<(World
         needed: BTreeSet::new(),
         start: rand::random::<u16>() as i16 & i16::MAX,
         held: BTreeMap::new(),
+        now,
     };
     Ok((world, claims))
 }
@@ -393,14 +434,11 @@ impl World {
         }
         let keys: Vec<(&str, i16)> = trial.needed.iter().map(|(b, s)| (b.as_str(), *s)).collect();
         if !keys.is_empty() {
-            // One after the other: pipelined, the read (prepared already) could run before the
-            // lock statement (still being prepared) and see stripes as they were before the locks.
-            banks::lock_stripes(tx, &keys).await?;
             // Only the banks locked on are read again: an order that, on their fresh balances,
             // turns to another bank needs a stripe not locked and runs the batch again.
             let mut locked_banks: Vec<&str> = keys.iter().map(|k| k.0).collect();
             locked_banks.dedup();
-            for fresh in banks::read_stripes_of(tx, &locked_banks).await? {
+            for fresh in banks::lock_and_read_stripes(tx, &keys, &locked_banks).await? {
                 self.stripes.insert(fresh.bank_id.clone(), fresh);
             }
         }
@@ -533,9 +571,12 @@ fn take(b: &mut banks::BankStripes, principal_fen: i64, room: Room) -> i16 {
     }
 }
 
-/// Every write of the placed orders, pipelined: the orders and holds, the lines' held, the
-/// stripes, the journal and the notices. Answers each placed order's rows, in batch order.
-async fn write(tx: &Tx<'_>, jobs: &[Job], outcomes: &[Outcome], world: &World) -> Result<Vec<(Order, Hold)>, Failure> {
+/// Every write of the placed orders and every new answer stored for its key, pipelined in one
+/// round trip: the orders and holds, the lines' held, the stripes, the journal, the notices and
+/// the answers. An answer is built before its rows are written, from the rows as the inserts will
+/// write them ([`db::orders::NewOrder::as_inserted`]), and checked against what the inserts
+/// return before the commit. Answers each new answer (status and body) by its job's index.
+async fn write(tx: &Tx<'_>, jobs: &[Job], outcomes: &[Outcome], world: &World) -> Result<Vec<(usize, StatusCode, Value)>, Failure> {
     let placings: Vec<Placing<'_>> = jobs
         .iter()
         .zip(outcomes)
@@ -544,11 +585,14 @@ async fn write(tx: &Tx<'_>, jobs: &[Job], outcomes: &[Outcome], world: &World) -
             _ => None,
         })
         .collect();
-    if placings.is_empty() {
-        return Ok(Vec::new());
-    }
     let orders: Vec<_> = placings.iter().map(super::new_order).collect();
     let holds: Vec<_> = placings.iter().map(super::new_hold).collect();
+    let mut expected = Vec::with_capacity(orders.len());
+    for (o, h) in orders.iter().zip(&holds) {
+        expected.push(body(o.as_inserted(world.now), h.as_inserted())?);
+    }
+    let stored = new_answers(jobs, outcomes, &expected);
+    let rows: Vec<NewAnswer<'_>> = stored.iter().map(|(i, status, body)| new_answer(&jobs[*i].request, *status, body)).collect();
     let entries: Vec<_> = placings.iter().flat_map(super::placement_entries).collect();
     let notices: Vec<_> = placings.iter().flat_map(super::placement_notices).collect();
     let touched: Vec<(&str, i16, i64, i64)> = world
@@ -560,68 +604,73 @@ async fn write(tx: &Tx<'_>, jobs: &[Job], outcomes: &[Outcome], world: &World) -
             Some((bank.as_str(), *stripe, b.used_fen[i], b.limit_fens[i]))
         })
         .collect();
-    let (inserted, holds, _, (), (), ()) = futures_util::try_join!(
+    let (inserted, holds, _, (), (), (), ()) = futures_util::try_join!(
         futures_util::future::try_join_all(orders.iter().map(|o| db::orders::insert(tx, o))),
         futures_util::future::try_join_all(holds.iter().map(|h| db::orders::insert_hold(tx, h))),
         credit_lines::move_balances(tx, &world.held),
         banks::write_stripes(tx, &touched),
         db::journal::post_all(tx, &entries),
         db::notices::record(tx, &notices),
+        db::idempotency::insert_many(tx, &rows),
     )?;
-    let mut rows = Vec::with_capacity(inserted.len());
-    for (order, hold) in inserted.into_iter().zip(holds) {
+    for ((order, hold), expected) in inserted.into_iter().zip(holds).zip(&expected) {
         // Checked before, under no lock: another transaction committed it meanwhile.
         let order = order.ok_or_else(|| Failure::Retry("an out_order_no of the batch was taken meanwhile".into()))?;
-        rows.push((order, hold));
-    }
-    Ok(rows)
-}
-
-/// Each order's answer, the new ones stored for their keys (one statement).
-async fn answer(tx: &Tx<'_>, jobs: &[Job], outcomes: Vec<Outcome>, written: Vec<(Order, Hold)>) -> Result<Vec<ApiResult<Answer>>, Failure> {
-    let mut written = written.into_iter();
-    let mut answers = Vec::with_capacity(jobs.len());
-    let mut stored = Vec::new();
-    for (job, outcome) in jobs.iter().zip(outcomes) {
-        let (status, body) = match outcome {
-            Outcome::Answered(a) => {
-                answers.push(a);
-                continue;
-            }
-            Outcome::Refused(e) => (e.status(), e.body(&job.request.request_id)),
-            Outcome::Placed(_) => {
-                let (order, hold) = written.next().expect("a row per placed order");
-                let view = super::order_view(order, hold, None);
-                let body = serde_json::to_value(view).map_err(|e| Failure::Fatal(format!("Failed to serialize an order: {e}")))?;
-                (StatusCode::CREATED, body)
-            }
-        };
-        stored.push((answers.len(), status, body));
-        answers.push(Ok(Answer { status, body: serde_json::Value::Null, replayed_request_id: None }));
-    }
-    let rows: Vec<NewAnswer<'_>> = stored
-        .iter()
-        .map(|(i, status, body)| {
-            let r = &jobs[*i].request;
-            NewAnswer {
-                scope: &r.scope,
-                key: &r.key,
-                method: &r.method,
-                path: &r.path,
-                fingerprint: &r.fingerprint,
-                status: status.as_u16(),
-                body,
-                request_id: &r.request_id,
-            }
-        })
-        .collect();
-    db::idempotency::insert_many(tx, &rows).await?;
-    for (i, _, body) in stored {
-        if let Ok(a) = &mut answers[i] {
-            a.body = body;
+        if body(order, hold)? != *expected {
+            return Err(Failure::Fatal("an order's answer, built before its insert, differs from the row inserted".into()));
         }
     }
-    Ok(answers)
+    Ok(stored)
+}
+
+/// An order's answer body: its view, as `GET /v1/orders/{id}` shows it then.
+fn body(order: Order, hold: Hold) -> Result<Value, Failure> {
+    serde_json::to_value(super::order_view(order, hold, None)).map_err(|e| Failure::Fatal(format!("Failed to serialize an order: {e}")))
+}
+
+/// The answers to store: each refusal's and each placed order's (`placed`, in batch order), by
+/// its job's index.
+fn new_answers(jobs: &[Job], outcomes: &[Outcome], placed: &[Value]) -> Vec<(usize, StatusCode, Value)> {
+    let mut placed = placed.iter();
+    let mut stored = Vec::new();
+    for (i, (job, outcome)) in jobs.iter().zip(outcomes).enumerate() {
+        match outcome {
+            Outcome::Answered(_) => {}
+            Outcome::Refused(e) => stored.push((i, e.status(), e.body(&job.request.request_id))),
+            Outcome::Placed(_) => stored.push((i, StatusCode::CREATED, placed.next().expect("a body per placed order").clone())),
+        }
+    }
+    stored
+}
+
+fn new_answer<'a>(r: &'a IdempotentRequest, status: StatusCode, body: &'a Value) -> NewAnswer<'a> {
+    NewAnswer {
+        scope: &r.scope,
+        key: &r.key,
+        method: &r.method,
+        path: &r.path,
+        fingerprint: &r.fingerprint,
+        status: status.as_u16(),
+        body,
+        request_id: &r.request_id,
+    }
+}
+
+/// Each order's answer: the stored ones as written, the others as decided.
+fn answers(outcomes: Vec<Outcome>, stored: Vec<(usize, StatusCode, Value)>) -> Vec<ApiResult<Answer>> {
+    let mut stored = stored.into_iter();
+    let mut answers = Vec::with_capacity(outcomes.len());
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Outcome::Answered(a) => answers.push(a),
+            Outcome::Refused(_) | Outcome::Placed(_) => {
+                let (j, status, body) = stored.next().expect("an answer stored per refusal and placed order");
+                assert_eq!(i, j, "stored answers are in batch order");
+                answers.push(Ok(Answer { status, body, replayed_request_id: None }));
+            }
+        }
+    }
+    answers
 }
 
 /// A placement decided and reserved in memory, owned until the batch's writes.
