@@ -132,9 +132,10 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 /// their past-due installments from those rows, their unpaid principal from the plan, which
 /// keeps it (V35's triggers on installments). Every other open plan is `current` with nothing
 /// unpaid due, so that bucket is the bank's open plans (the partial index of V28) and their
-/// unpaid principal less the late plans'. That principal is, by the invariant `verify` checks (`bank_exposure_matches_book`), the bank's exposure in use less its orders not
-/// yet funded, as the portfolio reads it ([`bank_books`]). So the cost follows the late plans and
-/// the banks, not the book: end of day takes this snapshot at every close.
+/// unpaid principal less the late plans'. That principal is, by the invariant `verify` checks
+/// (`bank_exposure_matches_book`), the bank's exposure in use less its orders not yet funded, as
+/// the portfolio reads it ([`bank_books`]). So the cost follows the late plans and the banks, not
+/// the book: end of day takes this snapshot at every close.
 /// [`aging_summed`] is the same answer summed over every open installment.
 pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
     let thresholds: Vec<i32> = THRESHOLDS.to_vec();
