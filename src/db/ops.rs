@@ -129,8 +129,8 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 ///
 /// Only the late plans (an open installment due before `as_of`, found by a range scan of the
 /// partial index of open installments, V2, which carries their unpaid amounts, V35) are summed:
-/// their past-due installments from those rows, their unpaid principal from the plan, which
-/// keeps it (V35's triggers on installments). Every other open plan is `current` with nothing
+/// their past-due installments from those rows, their unpaid principal as kept for each plan
+/// (`plan_open_principal`, by V35's triggers on installments). Every other open plan is `current` with nothing
 /// unpaid due, so that bucket is the bank's open plans (the partial index of V28) and their
 /// unpaid principal less the late plans'. That principal is, by the invariant `verify` checks
 /// (`bank_exposure_matches_book`), the bank's exposure in use less its orders not yet funded, as
@@ -159,10 +159,13 @@ WITH late AS MATERIALIZED (
     GROUP BY plan_id
 ), per_plan AS (
     -- Each late plan's bank, and its unpaid principal over every open installment (not yet due
-    -- ones included), which the plan keeps (V35's triggers): looked up by key, all late plans in
-    -- one index scan (a hash join would read every plan of the book).
-    SELECT p.bank_id, p.open_unpaid_principal_fen AS principal, l.unpaid_due, coalesce($1 - l.oldest, 0) AS days
+    -- ones included), kept by V35's triggers: looked up by key, all late plans in one index scan
+    -- of each table (a hash join would read every plan of the book).
+    SELECT p.bank_id, coalesce(o.open_unpaid_principal_fen, 0) AS principal, l.unpaid_due,
+           coalesce($1 - l.oldest, 0) AS days
     FROM late l JOIN plans p ON p.id = l.plan_id
+    LEFT JOIN plan_open_principal o ON o.plan_id = l.plan_id
+        AND o.plan_id = ANY((SELECT array_agg(plan_id) FROM late)::text[])
     WHERE p.id = ANY((SELECT array_agg(plan_id) FROM late)::text[])
       AND p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
 ), late_rows AS (

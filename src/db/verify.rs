@@ -38,8 +38,8 @@ pub struct PlanRow {
     /// API.md §13: the principal a return forgave, and whether a returned plan still owes anything.
     pub waived_principal_fen: i64,
     pub returned_owes: bool,
-    /// The unpaid principal of its open installments, as the plan keeps it (V35's triggers) and
-    /// as its installments sum it.
+    /// The unpaid principal of its open installments, as kept for it (`plan_open_principal`,
+    /// V35's triggers) and as its installments sum it.
     pub open_unpaid_principal_fen: i64,
     pub installments_open_unpaid_principal_fen: i64,
 }
@@ -167,9 +167,10 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
                     coalesce(sum(i.waived_principal_fen), 0)::int8,
                     p.status = 'returned' AND bool_or(i.status IN ('pending', 'overdue')
                         OR i.principal_fen - i.paid_principal_fen - i.waived_principal_fen > 0),
-                    p.open_unpaid_principal_fen,
+                    coalesce(o.open_unpaid_principal_fen, 0),
                     coalesce(sum(i.principal_fen - i.paid_principal_fen) FILTER (WHERE i.status IN ('pending', 'overdue')), 0)::int8
-             FROM plans p LEFT JOIN installments i ON i.plan_id = p.id GROUP BY p.id, p.principal_fen",
+             FROM plans p LEFT JOIN installments i ON i.plan_id = p.id LEFT JOIN plan_open_principal o ON o.plan_id = p.id
+             GROUP BY p.id, p.principal_fen, o.open_unpaid_principal_fen",
             &[],
         )
         .await?;
