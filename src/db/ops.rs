@@ -157,17 +157,24 @@ WITH late AS MATERIALIZED (
     SELECT plan_id, sum(unpaid_fen) AS unpaid_due, min(due_on) FILTER (WHERE unpaid_fen > 0) AS oldest
     FROM installments WHERE status IN ('pending', 'overdue') AND due_on < $1
     GROUP BY plan_id
+), late_ids AS MATERIALIZED (
+    SELECT array_agg(plan_id) AS ids FROM late
+), late_banks AS MATERIALIZED (
+    -- Each late plan's bank, by key: all late plans in one index scan (a hash join would read
+    -- every plan of the book). Each lookup is a scan of its own, then joined (as a join's inner
+    -- side, the key array would be searched once per late plan).
+    SELECT p.id, p.bank_id FROM plans p
+    WHERE p.id = ANY((SELECT ids FROM late_ids)::text[]) AND p.status IN ('active', 'defaulted')
+      AND ($2::text IS NULL OR p.bank_id = $2)
+), late_principal AS MATERIALIZED (
+    -- Each late plan's unpaid principal over every open installment (not yet due ones included),
+    -- kept by V35's triggers, by key in the same way.
+    SELECT o.plan_id, o.open_unpaid_principal_fen FROM plan_open_principal o
+    WHERE o.plan_id = ANY((SELECT ids FROM late_ids)::text[])
 ), per_plan AS (
-    -- Each late plan's bank, and its unpaid principal over every open installment (not yet due
-    -- ones included), kept by V35's triggers: looked up by key, all late plans in one index scan
-    -- of each table (a hash join would read every plan of the book).
-    SELECT p.bank_id, coalesce(o.open_unpaid_principal_fen, 0) AS principal, l.unpaid_due,
+    SELECT b.bank_id, coalesce(o.open_unpaid_principal_fen, 0) AS principal, l.unpaid_due,
            coalesce($1 - l.oldest, 0) AS days
-    FROM late l JOIN plans p ON p.id = l.plan_id
-    LEFT JOIN plan_open_principal o ON o.plan_id = l.plan_id
-        AND o.plan_id = ANY((SELECT array_agg(plan_id) FROM late)::text[])
-    WHERE p.id = ANY((SELECT array_agg(plan_id) FROM late)::text[])
-      AND p.status IN ('active', 'defaulted') AND ($2::text IS NULL OR p.bank_id = $2)
+    FROM late l JOIN late_banks b ON b.id = l.plan_id LEFT JOIN late_principal o ON o.plan_id = l.plan_id
 ), late_rows AS (
     SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,
            sum(unpaid_due) AS unpaid_due
