@@ -2,9 +2,10 @@
 -- principal of all its open installments (not yet due ones included), and of those due before
 -- the date the unpaid amount and the oldest with anything unpaid. V32 read the first from an
 -- index of open installments by plan (every open installment of every late plan, most of them
--- not yet due) and the others from the table. Here the first is kept on the plan and the others
--- come from the range of past-due open installments that finds the late plans: one index-only
--- pass over what is late, plus lookups by key per late plan.
+-- not yet due) and the others from the table. Here the first is kept for each plan (in a table
+-- of its own, plan_open_principal, below) and the others come from the range of past-due open
+-- installments that finds the late plans: one index-only pass over what is late, plus lookups by
+-- key per late plan.
 
 -- Each installment's unpaid amount, kept by the table itself (no writer can forget it), carried
 -- by the index of open installments by due date.
