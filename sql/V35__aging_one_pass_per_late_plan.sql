@@ -41,12 +41,10 @@ FROM plans p LEFT JOIN installments i ON i.plan_id = p.id GROUP BY p.id;
 -- row is checked before its conflict is found, so a negative change would fail the check. Every
 -- writer of installments has locked or just inserted its plans, so no two transactions change
 -- one plan's row at once.
-CREATE FUNCTION plan_open_principal_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+CREATE FUNCTION plan_open_principal_add(plan_ids text[], changes_fen bigint[]) RETURNS void LANGUAGE sql AS $$
     WITH c AS (
-        SELECT plan_id, sum(change_fen) AS change_fen FROM (
-            SELECT plan_id, principal_fen - paid_principal_fen AS change_fen FROM new_rows WHERE status IN ('pending', 'overdue')
-        ) x GROUP BY plan_id
+        SELECT plan_id, sum(change_fen) AS change_fen FROM unnest(plan_ids, changes_fen) AS t(plan_id, change_fen)
+        GROUP BY plan_id
     ), changed AS (
         UPDATE plan_open_principal o SET open_unpaid_principal_fen = o.open_unpaid_principal_fen + c.change_fen
         FROM c WHERE o.plan_id = c.plan_id AND c.change_fen <> 0
@@ -54,46 +52,34 @@ BEGIN
     -- The statement's snapshot is from before the update above: a plan without a row here.
     INSERT INTO plan_open_principal (plan_id, open_unpaid_principal_fen)
     SELECT plan_id, change_fen FROM c WHERE NOT EXISTS (SELECT 1 FROM plan_open_principal o WHERE o.plan_id = c.plan_id);
-    RETURN NULL;
-END $$;
+$$;
 
-CREATE FUNCTION plan_open_principal_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One function for the three triggers: PL/pgSQL plans a statement when it first runs it, so a
+-- branch naming a transition table its trigger does not have is never planned.
+CREATE FUNCTION plan_open_principal_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    plan_ids text[];
+    changes_fen bigint[];
 BEGIN
-    WITH c AS (
-        SELECT plan_id, sum(change_fen) AS change_fen FROM (
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(plan_id), array_agg(principal_fen - paid_principal_fen) INTO plan_ids, changes_fen
+        FROM new_rows WHERE status IN ('pending', 'overdue');
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT array_agg(plan_id), array_agg(change_fen) INTO plan_ids, changes_fen FROM (
             SELECT plan_id, principal_fen - paid_principal_fen AS change_fen FROM new_rows WHERE status IN ('pending', 'overdue')
             UNION ALL
-            SELECT plan_id, paid_principal_fen - principal_fen AS change_fen FROM old_rows WHERE status IN ('pending', 'overdue')
-        ) x GROUP BY plan_id
-    ), changed AS (
-        UPDATE plan_open_principal o SET open_unpaid_principal_fen = o.open_unpaid_principal_fen + c.change_fen
-        FROM c WHERE o.plan_id = c.plan_id AND c.change_fen <> 0
-    )
-    -- The statement's snapshot is from before the update above: a plan without a row here.
-    INSERT INTO plan_open_principal (plan_id, open_unpaid_principal_fen)
-    SELECT plan_id, change_fen FROM c WHERE NOT EXISTS (SELECT 1 FROM plan_open_principal o WHERE o.plan_id = c.plan_id);
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION plan_open_principal_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    WITH c AS (
-        SELECT plan_id, sum(change_fen) AS change_fen FROM (
-            SELECT plan_id, paid_principal_fen - principal_fen AS change_fen FROM old_rows WHERE status IN ('pending', 'overdue')
-        ) x GROUP BY plan_id
-    ), changed AS (
-        UPDATE plan_open_principal o SET open_unpaid_principal_fen = o.open_unpaid_principal_fen + c.change_fen
-        FROM c WHERE o.plan_id = c.plan_id AND c.change_fen <> 0
-    )
-    -- The statement's snapshot is from before the update above: a plan without a row here.
-    INSERT INTO plan_open_principal (plan_id, open_unpaid_principal_fen)
-    SELECT plan_id, change_fen FROM c WHERE NOT EXISTS (SELECT 1 FROM plan_open_principal o WHERE o.plan_id = c.plan_id);
+            SELECT plan_id, paid_principal_fen - principal_fen FROM old_rows WHERE status IN ('pending', 'overdue')) x;
+    ELSE
+        SELECT array_agg(plan_id), array_agg(paid_principal_fen - principal_fen) INTO plan_ids, changes_fen
+        FROM old_rows WHERE status IN ('pending', 'overdue');
+    END IF;
+    PERFORM plan_open_principal_add(plan_ids, changes_fen);
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER installments_open_principal_inserted AFTER INSERT ON installments
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION plan_open_principal_inserted();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION plan_open_principal_changed();
 CREATE TRIGGER installments_open_principal_updated AFTER UPDATE ON installments
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION plan_open_principal_updated();
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION plan_open_principal_changed();
 CREATE TRIGGER installments_open_principal_deleted AFTER DELETE ON installments
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION plan_open_principal_deleted();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION plan_open_principal_changed();
