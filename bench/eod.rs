@@ -691,8 +691,8 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
         ),
         Table::OpenPrincipal => (
             "plan_open_principal",
-            "COPY plan_open_principal (plan_id, open_unpaid_principal_fen) FROM STDIN (FORMAT binary)",
-            vec![Type::TEXT, Type::INT8],
+            "COPY plan_open_principal (plan_id, bank_id, open_unpaid_principal_fen) FROM STDIN (FORMAT binary)",
+            vec![Type::TEXT, Type::TEXT, Type::INT8],
         ),
         Table::Installments => (
             "installments",
@@ -778,7 +778,7 @@ async fn copy(client: tokio_postgres::Client, table: Table, range: Range<usize>,
                 writer.as_mut().write(&row).await?;
             }
             Table::OpenPrincipal => {
-                let row: [&(dyn ToSql + Sync); 2] = [&plan, &s.unpaid_principal()];
+                let row: [&(dyn ToSql + Sync); 3] = [&plan, &s.bank, &s.unpaid_principal()];
                 writer.as_mut().write(&row).await?;
             }
             Table::Installments => {
@@ -812,7 +812,7 @@ async fn check_book(client: &tokio_postgres::Client, n: usize) -> Result<()> {
                      SELECT count(*) FROM bank_exposure_stripes s LEFT JOIN e ON e.bank_id = s.bank_id AND e.exposure_stripe = s.stripe
                      WHERE s.used_fen <> coalesce(e.unpaid, 0)),
                     (SELECT count(*) FROM plans p LEFT JOIN plan_open_principal o ON o.plan_id = p.id
-                     WHERE coalesce(o.open_unpaid_principal_fen, 0) <> (SELECT coalesce(sum(i.principal_fen - i.paid_principal_fen), 0)
+                     WHERE o.bank_id IS DISTINCT FROM p.bank_id OR coalesce(o.open_unpaid_principal_fen, 0) <> (SELECT coalesce(sum(i.principal_fen - i.paid_principal_fen), 0)
                          FROM installments i WHERE i.plan_id = p.id AND i.status IN ('pending', 'overdue')))",
             &[],
         )

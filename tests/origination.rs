@@ -1699,6 +1699,18 @@ async fn ledger_verify_reports_corruption_by_rule_and_object() {
         .await
         .expect("repair");
     verify_ok(app).await;
+
+    // What the aging relies on (sql/V36): the bank kept with each plan's open principal is the
+    // plan's, and a plan that is not open has no open installment.
+    db.execute("UPDATE plan_open_principal SET bank_id = 'no-such-bank' WHERE plan_id = $1", &[&plan_id]).await.expect("corrupt");
+    let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert!(has_violation(&v, "plan_open_principal_kept", &plan_id), "{v}");
+    db.execute("UPDATE plan_open_principal o SET bank_id = p.bank_id FROM plans p WHERE p.id = o.plan_id", &[]).await.expect("repair");
+    db.execute("UPDATE plans SET status = 'settled' WHERE id = $1", &[&plan_id]).await.expect("corrupt");
+    let v = app.admin_get("/v1/admin/ledger/verify").await.expect(200);
+    assert!(has_violation(&v, "closed_plan_has_no_open_installment", &plan_id), "{v}");
+    db.execute("UPDATE plans SET status = 'active' WHERE id = $1", &[&plan_id]).await.expect("repair");
+    verify_ok(app).await;
     let (code, out) = cli_verify(app).await;
     assert_eq!(code, 0, "{out}");
 }

@@ -129,24 +129,37 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 ///
 /// Only the late plans (an open installment due before `as_of`, found by a range scan of the
 /// partial index of open installments, V2, which carries their unpaid amounts, V35) are summed:
-/// their past-due installments from those rows, their unpaid principal as kept for each plan
-/// (`plan_open_principal`, by V35's triggers on installments). Every other open plan is `current` with nothing
-/// unpaid due, so that bucket is the bank's open plans (the partial index of V28) and their
-/// unpaid principal less the late plans'. That principal is, by the invariant `verify` checks
-/// (`bank_exposure_matches_book`), the bank's exposure in use less its orders not yet funded, as
-/// the portfolio reads it ([`bank_books`]). So the cost follows the late plans and the banks, not
-/// the book: end of day takes this snapshot at every close.
+/// their past-due installments from those rows, their bank and unpaid principal as kept for each
+/// plan (`plan_open_principal`, by V35's triggers on installments, the bank since V36). A plan
+/// that is not open has no open installment (`verify`: `closed_plan_has_no_open_installment`), so
+/// every late plan is open. Every other open plan is `current` with nothing unpaid due, so that
+/// bucket is the bank's open plans (counted in one pass) and their unpaid principal less the late
+/// plans'. That principal is, by the invariant `verify` checks (`bank_exposure_matches_book`), the
+/// bank's exposure in use less its orders not yet funded, as the portfolio reads it
+/// ([`bank_books`]). So the cost follows the late plans and the banks' open plans, not every
+/// installment of the book: end of day takes this snapshot at every close.
 /// [`aging_summed`] is the same answer summed over every open installment.
 pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
     let thresholds: Vec<i32> = THRESHOLDS.to_vec();
-    // The planner costs the late plans' lookups high enough to compile the statement with JIT,
-    // which took longer (about 1.5 s) than running it: off for this statement only, then as it
-    // was (inside the caller's transaction; outside one each statement is its own).
-    let jit: String = c.query_one("SELECT current_setting('jit'), set_config('jit', 'off', true)", &[]).await?.get(0);
+    // For this statement only, then as they were (inside the caller's transaction; outside one
+    // each statement is its own): JIT off, since the planner costs the late plans' lookups high
+    // enough to compile it, which took longer (about 1.5 s) than running it; and room for the late
+    // plans' grouping (100,000 late plans took 7 MB), which at the default 4 MB spills to disk.
+    let was = c
+        .query_one(
+            "SELECT current_setting('jit'), current_setting('work_mem'), set_config('jit', 'off', true),
+                    set_config('work_mem', $1, true)",
+            &[&AGING_WORK_MEM],
+        )
+        .await?;
+    let (jit, work_mem): (String, String) = (was.get(0), was.get(1));
     let rows = c.query(AGING_FROM_LATE_PLANS, &[&as_of, &bank_id, &thresholds]).await?;
-    c.query_one("SELECT set_config('jit', $1, true)", &[&jit]).await?;
+    c.query_one("SELECT set_config('jit', $1, true), set_config('work_mem', $2, true)", &[&jit, &work_mem]).await?;
     Ok(rows.iter().map(aging_row).collect())
 }
+
+/// The aging statement's `work_mem`: enough for the late plans' grouping over the bench's book.
+const AGING_WORK_MEM: &str = "64MB";
 
 const AGING_FROM_LATE_PLANS: &str = concat!(
     "
@@ -159,38 +172,33 @@ WITH late AS MATERIALIZED (
     GROUP BY plan_id
 ), late_ids AS MATERIALIZED (
     SELECT array_agg(plan_id) AS ids FROM late
-), late_banks AS MATERIALIZED (
-    -- Each late plan's bank, by key: all late plans in one index scan (a hash join would read
-    -- every plan of the book). Each lookup is a scan of its own, then joined (as a join's inner
-    -- side, the key array would be searched once per late plan).
-    SELECT p.id, p.bank_id FROM plans p
-    WHERE p.id = ANY((SELECT ids FROM late_ids)::text[]) AND p.status IN ('active', 'defaulted')
-      AND ($2::text IS NULL OR p.bank_id = $2)
-), late_principal AS MATERIALIZED (
-    -- Each late plan's unpaid principal over every open installment (not yet due ones included),
-    -- kept by V35's triggers, by key in the same way.
-    SELECT o.plan_id, o.open_unpaid_principal_fen FROM plan_open_principal o
-    WHERE o.plan_id = ANY((SELECT ids FROM late_ids)::text[])
-), per_plan AS (
-    SELECT b.bank_id, coalesce(o.open_unpaid_principal_fen, 0) AS principal, l.unpaid_due,
-           coalesce($1 - l.oldest, 0) AS days
-    FROM late l JOIN late_banks b ON b.id = l.plan_id LEFT JOIN late_principal o ON o.plan_id = l.plan_id
-), late_rows AS (
-    SELECT bank_id, width_bucket(days, $3::int4[]) AS bucket, count(*) AS plans, sum(principal) AS principal,
-           sum(unpaid_due) AS unpaid_due
-    FROM per_plan GROUP BY 1, 2
+), late_kept AS MATERIALIZED (
+    -- Each late plan's bank and unpaid principal over every open installment (not yet due ones
+    -- included), kept by V35's triggers: all late plans by key in one index scan (a hash join
+    -- would read every plan's row), then joined (as a join's inner side, the key array would be
+    -- searched once per late plan).
+    SELECT o.plan_id, o.bank_id, o.open_unpaid_principal_fen FROM plan_open_principal o
+    WHERE o.plan_id = ANY((SELECT ids FROM late_ids)::text[]) AND ($2::text IS NULL OR o.bank_id = $2)
+), late_rows AS MATERIALIZED (
+    -- Materialized: read once here and twice per bank below.
+    SELECT k.bank_id, width_bucket(coalesce($1 - l.oldest, 0), $3::int4[]) AS bucket, count(*) AS plans,
+           sum(k.open_unpaid_principal_fen) AS principal, sum(l.unpaid_due) AS unpaid_due
+    FROM late l JOIN late_kept k ON k.plan_id = l.plan_id GROUP BY 1, 2
+), open_plans AS MATERIALIZED (
+    -- Each bank's open plans in one pass (the index of open plans by bank when plans' pages are
+    -- all-visible, else the table, once for every bank rather than once per bank).
+    SELECT bank_id, count(*) AS plans FROM plans
+    WHERE status IN ('active', 'defaulted') AND ($2::text IS NULL OR bank_id = $2) GROUP BY bank_id
 ), unfunded AS (",
     unfunded_by_bank!(),
-    "), current_rest AS MATERIALIZED (
-    -- Materialized: its plans are counted once (the filter below would count them again).
-    SELECT b.id AS bank_id, 0 AS bucket,
-           (SELECT count(*) FROM plans p WHERE p.bank_id = b.id AND p.status IN ('active', 'defaulted'))
-             - coalesce((SELECT sum(plans) FROM late_rows l WHERE l.bank_id = b.id), 0) AS plans,
-           coalesce((SELECT sum(used_fen) FROM bank_exposure_stripes s WHERE s.bank_id = b.id), 0)
-             - coalesce((SELECT principal FROM unfunded u WHERE u.bank_id = b.id), 0)
-             - coalesce((SELECT sum(principal) FROM late_rows l WHERE l.bank_id = b.id), 0) AS principal,
+    "), current_rest AS (
+    SELECT b.bank_id, 0 AS bucket,
+           b.plans - coalesce((SELECT sum(plans) FROM late_rows l WHERE l.bank_id = b.bank_id), 0) AS plans,
+           coalesce((SELECT sum(used_fen) FROM bank_exposure_stripes s WHERE s.bank_id = b.bank_id), 0)
+             - coalesce((SELECT principal FROM unfunded u WHERE u.bank_id = b.bank_id), 0)
+             - coalesce((SELECT sum(principal) FROM late_rows l WHERE l.bank_id = b.bank_id), 0) AS principal,
            0 AS unpaid_due
-    FROM banks b WHERE ($2::text IS NULL OR b.id = $2)
+    FROM open_plans b
 )
 SELECT bank_id, bucket, sum(plans)::int8 AS plans, sum(principal)::int8 AS principal, sum(unpaid_due)::int8 AS unpaid_due
 FROM (SELECT * FROM late_rows UNION ALL SELECT * FROM current_rest WHERE plans > 0) r

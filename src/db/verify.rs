@@ -42,6 +42,11 @@ pub struct PlanRow {
     /// V35's triggers) and as its installments sum it.
     pub open_unpaid_principal_fen: i64,
     pub installments_open_unpaid_principal_fen: i64,
+    /// The bank kept with that figure is the plan's (V36).
+    pub kept_bank_is_the_plans: bool,
+    /// The plan is not open (neither `active` nor `defaulted`) yet has an open installment: the
+    /// aging, which finds late plans by their open installments, relies on this never being so.
+    pub closed_with_open_installment: bool,
 }
 
 /// A return with what its plan says of it (API.md §13).
@@ -168,9 +173,11 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
                     p.status = 'returned' AND bool_or(i.status IN ('pending', 'overdue')
                         OR i.principal_fen - i.paid_principal_fen - i.waived_principal_fen > 0),
                     coalesce(o.open_unpaid_principal_fen, 0),
-                    coalesce(sum(i.principal_fen - i.paid_principal_fen) FILTER (WHERE i.status IN ('pending', 'overdue')), 0)::int8
+                    coalesce(sum(i.principal_fen - i.paid_principal_fen) FILTER (WHERE i.status IN ('pending', 'overdue')), 0)::int8,
+                    o.bank_id IS NULL OR o.bank_id = p.bank_id,
+                    p.status NOT IN ('active', 'defaulted') AND coalesce(bool_or(i.status IN ('pending', 'overdue')), false)
              FROM plans p LEFT JOIN installments i ON i.plan_id = p.id LEFT JOIN plan_open_principal o ON o.plan_id = p.id
-             GROUP BY p.id, p.principal_fen, o.open_unpaid_principal_fen",
+             GROUP BY p.id, p.principal_fen, o.open_unpaid_principal_fen, o.bank_id",
             &[],
         )
         .await?;
@@ -191,6 +198,8 @@ async fn plans(c: &impl Db) -> Result<Vec<PlanRow>, tokio_postgres::Error> {
             returned_owes: r.get::<_, Option<bool>>(11).unwrap_or(false),
             open_unpaid_principal_fen: r.get(12),
             installments_open_unpaid_principal_fen: r.get(13),
+            kept_bank_is_the_plans: r.get(14),
+            closed_with_open_installment: r.get(15),
         })
         .collect())
 }

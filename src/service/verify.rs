@@ -145,6 +145,12 @@ fn check_plans(c: &mut Collector, books: &Books, bal: &impl Fn(String) -> i64) -
         c.check(kept == summed, "plan_open_principal_kept", id, || {
             format!("the plan keeps {kept} fen of open unpaid principal but its open installments owe {summed}")
         });
+        c.check(p.kept_bank_is_the_plans, "plan_open_principal_kept", id, || {
+            "the bank kept with the plan's open principal is not the plan's".to_string()
+        });
+        c.check(!p.closed_with_open_installment, "closed_plan_has_no_open_installment", id, || {
+            "a plan that is not open still has a pending or overdue installment".to_string()
+        });
         check_written_off(c, p, bal);
         check_returned(c, p, bal);
     }
