@@ -72,6 +72,10 @@ pub struct ApiTimings {
     /// `GET /v1/reconciliation/{due date}` (all banks, JSON), a stored closed date.
     pub report_read_ms: f64,
     pub report_bytes: usize,
+    /// The console's pages over the same book, signed in with the admin key: the aging as of the
+    /// same date, and the overview (the portfolio and the end-of-day runs).
+    pub console_aging_ms: f64,
+    pub console_overview_ms: f64,
 }
 
 const TIMED_CALLS: usize = 5;
@@ -388,34 +392,33 @@ async fn time_api(
 ) -> Result<ApiTimings> {
     let service = crate::service::Service::start(server_bin, &cluster.url(DB), workdir, "eod-service", params.service_pool_size).await?;
     let outcome = async {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().context("HTTP client")?;
-        let get = |path: String| {
-            let (http, url, key) = (http.clone(), format!("{}{path}", service.url), service.admin_key.clone());
-            async move {
-                let mut ms = Vec::with_capacity(TIMED_CALLS);
-                let mut bytes = 0;
-                for _ in 0..TIMED_CALLS {
-                    let t = Instant::now();
-                    let res = http.get(&url).bearer_auth(&key).send().await.with_context(|| format!("GET {url}"))?;
-                    let status = res.status();
-                    let body = res.bytes().await.with_context(|| format!("reading GET {url}"))?;
-                    ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                    if !status.is_success() {
-                        bail!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
-                    }
-                    bytes = body.len();
-                }
-                ms.sort_by(f64::total_cmp);
-                anyhow::Ok((ms[ms.len() / 2], bytes))
-            }
-        };
-        let (aging_ms, _) = get(format!("/v1/admin/aging?as_of={open_date}")).await?;
-        let (portfolio_ms, _) = get("/v1/admin/portfolio".to_string()).await?;
-        let (report_read_ms, report_bytes) = get(format!("/v1/reconciliation/{closed_date}")).await?;
+        // No redirects followed: the console's sign-in answers 303 with the session cookie.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("HTTP client")?;
+        let bearer = format!("Bearer {}", service.admin_key);
+        let (aging_ms, _) = median_get(&http, &format!("{}/v1/admin/aging?as_of={open_date}", service.url), &bearer).await?;
+        let (portfolio_ms, _) = median_get(&http, &format!("{}/v1/admin/portfolio", service.url), &bearer).await?;
+        let (report_read_ms, report_bytes) =
+            median_get(&http, &format!("{}/v1/reconciliation/{closed_date}", service.url), &bearer).await?;
+        let cookie = console_session(&http, &service).await?;
+        let (console_aging_ms, _) = median_get(&http, &format!("{}/console/aging?as_of={open_date}", service.url), &cookie).await?;
+        let (console_overview_ms, _) = median_get(&http, &format!("{}/console/overview", service.url), &cookie).await?;
         println!(
-            "   GET aging as of {open_date} {aging_ms:.1} ms, portfolio {portfolio_ms:.1} ms, the reconciliation of closed {closed_date} ({report_bytes} bytes) {report_read_ms:.1} ms (medians of {TIMED_CALLS})"
+            "   GET aging as of {open_date} {aging_ms:.1} ms, portfolio {portfolio_ms:.1} ms, the reconciliation of closed {closed_date} ({report_bytes} bytes) {report_read_ms:.1} ms; \
+             the console's aging page {console_aging_ms:.1} ms, overview {console_overview_ms:.1} ms (medians of {TIMED_CALLS})"
         );
-        anyhow::Ok(ApiTimings { aging_as_of: Some(open_date), aging_ms, portfolio_ms, report_read_ms, report_bytes })
+        anyhow::Ok(ApiTimings {
+            aging_as_of: Some(open_date),
+            aging_ms,
+            portfolio_ms,
+            report_read_ms,
+            report_bytes,
+            console_aging_ms,
+            console_overview_ms,
+        })
     }
     .await;
     if let Err(e) = service.stop().await {
@@ -434,6 +437,39 @@ fn reports_secs(log: &Path, date: NaiveDate) -> Option<f64> {
         .filter_map(|v| v["elapsed_ms"].as_f64())
         .last()
         .map(|ms| ms / 1000.0)
+}
+
+/// The median of [`TIMED_CALLS`] GETs of `url` with `credential` (an `Authorization` value, or a
+/// console session's `Cookie` value), each timed until its whole body is read; a non-2xx fails.
+async fn median_get(http: &reqwest::Client, url: &str, credential: &str) -> Result<(f64, usize)> {
+    let header = if credential.starts_with("Bearer ") { reqwest::header::AUTHORIZATION } else { reqwest::header::COOKIE };
+    let mut ms = Vec::with_capacity(TIMED_CALLS);
+    let mut bytes = 0;
+    for _ in 0..TIMED_CALLS {
+        let t = Instant::now();
+        let res = http.get(url).header(header.clone(), credential).send().await.with_context(|| format!("GET {url}"))?;
+        let status = res.status();
+        let body = res.bytes().await.with_context(|| format!("reading GET {url}"))?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        if !status.is_success() {
+            bail!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+        }
+        bytes = body.len();
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok((ms[ms.len() / 2], bytes))
+}
+
+/// Signs in to the console with the service's admin key, as its sign-in form does: the session
+/// cookie's `name=value`, to send back as `Cookie`.
+async fn console_session(http: &reqwest::Client, service: &crate::service::Service) -> Result<String> {
+    let url = format!("{}/console/sign-in", service.url);
+    let res = http.post(&url).form(&[("key", service.admin_key.as_str())]).send().await.with_context(|| format!("POST {url}"))?;
+    if res.status() != reqwest::StatusCode::SEE_OTHER {
+        bail!("the console's sign-in answered {}", res.status());
+    }
+    let cookie = res.headers().get(reqwest::header::SET_COOKIE).and_then(|v| v.to_str().ok()).context("the sign-in set no cookie")?;
+    Ok(cookie.split(';').next().unwrap_or_default().to_string())
 }
 
 async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: NaiveDate, chunk_size: u32, log: &Path) -> Result<EodRun> {
