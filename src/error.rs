@@ -230,9 +230,20 @@ pub fn classify_db_error(e: &tokio_postgres::Error) -> ApiError {
     }
     if let Some(db) = e.as_db_error() {
         let code = db.code();
-        if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::TOO_MANY_CONNECTIONS {
+        // API.md §1's `503 unavailable`, with the cause named: a statement over its timeout is
+        // not an unreachable database, and the client (or an operator) should know which it was.
+        let busy = if *code == SqlState::QUERY_CANCELED {
+            Some("the database did not answer within its statement timeout; retry later")
+        } else if *code == SqlState::LOCK_NOT_AVAILABLE {
+            Some("the database could not take a lock within its timeout; retry later")
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            Some("the database has no connection free; retry later")
+        } else {
+            None
+        };
+        if let Some(message) = busy {
             tracing::warn!(error = %e, "database busy");
-            return ApiError::unavailable();
+            return ApiError::new(ErrorCode::Unavailable, message);
         }
         if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER {
             // Text PostgreSQL cannot hold (a NUL character) that got past the checks: the request's fault.

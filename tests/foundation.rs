@@ -1474,6 +1474,36 @@ async fn database_outage_answers_503_and_recovers_by_itself() {
     expect_error(&app.admin_get("/v1/admin/providers/p-out").await, 404, "not_found");
 }
 
+/// A request waiting on a row lock past the database's timeouts (statement and lock timeout share
+/// one value, db::make_pool; the statement's fires first): `503 unavailable` naming the timeout
+/// rather than "cannot be reached", and nothing changed; once the lock is gone the same request
+/// succeeds.
+#[actix_web::test]
+async fn a_lock_held_past_the_timeout_answers_503_naming_the_cause() {
+    let app = TestApp::start_on(fresh_database().await, |s| {
+        s.database.statement_timeout_ms = 300;
+        s.server.request_timeout_ms = 10_000;
+    })
+    .await;
+    let w = world::World::standard().build(&app).await;
+    app.set_today("2027-01-31");
+    let order = w.store().place_order(world::order_body("LOCK-1", "p12", 7, 1)).await.expect(201);
+    let id = order["id"].as_str().expect("an order id").to_string();
+    let mut holder = app.db().await;
+    let held = holder.transaction().await.expect("begin");
+    held.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", &[&id]).await.expect("lock the order");
+
+    let r = w.bank().fund(&id, "L-LOCK", "2027-01-31").await;
+    expect_error(&r, 503, "unavailable");
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("timeout") && !message.contains("cannot be reached"), "{}", r.body);
+    held.rollback().await.expect("release the lock");
+
+    let status: String = app.db().await.query_one("SELECT status FROM orders WHERE id = $1", &[&id]).await.expect("read").get(0);
+    assert_eq!(status, "awaiting_funding", "the refused funding changed nothing");
+    w.bank().fund(&id, "L-LOCK", "2027-01-31").await.expect(200);
+}
+
 // ---------- 9. the embedded default through the real binary ----------
 
 /// What both binary tests run with: the embedded cluster under `dir/var`, one worker, no EOD.
