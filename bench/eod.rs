@@ -398,12 +398,12 @@ async fn time_api(
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("HTTP client")?;
-        let bearer = format!("Bearer {}", service.admin_key);
+        let bearer = (reqwest::header::AUTHORIZATION, format!("Bearer {}", service.admin_key));
         let (aging_ms, _) = median_get(&http, &format!("{}/v1/admin/aging?as_of={open_date}", service.url), &bearer).await?;
         let (portfolio_ms, _) = median_get(&http, &format!("{}/v1/admin/portfolio", service.url), &bearer).await?;
         let (report_read_ms, report_bytes) =
             median_get(&http, &format!("{}/v1/reconciliation/{closed_date}", service.url), &bearer).await?;
-        let cookie = console_session(&http, &service).await?;
+        let cookie = (reqwest::header::COOKIE, console_session(&http, &service).await?);
         let (console_aging_ms, _) = median_get(&http, &format!("{}/console/aging?as_of={open_date}", service.url), &cookie).await?;
         let (console_overview_ms, _) = median_get(&http, &format!("{}/console/overview", service.url), &cookie).await?;
         println!(
@@ -439,15 +439,15 @@ fn reports_secs(log: &Path, date: NaiveDate) -> Option<f64> {
         .map(|ms| ms / 1000.0)
 }
 
-/// The median of [`TIMED_CALLS`] GETs of `url` with `credential` (an `Authorization` value, or a
-/// console session's `Cookie` value), each timed until its whole body is read; a non-2xx fails.
-async fn median_get(http: &reqwest::Client, url: &str, credential: &str) -> Result<(f64, usize)> {
-    let header = if credential.starts_with("Bearer ") { reqwest::header::AUTHORIZATION } else { reqwest::header::COOKIE };
+/// The median of [`TIMED_CALLS`] GETs of `url` with `credential` (the API's `Authorization`, or a
+/// console session's `Cookie`), each timed until its whole body is read; a non-2xx fails.
+async fn median_get(http: &reqwest::Client, url: &str, credential: &(reqwest::header::HeaderName, String)) -> Result<(f64, usize)> {
+    let (header, value) = credential;
     let mut ms = Vec::with_capacity(TIMED_CALLS);
     let mut bytes = 0;
     for _ in 0..TIMED_CALLS {
         let t = Instant::now();
-        let res = http.get(url).header(header.clone(), credential).send().await.with_context(|| format!("GET {url}"))?;
+        let res = http.get(url).header(header, value).send().await.with_context(|| format!("GET {url}"))?;
         let status = res.status();
         let body = res.bytes().await.with_context(|| format!("reading GET {url}"))?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -184,7 +184,7 @@ WITH late AS MATERIALIZED (
 ), late_kept AS MATERIALIZED (
     -- Each late plan's bank and unpaid principal over every open installment (not yet due ones
     -- included), kept by V35's triggers: all late plans by key in one index scan (a hash join
-    -- would read every plan's row), then joined (as a join's inner side, the key array would be
+    -- would read every plan's kept row), then joined (as a join's inner side, the key array would be
     -- searched once per late plan).
     SELECT o.plan_id, o.bank_id, o.open_unpaid_principal_fen FROM plan_open_principal o
     WHERE o.plan_id = ANY((SELECT ids FROM late_ids)::text[]) AND ($2::text IS NULL OR o.bank_id = $2)
