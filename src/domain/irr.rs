@@ -6,7 +6,9 @@
 //! is a polynomial with non-negative coefficients, increasing and convex for
 //! `v > 0`, evaluated by Horner's scheme without overflow for `v ≤ 1`. A
 //! safeguarded Newton iteration (bisection whenever Newton does not halve the
-//! bracket) converges to well below 1e-20.
+//! bracket) converges to well below 1e-20. It starts from a narrow bracket around
+//! Newton's root in `f64` when decimals confirm that it brackets the root
+//! (`near_bracket`): `f64` only chooses where to start, never the answer.
 
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -222,11 +224,15 @@ const SEED_STEPS: u32 = 60;
 /// Half the width of [`near_bracket`], relative to its centre: far above `f64`'s error.
 const SEED_HALF_WIDTH: f64 = 1e-9;
 
+/// A step of the `f64` iteration this small, relative to `v`, is at `f64`'s precision.
+const SEED_LAST_STEP: f64 = 1e-15;
+
 /// A bracket a hair around the root as Newton's method finds it in `f64`, checked in decimals
 /// (`f(lo) < 0 <= f(hi)`), or `None` when that check or the `f64` steps fail; the solver then
 /// starts from [`initial_bracket`]. Only the starting bracket comes from `f64`: the root is still
-/// found, to `TOLERANCE`, in decimals, and in two or three evaluations from here instead of up to
-/// sixteen (pricing solves one per order placed or quoted).
+/// found, to `TOLERANCE`, in decimals: two evaluations check this bracket, then Newton closes it
+/// in three or four, against up to sixteen from [`initial_bracket`] (pricing solves one per order
+/// placed or quoted).
 fn near_bracket(principal: Decimal, payments: &[Decimal]) -> Option<Bracket> {
     let owed = principal.to_f64()?;
     let paid: Vec<f64> = payments.iter().map(Decimal::to_f64).collect::<Option<_>>()?;
@@ -245,7 +251,7 @@ fn near_bracket(principal: Decimal, payments: &[Decimal]) -> Option<Bracket> {
         }
         let step = (next - v).abs();
         v = next;
-        if step <= v * 1e-15 {
+        if step <= v * SEED_LAST_STEP {
             break;
         }
     }
