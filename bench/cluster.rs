@@ -12,6 +12,7 @@ const SHOWN: &[&str] = &[
     "synchronous_commit",
     "fsync",
     "full_page_writes",
+    "wal_compression",
     "wal_sync_method",
     "shared_buffers",
     "wal_buffers",
@@ -69,6 +70,7 @@ impl Cluster {
             extra.push(("pg_stat_statements.max".into(), "1000".into()));
         }
         extra.push(("shared_preload_libraries".into(), preload.join(",")));
+        extra.extend(params.pg_settings.iter().cloned());
         let inner = EmbeddedCluster::start(ClusterOptions {
             dir: dir.to_path_buf(),
             db_name: "postgres".to_string(),
@@ -79,7 +81,9 @@ impl Cluster {
         .context("starting the throwaway PostgreSQL cluster")?;
         let mut cluster = Cluster { inner, settings: Vec::new(), stat_statements: params.stat_statements, wal_preallocated: (0, 0) };
         let client = cluster.connect("postgres").await?;
-        for name in SHOWN {
+        // The harness's own, then any `--pg-setting` it does not show already.
+        let given = params.pg_settings.iter().map(|(k, _)| k.as_str()).filter(|k| !SHOWN.contains(k));
+        for name in SHOWN.iter().copied().chain(given) {
             let row = client.query_one(&format!("SHOW {name}"), &[]).await.with_context(|| format!("SHOW {name}"))?;
             cluster.settings.push((name.to_string(), row.get(0)));
         }

@@ -88,6 +88,10 @@ pub struct Args {
     /// measure a setting: e.g. `CREDITPHONE__NOTICES__ENABLED=false`, `CREDITPHONE__ORDERS__BATCH_WINDOW_US=500`.
     #[arg(long, value_parser = parse_env_pair)]
     service_env: Vec<(String, String)>,
+    /// `KEY=VALUE` passed to the throwaway PostgreSQL server after the harness's own settings
+    /// (repeatable), to measure a server setting: e.g. `wal_compression=off`. Shown with `SHOW`.
+    #[arg(long, value_parser = parse_env_pair)]
+    pg_setting: Vec<(String, String)>,
 }
 
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {
@@ -123,6 +127,8 @@ pub struct Params {
     pub keep: bool,
     /// `--open-rate`: the open loop's fixed arrival rate instead of half the closed loop's.
     pub open_rate: Option<f64>,
+    /// `--pg-setting`: server settings after the harness's own.
+    pub pg_settings: Vec<(String, String)>,
 }
 
 impl Params {
@@ -156,6 +162,7 @@ impl Params {
             only: a.only.clone(),
             keep: a.keep,
             open_rate: a.open_rate.filter(|r| *r > 0.0),
+            pg_settings: a.pg_setting.clone(),
         }
     }
 }
