@@ -110,6 +110,28 @@ pub async fn transaction_time(tx: &Tx<'_>) -> Result<chrono::DateTime<chrono::Ut
     Ok(tx.query_one("SELECT now()", &[]).await?.get(0))
 }
 
+/// Runs one report statement with JIT and parallel workers off for it alone, then puts both back
+/// as they were (set for the caller's transaction; outside one each statement is its own, and the
+/// statement runs with the server's settings). For the day's reports that end of day renders over a
+/// large book (`reports::movements`, `settlement::movements`): their plans, lookups by key for each
+/// of the day's rows, cost enough to be compiled, which took longer than running them; parallel
+/// workers gained at most a few percent over the bench's book, and end of day renders these while
+/// autovacuum works through the day's changes, where the aging's parallel plan waited for its
+/// workers (`ops::aging`). More `work_mem` changed neither measurably, so it is left alone.
+pub async fn query_without_jit(c: &impl Db, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let was = c
+        .query_one(
+            "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather'),
+                    set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)",
+            &[],
+        )
+        .await?;
+    let (jit, parallel): (String, String) = (was.get(0), was.get(1));
+    let rows = c.query(sql, params).await?;
+    c.query_one("SELECT set_config('jit', $1, true), set_config('max_parallel_workers_per_gather', $2, true)", &[&jit, &parallel]).await?;
+    Ok(rows)
+}
+
 /// A statement that answered more rows (or fewer) than its caller's `query_one`/`query_opt` allow
 /// is a bug in that statement: the driver's error does not say which, so it is named here.
 fn log_row_count(e: &tokio_postgres::Error, sql: &str) {

@@ -35,11 +35,11 @@ pub struct MovementRow {
 /// for any date: `plan.opened` (funding), `repayment.recorded` (repayment, by its id),
 /// `default.compensated` (compensation; paired with the compensation rows of the same plan and
 /// date in order, one entry per row), `exposure.released` (the order's cancellation, rejection or
-/// expiry, by the order's final status).
+/// expiry, by the order's final status). Run without JIT ([`crate::db::query_without_jit`]).
 pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> Result<Vec<MovementRow>, tokio_postgres::Error> {
-    let rows = c
-        .query(
-            "WITH comp AS (
+    let rows = crate::db::query_without_jit(
+        c,
+        "WITH comp AS (
                  SELECT c.*, row_number() OVER (PARTITION BY c.plan_id ORDER BY c.id) AS rn
                  FROM compensations c WHERE c.booked_on = $1),
              comp_entries AS (
@@ -61,7 +61,9 @@ pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> R
                  UNION ALL
                  SELECT 'compensation', ce.id, c.booked_on, c.value_date, p.bank_id, p.order_id, p.id, p.loan_no, c.installment_seq, NULL, NULL,
                         c.amount_fen, c.principal_fen, c.interest_fen, c.fee_fen, c.penalty_fen, 0, 0
-                 FROM comp c JOIN plans p ON p.id = c.plan_id
+                 -- Each plan by key (OFFSET 0 keeps it a lookup per compensation: as a join, all of
+                 -- plans was hashed for a day of many conversions).
+                 FROM comp c CROSS JOIN LATERAL (SELECT p.id, p.bank_id, p.order_id, p.loan_no FROM plans p WHERE p.id = c.plan_id OFFSET 0) p
                  LEFT JOIN comp_entries ce ON ce.plan_id = c.plan_id AND ce.rn = c.rn
                  WHERE ($2::text IS NULL OR p.bank_id = $2)
                  UNION ALL
@@ -95,9 +97,9 @@ pub async fn movements(c: &impl Db, date: NaiveDate, bank_id: Option<&str>) -> R
                  WHERE r.booked_on = $1 AND ($2::text IS NULL OR p.bank_id = $2)
              ) m
              ORDER BY entry_id NULLS LAST, kind, order_id, installment_seq, repayment_id",
-            &[&date, &bank_id],
-        )
-        .await?;
+        &[&date, &bank_id],
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|r| MovementRow {

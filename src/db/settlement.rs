@@ -31,28 +31,29 @@ pub struct SettlementRow {
 /// cost follows the day's entries, not the provider's lines), each with the journal's change of its
 /// line's held and drawn, and the entry of the same plan just before it that day (the cause of a
 /// release: a repayment, a conversion, a write-off). Compensation rows pair with their entries in
-/// order, one entry per row, as the bank's reconciliation pairs them (`db::reports`).
+/// order, one entry per row, as the bank's reconciliation pairs them (`db::reports`). What else a
+/// row shows is read by key for the entries that show it (an order, a hold, a plan), so no table
+/// of the book is read whole: as joins, the planner hashed all of orders, plans and holds (1M rows
+/// each on the bench's book) for the few entries that need them.
 const MOVEMENTS: &str = "
-WITH e AS MATERIALIZED (
-    SELECT e.*, lag(e.kind) OVER w AS prev_kind, lag(e.reference) OVER w AS prev_ref, lag(e.id) OVER w AS prev_id
-    FROM journal_entries e JOIN credit_lines c ON c.id = e.credit_line_id
-    WHERE e.booked_on = $2 AND c.provider_id = $1
+WITH e AS (
+    -- Each line by key; OFFSET 0 keeps it a lookup per entry (as a join, every line of the book
+    -- was hashed), and the filter on its output is estimated from the lines' statistics.
+    -- `conversions`: the plan's conversions that day up to this entry, so a conversion's own place
+    -- among them, and on a release just after one, that conversion's.
+    SELECT e.*, lag(e.kind) OVER w AS prev_kind, lag(e.reference) OVER w AS prev_ref,
+           count(*) FILTER (WHERE e.kind = 'default.compensated') OVER w AS conversions
+    FROM journal_entries e
+    CROSS JOIN LATERAL (SELECT c.provider_id FROM credit_lines c WHERE c.id = e.credit_line_id OFFSET 0) line
+    WHERE e.booked_on = $2 AND line.provider_id = $1
     WINDOW w AS (PARTITION BY e.plan_id ORDER BY e.id)),
-moved AS (
-    SELECT e.id,
-           coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':held'), 0)::int8 AS held,
-           coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':drawn'), 0)::int8 AS drawn
-    FROM e JOIN journal_lines l ON l.entry_id = e.id
-    WHERE e.kind IN ('hold.placed', 'hold.released', 'default.compensated', 'hold.voided', 'line.debt_repaid')
-    GROUP BY e.id),
-comp AS (
+comp AS MATERIALIZED (
+    -- Every compensation of the date (the join below keeps this provider's), so that the planner
+    -- sizes it from the table's statistics: restricted to e's plans, it was estimated at a few rows.
+    -- Materialized so that it is sorted once even when statistics taken before the date was
+    -- booked lead the planner to loop over it for each entry.
     SELECT c.*, row_number() OVER (PARTITION BY c.plan_id ORDER BY c.id) AS rn
-    FROM compensations c WHERE c.booked_on = $2 AND c.plan_id IN (SELECT plan_id FROM e WHERE kind = 'default.compensated')),
-comp_entries AS (
-    SELECT e.id, e.plan_id, row_number() OVER (PARTITION BY e.plan_id ORDER BY e.id) AS rn
-    FROM e WHERE e.kind = 'default.compensated'),
-comp_by_entry AS (
-    SELECT ce.id AS entry_id, c.* FROM comp_entries ce JOIN comp c ON c.plan_id = ce.plan_id AND c.rn = ce.rn)
+    FROM compensations c WHERE c.booked_on = $2)
 SELECT * FROM (
 SELECT CASE e.kind WHEN 'hold.placed' THEN 'hold_placed' WHEN 'hold.released' THEN 'hold_released'
                    WHEN 'default.compensated' THEN 'hold_converted' WHEN 'hold.voided' THEN 'hold_voided'
@@ -62,34 +63,46 @@ SELECT CASE e.kind WHEN 'hold.placed' THEN 'hold_placed' WHEN 'hold.released' TH
            WHEN 'hold.placed' THEN o.created_on
            WHEN 'hold.voided' THEN
                CASE WHEN h.void_reason = 'returned' THEN (SELECT r.completed_on FROM returns r WHERE r.id = e.reference) ELSE o.decided_on END
-           WHEN 'default.compensated' THEN cb.value_date
+           WHEN 'default.compensated' THEN c.value_date
            WHEN 'line.debt_repaid' THEN (SELECT (d.created_at AT TIME ZONE 'Asia/Shanghai')::date FROM debt_repayments d WHERE d.id = e.reference)
            ELSE CASE e.prev_kind
                WHEN 'repayment.recorded' THEN (SELECT r.paid_on FROM repayments r WHERE r.id = e.prev_ref)
-               WHEN 'default.compensated' THEN pv.value_date
-               WHEN 'plan.written_off' THEN p.written_off_on
+               WHEN 'default.compensated' THEN c.value_date
+               WHEN 'plan.written_off' THEN (SELECT p.written_off_on FROM plans p WHERE p.id = e.plan_id)
            END
        END AS value_date,
        e.credit_line_id, e.hold_id, e.order_id,
        -- The ids as they were at the event: an unfunded order's void has no plan, a return's has.
        CASE WHEN e.kind = 'hold.placed' THEN NULL ELSE e.plan_id END AS plan_id,
        coalesce(e.bank_id, o.bank_id) AS bank_id,
-       cb.installment_seq,
+       -- On a release, c is its cause's compensation: only a conversion shows its own.
+       CASE WHEN e.kind = 'default.compensated' THEN c.installment_seq END AS installment_seq,
        -- The hold's own void_reason (sql/V19), not the order's status: a decline leaves the order
        -- `rejected`, a confirmation timeout `expired`, a return `returned`.
        CASE WHEN e.kind = 'hold.voided' THEN h.void_reason END AS reason,
        CASE WHEN e.kind IN ('default.compensated') THEN m.drawn WHEN e.kind = 'line.debt_repaid' THEN -m.drawn
             WHEN e.kind = 'hold.placed' THEN m.held ELSE -m.held END AS amount_fen,
-       coalesce(cb.principal_fen, 0)::int8 AS principal_fen, coalesce(cb.interest_fen, 0)::int8 AS interest_fen,
-       coalesce(cb.fee_fen, 0)::int8 AS fee_fen, coalesce(cb.penalty_fen, 0)::int8 AS penalty_fen
-FROM e JOIN moved m ON m.id = e.id
-LEFT JOIN orders o ON o.id = e.order_id
-LEFT JOIN plans p ON p.id = e.plan_id
-LEFT JOIN comp_by_entry cb ON cb.entry_id = e.id AND e.kind = 'default.compensated'
--- A release's value date is its conversion's: joined, not a subquery per release, which would
--- scan the whole materialized comp_by_entry for each (minutes on a day of 30,000 conversions).
-LEFT JOIN comp_by_entry pv ON pv.entry_id = e.prev_id AND e.prev_kind = 'default.compensated'
-LEFT JOIN holds h ON h.id = e.hold_id AND e.kind = 'hold.voided'
+       coalesce(CASE WHEN e.kind = 'default.compensated' THEN c.principal_fen END, 0)::int8 AS principal_fen,
+       coalesce(CASE WHEN e.kind = 'default.compensated' THEN c.interest_fen END, 0)::int8 AS interest_fen,
+       coalesce(CASE WHEN e.kind = 'default.compensated' THEN c.fee_fen END, 0)::int8 AS fee_fen,
+       coalesce(CASE WHEN e.kind = 'default.compensated' THEN c.penalty_fen END, 0)::int8 AS penalty_fen
+FROM e
+-- The entry's lines by key (an entry without lines has no row).
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':held'), 0)::int8 AS held,
+           coalesce(sum(l.amount_fen) FILTER (WHERE l.account = 'line:' || e.credit_line_id || ':drawn'), 0)::int8 AS drawn
+    FROM journal_lines l WHERE l.entry_id = e.id HAVING count(*) > 0) m
+-- The order and the hold by key, looked up only for the entries that read them (OFFSET 0 keeps
+-- each a lookup; the condition on e skips it for the others).
+LEFT JOIN LATERAL (SELECT o.created_on, o.decided_on, o.bank_id FROM orders o
+                   WHERE o.id = e.order_id AND (e.kind IN ('hold.placed', 'hold.voided') OR e.bank_id IS NULL) OFFSET 0) o ON true
+LEFT JOIN LATERAL (SELECT h.void_reason FROM holds h WHERE h.id = e.hold_id AND e.kind = 'hold.voided' OFFSET 0) h ON true
+-- A conversion's compensation, and a release's value date, its conversion's: one join for both,
+-- not a subquery per row, which would scan the day's compensations for each (minutes on a day
+-- of 30,000 conversions).
+LEFT JOIN comp c ON c.plan_id = e.plan_id AND c.rn = e.conversions
+                 AND (e.kind = 'default.compensated' OR e.kind = 'hold.released' AND e.prev_kind = 'default.compensated')
+WHERE e.kind IN ('hold.placed', 'hold.released', 'default.compensated', 'hold.voided', 'line.debt_repaid')
 UNION ALL
 -- Confirmations move nothing and have no entry: the hold's amount, booked as sql/V27 keeps it.
 SELECT 'hold_confirmed', h.confirmed_entry_seq, h.confirmed_booked_on, (h.confirmed_at AT TIME ZONE 'Asia/Shanghai')::date,
@@ -101,7 +114,7 @@ ORDER BY entry_id";
 
 /// Every movement of `provider_id`'s lines booked on `date`, in booking order.
 pub async fn movements(c: &impl Db, provider_id: &str, date: NaiveDate) -> Result<Vec<SettlementRow>, tokio_postgres::Error> {
-    let rows = c.query(MOVEMENTS, &[&provider_id, &date]).await?;
+    let rows = super::query_without_jit(c, MOVEMENTS, &[&provider_id, &date]).await?;
     Ok(rows
         .iter()
         .map(|r| SettlementRow {
