@@ -89,11 +89,6 @@ impl Totals {
     }
 }
 
-/// Chunks of end of day locked, loaded, decided and written at once (see [`process_plans`]): enough
-/// that while one writes the rows chunks share, the next ones' reads and own writes keep the
-/// database's other cores busy.
-const CHUNKS_IN_FLIGHT: usize = 3;
-
 /// Runs end of day for `date`, waiting for any other run to finish first.
 #[tracing::instrument(skip_all, fields(business_date = %date))]
 pub async fn run(
@@ -247,15 +242,13 @@ async fn expire_chunk(tx: &Tx<'_>, orders: &[Order], date: NaiveDate) -> ApiResu
 }
 
 /// Active plans with an unpaid installment due before D (or on D with no grace), a chunk of plans
-/// per transaction. [`CHUNKS_IN_FLIGHT`] chunks are in flight, each on its own connection: each is
-/// locked, loaded and decided, and writes its plans' own rows (installments, holds, statuses,
-/// compensations), while the ones before it finish; it writes what chunks share (journal entries,
-/// notices, credit lines, exposure stripes) and commits only once the one before it committed. So
-/// the journal keeps the plans' creation order (API.md §8) and the notices their ids' order (the
-/// order of first attempts, §7), a chunk rolls back when one before it
-/// failed, and the database's cores are all used. The chunks' plans are disjoint, and until its
-/// turn a chunk locks only its own plans' rows, so chunks never wait on each other's locks; the
-/// shared rows are locked and moved by deltas by one chunk at a time.
+/// per transaction. Two chunks are in flight: the next one is locked, loaded and decided (on its
+/// own connection) while the current one's writes are applied and committed, and each applies only
+/// once the one before committed, so bookings keep the plans' creation order (API.md §8) while the
+/// reads of one chunk overlap the writes of the other. The chunks' plans are disjoint, and loading
+/// locks only a chunk's own plans and holds, so the two never wait on each other; what they share
+/// (credit lines, exposure stripes) is locked and moved by deltas in the apply, after the commit
+/// before it.
 async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut Totals) -> ApiResult<()> {
     use futures_util::StreamExt;
     type ChunkRun<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<(Totals, usize)>> + Send + 'a>>;
@@ -271,11 +264,10 @@ async fn process_plans(pool: &Pool, date: NaiveDate, chunk: i64, totals: &mut To
         let (committed, next_may_apply) = tokio::sync::oneshot::channel();
         Some(Box::pin(close_chunk(pool, ids, date, previous.replace(next_may_apply), committed)))
     };
-    // At most CHUNKS_IN_FLIGHT, answered in order.
+    // At most two in flight, answered in order.
     let mut running = futures_util::stream::FuturesOrdered::new();
-    for _ in 0..CHUNKS_IN_FLIGHT {
-        running.extend(start_next());
-    }
+    running.extend(start_next());
+    running.extend(start_next());
     let (mut chunks, mut plans_done) = (0, 0);
     while let Some(done) = running.next().await {
         let (chunk_totals, plans) = done?;
@@ -315,13 +307,10 @@ async fn close_chunk(
     }
     totals.compensations = (fx.compensated.count, fx.compensated.amount_fen);
     totals.uncovered = (fx.uncovered.count, fx.uncovered.amount_fen);
-    // This chunk's own rows while the chunk before it may still be writing; what chunks share
-    // (journal, notices, lines, exposure) once it committed.
-    let shared = fx.apply_own(&tx).await?;
     if let Some(after) = after {
         after.await.map_err(|_| ApiError::internal_because("End of day stopped", "the chunk before this one failed"))?;
     }
-    shared.apply(&tx).await?;
+    fx.apply(&tx).await?;
     tx.commit().await?;
     // The next chunk may have failed already and dropped its end: nothing waits then.
     let _ = committed.send(());

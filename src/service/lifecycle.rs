@@ -382,54 +382,21 @@ impl Effects {
 
     /// Writes everything in a few statements, in the fixed lock order: holds, lines, banks.
     pub async fn apply(self, tx: &Tx<'_>) -> ApiResult<Applied> {
-        self.apply_own(tx).await?.apply(tx).await
-    }
-
-    /// Writes what belongs to the plans and orders of these effects alone — their installments,
-    /// holds, statuses, compensations and write-offs — and answers the rest, which other
-    /// transactions share: the journal and the notices (their ids are the booking order and the
-    /// order of first delivery attempts, API.md §7-8), the credit lines and the banks' exposure. End of day writes one chunk's own rows while the chunk before it
-    /// is still open, and the shared part only after that one committed.
-    pub async fn apply_own(self, tx: &Tx<'_>) -> ApiResult<SharedEffects> {
         let rows: Vec<(&str, &InstallmentState, InstallmentStatus)> =
             self.installments.iter().map(|(p, s, st)| (p.as_str(), s, *st)).collect();
         plans::save_installments(tx, &rows).await?;
         let holds = orders_db::take_from_holds(tx, &self.holds).await?;
+        let lines = move_lines(tx, &self.lines).await?;
+        banks::release_many(tx, &self.exposure_freed).await?;
         let (ids, statuses): (Vec<&str>, Vec<PlanStatus>) = self.plan_status.iter().map(|(id, s)| (id.as_str(), *s)).unzip();
         plans::set_statuses(tx, &ids, &statuses).await?;
         let (ids, statuses): (Vec<&str>, Vec<OrderStatus>) = self.order_status.iter().map(|(id, s)| (id.as_str(), *s)).unzip();
         orders_db::set_statuses(tx, &ids, &statuses).await?;
         compensations::insert_all(tx, &self.compensations).await?;
         crate::db::write_offs::record_all(tx, &self.write_offs).await?;
-        Ok(SharedEffects {
-            holds,
-            lines: self.lines,
-            exposure_freed: self.exposure_freed,
-            entries: self.entries,
-            notices: self.notices,
-        })
-    }
-}
-
-/// The part of [`Effects`] other transactions share, written by [`SharedEffects::apply`] after
-/// [`Effects::apply_own`]: the journal entries and the notices, then the lines and the banks'
-/// exposure in the fixed lock order (lines in id order, then banks).
-pub struct SharedEffects {
-    /// The holds as `apply_own` wrote them.
-    holds: BTreeMap<String, Hold>,
-    lines: BTreeMap<String, LineDelta>,
-    exposure_freed: BTreeMap<ExposureKey, i64>,
-    entries: Vec<Entry>,
-    notices: Vec<Notice>,
-}
-
-impl SharedEffects {
-    pub async fn apply(self, tx: &Tx<'_>) -> ApiResult<Applied> {
         journal::post_all(tx, &self.entries).await?;
         record(tx, &self.notices).await?;
-        let lines = move_lines(tx, &self.lines).await?;
-        banks::release_many(tx, &self.exposure_freed).await?;
-        Ok(Applied { holds: self.holds, lines })
+        Ok(Applied { holds, lines })
     }
 }
 
