@@ -491,6 +491,40 @@ async fn a_rerun_after_a_crash_changes_nothing_on_the_chunks_already_applied() {
     w.verify_ok().await;
 }
 
+/// The chunks of a run overlap (the next one is locked, loaded and decided while the one before
+/// applies): with the first chunk held up (its plan locked by another transaction for half a
+/// second), the next one, on the same credit line, is decided first yet waits, and the day's
+/// conversions are booked and told in the plans' creation order (API.md §8).
+#[actix_web::test]
+async fn a_slow_chunk_keeps_the_journal_and_the_notices_in_creation_order() {
+    let app = TestApp::start_with(|s| s.eod.chunk_size = 1).await;
+    let w = Life::with_app(app, json!({})).await;
+    let mut plans = Vec::new();
+    for n in 1..=6 {
+        plans.push(w.funded_on(n, "2027-01-31").await.0);
+    }
+    let mut locker = w.app.db().await;
+    let holding = locker.transaction().await.unwrap();
+    holding.execute("SELECT 1 FROM plans WHERE id = $1 FOR UPDATE", &[&plans[0]]).await.unwrap();
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        holding.commit().await.unwrap();
+    };
+    let (converted, ()) = tokio::join!(w.eod("2027-03-03"), release);
+    let converted = converted.expect(200);
+    assert_eq!(converted["compensations"]["count"], 6, "{converted}");
+    let db = w.app.db().await;
+    let column = |q: &'static str| {
+        let db = &db;
+        async move { db.query(q, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect::<Vec<String>>() }
+    };
+    let booked = column("SELECT plan_id FROM journal_entries WHERE kind = 'default.compensated' ORDER BY id").await;
+    assert_eq!(booked, plans, "conversions booked in the plans' creation order");
+    let told = column("SELECT data->>'plan_id' FROM notices WHERE type = 'default.compensated' ORDER BY seq").await;
+    assert_eq!(told, plans, "the banks told in the same order, by notice id");
+    w.verify_ok().await;
+}
+
 #[actix_web::test]
 async fn fee_priced_plans_allocate_fee_before_principal_and_replay_repayments() {
     let w = Life::new(json!({"pricing": "fee", "terms": [{"months": 12, "rate": "0.06"}]})).await;
