@@ -1696,3 +1696,22 @@ async fn hostile_input_never_answers_5xx() {
     expect_field(&app.admin_get("/v1/admin/stores?limit=%00").await, 422, "invalid_request", "limit");
     assert_eq!(count(&app, "SELECT count(*) FROM providers").await, 0);
 }
+
+/// A statement given settings of its own (`db::query_with_settings`, what the aging and the day's
+/// reports run with) runs with them, and its transaction has its own back afterwards.
+#[actix_web::test]
+async fn a_statement_with_settings_of_its_own_leaves_its_transaction_as_it_was() {
+    let app = TestApp::start().await;
+    let mut db = app.db().await;
+    let tx = db.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL work_mem = '5MB'").await.unwrap();
+    let read = "SELECT current_setting('jit'), current_setting('work_mem'), current_setting('max_parallel_workers_per_gather')";
+    let three = |rows: Vec<tokio_postgres::Row>| -> (String, String, String) { (rows[0].get(0), rows[0].get(1), rows[0].get(2)) };
+    let before = three(tx.query(read, &[]).await.unwrap());
+    assert_eq!((before.0.as_str(), before.1.as_str()), ("on", "5MB"), "the server's JIT, the transaction's work_mem");
+    let settings = [("jit", "off"), ("work_mem", "7MB"), ("max_parallel_workers_per_gather", "0")];
+    let during = three(creditphone::db::query_with_settings(&tx, &settings, read, &[]).await.unwrap());
+    assert_eq!(during, ("off".to_string(), "7MB".to_string(), "0".to_string()), "the statement ran with its own");
+    assert_eq!(three(tx.query(read, &[]).await.unwrap()), before, "and the transaction has its own back");
+    tx.rollback().await.unwrap();
+}

@@ -110,26 +110,41 @@ pub async fn transaction_time(tx: &Tx<'_>) -> Result<chrono::DateTime<chrono::Ut
     Ok(tx.query_one("SELECT now()", &[]).await?.get(0))
 }
 
-/// Runs one report statement with JIT and parallel workers off for it alone, then puts both back
-/// as they were (set for the caller's transaction; outside one each statement is its own, and the
-/// statement runs with the server's settings). For the day's reports that end of day renders over a
-/// large book (`reports::movements`, `settlement::movements`): their plans, lookups by key for each
-/// of the day's rows, cost enough to be compiled, which took longer than running them; parallel
-/// workers gained at most a few percent over the bench's book, and end of day renders these while
-/// autovacuum works through the day's changes, where the aging's parallel plan waited for its
-/// workers (`ops::aging`). More `work_mem` changed neither measurably, so it is left alone.
-pub async fn query_without_jit(c: &impl Db, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let was = c
-        .query_one(
-            "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather'),
-                    set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)",
-            &[],
-        )
-        .await?;
-    let (jit, parallel): (String, String) = (was.get(0), was.get(1));
+/// Runs one statement with server settings of its own (`(name, value)`), then puts each back as it
+/// was: set for the caller's transaction, so outside one (each statement its own) the statement
+/// runs with the server's settings. The one way a statement here is given settings of its own:
+/// the aging ([`ops::aging`]) and the day's reports ([`query_without_jit`]).
+pub async fn query_with_settings(
+    c: &impl Db,
+    settings: &[(&str, &str)],
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    const SET: &str = "SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)";
+    let names: Vec<&str> = settings.iter().map(|(n, _)| *n).collect();
+    let values: Vec<&str> = settings.iter().map(|(_, v)| *v).collect();
+    let was: Vec<String> = c
+        .query("SELECT current_setting(n) FROM unnest($1::text[]) WITH ORDINALITY AS s(n, i) ORDER BY i", &[&names])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(was.len(), names.len(), "one value read per setting");
+    c.query(SET, &[&names, &values]).await?;
     let rows = c.query(sql, params).await?;
-    c.query_one("SELECT set_config('jit', $1, true), set_config('max_parallel_workers_per_gather', $2, true)", &[&jit, &parallel]).await?;
+    c.query(SET, &[&names, &was]).await?;
     Ok(rows)
+}
+
+/// Runs one report statement with JIT and parallel workers off ([`query_with_settings`]). For the
+/// day's reports that end of day renders over a large book (`reports::movements`,
+/// `settlement::movements`): their plans, lookups by key for each of the day's rows, cost enough
+/// to be compiled, which took longer than running them; parallel workers gained at most a few
+/// percent over the bench's book, and end of day renders these while autovacuum works through the
+/// day's changes, where the aging's parallel plan waited for its workers (`ops::aging`). More
+/// `work_mem` changed neither measurably, so it is left alone.
+pub async fn query_without_jit(c: &impl Db, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, tokio_postgres::Error> {
+    query_with_settings(c, &[("jit", "off"), ("max_parallel_workers_per_gather", "0")], sql, params).await
 }
 
 /// A statement that answered more rows (or fewer) than its caller's `query_one`/`query_opt` allow

@@ -141,29 +141,16 @@ pub async fn provider_books(c: &impl Db) -> Result<Vec<ProviderBook>, tokio_post
 /// [`aging_summed`] is the same answer summed over every open installment.
 pub async fn aging(c: &impl Db, as_of: NaiveDate, bank_id: Option<&str>) -> Result<Vec<AgingRow>, tokio_postgres::Error> {
     let thresholds: Vec<i32> = THRESHOLDS.to_vec();
-    // For this statement only, then as they were (inside the caller's transaction; outside one
-    // each statement is its own): JIT off, since the planner costs the late plans' lookups high
-    // enough to compile it, which took longer (about 1.5 s) than running it; room for the late
-    // plans' grouping (100,000 late plans took 7 MB), which at the default 4 MB spills to disk;
+    // For this statement only ([`super::query_with_settings`]): JIT off, since the planner costs
+    // the late plans' lookups high enough to compile it, which took longer (about 1.5 s) than
+    // running it; room for the late plans' grouping (100,000 late plans took 7 MB), which at the
+    // default 4 MB spills to disk;
     // and no parallel workers: end of day takes this snapshot while autovacuum works through
     // what the day changed, and on 2 cores a parallel plan waited for its workers (the bench's
     // nothing-due day 0.39-0.53 s with them, 0.31 s without; the aging over HTTP 578-606 ms
     // with them, 550 ms without).
-    let was = c
-        .query_one(
-            "SELECT current_setting('jit'), current_setting('work_mem'), current_setting('max_parallel_workers_per_gather'),
-                    set_config('jit', 'off', true), set_config('work_mem', $1, true),
-                    set_config('max_parallel_workers_per_gather', '0', true)",
-            &[&AGING_WORK_MEM],
-        )
-        .await?;
-    let (jit, work_mem, parallel): (String, String, String) = (was.get(0), was.get(1), was.get(2));
-    let rows = c.query(AGING_FROM_LATE_PLANS, &[&as_of, &bank_id, &thresholds]).await?;
-    c.query_one(
-        "SELECT set_config('jit', $1, true), set_config('work_mem', $2, true), set_config('max_parallel_workers_per_gather', $3, true)",
-        &[&jit, &work_mem, &parallel],
-    )
-    .await?;
+    let settings = [("jit", "off"), ("work_mem", AGING_WORK_MEM), ("max_parallel_workers_per_gather", "0")];
+    let rows = super::query_with_settings(c, &settings, AGING_FROM_LATE_PLANS, &[&as_of, &bank_id, &thresholds]).await?;
     Ok(rows.iter().map(aging_row).collect())
 }
 
