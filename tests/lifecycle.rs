@@ -31,6 +31,17 @@ impl Life {
         Self::with_app(TestApp::start().await, product_extra).await
     }
 
+    /// A service whose end of day takes `chunk_size` plans a transaction, and `plans` plans funded
+    /// on 2027-01-31 on the one line, in creation order.
+    async fn funded_in_chunks(chunk_size: u32, plans: u32) -> (Life, Vec<String>) {
+        let w = Life::with_app(TestApp::start_with(|s| s.eod.chunk_size = chunk_size).await, json!({})).await;
+        let mut ids = Vec::new();
+        for n in 1..=plans {
+            ids.push(w.funded_on(n, "2027-01-31").await.0);
+        }
+        (w, ids)
+    }
+
     async fn with_app(app: TestApp, product_extra: Value) -> Life {
         let w = World::standard().product_extra(product_extra).build(&app).await;
         let (store, bank, provider) = (w.store().clone(), w.bank().clone(), w.provider().clone());
@@ -426,12 +437,7 @@ async fn a_repayment_racing_end_of_day_on_the_same_plan_is_never_applied_twice()
 
 #[actix_web::test]
 async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
-    let app = TestApp::start_with(|s| s.eod.chunk_size = 1).await;
-    let w = Life::with_app(app, json!({})).await;
-    let mut plans = Vec::new();
-    for n in 1..=5 {
-        plans.push(w.funded_on(n, "2027-01-31").await.0);
-    }
+    let (w, plans) = Life::funded_in_chunks(1, 5).await;
     // Fail the transaction of the third plan in processing order (chunks of one plan): end of day
     // converts plans in the order of their creation (API.md §8), the order they were funded here.
     let db = w.app.db().await;
@@ -463,12 +469,7 @@ async fn a_crash_mid_batch_leaves_whole_chunks_and_a_rerun_finishes_the_job() {
 /// notice or conversion, exactly what one clean run books.
 #[actix_web::test]
 async fn a_rerun_after_a_crash_changes_nothing_on_the_chunks_already_applied() {
-    let app = TestApp::start_with(|s| s.eod.chunk_size = 2).await;
-    let w = Life::with_app(app, json!({})).await;
-    let mut plans = Vec::new();
-    for n in 1..=7 {
-        plans.push(w.funded_on(n, "2027-01-31").await.0);
-    }
+    let (w, plans) = Life::funded_in_chunks(2, 7).await;
     // The third chunk (plans 5 and 6) fails; the fourth is loaded meanwhile and must not apply.
     let db = w.app.db().await;
     crash_on_updates_of(&db, &plans[5]).await;
@@ -497,12 +498,7 @@ async fn a_rerun_after_a_crash_changes_nothing_on_the_chunks_already_applied() {
 /// conversions are booked and told in the plans' creation order (API.md §8).
 #[actix_web::test]
 async fn a_slow_chunk_keeps_the_journal_and_the_notices_in_creation_order() {
-    let app = TestApp::start_with(|s| s.eod.chunk_size = 1).await;
-    let w = Life::with_app(app, json!({})).await;
-    let mut plans = Vec::new();
-    for n in 1..=6 {
-        plans.push(w.funded_on(n, "2027-01-31").await.0);
-    }
+    let (w, plans) = Life::funded_in_chunks(1, 6).await;
     let mut locker = w.app.db().await;
     let holding = locker.transaction().await.unwrap();
     holding.execute("SELECT 1 FROM plans WHERE id = $1 FOR UPDATE", &[&plans[0]]).await.unwrap();

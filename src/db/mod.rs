@@ -120,19 +120,23 @@ pub async fn query_with_settings(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
-    const SET: &str = "SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)";
     let names: Vec<&str> = settings.iter().map(|(n, _)| *n).collect();
     let values: Vec<&str> = settings.iter().map(|(_, v)| *v).collect();
+    // Read and set in one round trip: set_config, volatile, is computed after the ORDER BY, so
+    // after every current_setting (stable) has been read.
     let was: Vec<String> = c
-        .query("SELECT current_setting(n) FROM unnest($1::text[]) WITH ORDINALITY AS s(n, i) ORDER BY i", &[&names])
+        .query(
+            "SELECT current_setting(n), set_config(n, v, true)
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(n, v, i) ORDER BY i",
+            &[&names, &values],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
     assert_eq!(was.len(), names.len(), "one value read per setting");
-    c.query(SET, &[&names, &values]).await?;
     let rows = c.query(sql, params).await?;
-    c.query(SET, &[&names, &was]).await?;
+    c.query("SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)", &[&names, &was]).await?;
     Ok(rows)
 }
 
