@@ -13,7 +13,9 @@ pub struct Metrics {
     pub pool_waiting: IntGauge,
     pub job_runs: IntCounterVec,
     pub gauges: IntGaugeVec,
-    /// Notices by delivery state (`pending`, `delivered`, `dead`, `pull_only`), refreshed by the delivery workers.
+    /// Notices `pending` and `dead` (delivery's backlog and what it gave up on), refreshed by the
+    /// delivery workers. Not `delivered` nor `pull_only`: counting every notice ever written is a
+    /// scan of a table that only grows (`notice_attempts` counts deliveries).
     pub notices: IntGaugeVec,
     /// Webhook attempts by outcome (`delivered`, `failed`, `dead`).
     pub notice_attempts: IntCounterVec,
@@ -63,7 +65,7 @@ impl Metrics {
             pool_waiting: gauge(r, "db_pool_waiting", "Requests waiting for a connection"),
             job_runs: counters(r, "job_runs_total", "Background job runs, by job and outcome", &["job", "outcome"]),
             gauges: gauges(r, "state", "Counts of things by kind (notices by state, ...)", &["kind"]),
-            notices: gauges(r, "notices", "Notices by delivery state", &["state"]),
+            notices: gauges(r, "notices", "Notices pending delivery and dead (given up on), by state", &["state"]),
             notice_attempts: counters(r, "notice_attempts_total", "Webhook delivery attempts, by outcome", &["outcome"]),
             notice_attempt_duration: histograms(
                 r,

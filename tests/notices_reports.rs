@@ -9,6 +9,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use common::world::{World, merged, order_body, partner_body, product_body};
 use common::{Resp, TestApp};
 use creditphone::config::Settings;
+use creditphone::db::notices::{BacklogCounts, backlog_counts};
 use creditphone::jobs::Jobs;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -324,7 +325,8 @@ async fn webhooks_are_signed_in_creation_order_and_carry_the_feed_item() {
     let text = metrics(&w.app).await;
     assert!(text.contains("creditphone_notice_attempts_total{outcome=\"delivered\"} 8"), "{text}");
     assert!(text.contains("creditphone_notice_delivery_latency_seconds_count{recipient_kind=\"bank\"} 4"), "{text}");
-    assert!(text.contains("creditphone_notices{state=\"delivered\"}"), "{text}");
+    assert!(text.contains("creditphone_notices{state=\"pending\"}"), "{text}");
+    assert!(!text.contains("creditphone_notices{state=\"delivered\"}"), "delivered notices are not counted: {text}");
     w.stop_jobs().await;
     bank_rx.stop().await;
     prov_rx.stop().await;
@@ -376,6 +378,7 @@ async fn a_receiver_that_never_accepts_makes_notices_dead_and_redelivery_brings_
     assert_eq!(rx.hits_of(&bank_id).len(), 3, "3 attempts in all");
     assert!(rx.hits().iter().all(|h| h.path == "/hook"), "redirects are not followed");
     assert_eq!(w.admin_notices("state=dead").await.len(), 1);
+    assert_eq!(backlog_counts(&w.app.db().await).await.unwrap(), BacklogCounts { pending: 0, dead: 1 });
 
     // Redelivery: admin only, known ids only; then pending from attempt one, due now.
     let path = format!("/v1/admin/notices/{bank_id}/redeliver");
@@ -391,6 +394,7 @@ async fn a_receiver_that_never_accepts_makes_notices_dead_and_redelivery_brings_
     );
     wait_for("the redelivered notice", Duration::from_secs(5), async || w.notice(&bank_id).await["state"] == "delivered").await;
     assert_eq!(w.notice(&bank_id).await["attempts"], 1);
+    assert_eq!(backlog_counts(&w.app.db().await).await.unwrap(), BacklogCounts { pending: 0, dead: 0 }, "delivered at last");
 
     // A pull-only notice: refused while its recipient has no webhook_url, delivered once it has one.
     let hold_placed = w.admin_notices("recipient=provider:wld").await.remove(0);
@@ -785,8 +789,12 @@ async fn a_lost_instance_or_a_restart_loses_nothing() {
     w.order(1).await;
     w.order(2).await;
     let bank_ids = ids(&w.admin_notices("recipient=bank:bk").await);
+    // The backlog gauge counts pending notices before they have a position and after.
+    let mut db = w.app.db().await;
+    assert_eq!(backlog_counts(&db).await.unwrap(), BacklogCounts { pending: 2, dead: 0 }, "not yet positioned");
+    assert!(creditphone::db::notices::position_new(&mut db).await.unwrap() >= 2, "the two bank notices among them");
+    assert_eq!(backlog_counts(&db).await.unwrap(), BacklogCounts { pending: 2, dead: 0 }, "positioned");
     // An instance died holding the bank's lane, in the middle of an attempt at the first notice.
-    let db = w.app.db().await;
     db.execute("UPDATE notices SET attempts = 1, next_attempt_at = now() + interval '2 seconds' WHERE id = $1", &[&bank_ids[0]])
         .await
         .unwrap();

@@ -427,10 +427,28 @@ pub async fn give_back_attempts(c: &impl Db, started: &[(i64, i32, Option<&str>)
     .await
 }
 
-/// How many notices are in each delivery state.
-pub async fn counts_by_state(c: &impl Db) -> Result<Vec<(NoticeState, i64)>, tokio_postgres::Error> {
-    let rows = c.query("SELECT state, count(*) FROM notices GROUP BY state", &[]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+/// The notices operations act on: `pending` (delivery's backlog) and `dead` (given up on). Each
+/// part is read through a partial index holding only its own rows (notices_pending_lane_pos,
+/// notices_unpositioned, notices_dead), so the count costs what the backlog is, not what every
+/// notice ever written is: counting all states scanned the whole table every 10 s, a burst of
+/// CPU that grew with the table and was the order open loop's slowest seconds.
+pub async fn backlog_counts(c: &impl Db) -> Result<BacklogCounts, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM notices WHERE state = 'pending' AND pos IS NOT NULL)
+                  + (SELECT count(*) FROM notices WHERE state = 'pending' AND pos IS NULL),
+                    (SELECT count(*) FROM notices WHERE state = 'dead')",
+            &[],
+        )
+        .await?;
+    Ok(BacklogCounts { pending: row.get(0), dead: row.get(1) })
+}
+
+/// What `backlog_counts` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BacklogCounts {
+    pub pending: i64,
+    pub dead: i64,
 }
 
 /// How many recipients are marked slow (served only by the slow workers).

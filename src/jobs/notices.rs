@@ -216,14 +216,13 @@ async fn release(ctx: &Ctx, lane: &Lane, slow: Option<bool>) {
 
 async fn refresh_gauges(state: &Deps) {
     let counts = match state.pool.get().await {
-        Ok(client) => async { Ok::<_, Error>((db::counts_by_state(&*client).await?, db::count_slow_lanes(&*client).await?)) }.await,
+        Ok(client) => async { Ok::<_, Error>((db::backlog_counts(&*client).await?, db::count_slow_lanes(&*client).await?)) }.await,
         Err(e) => Err(e.into()),
     };
     match counts {
         Ok((counts, slow)) => {
             state.metrics.notice_slow_recipients.set(slow);
-            for s in NoticeState::ALL {
-                let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+            for (s, n) in [(NoticeState::Pending, counts.pending), (NoticeState::Dead, counts.dead)] {
                 state.metrics.notices.with_label_values(&[s.as_str()]).set(n);
             }
         }
