@@ -512,6 +512,7 @@ fn source_revision() -> String {
 fn print_obs(obs: &observe::Observation, n: u64, unit: &str) {
     println!("   {}", obs.cpu_line());
     println!("   {}", obs.waits_line(6));
+    println!("   {}", obs.maintenance_line(8));
     println!("   database {}", obs.db.per(n, unit));
     if let Some(line) = obs.wal_kinds_line(n, unit, 6) {
         println!("   {line}");

@@ -91,6 +91,68 @@ pub struct Observation {
     /// The phase's WAL by record type (`pg_waldump --stats=record`), most bytes first; empty when
     /// it was too much to read back or could not be read.
     pub wal_kinds: Vec<WalKind>,
+    /// The autovacuums and autoanalyzes that ended within the phase, from the server's log.
+    pub maintenance: Vec<Maintenance>,
+}
+
+/// An autovacuum or autoanalyze the server logged (`log_autovacuum_min_duration` 0): what ran
+/// beside the phase's own work, on the same cores, to place against its slow seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maintenance {
+    /// `vacuum` or `analyze`.
+    pub kind: String,
+    pub table: String,
+    /// When it started, seconds from the phase's start (negative: before it), and how long it ran.
+    pub from_secs: f64,
+    pub elapsed_secs: f64,
+    /// Its CPU time, user and system.
+    pub cpu_secs: f64,
+}
+
+/// At most this many log lines are read for one autovacuum's figures (PostgreSQL 15 writes 9).
+const MAINTENANCE_DETAIL_MAX_LINES: usize = 16;
+
+/// The autovacuums and autoanalyzes in `log` (the server's, from the phase's start on), each
+/// placed against `phase_start`. Best effort: an entry without its `system usage` line is left out.
+pub fn maintenance_in(log: &str, phase_start: chrono::DateTime<chrono::Utc>) -> Vec<Maintenance> {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some((at, rest)) = line.split_once(" UTC [") else { continue };
+        let Some((_, message)) = rest.split_once("] LOG:  automatic ") else { continue };
+        let Some((kind, table)) = message.split_once(" of table \"") else { continue };
+        let Ok(ended) = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S%.3f") else { continue };
+        let detail = lines[i + 1..].iter().take(MAINTENANCE_DETAIL_MAX_LINES).take_while(|l| l.starts_with('\t'));
+        let Some(usage) = detail.filter_map(|l| l.trim().strip_prefix("system usage: CPU: ")).next() else { continue };
+        let figure = |name: &str| -> Option<f64> { usage.split(", ").find_map(|p| p.strip_prefix(name)?.strip_suffix(" s")?.parse().ok()) };
+        let (Some(user), Some(system), Some(elapsed)) = (figure("user: "), figure("system: "), figure("elapsed: ")) else { continue };
+        let ended_secs = (ended.and_utc() - phase_start).num_milliseconds() as f64 / 1000.0;
+        let table = table.trim_end_matches(|c| c != '"').trim_end_matches('"');
+        found.push(Maintenance {
+            kind: kind.to_string(),
+            // `orders.public.notices` → `orders.notices`: the database tells the order phases'
+            // tables from pgbench's, kept beside them.
+            table: match (table.split('.').next(), table.rsplit('.').next()) {
+                (Some(db), Some(name)) if db != name => format!("{db}.{name}"),
+                _ => table.to_string(),
+            },
+            from_secs: ended_secs - elapsed,
+            elapsed_secs: elapsed,
+            cpu_secs: user + system,
+        });
+    }
+    found
+}
+
+/// The part of the file at `path` from byte `offset` on (empty when it cannot be read).
+fn read_from(path: &std::path::Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_to_string(&mut text)
+    });
+    if read.is_err() { String::new() } else { text }
 }
 
 /// One record type's share of a phase's WAL.
@@ -200,6 +262,26 @@ impl Observation {
         Some(format!("WAL by record type per {unit} (`pg_waldump --stats=record` over the phase, most bytes first): {}", parts.join(", ")))
     }
 
+    /// The phase's autovacuums and autoanalyzes, the first `n` in the order they started.
+    pub fn maintenance_line(&self, n: usize) -> String {
+        let cpu: f64 = self.maintenance.iter().map(|m| m.cpu_secs).sum();
+        let mut runs: Vec<&Maintenance> = self.maintenance.iter().collect();
+        runs.sort_by(|a, b| a.from_secs.total_cmp(&b.from_secs));
+        let parts: Vec<String> = runs
+            .iter()
+            .take(n)
+            .map(|m| format!("{} `{}` at {:.1} s for {:.2} s (CPU {:.2} s)", m.kind, m.table, m.from_secs, m.elapsed_secs, m.cpu_secs))
+            .collect();
+        match runs.len() {
+            0 => "autovacuum (the server's log): none in the phase".to_string(),
+            k => format!(
+                "autovacuum (the server's log): {k} runs, {cpu:.2} s of CPU in all; {}{}",
+                parts.join(", "),
+                if k > n { format!(", and {} more", k - n) } else { String::new() }
+            ),
+        }
+    }
+
     pub fn waits_line(&self, n: usize) -> String {
         let parts: Vec<String> = self.waits.iter().take(n).map(|(k, v)| format!("{k} {v:.1}")).collect();
         format!("sessions (avg): {}", if parts.is_empty() { "-".to_string() } else { parts.join(", ") })
@@ -220,6 +302,9 @@ pub struct Observer {
     /// Where the phase's WAL starts, and how to read it back (`pg_waldump`, the cluster's `pg_wal`).
     wal_from: String,
     waldump: (PathBuf, PathBuf),
+    /// The server's log, where it stood at the start, and the start in UTC (the log's clock).
+    pg_log: (PathBuf, u64),
+    started_utc: chrono::DateTime<chrono::Utc>,
 }
 
 impl Observer {
@@ -240,9 +325,13 @@ impl Observer {
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = tokio::spawn(sample(sampler_client, db.to_string(), stop.clone()));
         // The server's log (`--keep`) has UTC times: this places its entries in the phase.
-        println!("   measured from {} UTC", chrono::Utc::now().format("%H:%M:%S%.3f"));
+        let pg_log = (cluster.log_path().to_path_buf(), std::fs::metadata(cluster.log_path()).map_or(0, |m| m.len()));
+        let started_utc = chrono::Utc::now();
+        println!("   measured from {} UTC", started_utc.format("%H:%M:%S%.3f"));
         let postmaster_pid = cluster.postmaster_pid();
         Ok(Observer {
+            pg_log,
+            started_utc,
             started: Instant::now(),
             cpu0: CpuSnapshot::take(service_pids, postmaster_pid),
             service_pids: service_pids.to_vec(),
@@ -286,7 +375,8 @@ impl Observer {
         };
         let wal_to: String = self.counters.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await?.get(0);
         let wal_kinds = if db.wal_bytes <= WALDUMP_MAX_BYTES { wal_kinds(&self.waldump, &self.wal_from, &wal_to) } else { Vec::new() };
-        Ok(Observation { wall_secs: wall, db, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements, wal_kinds })
+        let maintenance = maintenance_in(&read_from(&self.pg_log.0, self.pg_log.1), self.started_utc);
+        Ok(Observation { wall_secs: wall, db, cpu: self.cpu0.until(&cpu1, wall), waits, samples, statements, wal_kinds, maintenance })
     }
 }
 
@@ -429,6 +519,37 @@ impl CpuSnapshot {
             bench: per(self.bench, later.bench),
             machine: per(self.machine_busy, later.machine_busy),
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod maintenance_tests {
+    use super::{Maintenance, maintenance_in};
+
+    const LOG: &str = "2026-12-07 04:16:17.460 UTC [4242] LOG:  automatic analyze of table \"orders.public.journal_entries\"
+\tavg read rate: 0.000 MB/s, avg write rate: 0.000 MB/s
+\tbuffer usage: 30218 hits, 0 misses, 0 dirtied
+\tsystem usage: CPU: user: 0.18 s, system: 0.01 s, elapsed: 0.20 s
+2026-12-07 04:16:18.100 UTC [4243] LOG:  checkpoint starting: time
+2026-12-07 04:16:18.550 UTC [4244] LOG:  automatic vacuum of table \"orders.public.notices\": index scans: 1
+\tpages: 0 removed, 30125 remain, 30125 scanned (100.00% of total)
+\tsystem usage: CPU: user: 0.70 s, system: 0.05 s, elapsed: 0.83 s
+2026-12-07 04:16:19.000 UTC [4245] LOG:  automatic vacuum of table \"orders.public.orders\": index scans: 0
+";
+
+    #[test]
+    fn autovacuums_are_placed_in_the_phase_with_their_cpu() {
+        let start = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap().and_hms_milli_opt(4, 16, 10, 0).unwrap().and_utc();
+        let found = maintenance_in(LOG, start);
+        let expected = [("analyze", "orders.journal_entries", 7.26, 0.20, 0.19), ("vacuum", "orders.notices", 7.72, 0.83, 0.75)];
+        assert_eq!(found.len(), expected.len(), "the last entry has no usage line: left out; {found:?}");
+        for (m, (kind, table, from, elapsed, cpu)) in found.iter().zip(expected) {
+            let Maintenance { kind: k, table: t, .. } = m;
+            assert_eq!((k.as_str(), t.as_str()), (kind, table));
+            for (got, want) in [(m.from_secs, from), (m.elapsed_secs, elapsed), (m.cpu_secs, cpu)] {
+                assert!((got - want).abs() < 1e-9, "{m:?}");
+            }
         }
     }
 }

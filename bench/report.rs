@@ -626,6 +626,7 @@ fn obs_md(s: &mut String, o: &Observation, who: &str, work: Option<(u64, &str)>)
             parts.join(", ")
         );
     }
+    let _ = writeln!(s, "- {}.", capitalized(&o.maintenance_line(12)));
     if !o.statements.is_empty() {
         let _ = writeln!(s, "- Statements by total time (`pg_stat_statements`):\n");
         let _ = writeln!(s, "  | calls | total ms | mean ms | statement |");
@@ -920,4 +921,10 @@ pub fn markdown(r: &Results) -> String {
         p.notices
     );
     s
+}
+
+/// `text` with its first letter upper case (a report line's start).
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }

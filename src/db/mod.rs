@@ -346,6 +346,10 @@ pub fn make_pool(mut pg: tokio_postgres::Config, size: usize, timeout: Duration,
             Ok(())
         }))
         .max_size(size)
+        // The connection freed last is handed out next: under moderate load a few connections do
+        // the work, so after an ANALYZE (which invalidates the cached plans of its table's
+        // statements in every session) only those few plan again, not each of the pool's.
+        .queue_mode(deadpool_postgres::QueueMode::Lifo)
         .wait_timeout(Some(timeout))
         .create_timeout(Some(timeout))
         .recycle_timeout(Some(timeout))
