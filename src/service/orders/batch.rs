@@ -367,9 +367,12 @@ async fn read(tx: &Tx<'_>, jobs: &[Job], created_on: NaiveDate) -> Result<(World
     callers.dedup_by_key(|c| c.0);
     let products = futures_util::future::try_join_all(product_ids.iter().map(|id| db::setup::get_product(tx, id)));
     let sellers = futures_util::future::try_join_all(callers.iter().map(|c| super::read_seller(tx, c.1)));
-    let (claims, (), taken, products, sellers, routing, booked_on, lines, confirming, stripes, now) = futures_util::try_join!(
-        db::idempotency::claim_many(tx, &keys),
+    // Sent in this order on the connection: the setting first, so that every statement after it
+    // in the pipeline runs on its cached generic plan (sent after the claims, it left 4 in 9 of
+    // them planned again on every call).
+    let ((), claims, taken, products, sellers, routing, booked_on, lines, confirming, stripes, now) = futures_util::try_join!(
         tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
+        db::idempotency::claim_many(tx, &keys),
         db::orders::out_order_nos_taken(tx, &nos),
         products,
         sellers,
