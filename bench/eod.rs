@@ -505,15 +505,7 @@ async fn run_once(cluster: &Cluster, pool: &deadpool_postgres::Pool, date: Naive
 /// The auto_explain entries (`LOG:  duration: … plan:` and its tab-indented lines) written to the
 /// server's log after `offset`; at most 4, each cut to 40 lines.
 fn slow_plans(pg_log: &Path, offset: u64) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut text = String::new();
-    let read = std::fs::File::open(pg_log).and_then(|mut f| {
-        f.seek(SeekFrom::Start(offset))?;
-        f.read_to_string(&mut text)
-    });
-    if read.is_err() {
-        return Vec::new();
-    }
+    let text = crate::observe::read_from(pg_log, offset);
     let mut plans: Vec<Vec<&str>> = Vec::new();
     let mut current: Option<Vec<&str>> = None;
     for line in text.lines() {

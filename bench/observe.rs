@@ -145,7 +145,7 @@ pub fn maintenance_in(log: &str, phase_start: chrono::DateTime<chrono::Utc>) -> 
 }
 
 /// The part of the file at `path` from byte `offset` on (empty when it cannot be read).
-fn read_from(path: &std::path::Path, offset: u64) -> String {
+pub fn read_from(path: &std::path::Path, offset: u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let mut text = String::new();
     let read = std::fs::File::open(path).and_then(|mut f| {

@@ -430,8 +430,8 @@ pub async fn give_back_attempts(c: &impl Db, started: &[(i64, i32, Option<&str>)
 /// The notices operations act on: `pending` (delivery's backlog) and `dead` (given up on). Each
 /// part is read through a partial index holding only its own rows (notices_pending_lane_pos,
 /// notices_unpositioned, notices_dead), so the count costs what the backlog is, not what every
-/// notice ever written is: counting all states scanned the whole table every 10 s, a burst of
-/// CPU that grew with the table and was the order open loop's slowest seconds.
+/// notice ever written is: counting all states scanned the whole table every 10 s on every
+/// instance (182 ms a scan in the bench's notices phase), a cost that grew with the table.
 pub async fn backlog_counts(c: &impl Db) -> Result<BacklogCounts, tokio_postgres::Error> {
     let row = c
         .query_one(
