@@ -110,7 +110,10 @@ async fn resolve(state: &AppState, req: &ServiceRequest) -> ApiResult<Caller> {
         return Ok(Caller { principal: Principal::admin(), key_id: None, rate_limit_per_minute: None });
     }
     let client = state.pool.get().await?;
-    let found = db::api_keys::find_active_by_hash(&**client, &hash_api_key(key)).await?;
+    // Through the pool's wrapper, whose statements are prepared once per connection: every request
+    // runs this lookup, and the bare client would parse and plan it again each time, in a round
+    // trip of its own before the one that runs it.
+    let found = db::api_keys::find_active_by_hash(&*client, &hash_api_key(key)).await?;
     found.ok_or_else(unauthenticated)
 }
 

@@ -309,7 +309,7 @@ pub async fn admin_key(deps: &Deps, key: &str) -> ApiResult<Option<AdminKey>> {
         return Ok(Some(AdminKey::Bootstrap));
     }
     let client = deps.pool.get().await?;
-    let found = crate::db::api_keys::find_active_by_hash(&**client, &crate::auth::hash_api_key(key)).await?;
+    let found = crate::db::api_keys::find_active_by_hash(&*client, &crate::auth::hash_api_key(key)).await?;
     Ok(found.filter(|c| c.principal.is_admin()).and_then(|c| c.key_id).map(AdminKey::Key))
 }
 
